@@ -1,0 +1,84 @@
+# ngx_mesh: root Makefile.
+#
+#   make run        demo on loopback (registryd + nginx + 3 backends)
+#   make test       unit tests (check) and integration tests (prove)
+#   make test-asan  registryd and its unit tests under ASan + UBSan
+#   make bench      benchmark scripts
+
+BUILD     ?= build
+CC        ?= cc
+PKGS       = libmicrohttpd jansson sqlite3 yaml-0.1 libcurl zlib libpcre2-8
+CFLAGS    ?= -O2 -g
+WARN       = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes
+RD_CFLAGS  = $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -Iregistryd \
+             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+RD_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+
+RD_LIB_SRCS = registryd/rd_log.c registryd/rd_buf.c registryd/rd_util.c \
+              registryd/rd_conf.c registryd/rd_store.c \
+              registryd/rd_store_sqlite.c registryd/rd_registry.c \
+              registryd/rd_snapshot.c registryd/rd_metrics.c \
+              registryd/rd_api.c
+RD_HDRS     = $(wildcard registryd/*.h)
+CHECK_SRCS  = $(wildcard registryd/tests/check_*.c)
+
+MODULE_SRCS = config $(wildcard ngx_mesh_module/*.c ngx_mesh_module/*.h)
+
+.PHONY: all deps registryd module test test-unit test-t test-asan run \
+        bench clean
+
+all: deps registryd module
+
+deps:
+	@bash scripts/deps.sh
+
+registryd: $(BUILD)/registryd $(BUILD)/registryctl
+
+$(BUILD)/registryd: registryd/main.c $(RD_LIB_SRCS) $(RD_HDRS)
+	@mkdir -p $(BUILD)
+	$(CC) $(RD_CFLAGS) -o $@ registryd/main.c $(RD_LIB_SRCS) $(RD_LIBS)
+
+$(BUILD)/registryctl: registryd/registryctl.c $(RD_HDRS)
+	@mkdir -p $(BUILD)
+	$(CC) $(RD_CFLAGS) -o $@ registryd/registryctl.c $(RD_LIBS)
+
+$(BUILD)/check_registryd: $(CHECK_SRCS) $(RD_LIB_SRCS) $(RD_HDRS)
+	@mkdir -p $(BUILD)
+	$(CC) $(RD_CFLAGS) -o $@ $(CHECK_SRCS) $(RD_LIB_SRCS) $(RD_LIBS) \
+	    $(CHECK_LIBS)
+
+module: $(BUILD)/ngx_http_mesh_module.so
+
+$(BUILD)/ngx_http_mesh_module.so: $(MODULE_SRCS)
+	bash scripts/build-module.sh $(BUILD)
+
+test: all $(BUILD)/check_registryd
+	$(MAKE) --no-print-directory test-unit test-t
+
+test-unit: $(BUILD)/check_registryd
+	CK_DEFAULT_TIMEOUT=60 $(BUILD)/check_registryd
+
+test-t:
+	MESH_BUILD=$(abspath $(BUILD)) prove -j2 -Itlib -It/lib t/
+
+# registryd and its unit tests under AddressSanitizer + UBSan, in their own
+# build folder; the daemon's integration tests run against that build too.
+test-asan: deps
+	$(MAKE) --no-print-directory BUILD=build/asan \
+	    CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
+	    build/asan/registryd build/asan/registryctl build/asan/check_registryd
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    CK_FORK=no CK_DEFAULT_TIMEOUT=120 build/asan/check_registryd
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    MESH_BUILD=$(abspath build/asan) MESH_MODULE=$(abspath $(BUILD))/ngx_http_mesh_module.so \
+	    prove -It/lib t/registryd_*.t t/registryctl*.t
+
+run: all
+	bash scripts/run-demo.sh $(BUILD)
+
+bench: all
+	bash scripts/bench-registryd $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install the Debian packages ngx_mesh needs to build, test and run.
+# Idempotent: does nothing when every package is already installed.
+set -euo pipefail
+
+PKGS="build-essential pkg-config perl curl
+      nginx nginx-dev
+      libmicrohttpd-dev libjansson-dev libsqlite3-dev libyaml-dev
+      libcurl4-openssl-dev libpcre2-dev zlib1g-dev libssl-dev
+      check libsubunit-dev
+      wrk"
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
+            | grep -q '^install ok installed$'; then
+        missing="$missing $p"
+    fi
+done
+
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+    echo "deps.sh: missing Debian packages:$missing; run as root" >&2
+    exit 1
+fi
+
+echo "deps.sh: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# Do not let the nginx package start a system nginx on port 80.
+if [ ! -x /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
