@@ -60,7 +60,7 @@ test-unit: $(BUILD)/check_registryd
 	CK_DEFAULT_TIMEOUT=60 $(BUILD)/check_registryd
 
 test-t:
-	MESH_BUILD=$(abspath $(BUILD)) prove -j2 -Itlib -It/lib t/
+	MESH_BUILD=$(abspath $(BUILD)) prove -It/lib t/
 
 # registryd and its unit tests under AddressSanitizer + UBSan, in their own
 # build folder; the daemon's integration tests run against that build too.
