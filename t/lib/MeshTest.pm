@@ -63,8 +63,9 @@ package MeshTest;
 #                            up (with the tail of its log).
 #   registryd_url, registryd_port, registryd_pid, registryd_log (path),
 #   data_dir, token, token_file
-#   stop_registryd           SIGTERM, wait <= 10 s, then SIGKILL; returns the
-#                            wait status ($?: 0 means exit code 0)
+#   stop_registryd(%opt)     SIGTERM (or signal => NAME), wait (timeout =>
+#                            s, default 10), then SIGKILL; returns the wait
+#                            status ($?: 0 means exit code 0)
 #   kill_registryd           SIGKILL and reap
 #   restart_registryd        stop, start again with the same port, data dir,
 #                            token and args
@@ -101,6 +102,13 @@ package MeshTest;
 #                            unless given.  With a token, the bearer is
 #                            added unless the headers carry Authorization
 #                            (an undef Authorization sends none).  Adds {json}.
+#   raw_http(TEXT [, %opt])  sends TEXT as is to registryd (or port => N),
+#                            reads until the server closes (timeout => s,
+#                            default 10); returns a parsed response
+#   parse_http(BYTES)        (function or method) parses a raw HTTP
+#                            response: {status, reason, headers (lower-case
+#                            names), content (de-chunked)}; undef if
+#                            incomplete
 #   encode_json / decode_json
 #
 # CLI
@@ -458,10 +466,11 @@ sub start_registryd {
 }
 
 sub stop_registryd {
-    my ($self, $timeout) = @_;
+    my ($self, %opt) = @_;
     my $rd = delete $self->{registryd} or return undef;
     $self->_reset_ua;
-    return $self->_stop_group($rd->{pid}, 'TERM', $timeout // 10);
+    return $self->_stop_group($rd->{pid}, $opt{signal} // 'TERM',
+                              $opt{timeout} // 10);
 }
 
 sub kill_registryd {
@@ -837,6 +846,77 @@ sub api {
     delete $h{$_} for grep { !defined $h{$_} } keys %h;
 
     return $self->json_req($method, $self->registryd_url . $path, $body, \%h);
+}
+
+sub parse_http {
+    my $bytes = pop;
+    return undef unless defined $bytes;
+
+    $bytes =~ /^(HTTP\/\d\.\d)\s+(\d{3})\s*([^\r\n]*)\r?\n(.*?)\r?\n\r?\n/s
+        or return undef;
+    my $r = { protocol => $1, status => $2, reason => $3, headers => {} };
+    my $body = substr $bytes, $+[0];
+
+    for (split /\r?\n/, $4) {
+        my ($k, $v) = /^([^:]+):\s*(.*?)\s*$/ or next;
+        $k = lc $k;
+        $r->{headers}{$k} = exists $r->{headers}{$k}
+            ? "$r->{headers}{$k}, $v" : $v;
+    }
+
+    if (($r->{headers}{'transfer-encoding'} // '') =~ /chunked/i) {
+        my $out = '';
+        while ($body =~ s/^([0-9a-fA-F]+)[^\r\n]*\r?\n//) {
+            my $size = hex $1;
+            last if $size == 0;
+            return undef if length $body < $size;
+            $out .= substr $body, 0, $size, '';
+            $body =~ s/^\r?\n//;
+        }
+        $body = $out;
+    } elsif (defined(my $len = $r->{headers}{'content-length'})) {
+        return undef if length $body < $len;
+        $body = substr $body, 0, $len;
+    }
+
+    $r->{content} = $body;
+    $r->{json} = eval { $JSON->decode($body) } if length $body;
+    return $r;
+}
+
+sub raw_http {
+    my ($self, $text, %opt) = @_;
+    my $port = $opt{port} // $self->registryd_port;
+    my $timeout = $opt{timeout} // 10;
+
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp', Timeout => $timeout)
+        or return undef;
+    $s->blocking(0);
+
+    my $sel = IO::Select->new($s);
+    my ($in, $end) = ('', time + $timeout);
+
+    # write what the server takes, read what it says, until it closes
+    while (time < $end) {
+        my ($r, $w) = IO::Select->select($sel, length $text ? $sel : undef,
+                                         undef, 0.1);
+        if ($w && @$w && length $text) {
+            my $n = syswrite($s, $text);
+            if (defined $n) {
+                substr($text, 0, $n) = '';
+            } elsif (!$!{EAGAIN}) {
+                $text = '';             # server stopped reading
+            }
+        }
+        if ($r && @$r) {
+            my $n = sysread($s, $in, 65536, length $in);
+            last if !$n && !(defined $n ? 0 : $!{EAGAIN});
+        }
+    }
+
+    close $s;
+    return parse_http($in);
 }
 
 ############################################################################
