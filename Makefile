@@ -9,7 +9,8 @@ BUILD     ?= build
 CC        ?= cc
 PKGS       = libmicrohttpd jansson sqlite3 yaml-0.1 libcurl zlib libpcre2-8
 CFLAGS    ?= -O2 -g
-WARN       = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes
+WARN       = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
+             -Wno-format-truncation
 RD_CFLAGS  = $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -Iregistryd \
              $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 RD_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm

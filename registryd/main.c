@@ -1,0 +1,204 @@
+/*
+ * registryd: the ngx_mesh registry. main() parses arguments, loads the
+ * config, wires the parts together and waits for a signal.
+ */
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "rd_api.h"
+#include "rd_conf.h"
+#include "rd_log.h"
+#include "rd_registry.h"
+#include "rd_store.h"
+
+#define RD_VERSION  "0.1.0"
+
+static const char  rd_usage[] =
+    "usage: registryd [--config FILE] [--listen ADDR:PORT] [--data-dir DIR]\n"
+    "                 [--token-file FILE] [--log-level debug|info|warn|error]"
+    "\n";
+
+
+static int
+rd_parse_args(int argc, char **argv, rd_conf_t *conf)
+{
+    int          i;
+    char         err[RD_ERR_LEN];
+    const char  *opt, *name, *config = NULL;
+
+    static const struct {
+        const char  *flag;
+        const char  *name;
+    } flags[] = {
+        { "--listen", "listen" },
+        { "--data-dir", "data_dir" },
+        { "--token-file", "token_file" },
+        { "--log-level", "log_level" },
+        { NULL, NULL }
+    };
+
+    /* the config file first, so that flags override it */
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "registryd: --config needs a value\n");
+                return -1;
+            }
+            config = argv[++i];
+        }
+    }
+
+    if (config && rd_conf_load_file(conf, config, err) != 0) {
+        fprintf(stderr, "registryd: %s\n", err);
+        return -1;
+    }
+
+    for (i = 1; i < argc; i++) {
+        opt = argv[i];
+
+        if (strcmp(opt, "--config") == 0) {
+            i++;
+            continue;
+        }
+
+        if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
+            fputs(rd_usage, stdout);
+            exit(0);
+        }
+
+        if (strcmp(opt, "--version") == 0) {
+            printf("registryd %s\n", RD_VERSION);
+            exit(0);
+        }
+
+        name = NULL;
+        for (int k = 0; flags[k].flag; k++) {
+            if (strcmp(opt, flags[k].flag) == 0) {
+                name = flags[k].name;
+            }
+        }
+
+        if (name == NULL) {
+            fprintf(stderr, "registryd: unknown option \"%s\"\n%s", opt,
+                    rd_usage);
+            return -1;
+        }
+
+        if (i + 1 >= argc) {
+            fprintf(stderr, "registryd: %s needs a value\n", opt);
+            return -1;
+        }
+
+        if (rd_conf_set(conf, name, argv[++i], err) != 0) {
+            fprintf(stderr, "registryd: %s: %s\n", opt, err);
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+static void
+rd_raise_nofile(rlim_t want)
+{
+    struct rlimit  rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want) {
+        return;
+    }
+
+    rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int             sig, rc = 1;
+    char            err[RD_ERR_LEN];
+    char           *token = NULL;
+    sigset_t        set;
+    rd_api_t       *api = NULL;
+    rd_conf_t       conf;
+    rd_store_t     *store = NULL;
+    rd_registry_t  *reg = NULL;
+
+    rd_conf_init(&conf);
+
+    if (rd_parse_args(argc, argv, &conf) != 0) {
+        rd_conf_free(&conf);
+        return 2;
+    }
+
+    rd_log_level = rd_log_parse_level(conf.log_level);
+
+    if (rd_conf_read_token(&conf, &token, err) != 0) {
+        rd_error("%s", err);
+        goto done;
+    }
+
+    rd_raise_nofile((rlim_t) conf.connection_limit + 64);
+
+    /* signals are taken by sigwait() below, in this thread only */
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    store = rd_store_open("sqlite", conf.data_dir, err);
+    if (store == NULL) {
+        rd_error("%s", err);
+        goto done;
+    }
+
+    reg = rd_registry_create(store, err);
+    if (reg == NULL) {
+        rd_error("%s", err);
+        goto done;
+    }
+
+    if (rd_registry_start(reg, err) != 0) {
+        rd_error("%s", err);
+        goto done;
+    }
+
+    api = rd_api_create(reg, &conf, token, err);
+    if (api == NULL) {
+        rd_error("%s", err);
+        goto done;
+    }
+
+    rd_info("registryd %s listening on %s, data in %s, index %llu, "
+            "%zu instances%s", RD_VERSION, conf.listen, conf.data_dir,
+            (unsigned long long) rd_registry_index(reg), reg->count,
+            token ? ", token required for writes" : "");
+
+    if (sigwait(&set, &sig) == 0) {
+        rd_info("signal %d: stopping", sig);
+    }
+
+    rc = 0;
+
+done:
+
+    rd_api_quiesce(api);
+    rd_registry_stop(reg);      /* answers every queued write */
+    rd_api_free(api);
+    rd_registry_free(reg);
+    rd_store_close(store);
+    free(token);
+    rd_conf_free(&conf);
+
+    if (rc == 0) {
+        rd_info("stopped");
+    }
+
+    return rc;
+}

@@ -1,0 +1,335 @@
+/*
+ * rd_conf: option table, YAML config file, command-line overrides.
+ */
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "rd_conf.h"
+#include "rd_util.h"
+
+typedef enum {
+    RD_OPT_STRING,
+    RD_OPT_HOSTPORT,
+    RD_OPT_LOG_LEVEL,
+    RD_OPT_SIZE,
+    RD_OPT_DURATION,
+    RD_OPT_INT
+} rd_opt_type_e;
+
+typedef struct {
+    const char     *name;
+    rd_opt_type_e   type;
+    size_t          offset;
+    int64_t         min;
+    int64_t         max;
+    const char     *deflt;       /* NULL: unset */
+} rd_opt_t;
+
+#define RD_OFF(f)  offsetof(rd_conf_t, f)
+
+static const rd_opt_t  rd_opts[] = {
+    { "listen", RD_OPT_HOSTPORT, RD_OFF(listen), 0, 0, "127.0.0.1:7770" },
+    { "data_dir", RD_OPT_STRING, RD_OFF(data_dir), 0, 0, "./var/registryd" },
+    { "token_file", RD_OPT_STRING, RD_OFF(token_file), 0, 0, NULL },
+    { "log_level", RD_OPT_LOG_LEVEL, RD_OFF(log_level), 0, 0, "info" },
+    { "max_body", RD_OPT_SIZE, RD_OFF(max_body), 1024, 64 * 1048576,
+      "1m" },
+    { "ttl_scan_interval", RD_OPT_DURATION, RD_OFF(ttl_scan_interval),
+      10, 10000, "100ms" },
+    { "max_wait", RD_OPT_DURATION, RD_OFF(max_wait), 1000, 3600000, "5m" },
+    { "default_wait", RD_OPT_DURATION, RD_OFF(default_wait), 0, 3600000,
+      "30s" },
+    { "connection_limit", RD_OPT_INT, RD_OFF(connection_limit), 16, 1000000,
+      "16384" },
+    { "threads", RD_OPT_INT, RD_OFF(threads), 1, 64, "2" },
+    { NULL, 0, 0, 0, 0, NULL }
+};
+
+
+static const rd_opt_t *
+rd_conf_find(const char *name)
+{
+    const rd_opt_t  *o;
+
+    for (o = rd_opts; o->name; o++) {
+        if (strcmp(o->name, name) == 0) {
+            return o;
+        }
+    }
+
+    return NULL;
+}
+
+
+int
+rd_conf_set(rd_conf_t *conf, const char *name, const char *value, char *err)
+{
+    int              port;
+    char             host[256];
+    char           **sp;
+    int64_t          v, *ip;
+    const rd_opt_t  *o;
+
+    o = rd_conf_find(name);
+    if (o == NULL) {
+        snprintf(err, RD_ERR_LEN, "unknown option \"%s\"", name);
+        return -1;
+    }
+
+    sp = (char **) ((char *) conf + o->offset);
+    ip = (int64_t *) ((char *) conf + o->offset);
+
+    switch (o->type) {
+
+    case RD_OPT_HOSTPORT:
+        if (rd_parse_hostport(value, host, sizeof(host), &port) != 0
+            || rd_addr_valid(host) != 0)
+        {
+            snprintf(err, RD_ERR_LEN,
+                     "%s: \"%s\" is not an IP ADDR:PORT", name, value);
+            return -1;
+        }
+        /* fall through */
+
+    case RD_OPT_STRING:
+        if (value[0] == '\0') {
+            snprintf(err, RD_ERR_LEN, "%s: empty value", name);
+            return -1;
+        }
+        free(*sp);
+        *sp = strdup(value);
+        if (*sp == NULL) {
+            snprintf(err, RD_ERR_LEN, "out of memory");
+            return -1;
+        }
+        return 0;
+
+    case RD_OPT_LOG_LEVEL:
+        if (rd_log_parse_level(value) < 0) {
+            snprintf(err, RD_ERR_LEN, "%s: \"%s\" is not one of debug, info, "
+                     "warn, error", name, value);
+            return -1;
+        }
+        free(*sp);
+        *sp = strdup(value);
+        return *sp ? 0 : -1;
+
+    case RD_OPT_SIZE:
+        v = rd_parse_size(value);
+        break;
+
+    case RD_OPT_DURATION:
+        v = rd_parse_duration(value);
+        break;
+
+    default: /* RD_OPT_INT */
+        v = rd_parse_size(value);
+        if (strpbrk(value, "kKmM")) {
+            v = -1;
+        }
+        break;
+    }
+
+    if (v < 0) {
+        snprintf(err, RD_ERR_LEN, "%s: invalid value \"%s\"", name, value);
+        return -1;
+    }
+
+    if (v < o->min || v > o->max) {
+        snprintf(err, RD_ERR_LEN, "%s: \"%s\" is out of range", name, value);
+        return -1;
+    }
+
+    *ip = v;
+    return 0;
+}
+
+
+void
+rd_conf_init(rd_conf_t *conf)
+{
+    char             err[RD_ERR_LEN];
+    const rd_opt_t  *o;
+
+    memset(conf, 0, sizeof(rd_conf_t));
+
+    for (o = rd_opts; o->name; o++) {
+        if (o->deflt && rd_conf_set(conf, o->name, o->deflt, err) != 0) {
+            fprintf(stderr, "rd_conf: bad default: %s\n", err);
+            abort();
+        }
+    }
+}
+
+
+void
+rd_conf_free(rd_conf_t *conf)
+{
+    const rd_opt_t  *o;
+
+    if (conf == NULL) {
+        return;
+    }
+
+    for (o = rd_opts; o->name; o++) {
+        if (o->type == RD_OPT_STRING || o->type == RD_OPT_HOSTPORT
+            || o->type == RD_OPT_LOG_LEVEL)
+        {
+            char **sp = (char **) ((char *) conf + o->offset);
+            free(*sp);
+            *sp = NULL;
+        }
+    }
+}
+
+
+int
+rd_conf_load_file(rd_conf_t *conf, const char *path, char *err)
+{
+    int            rc = -1, depth = 0, done = 0;
+    FILE          *f;
+    char           key[128], msg[RD_ERR_LEN];
+    yaml_event_t   ev;
+    yaml_parser_t  parser;
+
+    f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, RD_ERR_LEN, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, f);
+    key[0] = '\0';
+
+    while (!done) {
+        if (!yaml_parser_parse(&parser, &ev)) {
+            snprintf(err, RD_ERR_LEN, "%s:%zu: %s", path,
+                     parser.problem_mark.line + 1,
+                     parser.problem ? parser.problem : "invalid YAML");
+            goto fail;
+        }
+
+        switch (ev.type) {
+
+        case YAML_STREAM_END_EVENT:
+            done = 1;
+            break;
+
+        case YAML_MAPPING_START_EVENT:
+            if (++depth > 1 || key[0]) {
+                snprintf(err, RD_ERR_LEN, "%s:%zu: option \"%s\" takes a "
+                         "scalar value", path, ev.start_mark.line + 1, key);
+                yaml_event_delete(&ev);
+                goto fail;
+            }
+            break;
+
+        case YAML_MAPPING_END_EVENT:
+            depth--;
+            break;
+
+        case YAML_SEQUENCE_START_EVENT:
+            snprintf(err, RD_ERR_LEN, "%s:%zu: %s", path,
+                     ev.start_mark.line + 1,
+                     key[0] ? "option takes a scalar value"
+                            : "expected a mapping of options");
+            yaml_event_delete(&ev);
+            goto fail;
+
+        case YAML_SCALAR_EVENT:
+            if (depth != 1) {
+                snprintf(err, RD_ERR_LEN, "%s:%zu: expected a mapping of "
+                         "options", path, ev.start_mark.line + 1);
+                yaml_event_delete(&ev);
+                goto fail;
+            }
+
+            if (key[0] == '\0') {
+                snprintf(key, sizeof(key), "%s",
+                         (char *) ev.data.scalar.value);
+                if (rd_conf_find(key) == NULL) {
+                    snprintf(err, RD_ERR_LEN, "%s:%zu: unknown option \"%s\"",
+                             path, ev.start_mark.line + 1, key);
+                    yaml_event_delete(&ev);
+                    goto fail;
+                }
+                break;
+            }
+
+            if (rd_conf_set(conf, key, (char *) ev.data.scalar.value, msg)
+                != 0)
+            {
+                snprintf(err, RD_ERR_LEN, "%s:%zu: %s", path,
+                         ev.start_mark.line + 1, msg);
+                yaml_event_delete(&ev);
+                goto fail;
+            }
+
+            key[0] = '\0';
+            break;
+
+        default:
+            break;
+        }
+
+        yaml_event_delete(&ev);
+    }
+
+    rc = 0;
+
+fail:
+
+    yaml_parser_delete(&parser);
+    fclose(f);
+    return rc;
+}
+
+
+int
+rd_conf_read_token(const rd_conf_t *conf, char **out, char *err)
+{
+    FILE    *f;
+    char     buf[4096];
+    size_t   n, s;
+
+    *out = NULL;
+
+    if (conf->token_file == NULL) {
+        return 0;
+    }
+
+    f = fopen(conf->token_file, "r");
+    if (f == NULL) {
+        snprintf(err, RD_ERR_LEN, "token file %s: %s", conf->token_file,
+                 strerror(errno));
+        return -1;
+    }
+
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'
+                 || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+    {
+        buf[--n] = '\0';
+    }
+
+    for (s = 0; buf[s] == ' ' || buf[s] == '\t' || buf[s] == '\n'; s++) {
+        /* skip */
+    }
+
+    if (buf[s] == '\0') {
+        snprintf(err, RD_ERR_LEN, "token file %s is empty", conf->token_file);
+        return -1;
+    }
+
+    *out = strdup(buf + s);
+    return *out ? 0 : -1;
+}

@@ -1,0 +1,40 @@
+/*
+ * rd_conf: registryd's configuration, declared once in a table and read
+ * from a YAML file and the command line.
+ */
+
+#ifndef RD_CONF_H
+#define RD_CONF_H
+
+#include <stdint.h>
+
+#include "rd_log.h"
+
+typedef struct {
+    char     *listen;             /* "127.0.0.1:7770" */
+    char     *data_dir;           /* "./var/registryd" */
+    char     *token_file;         /* NULL: no auth */
+    char     *log_level;          /* "info" */
+    int64_t   max_body;           /* bytes */
+    int64_t   ttl_scan_interval;  /* ms */
+    int64_t   max_wait;           /* ms, cap of ?wait= */
+    int64_t   default_wait;       /* ms */
+    int64_t   connection_limit;
+    int64_t   threads;            /* HTTP threads */
+} rd_conf_t;
+
+/* fill defaults */
+void rd_conf_init(rd_conf_t *conf);
+void rd_conf_free(rd_conf_t *conf);
+
+/* set one option by name from its text form, as a file or flag gives it */
+int rd_conf_set(rd_conf_t *conf, const char *name, const char *value,
+    char *err);
+
+/* read a YAML mapping of option: value; errors say "FILE:LINE: reason" */
+int rd_conf_load_file(rd_conf_t *conf, const char *path, char *err);
+
+/* read the token from conf->token_file into out (trimmed) */
+int rd_conf_read_token(const rd_conf_t *conf, char **out, char *err);
+
+#endif

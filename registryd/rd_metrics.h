@@ -1,0 +1,44 @@
+/*
+ * rd_metrics: registryd's own counters, rendered in Prometheus text
+ * format at GET /metrics. Counters are updated with atomics from any
+ * thread.
+ */
+
+#ifndef RD_METRICS_H
+#define RD_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rd_buf.h"
+
+typedef enum {
+    RD_ROUTE_HEALTHZ = 0,
+    RD_ROUTE_METRICS,
+    RD_ROUTE_SERVICES,
+    RD_ROUTE_SERVICE,
+    RD_ROUTE_INSTANCE,
+    RD_ROUTE_HEARTBEAT,
+    RD_ROUTE_SNAPSHOT,
+    RD_ROUTE_POLICIES,
+    RD_ROUTE_OTHER,
+    RD_ROUTE_COUNT
+} rd_route_e;
+
+/* a request answered with status after elapsed_us microseconds */
+void rd_metrics_request(rd_route_e route, int status, int64_t elapsed_us);
+/* a store commit of nops operations */
+void rd_metrics_commit(int64_t elapsed_ms, size_t nops, int ok);
+
+typedef struct {
+    uint64_t  index;
+    size_t    passing;
+    size_t    critical;
+    size_t    waiters;
+    size_t    queued;
+    int       store_ok;
+} rd_metrics_gauges_t;
+
+void rd_metrics_render(rd_buf_t *b, const rd_metrics_gauges_t *g);
+
+#endif

@@ -1,0 +1,161 @@
+/*
+ * rd_registry: the in-memory registry of service instances, its index,
+ * and the single writer thread that commits changes to the store.
+ *
+ * Readers take the registry's read lock. Only the writer thread changes
+ * the table: it takes a batch of queued operations, decides each one's
+ * outcome, commits the batch to the store in one transaction, then applies
+ * it under the write lock, bumps the index and reports completion.
+ */
+
+#ifndef RD_REGISTRY_H
+#define RD_REGISTRY_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "rd_buf.h"
+#include "rd_log.h"
+#include "rd_store.h"
+#include "rd_util.h"
+
+enum {
+    RD_HEALTH_PASSING = 0,
+    RD_HEALTH_CRITICAL
+};
+
+typedef struct rd_instance_s  rd_instance_t;
+
+struct rd_instance_s {
+    rd_instance_t  *next;                 /* hash chain */
+    char            service[RD_NAME_MAX + 1];
+    char            id[RD_NAME_MAX + 1];
+    char            address[64];
+    int             port;
+    int             weight;
+    int             health;
+    char           *zone;                 /* NULL: none */
+    char           *labels;               /* compact JSON object */
+    char           *check;                /* compact JSON object or NULL */
+    int64_t         ttl;                  /* ms, 0: none */
+    int64_t         deregister_after;     /* ms, 0: never */
+    uint64_t        create_index;
+    uint64_t        modify_index;
+
+    /* memory only */
+    int64_t         last_seen;            /* monotonic ms, atomic */
+    int64_t         critical_since;       /* monotonic ms */
+    int             pending;              /* a TTL op is queued */
+};
+
+enum {
+    RD_OP_PUT = 0,
+    RD_OP_DEL,
+    RD_OP_HEALTH
+};
+
+typedef struct rd_op_s  rd_op_t;
+
+typedef void (*rd_op_done_pt)(rd_op_t *op);
+
+struct rd_op_s {
+    rd_op_t        *next;
+    int             type;
+    char            service[RD_NAME_MAX + 1];
+    char            id[RD_NAME_MAX + 1];
+    rd_instance_t  *inst;                 /* PUT: owned by the op */
+    int             health;               /* HEALTH: wanted state */
+    int             internal;             /* queued by the TTL scan */
+    int64_t         seen;                 /* HEALTH critical: last_seen
+                                             when the TTL scan fired */
+    /* results, set by the writer before done() */
+    int             status;               /* HTTP-style: 200/201/404/500 */
+    uint64_t        index;
+    rd_buf_t        body;                 /* PUT: stored instance JSON */
+    char            err[RD_ERR_LEN];
+
+    rd_op_done_pt   done;                 /* NULL: free the op */
+    void           *data;
+};
+
+typedef void (*rd_registry_change_pt)(void *data, uint64_t index);
+
+typedef struct {
+    pthread_rwlock_t        lock;
+    rd_instance_t         **buckets;
+    size_t                  nbuckets;
+    size_t                  count;
+    uint64_t                index;        /* committed, atomic reads */
+
+    rd_store_t             *store;
+    int                     store_ok;
+
+    pthread_mutex_t         qlock;
+    pthread_cond_t          qcond;
+    rd_op_t                *qhead;
+    rd_op_t                *qtail;
+    size_t                  qlen;
+    int                     stopping;
+    int                     running;
+    pthread_t               writer;
+
+    rd_registry_change_pt   on_change;
+    void                   *on_change_data;
+} rd_registry_t;
+
+rd_registry_t *rd_registry_create(rd_store_t *store, char *err);
+void rd_registry_free(rd_registry_t *reg);
+
+int rd_registry_start(rd_registry_t *reg, char *err);
+/* drains the queue, then stops the writer */
+void rd_registry_stop(rd_registry_t *reg);
+
+uint64_t rd_registry_index(rd_registry_t *reg);
+
+/* queue an op; op->done runs on the writer thread once it is decided */
+void rd_registry_submit(rd_registry_t *reg, rd_op_t *op);
+
+/* caller holds the read lock */
+rd_instance_t *rd_registry_find(rd_registry_t *reg, const char *service,
+    const char *id);
+/* sorted by service then id; caller holds the read lock; free() result */
+rd_instance_t **rd_registry_sorted(rd_registry_t *reg, size_t *n);
+
+/* heartbeat: -1 unknown; 0 passing (renewed); 1 critical (op needed) */
+int rd_registry_heartbeat(rd_registry_t *reg, const char *service,
+    const char *id, uint64_t *index);
+
+/* queue health transitions for expired TTLs; called by a timer */
+void rd_registry_scan_ttl(rd_registry_t *reg);
+
+void rd_registry_count_health(rd_registry_t *reg, size_t *passing,
+    size_t *critical);
+
+/* instances */
+rd_op_t *rd_op_create(int type, const char *service, const char *id);
+void rd_op_free(rd_op_t *op);
+
+rd_instance_t *rd_instance_create(void);
+void rd_instance_free(rd_instance_t *in);
+rd_instance_t *rd_instance_dup(const rd_instance_t *in);
+
+/*
+ * Validate a JSON object into an instance. stored = 0: an API request
+ * body (health and indexes are not allowed); stored = 1: a value from the
+ * store. On error fills err and *field (a static string or NULL).
+ */
+int rd_instance_from_json(json_t *obj, int stored, rd_instance_t *in,
+    char *err, const char **field);
+
+enum {
+    RD_JSON_SNAPSHOT = 0,   /* id, address, port, weight, zone, labels,
+                               health */
+    RD_JSON_FULL,           /* + service, ttl, check, deregister_after */
+    RD_JSON_STORED          /* + indexes */
+};
+
+void rd_instance_to_json(rd_buf_t *b, const rd_instance_t *in, int form);
+
+#endif

@@ -1,0 +1,83 @@
+/*
+ * rd_store: backend dispatch.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rd_store.h"
+
+static const rd_store_backend_t  *rd_store_backends[] = {
+    &rd_store_sqlite,
+    NULL
+};
+
+
+rd_store_t *
+rd_store_open(const char *backend, const char *location, char *err)
+{
+    rd_store_t                 *s;
+    const rd_store_backend_t  **b;
+
+    for (b = rd_store_backends; *b; b++) {
+        if (strcmp((*b)->name, backend) == 0) {
+            break;
+        }
+    }
+
+    if (*b == NULL) {
+        snprintf(err, RD_ERR_LEN, "unknown store backend \"%s\"", backend);
+        return NULL;
+    }
+
+    s = calloc(1, sizeof(rd_store_t));
+    if (s == NULL) {
+        snprintf(err, RD_ERR_LEN, "out of memory");
+        return NULL;
+    }
+
+    s->backend = *b;
+
+    if (s->backend->open(s, location, err) != 0) {
+        free(s);
+        return NULL;
+    }
+
+    return s;
+}
+
+
+int
+rd_store_load(rd_store_t *s, rd_store_load_pt cb, void *data,
+    uint64_t *index, char *err)
+{
+    return s->backend->load(s, cb, data, index, err);
+}
+
+
+int
+rd_store_commit(rd_store_t *s, const rd_store_op_t *ops, size_t n,
+    uint64_t index, char *err)
+{
+    return s->backend->commit(s, ops, n, index, err);
+}
+
+
+int
+rd_store_check(rd_store_t *s, char *err)
+{
+    return s->backend->check(s, err);
+}
+
+
+void
+rd_store_close(rd_store_t *s)
+{
+    if (s == NULL) {
+        return;
+    }
+
+    s->backend->close(s);
+    free(s);
+}

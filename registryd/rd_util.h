@@ -1,0 +1,36 @@
+/*
+ * rd_util: names, durations, sizes, addresses and clocks.
+ */
+
+#ifndef RD_UTIL_H
+#define RD_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RD_NAME_MAX  128
+
+/* [A-Za-z0-9][A-Za-z0-9._-]{0,127} */
+int rd_name_valid(const char *s, size_t len);
+
+/* "500ms", "10s", "5m", "1h" -> milliseconds; -1 when invalid */
+int64_t rd_parse_duration(const char *s);
+/* milliseconds -> the shortest exact form ("1500ms", "10s", "5m") */
+void rd_format_duration(int64_t ms, char *out, size_t size);
+
+/* "1024", "64k", "1m" -> bytes; -1 when invalid */
+int64_t rd_parse_size(const char *s);
+
+/* 0 when s is an IPv4 or IPv6 literal */
+int rd_addr_valid(const char *s);
+
+/* "127.0.0.1:7770", "[::1]:7770" -> host (no brackets) and port */
+int rd_parse_hostport(const char *s, char *host, size_t size, int *port);
+
+int64_t rd_now_ms(void);        /* monotonic */
+int64_t rd_wall_ms(void);       /* realtime */
+
+/* constant time comparison of two NUL-terminated strings */
+int rd_secure_equal(const char *a, const char *b);
+
+#endif
