@@ -208,6 +208,25 @@ rd_api_not_allowed(rd_req_t *rq, const char *allow)
 /* routing */
 
 static int
+rd_hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+
+    return -1;
+}
+
+
+static int
 rd_api_segment(const char **p, char *out)
 {
     size_t       n;
@@ -1127,6 +1146,43 @@ rd_api_timer(void *arg)
 }
 
 
+/*
+ * Percent-decoding of the path and arguments, as libmicrohttpd's own but
+ * leaving "%2F" encoded: a slash inside a name must not split the path,
+ * it must make the name invalid.
+ */
+static size_t
+rd_api_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    int     hi, lo;
+    char   *r, *w;
+
+    (void) cls;
+    (void) conn;
+
+    for (r = s, w = s; *r; r++) {
+        if (*r == '%' && r[1] && r[2]) {
+            hi = rd_hexval(r[1]);
+            lo = rd_hexval(r[2]);
+
+            if (hi >= 0 && lo >= 0 && (hi << 4 | lo) != '/'
+                && (hi << 4 | lo) != 0)
+            {
+                *w++ = (char) (hi << 4 | lo);
+                r += 2;
+                continue;
+            }
+        }
+
+        *w++ = *r;
+    }
+
+    *w = '\0';
+
+    return (size_t) (w - s);
+}
+
+
 static void
 rd_api_mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -1211,6 +1267,7 @@ rd_api_create(rd_registry_t *reg, const rd_conf_t *conf, const char *token,
                    (unsigned int) conf->connection_limit,
                    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 120,
                    MHD_OPTION_NOTIFY_COMPLETED, rd_api_completed, api,
+                   MHD_OPTION_UNESCAPE_CALLBACK, rd_api_unescape, NULL,
                    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
                    MHD_OPTION_END);
 
