@@ -102,18 +102,19 @@ like $index, qr/^\d+$/, "current index $index";
     die "fork: $!" unless defined $pid;
     if ($pid == 0) {
         my $ua = HTTP::Tiny->new(timeout => 10);
+        my $sent = time;
         my $r = $ua->request(PUT => $t->registryd_url . '/v1/services/lp/instances/b',
             { content => '{"address": "127.0.0.1", "port": 8002}',
               headers => { 'Content-Type' => 'application/json' } });
         my $acked = time;
-        $t->write_file($ackfile, "$r->{status} $acked");
+        $t->write_file($ackfile, "$r->{status} $acked $sent");
         POSIX::_exit(0);
     }
 
     collect(10, $w);
     waitpid $pid, 0;
 
-    my ($status, $acked) = split ' ', $t->read_file($ackfile) // '0 0';
+    my ($status, $acked, $sent) = split ' ', $t->read_file($ackfile) // '0 0 0';
     is $status, 201, 'writer (another process) registered';
     ok $w->{done}, 'waiter returned after the write';
 
@@ -129,8 +130,10 @@ like $index, qr/^\d+$/, "current index $index";
     # the requirement is 50 ms; the bound here is generous against a slow
     # machine, the figure is reported
     my $lat = ($w->{done} // time) - $acked;
+    note sprintf 'waiter answered %.1f ms after the write was sent, '
+        . '%.1f ms after it was acknowledged',
+        (($w->{done} // time) - $sent) * 1000, $lat * 1000;
     $lat = 0 if $lat < 0;
-    note sprintf 'write-to-waiter propagation: %.1f ms', $lat * 1000;
     cmp_ok $lat, '<', 0.5,
         sprintf('waiter answered %.1f ms after the write acknowledgement',
                 $lat * 1000);
