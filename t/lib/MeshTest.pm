@@ -262,6 +262,7 @@ sub _spawn {
     # make sure the group exists from the parent's point of view too
     setpgrp($pid, $pid);
     $self->{groups}{$pid} = $what;
+    push @{ $self->{all_groups} }, $pid;
     return $pid;
 }
 
@@ -959,7 +960,8 @@ sub done_checks {
     my ($self) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
 
-    my @groups = keys %{ $self->{groups} };
+    # every process group ever started, stopped or not
+    my @groups = @{ $self->{all_groups} || [] };
 
     $self->stop_all;
 
@@ -987,6 +989,7 @@ sub done_checks {
     }
     Test::More::ok(!@left, 'no process left behind')
         or Test::More::diag("left: @left");
+    kill 'KILL', @left if @left;
 
     $self->{done} = 1;
 }
