@@ -1,0 +1,475 @@
+/*
+ * check_conf: defaults, rd_conf_set, YAML files and the token file.
+ */
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_suites.h"
+#include "rd_conf.h"
+
+static char       dir[PATH_MAX];
+static rd_conf_t  conf;
+
+
+static void
+setup(void)
+{
+    ck_tmpdir(dir, sizeof(dir));
+    rd_conf_init(&conf);
+}
+
+
+static void
+teardown(void)
+{
+    rd_conf_free(&conf);
+    ck_rmrf(dir);
+}
+
+
+/* load text as a config file; returns rd_conf_load_file's result */
+static int
+load_text(const char *text, char *path, char *err)
+{
+    ck_write_file(dir, "registryd.yaml", text, path, PATH_MAX);
+    err[0] = '\0';
+    return rd_conf_load_file(&conf, path, err);
+}
+
+
+static void
+assert_err_at(const char *err, const char *path, int line, const char *what)
+{
+    char  prefix[PATH_MAX + 32];
+
+    snprintf(prefix, sizeof(prefix), "%s:%d: ", path, line);
+    ck_assert_msg(strncmp(err, prefix, strlen(prefix)) == 0,
+                  "error \"%s\" does not start with \"%s\"", err, prefix);
+    ck_assert_msg(strstr(err, what) != NULL,
+                  "error \"%s\" does not mention \"%s\"", err, what);
+}
+
+
+START_TEST(conf_init_fills_documented_defaults)
+{
+    ck_assert_str_eq(conf.listen, "127.0.0.1:7770");
+    ck_assert_str_eq(conf.data_dir, "./var/registryd");
+    ck_assert_ptr_null(conf.token_file);
+    ck_assert_str_eq(conf.log_level, "info");
+    ck_assert_int_eq(conf.max_body, 1048576);
+    ck_assert_int_eq(conf.ttl_scan_interval, 100);
+    ck_assert_int_eq(conf.max_wait, 300000);
+    ck_assert_int_eq(conf.default_wait, 30000);
+    ck_assert_int_eq(conf.connection_limit, 16384);
+    ck_assert_int_eq(conf.threads, 2);
+}
+END_TEST
+
+
+START_TEST(conf_set_unknown_option_fails_naming_it)
+{
+    char  err[RD_ERR_LEN] = "";
+
+    ck_assert_int_eq(rd_conf_set(&conf, "lisen", "1.2.3.4:5", err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "\"lisen\""));
+}
+END_TEST
+
+
+START_TEST(conf_set_listen_accepts_ip_hostport_rejects_hostname)
+{
+    char  err[RD_ERR_LEN] = "";
+
+    ck_assert_int_eq(rd_conf_set(&conf, "listen", "0.0.0.0:80", err), 0);
+    ck_assert_str_eq(conf.listen, "0.0.0.0:80");
+    ck_assert_int_eq(rd_conf_set(&conf, "listen", "[::1]:7770", err), 0);
+    ck_assert_str_eq(conf.listen, "[::1]:7770");
+
+    ck_assert_int_eq(rd_conf_set(&conf, "listen", "localhost:7770", err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "listen"));
+    ck_assert_int_eq(rd_conf_set(&conf, "listen", "127.0.0.1", err), -1);
+    ck_assert_int_eq(rd_conf_set(&conf, "listen", "127.0.0.1:0", err), -1);
+    ck_assert_int_eq(rd_conf_set(&conf, "listen", "127.0.0.1:65536", err),
+                     -1);
+    ck_assert_int_eq(rd_conf_set(&conf, "listen", "", err), -1);
+
+    /* a rejected value leaves the last good one */
+    ck_assert_str_eq(conf.listen, "[::1]:7770");
+}
+END_TEST
+
+
+START_TEST(conf_set_strings_reject_empty)
+{
+    char  err[RD_ERR_LEN] = "";
+
+    ck_assert_int_eq(rd_conf_set(&conf, "data_dir", "/var/lib/r", err), 0);
+    ck_assert_str_eq(conf.data_dir, "/var/lib/r");
+    ck_assert_int_eq(rd_conf_set(&conf, "data_dir", "", err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "empty"));
+    ck_assert_str_eq(conf.data_dir, "/var/lib/r");
+
+    ck_assert_int_eq(rd_conf_set(&conf, "token_file", "/etc/tok", err), 0);
+    ck_assert_str_eq(conf.token_file, "/etc/tok");
+}
+END_TEST
+
+
+START_TEST(conf_set_log_level_accepts_known_levels_only)
+{
+    char  err[RD_ERR_LEN] = "";
+
+    ck_assert_int_eq(rd_conf_set(&conf, "log_level", "debug", err), 0);
+    ck_assert_str_eq(conf.log_level, "debug");
+    ck_assert_int_eq(rd_conf_set(&conf, "log_level", "warn", err), 0);
+    ck_assert_int_eq(rd_conf_set(&conf, "log_level", "error", err), 0);
+    ck_assert_int_eq(rd_conf_set(&conf, "log_level", "info", err), 0);
+    ck_assert_int_eq(rd_conf_set(&conf, "log_level", "verbose", err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "verbose"));
+    ck_assert_str_eq(conf.log_level, "info");
+}
+END_TEST
+
+
+START_TEST(conf_set_size_bounds_1k_to_64m)
+{
+    char  err[RD_ERR_LEN] = "";
+
+    ck_assert_int_eq(rd_conf_set(&conf, "max_body", "1k", err), 0);
+    ck_assert_int_eq(conf.max_body, 1024);
+    ck_assert_int_eq(rd_conf_set(&conf, "max_body", "64m", err), 0);
+    ck_assert_int_eq(conf.max_body, 64 * 1048576);
+    ck_assert_int_eq(rd_conf_set(&conf, "max_body", "1023", err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "out of range"));
+    ck_assert_int_eq(rd_conf_set(&conf, "max_body", "65m", err), -1);
+    ck_assert_int_eq(rd_conf_set(&conf, "max_body", "10x", err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "invalid value"));
+    ck_assert_int_eq(conf.max_body, 64 * 1048576);
+}
+END_TEST
+
+
+START_TEST(conf_set_duration_bounds_and_type)
+{
+    char  err[RD_ERR_LEN] = "";
+
+    ck_assert_int_eq(rd_conf_set(&conf, "ttl_scan_interval", "10ms", err), 0);
+    ck_assert_int_eq(conf.ttl_scan_interval, 10);
+    ck_assert_int_eq(rd_conf_set(&conf, "ttl_scan_interval", "10s", err), 0);
+    ck_assert_int_eq(conf.ttl_scan_interval, 10000);
+    ck_assert_int_eq(rd_conf_set(&conf, "ttl_scan_interval", "9ms", err), -1);
+    ck_assert_int_eq(rd_conf_set(&conf, "ttl_scan_interval", "11s", err),
+                     -1);
+    ck_assert_int_eq(rd_conf_set(&conf, "ttl_scan_interval", "100", err),
+                     -1);
+    ck_assert_int_eq(conf.ttl_scan_interval, 10000);
+
+    ck_assert_int_eq(rd_conf_set(&conf, "max_wait", "1h", err), 0);
+    ck_assert_int_eq(conf.max_wait, 3600000);
+    ck_assert_int_eq(rd_conf_set(&conf, "max_wait", "61m", err), -1);
+    ck_assert_int_eq(rd_conf_set(&conf, "default_wait", "0s", err), 0);
+    ck_assert_int_eq(conf.default_wait, 0);
+}
+END_TEST
+
+
+START_TEST(conf_set_int_rejects_units_and_range)
+{
+    char  err[RD_ERR_LEN] = "";
+
+    ck_assert_int_eq(rd_conf_set(&conf, "threads", "1", err), 0);
+    ck_assert_int_eq(conf.threads, 1);
+    ck_assert_int_eq(rd_conf_set(&conf, "threads", "64", err), 0);
+    ck_assert_int_eq(conf.threads, 64);
+    ck_assert_int_eq(rd_conf_set(&conf, "threads", "0", err), -1);
+    ck_assert_int_eq(rd_conf_set(&conf, "threads", "65", err), -1);
+    ck_assert_int_eq(rd_conf_set(&conf, "threads", "two", err), -1);
+    ck_assert_int_eq(rd_conf_set(&conf, "connection_limit", "1k", err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "invalid value"));
+    ck_assert_int_eq(rd_conf_set(&conf, "connection_limit", "15", err), -1);
+    ck_assert_int_eq(rd_conf_set(&conf, "connection_limit", "1000000", err),
+                     0);
+    ck_assert_int_eq(conf.connection_limit, 1000000);
+    ck_assert_int_eq(conf.threads, 64);
+}
+END_TEST
+
+
+START_TEST(conf_load_good_file_sets_every_key)
+{
+    char  path[PATH_MAX], err[RD_ERR_LEN];
+
+    ck_assert_int_eq(load_text(
+        "# registryd\n"
+        "listen: \"[::1]:7771\"\n"
+        "data_dir: /srv/registry\n"
+        "token_file: /etc/registryd/token\n"
+        "log_level: warn\n"
+        "max_body: 64k\n"
+        "ttl_scan_interval: 250ms\n"
+        "max_wait: 2m\n"
+        "default_wait: 10s\n"
+        "connection_limit: 100\n"
+        "threads: 4\n", path, err), 0);
+
+    ck_assert_str_eq(conf.listen, "[::1]:7771");
+    ck_assert_str_eq(conf.data_dir, "/srv/registry");
+    ck_assert_str_eq(conf.token_file, "/etc/registryd/token");
+    ck_assert_str_eq(conf.log_level, "warn");
+    ck_assert_int_eq(conf.max_body, 65536);
+    ck_assert_int_eq(conf.ttl_scan_interval, 250);
+    ck_assert_int_eq(conf.max_wait, 120000);
+    ck_assert_int_eq(conf.default_wait, 10000);
+    ck_assert_int_eq(conf.connection_limit, 100);
+    ck_assert_int_eq(conf.threads, 4);
+}
+END_TEST
+
+
+START_TEST(conf_load_empty_file_keeps_defaults)
+{
+    char  path[PATH_MAX], err[RD_ERR_LEN];
+
+    ck_assert_int_eq(load_text("", path, err), 0);
+    ck_assert_str_eq(conf.listen, "127.0.0.1:7770");
+
+    ck_assert_int_eq(load_text("# only a comment\n", path, err), 0);
+    ck_assert_int_eq(conf.threads, 2);
+}
+END_TEST
+
+
+START_TEST(conf_load_unknown_key_reports_file_and_line)
+{
+    char  path[PATH_MAX], err[RD_ERR_LEN];
+
+    ck_assert_int_eq(load_text(
+        "listen: 127.0.0.1:7000\n"
+        "# a comment\n"
+        "\n"
+        "threads: 3\n"
+        "max_bodyy: 1m\n"
+        "log_level: debug\n", path, err), -1);
+
+    assert_err_at(err, path, 5, "unknown option \"max_bodyy\"");
+}
+END_TEST
+
+
+START_TEST(conf_load_bad_value_reports_file_line_and_option)
+{
+    char  path[PATH_MAX], err[RD_ERR_LEN];
+
+    ck_assert_int_eq(load_text(
+        "listen: 127.0.0.1:7000\n"
+        "ttl_scan_interval: 10x\n", path, err), -1);
+    assert_err_at(err, path, 2, "ttl_scan_interval");
+
+    ck_assert_int_eq(load_text(
+        "threads: 4\n"
+        "log_level: info\n"
+        "threads: 100\n", path, err), -1);
+    assert_err_at(err, path, 3, "out of range");
+
+    ck_assert_int_eq(load_text(
+        "listen: localhost:7770\n", path, err), -1);
+    assert_err_at(err, path, 1, "listen");
+}
+END_TEST
+
+
+START_TEST(conf_load_nested_mapping_is_rejected)
+{
+    char  path[PATH_MAX], err[RD_ERR_LEN];
+
+    ck_assert_int_eq(load_text(
+        "threads: 2\n"
+        "listen:\n"
+        "  host: 127.0.0.1\n"
+        "  port: 7770\n", path, err), -1);
+    ck_assert_msg(strncmp(err, path, strlen(path)) == 0, "%s", err);
+    ck_assert_ptr_nonnull(strstr(err, "listen"));
+    ck_assert_ptr_nonnull(strstr(err, "scalar"));
+}
+END_TEST
+
+
+START_TEST(conf_load_sequence_value_is_rejected)
+{
+    char  path[PATH_MAX], err[RD_ERR_LEN];
+
+    ck_assert_int_eq(load_text(
+        "listen: [127.0.0.1, 7770]\n", path, err), -1);
+    assert_err_at(err, path, 1, "scalar");
+
+    ck_assert_int_eq(load_text(
+        "- listen\n", path, err), -1);
+    assert_err_at(err, path, 1, "mapping");
+}
+END_TEST
+
+
+START_TEST(conf_load_top_level_scalar_is_rejected)
+{
+    char  path[PATH_MAX], err[RD_ERR_LEN];
+
+    ck_assert_int_eq(load_text("just text\n", path, err), -1);
+    assert_err_at(err, path, 1, "mapping");
+}
+END_TEST
+
+
+START_TEST(conf_load_invalid_yaml_reports_file_and_line)
+{
+    char  path[PATH_MAX], err[RD_ERR_LEN];
+
+    ck_assert_int_eq(load_text(
+        "threads: 2\n"
+        "listen: \"127.0.0.1:7770\n", path, err), -1);
+    ck_assert_msg(strncmp(err, path, strlen(path)) == 0, "%s", err);
+    ck_assert_ptr_nonnull(strstr(err, ":"));
+}
+END_TEST
+
+
+START_TEST(conf_load_missing_file_fails_naming_it)
+{
+    char  path[PATH_MAX], err[RD_ERR_LEN] = "";
+
+    snprintf(path, sizeof(path), "%s/nope.yaml", dir);
+    ck_assert_int_eq(rd_conf_load_file(&conf, path, err), -1);
+    ck_assert_ptr_nonnull(strstr(err, path));
+}
+END_TEST
+
+
+START_TEST(conf_read_token_without_file_gives_null)
+{
+    char  *tok = (char *) 1, err[RD_ERR_LEN];
+
+    ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), 0);
+    ck_assert_ptr_null(tok);
+}
+END_TEST
+
+
+START_TEST(conf_read_token_trims_surrounding_whitespace)
+{
+    char  *tok, path[PATH_MAX], err[RD_ERR_LEN];
+
+    ck_write_file(dir, "token", "  \ts3cret-token \r\n\n", path, sizeof(path));
+    ck_assert_int_eq(rd_conf_set(&conf, "token_file", path, err), 0);
+    ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), 0);
+    ck_assert_ptr_nonnull(tok);
+    ck_assert_str_eq(tok, "s3cret-token");
+    free(tok);
+
+    ck_write_file(dir, "token", "abc", path, sizeof(path));
+    ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), 0);
+    ck_assert_str_eq(tok, "abc");
+    free(tok);
+
+    /* inner spaces are part of the token */
+    ck_write_file(dir, "token", "a b\n", path, sizeof(path));
+    ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), 0);
+    ck_assert_str_eq(tok, "a b");
+    free(tok);
+}
+END_TEST
+
+
+START_TEST(conf_read_token_trims_leading_crlf)
+{
+    char  *tok, path[PATH_MAX], err[RD_ERR_LEN];
+
+    /* a file edited on Windows with a blank first line */
+    ck_write_file(dir, "token", "\r\ns3cret\r\n", path, sizeof(path));
+    ck_assert_int_eq(rd_conf_set(&conf, "token_file", path, err), 0);
+    ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), 0);
+    ck_assert_ptr_nonnull(tok);
+    ck_assert_str_eq(tok, "s3cret");
+    free(tok);
+}
+END_TEST
+
+
+START_TEST(conf_read_token_empty_file_is_an_error)
+{
+    char  *tok, path[PATH_MAX], err[RD_ERR_LEN] = "";
+
+    ck_write_file(dir, "token", "", path, sizeof(path));
+    ck_assert_int_eq(rd_conf_set(&conf, "token_file", path, err), 0);
+    ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), -1);
+    ck_assert_ptr_null(tok);
+    ck_assert_ptr_nonnull(strstr(err, "empty"));
+    ck_assert_ptr_nonnull(strstr(err, path));
+
+    ck_write_file(dir, "token", " \n\t\r\n", path, sizeof(path));
+    err[0] = '\0';
+    ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), -1);
+    ck_assert_ptr_null(tok);
+    ck_assert_ptr_nonnull(strstr(err, "empty"));
+}
+END_TEST
+
+
+START_TEST(conf_read_token_missing_file_is_an_error)
+{
+    char  *tok, path[PATH_MAX], err[RD_ERR_LEN] = "";
+
+    snprintf(path, sizeof(path), "%s/no-token", dir);
+    ck_assert_int_eq(rd_conf_set(&conf, "token_file", path, err), 0);
+    ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), -1);
+    ck_assert_ptr_null(tok);
+    ck_assert_ptr_nonnull(strstr(err, path));
+}
+END_TEST
+
+
+Suite *
+conf_suite(void)
+{
+    Suite  *s;
+    TCase  *tc;
+
+    s = suite_create("conf");
+
+    tc = tcase_create("set");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, conf_init_fills_documented_defaults);
+    tcase_add_test(tc, conf_set_unknown_option_fails_naming_it);
+    tcase_add_test(tc, conf_set_listen_accepts_ip_hostport_rejects_hostname);
+    tcase_add_test(tc, conf_set_strings_reject_empty);
+    tcase_add_test(tc, conf_set_log_level_accepts_known_levels_only);
+    tcase_add_test(tc, conf_set_size_bounds_1k_to_64m);
+    tcase_add_test(tc, conf_set_duration_bounds_and_type);
+    tcase_add_test(tc, conf_set_int_rejects_units_and_range);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("file");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, conf_load_good_file_sets_every_key);
+    tcase_add_test(tc, conf_load_empty_file_keeps_defaults);
+    tcase_add_test(tc, conf_load_unknown_key_reports_file_and_line);
+    tcase_add_test(tc, conf_load_bad_value_reports_file_line_and_option);
+    tcase_add_test(tc, conf_load_nested_mapping_is_rejected);
+    tcase_add_test(tc, conf_load_sequence_value_is_rejected);
+    tcase_add_test(tc, conf_load_top_level_scalar_is_rejected);
+    tcase_add_test(tc, conf_load_invalid_yaml_reports_file_and_line);
+    tcase_add_test(tc, conf_load_missing_file_fails_naming_it);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("token");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, conf_read_token_without_file_gives_null);
+    tcase_add_test(tc, conf_read_token_trims_surrounding_whitespace);
+    tcase_add_test(tc, conf_read_token_trims_leading_crlf);
+    tcase_add_test(tc, conf_read_token_empty_file_is_an_error);
+    tcase_add_test(tc, conf_read_token_missing_file_is_an_error);
+    suite_add_tcase(s, tc);
+
+    return s;
+}

@@ -1,0 +1,397 @@
+/*
+ * check_util: names, durations, sizes, addresses, host:port, comparison.
+ */
+
+#include <stdint.h>
+#include <string.h>
+
+#include "check_suites.h"
+#include "rd_util.h"
+
+
+static int
+name_ok(const char *s)
+{
+    return rd_name_valid(s, strlen(s));
+}
+
+
+START_TEST(util_name_valid_accepts_letters_digits_dot_dash_underscore)
+{
+    ck_assert_int_eq(name_ok("orders"), 1);
+    ck_assert_int_eq(name_ok("a"), 1);
+    ck_assert_int_eq(name_ok("0"), 1);
+    ck_assert_int_eq(name_ok("orders-v2.eu_west"), 1);
+    ck_assert_int_eq(name_ok("A.b-C_9"), 1);
+}
+END_TEST
+
+
+START_TEST(util_name_valid_rejects_empty)
+{
+    ck_assert_int_eq(rd_name_valid("", 0), 0);
+    ck_assert_int_eq(rd_name_valid("abc", 0), 0);
+}
+END_TEST
+
+
+START_TEST(util_name_valid_accepts_128_rejects_129_chars)
+{
+    char  s[130];
+
+    memset(s, 'a', sizeof(s));
+    s[128] = '\0';
+    ck_assert_int_eq(rd_name_valid(s, 128), 1);
+
+    s[128] = 'a';
+    s[129] = '\0';
+    ck_assert_int_eq(rd_name_valid(s, 129), 0);
+}
+END_TEST
+
+
+START_TEST(util_name_valid_rejects_leading_dot_dash_underscore)
+{
+    ck_assert_int_eq(name_ok(".orders"), 0);
+    ck_assert_int_eq(name_ok("-orders"), 0);
+    ck_assert_int_eq(name_ok("_orders"), 0);
+    ck_assert_int_eq(name_ok("."), 0);
+    ck_assert_int_eq(name_ok(".."), 0);
+}
+END_TEST
+
+
+START_TEST(util_name_valid_rejects_slash_space_and_others)
+{
+    ck_assert_int_eq(name_ok("a/b"), 0);
+    ck_assert_int_eq(name_ok("a b"), 0);
+    ck_assert_int_eq(name_ok("a "), 0);
+    ck_assert_int_eq(name_ok("a:b"), 0);
+    ck_assert_int_eq(name_ok("a\tb"), 0);
+    ck_assert_int_eq(name_ok("caf\xc3\xa9"), 0);
+    /* len bounds the check: "a/b" cut to "a" is fine */
+    ck_assert_int_eq(rd_name_valid("a/b", 1), 1);
+}
+END_TEST
+
+
+START_TEST(util_parse_duration_units_give_milliseconds)
+{
+    ck_assert_int_eq(rd_parse_duration("0ms"), 0);
+    ck_assert_int_eq(rd_parse_duration("500ms"), 500);
+    ck_assert_int_eq(rd_parse_duration("10s"), 10000);
+    ck_assert_int_eq(rd_parse_duration("0s"), 0);
+    ck_assert_int_eq(rd_parse_duration("5m"), 300000);
+    ck_assert_int_eq(rd_parse_duration("1h"), 3600000);
+    ck_assert_int_eq(rd_parse_duration("24h"), 86400000);
+}
+END_TEST
+
+
+START_TEST(util_parse_duration_rejects_bad_forms)
+{
+    ck_assert_int_eq(rd_parse_duration("10x"), -1);
+    ck_assert_int_eq(rd_parse_duration("-1s"), -1);
+    ck_assert_int_eq(rd_parse_duration(""), -1);
+    ck_assert_int_eq(rd_parse_duration("s"), -1);
+    ck_assert_int_eq(rd_parse_duration("10"), -1);
+    ck_assert_int_eq(rd_parse_duration(" 10s"), -1);
+    ck_assert_int_eq(rd_parse_duration("10s "), -1);
+    ck_assert_int_eq(rd_parse_duration("+10s"), -1);
+    ck_assert_int_eq(rd_parse_duration("1.5s"), -1);
+    ck_assert_int_eq(rd_parse_duration("10S"), -1);
+    ck_assert_int_eq(rd_parse_duration(NULL), -1);
+}
+END_TEST
+
+
+START_TEST(util_parse_duration_rejects_overflow)
+{
+    /* strtoll overflows */
+    ck_assert_int_eq(rd_parse_duration("99999999999999999999ms"), -1);
+    /* fits in int64 but not once scaled */
+    ck_assert_int_eq(rd_parse_duration("9223372036854775807s"), -1);
+    ck_assert_int_eq(rd_parse_duration("2562047788016h"), -1);
+    /* the largest value that fits */
+    ck_assert(rd_parse_duration("9223372036854775807ms") == INT64_MAX);
+    ck_assert(rd_parse_duration("2562047788015h")
+              == (int64_t) 2562047788015LL * 3600000);
+}
+END_TEST
+
+
+START_TEST(util_format_duration_uses_shortest_exact_unit)
+{
+    char  d[32];
+
+    rd_format_duration(500, d, sizeof(d));
+    ck_assert_str_eq(d, "500ms");
+    rd_format_duration(1500, d, sizeof(d));
+    ck_assert_str_eq(d, "1500ms");
+    rd_format_duration(10000, d, sizeof(d));
+    ck_assert_str_eq(d, "10s");
+    rd_format_duration(90000, d, sizeof(d));
+    ck_assert_str_eq(d, "90s");
+    rd_format_duration(300000, d, sizeof(d));
+    ck_assert_str_eq(d, "5m");
+    rd_format_duration(3600000, d, sizeof(d));
+    ck_assert_str_eq(d, "1h");
+    rd_format_duration(5400000, d, sizeof(d));
+    ck_assert_str_eq(d, "90m");
+    rd_format_duration(0, d, sizeof(d));
+    ck_assert_str_eq(d, "0s");
+}
+END_TEST
+
+
+START_TEST(util_format_then_parse_duration_round_trips)
+{
+    static const int64_t  v[] = { 1, 999, 1000, 1001, 59000, 60000, 61000,
+                                  3599000, 3600000, 86400000 };
+    char                  d[32];
+    size_t                i;
+
+    for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        rd_format_duration(v[i], d, sizeof(d));
+        ck_assert_msg(rd_parse_duration(d) == v[i], "%lld -> %s",
+                      (long long) v[i], d);
+    }
+}
+END_TEST
+
+
+START_TEST(util_parse_size_units_give_bytes)
+{
+    ck_assert_int_eq(rd_parse_size("0"), 0);
+    ck_assert_int_eq(rd_parse_size("1024"), 1024);
+    ck_assert_int_eq(rd_parse_size("64k"), 65536);
+    ck_assert_int_eq(rd_parse_size("64K"), 65536);
+    ck_assert_int_eq(rd_parse_size("1m"), 1048576);
+    ck_assert_int_eq(rd_parse_size("2M"), 2097152);
+}
+END_TEST
+
+
+START_TEST(util_parse_size_rejects_bad_forms)
+{
+    ck_assert_int_eq(rd_parse_size(""), -1);
+    ck_assert_int_eq(rd_parse_size("k"), -1);
+    ck_assert_int_eq(rd_parse_size("-1"), -1);
+    ck_assert_int_eq(rd_parse_size("1g"), -1);
+    ck_assert_int_eq(rd_parse_size("1kb"), -1);
+    ck_assert_int_eq(rd_parse_size("1 k"), -1);
+    ck_assert_int_eq(rd_parse_size("99999999999999999999"), -1);
+    ck_assert_int_eq(rd_parse_size("9223372036854775807k"), -1);
+}
+END_TEST
+
+
+START_TEST(util_addr_valid_accepts_v4_and_v6_literals)
+{
+    ck_assert_int_eq(rd_addr_valid("127.0.0.1"), 0);
+    ck_assert_int_eq(rd_addr_valid("0.0.0.0"), 0);
+    ck_assert_int_eq(rd_addr_valid("255.255.255.255"), 0);
+    ck_assert_int_eq(rd_addr_valid("::1"), 0);
+    ck_assert_int_eq(rd_addr_valid("::"), 0);
+    ck_assert_int_eq(rd_addr_valid("fe80::1:2"), 0);
+    ck_assert_int_eq(rd_addr_valid("2001:db8::ffff:10.0.0.1"), 0);
+}
+END_TEST
+
+
+START_TEST(util_addr_valid_rejects_hostnames_and_junk)
+{
+    ck_assert_int_eq(rd_addr_valid("localhost"), -1);
+    ck_assert_int_eq(rd_addr_valid("example.com"), -1);
+    ck_assert_int_eq(rd_addr_valid(""), -1);
+    ck_assert_int_eq(rd_addr_valid("256.0.0.1"), -1);
+    ck_assert_int_eq(rd_addr_valid("1.2.3"), -1);
+    ck_assert_int_eq(rd_addr_valid("[::1]"), -1);
+    ck_assert_int_eq(rd_addr_valid("127.0.0.1:80"), -1);
+    ck_assert_int_eq(rd_addr_valid(" 127.0.0.1"), -1);
+}
+END_TEST
+
+
+START_TEST(util_parse_hostport_v4_gives_host_and_port)
+{
+    int   port = 0;
+    char  host[64];
+
+    ck_assert_int_eq(rd_parse_hostport("127.0.0.1:7770", host, sizeof(host),
+                                       &port), 0);
+    ck_assert_str_eq(host, "127.0.0.1");
+    ck_assert_int_eq(port, 7770);
+
+    ck_assert_int_eq(rd_parse_hostport("10.1.2.3:1", host, sizeof(host),
+                                       &port), 0);
+    ck_assert_str_eq(host, "10.1.2.3");
+    ck_assert_int_eq(port, 1);
+
+    ck_assert_int_eq(rd_parse_hostport("10.1.2.3:65535", host, sizeof(host),
+                                       &port), 0);
+    ck_assert_int_eq(port, 65535);
+}
+END_TEST
+
+
+START_TEST(util_parse_hostport_bracketed_v6_strips_brackets)
+{
+    int   port = 0;
+    char  host[64];
+
+    ck_assert_int_eq(rd_parse_hostport("[::1]:7770", host, sizeof(host),
+                                       &port), 0);
+    ck_assert_str_eq(host, "::1");
+    ck_assert_int_eq(port, 7770);
+
+    ck_assert_int_eq(rd_parse_hostport("[fe80::1:2]:80", host, sizeof(host),
+                                       &port), 0);
+    ck_assert_str_eq(host, "fe80::1:2");
+    ck_assert_int_eq(port, 80);
+}
+END_TEST
+
+
+START_TEST(util_parse_hostport_rejects_missing_port)
+{
+    int   port = 4242;
+    char  host[64];
+
+    ck_assert_int_eq(rd_parse_hostport("127.0.0.1", host, sizeof(host),
+                                       &port), -1);
+    ck_assert_int_eq(rd_parse_hostport("127.0.0.1:", host, sizeof(host),
+                                       &port), -1);
+    ck_assert_int_eq(rd_parse_hostport("[::1]", host, sizeof(host), &port),
+                     -1);
+    ck_assert_int_eq(rd_parse_hostport("[::1]:", host, sizeof(host), &port),
+                     -1);
+    ck_assert_int_eq(rd_parse_hostport(":80", host, sizeof(host), &port), -1);
+    ck_assert_int_eq(rd_parse_hostport("[]:80", host, sizeof(host), &port),
+                     -1);
+    ck_assert_int_eq(rd_parse_hostport("", host, sizeof(host), &port), -1);
+    ck_assert_int_eq(port, 4242);
+}
+END_TEST
+
+
+START_TEST(util_parse_hostport_rejects_port_0_and_65536)
+{
+    int   port = 4242;
+    char  host[64];
+
+    ck_assert_int_eq(rd_parse_hostport("127.0.0.1:0", host, sizeof(host),
+                                       &port), -1);
+    ck_assert_int_eq(rd_parse_hostport("127.0.0.1:65536", host, sizeof(host),
+                                       &port), -1);
+    ck_assert_int_eq(rd_parse_hostport("[::1]:0", host, sizeof(host), &port),
+                     -1);
+    ck_assert_int_eq(rd_parse_hostport("[::1]:65536", host, sizeof(host),
+                                       &port), -1);
+    ck_assert_int_eq(rd_parse_hostport("127.0.0.1:-1", host, sizeof(host),
+                                       &port), -1);
+    ck_assert_int_eq(rd_parse_hostport("127.0.0.1:80x", host, sizeof(host),
+                                       &port), -1);
+    ck_assert_int_eq(rd_parse_hostport("127.0.0.1:99999999999999999999",
+                                       host, sizeof(host), &port), -1);
+    ck_assert_int_eq(port, 4242);
+}
+END_TEST
+
+
+START_TEST(util_parse_hostport_rejects_host_longer_than_buffer)
+{
+    int   port = 0;
+    char  host[8];
+
+    ck_assert_int_eq(rd_parse_hostport("127.0.0.1:80", host, sizeof(host),
+                                       &port), -1);
+    ck_assert_int_eq(rd_parse_hostport("1.2.3.4:80", host, sizeof(host),
+                                       &port), 0);
+    ck_assert_str_eq(host, "1.2.3.4");
+}
+END_TEST
+
+
+START_TEST(util_secure_equal_matches_only_identical_strings)
+{
+    ck_assert_int_eq(rd_secure_equal("s3cret", "s3cret"), 1);
+    ck_assert_int_eq(rd_secure_equal("s3cret", "s3creT"), 0);
+    ck_assert_int_eq(rd_secure_equal("s3cret", "s3cre"), 0);
+    ck_assert_int_eq(rd_secure_equal("s3cre", "s3cret"), 0);
+    ck_assert_int_eq(rd_secure_equal("abcabc", "abc"), 0);
+    ck_assert_int_eq(rd_secure_equal("abc", "abcabc"), 0);
+    ck_assert_int_eq(rd_secure_equal("", "x"), 0);
+    ck_assert_int_eq(rd_secure_equal("x", ""), 0);
+}
+END_TEST
+
+
+START_TEST(util_secure_equal_never_matches_empty_token)
+{
+    ck_assert_int_eq(rd_secure_equal("", ""), 0);
+}
+END_TEST
+
+
+START_TEST(util_clocks_are_positive_and_monotonic_does_not_go_back)
+{
+    int64_t  a, b;
+
+    a = rd_now_ms();
+    b = rd_now_ms();
+    ck_assert(a > 0);
+    ck_assert(b >= a);
+    /* realtime is after 2020-01-01 */
+    ck_assert(rd_wall_ms() > 1577836800000LL);
+}
+END_TEST
+
+
+Suite *
+util_suite(void)
+{
+    Suite  *s;
+    TCase  *tc;
+
+    s = suite_create("util");
+
+    tc = tcase_create("name");
+    tcase_add_test(tc, util_name_valid_accepts_letters_digits_dot_dash_underscore);
+    tcase_add_test(tc, util_name_valid_rejects_empty);
+    tcase_add_test(tc, util_name_valid_accepts_128_rejects_129_chars);
+    tcase_add_test(tc, util_name_valid_rejects_leading_dot_dash_underscore);
+    tcase_add_test(tc, util_name_valid_rejects_slash_space_and_others);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("duration");
+    tcase_add_test(tc, util_parse_duration_units_give_milliseconds);
+    tcase_add_test(tc, util_parse_duration_rejects_bad_forms);
+    tcase_add_test(tc, util_parse_duration_rejects_overflow);
+    tcase_add_test(tc, util_format_duration_uses_shortest_exact_unit);
+    tcase_add_test(tc, util_format_then_parse_duration_round_trips);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("size");
+    tcase_add_test(tc, util_parse_size_units_give_bytes);
+    tcase_add_test(tc, util_parse_size_rejects_bad_forms);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("address");
+    tcase_add_test(tc, util_addr_valid_accepts_v4_and_v6_literals);
+    tcase_add_test(tc, util_addr_valid_rejects_hostnames_and_junk);
+    tcase_add_test(tc, util_parse_hostport_v4_gives_host_and_port);
+    tcase_add_test(tc, util_parse_hostport_bracketed_v6_strips_brackets);
+    tcase_add_test(tc, util_parse_hostport_rejects_missing_port);
+    tcase_add_test(tc, util_parse_hostport_rejects_port_0_and_65536);
+    tcase_add_test(tc, util_parse_hostport_rejects_host_longer_than_buffer);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("misc");
+    tcase_add_test(tc, util_secure_equal_matches_only_identical_strings);
+    tcase_add_test(tc, util_secure_equal_never_matches_empty_token);
+    tcase_add_test(tc, util_clocks_are_positive_and_monotonic_does_not_go_back);
+    suite_add_tcase(s, tc);
+
+    return s;
+}
