@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -650,6 +651,65 @@ START_TEST(registry_load_skips_bad_keys_and_values)
 END_TEST
 
 
+/* make every store commit fail (on = 1) or work again (on = 0), through a
+ * second connection to the same database */
+static void
+inject_commit_failure(int on)
+{
+    char     path[PATH_MAX + 32], *msg = NULL;
+    sqlite3  *db;
+
+    snprintf(path, sizeof(path), "%s/registry.db", dir);
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_msg(sqlite3_exec(db, on
+        ? "CREATE TRIGGER fail_index BEFORE UPDATE ON meta "
+          "BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"
+        : "DROP TRIGGER fail_index;", NULL, NULL, &msg) == SQLITE_OK,
+        "%s", msg ? msg : "?");
+    sqlite3_close(db);
+}
+
+
+START_TEST(registry_commit_failure_gives_500_and_changes_nothing)
+{
+    rd_op_t      *op;
+    ck_waiter_t   w;
+
+    start();
+    ck_assert_int_eq(ck_do(reg, ck_op_put("orders", "o1", BODY), NULL), 201);
+    inject_commit_failure(1);
+
+    ck_waiter_init(&w);
+    op = ck_op_put("orders", "o2", BODY);
+    ck_submit(reg, &w, op);
+    ck_wait(&w, 1);
+    ck_assert_int_eq(op->status, 500);
+    ck_assert_msg(strstr(op->err, "injected failure") != NULL, "err: %s",
+                  op->err);
+    ck_assert_uint_eq(op->body.len, 0);
+    rd_op_free(op);
+    ck_waiter_free(&w);
+
+    ck_assert_int_eq(ck_do(reg, rd_op_create(RD_OP_DEL, "orders", "o1"),
+                           NULL), 500);
+    ck_assert_int_eq(reg->store_ok, 0);
+    ck_assert_uint_eq(rd_registry_index(reg), 1);
+    ck_assert_int_eq(lookup("orders", "o1").found, 1);
+    ck_assert_int_eq(lookup("orders", "o2").found, 0);
+
+    /* the store recovers, and so does the registry */
+    inject_commit_failure(0);
+    ck_assert_int_eq(ck_do(reg, ck_op_put("orders", "o2", BODY), NULL), 201);
+    ck_assert_int_eq(reg->store_ok, 1);
+    ck_assert_uint_eq(rd_registry_index(reg), 2);
+
+    reopen();
+    ck_assert_uint_eq(rd_registry_index(reg), 2);
+    ck_assert_uint_eq(reg->count, 2);
+}
+END_TEST
+
+
 /* instance validation */
 
 typedef struct {
@@ -707,6 +767,8 @@ static const bad_t  bad_instances[] = {
       "labels" },
     { "{\"address\":\"127.0.0.1\",\"port\":80,\"labels\":{\"\":\"1\"}}",
       "labels" },
+    { "{\"address\":\"127.0.0.1\",\"port\":80,"
+      "\"labels\":{\"v\":\"a\\u0000b\"}}", "labels" },
     /* ttl and deregister_after */
     { "{\"address\":\"127.0.0.1\",\"port\":80,\"ttl\":\"10x\"}", "ttl" },
     { "{\"address\":\"127.0.0.1\",\"port\":80,\"ttl\":10}", "ttl" },
@@ -751,7 +813,7 @@ START_TEST(registry_instance_from_json_rejects_each_bad_field)
     rd_instance_t  *in;
     json_error_t    jerr;
 
-    obj = json_loads(b->json, JSON_DECODE_ANY, &jerr);
+    obj = json_loads(b->json, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     ck_assert_msg(obj != NULL, "bad test JSON %s", b->json);
     in = rd_instance_create();
 
@@ -1085,6 +1147,40 @@ START_TEST(registry_heartbeat_before_writer_cancels_ttl_transition)
 END_TEST
 
 
+START_TEST(registry_scan_ttl_retries_after_failed_commit)
+{
+    int  pending;
+
+    start();
+    ck_do(reg, ck_op_put("orders", "o1",
+                         "{\"address\":\"127.0.0.1\",\"port\":1,"
+                         "\"ttl\":\"1s\"}"), NULL);
+
+    /* the transition to critical cannot be stored */
+    inject_commit_failure(1);
+    age("orders", "o1", 5000, 0);
+    rd_registry_scan_ttl(reg);
+    sync_writer();
+    ck_assert_int_eq(lookup("orders", "o1").health, RD_HEALTH_PASSING);
+    ck_assert_uint_eq(rd_registry_index(reg), 1);
+
+    /* once the store works again the next scan must try again: the
+     * instance is still past its ttl */
+    inject_commit_failure(0);
+    pthread_rwlock_rdlock(&reg->lock);
+    pending = rd_registry_find(reg, "orders", "o1")->pending;
+    pthread_rwlock_unlock(&reg->lock);
+    rd_registry_scan_ttl(reg);
+    sync_writer();
+    ck_assert_msg(lookup("orders", "o1").health == RD_HEALTH_CRITICAL,
+                  "instance past its ttl stays passing after a failed "
+                  "commit: the scan no longer queues it (pending = %d)",
+                  pending);
+    ck_assert_uint_eq(rd_registry_index(reg), 2);
+}
+END_TEST
+
+
 START_TEST(registry_scan_ttl_critical_past_deregister_after_removes)
 {
     start();
@@ -1184,6 +1280,7 @@ registry_suite(void)
     tcase_add_test(tc, registry_stop_drains_queued_ops);
     tcase_add_test(tc, registry_state_survives_free_and_reopen);
     tcase_add_test(tc, registry_load_skips_bad_keys_and_values);
+    tcase_add_test(tc, registry_commit_failure_gives_500_and_changes_nothing);
     tcase_add_test(tc, registry_on_change_runs_per_commit_not_for_404);
     suite_add_tcase(s, tc);
 
@@ -1206,6 +1303,7 @@ registry_suite(void)
     tcase_add_test(tc, registry_scan_ttl_fresh_instance_stays_passing);
     tcase_add_test(tc, registry_scan_ttl_twice_queues_one_op);
     tcase_add_test(tc, registry_heartbeat_before_writer_cancels_ttl_transition);
+    tcase_add_test(tc, registry_scan_ttl_retries_after_failed_commit);
     tcase_add_test(tc,
         registry_scan_ttl_critical_past_deregister_after_removes);
     suite_add_tcase(s, tc);
