@@ -226,6 +226,7 @@ Try:
 
 Traffic through nginx uses a static upstream for now; routing by the
 registry arrives with the module issue.  Logs: $tmp
+(removed at exit; MESH_DEMO_KEEP=1 keeps them)
 
 EOF
 
