@@ -1268,7 +1268,6 @@ rd_api_create(rd_registry_t *reg, const rd_conf_t *conf, const char *token,
                    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 120,
                    MHD_OPTION_NOTIFY_COMPLETED, rd_api_completed, api,
                    MHD_OPTION_UNESCAPE_CALLBACK, rd_api_unescape, NULL,
-                   MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
                    MHD_OPTION_END);
 
     if (api->mhd == NULL) {

@@ -321,7 +321,9 @@ rd_conf_read_token(const rd_conf_t *conf, char **out, char *err)
         buf[--n] = '\0';
     }
 
-    for (s = 0; buf[s] == ' ' || buf[s] == '\t' || buf[s] == '\n'; s++) {
+    for (s = 0; buf[s] == ' ' || buf[s] == '\t' || buf[s] == '\n'
+                || buf[s] == '\r'; s++)
+    {
         /* skip */
     }
 

@@ -82,6 +82,7 @@ rd_instance_free(rd_instance_t *in)
     free(in->zone);
     free(in->labels);
     free(in->check);
+    free(in->snap);
     free(in);
 }
 
@@ -120,6 +121,18 @@ rd_instance_dup(const rd_instance_t *in)
     c->zone = rd_strdup_null(in->zone);
     c->labels = rd_strdup_null(in->labels);
     c->check = rd_strdup_null(in->check);
+    c->snap = NULL;
+    c->snap_len = 0;
+
+    if (in->snap) {
+        c->snap = malloc(in->snap_len + 1);
+        if (c->snap == NULL) {
+            fprintf(stderr, "registryd: out of memory\n");
+            abort();
+        }
+        memcpy(c->snap, in->snap, in->snap_len + 1);
+        c->snap_len = in->snap_len;
+    }
 
     return c;
 }
@@ -566,29 +579,92 @@ rd_registry_grow(rd_registry_t *reg)
 }
 
 
-/* replace or insert (in != NULL) or remove (in == NULL); write lock held */
+static void
+rd_ptr_push(rd_instance_t ***arr, size_t *n, size_t *cap, rd_instance_t *in)
+{
+    rd_instance_t  **p;
+
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 256;
+        p = realloc(*arr, *cap * sizeof(rd_instance_t *));
+        if (p == NULL) {
+            fprintf(stderr, "registryd: out of memory\n");
+            abort();
+        }
+        *arr = p;
+    }
+
+    (*arr)[(*n)++] = in;
+}
+
+
+static void
+rd_instance_snap(rd_instance_t *in)
+{
+    rd_buf_t  b;
+
+    rd_buf_init(&b, 192);
+    rd_instance_to_json(&b, in, RD_JSON_SNAPSHOT);
+    rd_buf_cstr(&b);
+
+    free(in->snap);
+    in->snap = b.data;
+    in->snap_len = b.len;
+}
+
+
+/*
+ * Replace or insert (in != NULL) or remove (in == NULL); write lock held.
+ * A replaced instance keeps its node, so sorted views stay valid; a
+ * removed one is parked in reg->dead until the sorted view drops it.
+ */
 static void
 rd_registry_set(rd_registry_t *reg, const char *service, const char *id,
     rd_instance_t *in)
 {
-    rd_instance_t  **pp, *old;
+    rd_instance_t  **pp, *old, *next;
 
     pp = rd_registry_slot(reg, service, id);
     old = *pp;
 
+    if (in) {
+        rd_instance_snap(in);
+        reg->nttl += (in->ttl != 0);
+    }
+
+    if (old) {
+        reg->nttl -= (old->ttl != 0);
+    }
+
+    if (old && in) {
+        next = old->next;
+        free(old->zone);
+        free(old->labels);
+        free(old->check);
+        free(old->snap);
+        *old = *in;
+        old->next = next;
+        free(in);
+        return;
+    }
+
     if (old) {
         *pp = old->next;
-        rd_instance_free(old);
+        old->next = NULL;
+        old->dead = 1;
         reg->count--;
+        rd_ptr_push(&reg->dead, &reg->ndead, &reg->dead_cap, old);
+        return;
     }
 
     if (in == NULL) {
         return;
     }
 
-    in->next = *pp;
+    in->next = NULL;
     *pp = in;
     reg->count++;
+    rd_ptr_push(&reg->added, &reg->nadded, &reg->added_cap, in);
 
     if (reg->count > reg->nbuckets) {
         rd_registry_grow(reg);
@@ -608,26 +684,84 @@ rd_instance_cmp(const void *a, const void *b)
 }
 
 
-rd_instance_t **
-rd_registry_sorted(rd_registry_t *reg, size_t *n)
+/* merge added and drop dead instances; sort_lock (or write lock) held */
+static void
+rd_registry_refresh_sorted(rd_registry_t *reg)
 {
-    size_t           i, k;
-    rd_instance_t   *in, **all;
+    size_t           i, j, k, total;
+    rd_instance_t  **merged, *a, *b;
 
-    all = malloc((reg->count + 1) * sizeof(rd_instance_t *));
-    if (all == NULL) {
-        return NULL;
+    if (reg->nadded == 0 && reg->ndead == 0) {
+        return;
     }
 
+    qsort(reg->added, reg->nadded, sizeof(rd_instance_t *),
+          rd_instance_cmp);
+
+    total = reg->nsorted + reg->nadded;
+    merged = malloc((total + 1) * sizeof(rd_instance_t *));
+    if (merged == NULL) {
+        fprintf(stderr, "registryd: out of memory\n");
+        abort();
+    }
+
+    i = 0;
+    j = 0;
     k = 0;
-    for (i = 0; i < reg->nbuckets; i++) {
-        for (in = reg->buckets[i]; in; in = in->next) {
-            all[k++] = in;
+
+    while (i < reg->nsorted || j < reg->nadded) {
+        a = i < reg->nsorted ? reg->sorted[i] : NULL;
+        b = j < reg->nadded ? reg->added[j] : NULL;
+
+        if (a && a->dead) {
+            i++;
+            continue;
+        }
+
+        if (b && b->dead) {
+            j++;
+            continue;
+        }
+
+        if (b == NULL || (a && rd_instance_cmp(&a, &b) < 0)) {
+            merged[k++] = a;
+            i++;
+
+        } else {
+            merged[k++] = b;
+            j++;
         }
     }
 
-    qsort(all, k, sizeof(rd_instance_t *), rd_instance_cmp);
-    *n = k;
+    free(reg->sorted);
+    reg->sorted = merged;
+    reg->nsorted = k;
+    reg->nadded = 0;
+
+    for (i = 0; i < reg->ndead; i++) {
+        rd_instance_free(reg->dead[i]);
+    }
+
+    reg->ndead = 0;
+}
+
+
+rd_instance_t **
+rd_registry_sorted(rd_registry_t *reg, size_t *n)
+{
+    rd_instance_t  **all;
+
+    pthread_mutex_lock(&reg->sort_lock);
+
+    rd_registry_refresh_sorted(reg);
+
+    all = malloc((reg->nsorted + 1) * sizeof(rd_instance_t *));
+    if (all) {
+        memcpy(all, reg->sorted, reg->nsorted * sizeof(rd_instance_t *));
+        *n = reg->nsorted;
+    }
+
+    pthread_mutex_unlock(&reg->sort_lock);
 
     return all;
 }
@@ -712,6 +846,7 @@ rd_registry_create(rd_store_t *store, char *err)
     }
 
     pthread_rwlock_init(&reg->lock, NULL);
+    pthread_mutex_init(&reg->sort_lock, NULL);
     pthread_mutex_init(&reg->qlock, NULL);
     pthread_cond_init(&reg->qcond, NULL);
 
@@ -756,6 +891,15 @@ rd_registry_free(rd_registry_t *reg)
         }
 
         free(reg->buckets);
+
+        for (i = 0; i < reg->ndead; i++) {
+            rd_instance_free(reg->dead[i]);
+        }
+
+        free(reg->dead);
+        free(reg->added);
+        free(reg->sorted);
+        pthread_mutex_destroy(&reg->sort_lock);
         pthread_rwlock_destroy(&reg->lock);
         pthread_mutex_destroy(&reg->qlock);
         pthread_cond_destroy(&reg->qcond);
@@ -1052,10 +1196,26 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
         }
 
         __atomic_store_n(&reg->index, index, __ATOMIC_RELEASE);
+
+        /* without readers of the sorted view, removed instances pile up */
+        if (reg->ndead > 4096) {
+            pthread_mutex_lock(&reg->sort_lock);
+            rd_registry_refresh_sorted(reg);
+            pthread_mutex_unlock(&reg->sort_lock);
+        }
+
         pthread_rwlock_unlock(&reg->lock);
 
     } else if (!ok) {
         for (op = batch; op; op = op->next) {
+            if (op->internal) {
+                /* let the next TTL scan try again */
+                cur = rd_registry_find(reg, op->service, op->id);
+                if (cur) {
+                    __atomic_store_n(&cur->pending, 0, __ATOMIC_RELAXED);
+                }
+            }
+
             if (op->index) {
                 op->status = 500;
                 op->index = 0;
@@ -1144,7 +1304,7 @@ rd_registry_scan_ttl(rd_registry_t *reg)
 
     pthread_rwlock_rdlock(&reg->lock);
 
-    for (i = 0; i < reg->nbuckets; i++) {
+    for (i = 0; reg->nttl && i < reg->nbuckets; i++) {
         for (in = reg->buckets[i]; in; in = in->next) {
 
             if (in->ttl == 0

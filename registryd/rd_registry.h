@@ -43,8 +43,11 @@ struct rd_instance_s {
     int64_t         deregister_after;     /* ms, 0: never */
     uint64_t        create_index;
     uint64_t        modify_index;
+    char           *snap;                 /* RD_JSON_SNAPSHOT form */
+    size_t          snap_len;
 
     /* memory only */
+    int             dead;                 /* removed, free pending */
     int64_t         last_seen;            /* monotonic ms, atomic */
     int64_t         critical_since;       /* monotonic ms */
     int             pending;              /* a TTL op is queued */
@@ -87,7 +90,24 @@ typedef struct {
     rd_instance_t         **buckets;
     size_t                  nbuckets;
     size_t                  count;
+    size_t                  nttl;         /* instances with a ttl */
     uint64_t                index;        /* committed, atomic reads */
+
+    /*
+     * The sorted view, kept between reads: the writer appends new
+     * instances to "added" and moves removed ones to "dead" (not yet
+     * freed: "sorted" may still point to them); a reader merges both in
+     * under sort_lock. Updates change instances in place.
+     */
+    pthread_mutex_t         sort_lock;
+    rd_instance_t         **sorted;
+    size_t                  nsorted;
+    rd_instance_t         **added;
+    size_t                  nadded;
+    size_t                  added_cap;
+    rd_instance_t         **dead;
+    size_t                  ndead;
+    size_t                  dead_cap;
 
     rd_store_t             *store;
     int                     store_ok;
@@ -120,7 +140,8 @@ void rd_registry_submit(rd_registry_t *reg, rd_op_t *op);
 /* caller holds the read lock */
 rd_instance_t *rd_registry_find(rd_registry_t *reg, const char *service,
     const char *id);
-/* sorted by service then id; caller holds the read lock; free() result */
+/* sorted by service then id; caller holds the read lock; free() result
+ * (the pointers stay valid while the read lock is held) */
 rd_instance_t **rd_registry_sorted(rd_registry_t *reg, size_t *n);
 
 /* heartbeat: -1 unknown; 0 passing (renewed); 1 critical (op needed) */

@@ -42,8 +42,8 @@ rd_snapshot_build(rd_registry_t *reg, rd_buf_t *b, uint64_t *index)
             rd_buf_addc(b, ',');
         }
 
-        rd_buf_adds(b, "\n");
-        rd_instance_to_json(b, all[i], RD_JSON_SNAPSHOT);
+        rd_buf_addc(b, '\n');
+        rd_buf_add(b, all[i]->snap, all[i]->snap_len);
     }
 
     pthread_rwlock_unlock(&reg->lock);

@@ -43,6 +43,10 @@ const rd_store_backend_t  rd_store_sqlite = {
 static const char  rd_sqlite_schema[] =
     "PRAGMA journal_mode=WAL;"
     "PRAGMA synchronous=FULL;"
+    /* pages from memory, not read(): the writer is the only user */
+    "PRAGMA cache_size=-65536;"
+    "PRAGMA mmap_size=268435456;"
+    "PRAGMA wal_autocheckpoint=8192;"
     "CREATE TABLE IF NOT EXISTS kv ("
     "  key   TEXT PRIMARY KEY,"
     "  value TEXT NOT NULL"
