@@ -757,7 +757,9 @@ rd_registry_sorted(rd_registry_t *reg, size_t *n)
 
     all = malloc((reg->nsorted + 1) * sizeof(rd_instance_t *));
     if (all) {
-        memcpy(all, reg->sorted, reg->nsorted * sizeof(rd_instance_t *));
+        if (reg->nsorted) {
+            memcpy(all, reg->sorted, reg->nsorted * sizeof(rd_instance_t *));
+        }
         *n = reg->nsorted;
     }
 
