@@ -39,6 +39,11 @@ package MeshTest;
 #   MESH_NGINX       nginx binary (default: /usr/sbin/nginx)
 #   MESH_TEST_KEEP   keep the temp dir (its path is printed with diag)
 #
+# new(%opt): log_level => LEVEL (nginx error_log level of nginx_prelude,
+# default debug; load tests use info: Debian's nginx has --with-debug and
+# debug logging of thousands of requests is slow and huge), workers => N
+# (worker_processes of nginx_prelude, default 2).
+#
 # =head1 METHODS
 #
 # Setup and files
@@ -71,26 +76,79 @@ package MeshTest;
 #                            token and args
 #
 # Backends (tiny forked HTTP/1.1 servers, keep-alive, one process per
-# connection): every request gets 200, body NAME, header "X-Backend: NAME".
-#   start_backend(name => NAME, delay => SECONDS)   returns the port
+# connection): every request gets 200, body NAME, headers "X-Backend: NAME",
+# "X-Request-Uri: URI" and "X-Conn-Requests: N" (N-th request on this
+# connection, from 1: shows upstream keepalive at work).
+#   start_backend(name => NAME, delay => SECONDS, events => 1)
+#                            returns the port; events => 1 serves every
+#                            connection from one process with a select
+#                            loop (no fork per connection: for thousands
+#                            of requests); delay works there too, without
+#                            blocking other connections
 #   backend_port(NAME), stop_backend(NAME), kill_backend(NAME)
 #
 # nginx
-#   nginx_prelude            main-context boilerplate: daemon off, 2 workers,
+#   nginx_prelude(%opt)      main-context boilerplate: daemon off, 2 workers,
 #                            error_log DIR/error.log debug, pid, load_module,
-#                            events (and "user root" when run as root)
+#                            events (and "user root" when run as root);
+#                            opt (or new's): log_level => LEVEL, workers => N
 #   http_prelude             http-context boilerplate: temp paths and
 #                            access_log inside DIR
 #   nginx_conf(TEXT [, NAME])  writes DIR/NAME (default nginx.conf) after
 #                            substituting %%MODULE%%, %%TESTDIR%%,
 #                            %%PORT_<NAME>%%, %%REGISTRY%%, %%PRELUDE%%,
-#                            %%HTTP_PRELUDE%%; returns the text written
+#                            %%HTTP_PRELUDE%%, %%MESH_PRELUDE%%; returns the
+#                            text written
 #   nginx_test([NAME])       nginx -t; returns (exit code, output)
 #   start_nginx([NAME])      starts nginx in the foreground; waits until its
 #                            listen ports accept
 #   reload_nginx             SIGHUP; waits until a new worker generation runs
 #   stop_nginx               QUIT, then TERM, then KILL, all bounded
 #   nginx_pid
+#   nginx_workers            pids of the master's children (sorted)
+#
+# Mesh (ngx_http_mesh_module)
+#   mesh_prelude             http-context lines: mesh_registry REGISTRY;
+#                            mesh_cache_file DIR/mesh.json
+#   cache_file               DIR/mesh.json
+#   register(SVC, ID, PORT, %fields)   PUT an instance at 127.0.0.1:PORT
+#                            (fields: weight, ttl, ...); returns api()'s
+#                            response
+#   deregister(SVC, ID)      DELETE; returns api()'s response
+#   registry_index           registryd's current index (GET /healthz)
+#   mesh_status(%opt)        GET /mesh/status through nginx (port => N,
+#                            default named_port('HTTP'); path => P);
+#                            decoded JSON or undef
+#   wait_mesh_index(%opt)    polls mesh_status until its index reaches
+#                            index => N (default: registry_index), at most
+#                            timeout => s (default 5); returns the status,
+#                            or undef on timeout
+#
+# Load (fast raw-socket HTTP/1.1 clients)
+#   client(port => N, keepalive => 0|1, timeout => s)
+#                            a MeshTest::Client: ->get(PATH [, \%headers]),
+#                            ->request(METHOD, PATH [, \%headers]) return
+#                            {status, headers (lower-case), content} or
+#                            {status => 599, error => TEXT}; one keep-alive
+#                            connection (reopened when needed; a request
+#                            on a reused connection that the server had
+#                            closed is retried once, as HTTP::Tiny does),
+#                            or a new one per request with keepalive => 0
+#   load(%opt)               forks clients => C (default 4) clients, each
+#                            with its own connection; sends paths => [...]
+#                            (each once, spread over the clients) or
+#                            requests => N of path => P (default /), or
+#                            runs for duration => s; port => N (default
+#                            named_port('HTTP')), keepalive => 0|1,
+#                            headers => [names] to count (default
+#                            ['x-backend']), timeout => s (default 60).
+#                            Returns {total, ok (2xx), failed, statuses =>
+#                            {code => n}, by => {header => {value => n}},
+#                            count => {value of the first header => n},
+#                            results => [[status, values...]] per path
+#                            (paths mode), errors => [first few texts],
+#                            retries, elapsed}
+#   load_start(%opt) / load_wait(HANDLE)   the same, in the background
 #
 # HTTP (timeouts of 10 s; responses are HTTP::Tiny hashes)
 #   http(METHOD, URL, BODY, \%headers)
@@ -138,7 +196,7 @@ use IO::Socket::INET;
 use JSON::PP ();
 use POSIX qw(WNOHANG :sys_wait_h);
 use Scalar::Util qw(weaken);
-use Socket qw(SOL_SOCKET SO_REUSEADDR);
+use Socket qw(SOL_SOCKET SO_REUSEADDR IPPROTO_TCP TCP_NODELAY);
 use Test::More ();
 use Time::HiRes qw(sleep time);
 
@@ -167,6 +225,8 @@ sub new {
         backends => {},
         groups   => {},      # pgid => what, every process group started
         done     => 0,
+        log_level => $opt{log_level},
+        workers  => $opt{workers},
     }, $class;
 
     push @LIVE, $self;
@@ -518,7 +578,11 @@ sub start_backend {
     my $log = "$self->{dir}/backend-$name.log";
     my $pid = $self->_spawn("backend $name", sub {
         _redirect('/dev/null', $log);
-        _backend_loop($ls, $name, $delay);
+        if ($opt{events}) {
+            _backend_events($ls, $name, $delay);
+        } else {
+            _backend_loop($ls, $name, $delay);
+        }
     });
     close $ls;
 
@@ -576,6 +640,7 @@ sub _backend_loop {
 sub _backend_conn {
     my ($c, $name, $delay) = @_;
     my $buf = '';
+    my $nreq = 0;
     my $sel = IO::Select->new($c);
 
     # read more bytes into $buf; false on EOF, error or idle timeout
@@ -629,14 +694,7 @@ sub _backend_conn {
 
         sleep $delay if $delay > 0;
 
-        my $body = $method eq 'HEAD' ? '' : $name;
-        my $resp = "HTTP/1.1 200 OK\r\n"
-            . "Content-Type: text/plain\r\n"
-            . "Content-Length: " . length($name) . "\r\n"
-            . "X-Backend: $name\r\n"
-            . "X-Request-Uri: $uri\r\n"
-            . "Connection: " . ($keep ? 'keep-alive' : 'close') . "\r\n"
-            . "\r\n" . $body;
+        my $resp = _backend_response($name, $method, $uri, $keep, ++$nreq);
 
         while (length $resp) {
             my $n = syswrite($c, $resp);
@@ -648,19 +706,187 @@ sub _backend_conn {
     }
 }
 
+sub _backend_response {
+    my ($name, $method, $uri, $keep, $nreq) = @_;
+    my $body = $method eq 'HEAD' ? '' : $name;
+
+    return "HTTP/1.1 200 OK\r\n"
+        . "Content-Type: text/plain\r\n"
+        . "Content-Length: " . length($name) . "\r\n"
+        . "X-Backend: $name\r\n"
+        . "X-Request-Uri: $uri\r\n"
+        . "X-Conn-Requests: $nreq\r\n"
+        . "Connection: " . ($keep ? 'keep-alive' : 'close') . "\r\n"
+        . "\r\n" . $body;
+}
+
+# takes one complete request off the front of $$buf: returns
+# [method, uri, keep] or undef when incomplete, 'bad' on garbage
+sub _take_request {
+    my ($buf) = @_;
+
+    $$buf =~ /\r?\n\r?\n/ or return length $$buf > 1 << 20 ? 'bad' : undef;
+    my $hend = $+[0];
+    my ($line, @hl) = split /\r?\n/, substr($$buf, 0, $-[0]);
+    my ($method, $uri, $proto) = split ' ', $line // '';
+    return 'bad' unless $proto;
+
+    my %h;
+    for (@hl) {
+        my ($k, $v) = /^([^:]+):\s*(.*?)\s*$/ or next;
+        $h{lc $k} = $v;
+    }
+
+    my $end = $hend;
+    if (($h{'transfer-encoding'} // '') =~ /chunked/i) {
+        my $rest = substr $$buf, $hend;
+        my $used = 0;
+        while (1) {
+            $rest =~ /\G([0-9a-fA-F]+)[^\r\n]*\r?\n/gc or return undef;
+            my $size = hex $1;
+            my $pos = pos $rest;
+            if ($size == 0) {
+                # trailers, then an empty line
+                $rest =~ /\G(?:[^\r\n]+\r?\n)*\r?\n/gc or return undef;
+                $used = pos $rest;
+                last;
+            }
+            return undef if length($rest) < $pos + $size + 2;
+            pos($rest) = $pos + $size;
+            $rest =~ /\G\r?\n/gc or return 'bad';
+        }
+        $end = $hend + $used;
+    } elsif (my $len = $h{'content-length'}) {
+        return undef if length($$buf) < $hend + $len;
+        $end = $hend + $len;
+    }
+
+    substr($$buf, 0, $end) = '';
+
+    my $conn = lc($h{connection} // '');
+    my $keep = $proto eq 'HTTP/1.1' ? $conn ne 'close'
+                                    : $conn eq 'keep-alive';
+    return [ $method, $uri, $keep ];
+}
+
+# one process, every connection: a select loop; responses wait $delay
+# seconds in a queue without holding up other connections
+sub _backend_events {
+    my ($ls, $name, $delay) = @_;
+
+    $ls->blocking(0);
+    my $rsel = IO::Select->new($ls);
+    my $wsel = IO::Select->new;
+    my %conn;                   # fileno => state
+
+    my $drop = sub {
+        my ($st) = @_;
+        $rsel->remove($st->{sock});
+        $wsel->remove($st->{sock});
+        delete $conn{ $st->{fd} };
+        close $st->{sock};
+    };
+
+    # move due responses to the output, write what the socket takes
+    my $flush = sub {
+        my ($st, $now) = @_;
+        while (@{ $st->{queue} } && $st->{queue}[0][0] <= $now) {
+            my $q = shift @{ $st->{queue} };
+            $st->{out} .= $q->[1];
+            $st->{closing} = 1 unless $q->[2];
+        }
+        if (length $st->{out}) {
+            my $n = syswrite($st->{sock}, $st->{out});
+            if (!defined $n) {
+                return $drop->($st) unless $!{EAGAIN};
+            } else {
+                substr($st->{out}, 0, $n) = '';
+            }
+        }
+        if (length $st->{out}) {
+            $wsel->add($st->{sock});
+        } else {
+            $wsel->remove($st->{sock});
+            $drop->($st) if $st->{closing} && !@{ $st->{queue} };
+        }
+    };
+
+    while (1) {
+        my $timeout = 60;
+        my $now = time;
+        for my $st (values %conn) {
+            next unless @{ $st->{queue} };
+            my $t = $st->{queue}[0][0] - $now;
+            $timeout = $t if $t < $timeout;
+        }
+        $timeout = 0 if $timeout < 0;
+
+        my ($r, $w) = IO::Select->select($rsel, $wsel->count ? $wsel : undef,
+                                         undef, $timeout);
+        $now = time;
+
+        for my $s (@{ $r || [] }) {
+            if ($s == $ls) {
+                while (my $c = $ls->accept) {
+                    $c->blocking(0);
+                    setsockopt($c, IPPROTO_TCP, TCP_NODELAY, 1);
+                    my $fd = fileno $c;
+                    $conn{$fd} = { sock => $c, fd => $fd, in => '',
+                                   out => '', queue => [], n => 0 };
+                    $rsel->add($c);
+                }
+                next;
+            }
+
+            my $st = $conn{ fileno $s } or next;
+            my $got = sysread($s, $st->{in}, 65536, length $st->{in});
+            if (!defined $got) {
+                $drop->($st) unless $!{EAGAIN};
+                next;
+            }
+            if (!$got) {
+                $drop->($st);
+                next;
+            }
+
+            while (!$st->{closing}) {
+                my $req = _take_request(\$st->{in});
+                last unless defined $req;
+                if (!ref $req) {
+                    $drop->($st);
+                    last;
+                }
+                my ($method, $uri, $keep) = @$req;
+                push @{ $st->{queue} }, [ $now + $delay,
+                    _backend_response($name, $method, $uri, $keep, ++$st->{n}),
+                    $keep ];
+                $rsel->remove($s) unless $keep;
+                last unless $keep;
+            }
+        }
+
+        for my $st (values %conn) {
+            $flush->($st, $now)
+                if @{ $st->{queue} } || length $st->{out};
+        }
+    }
+}
+
 ############################################################################
 # nginx
 
 sub nginx_prelude {
-    my ($self) = @_;
+    my ($self, %opt) = @_;
     my $d = $self->{dir};
     my $user = $> == 0 ? "user root;\n" : '';
+    my $level = $opt{log_level} // $self->{log_level} // 'debug';
+    my $workers = $opt{workers} // $self->{workers} // 2;
 
     return <<"EOF";
 daemon off;
 master_process on;
-worker_processes 2;
-${user}error_log $d/error.log debug;
+worker_processes $workers;
+${user}error_log $d/error.log $level;
 pid $d/nginx.pid;
 load_module $self->{module};
 
@@ -691,6 +917,7 @@ sub nginx_conf {
 
     $text =~ s/%%PRELUDE%%/$self->nginx_prelude/ge;
     $text =~ s/%%HTTP_PRELUDE%%/$self->http_prelude/ge;
+    $text =~ s/%%MESH_PRELUDE%%/$self->mesh_prelude/ge;
     $text =~ s/%%MODULE%%/$self->{module}/g;
     $text =~ s/%%TESTDIR%%/$self->{dir}/g;
     $text =~ s/%%REGISTRY%%/$self->registryd_url/ge;
@@ -710,6 +937,12 @@ sub nginx_test {
 }
 
 sub nginx_pid { $_[0]{nginx} ? $_[0]{nginx}{pid} : undef }
+
+sub nginx_workers {
+    my ($self) = @_;
+    my $pid = $self->nginx_pid or return ();
+    return _children_of($pid);
+}
 
 sub start_nginx {
     my ($self, $name) = @_;
@@ -921,6 +1154,206 @@ sub raw_http {
 }
 
 ############################################################################
+# mesh
+
+sub cache_file { "$_[0]{dir}/mesh.json" }
+
+sub mesh_prelude {
+    my ($self) = @_;
+    return "    mesh_registry " . $self->registryd_url . ";\n"
+         . "    mesh_cache_file " . $self->cache_file . ";\n";
+}
+
+sub register {
+    my ($self, $svc, $id, $port, %f) = @_;
+    return $self->api(PUT => "/v1/services/$svc/instances/$id",
+                      { address => '127.0.0.1', port => $port + 0, %f });
+}
+
+sub deregister {
+    my ($self, $svc, $id) = @_;
+    return $self->api(DELETE => "/v1/services/$svc/instances/$id");
+}
+
+sub registry_index {
+    my ($self) = @_;
+    my $r = $self->api(GET => '/healthz');
+    return $r->{json} ? $r->{json}{index} : undef;
+}
+
+sub mesh_status {
+    my ($self, %opt) = @_;
+    my $port = $opt{port} // $self->named_port('HTTP');
+    my $path = $opt{path} // '/mesh/status';
+    my $r = HTTP::Tiny->new(timeout => 5, keep_alive => 0)
+        ->get("http://127.0.0.1:$port$path");
+    return undef unless $r->{status} == 200;
+    return eval { $JSON->decode($r->{content}) };
+}
+
+sub wait_mesh_index {
+    my ($self, %opt) = @_;
+    my $want = $opt{index} // $self->registry_index // croak 'no index';
+    my $end = time + ($opt{timeout} // 5);
+
+    while (1) {
+        my $st = $self->mesh_status(%opt);
+        return $st if $st && ($st->{index} // -1) >= $want;
+        return undef if time >= $end;
+        sleep 0.01;
+    }
+}
+
+############################################################################
+# load
+
+sub client {
+    my ($self, %opt) = @_;
+    $opt{port} //= $self->named_port('HTTP');
+    return MeshTest::Client->new(%opt);
+}
+
+sub load {
+    my ($self, %opt) = @_;
+    return $self->load_wait($self->load_start(%opt));
+}
+
+sub load_start {
+    my ($self, %opt) = @_;
+
+    my $clients = $opt{clients} // 4;
+    my $paths = $opt{paths};
+    my @hdr = map { lc } @{ $opt{headers} // ['x-backend'] };
+    my $n = ++$self->{loads};
+    my $start = time;
+    my @kids;
+
+    $clients = @$paths if $paths && @$paths < $clients;
+    $clients = 1 if $clients < 1;
+
+    for my $i (0 .. $clients - 1) {
+        my $out = "$self->{dir}/load-$n-$i.out";
+        my $pid = $self->_spawn("load client $i", sub {
+            _load_client($self, \%opt, \@hdr, $i, $clients, $out);
+            POSIX::_exit(0);
+        });
+        push @kids, { pid => $pid, out => $out };
+    }
+
+    return { kids => \@kids, opt => \%opt, hdr => \@hdr, start => $start,
+             timeout => $opt{timeout} // 60 };
+}
+
+sub load_wait {
+    my ($self, $h) = @_;
+    my $end = $h->{start} + $h->{timeout} + 5;
+    my %res = (total => 0, ok => 0, failed => 0, statuses => {}, by => {},
+               count => {}, errors => [], retries => 0, connects => 0);
+    my @results;
+    my $timedout = 0;
+
+    for my $k (@{ $h->{kids} }) {
+        my $left = $end - time;
+        my $st = _reap($k->{pid}, $left > 0 ? $left : 0);
+        if (!defined $st) {
+            $timedout++;
+            $self->_stop_group($k->{pid}, 'KILL', 5);
+        } else {
+            delete $self->{groups}{ $k->{pid} };
+        }
+
+        open my $fh, '<', $k->{out} or next;
+        while (my $l = <$fh>) {
+            chomp $l;
+            my ($type, @f) = split /\t/, $l, -1;
+            if ($type eq 'A') {
+                my ($cnt, $status, @v) = @f;
+                $res{total} += $cnt;
+                $res{statuses}{$status} += $cnt;
+                if ($status =~ /^2/) { $res{ok} += $cnt }
+                else { $res{failed} += $cnt }
+                for my $j (0 .. $#{ $h->{hdr} }) {
+                    next unless length($v[$j] // '');
+                    $res{by}{ $h->{hdr}[$j] }{ $v[$j] } += $cnt;
+                }
+            } elsif ($type eq 'R') {
+                my ($idx, @rest) = @f;
+                $results[$idx] = \@rest;
+            } elsif ($type eq 'E') {
+                push @{ $res{errors} }, $f[0] if @{ $res{errors} } < 10;
+            } elsif ($type eq 'S') {
+                $res{retries} += $f[0];
+                $res{connects} += $f[1];
+            }
+        }
+        close $fh;
+        unlink $k->{out};
+    }
+
+    push @{ $res{errors} }, "$timedout clients timed out" if $timedout;
+    $res{count} = $res{by}{ $h->{hdr}[0] } // {};
+    $res{results} = \@results if $h->{opt}{paths};
+    $res{elapsed} = time - $h->{start};
+    return \%res;
+}
+
+# runs in a forked child: sends its share of the work, writes its counts
+sub _load_client {
+    my ($self, $opt, $hdr, $i, $clients, $out) = @_;
+
+    my $c = MeshTest::Client->new(
+        port => $opt->{port} // $self->named_port('HTTP'),
+        keepalive => $opt->{keepalive} // 1,
+        timeout => 10);
+    my $deadline = time + ($opt->{timeout} // 60);
+    my $stop = $opt->{duration} ? time + $opt->{duration} : undef;
+    my $paths = $opt->{paths};
+    my $path = $opt->{path} // '/';
+    my $req = $opt->{requests};
+    my $mine = defined $req
+        ? int($req / $clients) + ($i < $req % $clients ? 1 : 0) : undef;
+    my (%agg, @errs, @res);
+
+    my $one = sub {
+        my ($p) = @_;
+        my $r = $c->get($p);
+        my @v = map { my $x = $r->{headers}{$_} // ''; $x =~ s/[\t\n]//g; $x }
+                @$hdr;
+        $agg{ join "\t", $r->{status}, @v }++;
+        push @errs, "$r->{status} $p: " . ($r->{error} // $r->{content} // '')
+            if $r->{status} !~ /^2/ && @errs < 3;
+        $errs[-1] = substr($errs[-1], 0, 300) if @errs;
+        return [ $r->{status}, @v ];
+    };
+
+    if ($paths) {
+        for (my $k = $i; $k < @$paths; $k += $clients) {
+            last if time > $deadline;
+            push @res, [ $k, @{ $one->($paths->[$k]) } ];
+        }
+    } else {
+        my $done = 0;
+        while (time < $deadline) {
+            last if defined $mine && $done >= $mine;
+            last if $stop && time >= $stop;
+            last if !defined $mine && !$stop;
+            $one->($path);
+            $done++;
+        }
+    }
+
+    $c->close;
+
+    open my $fh, '>', "$out.tmp" or POSIX::_exit(1);
+    print $fh join("\t", 'A', $agg{$_}, $_), "\n" for keys %agg;
+    print $fh join("\t", 'R', @$_), "\n" for @res;
+    for (@errs) { (my $e = $_) =~ s/[\t\n]+/ /g; print $fh "E\t$e\n" }
+    print $fh "S\t$c->{retries}\t$c->{connects}\n";
+    close $fh;
+    rename "$out.tmp", $out;
+}
+
+############################################################################
 # CLI
 
 sub registryctl {
@@ -1018,6 +1451,175 @@ END {
     local ($?, $!, $@);
     for my $t (grep { defined } @LIVE) {
         $t->cleanup;
+    }
+}
+
+
+############################################################################
+# MeshTest::Client: a small, fast HTTP/1.1 client on raw sockets
+
+package MeshTest::Client {
+    use IO::Select;
+    use IO::Socket::INET;
+    use Socket qw(IPPROTO_TCP TCP_NODELAY);
+    use Time::HiRes qw(time);
+
+    sub new {
+        my ($class, %opt) = @_;
+        return bless {
+            port      => $opt{port},
+            timeout   => $opt{timeout} // 10,
+            keepalive => $opt{keepalive} // 1,
+            sock      => undef,
+            buf       => '',
+            reused    => 0,
+            retries   => 0,
+            connects  => 0,
+        }, $class;
+    }
+
+    sub close {
+        my ($self) = @_;
+        close $self->{sock} if $self->{sock};
+        $self->{sock} = undef;
+        $self->{buf} = '';
+    }
+
+    sub _connect {
+        my ($self) = @_;
+        $self->close;
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+            PeerPort => $self->{port}, Proto => 'tcp',
+            Timeout => $self->{timeout}) or return 0;
+        setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1);
+        $self->{sock} = $s;
+        $self->{reused} = 0;
+        $self->{connects}++;
+        return 1;
+    }
+
+    sub get { $_[0]->request(GET => $_[1], $_[2]) }
+
+    sub request {
+        my ($self, $method, $path, $headers) = @_;
+
+        my $req = "$method $path HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+        $req .= "$_: $headers->{$_}\r\n" for sort keys %{ $headers || {} };
+        $req .= "Connection: close\r\n" unless $self->{keepalive};
+        $req .= "\r\n";
+
+        for my $try (1, 2) {
+            if (!$self->{sock}) {
+                $self->_connect
+                    or return { status => 599, error => "connect: $!",
+                                headers => {} };
+            }
+            my $reused = $self->{reused};
+            my $r = $self->_exchange($req, $method);
+            if ($r->{status} == 599 && $r->{nothing} && $reused && $try == 1) {
+                # the server closed an idle connection as we reused it
+                $self->{retries}++;
+                $self->close;
+                next;
+            }
+            return $r;
+        }
+    }
+
+    sub _exchange {
+        my ($self, $req, $method) = @_;
+        my $s = $self->{sock};
+        my $end = time + $self->{timeout};
+        my $fail = sub {
+            my ($e, $nothing) = @_;
+            $self->close;
+            return { status => 599, error => $e, headers => {},
+                     nothing => $nothing };
+        };
+
+        local $SIG{PIPE} = 'IGNORE';
+        while (length $req) {
+            my $n = syswrite($s, $req);
+            return $fail->("write: $!", 1) unless defined $n;
+            substr($req, 0, $n) = '';
+        }
+
+        my $sel = IO::Select->new($s);
+        my $read = sub {
+            my $left = $end - time;
+            return undef if $left <= 0 || !$sel->can_read($left);
+            return sysread($s, $self->{buf}, 65536, length $self->{buf});
+        };
+
+        # status line and headers
+        while ($self->{buf} !~ /\r?\n\r?\n/) {
+            my $n = $read->();
+            return $fail->(defined $n ? 'closed before a response'
+                           : "read: " . ($! || 'timeout'),
+                           !length $self->{buf}) unless $n;
+        }
+
+        $self->{buf} =~ s/^(.*?)\r?\n\r?\n//s;
+        my ($line, @hl) = split /\r?\n/, $1;
+        my ($status) = ($line // '') =~ m{^HTTP/\d\.\d\s+(\d{3})}
+            or return $fail->("bad status line: " . ($line // ''), 0);
+        my %h;
+        for (@hl) {
+            my ($k, $v) = /^([^:]+):\s*(.*?)\s*$/ or next;
+            $k = lc $k;
+            $h{$k} = exists $h{$k} ? "$h{$k}, $v" : $v;
+        }
+
+        my $body = '';
+        my $close = lc($h{connection} // '') eq 'close' || !$self->{keepalive};
+
+        if ($method eq 'HEAD' || $status == 204 || $status == 304) {
+            # no body
+        } elsif (($h{'transfer-encoding'} // '') =~ /chunked/i) {
+            while (1) {
+                while ($self->{buf} !~ /\r?\n/) {
+                    $read->() or return $fail->('closed in chunk size', 0);
+                }
+                $self->{buf} =~ s/^([0-9a-fA-F]+)[^\r\n]*\r?\n//
+                    or return $fail->('bad chunk', 0);
+                my $size = hex $1;
+                if ($size == 0) {
+                    while ($self->{buf} !~ /^\r?\n/
+                           && $self->{buf} !~ /\r?\n\r?\n/) {
+                        $read->() or return $fail->('closed in trailer', 0);
+                    }
+                    $self->{buf} =~ s/^(?:[^\r\n]+\r?\n)*\r?\n//;
+                    last;
+                }
+                while (length $self->{buf} < $size + 2) {
+                    $read->() or return $fail->('closed in chunk', 0);
+                }
+                $body .= substr($self->{buf}, 0, $size, '');
+                $self->{buf} =~ s/^\r?\n//;
+            }
+        } elsif (defined $h{'content-length'}) {
+            my $len = $h{'content-length'};
+            while (length $self->{buf} < $len) {
+                $read->() or return $fail->('closed in body', 0);
+            }
+            $body = substr($self->{buf}, 0, $len, '');
+        } else {
+            while (1) {
+                my $n = $read->();
+                last unless $n;
+            }
+            $body = $self->{buf};
+            $self->{buf} = '';
+            $close = 1;
+        }
+
+        if ($close) {
+            $self->close;
+        } else {
+            $self->{reused} = 1;
+        }
+
+        return { status => $status, headers => \%h, content => $body };
     }
 }
 
