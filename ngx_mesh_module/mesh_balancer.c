@@ -1,0 +1,511 @@
+/*
+ * mesh_balancer: smooth weighted round robin, weighted random, power of
+ * two choices and nginx's consistent hash ring, in plain C.
+ */
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "mesh_balancer.h"
+
+
+#define MESH_CHASH_POINTS  160
+
+
+static uint32_t mesh_crc32_update(uint32_t crc, const void *data, size_t len);
+static int mesh_chash_cmp_points(const void *one, const void *two);
+static size_t mesh_chash_find_point(const mesh_chash_ring_t *ring,
+    uint32_t hash);
+static uint64_t mesh_rand_below(mesh_rand_pt rnd, void *state, uint64_t n);
+
+
+/* the CRC-32 (IEEE 802.3, reflected) table, as nginx's ngx_crc32_table256 */
+
+static const uint32_t  mesh_crc32_table[256] = {
+    0x00000000, 0x77073096, 0xee0e612c, 0x990951ba,
+    0x076dc419, 0x706af48f, 0xe963a535, 0x9e6495a3,
+    0x0edb8832, 0x79dcb8a4, 0xe0d5e91e, 0x97d2d988,
+    0x09b64c2b, 0x7eb17cbd, 0xe7b82d07, 0x90bf1d91,
+    0x1db71064, 0x6ab020f2, 0xf3b97148, 0x84be41de,
+    0x1adad47d, 0x6ddde4eb, 0xf4d4b551, 0x83d385c7,
+    0x136c9856, 0x646ba8c0, 0xfd62f97a, 0x8a65c9ec,
+    0x14015c4f, 0x63066cd9, 0xfa0f3d63, 0x8d080df5,
+    0x3b6e20c8, 0x4c69105e, 0xd56041e4, 0xa2677172,
+    0x3c03e4d1, 0x4b04d447, 0xd20d85fd, 0xa50ab56b,
+    0x35b5a8fa, 0x42b2986c, 0xdbbbc9d6, 0xacbcf940,
+    0x32d86ce3, 0x45df5c75, 0xdcd60dcf, 0xabd13d59,
+    0x26d930ac, 0x51de003a, 0xc8d75180, 0xbfd06116,
+    0x21b4f4b5, 0x56b3c423, 0xcfba9599, 0xb8bda50f,
+    0x2802b89e, 0x5f058808, 0xc60cd9b2, 0xb10be924,
+    0x2f6f7c87, 0x58684c11, 0xc1611dab, 0xb6662d3d,
+    0x76dc4190, 0x01db7106, 0x98d220bc, 0xefd5102a,
+    0x71b18589, 0x06b6b51f, 0x9fbfe4a5, 0xe8b8d433,
+    0x7807c9a2, 0x0f00f934, 0x9609a88e, 0xe10e9818,
+    0x7f6a0dbb, 0x086d3d2d, 0x91646c97, 0xe6635c01,
+    0x6b6b51f4, 0x1c6c6162, 0x856530d8, 0xf262004e,
+    0x6c0695ed, 0x1b01a57b, 0x8208f4c1, 0xf50fc457,
+    0x65b0d9c6, 0x12b7e950, 0x8bbeb8ea, 0xfcb9887c,
+    0x62dd1ddf, 0x15da2d49, 0x8cd37cf3, 0xfbd44c65,
+    0x4db26158, 0x3ab551ce, 0xa3bc0074, 0xd4bb30e2,
+    0x4adfa541, 0x3dd895d7, 0xa4d1c46d, 0xd3d6f4fb,
+    0x4369e96a, 0x346ed9fc, 0xad678846, 0xda60b8d0,
+    0x44042d73, 0x33031de5, 0xaa0a4c5f, 0xdd0d7cc9,
+    0x5005713c, 0x270241aa, 0xbe0b1010, 0xc90c2086,
+    0x5768b525, 0x206f85b3, 0xb966d409, 0xce61e49f,
+    0x5edef90e, 0x29d9c998, 0xb0d09822, 0xc7d7a8b4,
+    0x59b33d17, 0x2eb40d81, 0xb7bd5c3b, 0xc0ba6cad,
+    0xedb88320, 0x9abfb3b6, 0x03b6e20c, 0x74b1d29a,
+    0xead54739, 0x9dd277af, 0x04db2615, 0x73dc1683,
+    0xe3630b12, 0x94643b84, 0x0d6d6a3e, 0x7a6a5aa8,
+    0xe40ecf0b, 0x9309ff9d, 0x0a00ae27, 0x7d079eb1,
+    0xf00f9344, 0x8708a3d2, 0x1e01f268, 0x6906c2fe,
+    0xf762575d, 0x806567cb, 0x196c3671, 0x6e6b06e7,
+    0xfed41b76, 0x89d32be0, 0x10da7a5a, 0x67dd4acc,
+    0xf9b9df6f, 0x8ebeeff9, 0x17b7be43, 0x60b08ed5,
+    0xd6d6a3e8, 0xa1d1937e, 0x38d8c2c4, 0x4fdff252,
+    0xd1bb67f1, 0xa6bc5767, 0x3fb506dd, 0x48b2364b,
+    0xd80d2bda, 0xaf0a1b4c, 0x36034af6, 0x41047a60,
+    0xdf60efc3, 0xa867df55, 0x316e8eef, 0x4669be79,
+    0xcb61b38c, 0xbc66831a, 0x256fd2a0, 0x5268e236,
+    0xcc0c7795, 0xbb0b4703, 0x220216b9, 0x5505262f,
+    0xc5ba3bbe, 0xb2bd0b28, 0x2bb45a92, 0x5cb36a04,
+    0xc2d7ffa7, 0xb5d0cf31, 0x2cd99e8b, 0x5bdeae1d,
+    0x9b64c2b0, 0xec63f226, 0x756aa39c, 0x026d930a,
+    0x9c0906a9, 0xeb0e363f, 0x72076785, 0x05005713,
+    0x95bf4a82, 0xe2b87a14, 0x7bb12bae, 0x0cb61b38,
+    0x92d28e9b, 0xe5d5be0d, 0x7cdcefb7, 0x0bdbdf21,
+    0x86d3d2d4, 0xf1d4e242, 0x68ddb3f8, 0x1fda836e,
+    0x81be16cd, 0xf6b9265b, 0x6fb077e1, 0x18b74777,
+    0x88085ae6, 0xff0f6a70, 0x66063bca, 0x11010b5c,
+    0x8f659eff, 0xf862ae69, 0x616bffd3, 0x166ccf45,
+    0xa00ae278, 0xd70dd2ee, 0x4e048354, 0x3903b3c2,
+    0xa7672661, 0xd06016f7, 0x4969474d, 0x3e6e77db,
+    0xaed16a4a, 0xd9d65adc, 0x40df0b66, 0x37d83bf0,
+    0xa9bcae53, 0xdebb9ec5, 0x47b2cf7f, 0x30b5ffe9,
+    0xbdbdf21c, 0xcabac28a, 0x53b39330, 0x24b4a3a6,
+    0xbad03605, 0xcdd70693, 0x54de5729, 0x23d967bf,
+    0xb3667a2e, 0xc4614ab8, 0x5d681b02, 0x2a6f2b94,
+    0xb40bbe37, 0xc30c8ea1, 0x5a05df1b, 0x2d02ef8d
+};
+
+
+int
+mesh_swrr_pick(mesh_peer_t *peers, size_t n)
+{
+    size_t        i;
+    int64_t       total;
+    mesh_peer_t  *peer, *best;
+
+    best = NULL;
+    total = 0;
+
+    for (i = 0; i < n; i++) {
+        peer = &peers[i];
+
+        if (peer->skip) {
+            continue;
+        }
+
+        *peer->current += peer->weight;
+        total += peer->weight;
+
+        if (best == NULL || *peer->current > *best->current) {
+            best = peer;
+        }
+    }
+
+    if (best == NULL) {
+        return -1;
+    }
+
+    *best->current -= total;
+
+    return (int) (best - peers);
+}
+
+
+int
+mesh_random_pick(mesh_peer_t *peers, size_t n, mesh_rand_pt rnd, void *state)
+{
+    size_t    i, last;
+    uint64_t  total, r;
+
+    total = 0;
+    last = n;
+
+    for (i = 0; i < n; i++) {
+        if (!peers[i].skip) {
+            total += (uint64_t) peers[i].weight;
+            last = i;
+        }
+    }
+
+    if (total == 0) {
+        return -1;
+    }
+
+    r = mesh_rand_below(rnd, state, total);
+
+    for (i = 0; i < last; i++) {
+        if (peers[i].skip) {
+            continue;
+        }
+
+        if (r < (uint64_t) peers[i].weight) {
+            return (int) i;
+        }
+
+        r -= (uint64_t) peers[i].weight;
+    }
+
+    return (int) last;
+}
+
+
+int
+mesh_p2c_pick(mesh_peer_t *peers, size_t n, mesh_rand_pt rnd, void *state)
+{
+    size_t        i, m, a, b, k, ia, ib;
+    uint64_t      wa, wb;
+    mesh_peer_t  *pa, *pb;
+
+    m = 0;
+
+    for (i = 0; i < n; i++) {
+        m += !peers[i].skip;
+    }
+
+    if (m == 0) {
+        return -1;
+    }
+
+    if (m == 1) {
+        for (i = 0; i < n; i++) {
+            if (!peers[i].skip) {
+                break;
+            }
+        }
+
+        return (int) i;
+    }
+
+    /* two distinct draws among the m candidates */
+
+    a = (size_t) mesh_rand_below(rnd, state, m);
+    b = (size_t) mesh_rand_below(rnd, state, m - 1);
+
+    if (b >= a) {
+        b++;
+    }
+
+    if (m < n) {
+        /* the a-th and the b-th of the peers that are not skipped */
+
+        ia = n;
+        ib = n;
+
+        for (i = 0, k = 0; i < n; i++) {
+            if (peers[i].skip) {
+                continue;
+            }
+
+            if (k == a) {
+                ia = i;
+            }
+
+            if (k == b) {
+                ib = i;
+            }
+
+            k++;
+
+            if (k > a && k > b) {
+                break;
+            }
+        }
+
+        a = ia;
+        b = ib;
+    }
+
+    pa = &peers[a];
+    pb = &peers[b];
+
+    /* weight / (active + 1), compared by cross multiplication */
+
+    wa = (uint64_t) pa->weight * ((uint64_t) *pb->active + 1);
+    wb = (uint64_t) pb->weight * ((uint64_t) *pa->active + 1);
+
+    return (int) (wb > wa ? b : a);
+}
+
+
+uint32_t
+mesh_xorshift32(void *state)
+{
+    uint32_t  *s = state;
+    uint32_t   x;
+
+    x = *s;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    *s = x;
+
+    return x;
+}
+
+
+static uint64_t
+mesh_rand_below(mesh_rand_pt rnd, void *state, uint64_t n)
+{
+    uint64_t  r;
+
+    /* a uniform number in [0, n): multiply and shift (bias < n / 2^32) */
+
+    if (n <= 0xffffffff) {
+        return ((uint64_t) rnd(state) * n) >> 32;
+    }
+
+    r = ((uint64_t) rnd(state) << 32) | rnd(state);
+
+    return r % n;
+}
+
+
+static uint32_t
+mesh_crc32_update(uint32_t crc, const void *data, size_t len)
+{
+    const unsigned char  *p = data;
+
+    while (len--) {
+        crc = mesh_crc32_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    }
+
+    return crc;
+}
+
+
+uint32_t
+mesh_crc32(const void *data, size_t len)
+{
+    return mesh_crc32_update(0xffffffff, data, len) ^ 0xffffffff;
+}
+
+
+int
+mesh_chash_build(mesh_chash_ring_t *ring, const char *const *servers,
+    const size_t *lens, const int *weights, size_t n)
+{
+    size_t                i, j, len, host_len, port_len, npoints, total,
+                          count;
+    uint32_t              hash, base_hash, prev;
+    unsigned char         c, prev_bytes[4];
+    const char           *server, *host, *port;
+    mesh_chash_point_t   *points;
+
+    ring->points = NULL;
+    ring->npoints = 0;
+
+    total = 0;
+
+    for (i = 0; i < n; i++) {
+        if (weights && weights[i] < 1) {
+            return -1;
+        }
+
+        total += weights ? (size_t) weights[i] : 1;
+
+        if (total > (size_t) -1 / MESH_CHASH_POINTS
+                    / sizeof(mesh_chash_point_t))
+        {
+            return -1;
+        }
+    }
+
+    if (total == 0) {
+        return 0;
+    }
+
+    points = malloc(total * MESH_CHASH_POINTS * sizeof(mesh_chash_point_t));
+    if (points == NULL) {
+        return -1;
+    }
+
+    npoints = 0;
+
+    for (i = 0; i < n; i++) {
+        server = servers[i];
+        len = lens ? lens[i] : strlen(server);
+
+        /*
+         * As ngx_http_upstream_init_chash(): crc32(HOST \0 PORT PREV_HASH),
+         * compatible with Cache::Memcached::Fast. The port is the run of
+         * digits after the last ':'; without one the whole is the host.
+         */
+
+        if (len >= 5 && strncasecmp(server, "unix:", 5) == 0) {
+            host = server + 5;
+            host_len = len - 5;
+            port = NULL;
+            port_len = 0;
+            goto done;
+        }
+
+        for (j = 0; j < len; j++) {
+            c = (unsigned char) server[len - j - 1];
+
+            if (c == ':') {
+                host = server;
+                host_len = len - j - 1;
+                port = server + len - j;
+                port_len = j;
+                goto done;
+            }
+
+            if (c < '0' || c > '9') {
+                break;
+            }
+        }
+
+        host = server;
+        host_len = len;
+        port = NULL;
+        port_len = 0;
+
+    done:
+
+        base_hash = 0xffffffff;
+        base_hash = mesh_crc32_update(base_hash, host, host_len);
+        base_hash = mesh_crc32_update(base_hash, "", 1);
+        base_hash = mesh_crc32_update(base_hash, port, port_len);
+
+        prev = 0;
+        count = (weights ? (size_t) weights[i] : 1) * MESH_CHASH_POINTS;
+
+        for (j = 0; j < count; j++) {
+            /* the previous point as 4 little-endian bytes */
+
+            prev_bytes[0] = (unsigned char) (prev & 0xff);
+            prev_bytes[1] = (unsigned char) ((prev >> 8) & 0xff);
+            prev_bytes[2] = (unsigned char) ((prev >> 16) & 0xff);
+            prev_bytes[3] = (unsigned char) ((prev >> 24) & 0xff);
+
+            hash = mesh_crc32_update(base_hash, prev_bytes, 4) ^ 0xffffffff;
+
+            points[npoints].hash = hash;
+            points[npoints].peer = (uint32_t) i;
+            npoints++;
+
+            prev = hash;
+        }
+    }
+
+    /*
+     * By hash; equal hashes by peer, as the stable merge sort behind
+     * glibc's qsort() (and so nginx's ngx_qsort()) leaves them.
+     */
+
+    qsort(points, npoints, sizeof(mesh_chash_point_t), mesh_chash_cmp_points);
+
+    for (i = 0, j = 1; j < npoints; j++) {
+        if (points[i].hash != points[j].hash) {
+            points[++i] = points[j];
+        }
+    }
+
+    ring->points = points;
+    ring->npoints = i + 1;
+
+    return 0;
+}
+
+
+static int
+mesh_chash_cmp_points(const void *one, const void *two)
+{
+    const mesh_chash_point_t  *first = one;
+    const mesh_chash_point_t  *second = two;
+
+    if (first->hash != second->hash) {
+        return first->hash < second->hash ? -1 : 1;
+    }
+
+    if (first->peer != second->peer) {
+        return first->peer < second->peer ? -1 : 1;
+    }
+
+    return 0;
+}
+
+
+void
+mesh_chash_free(mesh_chash_ring_t *ring)
+{
+    if (ring == NULL) {
+        return;
+    }
+
+    free(ring->points);
+    ring->points = NULL;
+    ring->npoints = 0;
+}
+
+
+static size_t
+mesh_chash_find_point(const mesh_chash_ring_t *ring, uint32_t hash)
+{
+    size_t                     i, j, k;
+    const mesh_chash_point_t  *point;
+
+    /* the first point >= hash, as ngx_http_upstream_find_chash_point() */
+
+    point = ring->points;
+
+    i = 0;
+    j = ring->npoints;
+
+    while (i < j) {
+        k = (i + j) / 2;
+
+        if (hash > point[k].hash) {
+            i = k + 1;
+
+        } else if (hash < point[k].hash) {
+            j = k;
+
+        } else {
+            return k;
+        }
+    }
+
+    return i;
+}
+
+
+int
+mesh_chash_pick(const mesh_chash_ring_t *ring, const mesh_peer_t *peers,
+    uint32_t hash)
+{
+    size_t    i, tries;
+    uint32_t  peer;
+
+    if (ring->npoints == 0) {
+        return -1;
+    }
+
+    i = mesh_chash_find_point(ring, hash);
+
+    /* past the last point wraps to the first; skipped peers move on */
+
+    for (tries = 0; tries < ring->npoints; tries++, i++) {
+        peer = ring->points[i % ring->npoints].peer;
+
+        if (!peers[peer].skip) {
+            return (int) peer;
+        }
+    }
+
+    return -1;
+}
