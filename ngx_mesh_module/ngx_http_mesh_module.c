@@ -11,10 +11,16 @@
 #include "ngx_http_mesh_module.h"
 
 
+static ngx_int_t ngx_http_mesh_preconfiguration(ngx_conf_t *cf);
 static void *ngx_http_mesh_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_mesh_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_mesh_create_srv_conf(ngx_conf_t *cf);
 static char *ngx_http_mesh_registry(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_mesh_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_mesh_init_process(ngx_cycle_t *cycle);
+static void ngx_http_mesh_exit_process(ngx_cycle_t *cycle);
 
 
 static ngx_command_t  ngx_http_mesh_commands[] = {
@@ -33,18 +39,46 @@ static ngx_command_t  ngx_http_mesh_commands[] = {
       offsetof(ngx_http_mesh_main_conf_t, cache_file),
       NULL },
 
+    { ngx_string("mesh_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_mesh_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mesh"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE1,
+      ngx_http_mesh_upstream,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mesh_balancer"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE12,
+      ngx_http_mesh_balancer,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mesh_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_mesh_status,
+      0,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_mesh_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_mesh_preconfiguration,        /* preconfiguration */
     NULL,                                  /* postconfiguration */
 
     ngx_http_mesh_create_main_conf,        /* create main configuration */
     ngx_http_mesh_init_main_conf,          /* init main configuration */
 
-    NULL,                                  /* create server configuration */
+    ngx_http_mesh_create_srv_conf,         /* create server configuration */
     NULL,                                  /* merge server configuration */
 
     NULL,                                  /* create location configuration */
@@ -59,13 +93,20 @@ ngx_module_t  ngx_http_mesh_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_mesh_init_process,            /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_mesh_exit_process,            /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_int_t
+ngx_http_mesh_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_mesh_add_variables(cf);
+}
 
 
 static void *
@@ -84,7 +125,17 @@ ngx_http_mesh_create_main_conf(ngx_conf_t *cf)
      *     mmcf->registry = NULL;
      *     mmcf->registry_uri = { 0, NULL };
      *     mmcf->cache_file = { 0, NULL };
+     *     mmcf->shm_zone = NULL;
      */
+
+    mmcf->zone_size = NGX_CONF_UNSET_SIZE;
+
+    if (ngx_array_init(&mmcf->upstreams, cf->pool, 4,
+                       sizeof(ngx_http_mesh_srv_conf_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
 
     return mmcf;
 }
@@ -95,13 +146,58 @@ ngx_http_mesh_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_http_mesh_main_conf_t  *mmcf = conf;
 
+    ngx_str_t  name = ngx_string("ngx_http_mesh");
+
     if (mmcf->cache_file.len
         && ngx_conf_full_name(cf->cycle, &mmcf->cache_file, 0) != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }
 
+    if (mmcf->zone_size == NGX_CONF_UNSET_SIZE) {
+        mmcf->zone_size = NGX_HTTP_MESH_ZONE_SIZE;
+    }
+
+    if (mmcf->upstreams.nelts == 0 && mmcf->registry == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    mmcf->shm_zone = ngx_shared_memory_add(cf, &name, mmcf->zone_size,
+                                           &ngx_http_mesh_module);
+    if (mmcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    mmcf->shm_zone->init = ngx_http_mesh_init_zone;
+    mmcf->shm_zone->data = mmcf;
+    mmcf->shm_zone->noreuse = 0;
+
     return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_mesh_create_srv_conf(ngx_conf_t *cf)
+{
+    ngx_http_mesh_srv_conf_t  *mscf;
+
+    mscf = ngx_pcalloc(cf->pool, sizeof(ngx_http_mesh_srv_conf_t));
+    if (mscf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     mscf->service = { 0, NULL };
+     *     mscf->key = NULL;
+     *     mscf->upstream = NULL;
+     *     mscf->peers = NULL;
+     */
+
+    mscf->balancer = NGX_CONF_UNSET_UINT;
+
+    return mscf;
 }
 
 
@@ -163,4 +259,48 @@ ngx_http_mesh_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     mmcf->registry_uri = value[1];
 
     return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mesh_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mesh_main_conf_t  *mmcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value;
+
+    if (mmcf->zone_size != NGX_CONF_UNSET_SIZE) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    size = ngx_parse_size(&value[1]);
+
+    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\" in \"%V\" directive, "
+                           "at least %uzk", &value[1], &cmd->name,
+                           8 * ngx_pagesize / 1024);
+        return NGX_CONF_ERROR;
+    }
+
+    mmcf->zone_size = (size_t) size;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mesh_init_process(ngx_cycle_t *cycle)
+{
+    return ngx_http_mesh_registry_init_process(cycle);
+}
+
+
+static void
+ngx_http_mesh_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_mesh_registry_exit_process(cycle);
 }

@@ -12,15 +12,154 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "mesh_balancer.h"
+#include "mesh_snapshot.h"
+
+
+#define NGX_HTTP_MESH_RR              0
+#define NGX_HTTP_MESH_RANDOM          1
+#define NGX_HTTP_MESH_LEAST_REQUEST   2
+#define NGX_HTTP_MESH_CHASH           3
+
+#define NGX_HTTP_MESH_REG_NONE        0    /* never synced */
+#define NGX_HTTP_MESH_REG_SYNCED      1
+#define NGX_HTTP_MESH_REG_STALE       2
+
+#define NGX_HTTP_MESH_ZONE_SIZE       (32 * 1024 * 1024)
+#define NGX_HTTP_MESH_LEASE           1000 /* ms a poll lease lasts */
+#define NGX_HTTP_MESH_LEASE_TICK      250  /* ms between lease checks */
+
+
+/* per instance, in shared memory, found by service and id */
+typedef struct {
+    ngx_rbtree_node_t              node;        /* key: crc32 of name */
+    ngx_queue_t                    queue;
+    uint32_t                       active;      /* atomic */
+    int64_t                        current;     /* SWRR, under the lock */
+    uint64_t                       requests;    /* atomic */
+    uint64_t                       failures;    /* atomic */
+    ngx_msec_t                     absent;      /* not in the snapshot
+                                                   since, 0: present */
+    u_short                        len;
+    u_char                         name[1];     /* "service/id" */
+} ngx_http_mesh_stat_t;
+
 
 typedef struct {
-    ngx_url_t                  *registry;     /* mesh_registry */
-    ngx_str_t                   registry_uri; /* "http://host:port" as given */
-    ngx_str_t                   cache_file;   /* mesh_cache_file */
+    ngx_rbtree_t                   rbtree;
+    ngx_rbtree_node_t              sentinel;
+    ngx_queue_t                    stats;
+
+    ngx_atomic_t                   generation;  /* bumped per snapshot */
+    uint64_t                       index;
+    u_char                        *snapshot;    /* JSON, slab */
+    size_t                         snapshot_len;
+
+    ngx_pid_t                      poll_owner;
+    ngx_msec_t                     poll_expire;
+
+    ngx_uint_t                     reg_state;
+    int64_t                        last_sync;   /* unix ms */
+    u_char                         last_error[256];
+    ngx_uint_t                     from_cache;
+} ngx_http_mesh_shctx_t;
+
+
+typedef struct {
+    ngx_http_mesh_shctx_t         *sh;
+    ngx_slab_pool_t               *shpool;
+} ngx_http_mesh_zone_t;
+
+
+typedef struct {
+    ngx_str_t                      id;
+    ngx_str_t                      name;        /* "ADDR:PORT" */
+    struct sockaddr               *sockaddr;
+    socklen_t                      socklen;
+    ngx_uint_t                     healthy;
+    ngx_http_mesh_stat_t          *stat;
+} ngx_http_mesh_peer_t;
+
+
+/* one upstream's members as one worker last built them */
+typedef struct {
+    ngx_uint_t                     refs;        /* requests + current */
+    ngx_uint_t                     number;
+    uint64_t                       index;
+    ngx_http_mesh_peer_t          *peer;
+    mesh_peer_t                   *mp;          /* for the algorithms */
+    mesh_chash_ring_t              ring;
+    ngx_pool_t                    *pool;
+} ngx_http_mesh_peers_t;
+
+
+typedef struct ngx_http_mesh_srv_conf_s  ngx_http_mesh_srv_conf_t;
+
+struct ngx_http_mesh_srv_conf_s {
+    ngx_str_t                      service;
+    ngx_uint_t                     balancer;
+    ngx_http_complex_value_t      *key;
+    ngx_http_upstream_srv_conf_t  *upstream;
+    ngx_http_mesh_peers_t         *peers;       /* worker-local */
+    ngx_uint_t                     missing;     /* logged: not in snapshot */
+};
+
+
+typedef struct {
+    ngx_url_t                     *registry;    /* mesh_registry */
+    ngx_str_t                      registry_uri;
+    ngx_str_t                      cache_file;  /* mesh_cache_file */
+    size_t                         zone_size;   /* mesh_zone */
+    ngx_shm_zone_t                *shm_zone;
+    ngx_http_mesh_zone_t           zone;
+    ngx_array_t                    upstreams;   /* of srv_conf_t * */
 } ngx_http_mesh_main_conf_t;
 
 
+/* the request's choice, for free_peer and the variables */
+typedef struct {
+    ngx_http_mesh_srv_conf_t      *conf;
+    ngx_http_mesh_peers_t         *peers;
+    ngx_http_mesh_peer_t          *current;     /* chosen, not yet freed */
+    ngx_http_mesh_peer_t          *last;        /* the last one chosen */
+    uintptr_t                     *tried;
+    uint32_t                       hash;
+    ngx_uint_t                     has_hash;
+} ngx_http_mesh_peer_data_t;
+
+
 extern ngx_module_t  ngx_http_mesh_module;
+
+
+/* ngx_http_mesh_shm.c */
+ngx_int_t ngx_http_mesh_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+ngx_int_t ngx_http_mesh_store_snapshot(ngx_http_mesh_zone_t *zone,
+    u_char *json, size_t len, uint64_t index, ngx_log_t *log);
+ngx_http_mesh_stat_t *ngx_http_mesh_get_stat(ngx_http_mesh_zone_t *zone,
+    ngx_str_t *service, ngx_str_t *id);
+void ngx_http_mesh_expire_stats(ngx_http_mesh_zone_t *zone,
+    mesh_snapshot_t *snap);
+void ngx_http_mesh_set_reg_state(ngx_http_mesh_zone_t *zone,
+    ngx_uint_t state, const char *error);
+
+/* ngx_http_mesh_registry.c */
+ngx_int_t ngx_http_mesh_registry_init_process(ngx_cycle_t *cycle);
+void ngx_http_mesh_registry_exit_process(ngx_cycle_t *cycle);
+
+/* ngx_http_mesh_balancer.c */
+char *ngx_http_mesh_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_mesh_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_mesh_sync(ngx_http_mesh_main_conf_t *mmcf,
+    ngx_log_t *log);
+mesh_snapshot_t *ngx_http_mesh_current_snapshot(void);
+const char *ngx_http_mesh_balancer_name(ngx_uint_t balancer);
+
+/* ngx_http_mesh_status.c */
+char *ngx_http_mesh_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+/* ngx_http_mesh_variables.c */
+ngx_int_t ngx_http_mesh_add_variables(ngx_conf_t *cf);
 
 
 #endif /* _NGX_HTTP_MESH_MODULE_H_INCLUDED_ */
