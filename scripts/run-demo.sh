@@ -221,12 +221,13 @@ Try:
   curl -s '$registry/v1/snapshot'
   curl -s '$registry/v1/snapshot?index=N&wait=30s'   # blocks until a change
   curl -s $registry/metrics
-  for i in 1 2 3 4 5 6; do curl -s http://127.0.0.1:$port/; done   # 1:2:3
+  for i in 1 2 3 4 5 6; do curl -s http://127.0.0.1:$port/; done   # 1:2:3 via the mesh
+  $ctl deregister demo demo-3      # then the loop above: demo-3 is gone, no reload
+  curl -s http://127.0.0.1:$port/mesh/status                         # the module's view
+  curl -s http://127.0.0.1:$port/static/                             # stock upstream
   curl -s http://127.0.0.1:$port/registry/v1/services
 
-Traffic through nginx uses a static upstream for now; routing by the
-registry arrives with the module issue.  Logs: $tmp
-(removed at exit; MESH_DEMO_KEEP=1 keeps them)
+Logs: $tmp (removed at exit; MESH_DEMO_KEEP=1 keeps them)
 
 EOF
 
