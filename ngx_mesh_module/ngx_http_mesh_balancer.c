@@ -13,7 +13,9 @@
 
 typedef struct {
     ngx_atomic_uint_t              generation;
-    ngx_uint_t                     synced;      /* generation is valid */
+    ngx_cycle_t                   *cycle;       /* whose upstreams we built:
+                                                   a reload without master
+                                                   process starts over */
     mesh_snapshot_t               *snap;
     u_char                        *json;        /* what snap was read from */
 } ngx_http_mesh_worker_t;
@@ -250,7 +252,8 @@ ngx_http_mesh_sync(ngx_http_mesh_main_conf_t *mmcf, ngx_log_t *log)
 
     gen = zone->sh->generation;
 
-    if (ngx_http_mesh_worker.synced && gen == ngx_http_mesh_worker.generation)
+    if (ngx_http_mesh_worker.cycle == ngx_cycle
+        && gen == ngx_http_mesh_worker.generation)
     {
         return NGX_OK;
     }
@@ -281,7 +284,7 @@ ngx_http_mesh_sync(ngx_http_mesh_main_conf_t *mmcf, ngx_log_t *log)
     }
 
     ngx_http_mesh_worker.generation = gen;
-    ngx_http_mesh_worker.synced = 1;
+    ngx_http_mesh_worker.cycle = (ngx_cycle_t *) ngx_cycle;
 
     if (json == NULL) {
         return NGX_OK;          /* nothing yet */
