@@ -216,18 +216,15 @@ ngx_http_mesh_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    add = 0;
-
-    if (ngx_strncasecmp(value[1].data, (u_char *) "http://", 7) == 0) {
-        add = 7;
-
-    } else if (ngx_strstr(value[1].data, "://")) {
+    if (ngx_strncasecmp(value[1].data, (u_char *) "http://", 7) != 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid registry URL \"%V\" in \"%V\" directive, "
-                           "only http:// is supported", &value[1],
+                           "it must start with \"http://\"", &value[1],
                            &cmd->name);
         return NGX_CONF_ERROR;
     }
+
+    add = 7;
 
     u = ngx_pcalloc(cf->pool, sizeof(ngx_url_t));
     if (u == NULL) {
@@ -242,9 +239,9 @@ ngx_http_mesh_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (ngx_parse_url(cf->pool, u) != NGX_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid registry URL \"%V\" in \"%V\" directive%s%s",
-                           &value[1], &cmd->name, u->err ? ": " : "",
-                           u->err ? u->err : "");
+                           "invalid registry URL \"%V\" in \"%V\" "
+                           "directive%s%s", &value[1], &cmd->name,
+                           u->err ? ": " : "", u->err ? u->err : "");
         return NGX_CONF_ERROR;
     }
 
