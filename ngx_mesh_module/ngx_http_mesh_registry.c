@@ -252,14 +252,28 @@ ngx_http_mesh_poll_start(ngx_http_mesh_poll_t *p)
         uri.len--;
     }
 
-    last = ngx_snprintf(p->req, sizeof(p->req),
-                        "GET %V/v1/snapshot?index=%uL&wait=%ds HTTP/1.1\r\n"
+    /*
+     * Not in sync (first poll, after a failure, started from the cache
+     * file): ask for the snapshot at once; in sync: wait for the next index
+     */
+    if (p->mmcf->zone.sh->reg_state == NGX_HTTP_MESH_REG_SYNCED
+        && p->failures == 0)
+    {
+        last = ngx_snprintf(p->req, sizeof(p->req),
+                            "GET %V/v1/snapshot?index=%uL&wait=%ds "
+                            "HTTP/1.1\r\n", &uri, p->mmcf->zone.sh->index,
+                            NGX_HTTP_MESH_POLL_WAIT);
+
+    } else {
+        last = ngx_snprintf(p->req, sizeof(p->req),
+                            "GET %V/v1/snapshot HTTP/1.1\r\n", &uri);
+    }
+
+    last = ngx_snprintf(last, p->req + sizeof(p->req) - last,
                         "Host: %V\r\n"
                         "User-Agent: ngx_mesh\r\n"
                         "Accept: application/json\r\n"
-                        "Connection: close\r\n\r\n",
-                        &uri, p->mmcf->zone.sh->index,
-                        NGX_HTTP_MESH_POLL_WAIT, &u->host);
+                        "Connection: close\r\n\r\n", &u->host);
     p->req_len = last - p->req;
     p->sent = 0;
     p->len = 0;
