@@ -506,7 +506,7 @@ mesh_snapshot_service_obj(mesh_json_t *j, mesh_service_item_t *item)
 
             seen |= MESH_F_NAME;
 
-            svc->name = mesh_json_cstr(j, "name");
+            svc->name = mesh_json_cstr(j, "\"name\"");
             if (svc->name == NULL) {
                 return -1;
             }
@@ -664,7 +664,7 @@ mesh_snapshot_instance(mesh_json_t *j, mesh_instance_item_t *item)
 
             seen |= MESH_F_ID;
 
-            in->id = mesh_json_cstr(j, "id");
+            in->id = mesh_json_cstr(j, "\"id\"");
             if (in->id == NULL) {
                 return -1;
             }
@@ -681,7 +681,7 @@ mesh_snapshot_instance(mesh_json_t *j, mesh_instance_item_t *item)
 
             seen |= MESH_F_ADDRESS;
 
-            in->address = mesh_json_cstr(j, "address");
+            in->address = mesh_json_cstr(j, "\"address\"");
             if (in->address == NULL) {
                 return -1;
             }
@@ -734,7 +734,7 @@ mesh_snapshot_instance(mesh_json_t *j, mesh_instance_item_t *item)
                 in->zone = NULL;
 
             } else {
-                in->zone = mesh_json_cstr(j, "zone");
+                in->zone = mesh_json_cstr(j, "\"zone\"");
                 if (in->zone == NULL) {
                     return -1;
                 }
@@ -747,7 +747,7 @@ mesh_snapshot_instance(mesh_json_t *j, mesh_instance_item_t *item)
 
             seen |= MESH_F_HEALTH;
 
-            health = mesh_json_cstr(j, "health");
+            health = mesh_json_cstr(j, "\"health\"");
             if (health == NULL) {
                 return -1;
             }
@@ -849,6 +849,11 @@ mesh_snapshot_labels(mesh_json_t *j, mesh_instance_t *in)
         item->offset = j->key_at - j->start;
 
         /* the key may sit in j->buf, which the value reuses: copy first */
+
+        if (memchr(key, '\0', klen)) {
+            mesh_json_error(j, j->key_at, "a label name holds \\u0000");
+            return -1;
+        }
 
         item->label.key = mesh_arena_alloc(j->arena, klen + 1);
         if (item->label.key == NULL) {
@@ -1109,8 +1114,8 @@ mesh_json_next_element(mesh_json_t *j, size_t *n)
 /*
  * A string at j->pos (on its '"'): *data and *len get its decoded bytes,
  * which point into the input when it has no escape and into j->buf, valid
- * until the next string, when it has. UTF-8 is checked; \u0000 is refused
- * (the strings become C strings). data == NULL only checks.
+ * until the next string, when it has. UTF-8 is checked. data == NULL only
+ * checks.
  */
 
 static int
@@ -1194,11 +1199,6 @@ mesh_json_string(mesh_json_t *j, const unsigned char **data, size_t *len)
 
         if (mesh_json_hex4(p + 2, end, &cp) != 0) {
             mesh_json_error(j, p, "invalid \\u escape in a string");
-            return -1;
-        }
-
-        if (cp == 0 && data) {
-            mesh_json_error(j, p, "\\u0000 in a string");
             return -1;
         }
 
@@ -1579,13 +1579,18 @@ mesh_json_cstr(mesh_json_t *j, const char *what)
     at = j->pos;
 
     if (*at != '"') {
-        mesh_json_error(j, at, "%s%s%s must be a string",
-                        what[0] == 'a' ? "" : "\"", what,
-                        what[0] == 'a' ? "" : "\"");
+        mesh_json_error(j, at, "%s must be a string", what);
         return NULL;
     }
 
     if (mesh_json_string(j, &data, &len) != 0) {
+        return NULL;
+    }
+
+    /* they become C strings */
+
+    if (memchr(data, '\0', len)) {
+        mesh_json_error(j, at, "%s holds \\u0000", what);
         return NULL;
     }
 
