@@ -1,0 +1,30 @@
+/*
+ * check_main: runs the ngx_mesh_module core suites (nginx-free code) in one
+ * SRunner.
+ */
+
+#include <check.h>
+#include <stdlib.h>
+
+
+Suite *snapshot_suite(void);
+Suite *balancer_suite(void);
+Suite *chash_suite(void);
+
+
+int
+main(void)
+{
+    int       failed;
+    SRunner  *sr;
+
+    sr = srunner_create(snapshot_suite());
+    srunner_add_suite(sr, balancer_suite());
+    srunner_add_suite(sr, chash_suite());
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
