@@ -26,6 +26,14 @@ CHECK_SRCS  = $(wildcard registryd/tests/check_*.c)
 
 MODULE_SRCS = config $(wildcard ngx_mesh_module/*.c ngx_mesh_module/*.h)
 
+# the module's nginx-free core and its check tests
+MESH_CORE_SRCS  = ngx_mesh_module/mesh_snapshot.c \
+                  ngx_mesh_module/mesh_balancer.c
+MESH_CORE_HDRS  = ngx_mesh_module/mesh_snapshot.h \
+                  ngx_mesh_module/mesh_balancer.h
+MESH_CHECK_SRCS = $(wildcard ngx_mesh_module/tests/check_*.c)
+MESH_CFLAGS     = $(CFLAGS) $(WARN) -std=gnu11 -Ingx_mesh_module
+
 .PHONY: all deps registryd module test test-unit test-t test-asan run \
         bench clean
 
@@ -49,16 +57,22 @@ $(BUILD)/check_registryd: $(CHECK_SRCS) $(RD_LIB_SRCS) $(RD_HDRS)
 	$(CC) $(RD_CFLAGS) -o $@ $(CHECK_SRCS) $(RD_LIB_SRCS) $(RD_LIBS) \
 	    $(CHECK_LIBS)
 
+$(BUILD)/check_mesh: $(MESH_CHECK_SRCS) $(MESH_CORE_SRCS) $(MESH_CORE_HDRS)
+	@mkdir -p $(BUILD)
+	$(CC) $(MESH_CFLAGS) -o $@ $(MESH_CHECK_SRCS) $(MESH_CORE_SRCS) \
+	    $(CHECK_LIBS) -lz
+
 module: $(BUILD)/ngx_http_mesh_module.so
 
 $(BUILD)/ngx_http_mesh_module.so: $(MODULE_SRCS)
 	bash scripts/build-module.sh $(BUILD)
 
-test: all $(BUILD)/check_registryd
+test: all $(BUILD)/check_registryd $(BUILD)/check_mesh
 	$(MAKE) --no-print-directory test-unit test-t
 
-test-unit: $(BUILD)/check_registryd
+test-unit: $(BUILD)/check_registryd $(BUILD)/check_mesh
 	CK_DEFAULT_TIMEOUT=60 $(BUILD)/check_registryd
+	CK_DEFAULT_TIMEOUT=60 $(BUILD)/check_mesh
 
 test-t:
 	MESH_BUILD=$(abspath $(BUILD)) prove -It/lib t/
@@ -68,9 +82,12 @@ test-t:
 test-asan: deps
 	$(MAKE) --no-print-directory BUILD=build/asan \
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
-	    build/asan/registryd build/asan/registryctl build/asan/check_registryd
+	    build/asan/registryd build/asan/registryctl build/asan/check_registryd \
+	    build/asan/check_mesh
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    CK_FORK=no CK_DEFAULT_TIMEOUT=120 build/asan/check_registryd
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    CK_FORK=no CK_DEFAULT_TIMEOUT=120 build/asan/check_mesh
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    MESH_BUILD=$(abspath build/asan) MESH_MODULE=$(abspath $(BUILD))/ngx_http_mesh_module.so \
 	    prove -It/lib t/registryd_*.t t/registryctl*.t
