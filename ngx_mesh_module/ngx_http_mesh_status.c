@@ -51,6 +51,7 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
     u_char                      *p, err[256];
     size_t                       size;
     int64_t                      last_sync;
+    ngx_pid_t                    poller;
     uint64_t                     index;
     ngx_int_t                    rc;
     ngx_buf_t                   *b;
@@ -79,6 +80,7 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
     index = 0;
     state = NGX_HTTP_MESH_REG_NONE;
     last_sync = 0;
+    poller = 0;
     err[0] = '\0';
 
     if (zone->sh) {
@@ -88,6 +90,7 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
         index = zone->sh->index;
         state = zone->sh->reg_state;
         last_sync = zone->sh->last_sync;
+        poller = zone->sh->poll_owner;
         ngx_cpystrn(err, zone->sh->last_error, sizeof(err));
         ngx_shmtx_unlock(&zone->shpool->mutex);
     }
@@ -101,8 +104,9 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
     /* size */
 
     size = sizeof("{\"index\":,\"registry\":{\"url\":,\"state\":\"\","
-                  "\"last_sync_ms\":,\"last_error\":},\"services\":[]}\n")
-           + 2 * NGX_INT64_LEN + sizeof("stale") + sizeof("null")
+                  "\"last_sync_ms\":,\"poller_pid\":,\"last_error\":},"
+                  "\"services\":[]}\n")
+           + 3 * NGX_INT64_LEN + sizeof("stale") + sizeof("null")
            + ngx_http_mesh_json_len(mmcf->registry_uri.data,
                                     mmcf->registry_uri.len)
            + ngx_http_mesh_json_len(err, ngx_strlen(err));
@@ -140,7 +144,8 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
     p = ngx_http_mesh_json_str(p, mmcf->registry_uri.data,
                                mmcf->registry_uri.len);
     p = ngx_sprintf(p, ",\"state\":\"%s\",\"last_sync_ms\":%L,"
-                    "\"last_error\":", states[state], last_sync);
+                    "\"poller_pid\":%P,\"last_error\":", states[state],
+                    last_sync, poller);
 
     if (err[0]) {
         p = ngx_http_mesh_json_str(p, err, ngx_strlen(err));
