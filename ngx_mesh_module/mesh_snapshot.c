@@ -22,7 +22,7 @@
 #define MESH_JSON_MAX_DEPTH   64
 #define MESH_ARENA_MIN        (64 * 1024)
 #define MESH_ARENA_MAX        (4 * 1024 * 1024)
-#define MESH_ALIGN            (sizeof(max_align_t))
+#define MESH_ALIGN            16      /* enough for any type here */
 
 /* a field seen once already */
 #define MESH_F_ID             0x0001
@@ -623,9 +623,9 @@ duplicate:
 static int
 mesh_snapshot_instance(mesh_json_t *j, mesh_instance_item_t *item)
 {
-    int                   rc;
-    char                 *server;
-    size_t                n, klen, alen;
+    int                   rc, ipv6;
+    char                 *server, *p, digits[8];
+    size_t                n, k, klen, alen;
     unsigned              seen;
     uint64_t              v;
     const char           *health;
@@ -800,14 +800,40 @@ mesh_snapshot_instance(mesh_json_t *j, mesh_instance_item_t *item)
         return -1;
     }
 
-    if (strchr(in->address, ':')) {
-        in->server_len = sprintf(server, "[%s]:%d", in->address, in->port);
+    p = server;
+    ipv6 = (memchr(in->address, ':', alen) != NULL);
 
-    } else {
-        in->server_len = sprintf(server, "%s:%d", in->address, in->port);
+    if (ipv6) {
+        *p++ = '[';
     }
 
+    memcpy(p, in->address, alen);
+    p += alen;
+
+    if (ipv6) {
+        *p++ = ']';
+    }
+
+    *p++ = ':';
+
+    /* the port's digits, backwards into a small buffer first */
+
+    v = (uint64_t) in->port;
+    k = 0;
+
+    do {
+        digits[k++] = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+
+    while (k) {
+        *p++ = digits[--k];
+    }
+
+    *p = '\0';
+
     in->server = server;
+    in->server_len = p - server;
 
     return 0;
 
@@ -946,8 +972,9 @@ static void
 mesh_json_error(mesh_json_t *j, const unsigned char *at, const char *fmt,
     ...)
 {
-    int      n;
-    va_list  args;
+    int             n;
+    va_list         args;
+    unsigned char  *p;
 
     if (j->failed) {
         return;
@@ -969,6 +996,14 @@ mesh_json_error(mesh_json_t *j, const unsigned char *at, const char *fmt,
     va_start(args, fmt);
     vsnprintf(j->err + n, j->errlen - n, fmt, args);
     va_end(args);
+
+    /* names quoted from the input must not break the line */
+
+    for (p = (unsigned char *) j->err + n; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            *p = '?';
+        }
+    }
 }
 
 

@@ -405,6 +405,13 @@ START_TEST(snapshot_duplicates_rejected)
     ck_parse_fails(dup_label, strlen(dup_label), "duplicate label \"a\"");
 
     ck_parse_fails("{\"index\":1,\"index\":1}", 21, "duplicate field");
+
+    /* a name with a newline in it still makes a one-line error */
+
+    dup_inst = CK_DOC_INSTS("{\"id\":\"a\\nb\",\"address\":\"::1\",\"port\":1},"
+                            "{\"id\":\"a\\nb\",\"address\":\"::1\","
+                            "\"port\":1}");
+    ck_parse_fails(dup_inst, strlen(dup_inst), "duplicate instance \"a?b\"");
 }
 END_TEST
 
