@@ -97,6 +97,8 @@ run: all
 
 bench: all
 	bash scripts/bench-registryd $(BUILD)
+	perl scripts/bench-propagation $(BUILD)
+	bash scripts/bench $(BUILD)
 
 clean:
 	rm -rf $(BUILD)
