@@ -284,7 +284,19 @@ rd_api_route(rd_req_t *rq, const char *url, const char **bad)
         && (url[12] == '\0' || url[12] == '/'))
     {
         rq->route = RD_ROUTE_POLICIES;
-        return 0;               /* arrives with the policies issue */
+
+        if (url[12] == '\0' || url[13] == '\0') {
+            return RD_M_GET;
+        }
+
+        p = url + 13;
+        rc = rd_api_segment(&p, rq->id);
+        if (rc != 0 || *p != '\0') {
+            *bad = "name";
+            return (rc == -2) ? -1 : 0;
+        }
+
+        return RD_M_GET | RD_M_PUT | RD_M_DELETE;
     }
 
     if (strncmp(url, "/v1/services/", 13) != 0) {
@@ -827,6 +839,168 @@ rd_api_heartbeat(rd_req_t *rq)
 }
 
 
+/* policies */
+
+static enum MHD_Result
+rd_api_policy_error(rd_req_t *rq, const rd_policy_err_t *e)
+{
+    rd_buf_t  b;
+
+    rd_buf_init(&b, 512);
+    rd_policy_err_to_json(&b, e);
+    rd_buf_adds(&b, "\n");
+
+    rd_debug("400 %s", e->msg);
+
+    return rd_api_json(rq, 400, &b, rd_registry_index(rq->api->reg));
+}
+
+
+static enum MHD_Result
+rd_api_put_policy(rd_req_t *rq)
+{
+    rd_op_t          *op;
+    rd_policy_t      *p;
+    rd_policy_err_t   e;
+
+    p = rd_policy_parse(rq->id, rq->body.data ? rq->body.data : "",
+                        rq->body.len, &e);
+    if (p == NULL) {
+        return rd_api_policy_error(rq, &e);
+    }
+
+    op = rd_op_create(RD_OP_POLICY_PUT, "", rq->id);
+    if (op == NULL) {
+        rd_policy_free(p);
+        return rd_api_error(rq, 500, "out of memory", NULL);
+    }
+
+    op->policy = p;
+
+    return rd_api_submit(rq, op);
+}
+
+
+static void
+rd_api_policy_summary(rd_buf_t *b, const rd_policy_t *p)
+{
+    size_t   i;
+    json_t  *d, *v;
+
+    rd_buf_adds(b, "{\"name\":");
+    rd_buf_add_json_str(b, p->name);
+    rd_buf_adds(b, ",\"documents\":[");
+
+    for (i = 0; i < json_array_size(p->docs); i++) {
+        d = json_array_get(p->docs, i);
+
+        rd_buf_adds(b, i ? ",{\"kind\":" : "{\"kind\":");
+        rd_buf_add_json_str(b, json_string_value(json_object_get(d, "kind")));
+        rd_buf_adds(b, ",\"name\":");
+        rd_buf_add_json_str(b, json_string_value(json_object_get(d, "name")));
+
+        if ((v = json_object_get(d, "host")) != NULL) {
+            rd_buf_adds(b, ",\"host\":");
+            rd_buf_add_json_str(b, json_string_value(v));
+        }
+
+        if ((v = json_object_get(d, "hosts")) != NULL) {
+            char *s = json_dumps(v, JSON_COMPACT);
+
+            rd_buf_adds(b, ",\"hosts\":");
+            rd_buf_adds(b, s ? s : "[]");
+            free(s);
+        }
+
+        rd_buf_addc(b, '}');
+    }
+
+    rd_buf_printf(b, "],\"create_index\":%llu,\"modify_index\":%llu}",
+                  (unsigned long long) p->create_index,
+                  (unsigned long long) p->modify_index);
+}
+
+
+static enum MHD_Result
+rd_api_policies(rd_req_t *rq)
+{
+    size_t          i;
+    rd_buf_t        b;
+    uint64_t        index;
+    rd_registry_t  *reg = rq->api->reg;
+
+    rd_buf_init(&b, 256);
+
+    pthread_rwlock_rdlock(&reg->lock);
+
+    index = reg->index;
+    rd_buf_adds(&b, "{\"index\":");
+    rd_buf_add_u64(&b, index);
+    rd_buf_adds(&b, ",\"policies\":[");
+
+    for (i = 0; i < reg->npolicies; i++) {
+        if (i) {
+            rd_buf_addc(&b, ',');
+        }
+        rd_api_policy_summary(&b, reg->policies[i]);
+    }
+
+    pthread_rwlock_unlock(&reg->lock);
+
+    rd_buf_adds(&b, "]}\n");
+
+    return rd_api_json(rq, 200, &b, index);
+}
+
+
+static enum MHD_Result
+rd_api_get_policy(rd_req_t *rq)
+{
+    int             json;
+    rd_buf_t        b;
+    uint64_t        index;
+    const char     *accept;
+    rd_policy_t    *p;
+    rd_registry_t  *reg = rq->api->reg;
+
+    accept = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                                         MHD_HTTP_HEADER_ACCEPT);
+    json = (accept && strstr(accept, "application/json") != NULL);
+
+    rd_buf_init(&b, 1024);
+
+    pthread_rwlock_rdlock(&reg->lock);
+
+    index = reg->index;
+    p = rd_registry_find_policy(reg, rq->id);
+
+    if (p && json) {
+        rd_api_policy_summary(&b, p);
+        b.len--;
+        rd_buf_adds(&b, ",\"index\":");
+        rd_buf_add_u64(&b, index);
+        rd_buf_adds(&b, ",\"yaml\":");
+        rd_buf_add_json_str(&b, p->yaml);
+        rd_buf_adds(&b, ",\"normalized\":[");
+        rd_buf_add(&b, p->snap, p->snap_len);
+        rd_buf_adds(&b, "]}\n");
+
+    } else if (p) {
+        rd_buf_add(&b, p->yaml, p->yaml_len);
+    }
+
+    pthread_rwlock_unlock(&reg->lock);
+
+    if (p == NULL) {
+        rd_buf_free(&b);
+        return rd_api_error(rq, 404, "unknown policy", "name");
+    }
+
+    return rd_api_send_buf(rq, 200, &b, index,
+                           json ? "application/json" : "application/yaml");
+}
+
+
 static enum MHD_Result
 rd_api_op_answer(rd_req_t *rq)
 {
@@ -836,13 +1010,19 @@ rd_api_op_answer(rd_req_t *rq)
 
     rq->op = NULL;
 
-    if (op->status == 404) {
+    if (op->status == 400 && op->type == RD_OP_POLICY_PUT) {
+        rc = rd_api_policy_error(rq, &op->perr);
+
+    } else if (op->status == 404 && op->type == RD_OP_POLICY_DEL) {
+        rc = rd_api_error(rq, 404, "unknown policy", "name");
+
+    } else if (op->status == 404) {
         rc = rd_api_error(rq, 404, "unknown instance", "id");
 
     } else if (op->status >= 500) {
         rc = rd_api_error(rq, op->status, op->err, NULL);
 
-    } else if (op->type == RD_OP_PUT) {
+    } else if (op->type == RD_OP_PUT || op->type == RD_OP_POLICY_PUT) {
         rd_buf_addc(&op->body, '\n');
         rc = rd_api_json(rq, op->status, &op->body, op->index);
 
@@ -891,6 +1071,26 @@ rd_api_dispatch(rd_req_t *rq)
     case RD_ROUTE_HEARTBEAT:
         return rd_api_heartbeat(rq);
 
+    case RD_ROUTE_POLICIES:
+        if (rq->id[0] == '\0') {
+            return rd_api_policies(rq);
+        }
+
+        if (rq->method == RD_M_GET) {
+            return rd_api_get_policy(rq);
+        }
+
+        if (rq->method == RD_M_PUT) {
+            return rd_api_put_policy(rq);
+        }
+
+        op = rd_op_create(RD_OP_POLICY_DEL, "", rq->id);
+        if (op == NULL) {
+            return rd_api_error(rq, 500, "out of memory", NULL);
+        }
+
+        return rd_api_submit(rq, op);
+
     case RD_ROUTE_INSTANCE:
         if (rq->method == RD_M_GET) {
             return rd_api_get_instance(rq);
@@ -910,6 +1110,32 @@ rd_api_dispatch(rd_req_t *rq)
     default:
         return rd_api_error(rq, 404, "not found", NULL);
     }
+}
+
+
+static int
+rd_api_is_yaml(const char *ct)
+{
+    size_t  n;
+
+    static const char  *types[] = {
+        "application/yaml", "application/x-yaml", "text/yaml", NULL
+    };
+
+    if (ct == NULL) {
+        return 0;
+    }
+
+    for (int i = 0; types[i]; i++) {
+        n = strlen(types[i]);
+        if (strncasecmp(ct, types[i], n) == 0
+            && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' '))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -943,6 +1169,9 @@ rd_api_begin(rd_req_t *rq, const char *url, const char *method)
         return rd_api_error(rq, 400, strcmp(bad, "id") == 0
                             ? "invalid instance id: names are "
                               "[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+                            : strcmp(bad, "name") == 0
+                            ? "invalid policy name: names are "
+                              "[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
                             : "invalid service name: names are "
                               "[A-Za-z0-9][A-Za-z0-9._-]{0,127}", bad);
     }
@@ -963,6 +1192,19 @@ rd_api_begin(rd_req_t *rq, const char *url, const char *method)
 
             snprintf(msg, sizeof(msg), "Content-Type must be "
                      "application/json, not \"%.64s\"", ct);
+            return rd_api_error(rq, 415, msg, NULL);
+        }
+    }
+
+    if (rq->route == RD_ROUTE_POLICIES && rq->method == RD_M_PUT) {
+        ct = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                                         MHD_HTTP_HEADER_CONTENT_TYPE);
+        if (!rd_api_is_yaml(ct)) {
+            char msg[RD_ERR_LEN];
+
+            snprintf(msg, sizeof(msg), "Content-Type must be "
+                     "application/yaml, application/x-yaml or text/yaml, "
+                     "not \"%.64s\"", ct ? ct : "");
             return rd_api_error(rq, 415, msg, NULL);
         }
     }

@@ -24,6 +24,13 @@ typedef struct {
     size_t              mask;
 } rd_overlay_t;
 
+typedef struct {
+    rd_policy_t   **v;
+    size_t          n;
+    size_t          cap;
+    int             init;
+} rd_policy_views_t;
+
 static void *rd_registry_writer(void *arg);
 static void rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch);
 
@@ -517,8 +524,105 @@ rd_op_free(rd_op_t *op)
     }
 
     rd_instance_free(op->inst);
+    rd_policy_free(op->policy);
     rd_buf_free(&op->body);
     free(op);
+}
+
+
+/* policies: a sorted array of pointers (there are few) */
+
+static size_t
+rd_policy_pos(rd_policy_t *const *v, size_t n, const char *name, int *found)
+{
+    int     c;
+    size_t  lo = 0, hi = n, mid;
+
+    *found = 0;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        c = strcmp(v[mid]->name, name);
+
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+
+    return lo;
+}
+
+
+/* insert, replace (p != NULL) or remove (p == NULL); returns the pointer
+ * that was there, for the caller to free or not */
+static rd_policy_t *
+rd_policy_array_set(rd_policy_t ***v, size_t *n, size_t *cap,
+    const char *name, rd_policy_t *p)
+{
+    int            found;
+    size_t         i;
+    rd_policy_t   *old, **nv;
+
+    i = rd_policy_pos(*v, *n, name, &found);
+    old = found ? (*v)[i] : NULL;
+
+    if (found && p) {
+        (*v)[i] = p;
+        return old;
+    }
+
+    if (found) {
+        memmove(&(*v)[i], &(*v)[i + 1], (*n - i - 1) * sizeof(rd_policy_t *));
+        (*n)--;
+        return old;
+    }
+
+    if (p == NULL) {
+        return NULL;
+    }
+
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        nv = realloc(*v, *cap * sizeof(rd_policy_t *));
+        if (nv == NULL) {
+            fprintf(stderr, "registryd: out of memory\n");
+            abort();
+        }
+        *v = nv;
+    }
+
+    memmove(&(*v)[i + 1], &(*v)[i], (*n - i) * sizeof(rd_policy_t *));
+    (*v)[i] = p;
+    (*n)++;
+
+    return NULL;
+}
+
+
+rd_policy_t *
+rd_registry_find_policy(rd_registry_t *reg, const char *name)
+{
+    int     found;
+    size_t  i;
+
+    i = rd_policy_pos(reg->policies, reg->npolicies, name, &found);
+
+    return found ? reg->policies[i] : NULL;
+}
+
+
+static void
+rd_registry_set_policy(rd_registry_t *reg, const char *name, rd_policy_t *p)
+{
+    rd_policy_free(rd_policy_array_set(&reg->policies, &reg->npolicies,
+                                       &reg->policies_cap, name, p));
 }
 
 
@@ -781,8 +885,27 @@ rd_registry_load_one(void *data, const char *key, const char *value,
     rd_registry_t   *reg = data;
     rd_instance_t   *in;
 
+    if (strncmp(key, "policies/", 9) == 0) {
+        rd_policy_t  *pol;
+
+        if (!rd_name_valid(key + 9, strlen(key + 9))) {
+            rd_warn("store: skipping bad key \"%s\"", key);
+            return 0;
+        }
+
+        pol = rd_policy_from_stored(key + 9, value, len, msg);
+        if (pol == NULL) {
+            rd_error("store: cannot load policy \"%s\" (kept in the "
+                     "store, not served): %s", key + 9, msg);
+            return 0;
+        }
+
+        rd_registry_set_policy(reg, pol->name, pol);
+        return 0;
+    }
+
     if (strncmp(key, "instances/", 10) != 0) {
-        return 0;           /* policies and later kinds */
+        return 0;           /* later kinds */
     }
 
     p = key + 10;
@@ -898,6 +1021,11 @@ rd_registry_free(rd_registry_t *reg)
             rd_instance_free(reg->dead[i]);
         }
 
+        for (i = 0; i < reg->npolicies; i++) {
+            rd_policy_free(reg->policies[i]);
+        }
+
+        free(reg->policies);
         free(reg->dead);
         free(reg->added);
         free(reg->sorted);
@@ -1035,6 +1163,66 @@ rd_overlay_slot(rd_overlay_t *ov, const char *service, const char *id)
 }
 
 
+/*
+ * A policy op against the policies as the batch has changed them (pv: a
+ * copy of the table's pointers, made on the first policy op; the
+ * policies of earlier ops stay owned by their ops). 0: a change to
+ * commit; -1: decided without one (400, 404).
+ */
+static int
+rd_registry_decide_policy(rd_registry_t *reg, rd_policy_views_t *pv,
+    rd_op_t *op, uint64_t index)
+{
+    int            found;
+    size_t         i;
+    rd_policy_t   *cur;
+
+    if (!pv->init) {
+        pv->init = 1;
+        pv->n = reg->npolicies;
+        pv->cap = reg->npolicies + 16;
+        pv->v = malloc(pv->cap * sizeof(rd_policy_t *));
+        if (pv->v == NULL) {
+            fprintf(stderr, "registryd: out of memory\n");
+            abort();
+        }
+        if (reg->npolicies) {
+            memcpy(pv->v, reg->policies,
+                   reg->npolicies * sizeof(rd_policy_t *));
+        }
+    }
+
+    op->err[0] = '\0';
+    i = rd_policy_pos(pv->v, pv->n, op->id, &found);
+    cur = found ? pv->v[i] : NULL;
+
+    if (op->type == RD_OP_POLICY_DEL) {
+        if (cur == NULL) {
+            op->status = 404;
+            return -1;
+        }
+
+        op->status = 200;
+        rd_policy_array_set(&pv->v, &pv->n, &pv->cap, op->id, NULL);
+        return 0;
+    }
+
+    if (rd_policy_check(op->policy, pv->v, pv->n, &op->perr) != 0) {
+        op->status = 400;
+        snprintf(op->err, sizeof(op->err), "%s", op->perr.msg);
+        return -1;
+    }
+
+    op->status = cur ? 200 : 201;
+    op->ndocs = json_array_size(op->policy->docs);
+    op->policy->create_index = cur ? cur->create_index : index;
+    op->policy->modify_index = index;
+    rd_policy_array_set(&pv->v, &pv->n, &pv->cap, op->id, op->policy);
+
+    return 0;
+}
+
+
 static void
 rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
 {
@@ -1050,6 +1238,7 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
     rd_store_op_t      *sops;
     rd_instance_t      *cur, *in;
     rd_overlay_slot_t  *slot;
+    rd_policy_views_t   pv = { NULL, 0, 0, 0 };
 
     n = 0;
     for (op = batch; op; op = op->next) {
@@ -1076,6 +1265,30 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
     /* decide each op against the table as the batch has changed it */
 
     for (op = batch; op; op = op->next) {
+
+        if (op->type == RD_OP_POLICY_PUT || op->type == RD_OP_POLICY_DEL) {
+            if (rd_registry_decide_policy(reg, &pv, op, index + 1) != 0) {
+                continue;
+            }
+
+            index++;
+            op->index = index;
+
+            if (op->policy) {
+                rd_buf_init(&vals[nops], op->policy->yaml_len * 2 + 256);
+                rd_policy_to_stored(&vals[nops], op->policy);
+                sops[nops].value = vals[nops].data;
+                sops[nops].value_len = vals[nops].len;
+            }
+
+            snprintf(keys + nops * RD_KEY_MAX, RD_KEY_MAX, "policies/%s",
+                     op->id);
+            sops[nops].key = keys + nops * RD_KEY_MAX;
+            sops[nops].del = (op->policy == NULL);
+            nops++;
+            continue;
+        }
+
         slot = rd_overlay_slot(&ov, op->service, op->id);
         cur = slot->used ? slot->inst
                          : rd_registry_find(reg, op->service, op->id);
@@ -1184,7 +1397,14 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
                 continue;
             }
 
-            if (op->type == RD_OP_PUT || op->type == RD_OP_HEALTH) {
+            if (op->type == RD_OP_POLICY_PUT) {
+                rd_registry_set_policy(reg, op->id, op->policy);
+                op->policy = NULL;
+
+            } else if (op->type == RD_OP_POLICY_DEL) {
+                rd_registry_set_policy(reg, op->id, NULL);
+
+            } else if (op->type == RD_OP_PUT || op->type == RD_OP_HEALTH) {
                 in = op->inst;
                 op->inst = NULL;
                 if (op->type == RD_OP_PUT) {
@@ -1234,6 +1454,7 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
     free(sops);
     free(vals);
     free(keys);
+    free(pv.v);
 
     if (ok && nops && reg->on_change) {
         reg->on_change(reg->on_change_data, index);
@@ -1244,6 +1465,16 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
 
         if (op->index == 0 && op->status != 500) {
             op->index = ok ? index : reg->index;
+        }
+
+        if (op->type == RD_OP_POLICY_PUT && op->status < 300) {
+            rd_buf_init(&op->body, 256);
+            rd_buf_adds(&op->body, "{\"name\":");
+            rd_buf_add_json_str(&op->body, op->id);
+            rd_buf_printf(&op->body, ",\"documents\":%zu,\"index\":",
+                          op->ndocs);
+            rd_buf_add_u64(&op->body, op->index);
+            rd_buf_addc(&op->body, '}');
         }
 
         if (op->type == RD_OP_PUT && op->status < 300 && op->inst) {

@@ -18,6 +18,7 @@
 
 #include "rd_buf.h"
 #include "rd_log.h"
+#include "rd_policy.h"
 #include "rd_store.h"
 #include "rd_util.h"
 
@@ -56,7 +57,9 @@ struct rd_instance_s {
 enum {
     RD_OP_PUT = 0,
     RD_OP_DEL,
-    RD_OP_HEALTH
+    RD_OP_HEALTH,
+    RD_OP_POLICY_PUT,               /* id: the policy name */
+    RD_OP_POLICY_DEL
 };
 
 typedef struct rd_op_s  rd_op_t;
@@ -69,6 +72,8 @@ struct rd_op_s {
     char            service[RD_NAME_MAX + 1];
     char            id[RD_NAME_MAX + 1];
     rd_instance_t  *inst;                 /* PUT: owned by the op */
+    rd_policy_t    *policy;               /* POLICY_PUT: owned by the op
+                                             until applied */
     int             health;               /* HEALTH: wanted state */
     int             internal;             /* queued by the TTL scan */
     int64_t         seen;                 /* HEALTH critical: last_seen
@@ -78,6 +83,8 @@ struct rd_op_s {
     uint64_t        index;
     rd_buf_t        body;                 /* PUT: stored instance JSON */
     char            err[RD_ERR_LEN];
+    rd_policy_err_t perr;                 /* POLICY_PUT refused: 400 */
+    size_t          ndocs;                /* POLICY_PUT: documents */
 
     rd_op_done_pt   done;                 /* NULL: free the op */
     void           *data;
@@ -108,6 +115,12 @@ typedef struct {
     rd_instance_t         **dead;
     size_t                  ndead;
     size_t                  dead_cap;
+
+    /* policies, sorted by name; changed by the writer under the write
+     * lock, read under the read lock */
+    rd_policy_t           **policies;
+    size_t                  npolicies;
+    size_t                  policies_cap;
 
     rd_store_t             *store;
     int                     store_ok;
@@ -143,6 +156,9 @@ rd_instance_t *rd_registry_find(rd_registry_t *reg, const char *service,
 /* sorted by service then id; caller holds the read lock; free() result
  * (the pointers stay valid while the read lock is held) */
 rd_instance_t **rd_registry_sorted(rd_registry_t *reg, size_t *n);
+
+/* caller holds the read lock */
+rd_policy_t *rd_registry_find_policy(rd_registry_t *reg, const char *name);
 
 /* heartbeat: -1 unknown; 0 passing (renewed); 1 critical (op needed) */
 int rd_registry_heartbeat(rd_registry_t *reg, const char *service,

@@ -46,11 +46,19 @@ rd_snapshot_build(rd_registry_t *reg, rd_buf_t *b, uint64_t *index)
         rd_buf_add(b, all[i]->snap, all[i]->snap_len);
     }
 
+    rd_buf_adds(b, n ? "]}],\n\"policies\":[" : "],\"policies\":[");
+
+    /* sorted by policy name, then document order */
+    for (i = 0; i < reg->npolicies; i++) {
+        rd_buf_adds(b, i ? ",\n" : "\n");
+        rd_buf_add(b, reg->policies[i]->snap, reg->policies[i]->snap_len);
+    }
+
     pthread_rwlock_unlock(&reg->lock);
 
     free(all);
 
-    rd_buf_adds(b, n ? "]}],\n\"policies\":[]}\n" : "],\"policies\":[]}\n");
+    rd_buf_adds(b, "]}\n");
 }
 
 
