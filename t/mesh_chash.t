@@ -76,7 +76,7 @@ my @keys = map { "k$_-" . ($_ * 7919 % 100_003) } 1 .. $KEYS;
 sub mapping {
     my ($loc) = @_;
     my $r = $t->load(paths => [ map { "$loc?key=$_" } @keys ], clients => 4,
-                     timeout => 30);
+                     timeout => 60);
     is $r->{ok}, $KEYS, "$loc: $KEYS requests succeed"
         or diag explain { %$r, results => undef };
     return [ map { $_ ? $_->[1] : '' } @{ $r->{results} }[0 .. $KEYS - 1] ];

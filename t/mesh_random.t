@@ -52,7 +52,7 @@ $t->start_nginx;
 ok $t->wait_mesh_index, 'nginx has the registry index'
     or diag explain $t->mesh_status;
 
-my $r = $t->load(requests => $N, clients => 4, timeout => 40);
+my $r = $t->load(requests => $N, clients => 4, timeout => 90);
 is $r->{ok}, $N, "$N requests succeed" or diag explain $r;
 note sprintf '%d requests in %.1f s (%.0f/s)', $r->{total}, $r->{elapsed},
     $r->{total} / ($r->{elapsed} || 1);
