@@ -21,6 +21,7 @@ Suite *store_suite(void);
 Suite *registry_suite(void);
 Suite *snapshot_suite(void);
 Suite *metrics_suite(void);
+Suite *policy_suite(void);
 
 /* a new empty directory under the run's root; out holds PATH_MAX bytes */
 void ck_tmpdir(char *out, size_t size);

@@ -1,0 +1,752 @@
+/*
+ * check_policy: YAML policies: every refusal names its field, line and
+ * column; good documents normalize as docs/policies.md says; policies
+ * go through the registry's writer, the store and the snapshot.
+ */
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_suites.h"
+#include "rd_policy.h"
+#include "rd_snapshot.h"
+
+#define DR  "apiVersion: networking.istio.io/v1\n" \
+            "kind: DestinationRule\n"              \
+            "metadata:\n"                          \
+            "  name: d\n"                          \
+            "spec:\n"                              \
+            "  host: orders\n"
+
+#define VS  "apiVersion: networking.istio.io/v1\n" \
+            "kind: VirtualService\n"               \
+            "metadata:\n"                          \
+            "  name: v\n"                          \
+            "spec:\n"                              \
+            "  hosts: [orders]\n"                  \
+            "  http:\n"
+
+typedef struct {
+    const char  *yaml;
+    const char  *field;         /* "" none */
+    int          line;
+    int          column;
+    int          document;
+    const char  *msg;           /* a part of the message */
+} bad_t;
+
+static const bad_t  bad[] = {
+    /* 0: YAML syntax */
+    { "a: [1, 2\n", "", 2, 1, -1, "invalid YAML" },
+    { "a: b\n c: d\n", "", 2, 3, -1, "invalid YAML" },
+    { "", "", -1, -1, -1, "no document" },
+    { "x: &a 1\ny: *a\n", "", 2, 4, -1, "aliases" },
+    { "x: !!str 1\n", "", 1, 4, -1, "tags" },
+    /* 5: document shape */
+    { "- a\n", "", 1, 1, 0, "must be a mapping" },
+    { "apiVersion: v2\n", "apiVersion", 1, 13, 0, "is not one of" },
+    { "apiVersion: mesh/v1\nkind: Gateway\n", "kind", 2, 7, 0,
+      "DestinationRule or VirtualService" },
+    { "apiVersion: mesh/v1\nkind: DestinationRule\nmetadata: {name: d}\n",
+      "spec", 1, 1, 0, "is required" },
+    { "apiVersion: mesh/v1\nkind: DestinationRule\nmetadata: {}\nspec: {}\n",
+      "metadata.name", 3, 11, 0, "is required" },
+    /* 10 */
+    { "apiVersion: mesh/v1\nkind: DestinationRule\nmetadata: {name: -x}\n"
+      "spec: {host: a}\n", "metadata.name", 3, 18, 0, "not a valid name" },
+    { "apiVersion: mesh/v1\nkind: DestinationRule\nmetadata: {name: d, "
+      "uid: x}\nspec: {host: a}\n", "metadata.uid", 3, 21, 0,
+      "unsupported field" },
+    { DR "status: {}\n", "status", 7, 1, 0, "unsupported field" },
+    { DR "  host: carts\n", "spec.host", 7, 3, 0, "duplicate key" },
+    { "apiVersion: mesh/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
+      "spec: {subsets: []}\n", "spec.host", 4, 7, 0, "is required" },
+    /* 15: DestinationRule */
+    { DR "  exportTo: ['.']\n", "spec.exportTo", 7, 3, 0,
+      "unsupported field" },
+    { DR "  trafficPolicy:\n    loadBalancer:\n      simple: FASTEST\n",
+      "spec.trafficPolicy.loadBalancer.simple", 9, 15, 0, "FASTEST" },
+    { DR "  trafficPolicy:\n    loadBalancer:\n      simple: PASSTHROUGH\n",
+      "spec.trafficPolicy.loadBalancer.simple", 9, 15, 0, "not supported" },
+    { DR "  trafficPolicy:\n    loadBalancer:\n      simple: RANDOM\n"
+      "      consistentHash: {useSourceIp: true}\n",
+      "spec.trafficPolicy.loadBalancer", 9, 7, 0, "exactly one" },
+    { DR "  trafficPolicy:\n    loadBalancer:\n      consistentHash:\n"
+      "        httpHeaderName: x-user\n        useSourceIp: true\n",
+      "spec.trafficPolicy.loadBalancer.consistentHash", 10, 9, 0,
+      "exactly one" },
+    /* 20 */
+    { DR "  trafficPolicy:\n    loadBalancer:\n      consistentHash:\n"
+      "        useSourceIp: false\n",
+      "spec.trafficPolicy.loadBalancer.consistentHash.useSourceIp", 10, 22,
+      0, "must be true" },
+    { DR "  trafficPolicy:\n    loadBalancer:\n      consistentHash:\n"
+      "        httpHeaderName: \"x user\"\n",
+      "spec.trafficPolicy.loadBalancer.consistentHash.httpHeaderName", 10,
+      25, 0, "not a valid header name" },
+    { DR "  trafficPolicy:\n    loadBalancer:\n      consistentHash:\n"
+      "        httpCookie: {ttl: 10s}\n",
+      "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.name", 10,
+      21, 0, "is required" },
+    { DR "  trafficPolicy:\n    loadBalancer:\n      consistentHash:\n"
+      "        ringHash: {minimumRingSize: 1024}\n",
+      "spec.trafficPolicy.loadBalancer.consistentHash.ringHash", 10, 9, 0,
+      "unsupported field" },
+    { DR "  trafficPolicy:\n    outlierDetection:\n"
+      "      consecutive5xxErrors: -1\n",
+      "spec.trafficPolicy.outlierDetection.consecutive5xxErrors", 9, 29, 0,
+      "integer 0.." },
+    /* 25 */
+    { DR "  trafficPolicy:\n    outlierDetection:\n"
+      "      interval: 10 seconds\n",
+      "spec.trafficPolicy.outlierDetection.interval", 9, 17, 0,
+      "not a duration" },
+    { DR "  trafficPolicy:\n    outlierDetection:\n"
+      "      maxEjectionPercent: 101\n",
+      "spec.trafficPolicy.outlierDetection.maxEjectionPercent", 9, 27, 0,
+      "0..100" },
+    { DR "  trafficPolicy:\n    outlierDetection:\n"
+      "      splitExternalLocalOriginErrors: \"yes\"\n",
+      "spec.trafficPolicy.outlierDetection.splitExternalLocalOriginErrors", 9,
+      39, 0, "true or false" },
+    { DR "  trafficPolicy:\n    outlierDetection:\n"
+      "      consecutiveGatewayErrors: 3\n      consecutiveErrors: 4\n",
+      "spec.trafficPolicy.outlierDetection.consecutiveErrors", 10, 7, 0,
+      "deprecated alias" },
+    { DR "  trafficPolicy:\n    outlierDetection:\n"
+      "      baseEjectionTime: 0.5ms\n",
+      "spec.trafficPolicy.outlierDetection.baseEjectionTime", 9, 25, 0,
+      "whole number of milliseconds" },
+    /* 30 */
+    { DR "  trafficPolicy:\n    connectionPool:\n      tcp:\n"
+      "        maxConnections: 0\n",
+      "spec.trafficPolicy.connectionPool.tcp.maxConnections", 10, 25, 0,
+      "1..1000000" },
+    { DR "  trafficPolicy:\n    connectionPool:\n      http:\n"
+      "        http1MaxPendingRequests: 10\n",
+      "spec.trafficPolicy.connectionPool.http", 9, 7, 0,
+      "only connectionPool.tcp.maxConnections" },
+    { DR "  trafficPolicy:\n    connectionPool:\n      tcp:\n"
+      "        connectTimeout: 1s\n",
+      "spec.trafficPolicy.connectionPool.tcp.connectTimeout", 10, 9, 0,
+      "unsupported field" },
+    { DR "  subsets:\n  - name: v1\n", "spec.subsets[0].labels", 8, 5, 0,
+      "is required" },
+    { DR "  subsets:\n  - name: v1\n    labels: {}\n",
+      "spec.subsets[0].labels", 9, 13, 0, "at least one label" },
+    /* 35 */
+    { DR "  subsets:\n  - name: v1\n    labels: {version: 1}\n",
+      "spec.subsets[0].labels.version", 9, 23, 0, "must be a string" },
+    { DR "  subsets:\n  - name: v1\n    labels: {version: v1}\n"
+      "  - name: v1\n    labels: {version: v2}\n",
+      "spec.subsets[1].name", 10, 11, 0, "duplicate subset" },
+    { DR "  subsets:\n  - name: v1\n    labels: {version: v1}\n"
+      "    trafficPolicy:\n      tls: {mode: SIMPLE}\n",
+      "spec.subsets[0].trafficPolicy.tls", 11, 7, 0, "unsupported field" },
+    { DR "  subsets: {v1: {}}\n", "spec.subsets", 7, 12, 0,
+      "must be a list" },
+    /* VirtualService */
+    { VS "  - route:\n    - destination: {host: orders}\n      weight: 90\n",
+      "spec.http[0].route[0].weight", 10, 15, 0, "add up to 90" },
+    /* 40 */
+    { VS "  - route:\n    - destination: {host: orders}\n      weight: 90\n"
+      "    - destination: {host: orders}\n      weight: 20\n",
+      "spec.http[0].route[1].weight", 12, 15, 0, "add up to 110" },
+    { VS "  - route:\n    - destination: {host: orders}\n      weight: 50\n"
+      "    - destination: {host: orders}\n",
+      "spec.http[0].route[1].weight", 11, 7, 0, "is required" },
+    { VS "  - route:\n    - destination: {host: orders}\n      weight: 101\n",
+      "spec.http[0].route[0].weight", 10, 15, 0, "0..100" },
+    { VS "  - route: []\n", "spec.http[0].route", 8, 12, 0, "not be empty" },
+    { VS "  - match: [{uri: {prefix: /}}]\n", "spec.http[0].route", 8, 5, 0,
+      "is required" },
+    /* 45 */
+    { VS "  - route:\n    - destination: {host: orders, port: {number: 80}}"
+      "\n", "spec.http[0].route[0].destination.port", 9, 35, 0,
+      "registered port" },
+    { VS "  - route:\n    - destination: {host: carts}\n",
+      "spec.http[0].route[0].destination.host", 9, 27, 0,
+      "not one of the VirtualService's hosts" },
+    { VS "  - match:\n    - uri: {regex: \"/a(b\"}\n"
+      "    route:\n    - destination: {host: orders}\n",
+      "spec.http[0].match[0].uri.regex", 9, 20, 0, "offset 4" },
+    { VS "  - match:\n    - uri: {exact: /a, prefix: /b}\n"
+      "    route:\n    - destination: {host: orders}\n",
+      "spec.http[0].match[0].uri", 9, 12, 0, "exactly one" },
+    { VS "  - match:\n    - headers:\n        X-User: {exact: bob}\n"
+      "    route:\n    - destination: {host: orders}\n",
+      "spec.http[0].match[0].headers.X-User", 10, 9, 0, "lowercase" },
+    /* 50 */
+    { VS "  - match:\n    - headers:\n        x-user: {suffix: bob}\n"
+      "    route:\n    - destination: {host: orders}\n",
+      "spec.http[0].match[0].headers.x-user.suffix", 10, 18, 0,
+      "unknown field" },
+    { VS "  - match:\n    - method: {exact: GET}\n"
+      "    route:\n    - destination: {host: orders}\n",
+      "spec.http[0].match[0].method", 9, 7, 0, "unsupported field" },
+    { VS "  - match:\n    - {}\n    route:\n    - destination: {host: orders}"
+      "\n", "spec.http[0].match[0]", 9, 7, 0, "needs uri or headers" },
+    { VS "  - route:\n    - destination: {host: orders}\n"
+      "    retries: {attempts: 3, retryOn: \"5xx,cancelled\"}\n",
+      "spec.http[0].retries.retryOn", 10, 37, 0, "\"cancelled\"" },
+    { VS "  - route:\n    - destination: {host: orders}\n"
+      "    retries: {attempts: three}\n",
+      "spec.http[0].retries.attempts", 10, 25, 0, "integer" },
+    /* 55 */
+    { VS "  - route:\n    - destination: {host: orders}\n    timeout: 10\n",
+      "spec.http[0].timeout", 10, 14, 0, "duration" },
+    { VS "  - route:\n    - destination: {host: orders}\n"
+      "    fault: {abort: {httpStatus: 500}}\n",
+      "spec.http[0].fault", 10, 5, 0, "unsupported field" },
+    { VS "  - route:\n    - destination: {host: orders}\n"
+      "    retries: {perTryTimeout: 2s, backoff: 1s}\n",
+      "spec.http[0].retries.backoff", 10, 34, 0, "unsupported field" },
+    { "apiVersion: mesh/v1\nkind: VirtualService\nmetadata: {name: v}\n"
+      "spec:\n  hosts: []\n  http: []\n", "spec.hosts", 5, 10, 0,
+      "not be empty" },
+    { "apiVersion: mesh/v1\nkind: VirtualService\nmetadata: {name: v}\n"
+      "spec:\n  hosts: [orders]\n  gateways: [gw]\n", "spec.gateways", 6, 3,
+      0, "unsupported field" },
+    /* 60: several documents */
+    { DR "---\n" DR, "metadata.name", 11, 9, 1, "duplicate DestinationRule" },
+    { DR "---\n" "apiVersion: mesh/v1\nkind: DestinationRule\n"
+      "metadata: {name: d2}\nspec: {host: orders}\n", "spec.host", 11, 14, 1,
+      "already has a DestinationRule" },
+    { DR "---\n" VS "  - route:\n    - destination: {host: orders}\n"
+      "    timeout: 1x\n", "spec.http[0].timeout", 17, 14, 1, "duration" },
+    { DR "---\n---\n" VS "  - route:\n    - destination: {host: orders}\n"
+      "      weight: 0\n", "spec.http[0].route[0].weight", 18, 15, 2,
+      "add up to 0" },
+    { VS "  - route:\n    - destination: {host: orders, subset: \"v 1\"}\n",
+      "spec.http[0].route[0].destination.subset", 9, 43, 0,
+      "not a valid subset name" },
+    /* 65 */
+    { DR "  trafficPolicy:\n    loadBalancer:\n      consistentHash:\n"
+      "        httpQueryParameterName: \"a=b\"\n",
+      "spec.trafficPolicy.loadBalancer.consistentHash."
+      "httpQueryParameterName", 10, 33, 0, "query parameter" },
+    { DR "  host2: x\n", "spec.host2", 7, 3, 0, "unknown field" },
+    { DR "  trafficPolicy: []\n", "spec.trafficPolicy", 7, 18, 0,
+      "must be a mapping" },
+    { "apiVersion: mesh/v1\nkind: VirtualService\nmetadata: {name: v}\n"
+      "spec:\n  hosts: [orders, orders]\n  http: []\n", "spec.hosts[1]", 5,
+      19, 0, "listed twice" },
+};
+
+
+START_TEST(policy_parse_bad_document_names_field_line_column)
+{
+    const bad_t      *b = &bad[_i];
+    rd_policy_t      *p;
+    rd_policy_err_t   e;
+
+    p = rd_policy_parse("pol", b->yaml, strlen(b->yaml), &e);
+    if (p) {
+        /* cross-document refusals come from the check */
+        ck_assert_int_ne(rd_policy_check(p, NULL, 0, &e), 0);
+        rd_policy_free(p);
+    }
+
+    ck_assert_msg(strstr(e.msg, b->msg) != NULL,
+                  "case %d: message \"%s\" lacks \"%s\"", _i, e.msg, b->msg);
+    ck_assert_msg(strcmp(e.field, b->field) == 0,
+                  "case %d: field \"%s\", want \"%s\" (%s)", _i, e.field,
+                  b->field, e.msg);
+    ck_assert_msg(e.line == b->line && e.column == b->column,
+                  "case %d: at %d:%d, want %d:%d (%s)", _i, e.line, e.column,
+                  b->line, b->column, e.msg);
+    ck_assert_msg(e.document == b->document, "case %d: document %d, want %d",
+                  _i, e.document, b->document);
+}
+END_TEST
+
+
+static json_t *
+normalized(const char *yaml, size_t *ndocs)
+{
+    json_t           *v;
+    rd_buf_t          b;
+    rd_policy_t      *p;
+    json_error_t      jerr;
+    rd_policy_err_t   e;
+
+    p = rd_policy_parse("pol", yaml, strlen(yaml), &e);
+    ck_assert_msg(p != NULL, "refused: %s (field %s, %d:%d)", e.msg, e.field,
+                  e.line, e.column);
+    ck_assert_msg(rd_policy_check(p, NULL, 0, &e) == 0, "%s", e.msg);
+
+    rd_buf_init(&b, 0);
+    rd_buf_addc(&b, '[');
+    rd_buf_add(&b, p->snap, p->snap_len);
+    rd_buf_addc(&b, ']');
+
+    v = json_loadb(b.data, b.len, 0, &jerr);
+    ck_assert_msg(v != NULL, "snap not JSON: %s", jerr.text);
+    ck_assert(json_equal(v, p->docs));
+
+    *ndocs = json_array_size(v);
+    rd_buf_free(&b);
+    rd_policy_free(p);
+
+    return v;
+}
+
+
+static void
+expect_json(json_t *got, const char *want)
+{
+    char          *s;
+    json_t        *w;
+    json_error_t   jerr;
+
+    w = json_loads(want, 0, &jerr);
+    ck_assert_msg(w != NULL, "bad expectation: %s", jerr.text);
+
+    s = json_dumps(got, JSON_COMPACT);
+    ck_assert_msg(json_equal(got, w), "got %s\nwant %s", s, want);
+    free(s);
+    json_decref(w);
+}
+
+
+START_TEST(policy_parse_destination_rule_normalizes)
+{
+    size_t   n;
+    json_t  *v;
+
+    v = normalized(
+        "# comment\n"
+        "apiVersion: networking.istio.io/v1alpha3\n"
+        "kind: DestinationRule\n"
+        "metadata:\n"
+        "  name: orders\n"
+        "  namespace: prod\n"
+        "  labels: {app: orders}\n"
+        "  annotations: {note: \"anything\"}\n"
+        "spec:\n"
+        "  host: orders\n"
+        "  trafficPolicy:\n"
+        "    loadBalancer: {simple: LEAST_CONN}\n"
+        "    outlierDetection:\n"
+        "      consecutive5xxErrors: 5\n"
+        "      consecutiveErrors: 7\n"
+        "      interval: 1.5s\n"
+        "      baseEjectionTime: 1m\n"
+        "      maxEjectionPercent: 50\n"
+        "      minHealthPercent: 0\n"
+        "      splitExternalLocalOriginErrors: true\n"
+        "      consecutiveLocalOriginFailures: 2\n"
+        "    connectionPool: {tcp: {maxConnections: 100}}\n"
+        "  subsets:\n"
+        "  - name: v1\n"
+        "    labels: {version: v1, \"zone\": \"a\"}\n"
+        "  - name: v2\n"
+        "    labels: {version: 'v2'}\n"
+        "    trafficPolicy:\n"
+        "      loadBalancer:\n"
+        "        consistentHash:\n"
+        "          httpCookie: {name: sid, ttl: 0s, path: /}\n", &n);
+
+    ck_assert_uint_eq(n, 1);
+    expect_json(json_array_get(v, 0),
+        "{\"policy\":\"pol\",\"kind\":\"DestinationRule\",\"name\":\"orders\","
+        "\"host\":\"orders\",\"trafficPolicy\":{"
+        "\"loadBalancer\":{\"simple\":\"LEAST_REQUEST\"},"
+        "\"outlierDetection\":{\"consecutive5xxErrors\":5,"
+        "\"consecutiveGatewayErrors\":7,\"intervalMs\":1500,"
+        "\"baseEjectionTimeMs\":60000,\"maxEjectionPercent\":50,"
+        "\"minHealthPercent\":0,\"splitExternalLocalOriginErrors\":true,"
+        "\"consecutiveLocalOriginFailures\":2},"
+        "\"connectionPool\":{\"tcp\":{\"maxConnections\":100}}},"
+        "\"subsets\":[{\"name\":\"v1\",\"labels\":{\"version\":\"v1\","
+        "\"zone\":\"a\"}},{\"name\":\"v2\",\"labels\":{\"version\":\"v2\"},"
+        "\"trafficPolicy\":{\"loadBalancer\":{\"consistentHash\":"
+        "{\"httpCookie\":{\"name\":\"sid\",\"ttlMs\":0,\"path\":\"/\"}}}}}]}");
+    json_decref(v);
+}
+END_TEST
+
+
+START_TEST(policy_parse_virtual_service_normalizes)
+{
+    size_t   n;
+    json_t  *v;
+
+    v = normalized(
+        "apiVersion: networking.istio.io/v1beta1\n"
+        "kind: DestinationRule\n"
+        "metadata: {name: orders}\n"
+        "spec:\n"
+        "  host: orders\n"
+        "  trafficPolicy:\n"
+        "    loadBalancer: {consistentHash: {httpHeaderName: X-User}}\n"
+        "  subsets:\n"
+        "  - {name: v1, labels: {version: v1}}\n"
+        "  - {name: v2, labels: {version: v2}}\n"
+        "---\n"
+        "apiVersion: mesh/v1\n"
+        "kind: VirtualService\n"
+        "metadata: {name: orders}\n"
+        "spec:\n"
+        "  hosts: [orders]\n"
+        "  http:\n"
+        "  - name: canary\n"
+        "    match:\n"
+        "    - headers: {x-canary: {exact: \"1\"}}\n"
+        "      uri: {regex: \"/v[0-9]+/.*\"}\n"
+        "    - uri: {prefix: /beta/}\n"
+        "    route:\n"
+        "    - destination: {host: orders, subset: v2}\n"
+        "  - route:\n"
+        "    - destination: {host: orders, subset: v1}\n"
+        "      weight: 90\n"
+        "    - destination: {host: orders, subset: v2}\n"
+        "      weight: 10\n"
+        "    retries:\n"
+        "      attempts: 3\n"
+        "      perTryTimeout: 2s\n"
+        "      retryOn: 5xx, gateway-error,connect-failure,reset,"
+        "retriable-4xx\n"
+        "    timeout: 10s\n", &n);
+
+    ck_assert_uint_eq(n, 2);
+    expect_json(json_array_get(v, 0),
+        "{\"policy\":\"pol\",\"kind\":\"DestinationRule\",\"name\":\"orders\","
+        "\"host\":\"orders\",\"trafficPolicy\":{\"loadBalancer\":"
+        "{\"consistentHash\":{\"httpHeaderName\":\"x-user\"}}},"
+        "\"subsets\":[{\"name\":\"v1\",\"labels\":{\"version\":\"v1\"}},"
+        "{\"name\":\"v2\",\"labels\":{\"version\":\"v2\"}}]}");
+    expect_json(json_array_get(v, 1),
+        "{\"policy\":\"pol\",\"kind\":\"VirtualService\",\"name\":\"orders\","
+        "\"hosts\":[\"orders\"],\"http\":["
+        "{\"name\":\"canary\",\"match\":["
+        "{\"headers\":{\"x-canary\":{\"exact\":\"1\"}},"
+        "\"uri\":{\"regex\":\"/v[0-9]+/.*\"}},"
+        "{\"uri\":{\"prefix\":\"/beta/\"}}],"
+        "\"route\":[{\"destination\":{\"host\":\"orders\",\"subset\":\"v2\"},"
+        "\"weight\":100}]},"
+        "{\"match\":[],\"route\":["
+        "{\"destination\":{\"host\":\"orders\",\"subset\":\"v1\"},"
+        "\"weight\":90},"
+        "{\"destination\":{\"host\":\"orders\",\"subset\":\"v2\"},"
+        "\"weight\":10}],"
+        "\"retries\":{\"attempts\":3,\"perTryTimeoutMs\":2000,"
+        "\"retryOn\":[\"5xx\",\"gateway-error\",\"connect-failure\","
+        "\"reset\",\"retriable-4xx\"]},\"timeoutMs\":10000}]}");
+    json_decref(v);
+}
+END_TEST
+
+
+START_TEST(policy_parse_empty_documents_are_skipped)
+{
+    size_t   n;
+    json_t  *v;
+
+    v = normalized("---\n" DR "---\n---\n", &n);
+    ck_assert_uint_eq(n, 1);
+    json_decref(v);
+}
+END_TEST
+
+
+START_TEST(policy_duration_istio_forms)
+{
+    ck_assert_int_eq(rd_policy_duration("1s"), 1000);
+    ck_assert_int_eq(rd_policy_duration("0.5s"), 500);
+    ck_assert_int_eq(rd_policy_duration(".25s"), 250);
+    ck_assert_int_eq(rd_policy_duration("500ms"), 500);
+    ck_assert_int_eq(rd_policy_duration("1m"), 60000);
+    ck_assert_int_eq(rd_policy_duration("1h"), 3600000);
+    ck_assert_int_eq(rd_policy_duration("1.5s"), 1500);
+    ck_assert_int_eq(rd_policy_duration("1m30s"), 90000);
+    ck_assert_int_eq(rd_policy_duration("0s"), 0);
+    ck_assert_int_eq(rd_policy_duration("1.0005s"), -2);
+    ck_assert_int_eq(rd_policy_duration("0.5ms"), -2);
+    ck_assert_int_eq(rd_policy_duration("1"), -1);
+    ck_assert_int_eq(rd_policy_duration("s"), -1);
+    ck_assert_int_eq(rd_policy_duration("1d"), -1);
+    ck_assert_int_eq(rd_policy_duration("-1s"), -1);
+    ck_assert_int_eq(rd_policy_duration("1 s"), -1);
+    ck_assert_int_eq(rd_policy_duration(""), -1);
+}
+END_TEST
+
+
+static rd_policy_t *
+parse_ok(const char *name, const char *yaml)
+{
+    rd_policy_t      *p;
+    rd_policy_err_t   e;
+
+    p = rd_policy_parse(name, yaml, strlen(yaml), &e);
+    ck_assert_msg(p != NULL, "%s", e.msg);
+    return p;
+}
+
+
+#define DR_SUBSETS                                                          \
+    "apiVersion: mesh/v1\nkind: DestinationRule\nmetadata: {name: d}\n"     \
+    "spec:\n  host: orders\n  subsets:\n  - {name: v2, labels: {v: \"2\"}}\n"
+
+#define VS_V2                                                               \
+    "apiVersion: mesh/v1\nkind: VirtualService\nmetadata: {name: v}\n"      \
+    "spec:\n  hosts: [orders]\n  http:\n"                                   \
+    "  - route:\n    - destination: {host: orders, subset: v2}\n"
+
+
+START_TEST(policy_check_subsets_and_hosts_across_policies)
+{
+    rd_policy_t      *dr, *vs, *dr2, *others[2];
+    rd_policy_err_t   e;
+
+    dr = parse_ok("a", DR_SUBSETS);
+    vs = parse_ok("b", VS_V2);
+
+    /* alone, the route names nothing */
+    ck_assert_int_ne(rd_policy_check(vs, NULL, 0, &e), 0);
+    ck_assert_str_eq(e.field, "spec.http[0].route[0].destination.subset");
+    ck_assert_int_eq(e.line, 8);
+    ck_assert_int_eq(e.column, 43);
+
+    /* with the stored DestinationRule, it does */
+    others[0] = dr;
+    ck_assert_int_eq(rd_policy_check(vs, others, 1, &e), 0);
+
+    /* a second DestinationRule for the host, in another policy */
+    dr2 = parse_ok("c", DR_SUBSETS);
+    ck_assert_int_ne(rd_policy_check(dr2, others, 1, &e), 0);
+    ck_assert_str_eq(e.field, "spec.host");
+    ck_assert_ptr_nonnull(strstr(e.msg, "policy \"a\""));
+
+    /* but it may replace the one of its own name */
+    snprintf(dr2->name, sizeof(dr2->name), "a");
+    ck_assert_int_eq(rd_policy_check(dr2, others, 1, &e), 0);
+
+    /* replacing "a" by a policy without the subset breaks the route of
+     * "b": b is then refused against what is stored */
+    others[0] = vs;
+    ck_assert_int_eq(rd_policy_check(dr, others, 1, &e), 0);
+
+    rd_policy_free(dr);
+    rd_policy_free(dr2);
+    rd_policy_free(vs);
+}
+END_TEST
+
+
+START_TEST(policy_stored_form_round_trips)
+{
+    char          err[RD_ERR_LEN];
+    rd_buf_t      b;
+    rd_policy_t  *p, *q;
+
+    p = parse_ok("rt", DR_SUBSETS "---\n" VS_V2);
+    p->create_index = 3;
+    p->modify_index = 9;
+
+    rd_buf_init(&b, 0);
+    rd_policy_to_stored(&b, p);
+
+    q = rd_policy_from_stored("rt", b.data, b.len, err);
+    ck_assert_msg(q != NULL, "%s", err);
+    ck_assert_str_eq(q->yaml, p->yaml);
+    ck_assert(json_equal(q->docs, p->docs));
+    ck_assert_uint_eq(q->create_index, 3);
+    ck_assert_uint_eq(q->modify_index, 9);
+
+    ck_assert_ptr_null(rd_policy_from_stored("rt", "{}", 2, err));
+
+    rd_buf_free(&b);
+    rd_policy_free(p);
+    rd_policy_free(q);
+}
+END_TEST
+
+
+/* through the registry: writer, store, snapshot, reload */
+
+static int
+do_policy(rd_registry_t *reg, int type, const char *name, const char *yaml,
+    uint64_t *index, rd_policy_err_t *perr)
+{
+    int               status;
+    rd_op_t          *op;
+    rd_policy_err_t   e;
+    ck_waiter_t       w;
+
+    op = rd_op_create(type, "", name);
+    ck_assert_ptr_nonnull(op);
+
+    if (yaml) {
+        op->policy = rd_policy_parse(name, yaml, strlen(yaml), &e);
+        ck_assert_msg(op->policy != NULL, "%s", e.msg);
+    }
+
+    ck_waiter_init(&w);
+    ck_submit(reg, &w, op);
+    ck_wait(&w, 1);
+    ck_waiter_free(&w);
+
+    status = op->status;
+    if (index) {
+        *index = op->index;
+    }
+    if (perr) {
+        *perr = op->perr;
+    }
+
+    rd_op_free(op);
+    return status;
+}
+
+
+START_TEST(policy_registry_put_check_delete_reload)
+{
+    char              dir[PATH_MAX], err[RD_ERR_LEN] = "";
+    json_t           *snap, *pols;
+    rd_buf_t          b;
+    uint64_t          index, i2;
+    rd_store_t       *store;
+    rd_registry_t    *reg;
+    json_error_t      jerr;
+    rd_policy_err_t   e;
+
+    ck_tmpdir(dir, sizeof(dir));
+    reg = ck_reg_open(dir, &store);
+    ck_assert_msg(rd_registry_start(reg, err) == 0, "%s", err);
+
+    /* a route to an undefined subset: 400, nothing changes */
+    ck_assert_int_eq(do_policy(reg, RD_OP_POLICY_PUT, "b", VS_V2, &index,
+                               &e), 400);
+    ck_assert_str_eq(e.field, "spec.http[0].route[0].destination.subset");
+    ck_assert_uint_eq(rd_registry_index(reg), 0);
+
+    ck_assert_int_eq(do_policy(reg, RD_OP_POLICY_PUT, "a", DR_SUBSETS,
+                               &index, NULL), 201);
+    ck_assert_uint_eq(index, 1);
+    ck_assert_int_eq(do_policy(reg, RD_OP_POLICY_PUT, "b", VS_V2, &index,
+                               NULL), 201);
+    ck_assert_int_eq(do_policy(reg, RD_OP_POLICY_PUT, "a", DR_SUBSETS,
+                               &index, NULL), 200);
+    ck_assert_uint_eq(index, 3);
+
+    /* a second DestinationRule for orders under another name */
+    ck_assert_int_eq(do_policy(reg, RD_OP_POLICY_PUT, "c", DR_SUBSETS,
+                               NULL, &e), 400);
+    ck_assert_uint_eq(rd_registry_index(reg), 3);
+
+    ck_assert_int_eq(do_policy(reg, RD_OP_POLICY_DEL, "zz", NULL, NULL,
+                               NULL), 404);
+    ck_assert_uint_eq(rd_registry_index(reg), 3);
+
+    ck_assert_int_eq(do_policy(reg, RD_OP_POLICY_PUT, "c", VS_V2 "---\n"
+                               DR_SUBSETS, NULL, &e), 400);
+
+    /* restart: both come back, in name order, in the snapshot */
+    ck_reg_close(reg, store);
+    reg = ck_reg_open(dir, &store);
+    ck_assert_msg(rd_registry_start(reg, err) == 0, "%s", err);
+    ck_assert_uint_eq(reg->npolicies, 2);
+    ck_assert_uint_eq(reg->policies[0]->create_index, 1);
+    ck_assert_uint_eq(reg->policies[0]->modify_index, 3);
+
+    rd_buf_init(&b, 0);
+    rd_snapshot_build(reg, &b, &i2);
+    ck_assert_uint_eq(i2, 3);
+    snap = json_loadb(b.data, b.len, 0, &jerr);
+    ck_assert_msg(snap != NULL, "%s", jerr.text);
+    pols = json_object_get(snap, "policies");
+    ck_assert_uint_eq(json_array_size(pols), 2);
+    ck_assert_str_eq(json_string_value(json_object_get(
+        json_array_get(pols, 0), "policy")), "a");
+    ck_assert_str_eq(json_string_value(json_object_get(
+        json_array_get(pols, 1), "kind")), "VirtualService");
+    json_decref(snap);
+    rd_buf_free(&b);
+
+    /* deleting the DestinationRule is allowed (documented) */
+    ck_assert_int_eq(do_policy(reg, RD_OP_POLICY_DEL, "a", NULL, &index,
+                               NULL), 200);
+    ck_assert_uint_eq(index, 4);
+    ck_assert_uint_eq(reg->npolicies, 1);
+
+    ck_reg_close(reg, store);
+    reg = ck_reg_open(dir, &store);
+    ck_assert_uint_eq(reg->npolicies, 1);
+    ck_assert_str_eq(reg->policies[0]->name, "b");
+    ck_assert_uint_eq(rd_registry_index(reg), 4);
+    ck_reg_close(reg, store);
+
+    ck_rmrf(dir);
+}
+END_TEST
+
+
+START_TEST(policy_registry_batch_sees_earlier_ops)
+{
+    char              dir[PATH_MAX], err[RD_ERR_LEN] = "";
+    rd_op_t          *a, *b;
+    rd_store_t       *store;
+    rd_registry_t    *reg;
+    rd_policy_err_t   e;
+    ck_waiter_t       w;
+
+    ck_tmpdir(dir, sizeof(dir));
+    reg = ck_reg_open(dir, &store);
+
+    /* queued before the writer starts: one batch; b needs a's subset */
+    a = rd_op_create(RD_OP_POLICY_PUT, "", "a");
+    a->policy = rd_policy_parse("a", DR_SUBSETS, strlen(DR_SUBSETS), &e);
+    b = rd_op_create(RD_OP_POLICY_PUT, "", "b");
+    b->policy = rd_policy_parse("b", VS_V2, strlen(VS_V2), &e);
+    ck_assert_ptr_nonnull(a->policy);
+    ck_assert_ptr_nonnull(b->policy);
+
+    ck_waiter_init(&w);
+    ck_submit(reg, &w, a);
+    ck_submit(reg, &w, b);
+    ck_assert_msg(rd_registry_start(reg, err) == 0, "%s", err);
+    ck_wait(&w, 2);
+    ck_waiter_free(&w);
+
+    ck_assert_int_eq(a->status, 201);
+    ck_assert_int_eq(b->status, 201);
+    ck_assert_uint_eq(b->index, 2);
+    ck_assert_uint_eq(reg->npolicies, 2);
+
+    rd_op_free(a);
+    rd_op_free(b);
+    ck_reg_close(reg, store);
+    ck_rmrf(dir);
+}
+END_TEST
+
+
+Suite *
+policy_suite(void)
+{
+    Suite  *s;
+    TCase  *tc;
+
+    s = suite_create("policy");
+
+    tc = tcase_create("parse");
+    tcase_add_loop_test(tc, policy_parse_bad_document_names_field_line_column,
+                        0, (int) (sizeof(bad) / sizeof(bad[0])));
+    tcase_add_test(tc, policy_parse_destination_rule_normalizes);
+    tcase_add_test(tc, policy_parse_virtual_service_normalizes);
+    tcase_add_test(tc, policy_parse_empty_documents_are_skipped);
+    tcase_add_test(tc, policy_duration_istio_forms);
+    tcase_add_test(tc, policy_check_subsets_and_hosts_across_policies);
+    tcase_add_test(tc, policy_stored_form_round_trips);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("registry");
+    tcase_add_test(tc, policy_registry_put_check_delete_reload);
+    tcase_add_test(tc, policy_registry_batch_sees_earlier_ops);
+    suite_add_tcase(s, tc);
+
+    return s;
+}
