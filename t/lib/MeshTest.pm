@@ -79,12 +79,16 @@ package MeshTest;
 # connection): every request gets 200, body NAME, headers "X-Backend: NAME",
 # "X-Request-Uri: URI" and "X-Conn-Requests: N" (N-th request on this
 # connection, from 1: shows upstream keepalive at work).
-#   start_backend(name => NAME, delay => SECONDS, events => 1)
+#   start_backend(name => NAME, delay => SECONDS, events => 1,
+#                 status => CODE)
 #                            returns the port; events => 1 serves every
 #                            connection from one process with a select
 #                            loop (no fork per connection: for thousands
 #                            of requests); delay works there too, without
-#                            blocking other connections
+#                            blocking other connections (a long delay
+#                            makes a backend that hangs); status => CODE
+#                            answers CODE instead of 200 (same headers
+#                            and body)
 #   backend_port(NAME), stop_backend(NAME), kill_backend(NAME)
 #
 # nginx
@@ -123,9 +127,15 @@ package MeshTest;
 #                            index => N (default: registry_index), at most
 #                            timeout => s (default 5); returns the status,
 #                            or undef on timeout
+#   apply_policy(NAME, YAML [, \%headers])   PUT /v1/policies/NAME with
+#                            Content-Type application/yaml; returns
+#                            api()'s response ({json}{index} on 2xx)
+#   delete_policy(NAME)      DELETE /v1/policies/NAME; returns api()'s
+#                            response
 #
 # Load (fast raw-socket HTTP/1.1 clients)
-#   client(port => N, keepalive => 0|1, timeout => s)
+#   client(port => N, keepalive => 0|1, timeout => s,
+#          local_addr => IP)
 #                            a MeshTest::Client: ->get(PATH [, \%headers]),
 #                            ->request(METHOD, PATH [, \%headers]) return
 #                            {status, headers (lower-case), content} or
@@ -133,7 +143,9 @@ package MeshTest;
 #                            connection (reopened when needed; a request
 #                            on a reused connection that the server had
 #                            closed is retried once, as HTTP::Tiny does),
-#                            or a new one per request with keepalive => 0
+#                            or a new one per request with keepalive => 0;
+#                            local_addr binds its sockets to a loopback
+#                            source address (127.0.0.2...)
 #   load(%opt)               forks clients => C (default 4) clients, each
 #                            with its own connection; sends paths => [...]
 #                            (each once, spread over the clients) or
@@ -563,6 +575,7 @@ sub start_backend {
     my ($self, %opt) = @_;
     my $name = $opt{name} // croak "start_backend needs a name";
     my $delay = $opt{delay} // 0;
+    my $status = $opt{status} // 200;
 
     croak "backend $name already running" if $self->{backends}{$name};
 
@@ -579,9 +592,9 @@ sub start_backend {
     my $pid = $self->_spawn("backend $name", sub {
         _redirect('/dev/null', $log);
         if ($opt{events}) {
-            _backend_events($ls, $name, $delay);
+            _backend_events($ls, $name, $delay, $status);
         } else {
-            _backend_loop($ls, $name, $delay);
+            _backend_loop($ls, $name, $delay, $status);
         }
     });
     close $ls;
@@ -609,7 +622,7 @@ sub kill_backend {
 }
 
 sub _backend_loop {
-    my ($ls, $name, $delay) = @_;
+    my ($ls, $name, $delay, $status) = @_;
 
     $SIG{CHLD} = 'IGNORE';
 
@@ -629,7 +642,7 @@ sub _backend_loop {
 
         if ($pid == 0) {
             close $ls;
-            eval { _backend_conn($c, $name, $delay) };
+            eval { _backend_conn($c, $name, $delay, $status) };
             POSIX::_exit(0);
         }
 
@@ -638,7 +651,7 @@ sub _backend_loop {
 }
 
 sub _backend_conn {
-    my ($c, $name, $delay) = @_;
+    my ($c, $name, $delay, $status) = @_;
     my $buf = '';
     my $nreq = 0;
     my $sel = IO::Select->new($c);
@@ -694,7 +707,8 @@ sub _backend_conn {
 
         sleep $delay if $delay > 0;
 
-        my $resp = _backend_response($name, $method, $uri, $keep, ++$nreq);
+        my $resp = _backend_response($name, $method, $uri, $keep, ++$nreq,
+                                     $status);
 
         while (length $resp) {
             my $n = syswrite($c, $resp);
@@ -706,11 +720,16 @@ sub _backend_conn {
     }
 }
 
-sub _backend_response {
-    my ($name, $method, $uri, $keep, $nreq) = @_;
-    my $body = $method eq 'HEAD' ? '' : $name;
+my %REASON = (200 => 'OK', 404 => 'Not Found', 409 => 'Conflict',
+              500 => 'Internal Server Error', 502 => 'Bad Gateway',
+              503 => 'Service Unavailable', 504 => 'Gateway Timeout');
 
-    return "HTTP/1.1 200 OK\r\n"
+sub _backend_response {
+    my ($name, $method, $uri, $keep, $nreq, $status) = @_;
+    my $body = $method eq 'HEAD' ? '' : $name;
+    $status //= 200;
+
+    return "HTTP/1.1 $status " . ($REASON{$status} // 'Status') . "\r\n"
         . "Content-Type: text/plain\r\n"
         . "Content-Length: " . length($name) . "\r\n"
         . "X-Backend: $name\r\n"
@@ -772,7 +791,7 @@ sub _take_request {
 # one process, every connection: a select loop; responses wait $delay
 # seconds in a queue without holding up other connections
 sub _backend_events {
-    my ($ls, $name, $delay) = @_;
+    my ($ls, $name, $delay, $status) = @_;
 
     $ls->blocking(0);
     my $rsel = IO::Select->new($ls);
@@ -858,7 +877,8 @@ sub _backend_events {
                 }
                 my ($method, $uri, $keep) = @$req;
                 push @{ $st->{queue} }, [ $now + $delay,
-                    _backend_response($name, $method, $uri, $keep, ++$st->{n}),
+                    _backend_response($name, $method, $uri, $keep, ++$st->{n},
+                                      $status),
                     $keep ];
                 $rsel->remove($s) unless $keep;
                 last unless $keep;
@@ -1175,6 +1195,18 @@ sub deregister {
     return $self->api(DELETE => "/v1/services/$svc/instances/$id");
 }
 
+sub apply_policy {
+    my ($self, $name, $yaml, $headers) = @_;
+    return $self->api(PUT => "/v1/policies/$name", $yaml,
+                      { 'Content-Type' => 'application/yaml',
+                        %{ $headers || {} } });
+}
+
+sub delete_policy {
+    my ($self, $name) = @_;
+    return $self->api(DELETE => "/v1/policies/$name");
+}
+
 sub registry_index {
     my ($self) = @_;
     my $r = $self->api(GET => '/healthz');
@@ -1475,6 +1507,7 @@ package MeshTest::Client {
             port      => $opt{port},
             timeout   => $opt{timeout} // 10,
             keepalive => $opt{keepalive} // 1,
+            local     => $opt{local_addr},
             sock      => undef,
             buf       => '',
             reused    => 0,
@@ -1495,7 +1528,9 @@ package MeshTest::Client {
         $self->close;
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
             PeerPort => $self->{port}, Proto => 'tcp',
-            Timeout => $self->{timeout}) or return 0;
+            Timeout => $self->{timeout},
+            ($self->{local} ? (LocalAddr => $self->{local}) : ()))
+            or return 0;
         setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1);
         $self->{sock} = $s;
         $self->{reused} = 0;
