@@ -1,0 +1,164 @@
+/*
+ * mesh_policy: the traffic policies of a snapshot ("policies", normalized
+ * by registryd; docs/policies.md, "In the snapshot") as plain C.
+ *
+ * nginx-free. Everything a parse allocates hangs off one mesh_policies_t
+ * and goes with mesh_policies_free(). Regexes are compiled by the caller
+ * (nginx's PCRE2 in the module) into mesh_string_match_t.regex.
+ */
+
+#ifndef MESH_POLICY_H
+#define MESH_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mesh_snapshot.h"
+
+enum {
+    MESH_MATCH_EXACT = 0,
+    MESH_MATCH_PREFIX,
+    MESH_MATCH_REGEX
+};
+
+enum {
+    MESH_LB_NONE = 0,               /* not set: mesh_balancer decides */
+    MESH_LB_ROUND_ROBIN,
+    MESH_LB_RANDOM,
+    MESH_LB_LEAST_REQUEST,
+    MESH_LB_HASH_HEADER,            /* hash_name: lowercase header name */
+    MESH_LB_HASH_QUERY,             /* hash_name: query argument */
+    MESH_LB_HASH_COOKIE,            /* hash_name: cookie name */
+    MESH_LB_HASH_SOURCE_IP
+};
+
+#define MESH_RETRY_5XX              0x01
+#define MESH_RETRY_GATEWAY_ERROR    0x02
+#define MESH_RETRY_CONNECT_FAILURE  0x04
+#define MESH_RETRY_RESET            0x08
+#define MESH_RETRY_RETRIABLE_4XX    0x10
+
+typedef struct {
+    int           kind;             /* MESH_MATCH_* */
+    const char   *value;            /* NUL-terminated */
+    size_t        len;
+    void         *regex;            /* the caller's compiled regex */
+} mesh_string_match_t;
+
+typedef struct {
+    const char           *name;     /* lowercase */
+    size_t                name_len;
+    mesh_string_match_t   match;
+} mesh_header_match_t;
+
+/* an item of match[]: all of its conditions must hold */
+typedef struct {
+    mesh_string_match_t  *uri;      /* NULL: any */
+    mesh_header_match_t  *headers;
+    size_t                nheaders;
+} mesh_match_t;
+
+typedef struct {
+    const char   *subset;           /* NULL: the whole service */
+    int           weight;           /* 0..100 */
+    const char   *host;             /* destination.host, one of hosts[] */
+} mesh_destination_t;
+
+typedef struct {
+    const char          *name;      /* NULL when unnamed */
+    mesh_match_t        *matches;   /* any item fits; none: every request */
+    size_t               nmatches;
+    mesh_destination_t  *routes;
+    size_t               nroutes;
+    int                  attempts;          /* -1: not set */
+    int64_t              per_try_timeout;   /* ms, -1: not set */
+    unsigned             retry_on;          /* MESH_RETRY_*, 0: not set */
+    int64_t              timeout;           /* ms, -1: not set */
+} mesh_http_route_t;
+
+typedef struct {
+    int           lb;                       /* MESH_LB_* */
+    const char   *hash_name;
+    int           max_connections;          /* 0: no cap */
+
+    /* outlierDetection, -1 where not set */
+    int           consecutive_5xx;
+    int           consecutive_gateway;
+    int           consecutive_local_origin;
+    int64_t       interval;                 /* ms */
+    int64_t       base_ejection_time;       /* ms */
+    int           max_ejection_percent;
+    int           min_health_percent;
+    int           split_local_origin;       /* 0/1, -1 */
+} mesh_traffic_policy_t;
+
+typedef struct {
+    const char             *name;
+    mesh_label_t           *labels;         /* all must be on an instance */
+    size_t                  nlabels;
+    /* the subset's own trafficPolicy, each field not set there taken
+     * from the rule's (Istio's precedence) */
+    mesh_traffic_policy_t   policy;
+} mesh_subset_t;
+
+typedef struct {
+    const char             *policy;         /* the PUT name */
+    const char             *name;           /* metadata.name */
+    const char             *host;
+    mesh_traffic_policy_t   traffic;        /* the rule's trafficPolicy */
+    mesh_subset_t          *subsets;
+    size_t                  nsubsets;
+} mesh_destination_rule_t;
+
+typedef struct {
+    const char             *policy;
+    const char             *name;
+    const char            **hosts;
+    size_t                  nhosts;
+    mesh_http_route_t      *http;
+    size_t                  nhttp;
+} mesh_virtual_service_t;
+
+typedef struct {
+    mesh_destination_rule_t  *rules;
+    size_t                    nrules;
+    mesh_virtual_service_t   *vss;
+    size_t                    nvss;
+    void                     *arena;        /* internal */
+} mesh_policies_t;
+
+/*
+ * Parse the snapshot's "policies" array (mesh_snapshot_t.policies). NULL
+ * on error with a one-line reason. Unknown keys are ignored (registryd is
+ * the validator; a newer one may add keys); wrong types, unknown enum
+ * values (simple, retryOn, match kinds) and missing required keys are
+ * errors.
+ */
+mesh_policies_t *mesh_policies_parse(const char *json, size_t len,
+    char *err, size_t errlen);
+void mesh_policies_free(mesh_policies_t *p);
+
+/* the rule / virtual service for a registry service; NULL: none */
+const mesh_destination_rule_t *mesh_policies_rule(const mesh_policies_t *p,
+    const char *host, size_t len);
+const mesh_virtual_service_t *mesh_policies_vs(const mesh_policies_t *p,
+    const char *host, size_t len);
+const mesh_subset_t *mesh_rule_subset(const mesh_destination_rule_t *dr,
+    const char *name);
+
+/* 1 when the instance carries every label of the subset */
+int mesh_instance_in_subset(const mesh_instance_t *in,
+    const mesh_subset_t *s);
+
+/* 1 when s (len bytes) satisfies m; regex matches call re_match(m->regex,
+ * s, len), which returns 1 for a match of the whole value */
+typedef int (*mesh_regex_match_pt)(void *regex, const char *s, size_t len);
+
+int mesh_string_match(const mesh_string_match_t *m, const char *s,
+    size_t len, mesh_regex_match_pt re_match);
+
+/* a destination index by weight for a uniform r (0..99 picks within the
+ * weights' sum); -1 when every weight is 0 */
+int mesh_route_pick(const mesh_http_route_t *route, uint32_t r);
+
+#endif
