@@ -10,6 +10,7 @@
 Suite *snapshot_suite(void);
 Suite *balancer_suite(void);
 Suite *chash_suite(void);
+Suite *policy_suite(void);
 
 
 int
@@ -21,6 +22,7 @@ main(void)
     sr = srunner_create(snapshot_suite());
     srunner_add_suite(sr, balancer_suite());
     srunner_add_suite(sr, chash_suite());
+    srunner_add_suite(sr, policy_suite());
 
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);

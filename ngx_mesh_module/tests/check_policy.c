@@ -1,0 +1,1345 @@
+/*
+ * check_policy: the policy parser on the documented format, its defaults,
+ * subset precedence and hostile input; subset membership, string matching
+ * and the weighted pick.
+ */
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mesh_policy.h"
+#include "mesh_snapshot.h"
+
+
+/* docs/policies.md, "In the snapshot", byte for byte */
+
+static const char  ck_doc_example[] =
+    "[\n"
+    " {\"policy\": \"orders\", \"kind\": \"DestinationRule\", \"name\": "
+    "\"orders\", \"host\": \"orders\",\n"
+    "  \"trafficPolicy\": {\n"
+    "    \"loadBalancer\": {\"simple\": \"LEAST_REQUEST\"},\n"
+    "    \"outlierDetection\": {\"consecutive5xxErrors\": 5, "
+    "\"intervalMs\": 10000,\n"
+    "                         \"baseEjectionTimeMs\": 30000, "
+    "\"maxEjectionPercent\": 50},\n"
+    "    \"connectionPool\": {\"tcp\": {\"maxConnections\": 100}}},\n"
+    "  \"subsets\": [\n"
+    "    {\"name\": \"v1\", \"labels\": {\"version\": \"v1\"}},\n"
+    "    {\"name\": \"v2\", \"labels\": {\"version\": \"v2\"},\n"
+    "     \"trafficPolicy\": {\"loadBalancer\": {\"consistentHash\": "
+    "{\"httpHeaderName\": \"x-user\"}}}}]},\n"
+    " {\"policy\": \"orders-routes\", \"kind\": \"VirtualService\", "
+    "\"name\": \"orders\", \"hosts\": [\"orders\"],\n"
+    "  \"http\": [\n"
+    "    {\"name\": \"canary\",\n"
+    "     \"match\": [{\"headers\": {\"x-canary\": {\"exact\": \"1\"}}},\n"
+    "               {\"uri\": {\"regex\": \"/v[0-9]+/orders/.*\"}}],\n"
+    "     \"route\": [{\"destination\": {\"host\": \"orders\", \"subset\": "
+    "\"v2\"}, \"weight\": 100}]},\n"
+    "    {\"match\": [],\n"
+    "     \"route\": [{\"destination\": {\"host\": \"orders\", \"subset\": "
+    "\"v1\"}, \"weight\": 90},\n"
+    "               {\"destination\": {\"host\": \"orders\", \"subset\": "
+    "\"v2\"}, \"weight\": 10}],\n"
+    "     \"retries\": {\"attempts\": 2, \"perTryTimeoutMs\": 500, "
+    "\"retryOn\": [\"5xx\", \"connect-failure\"]},\n"
+    "     \"timeoutMs\": 3000}]}]";
+
+
+#define CK_DR(fields)                                                        \
+    "[{\"policy\":\"p\",\"kind\":\"DestinationRule\",\"name\":\"n\","        \
+    "\"host\":\"h\",\"subsets\":[]," fields "}]"
+
+#define CK_DR_TP(tp)  CK_DR("\"trafficPolicy\":{" tp "}")
+
+#define CK_VS(http)                                                          \
+    "[{\"policy\":\"p\",\"kind\":\"VirtualService\",\"name\":\"n\","         \
+    "\"hosts\":[\"h\"],\"http\":[" http "]}]"
+
+#define CK_ROUTE                                                             \
+    "\"route\":[{\"destination\":{\"host\":\"h\"},\"weight\":100}]"
+
+#define CK_HTTP(fields)  CK_VS("{\"match\":[]," CK_ROUTE fields "}")
+
+
+/* parse from an exactly sized heap copy, so ASan sees any overread */
+
+static mesh_policies_t *
+ck_parse_len(const char *text, size_t len, char *err, size_t errlen)
+{
+    char             *copy;
+    mesh_policies_t  *p;
+
+    copy = malloc(len ? len : 1);
+    ck_assert_ptr_nonnull(copy);
+    memcpy(copy, text, len);
+
+    p = mesh_policies_parse(copy, len, err, errlen);
+
+    /* the policies must not point into the text */
+    memset(copy, 'x', len);
+    free(copy);
+
+    return p;
+}
+
+
+static mesh_policies_t *
+ck_parse(const char *text)
+{
+    char              err[MESH_ERR_LEN];
+    mesh_policies_t  *p;
+
+    p = ck_parse_len(text, strlen(text), err, sizeof(err));
+    ck_assert_msg(p != NULL, "parse failed: %s", err);
+
+    return p;
+}
+
+
+static void
+ck_parse_fails(const char *text, const char *what)
+{
+    char              err[MESH_ERR_LEN];
+    mesh_policies_t  *p;
+
+    err[0] = '\0';
+    p = ck_parse_len(text, strlen(text), err, sizeof(err));
+
+    if (p) {
+        mesh_policies_free(p);
+    }
+
+    ck_assert_msg(p == NULL, "accepted: %s", text);
+    ck_assert_msg(strncmp(err, "policies: byte ", 15) == 0,
+                  "no offset in \"%s\" for %s", err, text);
+    ck_assert_msg(strchr(err, '\n') == NULL, "a multi-line error: %s", err);
+
+    if (what) {
+        ck_assert_msg(strstr(err, what) != NULL, "\"%s\" not in \"%s\"",
+                      what, err);
+    }
+}
+
+
+/* every field the parser filled is readable (ASan checks the pointers) */
+
+static void
+ck_walk(const mesh_policies_t *p)
+{
+    size_t                          i, k, m, h;
+    volatile size_t                 sum;
+    const mesh_match_t             *ma;
+    const mesh_subset_t            *ss;
+    const mesh_http_route_t        *ht;
+    const mesh_virtual_service_t   *vs;
+    const mesh_destination_rule_t  *dr;
+
+    sum = 0;
+
+    for (i = 0; i < p->nrules; i++) {
+        dr = &p->rules[i];
+        sum += strlen(dr->policy) + strlen(dr->name) + strlen(dr->host);
+
+        if (dr->traffic.hash_name) {
+            sum += strlen(dr->traffic.hash_name);
+        }
+
+        for (k = 0; k < dr->nsubsets; k++) {
+            ss = &dr->subsets[k];
+            sum += strlen(ss->name);
+
+            for (m = 0; m < ss->nlabels; m++) {
+                sum += strlen(ss->labels[m].key) + strlen(ss->labels[m].value);
+            }
+
+            if (ss->policy.hash_name) {
+                sum += strlen(ss->policy.hash_name);
+            }
+        }
+    }
+
+    for (i = 0; i < p->nvss; i++) {
+        vs = &p->vss[i];
+        sum += strlen(vs->policy) + strlen(vs->name);
+
+        for (k = 0; k < vs->nhosts; k++) {
+            sum += strlen(vs->hosts[k]);
+        }
+
+        for (k = 0; k < vs->nhttp; k++) {
+            ht = &vs->http[k];
+
+            if (ht->name) {
+                sum += strlen(ht->name);
+            }
+
+            for (m = 0; m < ht->nmatches; m++) {
+                ma = &ht->matches[m];
+
+                if (ma->uri) {
+                    sum += strlen(ma->uri->value);
+                }
+
+                for (h = 0; h < ma->nheaders; h++) {
+                    sum += strlen(ma->headers[h].name)
+                           + strlen(ma->headers[h].match.value);
+                }
+            }
+
+            for (m = 0; m < ht->nroutes; m++) {
+                sum += strlen(ht->routes[m].host);
+
+                if (ht->routes[m].subset) {
+                    sum += strlen(ht->routes[m].subset);
+                }
+            }
+        }
+    }
+
+    (void) sum;
+}
+
+
+static void
+ck_tp_unset_outlier(const mesh_traffic_policy_t *tp)
+{
+    ck_assert_int_eq(tp->consecutive_5xx, -1);
+    ck_assert_int_eq(tp->consecutive_gateway, -1);
+    ck_assert_int_eq(tp->consecutive_local_origin, -1);
+    ck_assert_int_eq(tp->interval, -1);
+    ck_assert_int_eq(tp->base_ejection_time, -1);
+    ck_assert_int_eq(tp->max_ejection_percent, -1);
+    ck_assert_int_eq(tp->min_health_percent, -1);
+    ck_assert_int_eq(tp->split_local_origin, -1);
+}
+
+
+START_TEST(policy_docs_example_parses)
+{
+    mesh_policies_t                *p;
+    const mesh_match_t             *ma;
+    const mesh_subset_t            *ss;
+    const mesh_http_route_t        *ht;
+    const mesh_virtual_service_t   *vs;
+    const mesh_destination_rule_t  *dr;
+
+    p = ck_parse(ck_doc_example);
+    ck_walk(p);
+
+    ck_assert_uint_eq(p->nrules, 1);
+    ck_assert_uint_eq(p->nvss, 1);
+
+    dr = &p->rules[0];
+    ck_assert_str_eq(dr->policy, "orders");
+    ck_assert_str_eq(dr->name, "orders");
+    ck_assert_str_eq(dr->host, "orders");
+    ck_assert_int_eq(dr->traffic.lb, MESH_LB_LEAST_REQUEST);
+    ck_assert_ptr_null(dr->traffic.hash_name);
+    ck_assert_int_eq(dr->traffic.max_connections, 100);
+    ck_assert_int_eq(dr->traffic.consecutive_5xx, 5);
+    ck_assert_int_eq(dr->traffic.consecutive_gateway, -1);
+    ck_assert_int_eq(dr->traffic.consecutive_local_origin, -1);
+    ck_assert_int_eq(dr->traffic.interval, 10000);
+    ck_assert_int_eq(dr->traffic.base_ejection_time, 30000);
+    ck_assert_int_eq(dr->traffic.max_ejection_percent, 50);
+    ck_assert_int_eq(dr->traffic.min_health_percent, -1);
+    ck_assert_int_eq(dr->traffic.split_local_origin, -1);
+
+    ck_assert_uint_eq(dr->nsubsets, 2);
+
+    ss = &dr->subsets[0];
+    ck_assert_str_eq(ss->name, "v1");
+    ck_assert_uint_eq(ss->nlabels, 1);
+    ck_assert_str_eq(ss->labels[0].key, "version");
+    ck_assert_str_eq(ss->labels[0].value, "v1");
+    /* no trafficPolicy of its own: the rule's, whole */
+    ck_assert_int_eq(ss->policy.lb, MESH_LB_LEAST_REQUEST);
+    ck_assert_int_eq(ss->policy.max_connections, 100);
+    ck_assert_int_eq(ss->policy.consecutive_5xx, 5);
+    ck_assert_int_eq(ss->policy.interval, 10000);
+    ck_assert_int_eq(ss->policy.base_ejection_time, 30000);
+    ck_assert_int_eq(ss->policy.max_ejection_percent, 50);
+
+    ss = &dr->subsets[1];
+    ck_assert_str_eq(ss->name, "v2");
+    ck_assert_str_eq(ss->labels[0].value, "v2");
+    ck_assert_int_eq(ss->policy.lb, MESH_LB_HASH_HEADER);
+    ck_assert_str_eq(ss->policy.hash_name, "x-user");
+    ck_assert_int_eq(ss->policy.max_connections, 100);
+    ck_assert_int_eq(ss->policy.consecutive_5xx, 5);
+
+    ck_assert_ptr_eq(mesh_rule_subset(dr, "v2"), &dr->subsets[1]);
+    ck_assert_ptr_null(mesh_rule_subset(dr, "v3"));
+    ck_assert_ptr_null(mesh_rule_subset(dr, NULL));
+
+    vs = &p->vss[0];
+    ck_assert_str_eq(vs->policy, "orders-routes");
+    ck_assert_str_eq(vs->name, "orders");
+    ck_assert_uint_eq(vs->nhosts, 1);
+    ck_assert_str_eq(vs->hosts[0], "orders");
+    ck_assert_uint_eq(vs->nhttp, 2);
+
+    ht = &vs->http[0];
+    ck_assert_str_eq(ht->name, "canary");
+    ck_assert_uint_eq(ht->nmatches, 2);
+
+    ma = &ht->matches[0];
+    ck_assert_ptr_null(ma->uri);
+    ck_assert_uint_eq(ma->nheaders, 1);
+    ck_assert_str_eq(ma->headers[0].name, "x-canary");
+    ck_assert_uint_eq(ma->headers[0].name_len, 8);
+    ck_assert_int_eq(ma->headers[0].match.kind, MESH_MATCH_EXACT);
+    ck_assert_str_eq(ma->headers[0].match.value, "1");
+    ck_assert_uint_eq(ma->headers[0].match.len, 1);
+    ck_assert_ptr_null(ma->headers[0].match.regex);
+
+    ma = &ht->matches[1];
+    ck_assert_ptr_nonnull(ma->uri);
+    ck_assert_uint_eq(ma->nheaders, 0);
+    ck_assert_int_eq(ma->uri->kind, MESH_MATCH_REGEX);
+    ck_assert_str_eq(ma->uri->value, "/v[0-9]+/orders/.*");
+    ck_assert_uint_eq(ma->uri->len, strlen("/v[0-9]+/orders/.*"));
+    ck_assert_ptr_null(ma->uri->regex);
+
+    ck_assert_uint_eq(ht->nroutes, 1);
+    ck_assert_str_eq(ht->routes[0].host, "orders");
+    ck_assert_str_eq(ht->routes[0].subset, "v2");
+    ck_assert_int_eq(ht->routes[0].weight, 100);
+    ck_assert_int_eq(ht->attempts, -1);
+    ck_assert_int_eq(ht->per_try_timeout, -1);
+    ck_assert_uint_eq(ht->retry_on, 0);
+    ck_assert_int_eq(ht->timeout, -1);
+
+    ht = &vs->http[1];
+    ck_assert_ptr_null(ht->name);
+    ck_assert_uint_eq(ht->nmatches, 0);
+    ck_assert_ptr_null(ht->matches);
+    ck_assert_uint_eq(ht->nroutes, 2);
+    ck_assert_str_eq(ht->routes[0].subset, "v1");
+    ck_assert_int_eq(ht->routes[0].weight, 90);
+    ck_assert_str_eq(ht->routes[1].subset, "v2");
+    ck_assert_int_eq(ht->routes[1].weight, 10);
+    ck_assert_int_eq(ht->attempts, 2);
+    ck_assert_int_eq(ht->per_try_timeout, 500);
+    ck_assert_uint_eq(ht->retry_on,
+                      MESH_RETRY_5XX | MESH_RETRY_CONNECT_FAILURE);
+    ck_assert_int_eq(ht->timeout, 3000);
+
+    ck_assert_ptr_eq(mesh_policies_rule(p, "orders", 6), dr);
+    ck_assert_ptr_eq(mesh_policies_vs(p, "orders", 6), vs);
+
+    mesh_policies_free(p);
+}
+END_TEST
+
+
+START_TEST(policy_from_snapshot_parses)
+{
+    char              err[MESH_ERR_LEN], *doc;
+    size_t            len;
+    mesh_policies_t  *p;
+    mesh_snapshot_t  *s;
+
+    len = strlen(ck_doc_example) + 64;
+    doc = malloc(len);
+    ck_assert_ptr_nonnull(doc);
+
+    snprintf(doc, len, "{\"index\":3,\"services\":[],\"policies\":%s}\n",
+             ck_doc_example);
+
+    s = mesh_snapshot_parse(doc, strlen(doc), err, sizeof(err));
+    ck_assert_msg(s != NULL, "%s", err);
+    free(doc);
+
+    p = mesh_policies_parse(s->policies, s->policies_len, err, sizeof(err));
+    ck_assert_msg(p != NULL, "%s", err);
+    mesh_snapshot_free(s);
+
+    ck_walk(p);
+    ck_assert_uint_eq(p->nrules, 1);
+    ck_assert_uint_eq(p->nvss, 1);
+    mesh_policies_free(p);
+
+    /* a snapshot without "policies" has "[]": no policy */
+
+    s = mesh_snapshot_parse("{\"index\":1}", 11, err, sizeof(err));
+    ck_assert_ptr_nonnull(s);
+
+    p = mesh_policies_parse(s->policies, s->policies_len, err, sizeof(err));
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq(p->nrules, 0);
+    ck_assert_uint_eq(p->nvss, 0);
+    ck_assert_ptr_null(mesh_policies_rule(p, "orders", 6));
+    ck_assert_ptr_null(mesh_policies_vs(p, "orders", 6));
+
+    mesh_policies_free(p);
+    mesh_snapshot_free(s);
+}
+END_TEST
+
+
+START_TEST(policy_absent_fields_get_defaults)
+{
+    mesh_policies_t                *p;
+    const mesh_http_route_t        *ht;
+    const mesh_destination_rule_t  *dr;
+
+    p = ck_parse("[" "{\"policy\":\"p\",\"kind\":\"DestinationRule\","
+                 "\"name\":\"n\",\"host\":\"h\",\"subsets\":"
+                 "[{\"name\":\"s\",\"labels\":{}}]},"
+                 "{\"policy\":\"p\",\"kind\":\"VirtualService\","
+                 "\"name\":\"n\",\"hosts\":[\"h\"],\"http\":"
+                 "[{\"match\":[]," CK_ROUTE "}]}]");
+    ck_walk(p);
+
+    dr = &p->rules[0];
+    ck_assert_int_eq(dr->traffic.lb, MESH_LB_NONE);
+    ck_assert_ptr_null(dr->traffic.hash_name);
+    ck_assert_int_eq(dr->traffic.max_connections, 0);
+    ck_tp_unset_outlier(&dr->traffic);
+
+    ck_assert_uint_eq(dr->nsubsets, 1);
+    ck_assert_uint_eq(dr->subsets[0].nlabels, 0);
+    ck_assert_int_eq(dr->subsets[0].policy.lb, MESH_LB_NONE);
+    ck_assert_int_eq(dr->subsets[0].policy.max_connections, 0);
+    ck_tp_unset_outlier(&dr->subsets[0].policy);
+
+    ht = &p->vss[0].http[0];
+    ck_assert_ptr_null(ht->name);
+    ck_assert_uint_eq(ht->nmatches, 0);
+    ck_assert_ptr_null(ht->routes[0].subset);
+    ck_assert_int_eq(ht->attempts, -1);
+    ck_assert_int_eq(ht->per_try_timeout, -1);
+    ck_assert_uint_eq(ht->retry_on, 0);
+    ck_assert_int_eq(ht->timeout, -1);
+
+    mesh_policies_free(p);
+
+    /* empty objects inside trafficPolicy and retries set nothing */
+
+    p = ck_parse(CK_DR_TP("\"outlierDetection\":{},\"connectionPool\":"
+                          "{\"tcp\":{}}"));
+    ck_assert_int_eq(p->rules[0].traffic.lb, MESH_LB_NONE);
+    ck_assert_int_eq(p->rules[0].traffic.max_connections, 0);
+    ck_tp_unset_outlier(&p->rules[0].traffic);
+    mesh_policies_free(p);
+
+    p = ck_parse(CK_HTTP(",\"retries\":{\"retryOn\":[]}"));
+    ck_assert_int_eq(p->vss[0].http[0].attempts, -1);
+    ck_assert_uint_eq(p->vss[0].http[0].retry_on, 0);
+    mesh_policies_free(p);
+
+    p = ck_parse("[]");
+    ck_assert_uint_eq(p->nrules, 0);
+    ck_assert_uint_eq(p->nvss, 0);
+    mesh_policies_free(p);
+
+    p = ck_parse(" \n[ ] \n");
+    ck_assert_uint_eq(p->nrules + p->nvss, 0);
+    mesh_policies_free(p);
+}
+END_TEST
+
+
+START_TEST(policy_subset_fields_override_the_rule)
+{
+    mesh_policies_t                *p;
+    const mesh_traffic_policy_t    *tp;
+    const mesh_destination_rule_t  *dr;
+
+    /* the rule's trafficPolicy after the subsets: key order is free */
+
+    p = ck_parse("[{\"policy\":\"p\",\"kind\":\"DestinationRule\","
+                 "\"name\":\"n\",\"host\":\"h\",\"subsets\":["
+                 "{\"name\":\"own\",\"labels\":{\"v\":\"1\"},"
+                 "\"trafficPolicy\":{"
+                 "\"loadBalancer\":{\"simple\":\"RANDOM\"},"
+                 "\"outlierDetection\":{\"consecutive5xxErrors\":9,"
+                 "\"minHealthPercent\":0},"
+                 "\"connectionPool\":{\"tcp\":{\"maxConnections\":7}}}},"
+                 "{\"name\":\"bare\",\"labels\":{\"v\":\"2\"}},"
+                 "{\"name\":\"outlier-only\",\"labels\":{\"v\":\"3\"},"
+                 "\"trafficPolicy\":{\"outlierDetection\":"
+                 "{\"intervalMs\":1}}}],"
+                 "\"trafficPolicy\":{"
+                 "\"loadBalancer\":{\"consistentHash\":"
+                 "{\"httpCookie\":{\"name\":\"sid\"}}},"
+                 "\"outlierDetection\":{\"consecutive5xxErrors\":3,"
+                 "\"consecutiveGatewayErrors\":4,"
+                 "\"consecutiveLocalOriginFailures\":5,"
+                 "\"intervalMs\":1000,\"baseEjectionTimeMs\":2000,"
+                 "\"maxEjectionPercent\":30,\"minHealthPercent\":60,"
+                 "\"splitExternalLocalOriginErrors\":true},"
+                 "\"connectionPool\":{\"tcp\":{\"maxConnections\":50}}}}]");
+    ck_walk(p);
+
+    dr = &p->rules[0];
+    ck_assert_int_eq(dr->traffic.lb, MESH_LB_HASH_COOKIE);
+    ck_assert_str_eq(dr->traffic.hash_name, "sid");
+    ck_assert_int_eq(dr->traffic.split_local_origin, 1);
+
+    /* loadBalancer replaced as a whole: no cookie name left behind */
+
+    tp = &mesh_rule_subset(dr, "own")->policy;
+    ck_assert_int_eq(tp->lb, MESH_LB_RANDOM);
+    ck_assert_ptr_null(tp->hash_name);
+    ck_assert_int_eq(tp->max_connections, 7);
+    ck_assert_int_eq(tp->consecutive_5xx, 9);
+    ck_assert_int_eq(tp->min_health_percent, 0);
+    ck_assert_int_eq(tp->consecutive_gateway, 4);
+    ck_assert_int_eq(tp->consecutive_local_origin, 5);
+    ck_assert_int_eq(tp->interval, 1000);
+    ck_assert_int_eq(tp->base_ejection_time, 2000);
+    ck_assert_int_eq(tp->max_ejection_percent, 30);
+    ck_assert_int_eq(tp->split_local_origin, 1);
+
+    tp = &mesh_rule_subset(dr, "bare")->policy;
+    ck_assert_int_eq(tp->lb, MESH_LB_HASH_COOKIE);
+    ck_assert_str_eq(tp->hash_name, "sid");
+    ck_assert_int_eq(tp->max_connections, 50);
+    ck_assert_int_eq(tp->consecutive_5xx, 3);
+    ck_assert_int_eq(tp->min_health_percent, 60);
+
+    tp = &mesh_rule_subset(dr, "outlier-only")->policy;
+    ck_assert_int_eq(tp->lb, MESH_LB_HASH_COOKIE);
+    ck_assert_str_eq(tp->hash_name, "sid");
+    ck_assert_int_eq(tp->interval, 1);
+    ck_assert_int_eq(tp->base_ejection_time, 2000);
+    ck_assert_int_eq(tp->consecutive_5xx, 3);
+    ck_assert_int_eq(tp->max_connections, 50);
+
+    mesh_policies_free(p);
+}
+END_TEST
+
+
+static const struct {
+    const char  *tp;
+    int          lb;
+    const char  *hash_name;
+} ck_lb[] = {
+    { "{\"simple\":\"ROUND_ROBIN\"}", MESH_LB_ROUND_ROBIN, NULL },
+    { "{\"simple\":\"RANDOM\"}", MESH_LB_RANDOM, NULL },
+    { "{\"simple\":\"LEAST_REQUEST\"}", MESH_LB_LEAST_REQUEST, NULL },
+    { "{\"simple\":\"LEAST_CONN\"}", MESH_LB_LEAST_REQUEST, NULL },
+    { "{\"consistentHash\":{\"httpHeaderName\":\"x-user\"}}",
+      MESH_LB_HASH_HEADER, "x-user" },
+    { "{\"consistentHash\":{\"httpHeaderName\":\"X-User-Id\"}}",
+      MESH_LB_HASH_HEADER, "x-user-id" },
+    { "{\"consistentHash\":{\"httpQueryParameterName\":\"User\"}}",
+      MESH_LB_HASH_QUERY, "User" },
+    { "{\"consistentHash\":{\"httpCookie\":{\"name\":\"sid\"}}}",
+      MESH_LB_HASH_COOKIE, "sid" },
+    { "{\"consistentHash\":{\"httpCookie\":{\"path\":\"/\",\"ttlMs\":0,"
+      "\"name\":\"sid\"}}}", MESH_LB_HASH_COOKIE, "sid" },
+    { "{\"consistentHash\":{\"useSourceIp\":true}}",
+      MESH_LB_HASH_SOURCE_IP, NULL },
+    { "{\"future\":1,\"simple\":\"RANDOM\"}", MESH_LB_RANDOM, NULL },
+};
+
+
+START_TEST(policy_every_lb_kind)
+{
+    char              doc[512];
+    mesh_policies_t  *p;
+
+    snprintf(doc, sizeof(doc), CK_DR_TP("\"loadBalancer\":%s"),
+             ck_lb[_i].tp);
+
+    p = ck_parse(doc);
+    ck_assert_int_eq(p->rules[0].traffic.lb, ck_lb[_i].lb);
+
+    if (ck_lb[_i].hash_name) {
+        ck_assert_str_eq(p->rules[0].traffic.hash_name, ck_lb[_i].hash_name);
+
+    } else {
+        ck_assert_ptr_null(p->rules[0].traffic.hash_name);
+    }
+
+    mesh_policies_free(p);
+}
+END_TEST
+
+
+START_TEST(policy_retry_on_bits)
+{
+    size_t            i;
+    mesh_policies_t  *p;
+    char              doc[512];
+
+    static const struct {
+        const char  *list;
+        unsigned     bits;
+    } cases[] = {
+        { "\"5xx\"", MESH_RETRY_5XX },
+        { "\"gateway-error\"", MESH_RETRY_GATEWAY_ERROR },
+        { "\"connect-failure\"", MESH_RETRY_CONNECT_FAILURE },
+        { "\"reset\"", MESH_RETRY_RESET },
+        { "\"retriable-4xx\"", MESH_RETRY_RETRIABLE_4XX },
+        { "\"reset\",\"5xx\"", MESH_RETRY_RESET | MESH_RETRY_5XX },
+        { "\"5xx\",\"gateway-error\",\"connect-failure\",\"reset\","
+          "\"retriable-4xx\"", 0x1f },
+    };
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(doc, sizeof(doc),
+                 CK_HTTP(",\"retries\":{\"attempts\":0,\"retryOn\":[%s]}"),
+                 cases[i].list);
+
+        p = ck_parse(doc);
+        ck_assert_uint_eq(p->vss[0].http[0].retry_on, cases[i].bits);
+        ck_assert_int_eq(p->vss[0].http[0].attempts, 0);
+        mesh_policies_free(p);
+    }
+
+    ck_parse_fails(CK_HTTP(",\"retries\":{\"retryOn\":[\"5xx\",\"5XX\"]}"),
+                   "unknown \"retryOn\" \"5XX\"");
+    ck_parse_fails(CK_HTTP(",\"retries\":{\"retryOn\":[\"refused-stream\"]}"),
+                   "refused-stream");
+    ck_parse_fails(CK_HTTP(",\"retries\":{\"retryOn\":[\"\"]}"), "retryOn");
+    ck_parse_fails(CK_HTTP(",\"retries\":{\"retryOn\":\"5xx\"}"),
+                   "must be an array");
+}
+END_TEST
+
+
+START_TEST(policy_unknown_keys_and_escapes)
+{
+    mesh_policies_t  *p;
+
+    p = ck_parse("[{\"kind\":\"VirtualService\",\"x\":{\"deep\":[1,{}]},"
+                 "\"host\":5,\"subsets\":\"ignored for a VirtualService\","
+                 "\"policy\":\"p\",\"name\":\"n\",\"hosts\":[\"a\",\"b\"],"
+                 "\"http\":[{\"x\":null,\"match\":[{\"uri\":{\"prefix\":"
+                 "\"/\\u00e9t\\u00e9\",\"y\":2},\"headers\":{\"X-A\":"
+                 "{\"prefix\":\"a\"},\"x-b\":{\"regex\":\"b\\\\d+\"}}}],"
+                 "\"route\":[{\"w\":1,\"destination\":{\"host\":\"b\","
+                 "\"port\":{\"number\":80}},\"weight\":100}]}]}]");
+    ck_walk(p);
+
+    ck_assert_uint_eq(p->nvss, 1);
+    ck_assert_str_eq(p->vss[0].http[0].matches[0].uri->value,
+                     "/\xc3\xa9t\xc3\xa9");
+    ck_assert_uint_eq(p->vss[0].http[0].matches[0].uri->len, 6);
+    ck_assert_int_eq(p->vss[0].http[0].matches[0].uri->kind,
+                     MESH_MATCH_PREFIX);
+    ck_assert_uint_eq(p->vss[0].http[0].matches[0].nheaders, 2);
+    ck_assert_str_eq(p->vss[0].http[0].matches[0].headers[0].name, "x-a");
+    ck_assert_str_eq(p->vss[0].http[0].matches[0].headers[1].match.value,
+                     "b\\d+");
+    ck_assert_str_eq(p->vss[0].http[0].routes[0].host, "b");
+
+    ck_assert_ptr_eq(mesh_policies_vs(p, "b", 1), &p->vss[0]);
+    ck_assert_ptr_eq(mesh_policies_vs(p, "a", 1), &p->vss[0]);
+    ck_assert_ptr_null(mesh_policies_rule(p, "a", 1));
+
+    mesh_policies_free(p);
+}
+END_TEST
+
+
+START_TEST(policy_lookups_take_the_first)
+{
+    mesh_policies_t  *p;
+    const char       *host = "ordersXYZ";
+
+    p = ck_parse("[{\"policy\":\"a\",\"kind\":\"DestinationRule\","
+                 "\"name\":\"one\",\"host\":\"orders\",\"subsets\":[]},"
+                 "{\"policy\":\"b\",\"kind\":\"DestinationRule\","
+                 "\"name\":\"two\",\"host\":\"orders\",\"subsets\":[]},"
+                 "{\"policy\":\"c\",\"kind\":\"DestinationRule\","
+                 "\"name\":\"three\",\"host\":\"order\",\"subsets\":[]},"
+                 "{\"policy\":\"a\",\"kind\":\"VirtualService\","
+                 "\"name\":\"one\",\"hosts\":[\"users\",\"orders\"],"
+                 "\"http\":[]},"
+                 "{\"policy\":\"b\",\"kind\":\"VirtualService\","
+                 "\"name\":\"two\",\"hosts\":[\"orders\"],\"http\":[]}]");
+
+    ck_assert_uint_eq(p->nrules, 3);
+    ck_assert_uint_eq(p->nvss, 2);
+
+    /* the host is len bytes, not NUL-terminated */
+    ck_assert_str_eq(mesh_policies_rule(p, host, 6)->name, "one");
+    ck_assert_str_eq(mesh_policies_rule(p, host, 5)->name, "three");
+    ck_assert_ptr_null(mesh_policies_rule(p, host, 7));
+    ck_assert_ptr_null(mesh_policies_rule(p, host, 0));
+    ck_assert_str_eq(mesh_policies_vs(p, host, 6)->name, "one");
+    ck_assert_str_eq(mesh_policies_vs(p, "users", 5)->name, "one");
+    ck_assert_ptr_null(mesh_policies_vs(p, host, 5));
+
+    ck_assert_ptr_null(mesh_policies_rule(NULL, "orders", 6));
+    ck_assert_ptr_null(mesh_policies_vs(NULL, "orders", 6));
+
+    mesh_policies_free(p);
+    mesh_policies_free(NULL);
+}
+END_TEST
+
+
+static const struct {
+    const char  *doc;
+    const char  *what;
+} ck_bad[] = {
+    { "", "end of input" },
+    { "   ", "end of input" },
+    { "{}", "\"policies\" must be an array" },
+    { "[", "end of input" },
+    { "[] x", "unexpected data" },
+    { "[1]", "a policy must be an object" },
+    { "[{}]", "without \"kind\"" },
+    { "[{\"kind\":\"Gateway\"}]", "unknown \"kind\" \"Gateway\"" },
+    { "[{\"kind\":7}]", "\"kind\" must be a string" },
+    { "[{\"kind\":\"VirtualService\",\"kind\":\"VirtualService\"}]",
+      "duplicate field \"kind\"" },
+    { "[{\"kind\":\"DestinationRule\",\"policy\":\"p\",\"name\":\"n\","
+      "\"subsets\":[]}]", "without \"host\"" },
+    { "[{\"kind\":\"DestinationRule\",\"policy\":\"p\",\"name\":\"n\","
+      "\"host\":\"h\"}]", "without \"subsets\"" },
+    { "[{\"kind\":\"DestinationRule\",\"name\":\"n\",\"host\":\"h\","
+      "\"subsets\":[]}]", "without \"policy\"" },
+    { "[{\"kind\":\"VirtualService\",\"policy\":\"p\",\"hosts\":[],"
+      "\"http\":[]}]", "without \"name\"" },
+    { "[{\"kind\":\"VirtualService\",\"policy\":\"p\",\"name\":\"n\","
+      "\"http\":[]}]", "without \"hosts\"" },
+    { "[{\"kind\":\"VirtualService\",\"policy\":\"p\",\"name\":\"n\","
+      "\"hosts\":[]}]", "without \"http\"" },
+    { CK_DR("\"host\":\"x\""), "duplicate field \"host\"" },
+    { "[{\"kind\":\"DestinationRule\",\"policy\":\"p\",\"name\":\"n\","
+      "\"host\":\"\",\"subsets\":[]}]", "empty string" },
+    { "[{\"kind\":\"DestinationRule\",\"policy\":\"p\",\"name\":\"n\","
+      "\"host\":[\"h\"],\"subsets\":[]}]", "\"host\" must be a string" },
+    { "[{\"kind\":\"DestinationRule\",\"policy\":\"p\",\"name\":\"n\","
+      "\"host\":\"h\",\"subsets\":{}}]", "\"subsets\" must be an array" },
+    { "[{\"kind\":\"DestinationRule\",\"policy\":\"p\",\"name\":\"n\","
+      "\"host\":\"h\",\"subsets\":[{\"labels\":{}}]}]", "without \"name\"" },
+    { "[{\"kind\":\"DestinationRule\",\"policy\":\"p\",\"name\":\"n\","
+      "\"host\":\"h\",\"subsets\":[{\"name\":\"s\"}]}]",
+      "without \"labels\"" },
+    { "[{\"kind\":\"DestinationRule\",\"policy\":\"p\",\"name\":\"n\","
+      "\"host\":\"h\",\"subsets\":[{\"name\":\"s\",\"labels\":"
+      "{\"a\":1}}]}]", "a label value must be a string" },
+    { "[{\"kind\":\"DestinationRule\",\"policy\":\"p\",\"name\":\"n\","
+      "\"host\":\"h\",\"subsets\":[{\"name\":\"s\",\"labels\":"
+      "{\"a\":\"1\",\"a\":\"2\"}}]}]", "duplicate label \"a\"" },
+    { CK_DR_TP("\"loadBalancer\":{}"), "without \"simple\"" },
+    { CK_DR_TP("\"loadBalancer\":{\"simple\":\"PASSTHROUGH\"}"),
+      "unknown \"simple\" \"PASSTHROUGH\"" },
+    { CK_DR_TP("\"loadBalancer\":{\"simple\":1}"), "must be a string" },
+    { CK_DR_TP("\"loadBalancer\":{\"simple\":\"RANDOM\","
+               "\"consistentHash\":{\"useSourceIp\":true}}"), "both" },
+    { CK_DR_TP("\"loadBalancer\":{\"consistentHash\":{}}"),
+      "without a key" },
+    { CK_DR_TP("\"loadBalancer\":{\"consistentHash\":{\"useSourceIp\":"
+               "false}}"), "must be true" },
+    { CK_DR_TP("\"loadBalancer\":{\"consistentHash\":{\"useSourceIp\":"
+               "\"true\"}}"), "true or false" },
+    { CK_DR_TP("\"loadBalancer\":{\"consistentHash\":{\"httpHeaderName\":"
+               "\"a\",\"httpQueryParameterName\":\"b\"}}"),
+      "more than one key kind" },
+    { CK_DR_TP("\"loadBalancer\":{\"consistentHash\":{\"httpCookie\":"
+               "{\"ttlMs\":5}}}"), "without \"name\"" },
+    { CK_DR_TP("\"loadBalancer\":{\"consistentHash\":{\"httpCookie\":"
+               "{\"name\":\"c\",\"ttlMs\":-1}}}"), "\"ttlMs\"" },
+    { CK_DR_TP("\"outlierDetection\":{\"consecutive5xxErrors\":\"5\"}"),
+      "must be an integer" },
+    { CK_DR_TP("\"outlierDetection\":{\"consecutive5xxErrors\":1.5}"),
+      "must be an integer" },
+    { CK_DR_TP("\"outlierDetection\":{\"consecutive5xxErrors\":"
+               "2147483648}"), "consecutive5xxErrors" },
+    { CK_DR_TP("\"outlierDetection\":{\"maxEjectionPercent\":101}"),
+      "0..100" },
+    { CK_DR_TP("\"outlierDetection\":{\"intervalMs\":0}"), "intervalMs" },
+    { CK_DR_TP("\"outlierDetection\":{\"baseEjectionTimeMs\":"
+               "99999999999999999999}"), "baseEjectionTimeMs" },
+    { CK_DR_TP("\"outlierDetection\":{\"splitExternalLocalOriginErrors\":"
+               "1}"), "true or false" },
+    { CK_DR_TP("\"connectionPool\":{\"tcp\":{\"maxConnections\":0}}"),
+      "maxConnections" },
+    { CK_DR_TP("\"connectionPool\":{\"tcp\":[]}"), "must be an object" },
+    { CK_DR("\"trafficPolicy\":null"), "must be an object" },
+    { CK_VS("1"), "an \"http\" item must be an object" },
+    { CK_VS("{" CK_ROUTE "}"), "without \"match\"" },
+    { CK_VS("{\"match\":[]}"), "without \"route\"" },
+    { CK_VS("{\"match\":[{}]," CK_ROUTE "}"),
+      "without \"uri\" or \"headers\"" },
+    { CK_VS("{\"match\":[{\"headers\":{}}]," CK_ROUTE "}"),
+      "without \"uri\" or \"headers\"" },
+    { CK_VS("{\"match\":[{\"uri\":{}}]," CK_ROUTE "}"),
+      "without \"exact\", \"prefix\" or \"regex\"" },
+    { CK_VS("{\"match\":[{\"uri\":{\"exact\":\"/\",\"prefix\":\"/\"}}],"
+            CK_ROUTE "}"), "more than one" },
+    { CK_VS("{\"match\":[{\"uri\":{\"suffix\":\"/\"}}]," CK_ROUTE "}"),
+      "without \"exact\"" },
+    { CK_VS("{\"match\":[{\"uri\":{\"exact\":\"\"}}]," CK_ROUTE "}"),
+      "empty string" },
+    { CK_VS("{\"match\":[{\"uri\":{\"exact\":\"a\\u0000b\"}}]," CK_ROUTE "}"),
+      "\\u0000" },
+    { CK_VS("{\"match\":[{\"headers\":{\"\":{\"exact\":\"a\"}}}],"
+            CK_ROUTE "}"), "invalid header name" },
+    { CK_VS("{\"match\":[{\"headers\":{\"a\":\"b\"}}]," CK_ROUTE "}"),
+      "a header match must be an object" },
+    { CK_VS("{\"match\":[],\"route\":[{\"weight\":100}]}"),
+      "without \"destination\"" },
+    { CK_VS("{\"match\":[],\"route\":[{\"destination\":{\"host\":\"h\"}}]}"),
+      "without \"weight\"" },
+    { CK_VS("{\"match\":[],\"route\":[{\"destination\":{\"subset\":\"s\"},"
+            "\"weight\":100}]}"), "without \"host\"" },
+    { CK_VS("{\"match\":[],\"route\":[{\"destination\":{\"host\":\"h\"},"
+            "\"weight\":101}]}"), "\"weight\" must be an integer 0..100" },
+    { CK_VS("{\"match\":[],\"route\":[{\"destination\":{\"host\":\"h\"},"
+            "\"weight\":-1}]}"), "\"weight\"" },
+    { CK_VS("{\"match\":[],\"route\":[{\"destination\":{\"host\":\"h\"},"
+            "\"weight\":null}]}"), "\"weight\"" },
+    { CK_HTTP(",\"retries\":{\"attempts\":101}"), "attempts" },
+    { CK_HTTP(",\"retries\":{\"perTryTimeoutMs\":0}"), "perTryTimeoutMs" },
+    { CK_HTTP(",\"retries\":[]"), "\"retries\" must be an object" },
+    { CK_HTTP(",\"timeoutMs\":86400001"), "timeoutMs" },
+    { CK_HTTP(",\"timeoutMs\":\"1s\""), "timeoutMs" },
+    { CK_HTTP(",\"name\":5"), "must be a string" },
+    { CK_HTTP(",\"timeoutMs\":1,\"timeoutMs\":2"), "duplicate field" },
+    { "[{\"kind\":\"VirtualService\",\"policy\":\"p\",\"name\":\"n\","
+      "\"hosts\":[\"h\",3],\"http\":[]}]", "a host must be a string" },
+    { "[{\"kind\":\"VirtualService\",\"policy\":\"p\",\"name\":\"n\","
+      "\"hosts\":[\"h\"],\"http\":[],}]", "expected a string key" },
+    { "[{\"kind\":\"VirtualService\",\"policy\":\"p\",\"name\":\"\xff\","
+      "\"hosts\":[\"h\"],\"http\":[]}]", "UTF-8" },
+};
+
+
+START_TEST(policy_malformed_rejected)
+{
+    ck_parse_fails(ck_bad[_i].doc, ck_bad[_i].what);
+}
+END_TEST
+
+
+START_TEST(policy_error_offsets)
+{
+    char              err[MESH_ERR_LEN];
+    const char       *doc;
+    mesh_policies_t  *p;
+
+    doc = "[{\"kind\":\"Nope\"}]";
+    p = mesh_policies_parse(doc, strlen(doc), err, sizeof(err));
+    ck_assert_ptr_null(p);
+    ck_assert_str_eq(err, "policies: byte 9: unknown \"kind\" \"Nope\"");
+
+    /* a small or missing error buffer is fine */
+
+    p = mesh_policies_parse(doc, strlen(doc), err, 8);
+    ck_assert_ptr_null(p);
+    ck_assert_uint_lt(strlen(err), 8);
+
+    ck_assert_ptr_null(mesh_policies_parse(doc, strlen(doc), NULL, 0));
+    ck_assert_ptr_null(mesh_policies_parse(NULL, 0, err, sizeof(err)));
+}
+END_TEST
+
+
+START_TEST(policy_truncated_at_every_offset)
+{
+    char              err[MESH_ERR_LEN];
+    size_t            len, i;
+    mesh_policies_t  *p;
+
+    len = strlen(ck_doc_example);
+
+    for (i = 0; i < len; i++) {
+        err[0] = '\0';
+        p = ck_parse_len(ck_doc_example, i, err, sizeof(err));
+        ck_assert_msg(p == NULL, "a prefix of %zu bytes parsed", i);
+        ck_assert_msg(strncmp(err, "policies: byte ", 15) == 0,
+                      "at %zu: \"%s\"", i, err);
+    }
+
+    p = ck_parse_len(ck_doc_example, len, err, sizeof(err));
+    ck_assert_ptr_nonnull(p);
+    mesh_policies_free(p);
+}
+END_TEST
+
+
+START_TEST(policy_mutations_never_crash)
+{
+    char              err[MESH_ERR_LEN], *doc;
+    size_t            len, round, k, pos;
+    uint32_t          seed;
+    mesh_policies_t  *p;
+
+    static const char  bytes[] = "{}[]\",:0123456789-.eEtrufalsn \\u\xc3\xff";
+
+    len = strlen(ck_doc_example);
+    doc = malloc(len);
+    ck_assert_ptr_nonnull(doc);
+
+    seed = 12345;
+
+    for (round = 0; round < 20000; round++) {
+        memcpy(doc, ck_doc_example, len);
+
+        for (k = 0; k < 1 + round % 4; k++) {
+            seed = seed * 1103515245 + 12345;
+            pos = (seed >> 8) % len;
+            seed = seed * 1103515245 + 12345;
+
+            if (seed & 0x10000) {
+                doc[pos] = bytes[(seed >> 17) % (sizeof(bytes) - 1)];
+
+            } else {
+                doc[pos] = (char) (seed >> 20);
+            }
+        }
+
+        p = ck_parse_len(doc, len, err, sizeof(err));
+
+        if (p) {
+            ck_walk(p);
+            mesh_policies_free(p);
+
+        } else {
+            ck_assert_msg(strncmp(err, "policies: byte ", 15) == 0,
+                          "\"%s\"", err);
+        }
+    }
+
+    free(doc);
+}
+END_TEST
+
+
+START_TEST(policy_deep_nesting_refused)
+{
+    char    *doc, *q;
+    size_t   i, depth;
+
+    depth = 200;
+    doc = malloc(depth * 2 + 128);
+    ck_assert_ptr_nonnull(doc);
+
+    q = doc;
+    q += sprintf(q, "[{\"kind\":\"VirtualService\",\"x\":");
+
+    for (i = 0; i < depth; i++) {
+        *q++ = '[';
+    }
+
+    for (i = 0; i < depth; i++) {
+        *q++ = ']';
+    }
+
+    strcpy(q, "}]");
+
+    ck_parse_fails(doc, "nested deeper");
+
+    free(doc);
+}
+END_TEST
+
+
+/* route picking */
+
+static mesh_http_route_t *
+ck_route(mesh_destination_t *d, const int *weights, size_t n,
+    mesh_http_route_t *h)
+{
+    size_t  i;
+
+    memset(h, 0, sizeof(mesh_http_route_t));
+
+    for (i = 0; i < n; i++) {
+        memset(&d[i], 0, sizeof(mesh_destination_t));
+        d[i].weight = weights[i];
+    }
+
+    h->routes = d;
+    h->nroutes = n;
+
+    return h;
+}
+
+
+START_TEST(route_pick_90_10_is_exact)
+{
+    int                 counts[2], k;
+    uint32_t            r;
+    mesh_http_route_t   h;
+    mesh_destination_t  d[2];
+    static const int    w[] = { 90, 10 };
+
+    ck_route(d, w, 2, &h);
+    counts[0] = counts[1] = 0;
+
+    for (r = 0; r < 100; r++) {
+        k = mesh_route_pick(&h, r);
+        ck_assert_int_ge(k, 0);
+        ck_assert_int_le(k, 1);
+        counts[k]++;
+    }
+
+    ck_assert_int_eq(counts[0], 90);
+    ck_assert_int_eq(counts[1], 10);
+
+    /* r beyond 99 wraps: any uint32_t is fine */
+    ck_assert_int_eq(mesh_route_pick(&h, 100), 0);
+    ck_assert_int_eq(mesh_route_pick(&h, 199), 1);
+    ck_assert_int_eq(mesh_route_pick(&h, UINT32_MAX), UINT32_MAX % 100 < 90
+                                                      ? 0 : 1);
+}
+END_TEST
+
+
+START_TEST(route_pick_skips_zero_weights)
+{
+    int                 counts[5], k;
+    uint32_t            r;
+    mesh_http_route_t   h;
+    mesh_destination_t  d[5];
+    static const int    w[] = { 0, 50, 0, 50, 0 };
+    static const int    zero[] = { 0, 0, 0 };
+    static const int    uneven[] = { 1, 0, 2 };
+
+    ck_route(d, w, 5, &h);
+    memset(counts, 0, sizeof(counts));
+
+    for (r = 0; r < 1000; r++) {
+        k = mesh_route_pick(&h, r);
+        ck_assert_int_ge(k, 0);
+        ck_assert_int_lt(k, 5);
+        counts[k]++;
+    }
+
+    ck_assert_int_eq(counts[0], 0);
+    ck_assert_int_eq(counts[1], 500);
+    ck_assert_int_eq(counts[2], 0);
+    ck_assert_int_eq(counts[3], 500);
+    ck_assert_int_eq(counts[4], 0);
+
+    ck_route(d, zero, 3, &h);
+    ck_assert_int_eq(mesh_route_pick(&h, 0), -1);
+    ck_assert_int_eq(mesh_route_pick(&h, 57), -1);
+
+    ck_route(d, zero, 0, &h);
+    ck_assert_int_eq(mesh_route_pick(&h, 0), -1);
+    ck_assert_int_eq(mesh_route_pick(NULL, 0), -1);
+
+    /* weights that do not add up to 100 still split by their sum */
+    ck_route(d, uneven, 3, &h);
+    ck_assert_int_eq(mesh_route_pick(&h, 0), 0);
+    ck_assert_int_eq(mesh_route_pick(&h, 1), 2);
+    ck_assert_int_eq(mesh_route_pick(&h, 2), 2);
+    ck_assert_int_eq(mesh_route_pick(&h, 3), 0);
+}
+END_TEST
+
+
+/* string matching */
+
+static int          ck_re_calls;
+static const char  *ck_re_seen;
+static size_t       ck_re_len;
+
+
+static int
+ck_re_match(void *regex, const char *s, size_t len)
+{
+    ck_re_calls++;
+    ck_re_seen = s;
+    ck_re_len = len;
+
+    /* the "regex" here: a length the whole value must have */
+    return len == *(size_t *) regex;
+}
+
+
+static mesh_string_match_t
+ck_sm(int kind, const char *value)
+{
+    mesh_string_match_t  m;
+
+    m.kind = kind;
+    m.value = value;
+    m.len = strlen(value);
+    m.regex = NULL;
+
+    return m;
+}
+
+
+START_TEST(string_match_exact_prefix_regex)
+{
+    size_t               want;
+    mesh_string_match_t  m;
+
+    m = ck_sm(MESH_MATCH_EXACT, "/orders");
+    ck_assert_int_eq(mesh_string_match(&m, "/orders", 7, NULL), 1);
+    ck_assert_int_eq(mesh_string_match(&m, "/orders/1", 9, NULL), 0);
+    ck_assert_int_eq(mesh_string_match(&m, "/orders/1", 7, NULL), 1);
+    ck_assert_int_eq(mesh_string_match(&m, "/order", 6, NULL), 0);
+    ck_assert_int_eq(mesh_string_match(&m, "/Orders", 7, NULL), 0);
+    ck_assert_int_eq(mesh_string_match(&m, "", 0, NULL), 0);
+    ck_assert_int_eq(mesh_string_match(&m, NULL, 0, NULL), 0);
+
+    m = ck_sm(MESH_MATCH_PREFIX, "/api/");
+    ck_assert_int_eq(mesh_string_match(&m, "/api/", 5, NULL), 1);
+    ck_assert_int_eq(mesh_string_match(&m, "/api/v1", 7, NULL), 1);
+    ck_assert_int_eq(mesh_string_match(&m, "/api", 4, NULL), 0);
+    ck_assert_int_eq(mesh_string_match(&m, "/ap", 3, NULL), 0);
+    ck_assert_int_eq(mesh_string_match(&m, "", 0, NULL), 0);
+    ck_assert_int_eq(mesh_string_match(&m, "/apx/v1", 7, NULL), 0);
+
+    /* an empty pattern (not from the parser, which refuses it) */
+    m = ck_sm(MESH_MATCH_EXACT, "");
+    ck_assert_int_eq(mesh_string_match(&m, "", 0, NULL), 1);
+    ck_assert_int_eq(mesh_string_match(&m, "a", 1, NULL), 0);
+    m = ck_sm(MESH_MATCH_PREFIX, "");
+    ck_assert_int_eq(mesh_string_match(&m, "", 0, NULL), 1);
+    ck_assert_int_eq(mesh_string_match(&m, "a", 1, NULL), 1);
+
+    /* the regex goes to the caller, with the value's bytes */
+    want = 3;
+    m = ck_sm(MESH_MATCH_REGEX, "...");
+    m.regex = &want;
+    ck_re_calls = 0;
+
+    ck_assert_int_eq(mesh_string_match(&m, "abcdef", 3, ck_re_match), 1);
+    ck_assert_int_eq(ck_re_calls, 1);
+    ck_assert_uint_eq(ck_re_len, 3);
+    ck_assert_int_eq(memcmp(ck_re_seen, "abc", 3), 0);
+    ck_assert_int_eq(mesh_string_match(&m, "abcd", 4, ck_re_match), 0);
+    ck_assert_int_eq(mesh_string_match(&m, "", 0, ck_re_match), 0);
+    ck_assert_uint_eq(ck_re_len, 0);
+    ck_assert_int_eq(ck_re_calls, 3);
+
+    /* a regex not compiled, or no matcher: no match */
+    ck_assert_int_eq(mesh_string_match(&m, "abc", 3, NULL), 0);
+    m.regex = NULL;
+    ck_assert_int_eq(mesh_string_match(&m, "abc", 3, ck_re_match), 0);
+    ck_assert_int_eq(ck_re_calls, 3);
+
+    /* no condition matches everything */
+    ck_assert_int_eq(mesh_string_match(NULL, "x", 1, NULL), 1);
+
+    m = ck_sm(99, "x");
+    ck_assert_int_eq(mesh_string_match(&m, "x", 1, NULL), 0);
+}
+END_TEST
+
+
+/* subsets */
+
+START_TEST(instance_in_subset_by_labels)
+{
+    mesh_subset_t    s;
+    mesh_instance_t  in;
+    mesh_label_t     want[2], have[3];
+
+    /* both sorted by key */
+    want[0].key = "tier";
+    want[0].value = "gold";
+    want[1].key = "version";
+    want[1].value = "v2";
+
+    have[0].key = "tier";
+    have[0].value = "gold";
+    have[1].key = "version";
+    have[1].value = "v2";
+    have[2].key = "zone";
+    have[2].value = "a";
+
+    memset(&s, 0, sizeof(mesh_subset_t));
+    memset(&in, 0, sizeof(mesh_instance_t));
+    s.name = "s";
+    s.labels = want;
+    s.nlabels = 2;
+
+    /* extra labels on the instance are fine */
+    in.labels = have;
+    in.nlabels = 3;
+    ck_assert_int_eq(mesh_instance_in_subset(&in, &s), 1);
+
+    in.nlabels = 2;
+    ck_assert_int_eq(mesh_instance_in_subset(&in, &s), 1);
+
+    /* a missing label */
+    in.labels = &have[1];
+    in.nlabels = 2;
+    ck_assert_int_eq(mesh_instance_in_subset(&in, &s), 0);
+
+    in.labels = have;
+    in.nlabels = 1;
+    ck_assert_int_eq(mesh_instance_in_subset(&in, &s), 0);
+
+    in.labels = NULL;
+    in.nlabels = 0;
+    ck_assert_int_eq(mesh_instance_in_subset(&in, &s), 0);
+
+    /* a different value */
+    in.labels = have;
+    in.nlabels = 3;
+    have[1].value = "v1";
+    ck_assert_int_eq(mesh_instance_in_subset(&in, &s), 0);
+    have[1].value = "v2";
+
+    /* a value that is a prefix, a key that is a prefix */
+    have[1].value = "v";
+    ck_assert_int_eq(mesh_instance_in_subset(&in, &s), 0);
+    have[1].value = "v2";
+    have[0].key = "tie";
+    ck_assert_int_eq(mesh_instance_in_subset(&in, &s), 0);
+    have[0].key = "tier";
+
+    /* no labels wanted, or no subset: every instance */
+    s.nlabels = 0;
+    ck_assert_int_eq(mesh_instance_in_subset(&in, &s), 1);
+    in.nlabels = 0;
+    ck_assert_int_eq(mesh_instance_in_subset(&in, &s), 1);
+    ck_assert_int_eq(mesh_instance_in_subset(&in, NULL), 1);
+    ck_assert_int_eq(mesh_instance_in_subset(NULL, &s), 0);
+}
+END_TEST
+
+
+START_TEST(instance_in_subset_from_parsed_documents)
+{
+    char                    err[MESH_ERR_LEN];
+    const char             *snap;
+    mesh_policies_t        *p;
+    mesh_snapshot_t        *s;
+    const mesh_subset_t    *v2, *gold;
+    const mesh_service_t   *svc;
+
+    snap = "{\"index\":1,\"services\":[{\"name\":\"orders\",\"instances\":["
+           "{\"id\":\"a\",\"address\":\"10.0.0.1\",\"port\":80,\"labels\":"
+           "{\"zone\":\"x\",\"version\":\"v2\",\"tier\":\"gold\"}},"
+           "{\"id\":\"b\",\"address\":\"10.0.0.2\",\"port\":80,\"labels\":"
+           "{\"version\":\"v2\"}},"
+           "{\"id\":\"c\",\"address\":\"10.0.0.3\",\"port\":80}]}]}";
+
+    s = mesh_snapshot_parse(snap, strlen(snap), err, sizeof(err));
+    ck_assert_msg(s != NULL, "%s", err);
+
+    /* the subset's labels come unsorted; the parser sorts them */
+
+    p = ck_parse("[{\"policy\":\"p\",\"kind\":\"DestinationRule\","
+                 "\"name\":\"n\",\"host\":\"orders\",\"subsets\":["
+                 "{\"name\":\"v2\",\"labels\":{\"version\":\"v2\"}},"
+                 "{\"name\":\"gold\",\"labels\":{\"version\":\"v2\","
+                 "\"tier\":\"gold\"}}]}]");
+
+    v2 = mesh_rule_subset(&p->rules[0], "v2");
+    gold = mesh_rule_subset(&p->rules[0], "gold");
+    ck_assert_str_eq(gold->labels[0].key, "tier");
+    ck_assert_str_eq(gold->labels[1].key, "version");
+
+    svc = mesh_snapshot_service(s, "orders", 6);
+    ck_assert_uint_eq(svc->ninstances, 3);
+
+    ck_assert_int_eq(mesh_instance_in_subset(&svc->instances[0], v2), 1);
+    ck_assert_int_eq(mesh_instance_in_subset(&svc->instances[1], v2), 1);
+    ck_assert_int_eq(mesh_instance_in_subset(&svc->instances[2], v2), 0);
+    ck_assert_int_eq(mesh_instance_in_subset(&svc->instances[0], gold), 1);
+    ck_assert_int_eq(mesh_instance_in_subset(&svc->instances[1], gold), 0);
+    ck_assert_int_eq(mesh_instance_in_subset(&svc->instances[2], gold), 0);
+
+    mesh_policies_free(p);
+    mesh_snapshot_free(s);
+}
+END_TEST
+
+
+START_TEST(policy_many_items_parse)
+{
+    char             *doc, *q;
+    size_t            i, n, size;
+    mesh_policies_t  *p;
+
+    /* enough to grow every scratch vector and several arena blocks */
+
+    n = 3000;
+    size = n * 200 + 1024;
+    doc = malloc(size);
+    ck_assert_ptr_nonnull(doc);
+
+    q = doc;
+    q += sprintf(q, "[{\"policy\":\"p\",\"kind\":\"DestinationRule\","
+                 "\"name\":\"n\",\"host\":\"h\",\"subsets\":[");
+
+    for (i = 0; i < n; i++) {
+        q += sprintf(q, "%s{\"name\":\"s%zu\",\"labels\":{\"k%zu\":\"v\","
+                     "\"a\":\"%zu\"}}", i ? "," : "", i, i, i);
+    }
+
+    q += sprintf(q, "]},{\"policy\":\"p\",\"kind\":\"VirtualService\","
+                 "\"name\":\"n\",\"hosts\":[\"h\"],\"http\":[{\"match\":[],"
+                 "\"route\":[");
+
+    for (i = 0; i < n; i++) {
+        q += sprintf(q, "%s{\"destination\":{\"host\":\"h\",\"subset\":"
+                     "\"s%zu\"},\"weight\":%zu}", i ? "," : "", i, i % 2);
+    }
+
+    strcpy(q, "]}]}]");
+    ck_assert_uint_lt(strlen(doc), size);
+
+    p = ck_parse(doc);
+    free(doc);
+
+    ck_walk(p);
+    ck_assert_uint_eq(p->rules[0].nsubsets, n);
+    ck_assert_str_eq(p->rules[0].subsets[n - 1].labels[0].key, "a");
+    ck_assert_str_eq(mesh_rule_subset(&p->rules[0], "s2999")->name, "s2999");
+    ck_assert_uint_eq(p->vss[0].http[0].nroutes, n);
+
+    /* 1500 routes of weight 1: r = 0 is the first odd one */
+    ck_assert_int_eq(mesh_route_pick(&p->vss[0].http[0], 0), 1);
+    ck_assert_int_eq(mesh_route_pick(&p->vss[0].http[0], 1499), 2999);
+
+    mesh_policies_free(p);
+}
+END_TEST
+
+
+Suite *
+policy_suite(void)
+{
+    TCase  *tc;
+    Suite  *s;
+
+    s = suite_create("policy");
+
+    tc = tcase_create("good");
+    tcase_add_test(tc, policy_docs_example_parses);
+    tcase_add_test(tc, policy_from_snapshot_parses);
+    tcase_add_test(tc, policy_absent_fields_get_defaults);
+    tcase_add_test(tc, policy_subset_fields_override_the_rule);
+    tcase_add_loop_test(tc, policy_every_lb_kind, 0,
+                        sizeof(ck_lb) / sizeof(ck_lb[0]));
+    tcase_add_test(tc, policy_retry_on_bits);
+    tcase_add_test(tc, policy_unknown_keys_and_escapes);
+    tcase_add_test(tc, policy_lookups_take_the_first);
+    tcase_add_test(tc, policy_many_items_parse);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("bad");
+    tcase_add_loop_test(tc, policy_malformed_rejected, 0,
+                        sizeof(ck_bad) / sizeof(ck_bad[0]));
+    tcase_add_test(tc, policy_error_offsets);
+    tcase_add_test(tc, policy_truncated_at_every_offset);
+    tcase_add_test(tc, policy_mutations_never_crash);
+    tcase_add_test(tc, policy_deep_nesting_refused);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("enforce");
+    tcase_add_test(tc, route_pick_90_10_is_exact);
+    tcase_add_test(tc, route_pick_skips_zero_weights);
+    tcase_add_test(tc, string_match_exact_prefix_regex);
+    tcase_add_test(tc, instance_in_subset_by_labels);
+    tcase_add_test(tc, instance_in_subset_from_parsed_documents);
+    suite_add_tcase(s, tc);
+
+    return s;
+}
