@@ -16,8 +16,7 @@ typedef struct {
     ngx_cycle_t                   *cycle;       /* whose upstreams we built:
                                                    a reload without master
                                                    process starts over */
-    mesh_snapshot_t               *snap;
-    u_char                        *json;        /* what snap was read from */
+    ngx_http_mesh_gen_t           *gen;
 } ngx_http_mesh_worker_t;
 
 
@@ -29,11 +28,28 @@ static ngx_int_t ngx_http_mesh_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
-static ngx_http_mesh_peers_t *ngx_http_mesh_build_peers(
+static ngx_http_mesh_gen_t *ngx_http_mesh_gen_create(u_char *json,
+    size_t len, ngx_log_t *log);
+static void ngx_http_mesh_gen_release(ngx_http_mesh_gen_t *gen);
+static ngx_http_mesh_view_t *ngx_http_mesh_build_view(
     ngx_http_mesh_main_conf_t *mmcf, ngx_http_mesh_srv_conf_t *mscf,
-    mesh_snapshot_t *snap, ngx_log_t *log);
-static void ngx_http_mesh_release_peers(ngx_http_mesh_peers_t *peers);
+    ngx_http_mesh_gen_t *gen, ngx_log_t *log);
+static ngx_int_t ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
+    ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
+    ngx_http_mesh_target_t *t, const mesh_service_t *svc,
+    const mesh_subset_t *subset, const mesh_traffic_policy_t *tp,
+    ngx_log_t *log);
+static void ngx_http_mesh_release_view(ngx_http_mesh_view_t *view);
 static void ngx_http_mesh_cleanup_peer(void *data);
+static ngx_http_mesh_route_t *ngx_http_mesh_find_route(ngx_http_request_t *r,
+    ngx_http_mesh_view_t *view);
+static ngx_int_t ngx_http_mesh_route_conf(ngx_http_request_t *r,
+    mesh_http_route_t *route);
+static ngx_int_t ngx_http_mesh_hash_key(ngx_http_request_t *r,
+    ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_target_t *t,
+    ngx_str_t *key);
+static int ngx_http_mesh_regex_match(void *regex, const char *s,
+    size_t len);
 static uint32_t ngx_http_mesh_rand(void *state);
 
 
@@ -227,21 +243,19 @@ ngx_http_mesh_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
 
 /*
  * Bring this worker's view up to the shared snapshot: parse it once per
- * generation and rebuild every mesh upstream's peers. Requests in flight
- * keep the peers they started with (reference counted).
+ * generation and rebuild every mesh upstream's view. Requests in flight
+ * keep the view they started with (reference counted).
  */
 ngx_int_t
 ngx_http_mesh_sync(ngx_http_mesh_main_conf_t *mmcf, ngx_log_t *log)
 {
-    char                        err[MESH_ERR_LEN];
     u_char                     *json;
     size_t                      len;
-    uint64_t                    index;
     ngx_uint_t                  i;
-    mesh_snapshot_t            *snap;
     ngx_atomic_uint_t           gen;
+    ngx_http_mesh_gen_t        *g;
     ngx_http_mesh_zone_t       *zone;
-    ngx_http_mesh_peers_t      *peers;
+    ngx_http_mesh_view_t       *view;
     ngx_http_mesh_srv_conf_t  **mscfp;
 
     zone = &mmcf->zone;
@@ -260,7 +274,6 @@ ngx_http_mesh_sync(ngx_http_mesh_main_conf_t *mmcf, ngx_log_t *log)
 
     json = NULL;
     len = 0;
-    index = 0;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -268,7 +281,6 @@ ngx_http_mesh_sync(ngx_http_mesh_main_conf_t *mmcf, ngx_log_t *log)
 
     if (zone->sh->snapshot) {
         len = zone->sh->snapshot_len;
-        index = zone->sh->index;
 
         json = ngx_alloc(len + 1, log);
         if (json != NULL) {
@@ -290,43 +302,35 @@ ngx_http_mesh_sync(ngx_http_mesh_main_conf_t *mmcf, ngx_log_t *log)
         return NGX_OK;          /* nothing yet */
     }
 
-    snap = mesh_snapshot_parse((char *) json, len, err, sizeof(err));
-    if (snap == NULL) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "mesh: snapshot index %uL refused, keeping index %uL: "
-                      "%s", index,
-                      ngx_http_mesh_worker.snap
-                      ? ngx_http_mesh_worker.snap->index : 0, err);
-        ngx_free(json);
-        return NGX_ERROR;
+    g = ngx_http_mesh_gen_create(json, len, log);
+    if (g == NULL) {
+        return NGX_ERROR;       /* logged; the old views stay */
     }
 
     mscfp = mmcf->upstreams.elts;
 
     for (i = 0; i < mmcf->upstreams.nelts; i++) {
-        peers = ngx_http_mesh_build_peers(mmcf, mscfp[i], snap, log);
-        if (peers == NULL) {
-            continue;           /* keep the old peers */
+        view = ngx_http_mesh_build_view(mmcf, mscfp[i], g, log);
+        if (view == NULL) {
+            continue;           /* keep the old view */
         }
 
-        if (mscfp[i]->peers) {
-            ngx_http_mesh_release_peers(mscfp[i]->peers);
+        if (mscfp[i]->view) {
+            ngx_http_mesh_release_view(mscfp[i]->view);
         }
 
-        mscfp[i]->peers = peers;
+        mscfp[i]->view = view;
     }
 
-    if (ngx_http_mesh_worker.snap) {
-        mesh_snapshot_free(ngx_http_mesh_worker.snap);
-        ngx_free(ngx_http_mesh_worker.json);
+    if (ngx_http_mesh_worker.gen) {
+        ngx_http_mesh_gen_release(ngx_http_mesh_worker.gen);
     }
 
-    ngx_http_mesh_worker.snap = snap;
-    ngx_http_mesh_worker.json = json;
+    ngx_http_mesh_worker.gen = g;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
                    "mesh: worker synced to index %uL, %uz services",
-                   snap->index, snap->nservices);
+                   g->snap->index, g->snap->nservices);
 
     return NGX_OK;
 }
@@ -335,26 +339,192 @@ ngx_http_mesh_sync(ngx_http_mesh_main_conf_t *mmcf, ngx_log_t *log)
 mesh_snapshot_t *
 ngx_http_mesh_current_snapshot(void)
 {
-    return ngx_http_mesh_worker.snap;
+    return ngx_http_mesh_worker.gen ? ngx_http_mesh_worker.gen->snap : NULL;
 }
 
 
-static ngx_http_mesh_peers_t *
-ngx_http_mesh_build_peers(ngx_http_mesh_main_conf_t *mmcf,
-    ngx_http_mesh_srv_conf_t *mscf, mesh_snapshot_t *snap, ngx_log_t *log)
+/* parse a snapshot and its policies, compile the policies' regexes */
+static ngx_http_mesh_gen_t *
+ngx_http_mesh_gen_create(u_char *json, size_t len, ngx_log_t *log)
 {
-    size_t                   *lens;
-    ngx_int_t                 rc;
-    ngx_str_t                 id;
-    ngx_uint_t                i, n;
-    ngx_addr_t                addr;
-    ngx_pool_t               *pool;
-    const char              **servers;
-    mesh_instance_t          *in;
-    ngx_http_mesh_peer_t     *peer;
-    ngx_http_mesh_peers_t    *peers;
-    const mesh_service_t     *svc;
-    int                      *weights;
+    char                   err[MESH_ERR_LEN];
+    u_char                 errstr[NGX_MAX_CONF_ERRSTR], *p;
+    ngx_str_t              pattern;
+    ngx_uint_t             i, j, k, h;
+    mesh_match_t          *m;
+    ngx_http_mesh_gen_t   *g;
+    mesh_string_match_t   *sm;
+    ngx_regex_compile_t    rc;
+    mesh_http_route_t     *route;
+    mesh_virtual_service_t *vs;
+
+    g = ngx_calloc(sizeof(ngx_http_mesh_gen_t), log);
+    if (g == NULL) {
+        ngx_free(json);
+        return NULL;
+    }
+
+    g->refs = 1;
+    g->json = json;
+
+    g->snap = mesh_snapshot_parse((char *) json, len, err, sizeof(err));
+    if (g->snap == NULL) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "mesh: snapshot refused, keeping index %uL: %s",
+                      ngx_http_mesh_worker.gen
+                      ? ngx_http_mesh_worker.gen->snap->index : 0, err);
+        goto failed;
+    }
+
+    g->policies = mesh_policies_parse(g->snap->policies,
+                                      g->snap->policies_len, err,
+                                      sizeof(err));
+    if (g->policies == NULL) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "mesh: snapshot index %uL refused, its policies "
+                      "do not parse: %s", g->snap->index, err);
+        goto failed;
+    }
+
+    g->pool = ngx_create_pool(1024, log);
+    if (g->pool == NULL) {
+        goto failed;
+    }
+
+    /* Istio matches a regex against the whole value */
+
+    for (i = 0; i < g->policies->nvss; i++) {
+        vs = &g->policies->vss[i];
+
+        for (j = 0; j < vs->nhttp; j++) {
+            route = &vs->http[j];
+
+            for (k = 0; k < route->nmatches; k++) {
+                m = &route->matches[k];
+
+                for (h = 0; h <= m->nheaders; h++) {
+                    sm = (h < m->nheaders) ? &m->headers[h].match : m->uri;
+
+                    if (sm == NULL || sm->kind != MESH_MATCH_REGEX) {
+                        continue;
+                    }
+
+                    pattern.len = sm->len + sizeof("^(?:)$") - 1;
+                    pattern.data = ngx_pnalloc(g->pool, pattern.len);
+                    if (pattern.data == NULL) {
+                        goto failed;
+                    }
+
+                    p = ngx_cpymem(pattern.data, "^(?:", 4);
+                    p = ngx_cpymem(p, sm->value, sm->len);
+                    ngx_memcpy(p, ")$", 2);
+
+                    ngx_memzero(&rc, sizeof(ngx_regex_compile_t));
+
+                    rc.pattern = pattern;
+                    rc.pool = g->pool;
+                    rc.err.len = NGX_MAX_CONF_ERRSTR;
+                    rc.err.data = errstr;
+
+                    if (ngx_regex_compile(&rc) != NGX_OK) {
+                        ngx_log_error(NGX_LOG_ERR, log, 0,
+                                      "mesh: snapshot index %uL refused, "
+                                      "regex \"%s\" of VirtualService "
+                                      "\"%s\": %V", g->snap->index,
+                                      sm->value, vs->name, &rc.err);
+                        goto failed;
+                    }
+
+                    sm->regex = rc.regex;
+                }
+            }
+        }
+    }
+
+    return g;
+
+failed:
+
+    ngx_http_mesh_gen_release(g);
+    return NULL;
+}
+
+
+static void
+ngx_http_mesh_gen_release(ngx_http_mesh_gen_t *g)
+{
+    if (--g->refs) {
+        return;
+    }
+
+    if (g->policies) {
+        mesh_policies_free(g->policies);
+    }
+
+    if (g->snap) {
+        mesh_snapshot_free(g->snap);
+    }
+
+    if (g->pool) {
+        ngx_destroy_pool(g->pool);
+    }
+
+    ngx_free(g->json);
+    ngx_free(g);
+}
+
+
+static ngx_uint_t
+ngx_http_mesh_lb(int lb, ngx_uint_t fallback, ngx_uint_t *hash)
+{
+    switch (lb) {
+
+    case MESH_LB_ROUND_ROBIN:
+        return NGX_HTTP_MESH_RR;
+
+    case MESH_LB_RANDOM:
+        return NGX_HTTP_MESH_RANDOM;
+
+    case MESH_LB_LEAST_REQUEST:
+        return NGX_HTTP_MESH_LEAST_REQUEST;
+
+    case MESH_LB_HASH_HEADER:
+        *hash = NGX_HTTP_MESH_HASH_HEADER;
+        return NGX_HTTP_MESH_CHASH;
+
+    case MESH_LB_HASH_QUERY:
+        *hash = NGX_HTTP_MESH_HASH_QUERY;
+        return NGX_HTTP_MESH_CHASH;
+
+    case MESH_LB_HASH_COOKIE:
+        *hash = NGX_HTTP_MESH_HASH_COOKIE;
+        return NGX_HTTP_MESH_CHASH;
+
+    case MESH_LB_HASH_SOURCE_IP:
+        *hash = NGX_HTTP_MESH_HASH_SOURCE_IP;
+        return NGX_HTTP_MESH_CHASH;
+
+    default: /* MESH_LB_NONE */
+        *hash = NGX_HTTP_MESH_HASH_KEY;
+        return fallback;
+    }
+}
+
+
+static ngx_http_mesh_view_t *
+ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
+    ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_gen_t *gen, ngx_log_t *log)
+{
+    ngx_uint_t                       i, j, k;
+    ngx_pool_t                      *pool;
+    mesh_snapshot_t                 *snap;
+    ngx_http_mesh_view_t            *view;
+    ngx_http_mesh_route_t           *rt;
+    const mesh_service_t            *svc;
+    const mesh_destination_rule_t   *dr;
+    const mesh_traffic_policy_t     *tp;
+
+    snap = gen->snap;
 
     svc = mesh_snapshot_service(snap, (char *) mscf->service.data,
                                 mscf->service.len);
@@ -372,38 +542,182 @@ ngx_http_mesh_build_peers(ngx_http_mesh_main_conf_t *mmcf,
         mscf->missing = 0;
     }
 
-    n = svc ? svc->ninstances : 0;
+    dr = mesh_policies_rule(gen->policies, (char *) mscf->service.data,
+                            mscf->service.len);
 
-    pool = ngx_create_pool(1024 + n * 256, log);
+    pool = ngx_create_pool(2048 + (svc ? svc->ninstances * 256 : 0), log);
     if (pool == NULL) {
         return NULL;
     }
 
-    peers = ngx_pcalloc(pool, sizeof(ngx_http_mesh_peers_t));
-    if (peers == NULL) {
+    view = ngx_pcalloc(pool, sizeof(ngx_http_mesh_view_t));
+    if (view == NULL) {
         goto failed;
     }
 
-    peers->pool = pool;
-    peers->refs = 1;
-    peers->index = snap->index;
+    view->pool = pool;
+    view->refs = 1;
+    view->index = snap->index;
+    view->gen = gen;
+    gen->refs++;
 
-    peer = ngx_pcalloc(pool, (n + 1) * sizeof(ngx_http_mesh_peer_t));
-    peers->mp = ngx_pcalloc(pool, (n + 1) * sizeof(mesh_peer_t));
-    servers = ngx_pcalloc(pool, (n + 1) * sizeof(char *));
-    lens = ngx_pcalloc(pool, (n + 1) * sizeof(size_t));
-    weights = ngx_pcalloc(pool, (n + 1) * sizeof(int));
+    view->ntargets = 1 + (dr ? dr->nsubsets : 0);
+    view->targets = ngx_pcalloc(pool, view->ntargets
+                                      * sizeof(ngx_http_mesh_target_t));
+    if (view->targets == NULL) {
+        goto failed;
+    }
 
-    if (peer == NULL || peers->mp == NULL || servers == NULL || lens == NULL
-        || weights == NULL)
+    if (ngx_http_mesh_build_target(mmcf, mscf, view, &view->targets[0], svc,
+                                   NULL, dr ? &dr->traffic : NULL, log)
+        != NGX_OK)
     {
         goto failed;
     }
 
-    peers->peer = peer;
+    for (i = 1; i < view->ntargets; i++) {
+        tp = &dr->subsets[i - 1].policy;
+
+        if (ngx_http_mesh_build_target(mmcf, mscf, view, &view->targets[i],
+                                       svc, &dr->subsets[i - 1], tp, log)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+    }
+
+    view->vs = mesh_policies_vs(gen->policies, (char *) mscf->service.data,
+                                mscf->service.len);
+
+    if (view->vs == NULL) {
+        return view;
+    }
+
+    view->nroutes = view->vs->nhttp;
+    view->routes = ngx_pcalloc(pool, (view->nroutes + 1)
+                                     * sizeof(ngx_http_mesh_route_t));
+    if (view->routes == NULL) {
+        goto failed;
+    }
+
+    for (i = 0; i < view->nroutes; i++) {
+        rt = &view->routes[i];
+        rt->route = &view->vs->http[i];
+
+        rt->dest = ngx_pcalloc(pool, (rt->route->nroutes + 1)
+                                     * sizeof(ngx_http_mesh_target_t *));
+        if (rt->dest == NULL) {
+            goto failed;
+        }
+
+        for (j = 0; j < rt->route->nroutes; j++) {
+
+            if (rt->route->routes[j].host
+                && (ngx_strlen(rt->route->routes[j].host)
+                    != mscf->service.len
+                    || ngx_strncmp(rt->route->routes[j].host,
+                                   mscf->service.data, mscf->service.len)
+                       != 0))
+            {
+                continue;       /* another host of the VirtualService */
+            }
+
+            if (rt->route->routes[j].subset == NULL) {
+                rt->dest[j] = &view->targets[0];
+                continue;
+            }
+
+            for (k = 1; k < view->ntargets; k++) {
+                if (ngx_strcmp(view->targets[k].subset.data,
+                               rt->route->routes[j].subset) == 0)
+                {
+                    rt->dest[j] = &view->targets[k];
+                    break;
+                }
+            }
+
+            if (rt->dest[j] == NULL) {
+                ngx_log_error(NGX_LOG_WARN, log, 0,
+                              "mesh: VirtualService \"%s\" routes to subset "
+                              "\"%s\" of \"%V\", which no DestinationRule "
+                              "defines", view->vs->name,
+                              rt->route->routes[j].subset, &mscf->service);
+            }
+        }
+    }
+
+    return view;
+
+failed:
+
+    if (view) {
+        ngx_http_mesh_release_view(view);
+
+    } else {
+        ngx_destroy_pool(pool);
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
+    ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
+    ngx_http_mesh_target_t *t, const mesh_service_t *svc,
+    const mesh_subset_t *subset, const mesh_traffic_policy_t *tp,
+    ngx_log_t *log)
+{
+    size_t                   *lens;
+    ngx_int_t                 rc;
+    ngx_str_t                 id, sid;
+    ngx_uint_t                i, n;
+    ngx_addr_t                addr;
+    ngx_pool_t               *pool;
+    const char              **servers;
+    mesh_instance_t          *in;
+    ngx_http_mesh_peer_t     *peer;
+    ngx_http_mesh_stat_t     *rr;
+    int                      *weights;
+
+    pool = view->pool;
+    n = svc ? svc->ninstances : 0;
+
+    if (subset) {
+        t->subset.len = ngx_strlen(subset->name);
+        t->subset.data = (u_char *) subset->name;
+    }
+
+    t->balancer = ngx_http_mesh_lb(tp ? tp->lb : MESH_LB_NONE,
+                                   mscf->balancer, &t->hash);
+
+    if (tp && tp->hash_name) {
+        t->hash_name.len = ngx_strlen(tp->hash_name);
+        t->hash_name.data = (u_char *) tp->hash_name;
+    }
+
+    t->max_conns = (tp && tp->max_connections > 0) ? tp->max_connections : 0;
+
+    peer = ngx_pcalloc(pool, (n + 1) * sizeof(ngx_http_mesh_peer_t));
+    t->mp = ngx_pcalloc(pool, (n + 1) * sizeof(mesh_peer_t));
+    servers = ngx_pcalloc(pool, (n + 1) * sizeof(char *));
+    lens = ngx_pcalloc(pool, (n + 1) * sizeof(size_t));
+    weights = ngx_pcalloc(pool, (n + 1) * sizeof(int));
+
+    if (peer == NULL || t->mp == NULL || servers == NULL || lens == NULL
+        || weights == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    t->peer = peer;
 
     for (i = 0; i < n; i++) {
         in = &svc->instances[i];
+
+        if (subset && !mesh_instance_in_subset(in, subset)) {
+            continue;
+        }
 
         rc = ngx_parse_addr(pool, &addr, (u_char *) in->address,
                             ngx_strlen(in->address));
@@ -417,86 +731,93 @@ ngx_http_mesh_build_peers(ngx_http_mesh_main_conf_t *mmcf,
 
         ngx_inet_set_port(addr.sockaddr, (in_port_t) in->port);
 
-        peer[peers->number].sockaddr = addr.sockaddr;
-        peer[peers->number].socklen = addr.socklen;
+        peer[t->number].sockaddr = addr.sockaddr;
+        peer[t->number].socklen = addr.socklen;
+        peer[t->number].name.len = in->server_len;
+        peer[t->number].name.data = (u_char *) in->server;
+        peer[t->number].id.len = ngx_strlen(in->id);
+        peer[t->number].id.data = (u_char *) in->id;
+        peer[t->number].healthy = in->healthy;
 
-        peer[peers->number].name.len = in->server_len;
-        peer[peers->number].name.data = ngx_pstrdup(pool,
-                                  &(ngx_str_t) { in->server_len,
-                                                 (u_char *) in->server });
+        id = peer[t->number].id;
 
-        id.len = ngx_strlen(in->id);
-        id.data = (u_char *) in->id;
-        peer[peers->number].id.len = id.len;
-        peer[peers->number].id.data = ngx_pstrdup(pool, &id);
-
-        if (peer[peers->number].name.data == NULL
-            || peer[peers->number].id.data == NULL)
-        {
-            goto failed;
-        }
-
-        peer[peers->number].healthy = in->healthy;
-
-        peer[peers->number].stat = ngx_http_mesh_get_stat(&mmcf->zone,
-                                                          &mscf->service,
-                                                          &id);
-        if (peer[peers->number].stat == NULL) {
+        peer[t->number].stat = ngx_http_mesh_get_stat(&mmcf->zone,
+                                                      &mscf->service, &id);
+        if (peer[t->number].stat == NULL) {
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "mesh: no room for the counters of \"%V/%V\" in "
                           "the shared zone, raise mesh_zone",
                           &mscf->service, &id);
 
             /* counters of this worker only: selection still works */
-            peer[peers->number].stat = ngx_pcalloc(pool,
+            peer[t->number].stat = ngx_pcalloc(pool,
                                                sizeof(ngx_http_mesh_stat_t));
-            if (peer[peers->number].stat == NULL) {
-                goto failed;
+            if (peer[t->number].stat == NULL) {
+                return NGX_ERROR;
             }
         }
 
-        peers->mp[peers->number].weight = in->weight;
-        peers->mp[peers->number].current =
-                                        &peer[peers->number].stat->current;
-        peers->mp[peers->number].active =
-                                        &peer[peers->number].stat->active;
+        /* a subset keeps its own round robin state: "id#subset" */
+        rr = peer[t->number].stat;
 
-        servers[peers->number] = in->server;
-        lens[peers->number] = in->server_len;
-        weights[peers->number] = in->weight;
+        if (subset && t->balancer == NGX_HTTP_MESH_RR) {
+            sid.len = id.len + 1 + t->subset.len;
+            sid.data = ngx_pnalloc(pool, sid.len);
+            if (sid.data == NULL) {
+                return NGX_ERROR;
+            }
 
-        peers->number++;
+            ngx_sprintf(sid.data, "%V#%V", &id, &t->subset);
+
+            rr = ngx_http_mesh_get_stat(&mmcf->zone, &mscf->service, &sid);
+            if (rr == NULL) {
+                rr = peer[t->number].stat;
+            }
+        }
+
+        t->mp[t->number].weight = in->weight;
+        t->mp[t->number].current = &rr->current;
+        t->mp[t->number].active = &peer[t->number].stat->active;
+
+        servers[t->number] = in->server;
+        lens[t->number] = in->server_len;
+        weights[t->number] = in->weight;
+
+        t->number++;
     }
 
-    if (mscf->balancer == NGX_HTTP_MESH_CHASH && peers->number
-        && mesh_chash_build(&peers->ring, servers, lens, weights,
-                            peers->number)
+    if (t->balancer == NGX_HTTP_MESH_CHASH && t->number
+        && mesh_chash_build(&t->ring, servers, lens, weights, t->number)
            != 0)
     {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "mesh: cannot build the hash ring of upstream \"%V\"",
                       &mscf->upstream->host);
-        goto failed;
+        return NGX_ERROR;
     }
 
-    return peers;
-
-failed:
-
-    ngx_destroy_pool(pool);
-    return NULL;
+    return NGX_OK;
 }
 
 
 static void
-ngx_http_mesh_release_peers(ngx_http_mesh_peers_t *peers)
+ngx_http_mesh_release_view(ngx_http_mesh_view_t *view)
 {
-    if (--peers->refs) {
+    ngx_uint_t  i;
+
+    if (view == NULL || --view->refs) {
         return;
     }
 
-    mesh_chash_free(&peers->ring);
-    ngx_destroy_pool(peers->pool);
+    for (i = 0; view->targets && i < view->ntargets; i++) {
+        mesh_chash_free(&view->targets[i].ring);
+    }
+
+    if (view->gen) {
+        ngx_http_mesh_gen_release(view->gen);
+    }
+
+    ngx_destroy_pool(view->pool);
 }
 
 
@@ -511,9 +832,246 @@ ngx_http_mesh_cleanup_peer(void *data)
         pd->current = NULL;
     }
 
-    if (pd->peers) {
-        ngx_http_mesh_release_peers(pd->peers);
-        pd->peers = NULL;
+    if (pd->view) {
+        ngx_http_mesh_release_view(pd->view);
+        pd->view = NULL;
+    }
+}
+
+
+static int
+ngx_http_mesh_regex_match(void *regex, const char *s, size_t len)
+{
+    ngx_str_t  str;
+
+    if (regex == NULL) {
+        return 0;
+    }
+
+    str.len = len;
+    str.data = (u_char *) s;
+
+    return ngx_regex_exec(regex, &str, NULL, 0) >= 0;
+}
+
+
+static ngx_table_elt_t *
+ngx_http_mesh_header(ngx_http_request_t *r, const char *name, size_t len)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+/* the first http[] route whose match fits; NULL when none does */
+static ngx_http_mesh_route_t *
+ngx_http_mesh_find_route(ngx_http_request_t *r, ngx_http_mesh_view_t *view)
+{
+    ngx_uint_t            i, k, h, fits;
+    mesh_match_t         *m;
+    ngx_table_elt_t      *hdr;
+    mesh_http_route_t    *route;
+    mesh_header_match_t  *hm;
+
+    for (i = 0; i < view->nroutes; i++) {
+        route = view->routes[i].route;
+
+        if (route->nmatches == 0) {
+            return &view->routes[i];
+        }
+
+        for (k = 0; k < route->nmatches; k++) {
+            m = &route->matches[k];
+            fits = 1;
+
+            if (m->uri
+                && !mesh_string_match(m->uri, (char *) r->uri.data,
+                                      r->uri.len, ngx_http_mesh_regex_match))
+            {
+                fits = 0;
+            }
+
+            for (h = 0; fits && h < m->nheaders; h++) {
+                hm = &m->headers[h];
+                hdr = ngx_http_mesh_header(r, hm->name, hm->name_len);
+
+                if (hdr == NULL
+                    || !mesh_string_match(&hm->match, (char *) hdr->value.data,
+                                          hdr->value.len,
+                                          ngx_http_mesh_regex_match))
+                {
+                    fits = 0;
+                }
+            }
+
+            if (fits) {
+                return &view->routes[i];
+            }
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * A route's retries and timeout: the upstream conf is the location's,
+ * shared by its requests, so this request gets a copy of its own.
+ */
+static ngx_int_t
+ngx_http_mesh_route_conf(ngx_http_request_t *r, mesh_http_route_t *route)
+{
+    ngx_msec_t                 t;
+    ngx_uint_t                 next;
+    ngx_http_upstream_t       *u;
+    ngx_http_upstream_conf_t  *conf;
+
+    if (route->attempts < 0 && route->per_try_timeout < 0
+        && route->retry_on == 0 && route->timeout < 0)
+    {
+        return NGX_OK;
+    }
+
+    u = r->upstream;
+
+    conf = ngx_palloc(r->pool, sizeof(ngx_http_upstream_conf_t));
+    if (conf == NULL) {
+        return NGX_ERROR;
+    }
+
+    *conf = *u->conf;
+
+    if (route->attempts >= 0) {
+        conf->next_upstream_tries = route->attempts + 1;
+
+        if (route->attempts == 0) {
+            conf->next_upstream = NGX_HTTP_UPSTREAM_FT_OFF;
+        }
+    }
+
+    if (route->retry_on && route->attempts != 0) {
+        next = conf->next_upstream & NGX_HTTP_UPSTREAM_FT_NON_IDEMPOTENT;
+
+        if (route->retry_on & MESH_RETRY_5XX) {
+            next |= NGX_HTTP_UPSTREAM_FT_ERROR|NGX_HTTP_UPSTREAM_FT_TIMEOUT
+                    |NGX_HTTP_UPSTREAM_FT_HTTP_500
+                    |NGX_HTTP_UPSTREAM_FT_HTTP_502
+                    |NGX_HTTP_UPSTREAM_FT_HTTP_503
+                    |NGX_HTTP_UPSTREAM_FT_HTTP_504;
+        }
+
+        if (route->retry_on & MESH_RETRY_GATEWAY_ERROR) {
+            next |= NGX_HTTP_UPSTREAM_FT_HTTP_502
+                    |NGX_HTTP_UPSTREAM_FT_HTTP_503
+                    |NGX_HTTP_UPSTREAM_FT_HTTP_504;
+        }
+
+        if (route->retry_on & MESH_RETRY_CONNECT_FAILURE) {
+            next |= NGX_HTTP_UPSTREAM_FT_ERROR|NGX_HTTP_UPSTREAM_FT_TIMEOUT;
+        }
+
+        if (route->retry_on & MESH_RETRY_RESET) {
+            next |= NGX_HTTP_UPSTREAM_FT_ERROR;
+        }
+
+        if (route->retry_on & MESH_RETRY_RETRIABLE_4XX) {
+            next |= NGX_HTTP_UPSTREAM_FT_HTTP_429;
+        }
+
+        conf->next_upstream = next;
+    }
+
+    if (route->per_try_timeout > 0) {
+        t = (ngx_msec_t) route->per_try_timeout;
+
+        conf->connect_timeout = ngx_min(conf->connect_timeout, t);
+        conf->send_timeout = t;
+        conf->read_timeout = t;
+    }
+
+    if (route->timeout > 0) {
+        t = (ngx_msec_t) route->timeout;
+
+        conf->next_upstream_timeout = t;
+        conf->connect_timeout = ngx_min(conf->connect_timeout, t);
+        conf->send_timeout = ngx_min(conf->send_timeout, t);
+        conf->read_timeout = ngx_min(conf->read_timeout, t);
+    }
+
+    u->conf = conf;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mesh_hash_key(ngx_http_request_t *r, ngx_http_mesh_srv_conf_t *mscf,
+    ngx_http_mesh_target_t *t, ngx_str_t *key)
+{
+    ngx_table_elt_t  *h;
+
+    key->len = 0;
+
+    switch (t->hash) {
+
+    case NGX_HTTP_MESH_HASH_HEADER:
+        h = ngx_http_mesh_header(r, (char *) t->hash_name.data,
+                                 t->hash_name.len);
+        if (h) {
+            *key = h->value;
+        }
+        return NGX_OK;
+
+    case NGX_HTTP_MESH_HASH_QUERY:
+        if (ngx_http_arg(r, t->hash_name.data, t->hash_name.len, key)
+            != NGX_OK)
+        {
+            key->len = 0;
+        }
+        return NGX_OK;
+
+    case NGX_HTTP_MESH_HASH_COOKIE:
+        if (ngx_http_parse_multi_header_lines(&r->headers_in.cookies,
+                                              &t->hash_name, key)
+            == NGX_DECLINED)
+        {
+            key->len = 0;
+        }
+        return NGX_OK;
+
+    case NGX_HTTP_MESH_HASH_SOURCE_IP:
+        *key = r->connection->addr_text;
+        return NGX_OK;
+
+    default: /* NGX_HTTP_MESH_HASH_KEY */
+        if (mscf->key == NULL) {
+            return NGX_OK;      /* round robin */
+        }
+
+        return ngx_http_complex_value(r, mscf->key, key);
     }
 }
 
@@ -522,13 +1080,16 @@ static ngx_int_t
 ngx_http_mesh_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
 {
-    ngx_str_t                   key;
-    ngx_uint_t                  n;
-    ngx_pool_cleanup_t         *cln;
-    ngx_http_mesh_peers_t      *peers;
-    ngx_http_mesh_srv_conf_t   *mscf;
-    ngx_http_mesh_main_conf_t  *mmcf;
-    ngx_http_mesh_peer_data_t  *pd;
+    int                          d;
+    ngx_str_t                    key;
+    ngx_uint_t                   n;
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_mesh_view_t        *view;
+    ngx_http_mesh_route_t       *rt;
+    ngx_http_mesh_target_t      *t;
+    ngx_http_mesh_srv_conf_t    *mscf;
+    ngx_http_mesh_main_conf_t   *mmcf;
+    ngx_http_mesh_peer_data_t   *pd;
 
     mscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_mesh_module);
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mesh_module);
@@ -545,10 +1106,44 @@ ngx_http_mesh_init_peer(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    peers = mscf->peers;
-    n = peers ? peers->number : 0;
-
     pd->conf = mscf;
+
+    view = mscf->view;
+    t = NULL;
+
+    if (view) {
+        view->refs++;
+        pd->view = view;
+
+        t = &view->targets[0];
+
+        if (view->vs) {
+            rt = ngx_http_mesh_find_route(r, view);
+            pd->route = rt;
+            t = NULL;
+
+            if (rt == NULL) {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "mesh: no route of VirtualService \"%s\" "
+                              "fits the request to service \"%V\"",
+                              view->vs->name, &mscf->service);
+
+            } else {
+                d = mesh_route_pick(rt->route, (uint32_t) ngx_random());
+                t = (d >= 0) ? rt->dest[d] : NULL;
+
+                if (ngx_http_mesh_route_conf(r, rt->route) != NGX_OK) {
+                    return NGX_ERROR;
+                }
+            }
+        }
+    }
+
+    cln->handler = ngx_http_mesh_cleanup_peer;
+    cln->data = pd;
+
+    pd->target = t;
+    n = t ? t->number : 0;
 
     pd->tried = ngx_pcalloc(r->pool,
                             (n / (8 * sizeof(uintptr_t)) + 1)
@@ -557,16 +1152,8 @@ ngx_http_mesh_init_peer(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (peers) {
-        peers->refs++;
-        pd->peers = peers;
-    }
-
-    cln->handler = ngx_http_mesh_cleanup_peer;
-    cln->data = pd;
-
-    if (mscf->balancer == NGX_HTTP_MESH_CHASH) {
-        if (ngx_http_complex_value(r, mscf->key, &key) != NGX_OK) {
+    if (t && t->balancer == NGX_HTTP_MESH_CHASH) {
+        if (ngx_http_mesh_hash_key(r, mscf, t, &key) != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -597,34 +1184,42 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
     ngx_uint_t                  n, k, tried;
     mesh_peer_t                *mp;
     ngx_http_mesh_peer_t       *peer;
-    ngx_http_mesh_peers_t      *peers;
+    ngx_http_mesh_target_t     *t;
     ngx_http_mesh_main_conf_t  *mmcf;
 
-    peers = pd->peers;
-    n = peers ? peers->number : 0;
+    t = pd->target;
+    n = t ? t->number : 0;
 
     if (n == 0) {
+        if (pd->view && pd->view->vs && pd->route == NULL) {
+            return NGX_BUSY;    /* logged by init_peer */
+        }
+
         ngx_log_error(NGX_LOG_ERR, pc->log, 0,
-                      "mesh: no instances of service \"%V\" for upstream "
-                      "\"%V\"", &pd->conf->service,
+                      "mesh: no instances of service \"%V\"%s%V%s for "
+                      "upstream \"%V\"", &pd->conf->service,
+                      t && t->subset.len ? " (subset \"" : "",
+                      t ? &t->subset : &pd->conf->service,
+                      t && t->subset.len ? "\")" : "",
                       &pd->conf->upstream->host);
         return NGX_BUSY;
     }
 
-    mp = peers->mp;
+    mp = t->mp;
     tried = 0;
 
     for (k = 0; k < n; k++) {
         m = (uintptr_t) 1 << k % (8 * sizeof(uintptr_t));
         mp[k].skip = (pd->tried[k / (8 * sizeof(uintptr_t))] & m)
-                     || !peers->peer[k].healthy;
+                     || !t->peer[k].healthy
+                     || (t->max_conns && *mp[k].active >= t->max_conns);
         tried |= (pd->tried[k / (8 * sizeof(uintptr_t))] & m) != 0;
     }
 
     mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                                ngx_http_mesh_module);
 
-    switch (pd->conf->balancer) {
+    switch (t->balancer) {
 
     case NGX_HTTP_MESH_RANDOM:
         i = mesh_random_pick(mp, n, ngx_http_mesh_rand, NULL);
@@ -636,7 +1231,7 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
 
     case NGX_HTTP_MESH_CHASH:
         if (pd->has_hash) {
-            i = mesh_chash_pick(&peers->ring, mp, pd->hash);
+            i = mesh_chash_pick(&t->ring, mp, pd->hash);
             break;
         }
 
@@ -652,9 +1247,12 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
     if (i < 0) {
         if (!tried) {
             ngx_log_error(NGX_LOG_ERR, pc->log, 0,
-                          "mesh: no healthy instance of service \"%V\" for "
-                          "upstream \"%V\" (%ui registered)",
-                          &pd->conf->service, &pd->conf->upstream->host, n);
+                          "mesh: no healthy instance of service \"%V\"%s%V%s "
+                          "for upstream \"%V\" (%ui registered)",
+                          &pd->conf->service,
+                          t->subset.len ? " (subset \"" : "", &t->subset,
+                          t->subset.len ? "\")" : "",
+                          &pd->conf->upstream->host, n);
         }
 
         return NGX_BUSY;
@@ -663,8 +1261,9 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
     pd->tried[i / (8 * sizeof(uintptr_t))] |=
                                  (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
 
-    peer = &peers->peer[i];
+    peer = &t->peer[i];
     pd->current = peer;
+    pd->last = peer;
 
     (void) __sync_fetch_and_add(&peer->stat->active, 1);
     (void) __sync_fetch_and_add(&peer->stat->requests, 1);

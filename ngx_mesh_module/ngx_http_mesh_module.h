@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 
 #include "mesh_balancer.h"
+#include "mesh_policy.h"
 #include "mesh_snapshot.h"
 
 
@@ -71,6 +72,13 @@ typedef struct {
 } ngx_http_mesh_zone_t;
 
 
+#define NGX_HTTP_MESH_HASH_KEY        0    /* mesh_balancer's key */
+#define NGX_HTTP_MESH_HASH_HEADER     1
+#define NGX_HTTP_MESH_HASH_QUERY      2
+#define NGX_HTTP_MESH_HASH_COOKIE     3
+#define NGX_HTTP_MESH_HASH_SOURCE_IP  4
+
+
 typedef struct {
     ngx_str_t                      id;
     ngx_str_t                      name;        /* "ADDR:PORT" */
@@ -81,16 +89,49 @@ typedef struct {
 } ngx_http_mesh_peer_t;
 
 
-/* one upstream's members as one worker last built them */
+/* one snapshot as one worker parsed it, shared by the views built on it */
 typedef struct {
-    ngx_uint_t                     refs;        /* requests + current */
+    ngx_uint_t                     refs;
+    u_char                        *json;
+    mesh_snapshot_t               *snap;
+    mesh_policies_t               *policies;    /* NULL: none */
+    ngx_pool_t                    *pool;        /* compiled regexes */
+} ngx_http_mesh_gen_t;
+
+
+/* what a request is balanced over: the whole service or a subset */
+typedef struct {
+    ngx_str_t                      subset;      /* empty: whole service */
     ngx_uint_t                     number;
-    uint64_t                       index;
     ngx_http_mesh_peer_t          *peer;
     mesh_peer_t                   *mp;          /* for the algorithms */
     mesh_chash_ring_t              ring;
+    ngx_uint_t                     balancer;    /* NGX_HTTP_MESH_RR... */
+    ngx_uint_t                     hash;        /* NGX_HTTP_MESH_HASH_* */
+    ngx_str_t                      hash_name;
+    ngx_uint_t                     max_conns;   /* 0: no cap */
+} ngx_http_mesh_target_t;
+
+
+typedef struct {
+    mesh_http_route_t             *route;
+    ngx_http_mesh_target_t       **dest;        /* per destination; NULL:
+                                                   a subset nothing defines */
+} ngx_http_mesh_route_t;
+
+
+/* one upstream's members and routes as one worker last built them */
+typedef struct {
+    ngx_uint_t                     refs;        /* requests + current */
+    uint64_t                       index;
     ngx_pool_t                    *pool;
-} ngx_http_mesh_peers_t;
+    ngx_http_mesh_gen_t           *gen;
+    ngx_http_mesh_target_t        *targets;     /* [0]: the whole service */
+    ngx_uint_t                     ntargets;
+    ngx_http_mesh_route_t         *routes;      /* VirtualService http[] */
+    ngx_uint_t                     nroutes;
+    const mesh_virtual_service_t  *vs;          /* NULL: none */
+} ngx_http_mesh_view_t;
 
 
 typedef struct ngx_http_mesh_srv_conf_s  ngx_http_mesh_srv_conf_t;
@@ -100,7 +141,7 @@ struct ngx_http_mesh_srv_conf_s {
     ngx_uint_t                     balancer;
     ngx_http_complex_value_t      *key;
     ngx_http_upstream_srv_conf_t  *upstream;
-    ngx_http_mesh_peers_t         *peers;       /* worker-local */
+    ngx_http_mesh_view_t          *view;        /* worker-local */
     ngx_uint_t                     missing;     /* logged: not in snapshot */
 };
 
@@ -119,7 +160,9 @@ typedef struct {
 /* the request's choice, for free_peer and the variables */
 typedef struct {
     ngx_http_mesh_srv_conf_t      *conf;
-    ngx_http_mesh_peers_t         *peers;
+    ngx_http_mesh_view_t          *view;
+    ngx_http_mesh_target_t        *target;
+    ngx_http_mesh_route_t         *route;
     ngx_http_mesh_peer_t          *current;     /* chosen, not yet freed */
     ngx_http_mesh_peer_t          *last;        /* the last one chosen */
     uintptr_t                     *tried;

@@ -496,6 +496,7 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p)
     ngx_int_t               status;
     uint64_t                old;
     mesh_snapshot_t        *snap;
+    mesh_policies_t        *policies;
     ngx_http_mesh_zone_t   *zone;
 
     zone = &p->mmcf->zone;
@@ -539,6 +540,19 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p)
         ngx_http_mesh_poll_fail(p, 0, reason);
         return;
     }
+
+    policies = mesh_policies_parse(snap->policies, snap->policies_len, err,
+                                   sizeof(err));
+    if (policies == NULL) {
+        ngx_snprintf((u_char *) reason, sizeof(reason),
+                     "snapshot index %uL refused, keeping index %uL: "
+                     "policies: %s%Z", snap->index, zone->sh->index, err);
+        mesh_snapshot_free(snap);
+        ngx_http_mesh_poll_fail(p, 0, reason);
+        return;
+    }
+
+    mesh_policies_free(policies);
 
     old = zone->sh->index;
 

@@ -359,7 +359,7 @@ ngx_http_mesh_get_stat(ngx_http_mesh_zone_t *zone, ngx_str_t *service,
 void
 ngx_http_mesh_expire_stats(ngx_http_mesh_zone_t *zone, mesh_snapshot_t *snap)
 {
-    u_char                 *slash;
+    u_char                 *slash, *end;
     ngx_msec_t              now;
     ngx_queue_t            *q, *next;
     ngx_http_mesh_stat_t   *st;
@@ -384,11 +384,17 @@ ngx_http_mesh_expire_stats(ngx_http_mesh_zone_t *zone, mesh_snapshot_t *snap)
             svc = mesh_snapshot_service(snap, (char *) st->name,
                                         slash - st->name);
 
+            /* "service/id" or a subset's "service/id#subset" */
+            end = ngx_strlchr(slash + 1, st->name + st->len, '#');
+            if (end == NULL) {
+                end = st->name + st->len;
+            }
+
             for (i = 0; svc && i < svc->ninstances; i++) {
                 if (ngx_strlen(svc->instances[i].id)
-                    == (size_t) (st->name + st->len - slash - 1)
+                    == (size_t) (end - slash - 1)
                     && ngx_strncmp(svc->instances[i].id, slash + 1,
-                                   st->name + st->len - slash - 1) == 0)
+                                   end - slash - 1) == 0)
                 {
                     found = 1;
                     break;

@@ -59,7 +59,7 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
     ngx_chain_t                  out;
     ngx_http_mesh_peer_t        *peer;
     ngx_http_mesh_zone_t        *zone;
-    ngx_http_mesh_peers_t       *peers;
+    ngx_http_mesh_target_t      *peers;
     ngx_http_mesh_srv_conf_t   **ups;
     ngx_http_mesh_main_conf_t   *mmcf;
 
@@ -119,7 +119,7 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
                 + 1 + ngx_http_mesh_json_len(ups[i]->upstream->host.data,
                                              ups[i]->upstream->host.len);
 
-        peers = ups[i]->peers;
+        peers = ups[i]->view ? &ups[i]->view->targets[0] : NULL;
 
         for (k = 0; peers && k < peers->number; k++) {
             peer = &peers->peer[k];
@@ -201,10 +201,11 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
                                        ups[j]->upstream->host.len);
         }
 
-        p = ngx_sprintf(p, "],\"balancer\":\"%s\",\"instances\":[",
-                        ngx_http_mesh_balancer_name(ups[i]->balancer));
+        peers = ups[i]->view ? &ups[i]->view->targets[0] : NULL;
 
-        peers = ups[i]->peers;
+        p = ngx_sprintf(p, "],\"balancer\":\"%s\",\"instances\":[",
+                        ngx_http_mesh_balancer_name(peers ? peers->balancer
+                                                    : ups[i]->balancer));
 
         for (k = 0; peers && k < peers->number; k++) {
             peer = &peers->peer[k];

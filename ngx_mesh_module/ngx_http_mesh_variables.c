@@ -91,7 +91,7 @@ ngx_http_mesh_variable_instance(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    /* the peers stay alive while the request holds pd->peers */
+    /* the peers stay alive while the request holds pd->view */
     v->len = peer->id.len;
     v->data = peer->id.data;
     v->valid = 1;
@@ -113,8 +113,8 @@ ngx_http_mesh_variable_index(ngx_http_request_t *r,
 
     pd = ngx_http_get_module_ctx(r, ngx_http_mesh_module);
 
-    if (pd && pd->peers) {
-        index = pd->peers->index;
+    if (pd && pd->view) {
+        index = pd->view->index;
 
     } else {
         snap = ngx_http_mesh_current_snapshot();
