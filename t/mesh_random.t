@@ -37,11 +37,16 @@ http {
     upstream orders {
         mesh orders;
         mesh_balancer random;
+        keepalive 8;            # only to make 30,000 requests faster
     }
 
     server {
         listen 127.0.0.1:%%PORT_HTTP%% reuseport;
-        location / { proxy_pass http://orders; }
+        location / {
+            proxy_pass http://orders;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
         location = /mesh/status { mesh_status; }
     }
 }
