@@ -9,7 +9,9 @@
 #   answers 504 in about 0.3 s;
 # - an instance answering 503: without a policy the client sees the 503
 #   (nginx retries only on error and timeout by default); with retryOn 5xx
-#   it gets 200 from another instance.
+#   it gets 200 from another instance;
+# - retryOn retriable-4xx retries a 409 (documented as Envoy's meaning,
+#   nginx's http_409).
 
 use strict;
 use warnings;
@@ -33,6 +35,8 @@ my %port = (
     bad  => $t->start_backend(name => 'bad', events => 1, status => 503),
     pok1 => $t->start_backend(name => 'pok1', events => 1),
     pok2 => $t->start_backend(name => 'pok2', events => 1),
+    c409 => $t->start_backend(name => 'c409', events => 1, status => 409),
+    cok  => $t->start_backend(name => 'cok', events => 1),
 );
 
 for my $b (qw(hang ok1 ok2)) {
@@ -42,6 +46,9 @@ for my $b (qw(hang ok1 ok2)) {
 }
 for my $b (qw(bad pok1 pok2)) {
     is $t->register(pay => $b, $port{$b})->{status}, 201, "register pay/$b";
+}
+for my $b (qw(c409 cok)) {
+    is $t->register(cart => $b, $port{$b})->{status}, 201, "register cart/$b";
 }
 
 $t->nginx_conf(<<'EOF');
@@ -60,10 +67,16 @@ http {
         mesh_balancer round_robin;
     }
 
+    upstream cart {
+        mesh cart;
+        mesh_balancer round_robin;
+    }
+
     server {
         listen 127.0.0.1:%%PORT_HTTP%%;
         location /     { proxy_pass http://orders; }
         location /pay/ { proxy_pass http://pay; }
+        location /cart/ { proxy_pass http://cart; }
         location = /mesh/status { mesh_status; }
     }
 }
@@ -241,6 +254,22 @@ apply('pay-vs', $gw, 'pay: retryOn reset');
 %st = ();
 $st{ $_->[0] }++ for timed(9, '/pay/x');
 ok $st{503}, 'retryOn reset: a 503 is not retried' or diag explain \%st;
+
+# retriable-4xx: a 409 is retried on another instance
+
+%st = ();
+$st{ $_->[0] }++ for timed(6, '/cart/x');
+ok $st{409}, 'no policy on cart: the client sees the 409s'
+    or diag explain \%st;
+
+$gw =~ s/\bpay\b/cart/g;
+$gw =~ s/reset/retriable-4xx/;
+apply('cart-vs', $gw, 'cart: retryOn retriable-4xx');
+%st = ();
+$st{ "$_->[0] $_->[1]" }++ for timed(6, '/cart/x');
+is_deeply \%st, { '200 cok' => 6 },
+    'retryOn retriable-4xx: a 409 is retried, 200 from cok'
+    or diag explain \%st;
 
 $t->done_checks;
 done_testing;
