@@ -20,7 +20,8 @@ RD_LIB_SRCS = registryd/rd_log.c registryd/rd_buf.c registryd/rd_util.c \
               registryd/rd_conf.c registryd/rd_store.c \
               registryd/rd_store_sqlite.c registryd/rd_registry.c \
               registryd/rd_snapshot.c registryd/rd_metrics.c \
-              registryd/rd_api.c registryd/rd_policy.c
+              registryd/rd_api.c registryd/rd_policy.c \
+              registryd/rd_events.c
 RD_HDRS     = $(wildcard registryd/*.h)
 CHECK_SRCS  = $(wildcard registryd/tests/check_*.c)
 

@@ -11,6 +11,7 @@
 
 #include "rd_api.h"
 #include "rd_conf.h"
+#include "rd_events.h"
 #include "rd_log.h"
 #include "rd_registry.h"
 #include "rd_store.h"
@@ -126,6 +127,7 @@ main(int argc, char **argv)
     sigset_t        set;
     rd_api_t       *api = NULL;
     rd_conf_t       conf;
+    rd_events_t    *events = NULL;
     rd_store_t     *store = NULL;
     rd_registry_t  *reg = NULL;
 
@@ -164,6 +166,15 @@ main(int argc, char **argv)
         goto done;
     }
 
+    events = rd_events_create((size_t) conf.events_keep,
+                              rd_registry_index(reg), err);
+    if (events == NULL) {
+        rd_error("%s", err);
+        goto done;
+    }
+
+    reg->events = events;
+
     if (rd_registry_start(reg, err) != 0) {
         rd_error("%s", err);
         goto done;
@@ -192,6 +203,7 @@ done:
     rd_registry_stop(reg);      /* answers every queued write */
     rd_api_free(api);
     rd_registry_free(reg);
+    rd_events_free(events);
     rd_store_close(store);
     free(token);
     rd_conf_free(&conf);

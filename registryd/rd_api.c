@@ -18,6 +18,7 @@
 #include "rd_snapshot.h"
 
 #define RD_TICK_MS  10
+#define RD_PING_MS  15000       /* a comment to idle event streams */
 
 typedef struct rd_req_s  rd_req_t;
 
@@ -25,6 +26,7 @@ enum {
     RD_REQ_NEW = 0,
     RD_REQ_WAIT_OP,
     RD_REQ_WAIT_INDEX,
+    RD_REQ_WAIT_EVENTS,
     RD_REQ_ANSWERED
 };
 
@@ -52,6 +54,18 @@ struct rd_req_s {
     rd_req_t               *prev;
     rd_req_t               *next;
     int                     waiting;
+
+    int                     has_index;  /* events: ?index= given */
+
+    /* an event stream (SSE); the flags under api->lock */
+    int                     streaming;
+    int                     suspended;
+    int                     ping;
+    uint64_t                ev_last;    /* newest event sent */
+    rd_buf_t                out;        /* rendered, not yet sent */
+    size_t                  out_off;
+    rd_req_t               *sprev;
+    rd_req_t               *snext;
 };
 
 struct rd_api_s {
@@ -64,6 +78,8 @@ struct rd_api_s {
     pthread_mutex_t         lock;       /* waiters, stopping */
     rd_req_t               *waiters;
     size_t                  nwaiters;
+    rd_req_t               *streams;
+    size_t                  nstreams;
     int                     stopping;
 
     pthread_t               timer;
@@ -82,6 +98,9 @@ rd_now_us(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
+
+
+static enum MHD_Result rd_api_wait(rd_req_t *rq, int64_t wait, int state);
 
 
 /* responses */
@@ -274,6 +293,11 @@ rd_api_route(rd_req_t *rq, const char *url, const char **bad)
         return RD_M_GET;
     }
 
+    if (strcmp(url, "/v1/events") == 0) {
+        rq->route = RD_ROUTE_EVENTS;
+        return RD_M_GET;
+    }
+
     if (strcmp(url, "/v1/services") == 0 || strcmp(url, "/v1/services/") == 0)
     {
         rq->route = RD_ROUTE_SERVICES;
@@ -423,7 +447,12 @@ rd_api_metrics(rd_req_t *rq)
 
     pthread_mutex_lock(&api->lock);
     g.waiters = api->nwaiters;
+    g.stream_clients = api->nstreams;
     pthread_mutex_unlock(&api->lock);
+
+    pthread_rwlock_rdlock(&api->reg->lock);
+    g.policies = api->reg->npolicies;
+    pthread_rwlock_unlock(&api->reg->lock);
 
     pthread_mutex_lock(&api->reg->qlock);
     g.queued = api->reg->qlen;
@@ -689,11 +718,33 @@ rd_api_snapshot(rd_req_t *rq)
         return rd_api_send_snapshot(rq);
     }
 
-    /* wait for the next index: suspend first, then become visible */
-
     rq->want_index = v;
+
+    return rd_api_wait(rq, wait, RD_REQ_WAIT_INDEX);
+}
+
+
+/* a waiter's reason to stop waiting is there; api->lock held */
+static int
+rd_api_ready(rd_req_t *rq)
+{
+    if (rq->state == RD_REQ_WAIT_EVENTS) {
+        return rd_events_last(rq->api->reg->events) > rq->want_index;
+    }
+
+    return rq->want_index != rd_registry_index(rq->api->reg);
+}
+
+
+/* wait for the next change (state WAIT_INDEX or WAIT_EVENTS) or for
+ * wait ms: suspend first, then become visible */
+static enum MHD_Result
+rd_api_wait(rd_req_t *rq, int64_t wait, int state)
+{
+    rd_api_t  *api = rq->api;
+
     rq->deadline = rd_now_ms() + wait;
-    rq->state = RD_REQ_WAIT_INDEX;
+    rq->state = state;
 
     MHD_set_connection_option(rq->conn, MHD_CONNECTION_OPTION_TIMEOUT,
                               (unsigned int) (wait / 1000 + 60));
@@ -701,7 +752,7 @@ rd_api_snapshot(rd_req_t *rq)
 
     pthread_mutex_lock(&api->lock);
 
-    if (api->stopping || v != rd_registry_index(api->reg)) {
+    if (api->stopping || rd_api_ready(rq)) {
         pthread_mutex_unlock(&api->lock);
         MHD_resume_connection(rq->conn);
         return MHD_YES;
@@ -719,6 +770,292 @@ rd_api_snapshot(rd_req_t *rq)
     pthread_mutex_unlock(&api->lock);
 
     return MHD_YES;
+}
+
+
+/* events */
+
+static enum MHD_Result
+rd_api_send_events(rd_req_t *rq)
+{
+    int        truncated;
+    rd_buf_t   items, b;
+    uint64_t   upto;
+    rd_api_t  *api = rq->api;
+
+    rd_buf_init(&items, 4096);
+    rd_events_render(api->reg->events, rq->want_index, 0, RD_EVENTS_JSON,
+                     &items, &upto, &truncated);
+
+    rd_buf_init(&b, items.len + 64);
+    rd_buf_adds(&b, "{\"index\":");
+    rd_buf_add_u64(&b, upto);
+    rd_buf_adds(&b, ",\"events\":[");
+    rd_buf_add(&b, items.data, items.len);
+    rd_buf_addc(&b, ']');
+
+    if (truncated && rq->has_index) {
+        rd_buf_adds(&b, ",\"truncated\":true");
+    }
+
+    rd_buf_adds(&b, "}\n");
+    rd_buf_free(&items);
+
+    return rd_api_json(rq, 200, &b, rd_registry_index(api->reg));
+}
+
+
+/* libmicrohttpd asks for more of an event stream */
+static ssize_t
+rd_api_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    int        truncated;
+    size_t     n;
+    rd_buf_t   note;
+    uint64_t   upto;
+    rd_req_t  *rq = cls;
+    rd_api_t  *api = rq->api;
+
+    (void) pos;
+
+    while (rq->out_off == rq->out.len) {
+        rq->out.len = 0;
+        rq->out_off = 0;
+
+        rd_events_render(api->reg->events, rq->ev_last, 256, RD_EVENTS_SSE,
+                         &rq->out, &upto, &truncated);
+
+        if (truncated) {
+            /* the client is behind what is kept: say so before going on
+             * from the oldest event kept */
+            rd_buf_init(&note, rq->out.len + 64);
+            rd_buf_adds(&note, "event: truncated\ndata: {\"index\":");
+            rd_buf_add_u64(&note, rq->ev_last);
+            rd_buf_adds(&note, ",\"truncated\":true}\n\n");
+            rd_buf_add(&note, rq->out.data, rq->out.len);
+            rd_buf_free(&rq->out);
+            rq->out = note;
+        }
+
+        if (rq->out.len) {
+            rq->ev_last = upto;
+            break;
+        }
+
+        /* nothing new: suspend until the next change, a ping or the end;
+         * checked and suspended under the lock rd_api_wake_streams takes */
+
+        pthread_mutex_lock(&api->lock);
+
+        if (rd_events_last(api->reg->events) > rq->ev_last) {
+            pthread_mutex_unlock(&api->lock);
+            continue;
+        }
+
+        if (rq->ping) {
+            rq->ping = 0;
+            pthread_mutex_unlock(&api->lock);
+            rd_buf_adds(&rq->out, ": ping\n\n");
+            break;
+        }
+
+        if (api->stopping) {
+            pthread_mutex_unlock(&api->lock);
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+
+        rq->suspended = 1;
+        MHD_suspend_connection(rq->conn);
+        pthread_mutex_unlock(&api->lock);
+
+        return 0;
+    }
+
+    n = rq->out.len - rq->out_off;
+    if (n > max) {
+        n = max;
+    }
+
+    memcpy(buf, rq->out.data + rq->out_off, n);
+    rq->out_off += n;
+
+    return (ssize_t) n;
+}
+
+
+static void
+rd_api_unlink_stream(rd_api_t *api, rd_req_t *rq)
+{
+    if (rq->sprev) {
+        rq->sprev->snext = rq->snext;
+    } else {
+        api->streams = rq->snext;
+    }
+
+    if (rq->snext) {
+        rq->snext->sprev = rq->sprev;
+    }
+
+    rq->sprev = NULL;
+    rq->snext = NULL;
+    rq->streaming = 0;
+    api->nstreams--;
+}
+
+
+/* resume the streams that wait for events; ping: make each send a
+ * comment even without one */
+static void
+rd_api_wake_streams(rd_api_t *api, int ping)
+{
+    rd_req_t  *rq;
+
+    pthread_mutex_lock(&api->lock);
+
+    for (rq = api->streams; rq; rq = rq->snext) {
+        rq->ping |= ping;
+
+        if (rq->suspended) {
+            rq->suspended = 0;
+            MHD_resume_connection(rq->conn);
+        }
+    }
+
+    pthread_mutex_unlock(&api->lock);
+}
+
+
+static enum MHD_Result
+rd_api_stream(rd_req_t *rq, uint64_t after)
+{
+    char                  msg[96];
+    rd_api_t             *api = rq->api;
+    struct MHD_Response  *resp;
+
+    pthread_mutex_lock(&api->lock);
+
+    if (api->stopping) {
+        pthread_mutex_unlock(&api->lock);
+        return rd_api_error(rq, 503, "registryd is shutting down", NULL);
+    }
+
+    if (api->nstreams >= (size_t) api->conf->events_max_clients) {
+        pthread_mutex_unlock(&api->lock);
+        snprintf(msg, sizeof(msg), "too many event streams (at most %lld)",
+                 (long long) api->conf->events_max_clients);
+        return rd_api_error(rq, 503, msg, NULL);
+    }
+
+    rq->streaming = 1;
+    rq->ev_last = after;
+    rd_buf_init(&rq->out, 4096);
+    rd_buf_adds(&rq->out, "retry: 1000\n\n");
+
+    rq->sprev = NULL;
+    rq->snext = api->streams;
+    if (api->streams) {
+        api->streams->sprev = rq;
+    }
+    api->streams = rq;
+    api->nstreams++;
+
+    pthread_mutex_unlock(&api->lock);
+
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384,
+                                             rd_api_stream_read, rq, NULL);
+    if (resp == NULL) {
+        return MHD_NO;          /* rd_api_completed unlinks the stream */
+    }
+
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+
+    /* a stream is idle between events: no timeout, pings find dead peers */
+    MHD_set_connection_option(rq->conn, MHD_CONNECTION_OPTION_TIMEOUT, 0);
+
+    return rd_api_send(rq, 200, resp, "text/event-stream",
+                       rd_registry_index(api->reg));
+}
+
+
+static int
+rd_api_parse_index(const char *s, uint64_t *out)
+{
+    char                *end;
+    unsigned long long   v;
+
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno) {
+        return -1;
+    }
+
+    *out = v;
+    return 0;
+}
+
+
+static enum MHD_Result
+rd_api_events(rd_req_t *rq)
+{
+    int          sse;
+    int64_t      wait;
+    uint64_t     after;
+    rd_api_t    *api = rq->api;
+    const char  *index, *w, *accept, *last_id;
+
+    index = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND,
+                                        "index");
+    w = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "wait");
+    accept = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                                         MHD_HTTP_HEADER_ACCEPT);
+    last_id = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                                          "Last-Event-ID");
+
+    sse = (accept && strstr(accept, "text/event-stream") != NULL);
+
+    wait = api->conf->default_wait;
+
+    if (w) {
+        wait = rd_parse_duration(w);
+        if (wait < 0) {
+            return rd_api_error(rq, 400, "wait must be a duration such as "
+                                "\"30s\"", "wait");
+        }
+
+        if (wait > api->conf->max_wait) {
+            wait = api->conf->max_wait;
+        }
+    }
+
+    after = 0;
+
+    if (index && rd_api_parse_index(index, &after) != 0) {
+        return rd_api_error(rq, 400, "index must be a non-negative integer",
+                            "index");
+    }
+
+    if (sse && last_id && last_id[0]) {
+        if (rd_api_parse_index(last_id, &after) != 0) {
+            return rd_api_error(rq, 400, "Last-Event-ID must be an event "
+                                "index", "Last-Event-ID");
+        }
+        index = last_id;
+    }
+
+    if (sse) {
+        return rd_api_stream(rq, after);
+    }
+
+    rq->want_index = after;
+    rq->has_index = (index != NULL);
+
+    if (index == NULL || wait == 0
+        || rd_events_last(api->reg->events) > after)
+    {
+        return rd_api_send_events(rq);
+    }
+
+    return rd_api_wait(rq, wait, RD_REQ_WAIT_EVENTS);
 }
 
 
@@ -834,6 +1171,7 @@ rd_api_heartbeat(rd_req_t *rq)
     }
 
     op->health = RD_HEALTH_PASSING;
+    op->reason = "heartbeat";
 
     return rd_api_submit(rq, op);
 }
@@ -1068,6 +1406,9 @@ rd_api_dispatch(rd_req_t *rq)
     case RD_ROUTE_SNAPSHOT:
         return rd_api_snapshot(rq);
 
+    case RD_ROUTE_EVENTS:
+        return rd_api_events(rq);
+
     case RD_ROUTE_HEARTBEAT:
         return rd_api_heartbeat(rq);
 
@@ -1104,6 +1445,8 @@ rd_api_dispatch(rd_req_t *rq)
         if (op == NULL) {
             return rd_api_error(rq, 500, "out of memory", NULL);
         }
+
+        op->reason = "api";
 
         return rd_api_submit(rq, op);
 
@@ -1274,6 +1617,9 @@ rd_api_handler(void *cls, struct MHD_Connection *conn, const char *url,
     case RD_REQ_WAIT_INDEX:
         return rd_api_send_snapshot(rq);
 
+    case RD_REQ_WAIT_EVENTS:
+        return rd_api_send_events(rq);
+
     default:
         return MHD_YES;         /* answered on the first call */
     }
@@ -1300,6 +1646,13 @@ rd_api_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
             rd_api_unlink_waiter(api, rq);
         }
         pthread_mutex_unlock(&api->lock);
+    }
+
+    if (rq->streaming) {
+        pthread_mutex_lock(&api->lock);
+        rd_api_unlink_stream(api, rq);
+        pthread_mutex_unlock(&api->lock);
+        rd_buf_free(&rq->out);
     }
 
     rd_op_free(rq->op);
@@ -1341,17 +1694,19 @@ rd_api_on_change(void *data, uint64_t index)
 
     rd_debug("index %llu", (unsigned long long) index);
     rd_api_wake(api, 1);
+    rd_api_wake_streams(api, 0);
 }
 
 
 static void *
 rd_api_timer(void *arg)
 {
-    int64_t          next_scan, now;
+    int64_t          next_scan, next_ping, now;
     rd_api_t        *api = arg;
     struct timespec  ts;
 
     next_scan = 0;
+    next_ping = rd_now_ms() + RD_PING_MS;
 
     pthread_mutex_lock(&api->tlock);
 
@@ -1377,6 +1732,11 @@ rd_api_timer(void *arg)
         if (now >= next_scan) {
             rd_registry_scan_ttl(api->reg);
             next_scan = now + api->conf->ttl_scan_interval;
+        }
+
+        if (now >= next_ping) {
+            rd_api_wake_streams(api, 1);
+            next_ping = now + RD_PING_MS;
         }
 
         pthread_mutex_lock(&api->tlock);
@@ -1545,6 +1905,7 @@ rd_api_quiesce(rd_api_t *api)
     pthread_mutex_unlock(&api->lock);
 
     rd_api_wake(api, 1);
+    rd_api_wake_streams(api, 0);
 }
 
 

@@ -47,6 +47,10 @@ static const rd_opt_t  rd_opts[] = {
     { "connection_limit", RD_OPT_INT, RD_OFF(connection_limit), 16, 1000000,
       "16384" },
     { "threads", RD_OPT_INT, RD_OFF(threads), 1, 64, "2" },
+    { "events_keep", RD_OPT_INT, RD_OFF(events_keep), 1, 10000000,
+      "10000" },
+    { "events_max_clients", RD_OPT_INT, RD_OFF(events_max_clients), 0,
+      100000, "256" },
     { NULL, 0, 0, 0, 0, NULL }
 };
 

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 
+#include "rd_events.h"
 #include "rd_metrics.h"
 
 #define RD_NCODES      12
@@ -11,7 +12,7 @@
 
 static const char *const  rd_route_names[RD_ROUTE_COUNT] = {
     "healthz", "metrics", "services", "service", "instance", "heartbeat",
-    "snapshot", "policies", "other"
+    "snapshot", "policies", "other", "events"
 };
 
 static const int  rd_codes[RD_NCODES] = {
@@ -32,6 +33,7 @@ static uint64_t  rd_commit_sum_ms;
 static uint64_t  rd_commits;
 static uint64_t  rd_commit_failures;
 static uint64_t  rd_committed_ops;
+static uint64_t  rd_events[RD_EV_COUNT];
 
 
 static size_t
@@ -86,6 +88,15 @@ rd_metrics_commit(int64_t elapsed_ms, size_t nops, int ok)
                        __ATOMIC_RELAXED);
     __atomic_add_fetch(&rd_commit_hist[rd_bucket(elapsed_ms / 1e3)], 1,
                        __ATOMIC_RELAXED);
+}
+
+
+void
+rd_metrics_event(int type)
+{
+    if (type >= 0 && type < RD_EV_COUNT) {
+        __atomic_add_fetch(&rd_events[type], 1, __ATOMIC_RELAXED);
+    }
 }
 
 
@@ -205,4 +216,25 @@ rd_metrics_render(rd_buf_t *b, const rd_metrics_gauges_t *g)
                                              __ATOMIC_RELAXED),
         g->store_ok, (unsigned long long) g->index, g->passing, g->critical,
         g->waiters, g->queued);
+
+    rd_buf_adds(b,
+        "# HELP registryd_events_total Events recorded, by type.\n"
+        "# TYPE registryd_events_total counter\n");
+
+    for (r = 0; r < RD_EV_COUNT; r++) {
+        rd_buf_printf(b, "registryd_events_total{type=\"%s\"} %llu\n",
+                      rd_event_type_name((int) r),
+                      (unsigned long long) __atomic_load_n(&rd_events[r],
+                                                           __ATOMIC_RELAXED));
+    }
+
+    rd_buf_printf(b,
+        "# HELP registryd_event_stream_clients Open event streams "
+        "(server-sent events).\n"
+        "# TYPE registryd_event_stream_clients gauge\n"
+        "registryd_event_stream_clients %zu\n"
+        "# HELP registryd_policies Stored traffic policies.\n"
+        "# TYPE registryd_policies gauge\n"
+        "registryd_policies %zu\n",
+        g->stream_clients, g->policies);
 }

@@ -22,6 +22,7 @@ typedef enum {
     RD_ROUTE_SNAPSHOT,
     RD_ROUTE_POLICIES,
     RD_ROUTE_OTHER,
+    RD_ROUTE_EVENTS,
     RD_ROUTE_COUNT
 } rd_route_e;
 
@@ -29,6 +30,8 @@ typedef enum {
 void rd_metrics_request(rd_route_e route, int status, int64_t elapsed_us);
 /* a store commit of nops operations */
 void rd_metrics_commit(int64_t elapsed_ms, size_t nops, int ok);
+/* an event of type rd_event_type_e recorded */
+void rd_metrics_event(int type);
 
 typedef struct {
     uint64_t  index;
@@ -37,6 +40,8 @@ typedef struct {
     size_t    waiters;
     size_t    queued;
     int       store_ok;
+    size_t    stream_clients;     /* open event streams (SSE) */
+    size_t    policies;
 } rd_metrics_gauges_t;
 
 void rd_metrics_render(rd_buf_t *b, const rd_metrics_gauges_t *g);

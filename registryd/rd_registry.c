@@ -1223,6 +1223,56 @@ rd_registry_decide_policy(rd_registry_t *reg, rd_policy_views_t *pv,
 }
 
 
+/* the event of a committed op; write lock held */
+static void
+rd_registry_event(rd_registry_t *reg, const rd_op_t *op, int64_t time)
+{
+    rd_event_t  e;
+
+    if (reg->events == NULL) {
+        return;
+    }
+
+    e.index = op->index;
+    e.time = time;
+    e.reason = NULL;
+    snprintf(e.service, sizeof(e.service), "%s", op->service);
+    snprintf(e.id, sizeof(e.id), "%s", op->id);
+
+    switch (op->type) {
+
+    case RD_OP_PUT:
+        e.type = (op->status == 201) ? RD_EV_REGISTERED : RD_EV_UPDATED;
+        break;
+
+    case RD_OP_DEL:
+        e.type = RD_EV_DEREGISTERED;
+        e.reason = op->reason ? op->reason
+                              : op->internal ? "deregister_after" : "api";
+        break;
+
+    case RD_OP_HEALTH:
+        e.type = (op->health == RD_HEALTH_PASSING) ? RD_EV_PASSING
+                                                   : RD_EV_CRITICAL;
+        e.reason = op->reason ? op->reason
+                              : op->internal ? "ttl" : "heartbeat";
+        break;
+
+    case RD_OP_POLICY_PUT:
+        e.type = RD_EV_POLICY_APPLIED;
+        e.service[0] = '\0';
+        break;
+
+    default: /* RD_OP_POLICY_DEL */
+        e.type = RD_EV_POLICY_DELETED;
+        e.service[0] = '\0';
+        break;
+    }
+
+    rd_events_append(reg->events, &e);
+}
+
+
 static void
 rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
 {
@@ -1230,7 +1280,7 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
     char                err[RD_ERR_LEN];
     char               *keys;
     size_t              n, nops, i, size;
-    int64_t             now, t0;
+    int64_t             now, t0, wall;
     uint64_t            index;
     rd_op_t            *op, *next;
     rd_buf_t           *vals;
@@ -1390,12 +1440,16 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
     }
 
     if (ok && nops) {
+        wall = rd_wall_ms();
+
         pthread_rwlock_wrlock(&reg->lock);
 
         for (op = batch; op; op = op->next) {
             if (op->index == 0) {
                 continue;
             }
+
+            rd_registry_event(reg, op, wall);
 
             if (op->type == RD_OP_POLICY_PUT) {
                 rd_registry_set_policy(reg, op->id, op->policy);
@@ -1555,6 +1609,7 @@ rd_registry_scan_ttl(rd_registry_t *reg)
                 }
                 op->health = RD_HEALTH_CRITICAL;
                 op->seen = seen;
+                op->reason = "ttl";
 
             } else if (in->health == RD_HEALTH_CRITICAL
                        && in->deregister_after
@@ -1564,6 +1619,7 @@ rd_registry_scan_ttl(rd_registry_t *reg)
                 if (op == NULL) {
                     goto done;
                 }
+                op->reason = "deregister_after";
 
             } else {
                 continue;

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "rd_buf.h"
+#include "rd_events.h"
 #include "rd_log.h"
 #include "rd_policy.h"
 #include "rd_store.h"
@@ -78,6 +79,10 @@ struct rd_op_s {
     int             internal;             /* queued by the TTL scan */
     int64_t         seen;                 /* HEALTH critical: last_seen
                                              when the TTL scan fired */
+    const char     *reason;               /* DEL, HEALTH: why, for the
+                                             event ("api", "ttl",
+                                             "heartbeat", "check",
+                                             "deregister_after") */
     /* results, set by the writer before done() */
     int             status;               /* HTTP-style: 200/201/404/500 */
     uint64_t        index;
@@ -136,6 +141,8 @@ typedef struct {
 
     rd_registry_change_pt   on_change;
     void                   *on_change_data;
+
+    rd_events_t            *events;       /* NULL: none recorded */
 } rd_registry_t;
 
 rd_registry_t *rd_registry_create(rd_store_t *store, char *err);

@@ -20,7 +20,8 @@ START_TEST(metrics_render_shows_gauges)
 {
     char                 *t;
     rd_buf_t              b;
-    rd_metrics_gauges_t   g = { 42, 3, 2, 5, 7, 1 };
+    rd_metrics_gauges_t   g = { .index = 42, .passing = 3, .critical = 2,
+                                .waiters = 5, .queued = 7, .store_ok = 1 };
 
     rd_buf_init(&b, 0);
     rd_metrics_render(&b, &g);
@@ -44,7 +45,7 @@ START_TEST(metrics_request_counts_by_route_and_code)
 {
     char                 *t;
     rd_buf_t              b;
-    rd_metrics_gauges_t   g = { 0, 0, 0, 0, 0, 1 };
+    rd_metrics_gauges_t   g = { .store_ok = 1 };
 
     /* the policies route is served by rd_api only, unused elsewhere here */
     rd_metrics_request(RD_ROUTE_POLICIES, 503, 1500);

@@ -1,0 +1,221 @@
+/*
+ * rd_events: a ring of the last N events and their JSON and SSE forms.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rd_events.h"
+#include "rd_log.h"
+#include "rd_metrics.h"
+
+static const char *const  rd_event_names[RD_EV_COUNT] = {
+    "registered", "updated", "deregistered", "passing", "critical",
+    "policy_applied", "policy_deleted"
+};
+
+
+rd_events_t *
+rd_events_create(size_t keep, uint64_t start, char *err)
+{
+    rd_events_t  *ev;
+
+    ev = calloc(1, sizeof(rd_events_t));
+    if (ev == NULL) {
+        goto fail;
+    }
+
+    ev->cap = keep ? keep : 1;
+    ev->ring = calloc(ev->cap, sizeof(rd_event_t));
+    if (ev->ring == NULL) {
+        goto fail;
+    }
+
+    ev->gone = start;
+    ev->last = start;
+    pthread_mutex_init(&ev->lock, NULL);
+
+    return ev;
+
+fail:
+
+    snprintf(err, RD_ERR_LEN, "out of memory for %zu events", keep);
+    free(ev);
+    return NULL;
+}
+
+
+void
+rd_events_free(rd_events_t *ev)
+{
+    if (ev == NULL) {
+        return;
+    }
+
+    pthread_mutex_destroy(&ev->lock);
+    free(ev->ring);
+    free(ev);
+}
+
+
+const char *
+rd_event_type_name(int type)
+{
+    return (type >= 0 && type < RD_EV_COUNT) ? rd_event_names[type]
+                                              : "unknown";
+}
+
+
+void
+rd_events_append(rd_events_t *ev, const rd_event_t *e)
+{
+    rd_event_t  *slot;
+
+    rd_metrics_event(e->type);
+
+    pthread_mutex_lock(&ev->lock);
+
+    if (ev->n == ev->cap) {
+        /* drop the oldest */
+        ev->gone = ev->ring[ev->head].index;
+        ev->head = (ev->head + 1) % ev->cap;
+        ev->n--;
+    }
+
+    slot = &ev->ring[(ev->head + ev->n) % ev->cap];
+    *slot = *e;
+
+    if (slot->time == 0) {
+        slot->time = rd_wall_ms();
+    }
+
+    ev->n++;
+    ev->last = e->index;
+
+    pthread_mutex_unlock(&ev->lock);
+}
+
+
+uint64_t
+rd_events_last(rd_events_t *ev)
+{
+    uint64_t  last;
+
+    pthread_mutex_lock(&ev->lock);
+    last = ev->last;
+    pthread_mutex_unlock(&ev->lock);
+
+    return last;
+}
+
+
+void
+rd_event_to_json(rd_buf_t *b, const rd_event_t *e)
+{
+    char       ts[40];
+    time_t     sec;
+    struct tm  tm;
+
+    sec = (time_t) (e->time / 1000);
+    gmtime_r(&sec, &tm);
+    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, (int) (e->time % 1000));
+
+    rd_buf_adds(b, "{\"index\":");
+    rd_buf_add_u64(b, e->index);
+    rd_buf_adds(b, ",\"time\":\"");
+    rd_buf_adds(b, ts);
+    rd_buf_adds(b, "\",\"type\":\"");
+    rd_buf_adds(b, rd_event_type_name(e->type));
+    rd_buf_addc(b, '"');
+
+    if (e->type == RD_EV_POLICY_APPLIED || e->type == RD_EV_POLICY_DELETED) {
+        rd_buf_adds(b, ",\"policy\":");
+        rd_buf_add_json_str(b, e->id);
+
+    } else {
+        rd_buf_adds(b, ",\"service\":");
+        rd_buf_add_json_str(b, e->service);
+        rd_buf_adds(b, ",\"id\":");
+        rd_buf_add_json_str(b, e->id);
+    }
+
+    if (e->reason) {
+        rd_buf_adds(b, ",\"reason\":");
+        rd_buf_add_json_str(b, e->reason);
+    }
+
+    rd_buf_addc(b, '}');
+}
+
+
+/* the position of the first event with an index above after */
+static size_t
+rd_events_find(rd_events_t *ev, uint64_t after)
+{
+    size_t  lo = 0, hi = ev->n, mid;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+
+        if (ev->ring[(ev->head + mid) % ev->cap].index <= after) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+
+    return lo;
+}
+
+
+size_t
+rd_events_render(rd_events_t *ev, uint64_t after, size_t max, int format,
+    rd_buf_t *b, uint64_t *upto, int *truncated)
+{
+    size_t             i, count;
+    const rd_event_t  *e;
+
+    pthread_mutex_lock(&ev->lock);
+
+    if (truncated) {
+        *truncated = (after < ev->gone);
+    }
+
+    *upto = ev->last;
+    count = 0;
+
+    for (i = rd_events_find(ev, after); i < ev->n; i++) {
+        if (max && count == max) {
+            break;
+        }
+
+        e = &ev->ring[(ev->head + i) % ev->cap];
+
+        if (format == RD_EVENTS_SSE) {
+            rd_buf_adds(b, "id: ");
+            rd_buf_add_u64(b, e->index);
+            rd_buf_adds(b, "\nevent: ");
+            rd_buf_adds(b, rd_event_type_name(e->type));
+            rd_buf_adds(b, "\ndata: ");
+            rd_event_to_json(b, e);
+            rd_buf_adds(b, "\n\n");
+
+        } else {
+            if (count) {
+                rd_buf_addc(b, ',');
+            }
+            rd_event_to_json(b, e);
+        }
+
+        *upto = e->index;
+        count++;
+    }
+
+    pthread_mutex_unlock(&ev->lock);
+
+    return count;
+}
