@@ -51,6 +51,10 @@ static ngx_int_t ngx_http_mesh_hash_key(ngx_http_request_t *r,
 static int ngx_http_mesh_regex_match(void *regex, const char *s,
     size_t len);
 static uint32_t ngx_http_mesh_rand(void *state);
+static void ngx_http_mesh_eject(ngx_http_mesh_target_t *t,
+    ngx_http_mesh_peer_t *peer, ngx_uint_t errors, ngx_log_t *log);
+static void ngx_http_mesh_count(ngx_http_mesh_stat_t *st, ngx_uint_t status,
+    ngx_msec_t ms);
 
 
 static ngx_http_mesh_worker_t  ngx_http_mesh_worker;
@@ -216,6 +220,109 @@ ngx_http_mesh_balancer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+char *
+ngx_http_mesh_outlier(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mesh_srv_conf_t  *mscf = conf;
+
+    u_char      *eq;
+    ngx_str_t   *value, name, v;
+    ngx_int_t    n;
+    ngx_uint_t   i;
+    ngx_msec_t   ms, *msp;
+    ngx_uint_t  *np;
+
+    if (mscf->outlier.base_ejection_time != NGX_CONF_UNSET_MSEC
+        || mscf->outlier.consecutive_5xx != NGX_CONF_UNSET_UINT)
+    {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        eq = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
+        if (eq == NULL || eq == value[i].data) {
+            goto invalid;
+        }
+
+        name.data = value[i].data;
+        name.len = eq - value[i].data;
+        v.data = eq + 1;
+        v.len = value[i].data + value[i].len - v.data;
+
+        np = NULL;
+        msp = NULL;
+
+        if (name.len == 15
+            && ngx_strncmp(name.data, "consecutive_5xx", 15) == 0)
+        {
+            np = &mscf->outlier.consecutive_5xx;
+
+        } else if (name.len == 19
+                   && ngx_strncmp(name.data, "consecutive_gateway", 19) == 0)
+        {
+            np = &mscf->outlier.consecutive_gateway;
+
+        } else if (name.len == 20
+                   && ngx_strncmp(name.data, "max_ejection_percent", 20) == 0)
+        {
+            np = &mscf->outlier.max_ejection_percent;
+
+        } else if (name.len == 8 && ngx_strncmp(name.data, "interval", 8) == 0)
+        {
+            msp = &mscf->outlier.interval;
+
+        } else if (name.len == 18
+                   && ngx_strncmp(name.data, "base_ejection_time", 18) == 0)
+        {
+            msp = &mscf->outlier.base_ejection_time;
+
+        } else if (name.len == 17
+                   && ngx_strncmp(name.data, "max_ejection_time", 17) == 0)
+        {
+            msp = &mscf->outlier.max_ejection_time;
+
+        } else {
+            goto invalid;
+        }
+
+        if (np) {
+            n = ngx_atoi(v.data, v.len);
+            if (n == NGX_ERROR
+                || (np == &mscf->outlier.max_ejection_percent && n > 100))
+            {
+                goto invalid;
+            }
+
+            *np = (ngx_uint_t) n;
+            continue;
+        }
+
+        ms = ngx_parse_time(&v, 0);
+        if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+            goto invalid;
+        }
+
+        *msp = ms;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" in \"%V\" directive, "
+                       "expected consecutive_5xx=N, consecutive_gateway=N, "
+                       "interval=T, base_ejection_time=T, "
+                       "max_ejection_time=T or max_ejection_percent=0..100",
+                       &value[i], &cmd->name);
+
+    return NGX_CONF_ERROR;
+}
+
+
 static ngx_int_t
 ngx_http_mesh_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
 {
@@ -226,6 +333,16 @@ ngx_http_mesh_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
     if (mscf->balancer == NGX_CONF_UNSET_UINT) {
         mscf->balancer = NGX_HTTP_MESH_RR;
     }
+
+    /* Istio's defaults */
+    ngx_conf_init_uint_value(mscf->outlier.consecutive_5xx, 5);
+    ngx_conf_init_uint_value(mscf->outlier.consecutive_gateway, 0);
+    ngx_conf_init_msec_value(mscf->outlier.interval, 10000);
+    ngx_conf_init_msec_value(mscf->outlier.base_ejection_time, 30000);
+    ngx_conf_init_msec_value(mscf->outlier.max_ejection_time, 300000);
+    ngx_conf_init_uint_value(mscf->outlier.max_ejection_percent, 10);
+    ngx_conf_init_uint_value(mscf->panic, 50);
+    mscf->outlier.panic_threshold = mscf->panic;
 
     if (us->servers && us->servers->nelts > 1) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -386,7 +503,8 @@ ngx_http_mesh_gen_create(u_char *json, size_t len, ngx_log_t *log)
         goto failed;
     }
 
-    g->pool = ngx_create_pool(1024, log);
+    /* pools outlive the request whose log we were given */
+    g->pool = ngx_create_pool(1024, ngx_cycle->log);
     if (g->pool == NULL) {
         goto failed;
     }
@@ -545,7 +663,8 @@ ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
     dr = mesh_policies_rule(gen->policies, (char *) mscf->service.data,
                             mscf->service.len);
 
-    pool = ngx_create_pool(2048 + (svc ? svc->ninstances * 256 : 0), log);
+    pool = ngx_create_pool(2048 + (svc ? svc->ninstances * 256 : 0),
+                           ngx_cycle->log);
     if (pool == NULL) {
         return NULL;
     }
@@ -697,6 +816,43 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
     }
 
     t->max_conns = (tp && tp->max_connections > 0) ? tp->max_connections : 0;
+
+    /* outlier detection: the policy's fields, else mesh_outlier's */
+    t->outlier = mscf->outlier;
+
+    if (tp) {
+        if (tp->consecutive_5xx >= 0) {
+            t->outlier.consecutive_5xx = tp->consecutive_5xx;
+        }
+
+        if (tp->consecutive_gateway >= 0) {
+            t->outlier.consecutive_gateway = tp->consecutive_gateway;
+        }
+
+        if (tp->interval > 0) {
+            t->outlier.interval = (ngx_msec_t) tp->interval;
+        }
+
+        if (tp->base_ejection_time > 0) {
+            t->outlier.base_ejection_time = (ngx_msec_t)
+                                            tp->base_ejection_time;
+        }
+
+        if (tp->max_ejection_percent >= 0) {
+            t->outlier.max_ejection_percent = tp->max_ejection_percent;
+        }
+
+        if (tp->min_health_percent >= 0) {
+            t->outlier.panic_threshold = tp->min_health_percent;
+        }
+    }
+
+    t->service_name = mscf->service;
+
+    if (svc) {
+        t->service = ngx_http_mesh_get_stat(&mmcf->zone, &mscf->service,
+                                            NULL);
+    }
 
     peer = ngx_pcalloc(pool, (n + 1) * sizeof(ngx_http_mesh_peer_t));
     t->mp = ngx_pcalloc(pool, (n + 1) * sizeof(mesh_peer_t));
@@ -1107,6 +1263,7 @@ ngx_http_mesh_init_peer(ngx_http_request_t *r,
     }
 
     pd->conf = mscf;
+    pd->request = r;
 
     view = mscf->view;
     t = NULL;
@@ -1181,7 +1338,9 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
 
     int                         i;
     uintptr_t                   m;
-    ngx_uint_t                  n, k, tried;
+    uint32_t                    budget;
+    ngx_msec_t                  now;
+    ngx_uint_t                  n, k, tried, healthy, passing, panic;
     mesh_peer_t                *mp;
     ngx_http_mesh_peer_t       *peer;
     ngx_http_mesh_target_t     *t;
@@ -1207,13 +1366,74 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
 
     mp = t->mp;
     tried = 0;
+    now = ngx_current_msec;
+
+    /*
+     * Panic: with some but fewer than panic_threshold % of the instances
+     * healthy (registered passing and not ejected), balance over all of
+     * them rather than crush the few.
+     */
+    healthy = 0;
+    passing = 0;
+
+    for (k = 0; k < n; k++) {
+        passing += t->peer[k].healthy;
+
+        if (ngx_http_mesh_ejected(t->peer[k].stat, now)) {
+            continue;
+        }
+
+        healthy += t->peer[k].healthy;
+
+        if (t->peer[k].stat->returning
+            && __sync_bool_compare_and_swap(&t->peer[k].stat->returning, 1, 0))
+        {
+            ngx_log_error(NGX_LOG_NOTICE, pc->log, 0,
+                          "mesh: instance \"%V\" (%V) of service \"%V\" "
+                          "returns after its ejection", &t->peer[k].id,
+                          &t->peer[k].name, &t->service_name);
+        }
+    }
+
+    /*
+     * As Envoy, ejections alone never leave a service without instances;
+     * but with every instance critical in the registry there is nothing
+     * to balance over: 502.
+     */
+    panic = (t->outlier.panic_threshold && passing
+             && healthy * 100 < t->outlier.panic_threshold * n);
 
     for (k = 0; k < n; k++) {
         m = (uintptr_t) 1 << k % (8 * sizeof(uintptr_t));
         mp[k].skip = (pd->tried[k / (8 * sizeof(uintptr_t))] & m)
-                     || !t->peer[k].healthy
+                     || (!panic
+                         && (!t->peer[k].healthy
+                             || ngx_http_mesh_ejected(t->peer[k].stat, now)))
                      || (t->max_conns && *mp[k].active >= t->max_conns);
         tried |= (pd->tried[k / (8 * sizeof(uintptr_t))] & m) != 0;
+    }
+
+    if (panic && !tried && pd->conf->missing == 0) {
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, pc->log, 0,
+                       "mesh: service \"%V\" in panic, %ui of %ui healthy",
+                       &pd->conf->service, healthy, n);
+    }
+
+    /* a retry takes a share of the service's retry budget */
+
+    if (tried && t->service) {
+        budget = t->service->active / 5;
+        if (budget < 3) {
+            budget = 3;
+        }
+
+        if (t->service->retries_active >= budget) {
+            ngx_log_error(NGX_LOG_WARN, pc->log, 0,
+                          "mesh: retry budget of service \"%V\" exhausted "
+                          "(%uD retries in flight), not retrying",
+                          &pd->conf->service, t->service->retries_active);
+            return NGX_BUSY;
+        }
     }
 
     mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
@@ -1268,6 +1488,16 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
     (void) __sync_fetch_and_add(&peer->stat->active, 1);
     (void) __sync_fetch_and_add(&peer->stat->requests, 1);
 
+    if (t->service) {
+        (void) __sync_fetch_and_add(&t->service->active, 1);
+
+        if (tried) {
+            (void) __sync_fetch_and_add(&t->service->retries_active, 1);
+            (void) __sync_fetch_and_add(&t->service->retries, 1);
+            pd->retrying = 1;
+        }
+    }
+
     pc->sockaddr = peer->sockaddr;
     pc->socklen = peer->socklen;
     pc->name = &peer->name;
@@ -1280,26 +1510,219 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
 }
 
 
+ngx_uint_t
+ngx_http_mesh_ejected(ngx_http_mesh_stat_t *st, ngx_msec_t now)
+{
+    ngx_msec_t  until;
+
+    until = st->ejected_until;
+
+    return until && (ngx_msec_int_t) (until - now) > 0;
+}
+
+
+static void
+ngx_http_mesh_eject(ngx_http_mesh_target_t *t, ngx_http_mesh_peer_t *peer,
+    ngx_uint_t errors, ngx_log_t *log)
+{
+    ngx_msec_t                  now, last, duration;
+    ngx_uint_t                  k, ejected, decay;
+    ngx_http_mesh_stat_t       *st;
+    ngx_http_mesh_main_conf_t  *mmcf;
+
+    mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_mesh_module);
+    st = peer->stat;
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&mmcf->zone.shpool->mutex);
+
+    if (ngx_http_mesh_ejected(st, now)) {
+        ngx_shmtx_unlock(&mmcf->zone.shpool->mutex);
+        return;
+    }
+
+    /* never more than max_ejection_percent of the instances at once,
+     * but at least one (as Envoy) */
+    ejected = 0;
+
+    for (k = 0; k < t->number; k++) {
+        ejected += ngx_http_mesh_ejected(t->peer[k].stat, now);
+    }
+
+    if (ejected && ejected * 100 >= t->outlier.max_ejection_percent
+                                    * t->number)
+    {
+        ngx_shmtx_unlock(&mmcf->zone.shpool->mutex);
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "mesh: not ejecting \"%V\": %ui already ejected",
+                       &peer->id, ejected);
+        return;
+    }
+
+    /* the multiplier decays by one per quiet interval since the last
+     * ejection ended */
+    last = st->ejected_until;
+
+    if (last && st->times_ejected && t->outlier.interval) {
+        decay = (now - last) / t->outlier.interval;
+        st->times_ejected = (decay >= st->times_ejected)
+                            ? 0 : st->times_ejected - decay;
+    }
+
+    st->times_ejected++;
+
+    duration = t->outlier.base_ejection_time * st->times_ejected;
+    if (duration > t->outlier.max_ejection_time
+        || duration / st->times_ejected != t->outlier.base_ejection_time)
+    {
+        duration = t->outlier.max_ejection_time;
+    }
+
+    st->ejected_until = now + duration;
+    st->returning = 1;
+    st->ejections++;
+    st->consecutive_5xx = 0;
+    st->consecutive_gateway = 0;
+
+    ngx_shmtx_unlock(&mmcf->zone.shpool->mutex);
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "mesh: ejected instance \"%V\" (%V) of service \"%V\" "
+                  "for %Mms after %ui consecutive errors",
+                  &peer->id, &peer->name, &t->service_name, duration,
+                  errors);
+}
+
+
+static void
+ngx_http_mesh_count(ngx_http_mesh_stat_t *st, ngx_uint_t status,
+    ngx_msec_t ms)
+{
+    ngx_uint_t   b, slot;
+    uint64_t     id;
+
+    static const ngx_msec_t  bounds[NGX_HTTP_MESH_LATENCY_BUCKETS - 1] = {
+        5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
+    };
+
+    if (status >= 100 && status < 600) {
+        (void) __sync_fetch_and_add(&st->responses[status / 100 - 1], 1);
+    }
+
+    for (b = 0; b < NGX_HTTP_MESH_LATENCY_BUCKETS - 1; b++) {
+        if (ms <= bounds[b]) {
+            break;
+        }
+    }
+
+    (void) __sync_fetch_and_add(&st->latency[b], 1);
+    (void) __sync_fetch_and_add(&st->latency_sum, ms);
+
+    /* 10 s slots for the rates of the last 10 s and 60 s */
+    id = ngx_current_msec / NGX_HTTP_MESH_WINDOW;
+    slot = id % NGX_HTTP_MESH_WINDOW_SLOTS;
+
+    if (st->win_slot[slot] != id) {
+        if (__sync_bool_compare_and_swap(&st->win_slot[slot],
+                                         st->win_slot[slot], id))
+        {
+            st->win_requests[slot] = 0;
+            st->win_latency[slot] = 0;
+        }
+    }
+
+    (void) __sync_fetch_and_add(&st->win_requests[slot], 1);
+    (void) __sync_fetch_and_add(&st->win_latency[slot], ms);
+}
+
+
 static void
 ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state)
 {
     ngx_http_mesh_peer_data_t  *pd = data;
 
-    ngx_http_mesh_peer_t  *peer;
+    ngx_msec_t                 ms;
+    ngx_uint_t                 status, local, c5, cg, fail5, failgw;
+    ngx_http_upstream_t       *u;
+    ngx_http_mesh_peer_t      *peer;
+    ngx_http_mesh_stat_t      *st;
+    ngx_http_mesh_target_t    *t;
 
     peer = pd->current;
+    t = pd->target;
 
-    if (peer) {
-        (void) __sync_fetch_and_sub(&peer->stat->active, 1);
-
-        if (state & NGX_PEER_FAILED) {
-            (void) __sync_fetch_and_add(&peer->stat->failures, 1);
+    if (peer == NULL) {
+        if (pc->tries) {
+            pc->tries--;
         }
 
-        pd->last = peer;
-        pd->current = NULL;
+        return;
     }
+
+    st = peer->stat;
+    u = pd->request->upstream;
+
+    status = (u && u->state) ? u->state->status : 0;
+    ms = (u && u->state && u->state->response_time != (ngx_msec_t) -1)
+         ? u->state->response_time : ngx_current_msec - u->peer.start_time;
+
+    (void) __sync_fetch_and_sub(&st->active, 1);
+
+    if (t->service) {
+        (void) __sync_fetch_and_sub(&t->service->active, 1);
+
+        if (pd->retrying) {
+            (void) __sync_fetch_and_sub(&t->service->retries_active, 1);
+            pd->retrying = 0;
+        }
+    }
+
+    if (state & NGX_PEER_FAILED) {
+        (void) __sync_fetch_and_add(&st->failures, 1);
+    }
+
+    ngx_http_mesh_count(st, status, ms);
+
+    /*
+     * Outlier detection: a connect error or a timeout (no status) counts
+     * as a 5xx and as a gateway error, as Istio counts locally originated
+     * failures; anything below 500 ends both runs.
+     */
+    local = (state & NGX_PEER_FAILED) && status == 0;
+    fail5 = local || status >= 500;
+    failgw = local || status == 502 || status == 503 || status == 504;
+
+    if (fail5) {
+        c5 = __sync_add_and_fetch(&st->consecutive_5xx, 1);
+
+    } else {
+        c5 = 0;
+        if (st->consecutive_5xx) {
+            st->consecutive_5xx = 0;
+        }
+    }
+
+    if (failgw) {
+        cg = __sync_add_and_fetch(&st->consecutive_gateway, 1);
+
+    } else {
+        cg = 0;
+        if (st->consecutive_gateway) {
+            st->consecutive_gateway = 0;
+        }
+    }
+
+    if ((t->outlier.consecutive_5xx && c5 >= t->outlier.consecutive_5xx)
+        || (t->outlier.consecutive_gateway
+            && cg >= t->outlier.consecutive_gateway))
+    {
+        ngx_http_mesh_eject(t, peer, ngx_max(c5, cg), pc->log);
+    }
+
+    pd->current = NULL;
 
     if (pc->tries) {
         pc->tries--;

@@ -23,6 +23,11 @@ static ngx_int_t ngx_http_mesh_init_process(ngx_cycle_t *cycle);
 static void ngx_http_mesh_exit_process(ngx_cycle_t *cycle);
 
 
+static ngx_conf_num_bounds_t  ngx_http_mesh_panic_bounds = {
+    ngx_conf_check_num_bounds, 0, 100
+};
+
+
 static ngx_command_t  ngx_http_mesh_commands[] = {
 
     { ngx_string("mesh_registry"),
@@ -59,6 +64,20 @@ static ngx_command_t  ngx_http_mesh_commands[] = {
       NGX_HTTP_SRV_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("mesh_outlier"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_1MORE,
+      ngx_http_mesh_outlier,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mesh_panic_threshold"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      offsetof(ngx_http_mesh_srv_conf_t, panic),
+      &ngx_http_mesh_panic_bounds },
 
     { ngx_string("mesh_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -196,6 +215,13 @@ ngx_http_mesh_create_srv_conf(ngx_conf_t *cf)
      */
 
     mscf->balancer = NGX_CONF_UNSET_UINT;
+    mscf->panic = NGX_CONF_UNSET_UINT;
+    mscf->outlier.consecutive_5xx = NGX_CONF_UNSET_UINT;
+    mscf->outlier.consecutive_gateway = NGX_CONF_UNSET_UINT;
+    mscf->outlier.interval = NGX_CONF_UNSET_MSEC;
+    mscf->outlier.base_ejection_time = NGX_CONF_UNSET_MSEC;
+    mscf->outlier.max_ejection_time = NGX_CONF_UNSET_MSEC;
+    mscf->outlier.max_ejection_percent = NGX_CONF_UNSET_UINT;
 
     return mscf;
 }

@@ -31,19 +31,54 @@
 #define NGX_HTTP_MESH_LEASE_TICK      250  /* ms between lease checks */
 
 
-/* per instance, in shared memory, found by service and id */
+#define NGX_HTTP_MESH_LATENCY_BUCKETS 12
+#define NGX_HTTP_MESH_WINDOW_SLOTS    7    /* of 10 s: the last 60 s */
+#define NGX_HTTP_MESH_WINDOW          10000
+
+
+/*
+ * Counters in shared memory, found by name: "service/id" per instance,
+ * "service/id#subset" for a subset's round robin state, "service" per
+ * service (retry budget, retries).
+ */
 typedef struct {
     ngx_rbtree_node_t              node;        /* key: crc32 of name */
     ngx_queue_t                    queue;
     uint32_t                       active;      /* atomic */
     int64_t                        current;     /* SWRR, under the lock */
-    uint64_t                       requests;    /* atomic */
-    uint64_t                       failures;    /* atomic */
+    uint64_t                       requests;    /* atomic, all below too */
+    uint64_t                       failures;
+    uint64_t                       responses[5];          /* 1xx..5xx */
+    uint64_t                       latency[NGX_HTTP_MESH_LATENCY_BUCKETS];
+    uint64_t                       latency_sum;           /* ms */
+    uint64_t                       retries;
+    uint64_t                       ejections;
+    uint32_t                       retries_active;
+    uint32_t                       consecutive_5xx;
+    uint32_t                       consecutive_gateway;
+    uint32_t                       times_ejected;         /* lock */
+    uint32_t                       returning;   /* log the return once */
+    ngx_msec_t                     ejected_until;         /* lock */
+    uint64_t                       win_slot[NGX_HTTP_MESH_WINDOW_SLOTS];
+    uint64_t                       win_requests[NGX_HTTP_MESH_WINDOW_SLOTS];
+    uint64_t                       win_latency[NGX_HTTP_MESH_WINDOW_SLOTS];
     ngx_msec_t                     absent;      /* not in the snapshot
                                                    since, 0: present */
     u_short                        len;
-    u_char                         name[1];     /* "service/id" */
+    u_char                         name[1];
 } ngx_http_mesh_stat_t;
+
+
+/* outlier detection and panic, as set by policy, directive or default */
+typedef struct {
+    ngx_uint_t                     consecutive_5xx;       /* 0: off */
+    ngx_uint_t                     consecutive_gateway;   /* 0: off */
+    ngx_msec_t                     interval;
+    ngx_msec_t                     base_ejection_time;
+    ngx_msec_t                     max_ejection_time;
+    ngx_uint_t                     max_ejection_percent;
+    ngx_uint_t                     panic_threshold;       /* %, 0: off */
+} ngx_http_mesh_outlier_t;
 
 
 typedef struct {
@@ -110,6 +145,9 @@ typedef struct {
     ngx_uint_t                     hash;        /* NGX_HTTP_MESH_HASH_* */
     ngx_str_t                      hash_name;
     ngx_uint_t                     max_conns;   /* 0: no cap */
+    ngx_http_mesh_outlier_t        outlier;
+    ngx_http_mesh_stat_t          *service;     /* the service's counters */
+    ngx_str_t                      service_name;
 } ngx_http_mesh_target_t;
 
 
@@ -139,6 +177,8 @@ typedef struct ngx_http_mesh_srv_conf_s  ngx_http_mesh_srv_conf_t;
 struct ngx_http_mesh_srv_conf_s {
     ngx_str_t                      service;
     ngx_uint_t                     balancer;
+    ngx_http_mesh_outlier_t        outlier;     /* mesh_outlier */
+    ngx_uint_t                     panic;       /* mesh_panic_threshold */
     ngx_http_complex_value_t      *key;
     ngx_http_upstream_srv_conf_t  *upstream;
     ngx_http_mesh_view_t          *view;        /* worker-local */
@@ -168,6 +208,8 @@ typedef struct {
     uintptr_t                     *tried;
     uint32_t                       hash;
     ngx_uint_t                     has_hash;
+    ngx_uint_t                     retrying;    /* holds a retry budget */
+    ngx_http_request_t            *request;
 } ngx_http_mesh_peer_data_t;
 
 
@@ -193,6 +235,8 @@ void ngx_http_mesh_registry_exit_process(ngx_cycle_t *cycle);
 char *ngx_http_mesh_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_mesh_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+char *ngx_http_mesh_outlier(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_uint_t ngx_http_mesh_ejected(ngx_http_mesh_stat_t *st, ngx_msec_t now);
 ngx_int_t ngx_http_mesh_sync(ngx_http_mesh_main_conf_t *mmcf,
     ngx_log_t *log);
 mesh_snapshot_t *ngx_http_mesh_current_snapshot(void);

@@ -571,6 +571,9 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p)
         }
     }
 
+    /* counters of instances long gone from the registry are freed */
+    ngx_http_mesh_expire_stats(zone, snap);
+
     mesh_snapshot_free(snap);
 
     if (p->failures) {

@@ -283,20 +283,25 @@ ngx_http_mesh_get_stat(ngx_http_mesh_zone_t *zone, ngx_str_t *service,
     ngx_str_t *id)
 {
     size_t                  len;
-    u_char                  name[2 * 130], *p;
+    u_char                  name[2 * 130 + 130], *p;
     uint32_t                hash;
     ngx_int_t               rc;
     ngx_rbtree_node_t      *node, *sentinel;
     ngx_http_mesh_stat_t   *st;
     ngx_http_mesh_shctx_t  *sh = zone->sh;
 
-    if (service->len + id->len + 1 > sizeof(name)) {
+    if (service->len + (id ? id->len : 0) + 1 > sizeof(name)) {
         return NULL;
     }
 
+    /* "service/id", or "service" for the service's own counters */
     p = ngx_cpymem(name, service->data, service->len);
-    *p++ = '/';
-    p = ngx_cpymem(p, id->data, id->len);
+
+    if (id) {
+        *p++ = '/';
+        p = ngx_cpymem(p, id->data, id->len);
+    }
+
     len = p - name;
 
     hash = ngx_crc32_short(name, len);
@@ -380,7 +385,11 @@ ngx_http_mesh_expire_stats(ngx_http_mesh_zone_t *zone, mesh_snapshot_t *snap)
         slash = ngx_strlchr(st->name, st->name + st->len, '/');
         found = 0;
 
-        if (slash) {
+        if (slash == NULL) {
+            found = (mesh_snapshot_service(snap, (char *) st->name, st->len)
+                     != NULL);
+
+        } else {
             svc = mesh_snapshot_service(snap, (char *) st->name,
                                         slash - st->name);
 

@@ -65,6 +65,9 @@ http {
     upstream pay {
         mesh pay;
         mesh_balancer round_robin;
+        # the 503 instance must stay in: this file tests retries, not
+        # outlier ejection
+        mesh_outlier consecutive_5xx=0;
     }
 
     upstream cart {
