@@ -11,6 +11,7 @@
 
 #include "rd_api.h"
 #include "rd_conf.h"
+#include "rd_health.h"
 #include "rd_events.h"
 #include "rd_log.h"
 #include "rd_registry.h"
@@ -127,6 +128,7 @@ main(int argc, char **argv)
     sigset_t        set;
     rd_api_t       *api = NULL;
     rd_conf_t       conf;
+    rd_health_t    *health = NULL;
     rd_events_t    *events = NULL;
     rd_store_t     *store = NULL;
     rd_registry_t  *reg = NULL;
@@ -145,7 +147,8 @@ main(int argc, char **argv)
         goto done;
     }
 
-    rd_raise_nofile((rlim_t) conf.connection_limit + 64);
+    rd_raise_nofile((rlim_t) conf.connection_limit + 64
+                    + RD_HEALTH_MAX_PROBES);
 
     /* signals are taken by sigwait() below, in this thread only */
     sigemptyset(&set);
@@ -186,6 +189,12 @@ main(int argc, char **argv)
         goto done;
     }
 
+    health = rd_health_create(reg, err);
+    if (health == NULL || rd_health_start(health, err) != 0) {
+        rd_error("%s", err);
+        goto done;
+    }
+
     rd_info("registryd %s listening on %s, data in %s, index %llu, "
             "%zu instances%s", RD_VERSION, conf.listen, conf.data_dir,
             (unsigned long long) rd_registry_index(reg), reg->count,
@@ -200,7 +209,9 @@ main(int argc, char **argv)
 done:
 
     rd_api_quiesce(api);
+    rd_health_stop(health);     /* queues no more transitions */
     rd_registry_stop(reg);      /* answers every queued write */
+    rd_health_free(health);
     rd_api_free(api);
     rd_registry_free(reg);
     rd_events_free(events);

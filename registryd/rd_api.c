@@ -1369,7 +1369,10 @@ rd_api_op_answer(rd_req_t *rq)
         rd_buf_adds(&b, "{\"index\":");
         rd_buf_add_u64(&b, op->index);
         if (op->type == RD_OP_HEALTH) {
-            rd_buf_adds(&b, ",\"health\":\"passing\"");
+            /* passing unless a failing check keeps it critical */
+            rd_buf_adds(&b, op->health == RD_HEALTH_PASSING
+                            ? ",\"health\":\"passing\""
+                            : ",\"health\":\"critical\"");
         }
         rd_buf_adds(&b, "}\n");
         rc = rd_api_json(rq, 200, &b, op->index);

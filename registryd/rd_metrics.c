@@ -33,6 +33,9 @@ static uint64_t  rd_commit_sum_ms;
 static uint64_t  rd_commits;
 static uint64_t  rd_commit_failures;
 static uint64_t  rd_committed_ops;
+static uint64_t  rd_probes[2];              /* fail, pass */
+static uint64_t  rd_probe_hist[RD_NBUCKETS + 1];
+static uint64_t  rd_probe_sum_us;
 static uint64_t  rd_events[RD_EV_COUNT];
 
 
@@ -100,6 +103,17 @@ rd_metrics_event(int type)
 }
 
 
+void
+rd_metrics_probe(int ok, int64_t elapsed_us)
+{
+    __atomic_add_fetch(&rd_probes[ok != 0], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&rd_probe_hist[rd_bucket(elapsed_us / 1e6)], 1,
+                       __ATOMIC_RELAXED);
+    __atomic_add_fetch(&rd_probe_sum_us, (uint64_t) elapsed_us,
+                       __ATOMIC_RELAXED);
+}
+
+
 static void
 rd_metrics_hist(rd_buf_t *b, const char *name, const char *labels,
     const uint64_t *hist, double sum)
@@ -125,6 +139,30 @@ rd_metrics_hist(rd_buf_t *b, const char *name, const char *labels,
         rd_buf_printf(b, "%s_sum %.6f\n%s_count %llu\n", name, sum, name,
                       (unsigned long long) cum);
     }
+}
+
+
+static void
+rd_metrics_render_health(rd_buf_t *b)
+{
+    rd_buf_printf(b,
+        "# HELP registryd_health_probes_total Health check probes by "
+        "result.\n"
+        "# TYPE registryd_health_probes_total counter\n"
+        "registryd_health_probes_total{result=\"pass\"} %llu\n"
+        "registryd_health_probes_total{result=\"fail\"} %llu\n",
+        (unsigned long long) __atomic_load_n(&rd_probes[1], __ATOMIC_RELAXED),
+        (unsigned long long) __atomic_load_n(&rd_probes[0],
+                                             __ATOMIC_RELAXED));
+
+    rd_buf_adds(b,
+        "# HELP registryd_health_probe_duration_seconds Time of one health "
+        "check probe.\n"
+        "# TYPE registryd_health_probe_duration_seconds histogram\n");
+    rd_metrics_hist(b, "registryd_health_probe_duration_seconds", "",
+                    rd_probe_hist,
+                    __atomic_load_n(&rd_probe_sum_us, __ATOMIC_RELAXED)
+                    / 1e6);
 }
 
 
@@ -237,4 +275,6 @@ rd_metrics_render(rd_buf_t *b, const rd_metrics_gauges_t *g)
         "# TYPE registryd_policies gauge\n"
         "registryd_policies %zu\n",
         g->stream_clients, g->policies);
+
+    rd_metrics_render_health(b);
 }

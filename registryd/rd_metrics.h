@@ -30,6 +30,8 @@ typedef enum {
 void rd_metrics_request(rd_route_e route, int status, int64_t elapsed_us);
 /* a store commit of nops operations */
 void rd_metrics_commit(int64_t elapsed_ms, size_t nops, int ok);
+/* a health probe that passed (ok) or failed after elapsed_us */
+void rd_metrics_probe(int ok, int64_t elapsed_us);
 /* an event of type rd_event_type_e recorded */
 void rd_metrics_event(int type);
 

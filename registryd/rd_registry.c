@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rd_health.h"
 #include "rd_metrics.h"
 #include "rd_registry.h"
 
@@ -172,67 +173,14 @@ rd_json_duration(json_t *v, const char *name, int64_t min, int64_t max,
 }
 
 
+/* validated by rd_health, stored as given (compact, sorted keys) */
 static int
-rd_check_from_json(json_t *chk, char **out, char *err, const char **field)
+rd_instance_check_from_json(json_t *chk, char **out, char *err,
+    const char **field)
 {
-    int          kinds = 0;
-    int64_t      ms;
-    json_t      *v;
-    const char  *k;
+    rd_check_t  c;
 
-    *field = "check";
-
-    if (!json_is_object(chk)) {
-        snprintf(err, RD_ERR_LEN, "check must be an object");
-        return -1;
-    }
-
-    json_object_foreach(chk, k, v) {
-        if (strcmp(k, "http") == 0) {
-            const char *path = json_string_value(v);
-
-            if (path == NULL || path[0] != '/' || strlen(path) > 1024
-                || strpbrk(path, " \r\n\t"))
-            {
-                snprintf(err, RD_ERR_LEN, "check.http must be a path "
-                         "starting with \"/\"");
-                *field = "check.http";
-                return -1;
-            }
-            kinds++;
-
-        } else if (strcmp(k, "tcp") == 0) {
-            if (!json_is_boolean(v)) {
-                snprintf(err, RD_ERR_LEN, "check.tcp must be true or false");
-                *field = "check.tcp";
-                return -1;
-            }
-            kinds += json_is_true(v);
-
-        } else if (strcmp(k, "interval") == 0) {
-            if (rd_json_duration(v, "check.interval", 100, 3600000, &ms, err,
-                                 field, "check.interval") != 0)
-            {
-                return -1;
-            }
-
-        } else if (strcmp(k, "timeout") == 0) {
-            if (rd_json_duration(v, "check.timeout", 10, 3600000, &ms, err,
-                                 field, "check.timeout") != 0)
-            {
-                return -1;
-            }
-
-        } else {
-            snprintf(err, RD_ERR_LEN, "unknown field \"check.%.64s\"", k);
-            *field = "check";
-            return -1;
-        }
-    }
-
-    if (kinds != 1) {
-        snprintf(err, RD_ERR_LEN, "check needs exactly one of \"http\" or "
-                 "\"tcp\"");
+    if (rd_check_from_json(chk, &c, err, field) != 0) {
         return -1;
     }
 
@@ -385,7 +333,9 @@ rd_instance_from_json(json_t *obj, int stored, rd_instance_t *in, char *err,
         } else if (strcmp(k, "check") == 0) {
             free(in->check);
             in->check = NULL;
-            if (rd_check_from_json(v, &in->check, err, field) != 0) {
+            if (rd_instance_check_from_json(v, &in->check, err, field)
+                != 0)
+            {
                 return -1;
             }
 
@@ -947,6 +897,15 @@ rd_registry_load_one(void *data, const char *key, const char *value,
     in->last_seen = now;
     in->critical_since = now;
 
+    /* which of TTL and check made it critical is not stored: a check
+     * must pass again, and a TTL needs a heartbeat */
+    if (in->health == RD_HEALTH_CRITICAL) {
+        in->check_critical = (in->check != NULL);
+        in->ttl_critical = (in->check == NULL || in->ttl != 0);
+    }
+
+    in->put_index = in->modify_index;
+
     rd_registry_set(reg, in->service, in->id, in);
     return 0;
 }
@@ -1357,6 +1316,7 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
             in->health = RD_HEALTH_PASSING;
             in->create_index = cur ? cur->create_index : index + 1;
             in->last_seen = now;
+            in->put_index = index + 1;
             op->status = cur ? 200 : 201;
             break;
 
@@ -1378,13 +1338,25 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
                 continue;
             }
 
-            if (cur->health == op->health
-                || (op->health == RD_HEALTH_CRITICAL
-                    && __atomic_load_n(&cur->last_seen, __ATOMIC_RELAXED)
-                       != op->seen))
+            if (op->check) {
+                /* the prober's verdict about this very registration */
+                if (cur->put_index != op->put_index
+                    || cur->check_critical
+                       == (op->health == RD_HEALTH_CRITICAL))
+                {
+                    op->health = cur->health;
+                    continue;
+                }
+
+            } else if (cur->ttl_critical == (op->health == RD_HEALTH_CRITICAL)
+                       || (op->health == RD_HEALTH_CRITICAL
+                           && __atomic_load_n(&cur->last_seen,
+                                              __ATOMIC_RELAXED)
+                              != op->seen))
             {
                 /* nothing to do, or a heartbeat came in */
                 __atomic_store_n(&cur->pending, 0, __ATOMIC_RELAXED);
+                op->health = cur->health;
                 continue;
             }
 
@@ -1393,10 +1365,26 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
                 fprintf(stderr, "registryd: out of memory\n");
                 abort();
             }
-            in->health = op->health;
-            in->pending = 0;
-            in->last_seen = now;
-            in->critical_since = now;
+
+            if (op->check) {
+                in->check_critical = (op->health == RD_HEALTH_CRITICAL);
+
+            } else {
+                in->ttl_critical = (op->health == RD_HEALTH_CRITICAL);
+                in->pending = 0;
+                in->last_seen = now;
+            }
+
+            /* critical if either the TTL or the check says so */
+            in->health = (in->ttl_critical || in->check_critical)
+                         ? RD_HEALTH_CRITICAL : RD_HEALTH_PASSING;
+            op->health = in->health;
+
+            if (in->health == RD_HEALTH_CRITICAL
+                && cur->health != RD_HEALTH_CRITICAL)
+            {
+                in->critical_since = now;
+            }
             break;
         }
 
@@ -1602,7 +1590,7 @@ rd_registry_scan_ttl(rd_registry_t *reg)
 
             seen = __atomic_load_n(&in->last_seen, __ATOMIC_RELAXED);
 
-            if (in->health == RD_HEALTH_PASSING && now - seen > in->ttl) {
+            if (!in->ttl_critical && now - seen > in->ttl) {
                 op = rd_op_create(RD_OP_HEALTH, in->service, in->id);
                 if (op == NULL) {
                     goto done;

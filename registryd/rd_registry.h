@@ -53,6 +53,11 @@ struct rd_instance_s {
     int64_t         last_seen;            /* monotonic ms, atomic */
     int64_t         critical_since;       /* monotonic ms */
     int             pending;              /* a TTL op is queued */
+    int             ttl_critical;         /* the TTL says critical */
+    int             check_critical;       /* the check says critical;
+                                             health is critical if either
+                                             says so */
+    uint64_t        put_index;            /* index of its registration */
 };
 
 enum {
@@ -75,8 +80,13 @@ struct rd_op_s {
     rd_instance_t  *inst;                 /* PUT: owned by the op */
     rd_policy_t    *policy;               /* POLICY_PUT: owned by the op
                                              until applied */
-    int             health;               /* HEALTH: wanted state */
+    int             health;               /* HEALTH: wanted state; once
+                                             decided, the instance's */
     int             internal;             /* queued by the TTL scan */
+    int             check;                /* HEALTH: the check's verdict
+                                             (rd_health), not the TTL's */
+    uint64_t        put_index;            /* HEALTH check: the registration
+                                             probed; another: no-op */
     int64_t         seen;                 /* HEALTH critical: last_seen
                                              when the TTL scan fired */
     const char     *reason;               /* DEL, HEALTH: why, for the

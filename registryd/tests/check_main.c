@@ -82,6 +82,7 @@ main(void)
     srunner_add_suite(sr, snapshot_suite());
     srunner_add_suite(sr, metrics_suite());
     srunner_add_suite(sr, policy_suite());
+    srunner_add_suite(sr, health_suite());
     srunner_add_suite(sr, events_suite());
 
     srunner_run_all(sr, CK_NORMAL);

@@ -22,6 +22,7 @@ Suite *registry_suite(void);
 Suite *snapshot_suite(void);
 Suite *metrics_suite(void);
 Suite *policy_suite(void);
+Suite *health_suite(void);
 Suite *events_suite(void);
 
 /* a new empty directory under the run's root; out holds PATH_MAX bytes */
