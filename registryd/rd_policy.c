@@ -1739,8 +1739,7 @@ rd_parse_retry_on(rd_pctx_t *c, yaml_node_t *n, json_t **out)
     size_t       i;
 
     static const char  *known[] = {
-        "5xx", "gateway-error", "connect-failure", "reset", "retriable-4xx",
-        NULL
+        "5xx", "gateway-error", "connect-failure", "reset", NULL
     };
 
     if (rd_get_nonempty(c, n, 1024, &s) != 0) {
@@ -1778,8 +1777,10 @@ rd_parse_retry_on(rd_pctx_t *c, yaml_node_t *n, json_t **out)
 
         if (known[i] == NULL) {
             return rd_perr(c, n, "retry condition \"%.64s\" is not "
-                           "supported; supported: 5xx, gateway-error, "
-                           "connect-failure, reset, retriable-4xx", cond);
+                           "supported%s; supported: 5xx, gateway-error, "
+                           "connect-failure, reset", cond,
+                           strcmp(cond, "retriable-4xx") == 0
+                           ? " (nginx cannot retry on 409)" : "");
         }
 
         for (i = 0; i < json_array_size(a); i++) {

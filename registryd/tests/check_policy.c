@@ -406,8 +406,7 @@ START_TEST(policy_parse_virtual_service_normalizes)
         "    retries:\n"
         "      attempts: 3\n"
         "      perTryTimeout: 2s\n"
-        "      retryOn: 5xx, gateway-error,connect-failure,reset,"
-        "retriable-4xx\n"
+        "      retryOn: 5xx, gateway-error,connect-failure,reset\n"
         "    timeout: 10s\n", &n);
 
     ck_assert_uint_eq(n, 2);
@@ -433,7 +432,7 @@ START_TEST(policy_parse_virtual_service_normalizes)
         "\"weight\":10}],"
         "\"retries\":{\"attempts\":3,\"perTryTimeoutMs\":2000,"
         "\"retryOn\":[\"5xx\",\"gateway-error\",\"connect-failure\","
-        "\"reset\",\"retriable-4xx\"]},\"timeoutMs\":10000}]}");
+        "\"reset\"]},\"timeoutMs\":10000}]}");
     json_decref(v);
 }
 END_TEST
