@@ -1153,10 +1153,6 @@ ngx_http_mesh_route_conf(ngx_http_request_t *r, mesh_http_route_t *route)
             next |= NGX_HTTP_UPSTREAM_FT_ERROR;
         }
 
-        if (route->retry_on & MESH_RETRY_RETRIABLE_4XX) {
-            next |= NGX_HTTP_UPSTREAM_FT_HTTP_429;
-        }
-
         conf->next_upstream = next;
     }
 
@@ -1650,6 +1646,7 @@ ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_http_mesh_peer_t      *peer;
     ngx_http_mesh_stat_t      *st;
     ngx_http_mesh_target_t    *t;
+    ngx_http_mesh_main_conf_t *mmcf;
 
     peer = pd->current;
     t = pd->target;
@@ -1684,7 +1681,12 @@ ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
         (void) __sync_fetch_and_add(&st->failures, 1);
     }
 
-    ngx_http_mesh_count(st, status, ms);
+    mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_mesh_module);
+
+    if (mmcf->metrics) {
+        ngx_http_mesh_count(st, status, ms);
+    }
 
     /*
      * Outlier detection: a connect error or a timeout (no status) counts

@@ -19,6 +19,8 @@ static char *ngx_http_mesh_registry(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mesh_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_mesh_status_instances(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_mesh_init_process(ngx_cycle_t *cycle);
 static void ngx_http_mesh_exit_process(ngx_cycle_t *cycle);
 
@@ -78,6 +80,20 @@ static ngx_command_t  ngx_http_mesh_commands[] = {
       NGX_HTTP_SRV_CONF_OFFSET,
       offsetof(ngx_http_mesh_srv_conf_t, panic),
       &ngx_http_mesh_panic_bounds },
+
+    { ngx_string("mesh_metrics"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mesh_main_conf_t, metrics),
+      NULL },
+
+    { ngx_string("mesh_status_instances"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_UPS_CONF|NGX_CONF_FLAG,
+      ngx_http_mesh_status_instances,
+      0,
+      0,
+      NULL },
 
     { ngx_string("mesh_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -148,6 +164,8 @@ ngx_http_mesh_create_main_conf(ngx_conf_t *cf)
      */
 
     mmcf->zone_size = NGX_CONF_UNSET_SIZE;
+    mmcf->metrics = NGX_CONF_UNSET;
+    mmcf->instances = NGX_CONF_UNSET;
 
     if (ngx_array_init(&mmcf->upstreams, cf->pool, 4,
                        sizeof(ngx_http_mesh_srv_conf_t *))
@@ -176,6 +194,9 @@ ngx_http_mesh_init_main_conf(ngx_conf_t *cf, void *conf)
     if (mmcf->zone_size == NGX_CONF_UNSET_SIZE) {
         mmcf->zone_size = NGX_HTTP_MESH_ZONE_SIZE;
     }
+
+    ngx_conf_init_value(mmcf->metrics, 1);
+    ngx_conf_init_value(mmcf->instances, 1);
 
     if (mmcf->upstreams.nelts == 0 && mmcf->registry == NULL) {
         return NGX_CONF_OK;
@@ -216,6 +237,7 @@ ngx_http_mesh_create_srv_conf(ngx_conf_t *cf)
 
     mscf->balancer = NGX_CONF_UNSET_UINT;
     mscf->panic = NGX_CONF_UNSET_UINT;
+    mscf->instances = NGX_CONF_UNSET;
     mscf->outlier.consecutive_5xx = NGX_CONF_UNSET_UINT;
     mscf->outlier.consecutive_gateway = NGX_CONF_UNSET_UINT;
     mscf->outlier.interval = NGX_CONF_UNSET_MSEC;
@@ -310,6 +332,51 @@ ngx_http_mesh_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     mmcf->zone_size = (size_t) size;
+
+    return NGX_CONF_OK;
+}
+
+
+/* in http{}: the default; in an upstream: that service's choice */
+static char *
+ngx_http_mesh_status_instances(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_str_t                  *value;
+    ngx_flag_t                 *fp, flag;
+    ngx_http_mesh_srv_conf_t   *mscf;
+    ngx_http_mesh_main_conf_t  *mmcf;
+
+    value = cf->args->elts;
+
+    if (ngx_strcasecmp(value[1].data, (u_char *) "on") == 0) {
+        flag = 1;
+
+    } else if (ngx_strcasecmp(value[1].data, (u_char *) "off") == 0) {
+        flag = 0;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\" in \"%V\" directive, "
+                           "it must be \"on\" or \"off\"", &value[1],
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (cf->cmd_type == NGX_HTTP_UPS_CONF) {
+        mscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_mesh_module);
+        fp = &mscf->instances;
+
+    } else {
+        mmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mesh_module);
+        fp = &mmcf->instances;
+    }
+
+    if (*fp != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    *fp = flag;
 
     return NGX_CONF_OK;
 }

@@ -179,6 +179,7 @@ struct ngx_http_mesh_srv_conf_s {
     ngx_uint_t                     balancer;
     ngx_http_mesh_outlier_t        outlier;     /* mesh_outlier */
     ngx_uint_t                     panic;       /* mesh_panic_threshold */
+    ngx_flag_t                     instances;   /* mesh_status_instances */
     ngx_http_complex_value_t      *key;
     ngx_http_upstream_srv_conf_t  *upstream;
     ngx_http_mesh_view_t          *view;        /* worker-local */
@@ -191,6 +192,8 @@ typedef struct {
     ngx_str_t                      registry_uri;
     ngx_str_t                      cache_file;  /* mesh_cache_file */
     size_t                         zone_size;   /* mesh_zone */
+    ngx_flag_t                     metrics;     /* mesh_metrics */
+    ngx_flag_t                     instances;   /* mesh_status_instances */
     ngx_shm_zone_t                *shm_zone;
     ngx_http_mesh_zone_t           zone;
     ngx_array_t                    upstreams;   /* of srv_conf_t * */
