@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <microhttpd.h>
 #include <stdio.h>
@@ -18,7 +19,8 @@
 #include "rd_snapshot.h"
 
 #define RD_TICK_MS  10
-#define RD_PING_MS  15000       /* a comment to idle event streams */
+#define RD_PING_MS    15000     /* a comment to idle event streams */
+#define RD_HANGUP_MS  1000      /* look for streams whose client left */
 
 typedef struct rd_req_s  rd_req_t;
 
@@ -61,6 +63,8 @@ struct rd_req_s {
     int                     streaming;
     int                     suspended;
     int                     ping;
+    int                     gone;       /* the client hung up */
+    int                     fd;
     uint64_t                ev_last;    /* newest event sent */
     rd_buf_t                out;        /* rendered, not yet sent */
     size_t                  out_off;
@@ -852,6 +856,11 @@ rd_api_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
             continue;
         }
 
+        if (rq->gone) {
+            pthread_mutex_unlock(&api->lock);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+
         if (rq->ping) {
             rq->ping = 0;
             pthread_mutex_unlock(&api->lock);
@@ -903,17 +912,39 @@ rd_api_unlink_stream(rd_api_t *api, rd_req_t *rq)
 }
 
 
-/* resume the streams that wait for events; ping: make each send a
- * comment even without one */
+/*
+ * Resume the streams that wait for events. ping: make each send a comment
+ * even without one. hangups: only those whose client hung up, which a
+ * suspended connection does not notice by itself.
+ */
 static void
-rd_api_wake_streams(rd_api_t *api, int ping)
+rd_api_wake_streams(rd_api_t *api, int ping, int hangups)
 {
-    rd_req_t  *rq;
+    rd_req_t       *rq;
+    struct pollfd   pfd;
 
     pthread_mutex_lock(&api->lock);
 
     for (rq = api->streams; rq; rq = rq->snext) {
         rq->ping |= ping;
+
+        if (hangups) {
+            if (!rq->suspended || rq->fd < 0) {
+                continue;
+            }
+
+            pfd.fd = rq->fd;
+            pfd.events = POLLRDHUP;
+            pfd.revents = 0;
+
+            if (poll(&pfd, 1, 0) <= 0
+                || !(pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+            {
+                continue;
+            }
+
+            rq->gone = 1;
+        }
 
         if (rq->suspended) {
             rq->suspended = 0;
@@ -928,7 +959,8 @@ rd_api_wake_streams(rd_api_t *api, int ping)
 static enum MHD_Result
 rd_api_stream(rd_req_t *rq, uint64_t after)
 {
-    char                  msg[96];
+    char                              msg[96];
+    const union MHD_ConnectionInfo   *info;
     rd_api_t             *api = rq->api;
     struct MHD_Response  *resp;
 
@@ -946,7 +978,11 @@ rd_api_stream(rd_req_t *rq, uint64_t after)
         return rd_api_error(rq, 503, msg, NULL);
     }
 
+    info = MHD_get_connection_info(rq->conn,
+                                   MHD_CONNECTION_INFO_CONNECTION_FD);
+
     rq->streaming = 1;
+    rq->fd = info ? info->connect_fd : -1;
     rq->ev_last = after;
     rd_buf_init(&rq->out, 4096);
     rd_buf_adds(&rq->out, "retry: 1000\n\n");
@@ -1697,19 +1733,20 @@ rd_api_on_change(void *data, uint64_t index)
 
     rd_debug("index %llu", (unsigned long long) index);
     rd_api_wake(api, 1);
-    rd_api_wake_streams(api, 0);
+    rd_api_wake_streams(api, 0, 0);
 }
 
 
 static void *
 rd_api_timer(void *arg)
 {
-    int64_t          next_scan, next_ping, now;
+    int64_t          next_scan, next_ping, next_hangup, now;
     rd_api_t        *api = arg;
     struct timespec  ts;
 
     next_scan = 0;
     next_ping = rd_now_ms() + RD_PING_MS;
+    next_hangup = 0;
 
     pthread_mutex_lock(&api->tlock);
 
@@ -1738,8 +1775,13 @@ rd_api_timer(void *arg)
         }
 
         if (now >= next_ping) {
-            rd_api_wake_streams(api, 1);
+            rd_api_wake_streams(api, 1, 0);
             next_ping = now + RD_PING_MS;
+        }
+
+        if (now >= next_hangup) {
+            rd_api_wake_streams(api, 0, 1);
+            next_hangup = now + RD_HANGUP_MS;
         }
 
         pthread_mutex_lock(&api->tlock);
@@ -1908,7 +1950,7 @@ rd_api_quiesce(rd_api_t *api)
     pthread_mutex_unlock(&api->lock);
 
     rd_api_wake(api, 1);
-    rd_api_wake_streams(api, 0);
+    rd_api_wake_streams(api, 0, 0);
 }
 
 

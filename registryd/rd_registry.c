@@ -1182,11 +1182,12 @@ rd_registry_decide_policy(rd_registry_t *reg, rd_policy_views_t *pv,
 }
 
 
-/* the event of a committed op; write lock held */
+/* the event of a committed op, before it is applied; write lock held */
 static void
 rd_registry_event(rd_registry_t *reg, const rd_op_t *op, int64_t time)
 {
-    rd_event_t  e;
+    rd_event_t      e;
+    rd_instance_t  *cur;
 
     if (reg->events == NULL) {
         return;
@@ -1211,6 +1212,12 @@ rd_registry_event(rd_registry_t *reg, const rd_op_t *op, int64_t time)
         break;
 
     case RD_OP_HEALTH:
+        /* the TTL or the check changed its mind, the health did not */
+        cur = rd_registry_find(reg, op->service, op->id);
+        if (cur && cur->health == op->health) {
+            return;
+        }
+
         e.type = (op->health == RD_HEALTH_PASSING) ? RD_EV_PASSING
                                                    : RD_EV_CRITICAL;
         e.reason = op->reason ? op->reason
