@@ -499,6 +499,22 @@ rd_health_refresh(rd_health_t *h, int64_t now)
                 continue;
             }
 
+            if (t->port == in->port && strcmp(t->address, in->address) == 0
+                && strcmp(t->text, in->check) == 0)
+            {
+                /* registered again, the same: it starts over as the
+                 * registry says, but keeps its schedule (an instance
+                 * re-registered more often than its interval is still
+                 * probed) */
+                t->put_index = in->put_index;
+                t->state.critical = in->check_critical;
+                t->state.successes = 0;
+                t->state.failures = 0;
+                t->reg_critical = in->check_critical;
+                nv[nn++] = t;
+                continue;
+            }
+
             gone[ngone++] = t;
         }
 

@@ -171,6 +171,7 @@ ok stays_passing('hc', 'sick', 1.2), 'and stays so: 503 is expected now';
 # 200 instances whose backend hangs: probes time out, the API stays fast
 
 my $p4 = $t->start_backend(name => 'hang', events => 1, delay => 60);
+my $idx0 = $t->registry_index;
 for my $i (1 .. 200) {
     my $r = $t->api(PUT => "/v1/services/hang/instances/h$i",
                     { address => '127.0.0.1', port => $p4,
@@ -179,8 +180,8 @@ for my $i (1 .. 200) {
     die "register h$i: $r->{status}" unless $r->{status} == 201;
 }
 
-my $idx0 = $t->registry_index;
-my ($n, $worst, $slow) = (0, 0, 0);
+my ($n, $worst, $slow, $failed) = (0, 0, 0, 0);
+my @lat;
 my $t0 = time;
 my $all_critical;
 while (time - $t0 < 4) {
@@ -189,21 +190,29 @@ while (time - $t0 < 4) {
     my $d = time - $a;
     $n++;
     $worst = $d if $d > $worst;
-    $slow++ if $d >= 0.2 || $r->{status} != 200;
+    push @lat, $d;
+    $slow++ if $d >= 0.2;
+    $failed++ if $r->{status} != 200;
     my ($h) = grep { $_->{name} eq 'hang' } @{ $r->{json}{services} || [] };
     $all_critical //= time - $t0 if $h && $h->{healthy} == 0;
     sleep 0.02;
 }
-note sprintf '%d GET /v1/services while 200 probes hang: worst %.1f ms',
-    $n, $worst * 1000;
-ok $n > 50, "$n requests made";
-is $slow, 0, 'every GET /v1/services answered in < 200 ms';
+@lat = sort { $a <=> $b } @lat;
+my $median = $lat[@lat / 2] // 99;
+note sprintf '%d GET /v1/services while 200 probes hang: median %.1f ms, '
+    . 'worst %.1f ms, %d >= 200 ms', $n, $median * 1000, $worst * 1000, $slow;
+ok $n > 20, "$n requests made";
+is $failed, 0, 'every GET /v1/services answered 200';
+# probes that held up the API would make every request wait for their
+# timeouts (1 s); a busy test machine can delay the odd one
+cmp_ok $median, '<', 0.05, 'GET /v1/services: median < 50 ms';
+cmp_ok $slow, '<=', $n * 0.05, 'GET /v1/services: 95% in < 200 ms';
 ok defined $all_critical, 'all 200 hanging instances turned critical';
 note sprintf 'all critical after %.2f s', $all_critical // -1;
 cmp_ok $all_critical // 99, '<=', 0.5 + 1 + 1,
     'concurrently: within interval + timeout + 1 s';
-cmp_ok $t->registry_index - $idx0, '>=', 200,
-    'the index rose once per transition at least';
+cmp_ok $t->registry_index - $idx0, '>=', 400,
+    'the index rose once per registration and per transition at least';
 
 # metrics
 
