@@ -132,6 +132,17 @@ package MeshTest;
 #                            api()'s response ({json}{index} on 2xx)
 #   delete_policy(NAME)      DELETE /v1/policies/NAME; returns api()'s
 #                            response
+#   mesh_prometheus(%opt)    GET /mesh/status?format=prometheus (port =>
+#                            N, path => P as mesh_status); returns
+#                            {status, type (Content-Type), text}
+#   parse_prometheus(TEXT)   (function or method) the text exposition:
+#                            {samples => [[NAME, {LABEL => VALUE}, NUMBER]],
+#                            help => {FAMILY => TEXT}, type => {FAMILY =>
+#                            TYPE}, bad => [lines it could not parse]}
+#   prom_sum(PARSED, NAME, {LABEL => VALUE})   sum of the NAME samples whose
+#                            labels include those given (undef if none)
+#   promtool                 path of promtool, or undef (Debian package
+#                            prometheus; scripts/deps.sh installs it)
 #
 # Load (fast raw-socket HTTP/1.1 clients)
 #   client(port => N, keepalive => 0|1, timeout => s,
@@ -1234,6 +1245,66 @@ sub wait_mesh_index {
         return undef if time >= $end;
         sleep 0.01;
     }
+}
+
+sub mesh_prometheus {
+    my ($self, %opt) = @_;
+    my $port = $opt{port} // $self->named_port('HTTP');
+    my $path = $opt{path} // '/mesh/status';
+    my $r = HTTP::Tiny->new(timeout => 5, keep_alive => 0)
+        ->get("http://127.0.0.1:$port$path?format=prometheus");
+    return { status => $r->{status},
+             type => $r->{headers}{'content-type'} // '',
+             text => $r->{content} // '' };
+}
+
+sub parse_prometheus {
+    my $text = ref $_[0] ? $_[1] : $_[0];
+    my %p = (samples => [], help => {}, type => {}, bad => []);
+
+    for my $l (split /\n/, $text // '') {
+        next if $l =~ /^\s*$/;
+        if ($l =~ /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) ?(.*)$/) {
+            $p{ lc $1 }{$2} = $3;
+            next;
+        }
+        next if $l =~ /^#/;
+        if ($l =~ /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$/) {
+            my ($name, $lab, $v) = ($1, $2 // '', $3);
+            my %l;
+            while ($lab =~ /\G\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?/gc) {
+                $l{$1} = $2;
+            }
+            if ((pos($lab) // 0) != length $lab) {
+                push @{ $p{bad} }, $l;
+                next;
+            }
+            $v = $v eq '+Inf' ? 9**9**9 : $v eq '-Inf' ? -9**9**9 : $v + 0;
+            push @{ $p{samples} }, [$name, \%l, $v];
+            next;
+        }
+        push @{ $p{bad} }, $l;
+    }
+
+    return \%p;
+}
+
+sub prom_sum {
+    my ($self, $p, $name, $want) = @_;
+    my $sum;
+    S: for my $s (@{ $p->{samples} }) {
+        next unless $s->[0] eq $name;
+        for my $k (keys %{ $want || {} }) {
+            next S unless ($s->[1]{$k} // "\0") eq $want->{$k};
+        }
+        $sum += $s->[2];
+    }
+    return $sum;
+}
+
+sub promtool {
+    my $d = (grep { -x "$_/promtool" } split /:/, $ENV{PATH} // '')[0];
+    return $d ? "$d/promtool" : undef;
 }
 
 ############################################################################
