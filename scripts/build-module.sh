@@ -46,5 +46,8 @@ cd "$tree"
 make -s -f objs/Makefile modules > "$out/make.log" 2>&1 \
     || { grep -E 'error|warning' "$out/make.log" | head -40 >&2; \
          tail -20 "$out/make.log" >&2; exit 1; }
-cp objs/ngx_http_mesh_module.so "$out/ngx_http_mesh_module.so"
+# a new file renamed over the old one: an nginx that has the old one
+# mapped keeps it intact (cp would rewrite it under the running workers)
+cp objs/ngx_http_mesh_module.so "$out/.ngx_http_mesh_module.so.new"
+mv -f "$out/.ngx_http_mesh_module.so.new" "$out/ngx_http_mesh_module.so"
 echo "build-module: $out/ngx_http_mesh_module.so"
