@@ -796,7 +796,7 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
     const char              **servers;
     mesh_instance_t          *in;
     ngx_http_mesh_peer_t     *peer;
-    ngx_http_mesh_stat_t     *rr;
+    ngx_http_mesh_stat_t     *rr, *st;
     int                      *weights;
 
     pool = view->pool;
@@ -928,6 +928,30 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
             rr = ngx_http_mesh_get_stat(&mmcf->zone, &mscf->service, &sid);
             if (rr == NULL) {
                 rr = peer[t->number].stat;
+            }
+        }
+
+        /*
+         * The registry (a health check, a heartbeat) saw it come back from
+         * critical: that ends an ejection early, as an active health check
+         * un-ejects in Envoy.
+         */
+        st = peer[t->number].stat;
+
+        if (!in->healthy) {
+            st->critical = 1;
+
+        } else if (st->critical) {
+            st->critical = 0;
+
+            if (ngx_http_mesh_ejected(st, ngx_current_msec)) {
+                st->ejected_until = ngx_current_msec;
+                st->returning = 0;
+                ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                              "mesh: instance \"%V\" (%V) of service \"%V\" "
+                              "passes its health check again: ejection "
+                              "ended", &id, &peer[t->number].name,
+                              &mscf->service);
             }
         }
 
@@ -1417,7 +1441,7 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
 
     /* a retry takes a share of the service's retry budget */
 
-    if (tried && t->service) {
+    if (tried && t->service && !pd->refused) {
         budget = t->service->active / 5;
         if (budget < 3) {
             budget = 3;
@@ -1428,6 +1452,7 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
                           "mesh: retry budget of service \"%V\" exhausted "
                           "(%uD retries in flight), not retrying",
                           &pd->conf->service, t->service->retries_active);
+            pc->name = &pd->conf->upstream->host;
             return NGX_BUSY;
         }
     }
@@ -1461,6 +1486,8 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
     }
 
     if (i < 0) {
+        pc->name = &pd->conf->upstream->host;
+
         if (!tried) {
             ngx_log_error(NGX_LOG_ERR, pc->log, 0,
                           "mesh: no healthy instance of service \"%V\"%s%V%s "
@@ -1488,9 +1515,17 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
         (void) __sync_fetch_and_add(&t->service->active, 1);
 
         if (tried) {
-            (void) __sync_fetch_and_add(&t->service->retries_active, 1);
             (void) __sync_fetch_and_add(&t->service->retries, 1);
-            pd->retrying = 1;
+
+            /*
+             * A retry after a refused connection is the request's first
+             * real try: it costs no one extra work, and a killed instance
+             * must not turn a burst of them into client errors.
+             */
+            if (!pd->refused) {
+                (void) __sync_fetch_and_add(&t->service->retries_active, 1);
+                pd->retrying = 1;
+            }
         }
     }
 
@@ -1694,6 +1729,9 @@ ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
      * failures; anything below 500 ends both runs.
      */
     local = (state & NGX_PEER_FAILED) && status == 0;
+
+    pd->refused = local && u && u->state
+                  && u->state->connect_time == (ngx_msec_t) -1;
     fail5 = local || status >= 500;
     failgw = local || status == 502 || status == 503 || status == 504;
 

@@ -58,6 +58,8 @@ typedef struct {
     uint32_t                       consecutive_gateway;
     uint32_t                       times_ejected;         /* lock */
     uint32_t                       returning;   /* log the return once */
+    uint32_t                       critical;    /* last seen critical in
+                                                   the registry */
     ngx_msec_t                     ejected_until;         /* lock */
     uint64_t                       win_slot[NGX_HTTP_MESH_WINDOW_SLOTS];
     uint64_t                       win_requests[NGX_HTTP_MESH_WINDOW_SLOTS];
@@ -212,6 +214,9 @@ typedef struct {
     uint32_t                       hash;
     ngx_uint_t                     has_hash;
     ngx_uint_t                     retrying;    /* holds a retry budget */
+    ngx_uint_t                     refused;     /* the last try could not
+                                                   connect: its retry is
+                                                   no extra work */
     ngx_http_request_t            *request;
 } ngx_http_mesh_peer_data_t;
 
