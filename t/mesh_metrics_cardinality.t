@@ -144,14 +144,15 @@ check('upstream off', pay => 1, misc => 1);
 
 # 2. off in http{}: nobody has member series
 conf(http => 'off');
-ok $t->reload_nginx, 'reload: http{} off';
+# old workers answer with the old configuration until they exit
+ok $t->reload_nginx(wait_old => 1), 'reload: http{} off';
 ok $t->wait_mesh_index, 'status answers after the reload';
 traffic('http off');
 check('http off');
 
 # 3. off in http{}, on in the pay upstream: only pay has them
 conf(http => 'off', pay => 'on');
-ok $t->reload_nginx, 'reload: http{} off, pay on';
+ok $t->reload_nginx(wait_old => 1), 'reload: http{} off, pay on';
 ok $t->wait_mesh_index, 'status answers after the reload';
 traffic('http off, pay on');
 check('http off, pay on', pay => 1);
@@ -163,7 +164,7 @@ my ($ob) = grep { $_->{name} eq 'orders' } @{ $before->{services} || [] };
 my $c0 = $t->read_file('nginx.conf');
 $c0 =~ s/(%%MESH_PRELUDE%%|mesh_registry )/mesh_metrics off;\n    $1/;
 $t->write_file('nginx.conf', $c0);
-ok $t->reload_nginx, 'reload: mesh_metrics off';
+ok $t->reload_nginx(wait_old => 1), 'reload: mesh_metrics off';
 ok $t->wait_mesh_index, 'status answers after the reload';
 my $r = $t->load(path => '/orders/', requests => 10, clients => 1);
 is $r->{ok}, 10, 'mesh_metrics off: 10 requests to orders';

@@ -106,7 +106,8 @@ package MeshTest;
 #   nginx_test([NAME])       nginx -t; returns (exit code, output)
 #   start_nginx([NAME])      starts nginx in the foreground; waits until its
 #                            listen ports accept
-#   reload_nginx             SIGHUP; waits until a new worker generation runs
+#   reload_nginx(%opt)       SIGHUP; waits until a new worker generation
+#                            runs (wait_old => 1: and the old one is gone)
 #   stop_nginx               QUIT, then TERM, then KILL, all bounded
 #   nginx_pid
 #   nginx_workers            pids of the master's children (sorted)
@@ -1033,15 +1034,21 @@ sub start_nginx {
 }
 
 sub reload_nginx {
-    my ($self) = @_;
+    my ($self, %opt) = @_;
     my $ng = $self->{nginx} or croak "nginx is not running";
     my %old = map { $_ => 1 } _children_of($ng->{pid});
 
     kill 'HUP', $ng->{pid};
 
     my $end = time + 10;
+    my $new = 0;
     while (time < $end) {
-        return 1 if grep { !$old{$_} } _children_of($ng->{pid});
+        my @now = _children_of($ng->{pid});
+        $new ||= grep { !$old{$_} } @now;
+
+        # wait_old => 1: until the old workers are gone too, so that
+        # nothing answers with the old configuration any more
+        return 1 if $new && (!$opt{wait_old} || !grep { $old{$_} } @now);
         sleep 0.02;
     }
 
