@@ -1513,6 +1513,7 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
 
     if (t->service) {
         (void) __sync_fetch_and_add(&t->service->active, 1);
+        (void) __sync_fetch_and_add(&t->service->requests, 1);
 
         if (tried) {
             (void) __sync_fetch_and_add(&t->service->retries, 1);
@@ -1614,6 +1615,10 @@ ngx_http_mesh_eject(ngx_http_mesh_target_t *t, ngx_http_mesh_peer_t *peer,
     st->ejected_until = now + duration;
     st->returning = 1;
     st->ejections++;
+
+    if (t->service) {
+        t->service->ejections++;
+    }
     st->consecutive_5xx = 0;
     st->consecutive_gateway = 0;
 
@@ -1714,13 +1719,26 @@ ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
 
     if (state & NGX_PEER_FAILED) {
         (void) __sync_fetch_and_add(&st->failures, 1);
+
+        if (t->service) {
+            (void) __sync_fetch_and_add(&t->service->failures, 1);
+        }
     }
 
     mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                                ngx_http_mesh_module);
 
+    /*
+     * The service keeps its own totals: summed from its instances they
+     * would drop when an instance leaves, and a Prometheus counter must
+     * not go down.
+     */
     if (mmcf->metrics) {
         ngx_http_mesh_count(st, status, ms);
+
+        if (t->service) {
+            ngx_http_mesh_count(t->service, status, ms);
+        }
     }
 
     /*

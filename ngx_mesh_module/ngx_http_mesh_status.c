@@ -132,6 +132,23 @@ ngx_http_mesh_add(ngx_http_mesh_sum_t *sum, ngx_http_mesh_stat_t *st,
 }
 
 
+/* a service's totals come from its own counters, states from its members */
+static void
+ngx_http_mesh_service_totals(ngx_http_mesh_sum_t *sum,
+    ngx_http_mesh_target_t *t, uint64_t slot)
+{
+    ngx_uint_t  states[3];
+
+    ngx_memcpy(states, sum->states, sizeof(states));
+    ngx_memzero(sum, sizeof(ngx_http_mesh_sum_t));
+    ngx_memcpy(sum->states, states, sizeof(states));
+
+    if (t && t->service) {
+        ngx_http_mesh_add(sum, t->service, slot);
+    }
+}
+
+
 static u_char *
 ngx_http_mesh_json_counters(u_char *p, ngx_http_mesh_sum_t *sum)
 {
@@ -293,6 +310,8 @@ ngx_http_mesh_prom_family(u_char *p, ngx_http_request_t *r,
                 break;
             }
         }
+
+        ngx_http_mesh_service_totals(&sum, t, slot);
 
         switch (family) {
 
@@ -638,6 +657,8 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
             p = ngx_http_mesh_json_counters(p, &one);
             *p++ = '}';
         }
+
+        ngx_http_mesh_service_totals(&sum, t, slot);
 
         p = ngx_sprintf(p, "],\"instances_by_state\":{\"healthy\":%ui,"
                         "\"unhealthy\":%ui,\"ejected\":%ui},\"active\":%uL,"
