@@ -236,6 +236,10 @@ my %HANDED;        # ports handed out by this process
 sub new {
     my ($class, %opt) = @_;
 
+    # a server that answers early (413, 401) and closes while the test
+    # still writes must give the test an error, not kill it with SIGPIPE
+    $SIG{PIPE} = 'IGNORE';
+
     my $build = $ENV{MESH_BUILD} || "$REPO/build";
     my $dir = tempdir('mesh-test-XXXXXX', TMPDIR => 1, CLEANUP => 0);
     chmod 0755, $dir;
