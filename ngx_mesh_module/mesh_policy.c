@@ -214,22 +214,20 @@ static int mesh_policy_pool(mesh_json_t *j, mesh_traffic_policy_t *tp);
 static void mesh_policy_traffic_init(mesh_traffic_policy_t *tp);
 static void mesh_policy_inherit(mesh_traffic_policy_t *tp,
     const mesh_traffic_policy_t *from);
-static int mesh_policy_subsets(mesh_json_t *j, mesh_destination_rule_t *dr);
-static int mesh_policy_subset(mesh_json_t *j, mesh_subset_t *ss);
+static int mesh_policy_subset(mesh_json_t *j, void *elt);
 static int mesh_policy_labels(mesh_json_t *j, mesh_subset_t *ss);
 static int mesh_policy_hosts(mesh_json_t *j, mesh_virtual_service_t *vs);
-static int mesh_policy_http_list(mesh_json_t *j, mesh_virtual_service_t *vs);
-static int mesh_policy_http(mesh_json_t *j, mesh_http_route_t *h);
-static int mesh_policy_matches(mesh_json_t *j, mesh_http_route_t *h);
-static int mesh_policy_match(mesh_json_t *j, mesh_match_t *m);
+static int mesh_policy_http(mesh_json_t *j, void *elt);
+static int mesh_policy_match(mesh_json_t *j, void *elt);
 static int mesh_policy_headers(mesh_json_t *j, mesh_match_t *m);
 static int mesh_policy_string_match(mesh_json_t *j, mesh_string_match_t *m,
     const char *what);
-static int mesh_policy_routes(mesh_json_t *j, mesh_http_route_t *h);
-static int mesh_policy_route(mesh_json_t *j, mesh_destination_t *d);
+static int mesh_policy_route(mesh_json_t *j, void *elt);
 static int mesh_policy_destination(mesh_json_t *j, mesh_destination_t *d);
 static int mesh_policy_retries(mesh_json_t *j, mesh_http_route_t *h);
 static int mesh_policy_retry_on(mesh_json_t *j, unsigned *bits);
+static void *mesh_policy_list(mesh_json_t *j, const char *what, size_t size,
+    int (*parse)(mesh_json_t *j, void *elt), size_t *nelts);
 static int mesh_policy_open(mesh_json_t *j, unsigned char c,
     const char *what);
 static int mesh_policy_key(mesh_json_t *j, const char *const *keys,
@@ -692,7 +690,10 @@ mesh_policy_rule(mesh_json_t *j, mesh_destination_rule_t *dr)
             break;
 
         case MESH_DR_SUBSETS:
-            if (mesh_policy_subsets(j, dr) != 0) {
+            dr->subsets = mesh_policy_list(j, "\"subsets\"",
+                                           sizeof(mesh_subset_t),
+                                           mesh_policy_subset, &dr->nsubsets);
+            if (j->failed) {
                 return -1;
             }
 
@@ -783,7 +784,10 @@ mesh_policy_vs(mesh_json_t *j, mesh_virtual_service_t *vs)
             break;
 
         case MESH_VS_HTTP:
-            if (mesh_policy_http_list(j, vs) != 0) {
+            vs->http = mesh_policy_list(j, "\"http\"",
+                                        sizeof(mesh_http_route_t),
+                                        mesh_policy_http, &vs->nhttp);
+            if (j->failed) {
                 return -1;
             }
 
@@ -1343,50 +1347,10 @@ mesh_policy_inherit(mesh_traffic_policy_t *tp,
 /* subsets */
 
 static int
-mesh_policy_subsets(mesh_json_t *j, mesh_destination_rule_t *dr)
+mesh_policy_subset(mesh_json_t *j, void *elt)
 {
-    int             rc;
-    size_t          n;
-    mesh_vec_t      v;
-    mesh_subset_t  *ss;
+    mesh_subset_t  *ss = elt;
 
-    if (mesh_policy_open(j, '[', "\"subsets\"") != 0) {
-        return -1;
-    }
-
-    memset(&v, 0, sizeof(mesh_vec_t));
-    v.size = sizeof(mesh_subset_t);
-    n = 0;
-
-    while ((rc = mesh_json_next_element(j, &n)) == 1) {
-        ss = mesh_vec_push(j, &v);
-        if (ss == NULL || mesh_policy_subset(j, ss) != 0) {
-            goto fail;
-        }
-    }
-
-    if (rc != 0) {
-        goto fail;
-    }
-
-    dr->nsubsets = v.nelts;
-    dr->subsets = mesh_policy_copy(j, &v);
-
-    free(v.elts);
-
-    return j->failed ? -1 : 0;
-
-fail:
-
-    free(v.elts);
-
-    return -1;
-}
-
-
-static int
-mesh_policy_subset(mesh_json_t *j, mesh_subset_t *ss)
-{
     int                   rc, k;
     size_t                n, klen;
     unsigned              seen;
@@ -1585,50 +1549,10 @@ fail:
 
 
 static int
-mesh_policy_http_list(mesh_json_t *j, mesh_virtual_service_t *vs)
+mesh_policy_http(mesh_json_t *j, void *elt)
 {
-    int                 rc;
-    size_t              n;
-    mesh_vec_t          v;
-    mesh_http_route_t  *h;
+    mesh_http_route_t  *h = elt;
 
-    if (mesh_policy_open(j, '[', "\"http\"") != 0) {
-        return -1;
-    }
-
-    memset(&v, 0, sizeof(mesh_vec_t));
-    v.size = sizeof(mesh_http_route_t);
-    n = 0;
-
-    while ((rc = mesh_json_next_element(j, &n)) == 1) {
-        h = mesh_vec_push(j, &v);
-        if (h == NULL || mesh_policy_http(j, h) != 0) {
-            goto fail;
-        }
-    }
-
-    if (rc != 0) {
-        goto fail;
-    }
-
-    vs->nhttp = v.nelts;
-    vs->http = mesh_policy_copy(j, &v);
-
-    free(v.elts);
-
-    return j->failed ? -1 : 0;
-
-fail:
-
-    free(v.elts);
-
-    return -1;
-}
-
-
-static int
-mesh_policy_http(mesh_json_t *j, mesh_http_route_t *h)
-{
     int                   rc, k;
     size_t                n, klen;
     unsigned              seen;
@@ -1661,11 +1585,17 @@ mesh_policy_http(mesh_json_t *j, mesh_http_route_t *h)
             break;
 
         case MESH_HT_MATCH:
-            rc = mesh_policy_matches(j, h);
+            h->matches = mesh_policy_list(j, "\"match\"",
+                                          sizeof(mesh_match_t),
+                                          mesh_policy_match, &h->nmatches);
+            rc = j->failed ? -1 : 0;
             break;
 
         case MESH_HT_ROUTE:
-            rc = mesh_policy_routes(j, h);
+            h->routes = mesh_policy_list(j, "\"route\"",
+                                         sizeof(mesh_destination_t),
+                                         mesh_policy_route, &h->nroutes);
+            rc = j->failed ? -1 : 0;
             break;
 
         case MESH_HT_RETRIES:
@@ -1706,50 +1636,10 @@ mesh_policy_http(mesh_json_t *j, mesh_http_route_t *h)
 
 
 static int
-mesh_policy_matches(mesh_json_t *j, mesh_http_route_t *h)
+mesh_policy_match(mesh_json_t *j, void *elt)
 {
-    int            rc;
-    size_t         n;
-    mesh_vec_t     v;
-    mesh_match_t  *m;
+    mesh_match_t  *m = elt;
 
-    if (mesh_policy_open(j, '[', "\"match\"") != 0) {
-        return -1;
-    }
-
-    memset(&v, 0, sizeof(mesh_vec_t));
-    v.size = sizeof(mesh_match_t);
-    n = 0;
-
-    while ((rc = mesh_json_next_element(j, &n)) == 1) {
-        m = mesh_vec_push(j, &v);
-        if (m == NULL || mesh_policy_match(j, m) != 0) {
-            goto fail;
-        }
-    }
-
-    if (rc != 0) {
-        goto fail;
-    }
-
-    h->nmatches = v.nelts;
-    h->matches = mesh_policy_copy(j, &v);
-
-    free(v.elts);
-
-    return j->failed ? -1 : 0;
-
-fail:
-
-    free(v.elts);
-
-    return -1;
-}
-
-
-static int
-mesh_policy_match(mesh_json_t *j, mesh_match_t *m)
-{
     int                   rc, k;
     size_t                n, klen;
     unsigned              seen;
@@ -1957,50 +1847,10 @@ mesh_policy_string_match(mesh_json_t *j, mesh_string_match_t *m,
 
 
 static int
-mesh_policy_routes(mesh_json_t *j, mesh_http_route_t *h)
+mesh_policy_route(mesh_json_t *j, void *elt)
 {
-    int                  rc;
-    size_t               n;
-    mesh_vec_t           v;
-    mesh_destination_t  *d;
+    mesh_destination_t  *d = elt;
 
-    if (mesh_policy_open(j, '[', "\"route\"") != 0) {
-        return -1;
-    }
-
-    memset(&v, 0, sizeof(mesh_vec_t));
-    v.size = sizeof(mesh_destination_t);
-    n = 0;
-
-    while ((rc = mesh_json_next_element(j, &n)) == 1) {
-        d = mesh_vec_push(j, &v);
-        if (d == NULL || mesh_policy_route(j, d) != 0) {
-            goto fail;
-        }
-    }
-
-    if (rc != 0) {
-        goto fail;
-    }
-
-    h->nroutes = v.nelts;
-    h->routes = mesh_policy_copy(j, &v);
-
-    free(v.elts);
-
-    return j->failed ? -1 : 0;
-
-fail:
-
-    free(v.elts);
-
-    return -1;
-}
-
-
-static int
-mesh_policy_route(mesh_json_t *j, mesh_destination_t *d)
-{
     int                   rc, k;
     size_t                n, klen;
     unsigned              seen;
@@ -2331,6 +2181,54 @@ mesh_policy_bool(mesh_json_t *j, const char *what, int *value)
 
 
 /* the vector's elements in the arena; NULL when none (or on an error) */
+
+/*
+ * A JSON array of objects, each read by parse, copied into the arena.
+ * Failure sets j->failed (an empty array is NULL with *nelts 0).
+ */
+static void *
+mesh_policy_list(mesh_json_t *j, const char *what, size_t size,
+    int (*parse)(mesh_json_t *j, void *elt), size_t *nelts)
+{
+    int          rc;
+    void        *elt, *elts;
+    size_t       n;
+    mesh_vec_t   v;
+
+    *nelts = 0;
+
+    if (mesh_policy_open(j, '[', what) != 0) {
+        return NULL;
+    }
+
+    memset(&v, 0, sizeof(mesh_vec_t));
+    v.size = size;
+    n = 0;
+
+    while ((rc = mesh_json_next_element(j, &n)) == 1) {
+        elt = mesh_vec_push(j, &v);
+        if (elt == NULL || parse(j, elt) != 0) {
+            rc = -1;
+            break;
+        }
+    }
+
+    elts = NULL;
+
+    if (rc != 0 && !j->failed) {
+        mesh_json_error(j, j->pos, "invalid %s", what);
+    }
+
+    if (rc == 0) {
+        *nelts = v.nelts;
+        elts = mesh_policy_copy(j, &v);
+    }
+
+    free(v.elts);
+
+    return elts;
+}
+
 
 static void *
 mesh_policy_copy(mesh_json_t *j, mesh_vec_t *v)
