@@ -1,0 +1,272 @@
+# Helpers shared by the benchmark scripts (scripts/bench*), sourced by them:
+#
+#   me=bench-cost; . "$(dirname "$0")/bench-lib.sh"
+#
+# Everything listens on 127.0.0.1.  A script that sources this file lists
+# the processes it starts in the array "pids"; bench_stop stops them.
+
+die() { echo "$me: $*" >&2; exit 1; }
+say() { echo "$me: $*" >&2; }
+
+pids=()
+
+# bench_stop PID...: SIGQUIT (nginx's graceful stop; registryd, HAProxy
+# and valgrind end on it too), then up to 10 s later SIGKILL
+bench_stop() {
+    local p
+    for p in "$@"; do
+        kill -QUIT "$p" 2>/dev/null || true
+    done
+    for p in "$@"; do
+        for _ in $(seq 100); do
+            kill -0 "$p" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+}
+
+# bench_tmp: a fresh folder in $tmp, removed at the end unless BENCH_KEEP=1
+bench_tmp() {
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/$me.XXXXXX")
+    chmod 755 "$tmp"
+}
+
+bench_remove_tmp() {
+    if [ "${BENCH_KEEP:-}" = 1 ]; then
+        say "kept $tmp"
+    else
+        rm -rf "$tmp"
+    fi
+}
+
+freeport() {
+    perl -MIO::Socket::INET -e \
+        'print IO::Socket::INET->new(Listen=>1,LocalAddr=>"127.0.0.1:0")->sockport'
+}
+
+# bench_ports NBACK NAME...: port[NAME] for every name and NBACK ports in
+# bports, all distinct (freeport may hand out the same port twice)
+declare -A port
+bports=()
+bench_ports() {
+    local nb=$1 name i all
+    shift
+    for _ in 1 2 3 4 5; do
+        port=() bports=()
+        for name in "$@"; do
+            port[$name]=$(freeport)
+        done
+        for i in $(seq "$nb"); do
+            bports+=("$(freeport)")
+        done
+        all="${port[*]} ${bports[*]}"
+        [ "$(tr ' ' '\n' <<<"$all" | sort -u | wc -l)" = "$(wc -w <<<"$all")" ] \
+            && return 0
+    done
+    die "no distinct free ports"
+}
+
+wait_http() {                           # wait_http URL WHAT
+    for _ in $(seq 100); do
+        curl -s -o /dev/null --max-time 1 "$1" && return 0
+        sleep 0.1
+    done
+    die "$2 does not answer $1; logs in $tmp (BENCH_KEEP=1 keeps them)"
+}
+
+# bench_registry BUILD: registryd on port[registry] with data in
+# $tmp/registry, every port of bports registered as instance bI of service
+# "bench"; sets registry (its URL) and index (the index after the last).
+# Runs under the command prefix in the array on_load, if any
+bench_registry() {
+    local i=0 p
+    registry=http://127.0.0.1:${port[registry]}
+    mkdir -p "$tmp/registry"
+    ${on_load[@]+"${on_load[@]}"} "$1/registryd" --listen "127.0.0.1:${port[registry]}" \
+        --data-dir "$tmp/registry" --log-level warn 2>"$tmp/registryd.log" &
+    pids+=($!)
+    wait_http "$registry/healthz" registryd
+
+    for p in "${bports[@]}"; do
+        i=$((i + 1))
+        curl -sf -X PUT -H 'Content-Type: application/json' \
+            -d "{\"address\": \"127.0.0.1\", \"port\": $p}" \
+            "$registry/v1/services/bench/instances/b$i" >/dev/null \
+            || die "cannot register b$i"
+    done
+    index=$(curl -s "$registry/healthz" | perl -MJSON::PP -0 -ne \
+        'print decode_json($_)->{index}')
+}
+
+# wait_index PORT WHAT: until the mesh status on PORT shows $index
+wait_index() {
+    local got
+    for _ in $(seq 100); do
+        got=$(curl -s "http://127.0.0.1:$1/mesh/status" \
+              | perl -MJSON::PP -0 -ne 'print eval { decode_json($_)->{index} } // -1')
+        if [ "$got" -ge "$index" ] 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    die "$2 did not reach registry index $index"
+}
+
+ms() {                                  # wrk latency (123.45us|1.2ms|1.1s) -> ms
+    perl -e '$_ = shift; /([\d.]+)(us|ms|s)/ or exit;
+             printf "%.2f", $1 * { us => 0.001, ms => 1, s => 1000 }->{$2}' "$1"
+}
+
+median() { perl -e '@v = sort { $a <=> $b } @ARGV; print $v[$#v / 2] // 0' $1; }
+
+# bench_backend_conf DIR WORKERS [STATUS_PORT]: one nginx answering
+# "return 200" on every port of bports (and stub_status on STATUS_PORT)
+bench_backend_conf() {
+    local d=$1 p
+    mkdir -p "$d/logs"
+    {
+        cat <<CONF
+daemon off;
+master_process on;
+worker_processes $2;
+error_log $d/logs/error.log warn;
+pid $d/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $d/cbt;
+    proxy_temp_path $d/pt;
+    fastcgi_temp_path $d/ft;
+    uwsgi_temp_path $d/ut;
+    scgi_temp_path $d/st;
+CONF
+        for p in "${bports[@]}"; do
+            echo "    server { listen 127.0.0.1:$p; location / { return 200 \"ok\\n\"; } }"
+        done
+        if [ -n "${3:-}" ]; then
+            echo "    server { listen 127.0.0.1:$3; location / { stub_status; } }"
+        fi
+        echo "}"
+    } >"$d/nginx.conf"
+}
+
+# bench_front_conf DIR MAIN HTTP NAME...: the front nginx with the module
+# loaded; MAIN and HTTP are lines added to the main and http contexts.
+# One server on port[NAME] and one upstream per NAME, over bports:
+#
+#   rr_mesh, rr_nometrics  mesh bench; mesh_balancer round_robin;
+#   rr_stock               server lines (round robin)
+#   lr_mesh / lr_stock     mesh_balancer least_request / least_conn
+#   ch_mesh / ch_stock     mesh_balancer consistent_hash $arg_key /
+#                          hash $arg_key consistent
+#
+# Every upstream keeps $keepalive idle connections per worker, none
+# retired for its request count; proxy_http_version 1.1 to the backends.
+bench_front_conf() {
+    local d=$1 main=$2 http=$3 name body servers="" p
+    shift 3
+    for p in "${bports[@]}"; do
+        servers="$servers        server 127.0.0.1:$p;"$'\n'
+    done
+    mkdir -p "$d/logs"
+    chmod 777 "$d"                      # the workers write mesh.json there
+    {
+        cat <<CONF
+daemon off;
+error_log $d/logs/error.log warn;
+pid $d/nginx.pid;
+load_module $module;
+$main
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $d/cbt;
+    proxy_temp_path $d/pt;
+    fastcgi_temp_path $d/ft;
+    uwsgi_temp_path $d/ut;
+    scgi_temp_path $d/st;
+
+    mesh_registry   $registry;
+    mesh_cache_file $d/mesh.json;
+$http
+
+CONF
+        for name in "$@"; do
+            case $name in
+            rr_mesh|rr_nometrics)
+                body="        mesh bench;"$'\n'"        mesh_balancer round_robin;"$'\n' ;;
+            rr_stock) body=$servers ;;
+            lr_mesh)
+                body="        mesh bench;"$'\n'"        mesh_balancer least_request;"$'\n' ;;
+            lr_stock) body="        least_conn;"$'\n'$servers ;;
+            ch_mesh)
+                body="        mesh bench;"$'\n'"        mesh_balancer consistent_hash \$arg_key;"$'\n' ;;
+            ch_stock) body="        hash \$arg_key consistent;"$'\n'$servers ;;
+            *) die "no upstream for $name" ;;
+            esac
+            printf '    upstream %s {\n%s        keepalive %s;\n' \
+                "$name" "$body" "$keepalive"
+            printf '        keepalive_requests 1000000;\n    }\n'
+            cat <<CONF
+    server {
+        listen 127.0.0.1:${port[$name]};
+        location / {
+            proxy_pass http://$name;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+        location = /mesh/status { mesh_status; }
+    }
+CONF
+        done
+        echo "}"
+    } >"$d/nginx.conf"
+}
+
+# bench_haproxy_conf DIR THREADS [GLOBAL]: HAProxy 2.6 on port[haproxy],
+# balance roundrobin over bports, idle backend connections reused
+bench_haproxy_conf() {
+    local d=$1 i=0 p
+    mkdir -p "$d"
+    {
+        cat <<CONF
+global
+    nbthread $2
+    maxconn 4096
+    pidfile $d/haproxy.pid
+${3:-}
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse always
+
+frontend fe
+    bind 127.0.0.1:${port[haproxy]}
+    default_backend be
+
+backend be
+    balance roundrobin
+CONF
+        for p in "${bports[@]}"; do
+            i=$((i + 1))
+            echo "    server b$i 127.0.0.1:$p"
+        done
+    } >"$d/haproxy.cfg"
+}
+
+# the wrk script of the consistent-hash targets: a new ?key= per request
+bench_keys_lua() {
+    cat >"$1" <<'LUA'
+local n = 0
+request = function()
+    n = n + 1
+    return wrk.format(nil, "/?key=" .. n)
+end
+LUA
+}
