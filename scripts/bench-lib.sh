@@ -225,8 +225,10 @@ CONF
     } >"$d/nginx.conf"
 }
 
-# bench_haproxy_conf DIR THREADS [GLOBAL]: HAProxy 2.6 on port[haproxy],
-# balance roundrobin over bports, idle backend connections reused
+# bench_haproxy_conf DIR THREADS [DEFAULTS [BACKEND [SERVER]]]: HAProxy 2.6
+# on port[haproxy], balance roundrobin over bports, idle backend
+# connections reused; DEFAULTS and BACKEND are lines added to those
+# sections, SERVER is appended to every server line
 bench_haproxy_conf() {
     local d=$1 i=0 p
     mkdir -p "$d"
@@ -236,7 +238,6 @@ global
     nbthread $2
     maxconn 4096
     pidfile $d/haproxy.pid
-${3:-}
 
 defaults
     mode http
@@ -245,6 +246,7 @@ defaults
     timeout server 60s
     option http-keep-alive
     http-reuse always
+${3:-}
 
 frontend fe
     bind 127.0.0.1:${port[haproxy]}
@@ -252,10 +254,11 @@ frontend fe
 
 backend be
     balance roundrobin
+${4:-}
 CONF
         for p in "${bports[@]}"; do
             i=$((i + 1))
-            echo "    server b$i 127.0.0.1:$p"
+            echo "    server b$i 127.0.0.1:$p${5:+ $5}"
         done
     } >"$d/haproxy.cfg"
 }
