@@ -105,6 +105,7 @@ bench: all
 	bash scripts/bench-registryd $(BUILD)
 	perl scripts/bench-propagation $(BUILD)
 	bash scripts/bench $(BUILD)
+	bash scripts/bench-cost $(BUILD)
 	bash scripts/bench-failover $(BUILD)
 
 clean:

@@ -1360,7 +1360,8 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
     uintptr_t                   m;
     uint32_t                    budget;
     ngx_msec_t                  now;
-    ngx_uint_t                  n, k, tried, healthy, passing, panic;
+    ngx_uint_t                  n, k, tried, was, ejected, healthy, passing,
+                                panic;
     mesh_peer_t                *mp;
     ngx_http_mesh_peer_t       *peer;
     ngx_http_mesh_target_t     *t;
@@ -1389,48 +1390,57 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
     now = ngx_current_msec;
 
     /*
-     * Panic: with some but fewer than panic_threshold % of the instances
-     * healthy (registered passing and not ejected), balance over all of
-     * them rather than crush the few.
+     * One pass marks the instances a pick must skip (tried by this
+     * request, critical in the registry, ejected, or at max_conns) and
+     * counts the healthy ones (passing and not ejected).
      */
     healthy = 0;
     passing = 0;
 
     for (k = 0; k < n; k++) {
-        passing += t->peer[k].healthy;
+        peer = &t->peer[k];
+        m = (uintptr_t) 1 << k % (8 * sizeof(uintptr_t));
+        was = (pd->tried[k / (8 * sizeof(uintptr_t))] & m) != 0;
+        ejected = ngx_http_mesh_ejected(peer->stat, now);
 
-        if (ngx_http_mesh_ejected(t->peer[k].stat, now)) {
+        tried |= was;
+        passing += peer->healthy;
+
+        mp[k].skip = was || !peer->healthy || ejected
+                     || (t->max_conns && *mp[k].active >= t->max_conns);
+
+        if (ejected) {
             continue;
         }
 
-        healthy += t->peer[k].healthy;
+        healthy += peer->healthy;
 
-        if (t->peer[k].stat->returning
-            && __sync_bool_compare_and_swap(&t->peer[k].stat->returning, 1, 0))
+        if (peer->stat->returning
+            && __sync_bool_compare_and_swap(&peer->stat->returning, 1, 0))
         {
             ngx_log_error(NGX_LOG_NOTICE, pc->log, 0,
                           "mesh: instance \"%V\" (%V) of service \"%V\" "
-                          "returns after its ejection", &t->peer[k].id,
-                          &t->peer[k].name, &t->service_name);
+                          "returns after its ejection", &peer->id,
+                          &peer->name, &t->service_name);
         }
     }
 
     /*
-     * As Envoy, ejections alone never leave a service without instances;
+     * Panic: with some but fewer than panic_threshold % of the instances
+     * healthy, balance over all of them rather than crush the few.  As
+     * Envoy, ejections alone never leave a service without instances;
      * but with every instance critical in the registry there is nothing
      * to balance over: 502.
      */
     panic = (t->outlier.panic_threshold && passing
              && healthy * 100 < t->outlier.panic_threshold * n);
 
-    for (k = 0; k < n; k++) {
-        m = (uintptr_t) 1 << k % (8 * sizeof(uintptr_t));
-        mp[k].skip = (pd->tried[k / (8 * sizeof(uintptr_t))] & m)
-                     || (!panic
-                         && (!t->peer[k].healthy
-                             || ngx_http_mesh_ejected(t->peer[k].stat, now)))
-                     || (t->max_conns && *mp[k].active >= t->max_conns);
-        tried |= (pd->tried[k / (8 * sizeof(uintptr_t))] & m) != 0;
+    if (panic) {
+        for (k = 0; k < n; k++) {
+            m = (uintptr_t) 1 << k % (8 * sizeof(uintptr_t));
+            mp[k].skip = (pd->tried[k / (8 * sizeof(uintptr_t))] & m)
+                         || (t->max_conns && *mp[k].active >= t->max_conns);
+        }
     }
 
     if (panic && !tried && pd->conf->missing == 0) {

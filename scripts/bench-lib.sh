@@ -68,8 +68,8 @@ bench_ports() {
     die "no distinct free ports"
 }
 
-wait_http() {                           # wait_http URL WHAT
-    for _ in $(seq 100); do
+wait_http() {                           # wait_http URL WHAT [TENTHS]
+    for _ in $(seq "${3:-100}"); do
         curl -s -o /dev/null --max-time 1 "$1" && return 0
         sleep 0.1
     done
@@ -100,10 +100,10 @@ bench_registry() {
         'print decode_json($_)->{index}')
 }
 
-# wait_index PORT WHAT: until the mesh status on PORT shows $index
+# wait_index PORT WHAT [TENTHS]: until the mesh status on PORT shows $index
 wait_index() {
     local got
-    for _ in $(seq 100); do
+    for _ in $(seq "${3:-100}"); do
         got=$(curl -s "http://127.0.0.1:$1/mesh/status" \
               | perl -MJSON::PP -0 -ne 'print eval { decode_json($_)->{index} } // -1')
         if [ "$got" -ge "$index" ] 2>/dev/null; then return 0; fi
