@@ -119,6 +119,23 @@ ms() {                                  # wrk latency (123.45us|1.2ms|1.1s) -> m
 
 median() { perl -e '@v = sort { $a <=> $b } @ARGV; print $v[$#v / 2] // 0' $1; }
 
+# bench_http_open DIR: the events block and the start of the http block
+# of an nginx with its files in DIR: no access log, client keepalive
+# unbounded in requests
+bench_http_open() {
+    cat <<CONF
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $1/cbt;
+    proxy_temp_path $1/pt;
+    fastcgi_temp_path $1/ft;
+    uwsgi_temp_path $1/ut;
+    scgi_temp_path $1/st;
+CONF
+}
+
 # bench_backend_conf DIR WORKERS [STATUS_PORT]: one nginx answering
 # "return 200" on every port of bports (and stub_status on STATUS_PORT)
 bench_backend_conf() {
@@ -131,16 +148,8 @@ master_process on;
 worker_processes $2;
 error_log $d/logs/error.log warn;
 pid $d/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path $d/cbt;
-    proxy_temp_path $d/pt;
-    fastcgi_temp_path $d/ft;
-    uwsgi_temp_path $d/ut;
-    scgi_temp_path $d/st;
 CONF
+        bench_http_open "$d"
         for p in "${bports[@]}"; do
             echo "    server { listen 127.0.0.1:$p; location / { return 200 \"ok\\n\"; } }"
         done
@@ -178,15 +187,9 @@ error_log $d/logs/error.log warn;
 pid $d/nginx.pid;
 load_module $module;
 $main
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path $d/cbt;
-    proxy_temp_path $d/pt;
-    fastcgi_temp_path $d/ft;
-    uwsgi_temp_path $d/ut;
-    scgi_temp_path $d/st;
+CONF
+        bench_http_open "$d"
+        cat <<CONF
 
     mesh_registry   $registry;
     mesh_cache_file $d/mesh.json;
