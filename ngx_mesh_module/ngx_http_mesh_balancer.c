@@ -1351,13 +1351,22 @@ ngx_http_mesh_init_peer(ngx_http_request_t *r,
 }
 
 
+/* has this request tried instance k of its target already? */
+
+static ngx_inline ngx_uint_t
+ngx_http_mesh_tried(ngx_http_mesh_peer_data_t *pd, ngx_uint_t k)
+{
+    return (pd->tried[k / (8 * sizeof(uintptr_t))]
+            >> k % (8 * sizeof(uintptr_t))) & 1;
+}
+
+
 static ngx_int_t
 ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
 {
     ngx_http_mesh_peer_data_t  *pd = data;
 
     int                         i;
-    uintptr_t                   m;
     uint32_t                    budget;
     ngx_msec_t                  now;
     ngx_uint_t                  n, k, tried, was, ejected, healthy, passing,
@@ -1399,8 +1408,7 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
 
     for (k = 0; k < n; k++) {
         peer = &t->peer[k];
-        m = (uintptr_t) 1 << k % (8 * sizeof(uintptr_t));
-        was = (pd->tried[k / (8 * sizeof(uintptr_t))] & m) != 0;
+        was = ngx_http_mesh_tried(pd, k);
         ejected = ngx_http_mesh_ejected(peer->stat, now);
 
         tried |= was;
@@ -1437,8 +1445,7 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
 
     if (panic) {
         for (k = 0; k < n; k++) {
-            m = (uintptr_t) 1 << k % (8 * sizeof(uintptr_t));
-            mp[k].skip = (pd->tried[k / (8 * sizeof(uintptr_t))] & m)
+            mp[k].skip = ngx_http_mesh_tried(pd, k)
                          || (t->max_conns && *mp[k].active >= t->max_conns);
         }
     }

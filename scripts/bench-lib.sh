@@ -228,6 +228,21 @@ CONF
     } >"$d/nginx.conf"
 }
 
+# bench_front DIR MAIN HTTP NAME...: the front nginx of bench_front_conf,
+# started ($nginx) under the command prefix in the array on_proxy, if any;
+# waits up to 60 s (valgrind is slow to start) until it answers on
+# port[NAME] with the registry's $index; sets front_pid
+bench_front() {
+    local d=$1
+    bench_front_conf "$@"
+    ${on_proxy[@]+"${on_proxy[@]}"} "$nginx" -e "$d/logs/error.log" \
+        -p "$d/" -c "$d/nginx.conf" 2>"$d/logs/stderr.log" &
+    front_pid=$!
+    pids+=($!)
+    wait_http "http://127.0.0.1:${port[$4]}/mesh/status" "front nginx in $d" 600
+    wait_index "${port[$4]}" "the front nginx in $d" 600
+}
+
 # bench_haproxy_conf DIR THREADS [DEFAULTS [BACKEND [SERVER]]]: HAProxy 2.6
 # on port[haproxy], balance roundrobin over bports, idle backend
 # connections reused; DEFAULTS and BACKEND are lines added to those
