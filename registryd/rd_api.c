@@ -619,11 +619,90 @@ rd_api_get_instance(rd_req_t *rq)
 }
 
 
+/*
+ * What a snapshot request asks for: ?services=a,b (a subscription),
+ * ?delta=1 with ?index=N and ?registry=ID (the client applies deltas).
+ * 0, or -1 with *field and err set.
+ */
+static int
+rd_api_snapshot_ask(rd_req_t *rq, rd_snapshot_ask_t *ask,
+    rd_subscription_t *sub, const char **field, char *err)
+{
+    char        *end;
+    const char  *v;
+
+    memset(ask, 0, sizeof(rd_snapshot_ask_t));
+
+    v = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND,
+                                    "services");
+    if (v) {
+        if (rd_subscription_parse(sub, v, err) != 0) {
+            *field = "services";
+            return -1;
+        }
+
+        ask->sub = sub;
+    }
+
+    v = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "delta");
+    if (v) {
+        if (strcmp(v, "1") == 0 || strcmp(v, "true") == 0) {
+            ask->delta = 1;
+
+        } else if (strcmp(v, "0") != 0 && strcmp(v, "false") != 0) {
+            snprintf(err, RD_ERR_LEN, "delta must be 1 or 0");
+            *field = "delta";
+            goto fail;
+        }
+    }
+
+    v = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND,
+                                    "registry");
+    if (v) {
+        errno = 0;
+        ask->registry = strtoull(v, &end, 16);
+
+        if (*v == '\0' || *end != '\0' || errno || strlen(v) > 16) {
+            snprintf(err, RD_ERR_LEN, "registry must be the registry id "
+                     "of an earlier answer (16 hex digits)");
+            *field = "registry";
+            goto fail;
+        }
+    }
+
+    v = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "index");
+    if (v) {
+        errno = 0;
+        ask->since = strtoull(v, &end, 10);
+
+        if (v[0] < '0' || v[0] > '9' || *end != '\0' || errno) {
+            snprintf(err, RD_ERR_LEN, "index must be a non-negative integer");
+            *field = "index";
+            goto fail;
+        }
+
+        ask->known = 1;
+    }
+
+    return 0;
+
+fail:
+
+    if (ask->sub) {
+        rd_subscription_free(sub);
+        ask->sub = NULL;
+    }
+
+    return -1;
+}
+
+
+/* the whole registry, as one cached document for every client */
 static enum MHD_Result
-rd_api_send_snapshot(rd_req_t *rq)
+rd_api_send_cached(rd_req_t *rq, const char *ae)
 {
     size_t                len;
-    const char           *ae, *data;
+    const char           *data;
     rd_snapshot_t        *s;
     struct MHD_Response  *resp;
 
@@ -635,8 +714,6 @@ rd_api_send_snapshot(rd_req_t *rq)
     data = s->json;
     len = s->len;
 
-    ae = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
-                                     MHD_HTTP_HEADER_ACCEPT_ENCODING);
     if (ae && strstr(ae, "gzip") && rd_snapshot_gzip(s, &data, &len) != 0) {
         data = s->json;
         len = s->len;
@@ -657,6 +734,69 @@ rd_api_send_snapshot(rd_req_t *rq)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
 
     return rd_api_send(rq, 200, resp, "application/json", s->index);
+}
+
+
+static enum MHD_Result
+rd_api_send_snapshot(rd_req_t *rq)
+{
+    int                   delta;
+    char                  err[RD_ERR_LEN], *gz;
+    size_t                gzlen;
+    rd_buf_t              b;
+    uint64_t              index;
+    const char           *ae, *field;
+    rd_snapshot_ask_t     ask;
+    rd_subscription_t     sub;
+    struct MHD_Response  *resp;
+
+    ae = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                                     MHD_HTTP_HEADER_ACCEPT_ENCODING);
+
+    if (rd_api_snapshot_ask(rq, &ask, &sub, &field, err) != 0) {
+        return rd_api_error(rq, 400, err, field);
+    }
+
+    if (ask.sub == NULL && !ask.delta) {
+        return rd_api_send_cached(rq, ae);
+    }
+
+    /* one client's own answer: a subscription or a delta */
+
+    rd_buf_init(&b, 4096);
+    delta = rd_snapshot_answer(rq->api->reg, &ask, &b, &index);
+
+    if (ask.sub) {
+        rd_subscription_free(&sub);
+    }
+
+    rd_metrics_snapshot_answer(delta, b.len);
+
+    /* a small answer costs more to compress than it saves */
+    if (ae && strstr(ae, "gzip") && b.len > 1024
+        && rd_gzip(b.data, b.len, &gz, &gzlen) == 0)
+    {
+        rd_buf_free(&b);
+        b.data = gz;
+        b.len = gzlen;
+        b.cap = gzlen;
+
+        resp = MHD_create_response_from_buffer_with_free_callback(
+                   b.len, b.data, rd_free_buf_cb);
+        if (resp == NULL) {
+            free(gz);
+            return MHD_NO;
+        }
+
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING,
+                                "gzip");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY,
+                                "Accept-Encoding");
+
+        return rd_api_send(rq, 200, resp, "application/json", index);
+    }
+
+    return rd_api_json(rq, 200, &b, index);
 }
 
 
@@ -683,14 +823,13 @@ rd_api_unlink_waiter(rd_api_t *api, rd_req_t *rq)
 static enum MHD_Result
 rd_api_snapshot(rd_req_t *rq)
 {
-    char         *end;
-    int64_t       wait;
-    rd_api_t     *api = rq->api;
-    const char   *index, *w;
-    unsigned long long  v;
+    char               err[RD_ERR_LEN];
+    int64_t            wait;
+    rd_api_t          *api = rq->api;
+    const char        *index, *w, *field;
+    rd_snapshot_ask_t  ask;
+    rd_subscription_t  sub;
 
-    index = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND,
-                                        "index");
     w = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "wait");
 
     wait = api->conf->default_wait;
@@ -707,22 +846,30 @@ rd_api_snapshot(rd_req_t *rq)
         }
     }
 
-    if (index == NULL) {
+    /* every argument is checked before the request may wait */
+    if (rd_api_snapshot_ask(rq, &ask, &sub, &field, err) != 0) {
+        return rd_api_error(rq, 400, err, field);
+    }
+
+    if (ask.sub) {
+        rd_subscription_free(&sub);
+    }
+
+    index = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND,
+                                        "index");
+
+    /*
+     * Wait only for a client that has the current index of this very
+     * registry: one that asks for deltas says which registry it knows.
+     */
+    if (index == NULL || wait == 0
+        || ask.since != rd_registry_index(api->reg)
+        || (ask.delta && ask.registry != rd_registry_id(api->reg)))
+    {
         return rd_api_send_snapshot(rq);
     }
 
-    errno = 0;
-    v = strtoull(index, &end, 10);
-    if (index[0] < '0' || index[0] > '9' || *end != '\0' || errno) {
-        return rd_api_error(rq, 400, "index must be a non-negative integer",
-                            "index");
-    }
-
-    if (wait == 0 || v != rd_registry_index(api->reg)) {
-        return rd_api_send_snapshot(rq);
-    }
-
-    rq->want_index = v;
+    rq->want_index = ask.since;
 
     return rd_api_wait(rq, wait, RD_REQ_WAIT_INDEX);
 }

@@ -172,6 +172,36 @@ rd_events_find(rd_events_t *ev, uint64_t after)
 }
 
 
+int
+rd_events_since(rd_events_t *ev, uint64_t after, uint64_t upto,
+    rd_events_each_pt cb, void *data)
+{
+    size_t             i;
+    const rd_event_t  *e;
+
+    pthread_mutex_lock(&ev->lock);
+
+    if (after < ev->gone) {
+        pthread_mutex_unlock(&ev->lock);
+        return -1;
+    }
+
+    for (i = rd_events_find(ev, after); i < ev->n; i++) {
+        e = &ev->ring[(ev->head + i) % ev->cap];
+
+        if (e->index > upto) {
+            break;
+        }
+
+        cb(data, e);
+    }
+
+    pthread_mutex_unlock(&ev->lock);
+
+    return 0;
+}
+
+
 size_t
 rd_events_render(rd_events_t *ev, uint64_t after, size_t max, int format,
     rd_buf_t *b, uint64_t *upto, int *truncated)

@@ -78,6 +78,17 @@ uint64_t rd_events_last(rd_events_t *ev);
 size_t rd_events_render(rd_events_t *ev, uint64_t after, size_t max,
     int format, rd_buf_t *b, uint64_t *upto, int *truncated);
 
+/*
+ * Call cb for every event with an index above after and at most upto, in
+ * index order. Returns -1 (and calls nothing) when changes after "after"
+ * are no longer kept, else 0. cb runs under the ring's lock: it must not
+ * append.
+ */
+typedef void (*rd_events_each_pt)(void *data, const rd_event_t *e);
+
+int rd_events_since(rd_events_t *ev, uint64_t after, uint64_t upto,
+    rd_events_each_pt cb, void *data);
+
 const char *rd_event_type_name(int type);
 /* one event as a JSON object */
 void rd_event_to_json(rd_buf_t *b, const rd_event_t *e);

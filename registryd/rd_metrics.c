@@ -34,6 +34,8 @@ static uint64_t  rd_commits;
 static uint64_t  rd_commit_failures;
 static uint64_t  rd_committed_ops;
 static uint64_t  rd_probes[2];              /* fail, pass */
+static uint64_t  rd_answers[2];             /* full, delta */
+static uint64_t  rd_answer_bytes[2];
 static uint64_t  rd_probe_hist[RD_NBUCKETS + 1];
 static uint64_t  rd_probe_sum_us;
 static uint64_t  rd_events[RD_EV_COUNT];
@@ -100,6 +102,15 @@ rd_metrics_event(int type)
     if (type >= 0 && type < RD_EV_COUNT) {
         __atomic_add_fetch(&rd_events[type], 1, __ATOMIC_RELAXED);
     }
+}
+
+
+void
+rd_metrics_snapshot_answer(int delta, size_t len)
+{
+    __atomic_add_fetch(&rd_answers[delta != 0], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&rd_answer_bytes[delta != 0], (uint64_t) len,
+                       __ATOMIC_RELAXED);
 }
 
 
@@ -275,6 +286,26 @@ rd_metrics_render(rd_buf_t *b, const rd_metrics_gauges_t *g)
         "# TYPE registryd_policies gauge\n"
         "registryd_policies %zu\n",
         g->stream_clients, g->policies);
+
+    rd_buf_printf(b,
+        "# HELP registryd_snapshot_answers_total Snapshots answered to "
+        "clients that subscribe or take deltas, by kind.\n"
+        "# TYPE registryd_snapshot_answers_total counter\n"
+        "registryd_snapshot_answers_total{kind=\"full\"} %llu\n"
+        "registryd_snapshot_answers_total{kind=\"delta\"} %llu\n"
+        "# HELP registryd_snapshot_answer_bytes_total Bytes of those "
+        "answers before compression, by kind.\n"
+        "# TYPE registryd_snapshot_answer_bytes_total counter\n"
+        "registryd_snapshot_answer_bytes_total{kind=\"full\"} %llu\n"
+        "registryd_snapshot_answer_bytes_total{kind=\"delta\"} %llu\n",
+        (unsigned long long) __atomic_load_n(&rd_answers[0],
+                                             __ATOMIC_RELAXED),
+        (unsigned long long) __atomic_load_n(&rd_answers[1],
+                                             __ATOMIC_RELAXED),
+        (unsigned long long) __atomic_load_n(&rd_answer_bytes[0],
+                                             __ATOMIC_RELAXED),
+        (unsigned long long) __atomic_load_n(&rd_answer_bytes[1],
+                                             __ATOMIC_RELAXED));
 
     rd_metrics_render_health(b);
 }

@@ -34,6 +34,9 @@ void rd_metrics_commit(int64_t elapsed_ms, size_t nops, int ok);
 void rd_metrics_probe(int ok, int64_t elapsed_us);
 /* an event of type rd_event_type_e recorded */
 void rd_metrics_event(int type);
+/* a snapshot answered for a subscription or a delta client: a delta
+ * (delta = 1) or a complete answer of len bytes before compression */
+void rd_metrics_snapshot_answer(int delta, size_t len);
 
 typedef struct {
     uint64_t  index;

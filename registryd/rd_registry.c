@@ -1035,6 +1035,13 @@ rd_registry_index(rd_registry_t *reg)
 }
 
 
+uint64_t
+rd_registry_id(rd_registry_t *reg)
+{
+    return reg->store ? reg->store->id : 0;
+}
+
+
 void
 rd_registry_submit(rd_registry_t *reg, rd_op_t *op)
 {

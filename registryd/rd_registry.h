@@ -163,6 +163,8 @@ int rd_registry_start(rd_registry_t *reg, char *err);
 void rd_registry_stop(rd_registry_t *reg);
 
 uint64_t rd_registry_index(rd_registry_t *reg);
+/* the store's id: a new registry (new data) has another */
+uint64_t rd_registry_id(rd_registry_t *reg);
 
 /* queue an op; op->done runs on the writer thread once it is decided */
 void rd_registry_submit(rd_registry_t *reg, rd_op_t *op);

@@ -2,6 +2,7 @@
  * rd_snapshot: build, cache and compress the snapshot.
  */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -9,56 +10,457 @@
 #include "rd_snapshot.h"
 
 
+typedef struct {
+    char                 service[RD_NAME_MAX + 1];
+    char                 id[RD_NAME_MAX + 1];
+} rd_change_t;
+
+
+typedef struct {
+    const rd_subscription_t  *sub;
+    rd_change_t              *v;
+    size_t                    n;
+    size_t                    cap;
+    int                       policies;   /* a policy changed */
+} rd_changes_t;
+
+
+static void rd_snapshot_head(rd_registry_t *reg, rd_buf_t *b,
+    uint64_t index, int delta);
+static void rd_snapshot_policies(rd_registry_t *reg, rd_buf_t *b,
+    const rd_subscription_t *sub);
+
+
 void
 rd_snapshot_build(rd_registry_t *reg, rd_buf_t *b, uint64_t *index)
 {
-    size_t           i, n;
+    rd_snapshot_ask_t  ask;
+
+    memset(&ask, 0, sizeof(rd_snapshot_ask_t));
+
+    (void) rd_snapshot_answer(reg, &ask, b, index);
+}
+
+
+/* {"index":N,"registry":"ID",["delta":true|false,]"services":[ */
+static void
+rd_snapshot_head(rd_registry_t *reg, rd_buf_t *b, uint64_t index, int delta)
+{
+    rd_buf_adds(b, "{\"index\":");
+    rd_buf_add_u64(b, index);
+    rd_buf_printf(b, ",\"registry\":\"%016llx\"",
+                  (unsigned long long) rd_registry_id(reg));
+
+    if (delta >= 0) {
+        rd_buf_adds(b, delta ? ",\"delta\":true" : ",\"delta\":false");
+    }
+
+    rd_buf_adds(b, ",\"services\":[");
+}
+
+
+/* "policies":[...] of the policies naming a subscribed service; read lock
+ * held */
+static void
+rd_snapshot_policies(rd_registry_t *reg, rd_buf_t *b,
+    const rd_subscription_t *sub)
+{
+    size_t         i, h, n;
+    rd_policy_t   *p;
+
+    rd_buf_adds(b, "\"policies\":[");
+
+    n = 0;
+
+    for (i = 0; i < reg->npolicies; i++) {
+        p = reg->policies[i];
+
+        if (sub) {
+            for (h = 0; h < p->nhosts; h++) {
+                if (rd_subscription_has(sub, p->hosts[h].host)) {
+                    break;
+                }
+            }
+
+            if (h == p->nhosts) {
+                continue;
+            }
+        }
+
+        rd_buf_adds(b, n++ ? ",\n" : "\n");
+        rd_buf_add(b, p->snap, p->snap_len);
+    }
+
+    rd_buf_addc(b, ']');
+}
+
+
+/* the first position in all[0..n) of service name */
+static size_t
+rd_snapshot_lower(rd_instance_t **all, size_t n, const char *name)
+{
+    size_t  lo = 0, hi = n, mid;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+
+        if (strcmp(all[mid]->service, name) < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+
+    return lo;
+}
+
+
+/* a complete answer for a subscription; read lock held */
+static void
+rd_snapshot_full(rd_registry_t *reg, const rd_snapshot_ask_t *ask,
+    rd_buf_t *b, uint64_t index)
+{
+    size_t           i, k, n, first, nsvc;
     rd_instance_t  **all;
-
-    pthread_rwlock_rdlock(&reg->lock);
-
-    *index = reg->index;
 
     all = rd_registry_sorted(reg, &n);
     if (all == NULL) {
         n = 0;
     }
 
-    rd_buf_reserve(b, 64 + n * 160);
-    rd_buf_adds(b, "{\"index\":");
-    rd_buf_add_u64(b, *index);
-    rd_buf_adds(b, ",\"services\":[");
+    rd_snapshot_head(reg, b, index, ask->delta ? 0 : -1);
 
-    for (i = 0; i < n; i++) {
-        if (i == 0 || strcmp(all[i]->service, all[i - 1]->service) != 0) {
-            if (i) {
-                rd_buf_adds(b, "]},");
+    nsvc = 0;
+    k = 0;
+
+    for ( ;; ) {
+        if (ask->sub) {
+            if (k == ask->sub->n) {
+                break;
             }
-            rd_buf_adds(b, "\n{\"name\":");
-            rd_buf_add_json_str(b, all[i]->service);
-            rd_buf_adds(b, ",\"instances\":[");
+
+            i = rd_snapshot_lower(all, n, ask->sub->names[k++]);
+
+            if (i == n || strcmp(all[i]->service, ask->sub->names[k - 1])
+                          != 0)
+            {
+                continue;
+            }
 
         } else {
-            rd_buf_addc(b, ',');
+            if (k == n) {
+                break;
+            }
+
+            i = k;
         }
 
-        rd_buf_addc(b, '\n');
-        rd_buf_add(b, all[i]->snap, all[i]->snap_len);
+        first = i;
+
+        rd_buf_adds(b, nsvc++ ? ",\n{\"name\":" : "\n{\"name\":");
+        rd_buf_add_json_str(b, all[first]->service);
+        rd_buf_adds(b, ",\"instances\":[");
+
+        for ( ; i < n && strcmp(all[i]->service, all[first]->service) == 0;
+             i++)
+        {
+            rd_buf_adds(b, i > first ? ",\n" : "\n");
+            rd_buf_add(b, all[i]->snap, all[i]->snap_len);
+        }
+
+        rd_buf_adds(b, "]}");
+
+        if (ask->sub == NULL) {
+            k = i;
+        }
     }
 
-    rd_buf_adds(b, n ? "]}],\n\"policies\":[" : "],\"policies\":[");
+    rd_buf_adds(b, "],\n");
+    rd_snapshot_policies(reg, b, ask->sub);
+    rd_buf_adds(b, "}\n");
 
-    /* sorted by policy name, then document order */
-    for (i = 0; i < reg->npolicies; i++) {
-        rd_buf_adds(b, i ? ",\n" : "\n");
-        rd_buf_add(b, reg->policies[i]->snap, reg->policies[i]->snap_len);
+    free(all);
+}
+
+
+static void
+rd_snapshot_collect(void *data, const rd_event_t *e)
+{
+    size_t         cap;
+    rd_change_t   *v;
+    rd_changes_t  *ch = data;
+
+    if (e->service[0] == '\0') {
+        ch->policies = 1;
+        return;
+    }
+
+    if (ch->sub && !rd_subscription_has(ch->sub, e->service)) {
+        return;
+    }
+
+    if (ch->n == ch->cap) {
+        cap = ch->cap ? ch->cap * 2 : 16;
+        v = realloc(ch->v, cap * sizeof(rd_change_t));
+        if (v == NULL) {
+            fprintf(stderr, "registryd: out of memory\n");
+            abort();
+        }
+
+        ch->v = v;
+        ch->cap = cap;
+    }
+
+    memcpy(ch->v[ch->n].service, e->service, sizeof(e->service));
+    memcpy(ch->v[ch->n].id, e->id, sizeof(e->id));
+    ch->n++;
+}
+
+
+static int
+rd_snapshot_cmp_changes(const void *one, const void *two)
+{
+    int                 rc;
+    const rd_change_t  *a = one, *b = two;
+
+    rc = strcmp(a->service, b->service);
+
+    return rc ? rc : strcmp(a->id, b->id);
+}
+
+
+/* the changes since ask->since as a delta; read lock held; -1 when they
+ * are no longer known */
+static int
+rd_snapshot_delta(rd_registry_t *reg, const rd_snapshot_ask_t *ask,
+    rd_buf_t *b, uint64_t index)
+{
+    size_t          i, k, nsvc, nin, nrm;
+    rd_changes_t    ch;
+    rd_instance_t  *in;
+
+    if (reg->events == NULL || !ask->known || ask->since > index
+        || ask->registry != rd_registry_id(reg))
+    {
+        return -1;
+    }
+
+    memset(&ch, 0, sizeof(rd_changes_t));
+    ch.sub = ask->sub;
+
+    if (rd_events_since(reg->events, ask->since, index, rd_snapshot_collect,
+                        &ch)
+        != 0)
+    {
+        free(ch.v);
+        return -1;
+    }
+
+    qsort(ch.v, ch.n, sizeof(rd_change_t), rd_snapshot_cmp_changes);
+
+    rd_snapshot_head(reg, b, index, 1);
+
+    nsvc = 0;
+
+    for (i = 0; i < ch.n; i = k) {
+
+        rd_buf_adds(b, nsvc++ ? ",\n{\"name\":" : "\n{\"name\":");
+        rd_buf_add_json_str(b, ch.v[i].service);
+
+        /* the instances there now, then the ids gone */
+
+        rd_buf_adds(b, ",\"instances\":[");
+        nin = 0;
+
+        for (k = i; k < ch.n && strcmp(ch.v[k].service, ch.v[i].service) == 0;
+             k++)
+        {
+            if (k > i && strcmp(ch.v[k].id, ch.v[k - 1].id) == 0) {
+                continue;
+            }
+
+            in = rd_registry_find(reg, ch.v[k].service, ch.v[k].id);
+            if (in) {
+                rd_buf_adds(b, nin++ ? ",\n" : "\n");
+                rd_buf_add(b, in->snap, in->snap_len);
+            }
+        }
+
+        rd_buf_adds(b, "],\"removed\":[");
+        nrm = 0;
+
+        for (k = i; k < ch.n && strcmp(ch.v[k].service, ch.v[i].service) == 0;
+             k++)
+        {
+            if (k > i && strcmp(ch.v[k].id, ch.v[k - 1].id) == 0) {
+                continue;
+            }
+
+            if (rd_registry_find(reg, ch.v[k].service, ch.v[k].id) == NULL) {
+                if (nrm++) {
+                    rd_buf_addc(b, ',');
+                }
+
+                rd_buf_add_json_str(b, ch.v[k].id);
+            }
+        }
+
+        rd_buf_adds(b, "]}");
+    }
+
+    rd_buf_adds(b, "]");
+
+    if (ch.policies) {
+        rd_buf_adds(b, ",\n");
+        rd_snapshot_policies(reg, b, ask->sub);
+    }
+
+    rd_buf_adds(b, "}\n");
+
+    free(ch.v);
+
+    return 0;
+}
+
+
+int
+rd_snapshot_answer(rd_registry_t *reg, const rd_snapshot_ask_t *ask,
+    rd_buf_t *b, uint64_t *index)
+{
+    int     delta;
+    size_t  start;
+
+    pthread_rwlock_rdlock(&reg->lock);
+
+    *index = reg->index;
+    start = b->len;
+    delta = 0;
+
+    if (ask->delta && rd_snapshot_delta(reg, ask, b, *index) == 0) {
+        delta = 1;
+
+    } else {
+        b->len = start;
+        rd_snapshot_full(reg, ask, b, *index);
     }
 
     pthread_rwlock_unlock(&reg->lock);
 
-    free(all);
+    return delta;
+}
 
-    rd_buf_adds(b, "]}\n");
+
+static int
+rd_snapshot_cmp_names(const void *one, const void *two)
+{
+    return strcmp(*(char *const *) one, *(char *const *) two);
+}
+
+
+int
+rd_subscription_parse(rd_subscription_t *sub, const char *list, char *err)
+{
+    char    *p, *comma;
+    size_t   n, len, i;
+
+    memset(sub, 0, sizeof(rd_subscription_t));
+
+    len = strlen(list);
+
+    sub->mem = malloc(len + 1);
+    if (sub->mem == NULL) {
+        snprintf(err, RD_ERR_LEN, "out of memory");
+        return -1;
+    }
+
+    memcpy(sub->mem, list, len + 1);
+
+    n = 1;
+    for (p = sub->mem; *p; p++) {
+        n += (*p == ',');
+    }
+
+    if (len == 0) {
+        return 0;               /* subscribes to nothing */
+    }
+
+    if (n > RD_SUBSCRIPTION_MAX) {
+        snprintf(err, RD_ERR_LEN, "more than %d services",
+                 RD_SUBSCRIPTION_MAX);
+        goto fail;
+    }
+
+    sub->names = malloc(n * sizeof(char *));
+    if (sub->names == NULL) {
+        snprintf(err, RD_ERR_LEN, "out of memory");
+        goto fail;
+    }
+
+    for (p = sub->mem; p; p = comma ? comma + 1 : NULL) {
+        comma = strchr(p, ',');
+        if (comma) {
+            *comma = '\0';
+        }
+
+        if (!rd_name_valid(p, strlen(p))) {
+            snprintf(err, RD_ERR_LEN, "invalid service name \"%.128s\"", p);
+            goto fail;
+        }
+
+        sub->names[sub->n++] = p;
+    }
+
+    qsort(sub->names, sub->n, sizeof(char *), rd_snapshot_cmp_names);
+
+    /* unique */
+    for (i = 1, n = 1; i < sub->n; i++) {
+        if (strcmp(sub->names[i], sub->names[n - 1]) != 0) {
+            sub->names[n++] = sub->names[i];
+        }
+    }
+
+    sub->n = n;
+
+    return 0;
+
+fail:
+
+    rd_subscription_free(sub);
+    return -1;
+}
+
+
+void
+rd_subscription_free(rd_subscription_t *sub)
+{
+    free(sub->names);
+    free(sub->mem);
+    memset(sub, 0, sizeof(rd_subscription_t));
+}
+
+
+int
+rd_subscription_has(const rd_subscription_t *sub, const char *name)
+{
+    size_t  lo = 0, hi = sub->n, mid;
+    int     rc;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        rc = strcmp(sub->names[mid], name);
+
+        if (rc == 0) {
+            return 1;
+        }
+
+        if (rc < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -147,53 +549,67 @@ rd_snapshot_get(rd_snapshot_cache_t *c)
 
 
 int
-rd_snapshot_gzip(rd_snapshot_t *s, const char **data, size_t *len)
+rd_gzip(const char *in, size_t len, char **out, size_t *outlen)
 {
     int        rc;
     z_stream   zs;
     uLong      bound;
-    Bytef     *out;
+    Bytef     *buf;
+
+    memset(&zs, 0, sizeof(zs));
+
+    /* windowBits 15 + 16: a gzip wrapper */
+    if (deflateInit2(&zs, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK)
+    {
+        return -1;
+    }
+
+    bound = deflateBound(&zs, (uLong) len);
+    buf = malloc(bound);
+    if (buf == NULL) {
+        deflateEnd(&zs);
+        return -1;
+    }
+
+    zs.next_in = (Bytef *) in;
+    zs.avail_in = (uInt) len;
+    zs.next_out = buf;
+    zs.avail_out = (uInt) bound;
+
+    rc = deflate(&zs, Z_FINISH);
+    *outlen = zs.total_out;
+    deflateEnd(&zs);
+
+    if (rc != Z_STREAM_END) {
+        free(buf);
+        return -1;
+    }
+
+    *out = (char *) buf;
+
+    return 0;
+}
+
+
+int
+rd_snapshot_gzip(rd_snapshot_t *s, const char **data, size_t *len)
+{
+    int  rc;
 
     pthread_mutex_lock(&s->gzlock);
 
+    rc = 0;
+
     if (s->gz == NULL) {
-        memset(&zs, 0, sizeof(zs));
-
-        /* windowBits 15 + 16: a gzip wrapper */
-        if (deflateInit2(&zs, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8,
-                         Z_DEFAULT_STRATEGY) != Z_OK)
-        {
-            pthread_mutex_unlock(&s->gzlock);
-            return -1;
-        }
-
-        bound = deflateBound(&zs, (uLong) s->len);
-        out = malloc(bound);
-        if (out == NULL) {
-            deflateEnd(&zs);
-            pthread_mutex_unlock(&s->gzlock);
-            return -1;
-        }
-
-        zs.next_in = (Bytef *) s->json;
-        zs.avail_in = (uInt) s->len;
-        zs.next_out = out;
-        zs.avail_out = (uInt) bound;
-
-        rc = deflate(&zs, Z_FINISH);
-        s->gzlen = zs.total_out;
-        deflateEnd(&zs);
-
-        if (rc != Z_STREAM_END) {
-            free(out);
-            pthread_mutex_unlock(&s->gzlock);
-            return -1;
-        }
-
-        s->gz = (char *) out;
+        rc = rd_gzip(s->json, s->len, &s->gz, &s->gzlen);
     }
 
     pthread_mutex_unlock(&s->gzlock);
+
+    if (rc != 0) {
+        return -1;
+    }
 
     *data = s->gz;
     *len = s->gzlen;

@@ -41,4 +41,46 @@ void rd_snapshot_release(rd_snapshot_t *s);
 /* the JSON document itself, from the registry (read lock taken inside) */
 void rd_snapshot_build(rd_registry_t *reg, rd_buf_t *b, uint64_t *index);
 
+/* gzip len bytes of in into a malloc()ed *out; -1 on failure */
+int rd_gzip(const char *in, size_t len, char **out, size_t *outlen);
+
+
+/*
+ * What one nginx routes, from ?services=a,b: names sorted and unique. A
+ * snapshot for a subscription holds those services and the policies
+ * naming any of them.
+ */
+typedef struct {
+    char     **names;
+    size_t     n;
+    char      *mem;
+} rd_subscription_t;
+
+#define RD_SUBSCRIPTION_MAX  4096       /* services in one subscription */
+
+/* 0, or -1 with err filled (an invalid name, too many) */
+int rd_subscription_parse(rd_subscription_t *sub, const char *list,
+    char *err);
+void rd_subscription_free(rd_subscription_t *sub);
+int rd_subscription_has(const rd_subscription_t *sub, const char *name);
+
+typedef struct {
+    const rd_subscription_t  *sub;      /* NULL: every service */
+    int                       delta;    /* the client applies deltas */
+    int                       known;    /* it has an index: since */
+    uint64_t                  since;    /* delta: the index it has */
+    uint64_t                  registry; /* delta: the registry id it has */
+} rd_snapshot_ask_t;
+
+/*
+ * The answer to a client that subscribes or applies deltas. A delta holds,
+ * per service changed since ask->since, the instances added or changed and
+ * the ids removed, and "policies" only when a policy changed. It is given
+ * when the events since then are still kept and the registry is the one
+ * the client knew; otherwise the answer is complete ("delta": false).
+ * Returns 1 for a delta, 0 for a complete answer.
+ */
+int rd_snapshot_answer(rd_registry_t *reg, const rd_snapshot_ask_t *ask,
+    rd_buf_t *b, uint64_t *index);
+
 #endif

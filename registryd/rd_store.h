@@ -44,6 +44,9 @@ typedef struct {
 struct rd_store_s {
     const rd_store_backend_t  *backend;
     void                      *impl;
+    uint64_t                   id;      /* the registry's id, set by open:
+                                           the same for as long as the
+                                           stored data lives */
 };
 
 extern const rd_store_backend_t  rd_store_sqlite;

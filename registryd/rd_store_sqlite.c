@@ -56,7 +56,11 @@ static const char  rd_sqlite_schema[] =
     "  value INTEGER NOT NULL"
     ") WITHOUT ROWID;"
     "INSERT OR IGNORE INTO meta (name, value) VALUES ('index', 0);"
-    "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', 1);";
+    "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', 1);"
+    /* names this store: a client that moves to another store (a new
+     * registry) sees its index start over under another id */
+    "INSERT OR IGNORE INTO meta (name, value) "
+    "  VALUES ('registry_id', (random() & 9223372036854775807) | 1);";
 
 
 static int
@@ -93,8 +97,9 @@ rd_mkdir_p(const char *path, char *err)
 static int
 rd_sqlite_open(rd_store_t *s, const char *location, char *err)
 {
-    char          path[4096], *msg;
-    rd_sqlite_t  *q;
+    char           path[4096], *msg;
+    rd_sqlite_t   *q;
+    sqlite3_stmt  *st;
 
     if (rd_mkdir_p(location, err) != 0) {
         return -1;
@@ -147,6 +152,20 @@ rd_sqlite_open(rd_store_t *s, const char *location, char *err)
         snprintf(err, RD_ERR_LEN, "%s: %s", path, sqlite3_errmsg(q->db));
         goto fail;
     }
+
+    if (sqlite3_prepare_v2(q->db, "SELECT value FROM meta "
+                           "WHERE name = 'registry_id'", -1, &st, NULL)
+        != SQLITE_OK)
+    {
+        snprintf(err, RD_ERR_LEN, "%s: %s", path, sqlite3_errmsg(q->db));
+        goto fail;
+    }
+
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        s->id = (uint64_t) sqlite3_column_int64(st, 0);
+    }
+
+    sqlite3_finalize(st);
 
     s->impl = q;
     return 0;

@@ -278,6 +278,104 @@ START_TEST(snapshot_gzip_inflates_back_to_the_json)
 END_TEST
 
 
+START_TEST(snapshot_subscription_sorts_unique_and_refuses_bad_names)
+{
+    char               err[RD_ERR_LEN] = "";
+    rd_subscription_t  sub;
+
+    ck_assert_int_eq(rd_subscription_parse(&sub, "b,a,b,c", err), 0);
+    ck_assert_uint_eq(sub.n, 3);
+    ck_assert_str_eq(sub.names[0], "a");
+    ck_assert_str_eq(sub.names[2], "c");
+    ck_assert(rd_subscription_has(&sub, "b"));
+    ck_assert(!rd_subscription_has(&sub, "d"));
+    rd_subscription_free(&sub);
+
+    ck_assert_int_eq(rd_subscription_parse(&sub, "", err), 0);
+    ck_assert_uint_eq(sub.n, 0);
+    ck_assert(!rd_subscription_has(&sub, "a"));
+    rd_subscription_free(&sub);
+
+    ck_assert_int_eq(rd_subscription_parse(&sub, "a,,b", err), -1);
+    ck_assert_int_eq(rd_subscription_parse(&sub, "a,-b", err), -1);
+    ck_assert_msg(strstr(err, "-b") != NULL, "%s", err);
+    ck_assert_ptr_null(sub.names);
+}
+END_TEST
+
+
+START_TEST(snapshot_delta_holds_changes_since_index_only)
+{
+    char               err[RD_ERR_LEN] = "";
+    json_t            *v, *svcs, *svc;
+    rd_buf_t           b;
+    uint64_t           index, since;
+    rd_events_t       *ev;
+    rd_snapshot_ask_t  ask;
+    rd_subscription_t  sub;
+
+    ev = rd_events_create(100, rd_registry_index(reg), err);
+    ck_assert_ptr_nonnull(ev);
+    reg->events = ev;
+
+    put("alpha", "a1", 1);
+    put("alpha", "a2", 2);
+    put("beta", "b1", 3);
+    since = rd_registry_index(reg);
+
+    put("alpha", "a1", 11);
+    ck_assert_int_eq(ck_do(reg, rd_op_create(RD_OP_DEL, "alpha", "a2"), NULL),
+                     200);
+    put("beta", "b2", 12);
+
+    ck_assert_int_eq(rd_subscription_parse(&sub, "alpha", err), 0);
+
+    memset(&ask, 0, sizeof(rd_snapshot_ask_t));
+    ask.sub = &sub;
+    ask.delta = 1;
+    ask.known = 1;
+    ask.since = since;
+    ask.registry = rd_registry_id(reg);
+
+    rd_buf_init(&b, 0);
+    ck_assert_int_eq(rd_snapshot_answer(reg, &ask, &b, &index), 1);
+    ck_assert_uint_eq(index, since + 3);
+
+    v = parse(b.data, b.len);
+    ck_assert(json_is_true(json_object_get(v, "delta")));
+    svcs = json_object_get(v, "services");
+    ck_assert_uint_eq(json_array_size(svcs), 1);
+    svc = json_array_get(svcs, 0);
+    ck_assert_str_eq(json_string_value(json_object_get(svc, "name")),
+                     "alpha");
+    ck_assert_uint_eq(json_array_size(json_object_get(svc, "instances")), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(
+        json_object_get(svc, "instances"), 0), "port")), 11);
+    ck_assert_str_eq(json_string_value(json_array_get(
+        json_object_get(svc, "removed"), 0)), "a2");
+    ck_assert_ptr_null(json_object_get(v, "policies"));
+    json_decref(v);
+
+    /* another registry's index: the whole subscription */
+    ask.registry++;
+    b.len = 0;
+    ck_assert_int_eq(rd_snapshot_answer(reg, &ask, &b, &index), 0);
+    v = parse(b.data, b.len);
+    ck_assert(json_is_false(json_object_get(v, "delta")));
+    ck_assert_uint_eq(json_array_size(json_object_get(v, "services")), 1);
+    ck_assert(json_is_array(json_object_get(v, "policies")));
+    json_decref(v);
+
+    rd_buf_free(&b);
+    rd_subscription_free(&sub);
+
+    rd_registry_stop(reg);
+    reg->events = NULL;
+    rd_events_free(ev);
+}
+END_TEST
+
+
 Suite *
 snapshot_suite(void)
 {
@@ -294,6 +392,9 @@ snapshot_suite(void)
     tcase_add_test(tc, snapshot_get_same_object_while_index_unchanged);
     tcase_add_test(tc, snapshot_get_json_matches_build);
     tcase_add_test(tc, snapshot_gzip_inflates_back_to_the_json);
+    tcase_add_test(tc,
+                   snapshot_subscription_sorts_unique_and_refuses_bad_names);
+    tcase_add_test(tc, snapshot_delta_holds_changes_since_index_only);
     suite_add_tcase(s, tc);
 
     return s;
