@@ -32,11 +32,13 @@ MODULE_SRCS = config $(wildcard ngx_mesh_module/*.c ngx_mesh_module/*.h)
 MESH_CORE_SRCS  = ngx_mesh_module/mesh_json.c \
                   ngx_mesh_module/mesh_snapshot.c \
                   ngx_mesh_module/mesh_balancer.c \
-                  ngx_mesh_module/mesh_policy.c
+                  ngx_mesh_module/mesh_policy.c \
+                  ngx_mesh_module/mesh_service.c
 MESH_CORE_HDRS  = ngx_mesh_module/mesh_json.h \
                   ngx_mesh_module/mesh_snapshot.h \
                   ngx_mesh_module/mesh_balancer.h \
-                  ngx_mesh_module/mesh_policy.h
+                  ngx_mesh_module/mesh_policy.h \
+                  ngx_mesh_module/mesh_service.h
 MESH_CHECK_SRCS = $(wildcard ngx_mesh_module/tests/check_*.c)
 MESH_CFLAGS     = $(CFLAGS) $(WARN) -std=gnu11 -Ingx_mesh_module
 

@@ -31,6 +31,9 @@
 #define MESH_F_INDEX          0x0200
 #define MESH_F_SERVICES       0x0400
 #define MESH_F_POLICIES       0x0800
+#define MESH_F_REGISTRY       0x1000
+#define MESH_F_DELTA          0x2000
+#define MESH_F_REMOVED        0x4000
 
 
 /* scratch elements remember where they started, for error messages */
@@ -63,10 +66,14 @@ typedef struct {
 
 
 static int mesh_snapshot_services(mesh_json_t *j, mesh_snapshot_t *s);
+static int mesh_snapshot_hex(const unsigned char *p, size_t len,
+    uint64_t *v);
 static int mesh_snapshot_service_obj(mesh_json_t *j,
     mesh_service_item_t *item);
 static int mesh_snapshot_instance(mesh_json_t *j, mesh_instance_item_t *item);
 static int mesh_snapshot_labels(mesh_json_t *j, mesh_instance_t *in);
+static int mesh_snapshot_removed(mesh_json_t *j, mesh_service_t *svc);
+static int mesh_cmp_strings(const void *one, const void *two);
 static int mesh_cmp_labels(const void *one, const void *two);
 static int mesh_cmp_instances(const void *one, const void *two);
 static int mesh_cmp_services(const void *one, const void *two);
@@ -76,10 +83,11 @@ mesh_snapshot_t *
 mesh_snapshot_parse(const char *json, size_t len, char *err, size_t errlen)
 {
     int                      rc;
-    size_t                   n, klen;
+    size_t                   n, klen, slen;
     unsigned                 seen;
     uint64_t                 index;
     mesh_json_t              j;
+    const unsigned char     *str;
     mesh_arena_t            *arena;
     mesh_snapshot_t         *s;
     const unsigned char     *key, *start;
@@ -171,12 +179,50 @@ mesh_snapshot_parse(const char *json, size_t len, char *err, size_t errlen)
                 goto fail;
             }
 
+        } else if (mesh_json_key_is(key, klen, "registry")) {
+            if (seen & MESH_F_REGISTRY) {
+                goto duplicate;
+            }
+
+            seen |= MESH_F_REGISTRY;
+            start = j.pos;
+
+            if (mesh_json_string(&j, &str, &slen) != 0) {
+                goto fail;
+            }
+
+            if (mesh_snapshot_hex(str, slen, &s->registry) != 0) {
+                mesh_json_error(&j, start, "\"registry\" must be 1 to 16 "
+                                "hex digits");
+                goto fail;
+            }
+
+        } else if (mesh_json_key_is(key, klen, "delta")) {
+            if (seen & MESH_F_DELTA) {
+                goto duplicate;
+            }
+
+            seen |= MESH_F_DELTA;
+
+            if (j.end - j.pos >= 4 && memcmp(j.pos, "true", 4) == 0) {
+                s->delta = 1;
+                j.pos += 4;
+
+            } else if (j.end - j.pos >= 5 && memcmp(j.pos, "false", 5) == 0) {
+                j.pos += 5;
+
+            } else {
+                mesh_json_error(&j, j.pos, "\"delta\" must be true or false");
+                goto fail;
+            }
+
         } else if (mesh_json_key_is(key, klen, "policies")) {
             if (seen & MESH_F_POLICIES) {
                 goto duplicate;
             }
 
             seen |= MESH_F_POLICIES;
+            s->has_policies = 1;
             start = j.pos;
 
             if (start < j.end && *start != '[' && *start != '{') {
@@ -395,7 +441,7 @@ static int
 mesh_snapshot_service_obj(mesh_json_t *j, mesh_service_item_t *item)
 {
     int                       rc;
-    size_t                    n, i, m, klen;
+    size_t                    n, i, m, k, klen;
     unsigned                  seen;
     mesh_instance_t          *in;
     mesh_service_t           *svc;
@@ -477,6 +523,17 @@ mesh_snapshot_service_obj(mesh_json_t *j, mesh_service_item_t *item)
 
             /* copied out below, once the name is known */
 
+        } else if (mesh_json_key_is(key, klen, "removed")) {
+            if (seen & MESH_F_REMOVED) {
+                goto duplicate;
+            }
+
+            seen |= MESH_F_REMOVED;
+
+            if (mesh_snapshot_removed(j, svc) != 0) {
+                return -1;
+            }
+
         } else if (mesh_json_skip(j, 3) != 0) {
             return -1;
         }
@@ -518,6 +575,24 @@ mesh_snapshot_service_obj(mesh_json_t *j, mesh_service_item_t *item)
         }
     }
 
+    /* an id is either there or gone */
+    for (i = 0, k = 0; i < m && k < svc->nremoved; ) {
+        rc = strcmp(items[i].instance.id, svc->removed[k]);
+
+        if (rc == 0) {
+            mesh_json_error(j, start, "instance \"%s\" of service \"%s\" "
+                            "both changed and removed", svc->removed[k],
+                            svc->name);
+            return -1;
+        }
+
+        if (rc < 0) {
+            i++;
+        } else {
+            k++;
+        }
+    }
+
     if (m == 0) {
         return 0;
     }
@@ -542,6 +617,116 @@ duplicate:
     mesh_json_error(j, j->key_at, "duplicate field \"%.*s\"", (int) klen,
                     (const char *) key);
     return -1;
+}
+
+
+static int
+mesh_snapshot_hex(const unsigned char *p, size_t len, uint64_t *v)
+{
+    size_t    i;
+    uint64_t  r;
+
+    if (len == 0 || len > 16) {
+        return -1;
+    }
+
+    r = 0;
+
+    for (i = 0; i < len; i++) {
+        if (p[i] >= '0' && p[i] <= '9') {
+            r = r * 16 + (p[i] - '0');
+
+        } else if (p[i] >= 'a' && p[i] <= 'f') {
+            r = r * 16 + (p[i] - 'a' + 10);
+
+        } else if (p[i] >= 'A' && p[i] <= 'F') {
+            r = r * 16 + (p[i] - 'A' + 10);
+
+        } else {
+            return -1;
+        }
+    }
+
+    *v = r;
+
+    return 0;
+}
+
+
+/* "removed": ["id", ...] of a delta, sorted and unique */
+static int
+mesh_snapshot_removed(mesh_json_t *j, mesh_service_t *svc)
+{
+    int           rc;
+    char         *id;
+    size_t        n, i, cap;
+    const char  **ids, **nids;
+
+    if (j->pos < j->end && *j->pos != '[') {
+        mesh_json_error(j, j->pos, "\"removed\" must be an array");
+        return -1;
+    }
+
+    if (mesh_json_expect(j, '[') != 0) {
+        return -1;
+    }
+
+    ids = NULL;
+    cap = 0;
+    n = 0;
+    i = 0;
+
+    while ((rc = mesh_json_next_element(j, &i)) == 1) {
+        id = mesh_json_cstr(j, "a removed id");
+        if (id == NULL) {
+            return -1;
+        }
+
+        if (n == cap) {
+            cap = cap ? 2 * cap : 8;
+            nids = mesh_arena_alloc(j->arena, cap * sizeof(char *));
+            if (nids == NULL) {
+                mesh_json_error(j, j->pos, "out of memory");
+                return -1;
+            }
+
+            if (n) {
+                memcpy(nids, ids, n * sizeof(char *));
+            }
+
+            ids = nids;
+        }
+
+        ids[n++] = id;
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (n > 1) {
+        qsort(ids, n, sizeof(char *), mesh_cmp_strings);
+
+        for (i = 1, cap = 1; i < n; i++) {
+            if (strcmp(ids[i], ids[cap - 1]) != 0) {
+                ids[cap++] = ids[i];
+            }
+        }
+
+        n = cap;
+    }
+
+    svc->removed = ids;
+    svc->nremoved = n;
+
+    return 0;
+}
+
+
+static int
+mesh_cmp_strings(const void *one, const void *two)
+{
+    return strcmp(*(const char *const *) one, *(const char *const *) two);
 }
 
 

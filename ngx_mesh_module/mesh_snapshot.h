@@ -37,12 +37,17 @@ typedef struct {
 
 typedef struct {
     const char       *name;
-    mesh_instance_t  *instances;
+    mesh_instance_t  *instances;  /* sorted by id (the parser sorts) */
     size_t            ninstances;
+    const char      **removed;    /* a delta's ids that left, sorted */
+    size_t            nremoved;
 } mesh_service_t;
 
 typedef struct {
     uint64_t          index;
+    uint64_t          registry;   /* the registry's id, 0: not given */
+    int               delta;      /* "delta": true: changes only */
+    int               has_policies;  /* "policies" was there */
     mesh_service_t   *services;   /* sorted by name (the parser sorts) */
     size_t            nservices;
     const char       *policies;   /* the raw JSON text of "policies",
@@ -60,6 +65,11 @@ typedef struct {
  * and port (required), weight 1..1000, health a string, labels an object of
  * strings. Two instances with the same id in a service, or two services
  * with the same name, are an error.
+ *
+ * The same parser reads registryd's answers to a subscription: "registry"
+ * (16 hex digits), "delta" (true: each service lists the instances that
+ * changed and, in "removed", the ids that left) and "policies" present or
+ * not. An id both changed and removed in one service is an error.
  */
 mesh_snapshot_t *mesh_snapshot_parse(const char *json, size_t len,
     char *err, size_t errlen);

@@ -11,6 +11,7 @@ Suite *snapshot_suite(void);
 Suite *balancer_suite(void);
 Suite *chash_suite(void);
 Suite *policy_suite(void);
+Suite *service_suite(void);
 
 
 int
@@ -23,6 +24,7 @@ main(void)
     srunner_add_suite(sr, balancer_suite());
     srunner_add_suite(sr, chash_suite());
     srunner_add_suite(sr, policy_suite());
+    srunner_add_suite(sr, service_suite());
 
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
