@@ -178,6 +178,55 @@ mesh_service_packed_count(const void *buf, size_t size)
 }
 
 
+int
+mesh_service_packed_has(const void *buf, size_t size, const char *id,
+    size_t len)
+{
+    int                            rc;
+    size_t                         lo, hi, mid, slen;
+    const char                    *b = buf, *s;
+    const mesh_packed_t           *h;
+    const mesh_packed_instance_t  *pi;
+
+    h = mesh_service_header(buf, size);
+    if (h == NULL) {
+        return 0;
+    }
+
+    pi = (const mesh_packed_instance_t *) (b + sizeof(mesh_packed_t));
+    lo = 0;
+    hi = h->ninstances;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+
+        if (pi[mid].id >= size) {
+            return 0;
+        }
+
+        s = b + pi[mid].id;
+        slen = strnlen(s, size - pi[mid].id);
+
+        rc = memcmp(s, id, slen < len ? slen : len);
+        if (rc == 0) {
+            rc = (slen > len) - (slen < len);
+        }
+
+        if (rc == 0) {
+            return 1;
+        }
+
+        if (rc < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+
+    return 0;
+}
+
+
 size_t
 mesh_service_unpack_size(const void *buf, size_t size)
 {

@@ -40,6 +40,10 @@ int mesh_service_unpack(const void *buf, size_t size, const char *name,
 /* the number of instances in a packed block (0 when not valid) */
 size_t mesh_service_packed_count(const void *buf, size_t size);
 
+/* 1 when the packed block has an instance with this id, else 0 */
+int mesh_service_packed_has(const void *buf, size_t size, const char *id,
+    size_t len);
+
 /*
  * Apply a delta to a service: the instances of old that the delta neither
  * changed nor removed, and the delta's own, sorted by id, into a malloc()ed

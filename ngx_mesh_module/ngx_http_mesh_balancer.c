@@ -16,8 +16,19 @@ typedef struct {
     ngx_cycle_t                   *cycle;       /* whose upstreams we built:
                                                    a reload without master
                                                    process starts over */
-    ngx_http_mesh_gen_t           *gen;
+    ngx_http_mesh_gen_t           *gen;         /* the policies */
+    ngx_atomic_uint_t              policies_gen;
+    uint64_t                       index;
 } ngx_http_mesh_worker_t;
+
+
+/* a service's block copied out of the zone for a view to be built */
+typedef struct {
+    ngx_uint_t                     take;
+    u_char                        *packed;
+    size_t                         size;
+    ngx_atomic_uint_t              generation;
+} ngx_http_mesh_copy_t;
 
 
 static ngx_int_t ngx_http_mesh_init_upstream(ngx_conf_t *cf,
@@ -28,12 +39,11 @@ static ngx_int_t ngx_http_mesh_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
-static ngx_http_mesh_gen_t *ngx_http_mesh_gen_create(u_char *json,
-    size_t len, ngx_log_t *log);
-static void ngx_http_mesh_gen_release(ngx_http_mesh_gen_t *gen);
 static ngx_http_mesh_view_t *ngx_http_mesh_build_view(
     ngx_http_mesh_main_conf_t *mmcf, ngx_http_mesh_srv_conf_t *mscf,
-    ngx_http_mesh_gen_t *gen, ngx_log_t *log);
+    ngx_http_mesh_copy_t *copy, ngx_http_mesh_gen_t *gen, uint64_t index,
+    ngx_log_t *log);
+static void ngx_http_mesh_free_packed(void *data);
 static ngx_int_t ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
     ngx_http_mesh_target_t *t, const mesh_service_t *svc,
@@ -359,78 +369,164 @@ ngx_http_mesh_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
 
 
 /*
- * Bring this worker's view up to the shared snapshot: parse it once per
- * generation and rebuild every mesh upstream's view. Requests in flight
- * keep the view they started with (reference counted).
+ * Bring this worker's views up to the zone. Only the services that
+ * changed are copied out (under the lock: work follows the change) and
+ * their views rebuilt; a change of the policies rebuilds every view.
+ * Requests in flight keep the view they started with (reference
+ * counted). Workers never parse a service: the poll owner wrote it in
+ * mesh_service's packed form.
  */
 ngx_int_t
 ngx_http_mesh_sync(ngx_http_mesh_main_conf_t *mmcf, ngx_log_t *log)
 {
-    u_char                     *json;
-    size_t                      len;
-    ngx_uint_t                  i;
-    ngx_atomic_uint_t           gen;
+    char                        err[MESH_ERR_LEN];
+    u_char                     *pjson;
+    size_t                      plen;
+    uint64_t                    index;
+    ngx_uint_t                  i, n, fresh, polchange;
+    ngx_atomic_uint_t           gen, pgen;
     ngx_http_mesh_gen_t        *g;
+    ngx_http_mesh_copy_t       *copies, *c;
     ngx_http_mesh_zone_t       *zone;
     ngx_http_mesh_view_t       *view;
+    ngx_http_mesh_shsvc_t      *rec;
+    ngx_http_mesh_shctx_t      *sh;
     ngx_http_mesh_srv_conf_t  **mscfp;
 
     zone = &mmcf->zone;
+    sh = zone->sh;
 
-    if (zone->sh == NULL) {
+    if (sh == NULL) {
         return NGX_DECLINED;
     }
 
-    gen = zone->sh->generation;
+    gen = sh->generation;
+    fresh = (ngx_http_mesh_worker.cycle != ngx_cycle);
 
-    if (ngx_http_mesh_worker.cycle == ngx_cycle
-        && gen == ngx_http_mesh_worker.generation)
-    {
+    if (!fresh && gen == ngx_http_mesh_worker.generation) {
         return NGX_OK;
     }
 
-    json = NULL;
-    len = 0;
+    if (fresh) {
+        ngx_http_mesh_worker.cycle = (ngx_cycle_t *) ngx_cycle;
+        ngx_http_mesh_worker.generation = 0;
+        ngx_http_mesh_worker.policies_gen = 0;
+    }
+
+    if (gen == 0) {
+        return NGX_OK;          /* nothing yet */
+    }
+
+    n = mmcf->upstreams.nelts;
+    mscfp = mmcf->upstreams.elts;
+
+    copies = ngx_calloc((n + 1) * sizeof(ngx_http_mesh_copy_t), log);
+    if (copies == NULL) {
+        return NGX_ERROR;
+    }
+
+    pjson = NULL;
+    plen = 0;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    gen = zone->sh->generation;
+    gen = sh->generation;
+    pgen = sh->policies_gen;
+    index = sh->index;
 
-    if (zone->sh->snapshot) {
-        len = zone->sh->snapshot_len;
+    polchange = (fresh || pgen != ngx_http_mesh_worker.policies_gen);
 
-        json = ngx_alloc(len + 1, log);
-        if (json != NULL) {
-            ngx_memcpy(json, zone->sh->snapshot, len);
-            json[len] = '\0';
+    if (polchange) {
+        plen = sh->policies ? sh->policies_len : 2;
+        pjson = ngx_alloc(plen + 1, log);
+
+        if (pjson) {
+            ngx_memcpy(pjson, sh->policies ? sh->policies : (u_char *) "[]",
+                       plen);
+            pjson[plen] = '\0';
         }
+    }
+
+    for (i = 0; i < n; i++) {
+        rec = mscfp[i]->shsvc;
+        c = &copies[i];
+
+        if (rec == NULL
+            || !(polchange || fresh || mscfp[i]->view == NULL
+                 || rec->generation != mscfp[i]->shsvc_gen))
+        {
+            continue;
+        }
+
+        c->take = 1;
+        c->generation = rec->generation;
+
+        if (rec->data == NULL) {
+            continue;
+        }
+
+        c->packed = ngx_alloc(rec->size, log);
+        if (c->packed == NULL) {
+            c->take = 0;
+            continue;
+        }
+
+        ngx_memcpy(c->packed, rec->data, rec->size);
+        c->size = rec->size;
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
-    if (len && json == NULL) {
-        return NGX_ERROR;
+    if (polchange && pjson == NULL) {
+        polchange = 0;
     }
 
     ngx_http_mesh_worker.generation = gen;
-    ngx_http_mesh_worker.cycle = (ngx_cycle_t *) ngx_cycle;
+    ngx_http_mesh_worker.index = index;
 
-    if (json == NULL) {
-        return NGX_OK;          /* nothing yet */
+    g = ngx_http_mesh_worker.gen;
+
+    if (polchange) {
+        ngx_http_mesh_worker.policies_gen = pgen;
+
+        g = ngx_http_mesh_gen_create(pjson, plen, err, sizeof(err), log);
+
+        if (g == NULL) {
+            /* the poll owner checked them: this is out of memory */
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "mesh: policies of index %uL refused: %s", index,
+                          err);
+            g = ngx_http_mesh_worker.gen;
+
+        } else {
+            if (ngx_http_mesh_worker.gen) {
+                ngx_http_mesh_gen_release(ngx_http_mesh_worker.gen);
+            }
+
+            ngx_http_mesh_worker.gen = g;
+        }
+
+        pjson = NULL;           /* the generation's, or freed */
     }
 
-    g = ngx_http_mesh_gen_create(json, len, log);
-    if (g == NULL) {
-        return NGX_ERROR;       /* logged; the old views stay */
-    }
+    for (i = 0; i < n; i++) {
+        c = &copies[i];
 
-    mscfp = mmcf->upstreams.elts;
+        if (!c->take) {
+            continue;
+        }
 
-    for (i = 0; i < mmcf->upstreams.nelts; i++) {
-        view = ngx_http_mesh_build_view(mmcf, mscfp[i], g, log);
+        view = ngx_http_mesh_build_view(mmcf, mscfp[i], c, g, index, log);
+
+        if (c->packed) {
+            ngx_free(c->packed);  /* not taken by a view */
+        }
+
         if (view == NULL) {
             continue;           /* keep the old view */
         }
+
+        mscfp[i]->shsvc_gen = c->generation;
 
         if (mscfp[i]->view) {
             ngx_http_mesh_release_view(mscfp[i]->view);
@@ -439,32 +535,38 @@ ngx_http_mesh_sync(ngx_http_mesh_main_conf_t *mmcf, ngx_log_t *log)
         mscfp[i]->view = view;
     }
 
-    if (ngx_http_mesh_worker.gen) {
-        ngx_http_mesh_gen_release(ngx_http_mesh_worker.gen);
-    }
+    ngx_free(copies);
 
-    ngx_http_mesh_worker.gen = g;
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
-                   "mesh: worker synced to index %uL, %uz services",
-                   g->snap->index, g->snap->nservices);
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "mesh: worker synced to index %uL", index);
 
     return NGX_OK;
 }
 
 
-mesh_snapshot_t *
-ngx_http_mesh_current_snapshot(void)
+uint64_t
+ngx_http_mesh_worker_index(void)
 {
-    return ngx_http_mesh_worker.gen ? ngx_http_mesh_worker.gen->snap : NULL;
+    return ngx_http_mesh_worker.index;
 }
 
 
-/* parse a snapshot and its policies, compile the policies' regexes */
-static ngx_http_mesh_gen_t *
-ngx_http_mesh_gen_create(u_char *json, size_t len, ngx_log_t *log)
+mesh_policies_t *
+ngx_http_mesh_worker_policies(void)
 {
-    char                   err[MESH_ERR_LEN];
+    return ngx_http_mesh_worker.gen ? ngx_http_mesh_worker.gen->policies
+                                    : NULL;
+}
+
+
+/*
+ * Parse policies and compile their regexes. Takes json (ngx_alloc()ed,
+ * NUL-terminated) in every case. NULL with err on a refusal.
+ */
+ngx_http_mesh_gen_t *
+ngx_http_mesh_gen_create(u_char *json, size_t len, char *err, size_t errlen,
+    ngx_log_t *log)
+{
     u_char                 errstr[NGX_MAX_CONF_ERRSTR], *p;
     ngx_str_t              pattern;
     ngx_uint_t             i, j, k, h;
@@ -475,37 +577,27 @@ ngx_http_mesh_gen_create(u_char *json, size_t len, ngx_log_t *log)
     mesh_http_route_t     *route;
     mesh_virtual_service_t *vs;
 
+    err[0] = '\0';
+
     g = ngx_calloc(sizeof(ngx_http_mesh_gen_t), log);
     if (g == NULL) {
         ngx_free(json);
+        ngx_snprintf((u_char *) err, errlen, "out of memory%Z");
         return NULL;
     }
 
     g->refs = 1;
     g->json = json;
 
-    g->snap = mesh_snapshot_parse((char *) json, len, err, sizeof(err));
-    if (g->snap == NULL) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "mesh: snapshot refused, keeping index %uL: %s",
-                      ngx_http_mesh_worker.gen
-                      ? ngx_http_mesh_worker.gen->snap->index : 0, err);
-        goto failed;
-    }
-
-    g->policies = mesh_policies_parse(g->snap->policies,
-                                      g->snap->policies_len, err,
-                                      sizeof(err));
+    g->policies = mesh_policies_parse((char *) json, len, err, errlen);
     if (g->policies == NULL) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "mesh: snapshot index %uL refused, its policies "
-                      "do not parse: %s", g->snap->index, err);
         goto failed;
     }
 
     /* pools outlive the request whose log we were given */
     g->pool = ngx_create_pool(1024, ngx_cycle->log);
     if (g->pool == NULL) {
+        ngx_snprintf((u_char *) err, errlen, "out of memory%Z");
         goto failed;
     }
 
@@ -530,6 +622,8 @@ ngx_http_mesh_gen_create(u_char *json, size_t len, ngx_log_t *log)
                     pattern.len = sm->len + sizeof("^(?:)$") - 1;
                     pattern.data = ngx_pnalloc(g->pool, pattern.len);
                     if (pattern.data == NULL) {
+                        ngx_snprintf((u_char *) err, errlen,
+                                     "out of memory%Z");
                         goto failed;
                     }
 
@@ -545,11 +639,10 @@ ngx_http_mesh_gen_create(u_char *json, size_t len, ngx_log_t *log)
                     rc.err.data = errstr;
 
                     if (ngx_regex_compile(&rc) != NGX_OK) {
-                        ngx_log_error(NGX_LOG_ERR, log, 0,
-                                      "mesh: snapshot index %uL refused, "
-                                      "regex \"%s\" of VirtualService "
-                                      "\"%s\": %V", g->snap->index,
-                                      sm->value, vs->name, &rc.err);
+                        ngx_snprintf((u_char *) err, errlen,
+                                     "regex \"%s\" of VirtualService "
+                                     "\"%s\": %V%Z", sm->value, vs->name,
+                                     &rc.err);
                         goto failed;
                     }
 
@@ -568,7 +661,7 @@ failed:
 }
 
 
-static void
+void
 ngx_http_mesh_gen_release(ngx_http_mesh_gen_t *g)
 {
     if (--g->refs) {
@@ -579,16 +672,19 @@ ngx_http_mesh_gen_release(ngx_http_mesh_gen_t *g)
         mesh_policies_free(g->policies);
     }
 
-    if (g->snap) {
-        mesh_snapshot_free(g->snap);
-    }
-
     if (g->pool) {
         ngx_destroy_pool(g->pool);
     }
 
     ngx_free(g->json);
     ngx_free(g);
+}
+
+
+static void
+ngx_http_mesh_free_packed(void *data)
+{
+    ngx_free(data);
 }
 
 
@@ -631,28 +727,29 @@ ngx_http_mesh_lb(int lb, ngx_uint_t fallback, ngx_uint_t *hash)
 
 static ngx_http_mesh_view_t *
 ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
-    ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_gen_t *gen, ngx_log_t *log)
+    ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_copy_t *copy,
+    ngx_http_mesh_gen_t *gen, uint64_t index, ngx_log_t *log)
 {
+    void                            *mem;
+    size_t                           msize;
     ngx_uint_t                       i, j, k;
     ngx_pool_t                      *pool;
-    mesh_snapshot_t                 *snap;
+    mesh_policies_t                 *policies;
+    ngx_pool_cleanup_t              *cln;
     ngx_http_mesh_view_t            *view;
     ngx_http_mesh_route_t           *rt;
     const mesh_service_t            *svc;
     const mesh_destination_rule_t   *dr;
     const mesh_traffic_policy_t     *tp;
 
-    snap = gen->snap;
+    policies = gen ? gen->policies : NULL;
 
-    svc = mesh_snapshot_service(snap, (char *) mscf->service.data,
-                                mscf->service.len);
-
-    if (svc == NULL) {
+    if (copy->packed == NULL) {
         if (!mscf->missing) {
             ngx_log_error(NGX_LOG_WARN, log, 0,
                           "mesh: service \"%V\" of upstream \"%V\" is not in "
                           "the registry (index %uL)", &mscf->service,
-                          &mscf->upstream->host, snap->index);
+                          &mscf->upstream->host, index);
             mscf->missing = 1;
         }
 
@@ -660,10 +757,12 @@ ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
         mscf->missing = 0;
     }
 
-    dr = mesh_policies_rule(gen->policies, (char *) mscf->service.data,
+    dr = mesh_policies_rule(policies, (char *) mscf->service.data,
                             mscf->service.len);
 
-    pool = ngx_create_pool(2048 + (svc ? svc->ninstances * 256 : 0),
+    pool = ngx_create_pool(2048 + mesh_service_packed_count(copy->packed,
+                                                            copy->size)
+                                  * 256,
                            ngx_cycle->log);
     if (pool == NULL) {
         return NULL;
@@ -676,9 +775,44 @@ ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
 
     view->pool = pool;
     view->refs = 1;
-    view->index = snap->index;
-    view->gen = gen;
-    gen->refs++;
+    view->index = index;
+
+    if (gen) {
+        view->gen = gen;
+        gen->refs++;
+    }
+
+    svc = NULL;
+
+    if (copy->packed) {
+        cln = ngx_pool_cleanup_add(pool, 0);
+        if (cln == NULL) {
+            goto failed;
+        }
+
+        /* the view owns the copy from here */
+        view->packed = copy->packed;
+        cln->handler = ngx_http_mesh_free_packed;
+        cln->data = copy->packed;
+        copy->packed = NULL;
+
+        msize = mesh_service_unpack_size(view->packed, copy->size);
+        mem = msize ? ngx_palloc(pool, msize) : NULL;
+
+        if (mem == NULL
+            || mesh_service_unpack(view->packed, copy->size,
+                                   (char *) mscf->service.data, &view->svc,
+                                   mem, msize)
+               != 0)
+        {
+            ngx_log_error(NGX_LOG_ALERT, log, 0,
+                          "mesh: service \"%V\" in the shared zone cannot "
+                          "be read", &mscf->service);
+            goto failed;
+        }
+
+        svc = &view->svc;
+    }
 
     view->ntargets = 1 + (dr ? dr->nsubsets : 0);
     view->targets = ngx_pcalloc(pool, view->ntargets
@@ -705,7 +839,7 @@ ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
         }
     }
 
-    view->vs = mesh_policies_vs(gen->policies, (char *) mscf->service.data,
+    view->vs = mesh_policies_vs(policies, (char *) mscf->service.data,
                                 mscf->service.len);
 
     if (view->vs == NULL) {
@@ -997,7 +1131,7 @@ ngx_http_mesh_release_view(ngx_http_mesh_view_t *view)
         ngx_http_mesh_gen_release(view->gen);
     }
 
-    ngx_destroy_pool(view->pool);
+    ngx_destroy_pool(view->pool);     /* frees the packed copy too */
 }
 
 
@@ -1284,6 +1418,7 @@ ngx_http_mesh_init_peer(ngx_http_request_t *r,
 
     pd->conf = mscf;
     pd->request = r;
+    pd->index = ngx_http_mesh_worker.index;
 
     view = mscf->view;
     t = NULL;

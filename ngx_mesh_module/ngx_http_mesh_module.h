@@ -14,6 +14,7 @@
 
 #include "mesh_balancer.h"
 #include "mesh_policy.h"
+#include "mesh_service.h"
 #include "mesh_snapshot.h"
 
 
@@ -25,6 +26,8 @@
 #define NGX_HTTP_MESH_REG_NONE        0    /* never synced */
 #define NGX_HTTP_MESH_REG_SYNCED      1
 #define NGX_HTTP_MESH_REG_STALE       2
+#define NGX_HTTP_MESH_REG_ERROR       3    /* an answer came that could
+                                              not be applied */
 
 #define NGX_HTTP_MESH_ZONE_SIZE       (32 * 1024 * 1024)
 #define NGX_HTTP_MESH_LEASE           1000 /* ms a poll lease lasts */
@@ -83,15 +86,50 @@ typedef struct {
 } ngx_http_mesh_outlier_t;
 
 
+/*
+ * A service some mesh upstream routes, in the zone: its instances in
+ * mesh_service's packed form, replaced as a whole by the poll owner when
+ * the service changes. Created when a configuration names the service
+ * and never freed (workers keep pointers to it); "wanted" says whether
+ * the running configuration still routes it, and so polls for it.
+ */
+typedef struct {
+    ngx_rbtree_node_t              node;        /* key: crc32 of name */
+    ngx_queue_t                    queue;
+    ngx_atomic_uint_t              generation;  /* bumped per change */
+    uint64_t                       index;       /* of its last change */
+    u_char                        *data;        /* packed, slab; NULL:
+                                                   no instances */
+    size_t                         size;
+    ngx_uint_t                     ninstances;
+    ngx_uint_t                     wanted;
+    u_short                        len;
+    u_char                         name[1];
+} ngx_http_mesh_shsvc_t;
+
+
 typedef struct {
     ngx_rbtree_t                   rbtree;
     ngx_rbtree_node_t              sentinel;
     ngx_queue_t                    stats;
+    ngx_queue_t                   *sweep;       /* next stat to look at */
 
-    ngx_atomic_t                   generation;  /* bumped per snapshot */
+    ngx_rbtree_t                   svc_tree;
+    ngx_rbtree_node_t              svc_sentinel;
+    ngx_queue_t                    services;    /* of ngx_http_mesh_shsvc_t */
+    ngx_atomic_t                   subscription; /* bumped when the
+                                                   wanted set changes */
+    ngx_atomic_uint_t              synced_subscription; /* of the last
+                                                   complete answer */
+
+    ngx_atomic_t                   generation;  /* bumped per change of
+                                                   anything below */
     uint64_t                       index;
-    u_char                        *snapshot;    /* JSON, slab */
-    size_t                         snapshot_len;
+    uint64_t                       registry;    /* the id of the registry
+                                                   index belongs to */
+    u_char                        *policies;    /* JSON array, slab */
+    size_t                         policies_len;
+    ngx_atomic_t                   policies_gen;
 
     ngx_pid_t                      poll_owner;
     ngx_msec_t                     poll_expire;
@@ -126,12 +164,12 @@ typedef struct {
 } ngx_http_mesh_peer_t;
 
 
-/* one snapshot as one worker parsed it, shared by the views built on it */
+/* the policies as one worker parsed them, shared by the views built on
+ * them */
 typedef struct {
     ngx_uint_t                     refs;
     u_char                        *json;
-    mesh_snapshot_t               *snap;
-    mesh_policies_t               *policies;    /* NULL: none */
+    mesh_policies_t               *policies;
     ngx_pool_t                    *pool;        /* compiled regexes */
 } ngx_http_mesh_gen_t;
 
@@ -166,6 +204,9 @@ typedef struct {
     uint64_t                       index;
     ngx_pool_t                    *pool;
     ngx_http_mesh_gen_t           *gen;
+    mesh_service_t                 svc;         /* read from "packed" */
+    u_char                        *packed;      /* the zone's block, copied;
+                                                   freed with the pool */
     ngx_http_mesh_target_t        *targets;     /* [0]: the whole service */
     ngx_uint_t                     ntargets;
     ngx_http_mesh_route_t         *routes;      /* VirtualService http[] */
@@ -185,6 +226,8 @@ struct ngx_http_mesh_srv_conf_s {
     ngx_http_complex_value_t      *key;
     ngx_http_upstream_srv_conf_t  *upstream;
     ngx_http_mesh_view_t          *view;        /* worker-local */
+    ngx_http_mesh_shsvc_t         *shsvc;       /* the service in the zone */
+    ngx_atomic_uint_t              shsvc_gen;   /* of the view: worker-local */
     ngx_uint_t                     missing;     /* logged: not in snapshot */
 };
 
@@ -213,6 +256,7 @@ typedef struct {
     uintptr_t                     *tried;
     uint32_t                       hash;
     ngx_uint_t                     has_hash;
+    uint64_t                       index;       /* routed on */
     ngx_uint_t                     retrying;    /* holds a retry budget */
     ngx_uint_t                     refused;     /* the last try could not
                                                    connect: its retry is
@@ -226,12 +270,18 @@ extern ngx_module_t  ngx_http_mesh_module;
 
 /* ngx_http_mesh_shm.c */
 ngx_int_t ngx_http_mesh_init_zone(ngx_shm_zone_t *shm_zone, void *data);
-ngx_int_t ngx_http_mesh_store_snapshot(ngx_http_mesh_zone_t *zone,
-    u_char *json, size_t len, uint64_t index, ngx_log_t *log);
+ngx_int_t ngx_http_mesh_apply(ngx_http_mesh_zone_t *zone,
+    mesh_snapshot_t *snap, ngx_uint_t from_cache,
+    ngx_atomic_uint_t subscription, char *err, size_t errlen);
+ngx_int_t ngx_http_mesh_want(ngx_http_mesh_main_conf_t *mmcf);
+u_char *ngx_http_mesh_subscription(ngx_http_mesh_zone_t *zone,
+    size_t *len, ngx_atomic_uint_t *subscription, ngx_log_t *log);
+u_char *ngx_http_mesh_zone_json(ngx_http_mesh_zone_t *zone, size_t *len,
+    ngx_log_t *log);
 ngx_http_mesh_stat_t *ngx_http_mesh_get_stat(ngx_http_mesh_zone_t *zone,
     ngx_str_t *service, ngx_str_t *id);
-void ngx_http_mesh_expire_stats(ngx_http_mesh_zone_t *zone,
-    mesh_snapshot_t *snap);
+void ngx_http_mesh_sweep_stats(ngx_http_mesh_zone_t *zone,
+    mesh_policies_t *policies, ngx_uint_t n);
 void ngx_http_mesh_set_reg_state(ngx_http_mesh_zone_t *zone,
     ngx_uint_t state, const char *error);
 
@@ -247,7 +297,11 @@ char *ngx_http_mesh_outlier(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_uint_t ngx_http_mesh_ejected(ngx_http_mesh_stat_t *st, ngx_msec_t now);
 ngx_int_t ngx_http_mesh_sync(ngx_http_mesh_main_conf_t *mmcf,
     ngx_log_t *log);
-mesh_snapshot_t *ngx_http_mesh_current_snapshot(void);
+uint64_t ngx_http_mesh_worker_index(void);
+mesh_policies_t *ngx_http_mesh_worker_policies(void);
+ngx_http_mesh_gen_t *ngx_http_mesh_gen_create(u_char *json, size_t len,
+    char *err, size_t errlen, ngx_log_t *log);
+void ngx_http_mesh_gen_release(ngx_http_mesh_gen_t *gen);
 const char *ngx_http_mesh_balancer_name(ngx_uint_t balancer);
 
 /* ngx_http_mesh_status.c */

@@ -8,13 +8,21 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <zlib.h>
+
 #include "ngx_http_mesh_module.h"
 
 
-#define NGX_HTTP_MESH_POLL_WAIT      30     /* s, the registry's wait */
+#define NGX_HTTP_MESH_POLL_WAIT       30     /* s, the registry's wait */
 #define NGX_HTTP_MESH_CONNECT_TIMEOUT 5000
-#define NGX_HTTP_MESH_MAX_SNAPSHOT   (512 * 1024 * 1024)
-#define NGX_HTTP_MESH_CACHE_EVERY    1000   /* ms between cache writes */
+#define NGX_HTTP_MESH_HEADER_MAX      (16 * 1024)
+#define NGX_HTTP_MESH_CACHE_EVERY     1000   /* ms between cache writes */
+#define NGX_HTTP_MESH_POLL_GAP        10     /* ms at least between polls */
+#define NGX_HTTP_MESH_POLL_QUIET      1000   /* ms before asking again
+                                                when an answer came early
+                                                and brought nothing */
+#define NGX_HTTP_MESH_REFUSAL_MAX     30000  /* ms, the longest backoff */
+#define NGX_HTTP_MESH_SWEEP           64     /* stats per lease tick */
 
 
 typedef struct {
@@ -29,16 +37,34 @@ typedef struct {
     ngx_log_t                      conn_log;    /* quiet: failures are
                                                    reported once, by us */
     ngx_uint_t                     active;      /* a poll is under way */
+    ngx_uint_t                     idle;        /* pc is kept alive */
+    ngx_uint_t                     reused;      /* this poll reuses it */
     ngx_uint_t                     owner;       /* this worker polls */
-    ngx_uint_t                     failures;
+    ngx_uint_t                     failures;    /* cannot reach it */
+    ngx_uint_t                     refusals;    /* cannot use its answer */
+    ngx_uint_t                     addr;        /* the address to try */
+    ngx_uint_t                     waited;      /* this poll asked to wait */
+    ngx_atomic_uint_t              subscription; /* of this poll */
+    uint64_t                       asked_index;
+    ngx_msec_t                     started;
 
-    u_char                         req[1024];
+    u_char                        *req;
     size_t                         req_len;
     size_t                         sent;
 
-    u_char                        *buf;
+    u_char                        *buf;         /* the answer as read */
     size_t                         len;
     size_t                         size;
+
+    /* the header block, once read */
+    u_char                        *body;
+    off_t                          content_length;   /* -1: none */
+    ngx_uint_t                     chunked;
+    ngx_uint_t                     gzip;
+    ngx_uint_t                     close;       /* no keep-alive after */
+    ngx_uint_t                     status;
+
+    u_char                         reason[MESH_ERR_LEN];  /* last logged */
 
     ngx_msec_t                     cache_written;
     ngx_uint_t                     cache_dirty;
@@ -49,14 +75,29 @@ static void ngx_http_mesh_lease_handler(ngx_event_t *ev);
 static void ngx_http_mesh_retry_handler(ngx_event_t *ev);
 static void ngx_http_mesh_cache_handler(ngx_event_t *ev);
 static void ngx_http_mesh_poll_start(ngx_http_mesh_poll_t *p);
+static ngx_int_t ngx_http_mesh_poll_request(ngx_http_mesh_poll_t *p);
 static void ngx_http_mesh_poll_write(ngx_event_t *wev);
 static void ngx_http_mesh_poll_read(ngx_event_t *rev);
-static void ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p);
+static void ngx_http_mesh_idle_read(ngx_event_t *rev);
+static ngx_int_t ngx_http_mesh_poll_header(ngx_http_mesh_poll_t *p);
+static ngx_int_t ngx_http_mesh_dechunk(u_char *p, u_char *end,
+    size_t *len, u_char **last);
+static void ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body,
+    size_t blen);
+static ngx_int_t ngx_http_mesh_inflate(ngx_http_mesh_poll_t *p, u_char *in,
+    size_t len, u_char **out, size_t *outlen);
 static void ngx_http_mesh_poll_fail(ngx_http_mesh_poll_t *p, ngx_err_t err,
     const char *reason);
+static void ngx_http_mesh_poll_refuse(ngx_http_mesh_poll_t *p,
+    const char *reason);
+static void ngx_http_mesh_poll_report(ngx_http_mesh_poll_t *p,
+    const char *reason);
 static void ngx_http_mesh_poll_close(ngx_http_mesh_poll_t *p);
+static void ngx_http_mesh_poll_next(ngx_http_mesh_poll_t *p,
+    ngx_msec_t delay);
 static void ngx_http_mesh_release_lease(ngx_http_mesh_poll_t *p);
 static void ngx_http_mesh_write_cache(ngx_http_mesh_poll_t *p);
+static void ngx_http_mesh_flush_cache(ngx_http_mesh_poll_t *p);
 
 
 static ngx_http_mesh_poll_t  ngx_http_mesh_poll;
@@ -116,8 +157,14 @@ ngx_http_mesh_registry_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
+    ngx_http_mesh_flush_cache(p);
     ngx_http_mesh_poll_close(p);
     ngx_http_mesh_release_lease(p);
+
+    if (p->buf) {
+        ngx_free(p->buf);
+        p->buf = NULL;
+    }
 }
 
 
@@ -132,12 +179,13 @@ ngx_http_mesh_lease_handler(ngx_event_t *ev)
     ngx_http_mesh_shctx_t  *sh;
 
     if (ngx_exiting || ngx_quit || ngx_terminate) {
+        ngx_http_mesh_flush_cache(p);
         ngx_http_mesh_poll_close(p);
         ngx_http_mesh_release_lease(p);
         return;
     }
 
-    /* every worker keeps its view fresh, with or without traffic */
+    /* every worker keeps its views fresh, with or without traffic */
     (void) ngx_http_mesh_sync(p->mmcf, p->log);
 
     if (p->mmcf->registry == NULL) {
@@ -175,6 +223,7 @@ ngx_http_mesh_lease_handler(ngx_event_t *ev)
                       &p->mmcf->registry_uri);
         p->owner = 1;
         p->failures = 0;
+        p->refusals = 0;
     }
 
     if (lost) {
@@ -184,8 +233,20 @@ ngx_http_mesh_lease_handler(ngx_event_t *ev)
         ngx_http_mesh_poll_close(p);
     }
 
-    if (p->owner && !p->active && !p->retry.timer_set) {
-        ngx_http_mesh_poll_start(p);
+    if (p->owner) {
+        (void) ngx_http_mesh_want(p->mmcf);
+
+        ngx_http_mesh_sweep_stats(zone, ngx_http_mesh_worker_policies(),
+                                  NGX_HTTP_MESH_SWEEP);
+
+        /* a service to route that this poll does not ask for */
+        if (p->active && p->subscription != sh->subscription) {
+            ngx_http_mesh_poll_close(p);
+        }
+
+        if (!p->active && !p->retry.timer_set) {
+            ngx_http_mesh_poll_start(p);
+        }
     }
 
     ngx_add_timer(&p->lease, NGX_HTTP_MESH_LEASE_TICK);
@@ -225,58 +286,175 @@ ngx_http_mesh_retry_handler(ngx_event_t *ev)
 }
 
 
+/* the next poll, at once or after delay ms; never two within the gap */
 static void
-ngx_http_mesh_poll_start(ngx_http_mesh_poll_t *p)
+ngx_http_mesh_poll_next(ngx_http_mesh_poll_t *p, ngx_msec_t delay)
 {
-    u_char             *last;
-    ngx_int_t           rc;
-    ngx_url_t          *u;
-    ngx_str_t           uri;
-    ngx_connection_t   *c;
+    ngx_msec_t  since;
+
+    if (!p->owner || ngx_exiting) {
+        return;
+    }
+
+    since = ngx_current_msec - p->started;
+
+    if (delay == 0 && since < NGX_HTTP_MESH_POLL_GAP) {
+        delay = NGX_HTTP_MESH_POLL_GAP - since;
+    }
+
+    if (delay) {
+        ngx_add_timer(&p->retry, delay);
+        return;
+    }
+
+    ngx_http_mesh_poll_start(p);
+}
+
+
+/*
+ * GET /v1/snapshot?services=a,b&delta=1[&index=N&registry=ID&wait=30s]:
+ * the services this nginx routes, as changes since the index it has, or
+ * all of them when it has none (first poll, after a failure or a
+ * refusal, started from the cache file, a new service to route).
+ */
+static ngx_int_t
+ngx_http_mesh_poll_request(ngx_http_mesh_poll_t *p)
+{
+    u_char                 *services, *last;
+    size_t                  slen, size;
+    ngx_str_t               uri;
+    ngx_url_t              *u;
+    uint64_t                index, registry;
+    ngx_uint_t              known;
+    ngx_atomic_uint_t       sub;
+    ngx_http_mesh_zone_t   *zone;
 
     u = p->mmcf->registry;
+    zone = &p->mmcf->zone;
 
-    ngx_memzero(&p->pc, sizeof(ngx_peer_connection_t));
+    services = ngx_http_mesh_subscription(zone, &slen, &sub, p->log);
+    if (services == NULL) {
+        return NGX_ERROR;
+    }
 
-    p->pc.sockaddr = u->addrs[0].sockaddr;
-    p->pc.socklen = u->addrs[0].socklen;
-    p->pc.name = &u->addrs[0].name;
-    p->pc.get = ngx_event_get_peer;
-    p->conn_log = *p->log;
-    p->conn_log.log_level = NGX_LOG_CRIT;
-    p->pc.log = &p->conn_log;
-    p->pc.log_error = NGX_ERROR_INFO;
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    known = (zone->sh->reg_state == NGX_HTTP_MESH_REG_SYNCED
+             && !zone->sh->from_cache
+             && zone->sh->synced_subscription == sub
+             && p->failures == 0 && p->refusals == 0);
+    index = zone->sh->index;
+    registry = zone->sh->registry;
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
 
     uri = u->uri;
     while (uri.len && uri.data[uri.len - 1] == '/') {
         uri.len--;
     }
 
-    /*
-     * Not in sync (first poll, after a failure, started from the cache
-     * file): ask for the snapshot at once; in sync: wait for the next index
-     */
-    if (p->mmcf->zone.sh->reg_state == NGX_HTTP_MESH_REG_SYNCED
-        && p->failures == 0)
-    {
-        last = ngx_snprintf(p->req, sizeof(p->req),
-                            "GET %V/v1/snapshot?index=%uL&wait=%ds "
-                            "HTTP/1.1\r\n", &uri, p->mmcf->zone.sh->index,
-                            NGX_HTTP_MESH_POLL_WAIT);
+    size = uri.len + slen + u->host.len + 512;
 
-    } else {
-        last = ngx_snprintf(p->req, sizeof(p->req),
-                            "GET %V/v1/snapshot HTTP/1.1\r\n", &uri);
+    if (p->req) {
+        ngx_free(p->req);
     }
 
-    last = ngx_snprintf(last, p->req + sizeof(p->req) - last,
-                        "Host: %V\r\n"
-                        "User-Agent: ngx_mesh\r\n"
-                        "Accept: application/json\r\n"
-                        "Connection: close\r\n\r\n", &u->host);
-    p->req_len = last - p->req;
+    p->req = ngx_alloc(size, p->log);
+    if (p->req == NULL) {
+        ngx_free(services);
+        return NGX_ERROR;
+    }
+
+    last = p->req + size;
+
+    p->req_len = ngx_slprintf(p->req, last, "GET %V/v1/snapshot?%*s&delta=1",
+                              &uri, slen, services)
+                 - p->req;
+
+    ngx_free(services);
+
+    p->subscription = sub;
+    p->waited = known;
+    p->asked_index = known ? index : 0;
+
+    if (known) {
+        p->req_len = ngx_slprintf(p->req + p->req_len, last,
+                                  "&index=%uL&wait=%ds", index,
+                                  NGX_HTTP_MESH_POLL_WAIT)
+                     - p->req;
+
+        if (registry) {
+            p->req_len = ngx_slprintf(p->req + p->req_len, last,
+                                      "&registry=%016xL", registry)
+                         - p->req;
+        }
+    }
+
+    p->req_len = ngx_slprintf(p->req + p->req_len, last,
+                              " HTTP/1.1\r\n"
+                              "Host: %V\r\n"
+                              "User-Agent: ngx_mesh\r\n"
+                              "Accept: application/json\r\n"
+                              "Accept-Encoding: gzip\r\n\r\n", &u->host)
+                 - p->req;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mesh_poll_start(ngx_http_mesh_poll_t *p)
+{
+    ngx_int_t           rc;
+    ngx_url_t          *u;
+    ngx_uint_t          i;
+    ngx_connection_t   *c;
+
+    if (p->retry.timer_set) {
+        ngx_del_timer(&p->retry);
+    }
+
+    if (ngx_http_mesh_poll_request(p) != NGX_OK) {
+        ngx_http_mesh_poll_fail(p, 0, "out of memory");
+        return;
+    }
+
     p->sent = 0;
     p->len = 0;
+    p->body = NULL;
+    p->started = ngx_current_msec;
+    p->active = 1;
+
+    if (p->pc.connection && p->idle) {
+        /* the kept-alive connection of the last poll */
+        p->idle = 0;
+        p->reused = 1;
+
+        c = p->pc.connection;
+        c->read->handler = ngx_http_mesh_poll_read;
+        c->write->handler = ngx_http_mesh_poll_write;
+
+        ngx_http_mesh_poll_write(c->write);
+        return;
+    }
+
+    ngx_http_mesh_poll_close(p);
+    p->active = 1;
+    p->reused = 0;
+
+    u = p->mmcf->registry;
+    i = p->addr % u->naddrs;
+
+    ngx_memzero(&p->pc, sizeof(ngx_peer_connection_t));
+
+    p->pc.sockaddr = u->addrs[i].sockaddr;
+    p->pc.socklen = u->addrs[i].socklen;
+    p->pc.name = &u->addrs[i].name;
+    p->pc.get = ngx_event_get_peer;
+    p->conn_log = *p->log;
+    p->conn_log.log_level = NGX_LOG_CRIT;
+    p->pc.log = &p->conn_log;
+    p->pc.log_error = NGX_ERROR_INFO;
 
     rc = ngx_event_connect_peer(&p->pc);
 
@@ -285,8 +463,6 @@ ngx_http_mesh_poll_start(ngx_http_mesh_poll_t *p)
         ngx_http_mesh_poll_fail(p, ngx_socket_errno, "connect() failed");
         return;
     }
-
-    p->active = 1;
 
     c = p->pc.connection;
     c->data = p;
@@ -299,6 +475,22 @@ ngx_http_mesh_poll_start(ngx_http_mesh_poll_t *p)
     }
 
     ngx_http_mesh_poll_write(c->write);
+}
+
+
+/* a kept-alive connection the registry closed: connect again at once */
+static ngx_uint_t
+ngx_http_mesh_poll_stale(ngx_http_mesh_poll_t *p)
+{
+    if (!p->reused || p->len) {
+        return 0;
+    }
+
+    ngx_http_mesh_poll_close(p);
+    p->reused = 0;
+    ngx_http_mesh_poll_start(p);
+
+    return 1;
 }
 
 
@@ -321,6 +513,10 @@ ngx_http_mesh_poll_write(ngx_event_t *wev)
         n = c->send(c, p->req + p->sent, p->req_len - p->sent);
 
         if (n == NGX_ERROR) {
+            if (ngx_http_mesh_poll_stale(p)) {
+                return;
+            }
+
             ngx_http_mesh_poll_fail(p, ngx_socket_errno,
                                     "cannot send the request");
             return;
@@ -351,12 +547,15 @@ ngx_http_mesh_poll_write(ngx_event_t *wev)
     wev->handler = ngx_http_mesh_poll_write;
     c->idle = 1;
 
-    if (!c->read->timer_set) {
-        ngx_add_timer(c->read, (NGX_HTTP_MESH_POLL_WAIT + 15) * 1000);
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
     }
+
+    ngx_add_timer(c->read, (NGX_HTTP_MESH_POLL_WAIT + 15) * 1000);
 
     if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
         ngx_http_mesh_poll_fail(p, ngx_socket_errno, "cannot read the answer");
+        return;
     }
 
     if (c->read->ready) {
@@ -365,55 +564,258 @@ ngx_http_mesh_poll_write(ngx_event_t *wev)
 }
 
 
-/* Content-Length of a complete header block, -1 when absent */
-static off_t
-ngx_http_mesh_content_length(u_char *p, u_char *end)
+/*
+ * The header block: status, Content-Length, chunked, gzip, keep-alive.
+ * NGX_AGAIN until it is complete, NGX_ERROR (reported) when it cannot be
+ * used.
+ */
+static ngx_int_t
+ngx_http_mesh_poll_header(ngx_http_mesh_poll_t *p)
 {
-    u_char  *eol;
+    u_char  *hdr, *line, *eol, *v, *vend;
+    size_t   n;
 
-    while (p < end) {
-        eol = ngx_strlchr(p, end, '\n');
+    hdr = ngx_strlcasestrn(p->buf, p->buf + p->len, (u_char *) "\r\n\r\n",
+                           4 - 1);
+
+    if (hdr == NULL) {
+        if (p->len > NGX_HTTP_MESH_HEADER_MAX) {
+            ngx_http_mesh_poll_fail(p, 0, "the answer's header block is "
+                                    "larger than 16k");
+            return NGX_ERROR;
+        }
+
+        return NGX_AGAIN;
+    }
+
+    if (hdr - p->buf > NGX_HTTP_MESH_HEADER_MAX) {
+        ngx_http_mesh_poll_fail(p, 0, "the answer's header block is "
+                                "larger than 16k");
+        return NGX_ERROR;
+    }
+
+    if (p->len < 12 || ngx_strncmp(p->buf, "HTTP/1.", 7) != 0
+        || p->buf[8] != ' ')
+    {
+        ngx_http_mesh_poll_fail(p, 0, "not an HTTP answer");
+        return NGX_ERROR;
+    }
+
+    p->status = ngx_atoi(p->buf + 9, 3);
+    p->body = hdr + 4;
+    p->content_length = -1;
+    p->chunked = 0;
+    p->gzip = 0;
+    p->close = (p->buf[7] == '0');      /* HTTP/1.0 */
+
+    line = ngx_strlchr(p->buf, hdr, '\n');
+
+    while (line && line < hdr + 2) {
+        line++;
+        eol = ngx_strlchr(line, hdr + 2, '\n');
         if (eol == NULL) {
             break;
         }
 
-        if (eol - p > 15
-            && ngx_strncasecmp(p, (u_char *) "Content-Length:", 15) == 0)
-        {
-            p += 15;
-            while (p < eol && (*p == ' ' || *p == '\t')) {
-                p++;
-            }
-
-            while (eol > p && (eol[-1] == '\r' || eol[-1] == ' ')) {
-                eol--;
-            }
-
-            return ngx_atoof(p, eol - p);
+        v = ngx_strlchr(line, eol, ':');
+        if (v == NULL) {
+            line = eol;
+            continue;
         }
 
-        p = eol + 1;
+        n = v - line;
+
+        for (v++; v < eol && (*v == ' ' || *v == '\t'); v++) { /* void */ }
+
+        for (vend = eol; vend > v && (vend[-1] == '\r' || vend[-1] == ' ');
+             vend--)
+        { /* void */ }
+
+        if (n == 14 && ngx_strncasecmp(line, (u_char *) "Content-Length", 14)
+                       == 0)
+        {
+            p->content_length = ngx_atoof(v, vend - v);
+            if (p->content_length < 0) {
+                ngx_http_mesh_poll_fail(p, 0, "invalid Content-Length");
+                return NGX_ERROR;
+            }
+
+        } else if (n == 17
+                   && ngx_strncasecmp(line, (u_char *) "Transfer-Encoding",
+                                      17) == 0)
+        {
+            if (vend - v == 7
+                && ngx_strncasecmp(v, (u_char *) "chunked", 7) == 0)
+            {
+                p->chunked = 1;
+
+            } else {
+                ngx_http_mesh_poll_fail(p, 0, "a transfer encoding other "
+                                        "than chunked");
+                return NGX_ERROR;
+            }
+
+        } else if (n == 16
+                   && ngx_strncasecmp(line, (u_char *) "Content-Encoding",
+                                      16) == 0)
+        {
+            if (vend - v == 4 && ngx_strncasecmp(v, (u_char *) "gzip", 4)
+                                 == 0)
+            {
+                p->gzip = 1;
+
+            } else if (!(vend - v == 8
+                         && ngx_strncasecmp(v, (u_char *) "identity", 8)
+                            == 0))
+            {
+                ngx_http_mesh_poll_fail(p, 0, "a content encoding other "
+                                        "than gzip");
+                return NGX_ERROR;
+            }
+
+        } else if (n == 10
+                   && ngx_strncasecmp(line, (u_char *) "Connection", 10)
+                      == 0)
+        {
+            if (ngx_strlcasestrn(v, vend, (u_char *) "close", 5 - 1)) {
+                p->close = 1;
+            }
+        }
+
+        line = eol;
     }
 
-    return -1;
+    if (p->chunked) {
+        p->content_length = -1;
+    }
+
+    if (p->content_length > (off_t) p->mmcf->zone_size) {
+        ngx_http_mesh_poll_fail(p, 0, "the answer is larger than mesh_zone");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Decode a chunked body in place: NGX_OK with *len the data's length
+ * once the last chunk is there (*last: where the encoding ends),
+ * NGX_AGAIN before, NGX_ERROR when it is not chunked encoding. Runs again
+ * over the whole body as more arrives, so it only writes once complete.
+ */
+static ngx_int_t
+ngx_http_mesh_dechunk(u_char *p, u_char *end, size_t *len, u_char **last)
+{
+    u_char   *s, *out;
+    size_t    size;
+    ngx_int_t pass;
+
+    for (pass = 0; pass < 2; pass++) {
+        s = p;
+        out = p;
+
+        for ( ;; ) {
+            size = 0;
+
+            if (s == end) {
+                return NGX_AGAIN;
+            }
+
+            if (ngx_hextoi(s, 1) < 0) {
+                return NGX_ERROR;
+            }
+
+            while (s < end && ngx_hextoi(s, 1) >= 0) {
+                if (size > NGX_MAX_SIZE_T_VALUE / 16 - 16) {
+                    return NGX_ERROR;
+                }
+
+                size = size * 16 + ngx_hextoi(s, 1);
+                s++;
+            }
+
+            /* chunk extensions up to the end of the line */
+            while (s < end && *s != '\n') {
+                s++;
+            }
+
+            if (s == end) {
+                return NGX_AGAIN;
+            }
+
+            s++;
+
+            if (size == 0) {
+                /* trailers, then an empty line */
+                for ( ;; ) {
+                    u_char *eol = ngx_strlchr(s, end, '\n');
+
+                    if (eol == NULL) {
+                        return NGX_AGAIN;
+                    }
+
+                    if (eol == s || (eol == s + 1 && *s == '\r')) {
+                        s = eol + 1;
+                        break;
+                    }
+
+                    s = eol + 1;
+                }
+
+                if (pass == 1) {
+                    *len = out - p;
+                    *last = s;
+                }
+
+                break;
+            }
+
+            if ((size_t) (end - s) < size + 2) {
+                return NGX_AGAIN;
+            }
+
+            if (pass == 1) {
+                ngx_memmove(out, s, size);
+            }
+
+            out += size;
+            s += size;
+
+            if (*s == '\r') {
+                s++;
+            }
+
+            if (*s != '\n') {
+                return NGX_ERROR;
+            }
+
+            s++;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
 static void
 ngx_http_mesh_poll_read(ngx_event_t *rev)
 {
-    u_char                *hdr, *np;
+    u_char                *np, *last;
     off_t                  clen;
-    size_t                 size;
+    size_t                 size, limit, blen;
     ssize_t                n;
+    ngx_int_t              rc;
     ngx_connection_t      *c;
     ngx_http_mesh_poll_t  *p;
 
     c = rev->data;
     p = c->data;
+    last = NULL;
 
     if (c->close) {
         /* graceful shutdown: nothing more to wait for */
+        ngx_http_mesh_flush_cache(p);
         ngx_http_mesh_poll_close(p);
         ngx_http_mesh_release_lease(p);
         return;
@@ -424,14 +826,22 @@ ngx_http_mesh_poll_read(ngx_event_t *rev)
         return;
     }
 
+    /* the header block, the body, and one chunked trailer at most */
+    limit = NGX_HTTP_MESH_HEADER_MAX + p->mmcf->zone_size + 4096;
+
     for ( ;; ) {
 
         if (p->size - p->len < 4096) {
             size = p->size ? p->size * 2 : 64 * 1024;
 
-            if (size > NGX_HTTP_MESH_MAX_SNAPSHOT) {
-                ngx_http_mesh_poll_fail(p, 0, "snapshot too large");
+            if (p->size >= limit) {
+                ngx_http_mesh_poll_fail(p, 0, "the answer is larger than "
+                                        "mesh_zone");
                 return;
+            }
+
+            if (size > limit) {
+                size = limit;
             }
 
             np = ngx_alloc(size, p->log);
@@ -442,6 +852,9 @@ ngx_http_mesh_poll_read(ngx_event_t *rev)
 
             if (p->buf) {
                 ngx_memcpy(np, p->buf, p->len);
+                if (p->body) {
+                    p->body = np + (p->body - p->buf);
+                }
                 ngx_free(p->buf);
             }
 
@@ -459,135 +872,349 @@ ngx_http_mesh_poll_read(ngx_event_t *rev)
             return;
         }
 
+        if (n == NGX_ERROR || n == 0) {
+            if (ngx_http_mesh_poll_stale(p)) {
+                return;
+            }
+        }
+
         if (n == NGX_ERROR) {
             ngx_http_mesh_poll_fail(p, ngx_socket_errno,
                                     "connection to the registry failed");
             return;
         }
 
-        if (n == 0) {
-            break;              /* Connection: close ends the answer */
+        if (n > 0) {
+            p->len += n;
         }
 
-        p->len += n;
+        if (p->body == NULL) {
+            rc = ngx_http_mesh_poll_header(p);
 
-        /* done as soon as Content-Length is reached */
-        hdr = ngx_strlcasestrn(p->buf, p->buf + p->len,
-                               (u_char *) "\r\n\r\n", 4 - 1);
-        if (hdr) {
-            clen = ngx_http_mesh_content_length(p->buf, hdr + 2);
-            if (clen >= 0 && (off_t) p->len >= hdr + 4 - p->buf + clen) {
+            if (rc == NGX_ERROR) {
+                return;
+            }
+
+            if (rc == NGX_AGAIN) {
+                if (n == 0) {
+                    ngx_http_mesh_poll_fail(p, 0, "the registry closed the "
+                                            "connection");
+                    return;
+                }
+
+                continue;
+            }
+        }
+
+        blen = p->buf + p->len - p->body;
+
+        if (p->chunked) {
+            rc = ngx_http_mesh_dechunk(p->body, p->buf + p->len, &blen,
+                                       &last);
+
+            if (rc == NGX_ERROR) {
+                ngx_http_mesh_poll_fail(p, 0, "invalid chunked encoding");
+                return;
+            }
+
+            if (rc == NGX_OK) {
+                if (last != p->buf + p->len) {
+                    p->close = 1;   /* more than the answer: not reused */
+                }
+
                 break;
             }
+
+        } else if (p->content_length >= 0) {
+            clen = p->content_length;
+
+            if ((off_t) blen >= clen) {
+                if ((off_t) blen > clen) {
+                    p->close = 1;
+                }
+
+                blen = (size_t) clen;
+                break;
+            }
+
+        } else if (n == 0) {
+            p->close = 1;       /* the end of the connection ends it */
+            break;
+        }
+
+        if (n == 0) {
+            ngx_http_mesh_poll_fail(p, 0, "the registry closed the "
+                                    "connection before the end of the "
+                                    "answer");
+            return;
         }
     }
 
-    ngx_http_mesh_poll_done(p);
+    ngx_http_mesh_poll_done(p, p->body, blen);
+}
+
+
+/* between polls: the registry may close a kept-alive connection */
+static void
+ngx_http_mesh_idle_read(ngx_event_t *rev)
+{
+    u_char                 buf[1];
+    ssize_t                n;
+    ngx_connection_t      *c;
+    ngx_http_mesh_poll_t  *p;
+
+    c = rev->data;
+    p = c->data;
+
+    if (c->close) {
+        ngx_http_mesh_poll_close(p);
+        return;
+    }
+
+    n = c->recv(c, buf, 1);
+
+    if (n == NGX_AGAIN) {
+        if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+            ngx_http_mesh_poll_close(p);
+        }
+        return;
+    }
+
+    /* closed, failed, or data nobody asked for */
+    ngx_http_mesh_poll_close(p);
+}
+
+
+static ngx_int_t
+ngx_http_mesh_inflate(ngx_http_mesh_poll_t *p, u_char *in, size_t len,
+    u_char **out, size_t *outlen)
+{
+    int        rc;
+    u_char    *buf, *nb;
+    size_t     size, limit;
+    z_stream   zs;
+
+    limit = p->mmcf->zone_size;
+    size = ngx_min(ngx_max(len * 4, 4096), limit) + 1;
+
+    buf = ngx_alloc(size, p->log);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&zs, sizeof(z_stream));
+
+    /* 15 + 16: a gzip wrapper */
+    if (inflateInit2(&zs, 15 + 16) != Z_OK) {
+        ngx_free(buf);
+        return NGX_ERROR;
+    }
+
+    zs.next_in = in;
+    zs.avail_in = (uInt) len;
+    zs.next_out = buf;
+    zs.avail_out = (uInt) (size - 1);
+
+    for ( ;; ) {
+        rc = inflate(&zs, Z_NO_FLUSH);
+
+        if (rc == Z_STREAM_END) {
+            break;
+        }
+
+        if (rc != Z_OK && rc != Z_BUF_ERROR) {
+            goto failed;
+        }
+
+        if (zs.avail_out == 0) {
+            if (size - 1 >= limit) {
+                goto failed;
+            }
+
+            nb = ngx_alloc(ngx_min(size * 2, limit + 1), p->log);
+            if (nb == NULL) {
+                goto failed;
+            }
+
+            ngx_memcpy(nb, buf, zs.total_out);
+            ngx_free(buf);
+            buf = nb;
+            size = ngx_min(size * 2, limit + 1);
+
+            zs.next_out = buf + zs.total_out;
+            zs.avail_out = (uInt) (size - 1 - zs.total_out);
+            continue;
+        }
+
+        if (rc == Z_BUF_ERROR || zs.avail_in == 0) {
+            goto failed;        /* truncated */
+        }
+    }
+
+    *out = buf;
+    *outlen = zs.total_out;
+    buf[*outlen] = '\0';
+
+    inflateEnd(&zs);
+
+    return NGX_OK;
+
+failed:
+
+    inflateEnd(&zs);
+    ngx_free(buf);
+
+    return NGX_DECLINED;
 }
 
 
 static void
-ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p)
+ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
 {
-    char                    err[MESH_ERR_LEN], reason[MESH_ERR_LEN + 64];
-    u_char                 *hdr, *body;
-    off_t                   clen;
-    size_t                  blen;
-    ngx_int_t               status;
-    uint64_t                old;
+    char                    err[MESH_ERR_LEN];
+    u_char                  reason[MESH_ERR_LEN + 64];
+    u_char                 *plain;
+    size_t                  plen;
+    uint64_t                index;
+    ngx_int_t               rc;
+    ngx_msec_t              delay, took;
+    ngx_connection_t       *c;
     mesh_snapshot_t        *snap;
-    mesh_policies_t        *policies;
+    ngx_http_mesh_gen_t    *g;
     ngx_http_mesh_zone_t   *zone;
 
     zone = &p->mmcf->zone;
+    c = p->pc.connection;
 
-    hdr = ngx_strlcasestrn(p->buf, p->buf + p->len, (u_char *) "\r\n\r\n",
-                           4 - 1);
+    /* keep the connection for the next poll */
 
-    if (p->len < 12 || hdr == NULL
-        || ngx_strncmp(p->buf, "HTTP/1.", 7) != 0)
-    {
-        ngx_http_mesh_poll_fail(p, 0, "not an HTTP answer");
+    if (!p->close && c) {
+        if (c->read->timer_set) {
+            ngx_del_timer(c->read);
+        }
+
+        c->read->handler = ngx_http_mesh_idle_read;
+        p->idle = 1;
+        p->active = 0;
+
+        if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+            ngx_http_mesh_poll_close(p);
+        }
+
+    } else {
+        /* close it, the answer stays in the buffer */
+        p->len = body + blen - p->buf;
+        ngx_close_connection(c);
+        p->pc.connection = NULL;
+        p->idle = 0;
+        p->active = 0;
+    }
+
+    if (p->status != 200) {
+        ngx_snprintf(reason, sizeof(reason), "the registry answered %ui%Z",
+                     p->status);
+        ngx_http_mesh_poll_fail(p, 0, (char *) reason);
         return;
     }
 
-    status = ngx_atoi(p->buf + 9, 3);
-    body = hdr + 4;
-    blen = p->buf + p->len - body;
+    plain = NULL;
 
-    clen = ngx_http_mesh_content_length(p->buf, hdr + 2);
-    if (clen >= 0) {
-        if ((off_t) blen < clen) {
-            ngx_http_mesh_poll_fail(p, 0, "truncated answer");
+    if (p->gzip) {
+        rc = ngx_http_mesh_inflate(p, body, blen, &plain, &plen);
+
+        if (rc == NGX_ERROR) {
+            ngx_http_mesh_poll_fail(p, 0, "out of memory");
             return;
         }
 
-        blen = (size_t) clen;
-    }
+        if (rc == NGX_DECLINED) {
+            ngx_http_mesh_poll_refuse(p, "the answer does not inflate, or "
+                                      "inflates to more than mesh_zone");
+            return;
+        }
 
-    if (status != 200) {
-        ngx_snprintf((u_char *) reason, sizeof(reason),
-                     "the registry answered %i%Z", status);
-        ngx_http_mesh_poll_fail(p, 0, reason);
-        return;
+        body = plain;
+        blen = plen;
     }
 
     snap = mesh_snapshot_parse((char *) body, blen, err, sizeof(err));
+
     if (snap == NULL) {
-        ngx_snprintf((u_char *) reason, sizeof(reason),
+        ngx_snprintf(reason, sizeof(reason),
                      "snapshot refused, keeping index %uL: %s%Z",
                      zone->sh->index, err);
-        ngx_http_mesh_poll_fail(p, 0, reason);
-        return;
+        goto refused;
     }
 
-    policies = mesh_policies_parse(snap->policies, snap->policies_len, err,
-                                   sizeof(err));
-    if (policies == NULL) {
-        ngx_snprintf((u_char *) reason, sizeof(reason),
-                     "snapshot index %uL refused, keeping index %uL: "
-                     "policies: %s%Z", snap->index, zone->sh->index, err);
-        mesh_snapshot_free(snap);
-        ngx_http_mesh_poll_fail(p, 0, reason);
-        return;
-    }
+    /* the policies must compile here before any worker reads them */
 
-    mesh_policies_free(policies);
+    if (snap->has_policies) {
+        g = NULL;
+        plain = ngx_alloc(snap->policies_len + 1, p->log);
 
-    old = zone->sh->index;
-
-    if (zone->sh->snapshot == NULL || zone->sh->from_cache
-        || snap->index != old)
-    {
-        if (ngx_http_mesh_store_snapshot(zone, body, blen, snap->index,
-                                         p->log)
-            == NGX_OK)
-        {
-            p->cache_dirty = 1;
-
-            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, p->log, 0,
-                           "mesh: registry index %uL -> %uL", old,
-                           snap->index);
+        if (plain) {
+            ngx_memcpy(plain, snap->policies, snap->policies_len + 1);
+            g = ngx_http_mesh_gen_create(plain, snap->policies_len, err,
+                                         sizeof(err), p->log);
+            plain = NULL;
         }
+
+        if (g == NULL) {
+            ngx_snprintf(reason, sizeof(reason),
+                         "snapshot index %uL refused, keeping index %uL: "
+                         "policies: %s%Z", snap->index, zone->sh->index,
+                         err);
+            mesh_snapshot_free(snap);
+            goto refused;
+        }
+
+        ngx_http_mesh_gen_release(g);
     }
 
-    /* counters of instances long gone from the registry are freed */
-    ngx_http_mesh_expire_stats(zone, snap);
+    if (body != p->body) {
+        ngx_free(body);
+        body = NULL;
+    }
 
+    rc = ngx_http_mesh_apply(zone, snap, 0, p->subscription, err,
+                             sizeof(err));
+
+    index = snap->index;
     mesh_snapshot_free(snap);
+    if (rc == NGX_DECLINED) {
+        ngx_http_mesh_poll_refuse(p, err);
+        return;
+    }
 
-    if (p->failures) {
+    if (rc == NGX_OK) {
+        p->cache_dirty = 1;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, p->log, 0,
+                       "mesh: registry index %uL applied", index);
+    }
+
+    if (p->failures || p->refusals) {
         ngx_log_error(NGX_LOG_NOTICE, p->log, 0,
                       "mesh: registry %V is back, index %uL",
-                      &p->mmcf->registry_uri, zone->sh->index);
+                      &p->mmcf->registry_uri, index);
     }
 
     p->failures = 0;
+    p->refusals = 0;
+    p->reason[0] = '\0';
     ngx_http_mesh_set_reg_state(zone, NGX_HTTP_MESH_REG_SYNCED, NULL);
 
-    ngx_http_mesh_poll_close(p);
+    if (p->size > 1024 * 1024) {
+        /* do not keep a large buffer between polls */
+        ngx_free(p->buf);
+        p->buf = NULL;
+        p->size = 0;
+    }
 
-    /* this worker's own view first, then the cache file */
+    p->len = 0;
+    p->body = NULL;
+
+    /* this worker's own views first, then the cache file */
     (void) ngx_http_mesh_sync(p->mmcf, p->log);
 
     if (p->cache_dirty && p->mmcf->cache_file.len && !p->cache.timer_set) {
@@ -600,12 +1227,51 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p)
         }
     }
 
-    if (p->owner && !ngx_exiting) {
-        ngx_http_mesh_poll_start(p);
+    /*
+     * An answer to a wait that came early with nothing new: the registry
+     * does not wait (or something in between answers for it); do not
+     * make it spin.
+     */
+    delay = 0;
+    took = ngx_current_msec - p->started;
+
+    if (p->waited && index == p->asked_index
+        && took < NGX_HTTP_MESH_POLL_QUIET)
+    {
+        delay = NGX_HTTP_MESH_POLL_QUIET - took;
     }
+
+    ngx_http_mesh_poll_next(p, delay);
+
+    return;
+
+refused:
+
+    if (body && body != p->body) {
+        ngx_free(body);
+    }
+
+    ngx_http_mesh_poll_refuse(p, (char *) reason);
 }
 
 
+/* write reason once per distinct failure */
+static void
+ngx_http_mesh_poll_report(ngx_http_mesh_poll_t *p, const char *reason)
+{
+    if (ngx_strcmp(p->reason, reason) == 0) {
+        return;
+    }
+
+    ngx_cpystrn(p->reason, (u_char *) reason, sizeof(p->reason));
+
+    ngx_log_error(NGX_LOG_WARN, p->log, 0,
+                  "mesh: registry %V: %s; routing on index %uL",
+                  &p->mmcf->registry_uri, reason, p->mmcf->zone.sh->index);
+}
+
+
+/* the registry could not be reached or did not answer well */
 static void
 ngx_http_mesh_poll_fail(ngx_http_mesh_poll_t *p, ngx_err_t err,
     const char *reason)
@@ -627,25 +1293,40 @@ ngx_http_mesh_poll_fail(ngx_http_mesh_poll_t *p, ngx_err_t err,
     }
 
     *last = '\0';
-    reason = (const char *) msg;
 
-    if (p->failures++ == 0) {
-        ngx_log_error(NGX_LOG_WARN, p->log, 0,
-                      "mesh: registry %V: %s; routing on index %uL",
-                      &p->mmcf->registry_uri, reason,
-                      p->mmcf->zone.sh->index);
-    }
+    ngx_http_mesh_poll_report(p, (char *) msg);
 
     ngx_http_mesh_set_reg_state(&p->mmcf->zone, NGX_HTTP_MESH_REG_STALE,
-                                reason);
+                                (char *) msg);
 
-    if (!p->owner || ngx_exiting) {
-        return;
-    }
+    /* the next address of the registry, if it has several */
+    p->addr++;
+    p->failures++;
 
     delay = p->failures < 3 ? 250 * p->failures : 1000;
 
-    ngx_add_timer(&p->retry, delay);
+    ngx_http_mesh_poll_next(p, delay);
+}
+
+
+/* an answer came that cannot be used: keep routing, ask again later */
+static void
+ngx_http_mesh_poll_refuse(ngx_http_mesh_poll_t *p, const char *reason)
+{
+    ngx_msec_t  delay;
+
+    ngx_http_mesh_poll_report(p, reason);
+
+    ngx_http_mesh_set_reg_state(&p->mmcf->zone, NGX_HTTP_MESH_REG_ERROR,
+                                reason);
+
+    p->len = 0;
+    p->body = NULL;
+
+    delay = 1000 << ngx_min(p->refusals, 5);
+    p->refusals++;
+
+    ngx_http_mesh_poll_next(p, ngx_min(delay, NGX_HTTP_MESH_REFUSAL_MAX));
 }
 
 
@@ -658,6 +1339,7 @@ ngx_http_mesh_poll_close(ngx_http_mesh_poll_t *p)
     }
 
     p->active = 0;
+    p->idle = 0;
 
     if (p->buf && p->size > 1024 * 1024) {
         /* do not keep a large buffer between polls */
@@ -667,6 +1349,17 @@ ngx_http_mesh_poll_close(ngx_http_mesh_poll_t *p)
     }
 
     p->len = 0;
+    p->body = NULL;
+}
+
+
+/* the process ends: what changed since the last write is not lost */
+static void
+ngx_http_mesh_flush_cache(ngx_http_mesh_poll_t *p)
+{
+    if (p->cache_dirty && p->mmcf->cache_file.len) {
+        ngx_http_mesh_write_cache(p);
+    }
 }
 
 
@@ -682,9 +1375,9 @@ ngx_http_mesh_cache_handler(ngx_event_t *ev)
 
 
 /*
- * Write the current snapshot to mesh_cache_file through a temporary file
- * and rename(), at most once a second. Like nginx's own temp files this
- * goes to the page cache; it runs in the poll owner only.
+ * Write the zone to mesh_cache_file: a temporary file of this process,
+ * fsync(), rename(), at most once a second. It holds the routed services
+ * only, so it is small; it runs in the poll owner only.
  */
 static void
 ngx_http_mesh_write_cache(ngx_http_mesh_poll_t *p)
@@ -693,36 +1386,24 @@ ngx_http_mesh_write_cache(ngx_http_mesh_poll_t *p)
     size_t                  len;
     ngx_fd_t                fd;
     ngx_str_t              *file;
-    ngx_http_mesh_zone_t   *zone;
 
-    zone = &p->mmcf->zone;
     file = &p->mmcf->cache_file;
-
     p->cache_dirty = 0;
     p->cache_written = ngx_current_msec;
 
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    len = zone->sh->snapshot_len;
-    json = zone->sh->snapshot ? ngx_alloc(len, p->log) : NULL;
-
-    if (json) {
-        ngx_memcpy(json, zone->sh->snapshot, len);
-    }
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
+    json = ngx_http_mesh_zone_json(&p->mmcf->zone, &len, p->log);
     if (json == NULL) {
         return;
     }
 
-    tmp = ngx_alloc(file->len + sizeof(".tmp"), p->log);
+    tmp = ngx_alloc(file->len + sizeof(".4294967295.tmp"), p->log);
     if (tmp == NULL) {
         ngx_free(json);
         return;
     }
 
-    ngx_sprintf(tmp, "%V.tmp%Z", file);
+    /* two nginx generations may run at once (reload, binary upgrade) */
+    ngx_sprintf(tmp, "%V.%P.tmp%Z", file, ngx_pid);
 
     fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
                        NGX_FILE_DEFAULT_ACCESS);
@@ -732,7 +1413,7 @@ ngx_http_mesh_write_cache(ngx_http_mesh_poll_t *p)
         goto done;
     }
 
-    if (ngx_write_fd(fd, json, len) != (ssize_t) len) {
+    if (ngx_write_fd(fd, json, len) != (ssize_t) len || fsync(fd) != 0) {
         ngx_log_error(NGX_LOG_ERR, p->log, ngx_errno,
                       "mesh: cannot write cache file \"%s\"", tmp);
         ngx_close_file(fd);

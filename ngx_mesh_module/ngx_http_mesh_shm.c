@@ -14,10 +14,29 @@
 #define NGX_HTTP_MESH_STAT_TTL  (5 * 60 * 1000)
 
 
+/* one service's new block, prepared outside the lock */
+typedef struct {
+    ngx_http_mesh_shsvc_t         *rec;
+    u_char                        *packed;      /* ngx_alloc(), or NULL:
+                                                   no instances */
+    size_t                         size;
+    ngx_uint_t                     ninstances;
+    u_char                        *slab;
+} ngx_http_mesh_change_t;
+
+
 static ngx_int_t ngx_http_mesh_load_cache(ngx_http_mesh_main_conf_t *mmcf,
     ngx_http_mesh_zone_t *zone, ngx_log_t *log);
 static void ngx_http_mesh_stat_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static void ngx_http_mesh_shsvc_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_mesh_shsvc_t *ngx_http_mesh_shsvc_lookup(
+    ngx_http_mesh_shctx_t *sh, u_char *name, size_t len);
+static ngx_int_t ngx_http_mesh_want_locked(ngx_http_mesh_main_conf_t *mmcf,
+    ngx_uint_t exclusive);
+static ngx_int_t ngx_http_mesh_prepare(ngx_http_mesh_change_t *c,
+    mesh_instance_t *in, size_t n, ngx_log_t *log);
 
 
 ngx_int_t
@@ -25,6 +44,7 @@ ngx_http_mesh_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_mesh_zone_t  *ozone = data;
 
+    ngx_int_t                   rc;
     ngx_http_mesh_main_conf_t  *mmcf;
     ngx_http_mesh_zone_t       *zone;
     ngx_slab_pool_t            *shpool;
@@ -38,10 +58,16 @@ ngx_http_mesh_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     zone = &mmcf->zone;
 
     if (ozone) {
-        /* reload: the old zone and everything in it carries on */
+        /* reload: the old zone and everything in it carries on; the new
+         * configuration says which services are polled for */
         *zone = *ozone;
         shm_zone->data = zone;
-        return NGX_OK;
+
+        ngx_shmtx_lock(&zone->shpool->mutex);
+        rc = ngx_http_mesh_want_locked(mmcf, 1);
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        return rc;
     }
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
@@ -62,6 +88,11 @@ ngx_http_mesh_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_rbtree_init(&sh->rbtree, &sh->sentinel, ngx_http_mesh_stat_insert);
     ngx_queue_init(&sh->stats);
+    sh->sweep = &sh->stats;
+
+    ngx_rbtree_init(&sh->svc_tree, &sh->svc_sentinel,
+                    ngx_http_mesh_shsvc_insert);
+    ngx_queue_init(&sh->services);
 
     sh->reg_state = NGX_HTTP_MESH_REG_NONE;
 
@@ -81,11 +112,720 @@ ngx_http_mesh_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     shm_zone->data = zone;
 
+    ngx_shmtx_lock(&zone->shpool->mutex);
+    rc = ngx_http_mesh_want_locked(mmcf, 1);
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
     if (mmcf->cache_file.len) {
         (void) ngx_http_mesh_load_cache(mmcf, zone, shm_zone->shm.log);
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The services of this configuration's mesh upstreams are polled for;
+ * with exclusive, no others. Zone lock held.
+ */
+static ngx_int_t
+ngx_http_mesh_want_locked(ngx_http_mesh_main_conf_t *mmcf,
+    ngx_uint_t exclusive)
+{
+    ngx_uint_t                  i, changed;
+    ngx_queue_t                *q;
+    ngx_http_mesh_shsvc_t      *rec;
+    ngx_http_mesh_shctx_t      *sh;
+    ngx_http_mesh_srv_conf_t  **mscfp;
+
+    sh = mmcf->zone.sh;
+    changed = 0;
+
+    if (exclusive) {
+        for (q = ngx_queue_head(&sh->services);
+             q != ngx_queue_sentinel(&sh->services);
+             q = ngx_queue_next(q))
+        {
+            rec = ngx_queue_data(q, ngx_http_mesh_shsvc_t, queue);
+
+            if (rec->wanted) {
+                rec->wanted = 0;
+                changed = 1;
+            }
+        }
+    }
+
+    mscfp = mmcf->upstreams.elts;
+
+    for (i = 0; i < mmcf->upstreams.nelts; i++) {
+        rec = ngx_http_mesh_shsvc_lookup(sh, mscfp[i]->service.data,
+                                         mscfp[i]->service.len);
+
+        if (rec == NULL) {
+            rec = ngx_slab_calloc_locked(mmcf->zone.shpool,
+                                         offsetof(ngx_http_mesh_shsvc_t, name)
+                                         + mscfp[i]->service.len);
+            if (rec == NULL) {
+                ngx_log_error(NGX_LOG_EMERG, ngx_cycle->log, 0,
+                              "mesh: no room for service \"%V\" in the "
+                              "shared zone, raise mesh_zone",
+                              &mscfp[i]->service);
+                return NGX_ERROR;
+            }
+
+            rec->node.key = ngx_crc32_short(mscfp[i]->service.data,
+                                            mscfp[i]->service.len);
+            rec->len = (u_short) mscfp[i]->service.len;
+            ngx_memcpy(rec->name, mscfp[i]->service.data, rec->len);
+
+            ngx_rbtree_insert(&sh->svc_tree, &rec->node);
+            ngx_queue_insert_tail(&sh->services, &rec->queue);
+        }
+
+        if (!rec->wanted) {
+            rec->wanted = 1;
+            changed = 1;
+        }
+
+        mscfp[i]->shsvc = rec;
+    }
+
+    if (changed) {
+        ngx_atomic_fetch_add(&sh->subscription, 1);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the poll owner keeps its own configuration's services polled for */
+ngx_int_t
+ngx_http_mesh_want(ngx_http_mesh_main_conf_t *mmcf)
+{
+    ngx_int_t                   rc;
+    ngx_uint_t                  i;
+    ngx_http_mesh_srv_conf_t  **mscfp;
+
+    mscfp = mmcf->upstreams.elts;
+
+    for (i = 0; i < mmcf->upstreams.nelts; i++) {
+        if (mscfp[i]->shsvc == NULL || !mscfp[i]->shsvc->wanted) {
+            break;
+        }
+    }
+
+    if (i == mmcf->upstreams.nelts) {
+        return NGX_OK;          /* the usual case: nothing to take */
+    }
+
+    ngx_shmtx_lock(&mmcf->zone.shpool->mutex);
+    rc = ngx_http_mesh_want_locked(mmcf, 0);
+    ngx_shmtx_unlock(&mmcf->zone.shpool->mutex);
+
+    return rc;
+}
+
+
+static ngx_http_mesh_shsvc_t *
+ngx_http_mesh_shsvc_lookup(ngx_http_mesh_shctx_t *sh, u_char *name,
+    size_t len)
+{
+    uint32_t                hash;
+    ngx_int_t               rc;
+    ngx_rbtree_node_t      *node, *sentinel;
+    ngx_http_mesh_shsvc_t  *rec;
+
+    hash = ngx_crc32_short(name, len);
+
+    node = sh->svc_tree.root;
+    sentinel = sh->svc_tree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        rec = (ngx_http_mesh_shsvc_t *) node;
+
+        rc = ngx_memn2cmp(name, rec->name, len, rec->len);
+
+        if (rc == 0) {
+            return rec;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * "services=a,b,..." of the wanted services, for the poll; *subscription
+ * is the set's version it was made from
+ */
+u_char *
+ngx_http_mesh_subscription(ngx_http_mesh_zone_t *zone, size_t *len,
+    ngx_atomic_uint_t *subscription, ngx_log_t *log)
+{
+    u_char                 *buf, *p;
+    size_t                  size;
+    ngx_queue_t            *q;
+    ngx_http_mesh_shsvc_t  *rec;
+    ngx_http_mesh_shctx_t  *sh = zone->sh;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    size = sizeof("services=");
+
+    for (q = ngx_queue_head(&sh->services);
+         q != ngx_queue_sentinel(&sh->services);
+         q = ngx_queue_next(q))
+    {
+        rec = ngx_queue_data(q, ngx_http_mesh_shsvc_t, queue);
+        size += rec->len + 1;
+    }
+
+    buf = ngx_alloc(size, log);
+    if (buf == NULL) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NULL;
+    }
+
+    p = ngx_cpymem(buf, "services=", sizeof("services=") - 1);
+
+    for (q = ngx_queue_head(&sh->services);
+         q != ngx_queue_sentinel(&sh->services);
+         q = ngx_queue_next(q))
+    {
+        rec = ngx_queue_data(q, ngx_http_mesh_shsvc_t, queue);
+
+        if (!rec->wanted) {
+            continue;
+        }
+
+        if (p[-1] != '=') {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, rec->name, rec->len);
+    }
+
+    *subscription = sh->subscription;
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    *len = p - buf;
+
+    return buf;
+}
+
+
+/* pack n instances into c->packed (ngx_alloc()) */
+static ngx_int_t
+ngx_http_mesh_prepare(ngx_http_mesh_change_t *c, mesh_instance_t *in,
+    size_t n, ngx_log_t *log)
+{
+    c->ninstances = n;
+
+    if (n == 0) {
+        c->packed = NULL;
+        c->size = 0;
+        return NGX_OK;
+    }
+
+    c->size = mesh_service_packed_size(in, n);
+
+    c->packed = ngx_alloc(c->size, log);
+    if (c->packed == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (mesh_service_pack(in, n, c->packed, c->size) != c->size) {
+        ngx_free(c->packed);
+        c->packed = NULL;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Apply an answer of the registry to the zone: a complete one replaces
+ * every wanted service, a delta the services it names. Blocks are built
+ * outside the lock; under it, work follows the change: the services that
+ * changed are allocated, swapped and freed. NGX_DECLINED with err when
+ * the answer cannot be applied (it goes backwards, the zone is full), and
+ * then nothing changed.
+ */
+ngx_int_t
+ngx_http_mesh_apply(ngx_http_mesh_zone_t *zone, mesh_snapshot_t *snap,
+    ngx_uint_t from_cache, ngx_atomic_uint_t subscription, char *err,
+    size_t errlen)
+{
+    u_char                  *old, *pol;
+    size_t                   i, n, oldsize, msize;
+    void                    *mem;
+    ngx_int_t                rc;
+    ngx_log_t               *log;
+    ngx_uint_t               nchanges, k, changed;
+    ngx_queue_t             *q;
+    mesh_service_t           cur, *svc;
+    mesh_instance_t         *merged;
+    ngx_http_mesh_shsvc_t   *rec;
+    ngx_http_mesh_shctx_t   *sh = zone->sh;
+    ngx_http_mesh_change_t  *ch, *c;
+    int                      members;
+
+    log = ngx_cycle->log;
+    err[0] = '\0';
+
+    ch = NULL;
+    nchanges = 0;
+    rc = NGX_ERROR;
+
+    /* at most one change per wanted service, plus the ones emptied */
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (sh->registry && snap->registry == sh->registry
+        && snap->index < sh->index)
+    {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        ngx_snprintf((u_char *) err, errlen,
+                     "the registry's index went back from %uL to %uL, "
+                     "keeping index %uL%Z", sh->index, snap->index,
+                     sh->index);
+        return NGX_DECLINED;
+    }
+
+    n = 0;
+    for (q = ngx_queue_head(&sh->services);
+         q != ngx_queue_sentinel(&sh->services);
+         q = ngx_queue_next(q))
+    {
+        n++;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ch = ngx_alloc((n + 1) * sizeof(ngx_http_mesh_change_t), log);
+    if (ch == NULL) {
+        goto nomem;
+    }
+
+    /* the services of the answer */
+
+    for (i = 0; i < snap->nservices; i++) {
+        svc = &snap->services[i];
+
+        ngx_shmtx_lock(&zone->shpool->mutex);
+
+        rec = ngx_http_mesh_shsvc_lookup(sh, (u_char *) svc->name,
+                                         ngx_strlen(svc->name));
+
+        if (rec == NULL || !rec->wanted || nchanges == n) {
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            continue;           /* not routed here */
+        }
+
+        /* a delta is merged into what the zone holds: copy it out */
+
+        old = NULL;
+        oldsize = 0;
+
+        if (snap->delta && rec->data) {
+            oldsize = rec->size;
+            old = ngx_alloc(oldsize, log);
+            if (old == NULL) {
+                ngx_shmtx_unlock(&zone->shpool->mutex);
+                goto nomem;
+            }
+
+            ngx_memcpy(old, rec->data, oldsize);
+        }
+
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        c = &ch[nchanges];
+        ngx_memzero(c, sizeof(ngx_http_mesh_change_t));
+        c->rec = rec;
+
+        if (!snap->delta) {
+            if (ngx_http_mesh_prepare(c, svc->instances, svc->ninstances,
+                                      log)
+                != NGX_OK)
+            {
+                goto nomem;
+            }
+
+            nchanges++;
+            continue;
+        }
+
+        mem = NULL;
+        ngx_memzero(&cur, sizeof(mesh_service_t));
+
+        if (old) {
+            msize = mesh_service_unpack_size(old, oldsize);
+            mem = msize ? ngx_alloc(msize, log) : NULL;
+
+            if (mem == NULL
+                || mesh_service_unpack(old, oldsize, svc->name, &cur, mem,
+                                       msize)
+                   != 0)
+            {
+                ngx_free(old);
+                if (mem) {
+                    ngx_free(mem);
+                }
+                goto nomem;
+            }
+        }
+
+        if (mesh_service_merge(old ? &cur : NULL, svc, &merged, &msize,
+                               &members)
+            != 0)
+        {
+            merged = NULL;
+        }
+
+        if (merged) {
+            rc = ngx_http_mesh_prepare(c, merged, msize, log);
+            free(merged);
+        }
+
+        if (old) {
+            ngx_free(old);
+            ngx_free(mem);
+        }
+
+        if (merged == NULL || rc != NGX_OK) {
+            goto nomem;
+        }
+
+        rc = NGX_ERROR;
+        nchanges++;
+    }
+
+    /* a complete answer: the wanted services it does not name are gone */
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (!snap->delta) {
+        for (q = ngx_queue_head(&sh->services);
+             q != ngx_queue_sentinel(&sh->services) && nchanges < n;
+             q = ngx_queue_next(q))
+        {
+            rec = ngx_queue_data(q, ngx_http_mesh_shsvc_t, queue);
+
+            if (!rec->wanted || rec->data == NULL
+                || mesh_snapshot_service(snap, (char *) rec->name, rec->len))
+            {
+                continue;
+            }
+
+            ngx_memzero(&ch[nchanges], sizeof(ngx_http_mesh_change_t));
+            ch[nchanges++].rec = rec;
+        }
+    }
+
+    /* under the lock from here: allocate, then swap */
+
+    for (k = 0; k < nchanges; k++) {
+        c = &ch[k];
+
+        /* an unchanged service (a complete answer repeats most) */
+        if (c->size == c->rec->size
+            && (c->size == 0
+                || ngx_memcmp(c->packed, c->rec->data, c->size) == 0))
+        {
+            c->rec = NULL;
+            continue;
+        }
+
+        if (c->size == 0) {
+            continue;
+        }
+
+        c->slab = ngx_slab_alloc_locked(zone->shpool, c->size);
+        if (c->slab == NULL) {
+            ngx_snprintf((u_char *) err, errlen,
+                         "service \"%*s\" (%uz bytes, %ui instances) does not "
+                         "fit in the shared zone, keeping index %uL; raise "
+                         "mesh_zone%Z", (size_t) c->rec->len, c->rec->name,
+                         c->size, c->ninstances, sh->index);
+            goto full;
+        }
+
+        ngx_memcpy(c->slab, c->packed, c->size);
+    }
+
+    pol = NULL;
+
+    if (snap->has_policies
+        && !(sh->policies && sh->policies_len == snap->policies_len
+             && ngx_memcmp(sh->policies, snap->policies, snap->policies_len)
+                == 0))
+    {
+        pol = ngx_slab_alloc_locked(zone->shpool, snap->policies_len + 1);
+        if (pol == NULL) {
+            ngx_snprintf((u_char *) err, errlen,
+                         "policies (%uz bytes) do not fit in the shared "
+                         "zone, keeping index %uL; raise mesh_zone%Z",
+                         snap->policies_len, sh->index);
+            goto full;
+        }
+
+        ngx_memcpy(pol, snap->policies, snap->policies_len + 1);
+    }
+
+    changed = 0;
+
+    for (k = 0; k < nchanges; k++) {
+        c = &ch[k];
+
+        if (c->rec == NULL) {
+            continue;
+        }
+
+        if (c->rec->data) {
+            ngx_slab_free_locked(zone->shpool, c->rec->data);
+        }
+
+        c->rec->data = c->slab;
+        c->rec->size = c->size;
+        c->rec->ninstances = c->ninstances;
+        c->rec->index = snap->index;
+        c->rec->generation++;
+        changed++;
+    }
+
+    if (pol) {
+        if (sh->policies) {
+            ngx_slab_free_locked(zone->shpool, sh->policies);
+        }
+
+        sh->policies = pol;
+        sh->policies_len = snap->policies_len;
+        sh->policies_gen++;
+        changed++;
+    }
+
+    if (changed || sh->index != snap->index || sh->from_cache) {
+        sh->generation++;
+    }
+
+    sh->index = snap->index;
+    sh->registry = snap->registry;
+    sh->from_cache = from_cache;
+
+    if (!snap->delta) {
+        sh->synced_subscription = subscription;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    rc = changed ? NGX_OK : NGX_DONE;
+    goto done;
+
+full:
+
+    for (k = 0; k < nchanges; k++) {
+        if (ch[k].slab) {
+            ngx_slab_free_locked(zone->shpool, ch[k].slab);
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    rc = NGX_DECLINED;
+    goto done;
+
+nomem:
+
+    ngx_snprintf((u_char *) err, errlen, "out of memory%Z");
+    rc = NGX_DECLINED;
+
+done:
+
+    for (k = 0; ch && k < nchanges; k++) {
+        if (ch[k].packed) {
+            ngx_free(ch[k].packed);
+        }
+    }
+
+    if (ch) {
+        ngx_free(ch);
+    }
+
+    return rc;
+}
+
+
+/*
+ * The zone as a snapshot document, for the cache file:
+ * {"index":N,"registry":"ID","services":[...],"policies":[...]}.
+ * The blocks are copied under the lock, the text is written after it.
+ */
+u_char *
+ngx_http_mesh_zone_json(ngx_http_mesh_zone_t *zone, size_t *len,
+    ngx_log_t *log)
+{
+    u_char                 *out, *p, *last, **blocks, *pol;
+    size_t                 *sizes, n, i, k, size, msize, polsize;
+    void                   *mem;
+    uint64_t                index, registry;
+    ngx_queue_t            *q;
+    mesh_service_t          svc;
+    ngx_http_mesh_shsvc_t  *rec;
+    ngx_http_mesh_shctx_t  *sh = zone->sh;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    n = 0;
+    for (q = ngx_queue_head(&sh->services);
+         q != ngx_queue_sentinel(&sh->services);
+         q = ngx_queue_next(q))
+    {
+        n++;
+    }
+
+    blocks = ngx_calloc((n + 1) * (sizeof(u_char *) + sizeof(size_t)), log);
+    if (blocks == NULL) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NULL;
+    }
+
+    sizes = (size_t *) (blocks + n + 1);
+    k = 0;
+
+    for (q = ngx_queue_head(&sh->services);
+         q != ngx_queue_sentinel(&sh->services);
+         q = ngx_queue_next(q))
+    {
+        rec = ngx_queue_data(q, ngx_http_mesh_shsvc_t, queue);
+
+        if (!rec->wanted || rec->data == NULL) {
+            continue;
+        }
+
+        /* room for the name after the block */
+        blocks[k] = ngx_alloc(rec->size + rec->len + 1, log);
+        if (blocks[k] == NULL) {
+            break;
+        }
+
+        ngx_memcpy(blocks[k], rec->data, rec->size);
+        ngx_memcpy(blocks[k] + rec->size, rec->name, rec->len);
+        blocks[k][rec->size + rec->len] = '\0';
+        sizes[k++] = rec->size;
+    }
+
+    polsize = sh->policies ? sh->policies_len : 2;
+    pol = ngx_alloc(polsize, log);
+    if (pol) {
+        ngx_memcpy(pol, sh->policies ? sh->policies : (u_char *) "[]",
+                   polsize);
+    }
+
+    index = sh->index;
+    registry = sh->registry;
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    out = NULL;
+
+    if (q != ngx_queue_sentinel(&sh->services) || pol == NULL) {
+        goto done;
+    }
+
+    /* the text: sized by a first pass, written by a second */
+
+    size = 128 + polsize;
+
+    for (i = 0; i < k; i++) {
+        msize = mesh_service_unpack_size(blocks[i], sizes[i]);
+        mem = msize ? ngx_alloc(msize, log) : NULL;
+
+        if (mem == NULL
+            || mesh_service_unpack(blocks[i], sizes[i],
+                                   (char *) blocks[i] + sizes[i], &svc, mem,
+                                   msize)
+               != 0)
+        {
+            if (mem) {
+                ngx_free(mem);
+            }
+            goto done;
+        }
+
+        size += mesh_service_json(&svc, NULL, 0) + 2;
+        ngx_free(mem);
+    }
+
+    out = ngx_alloc(size, log);
+    if (out == NULL) {
+        goto done;
+    }
+
+    last = out + size;
+    p = ngx_slprintf(out, last, "{\"index\":%uL,\"registry\":\"%016xL\","
+                     "\"services\":[", index, registry);
+
+    for (i = 0; i < k; i++) {
+        msize = mesh_service_unpack_size(blocks[i], sizes[i]);
+        mem = ngx_alloc(msize, log);
+
+        if (mem == NULL
+            || mesh_service_unpack(blocks[i], sizes[i],
+                                   (char *) blocks[i] + sizes[i], &svc, mem,
+                                   msize)
+               != 0)
+        {
+            if (mem) {
+                ngx_free(mem);
+            }
+            ngx_free(out);
+            out = NULL;
+            goto done;
+        }
+
+        if (i) {
+            *p++ = ',';
+        }
+
+        *p++ = '\n';
+        p += mesh_service_json(&svc, (char *) p, last - p);
+        ngx_free(mem);
+    }
+
+    p = ngx_slprintf(p, last, "],\n\"policies\":");
+    p = ngx_cpymem(p, pol, ngx_min(polsize, (size_t) (last - p)));
+    p = ngx_slprintf(p, last, "}\n");
+
+    *len = p - out;
+
+done:
+
+    for (i = 0; i < k; i++) {
+        ngx_free(blocks[i]);
+    }
+
+    ngx_free(blocks);
+
+    if (pol) {
+        ngx_free(pol);
+    }
+
+    return out;
 }
 
 
@@ -98,13 +838,14 @@ static ngx_int_t
 ngx_http_mesh_load_cache(ngx_http_mesh_main_conf_t *mmcf,
     ngx_http_mesh_zone_t *zone, ngx_log_t *log)
 {
-    char              err[MESH_ERR_LEN];
-    u_char           *buf;
-    ssize_t           n;
-    ngx_fd_t          fd;
-    ngx_int_t         rc;
-    ngx_file_info_t   fi;
-    mesh_snapshot_t  *snap;
+    char                  err[MESH_ERR_LEN];
+    u_char               *buf, *pol;
+    ssize_t               n;
+    ngx_fd_t              fd;
+    ngx_int_t             rc;
+    ngx_file_info_t       fi;
+    mesh_snapshot_t      *snap;
+    ngx_http_mesh_gen_t  *g;
 
     fd = ngx_open_file(mmcf->cache_file.data, NGX_FILE_RDONLY,
                        NGX_FILE_OPEN, 0);
@@ -145,14 +886,43 @@ ngx_http_mesh_load_cache(ngx_http_mesh_main_conf_t *mmcf,
         goto done;
     }
 
-    rc = ngx_http_mesh_store_snapshot(zone, buf, (size_t) n, snap->index,
-                                      log);
+    /* its policies must compile, as those of a poll */
+    g = NULL;
+    pol = ngx_alloc(snap->policies_len + 1, log);
 
-    if (rc == NGX_OK) {
-        zone->sh->from_cache = 1;
+    if (pol) {
+        ngx_memcpy(pol, snap->policies, snap->policies_len + 1);
+        g = ngx_http_mesh_gen_create(pol, snap->policies_len, err,
+                                     sizeof(err), log);
+    } else {
+        ngx_cpystrn((u_char *) err, (u_char *) "out of memory", sizeof(err));
+    }
+
+    if (g == NULL) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "mesh: cache file \"%V\" refused: %s",
+                      &mmcf->cache_file, err);
+        mesh_snapshot_free(snap);
+        goto done;
+    }
+
+    ngx_http_mesh_gen_release(g);
+
+    snap->delta = 0;
+    snap->has_policies = 1;
+
+    rc = ngx_http_mesh_apply(zone, snap, 1, 0, err, sizeof(err));
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "mesh: cache file \"%V\" refused: %s",
+                      &mmcf->cache_file, err);
+
+    } else {
         ngx_log_error(NGX_LOG_NOTICE, log, 0,
                       "mesh: started from cache file \"%V\", index %uL",
                       &mmcf->cache_file, snap->index);
+        rc = NGX_OK;
     }
 
     mesh_snapshot_free(snap);
@@ -166,44 +936,6 @@ done:
     ngx_close_file(fd);
 
     return rc;
-}
-
-
-ngx_int_t
-ngx_http_mesh_store_snapshot(ngx_http_mesh_zone_t *zone, u_char *json,
-    size_t len, uint64_t index, ngx_log_t *log)
-{
-    u_char                 *p;
-    ngx_http_mesh_shctx_t  *sh = zone->sh;
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    p = ngx_slab_alloc_locked(zone->shpool, len);
-    if (p == NULL) {
-        ngx_shmtx_unlock(&zone->shpool->mutex);
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "mesh: snapshot of %uz bytes (index %uL) does not fit "
-                      "in the shared zone, keeping index %uL; "
-                      "raise mesh_zone", len, index, sh->index);
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(p, json, len);
-
-    if (sh->snapshot) {
-        ngx_slab_free_locked(zone->shpool, sh->snapshot);
-    }
-
-    sh->snapshot = p;
-    sh->snapshot_len = len;
-    sh->index = index;
-    sh->from_cache = 0;
-
-    ngx_atomic_fetch_add(&sh->generation, 1);
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
-    return NGX_OK;
 }
 
 
@@ -259,6 +991,45 @@ ngx_http_mesh_stat_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
             st = (ngx_http_mesh_stat_t *) temp;
 
             p = (ngx_memn2cmp(s->name, st->name, s->len, st->len) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static void
+ngx_http_mesh_shsvc_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t      **p;
+    ngx_http_mesh_shsvc_t   *s, *t;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else { /* node->key == temp->key */
+
+            s = (ngx_http_mesh_shsvc_t *) node;
+            t = (ngx_http_mesh_shsvc_t *) temp;
+
+            p = (ngx_memn2cmp(s->name, t->name, s->len, t->len) < 0)
                 ? &temp->left : &temp->right;
         }
 
@@ -356,62 +1127,95 @@ ngx_http_mesh_get_stat(ngx_http_mesh_zone_t *zone, ngx_str_t *service,
 }
 
 
+/* is what the stats count still in the zone? zone lock held */
+static ngx_uint_t
+ngx_http_mesh_stat_present(ngx_http_mesh_shctx_t *sh,
+    ngx_http_mesh_stat_t *st, mesh_policies_t *policies)
+{
+    u_char                         *slash, *hash, *end;
+    ngx_uint_t                      i;
+    ngx_http_mesh_shsvc_t          *rec;
+    const mesh_destination_rule_t  *dr;
+
+    end = st->name + st->len;
+    slash = ngx_strlchr(st->name, end, '/');
+
+    rec = ngx_http_mesh_shsvc_lookup(sh, st->name,
+                                     (slash ? slash : end) - st->name);
+
+    if (rec == NULL || !rec->wanted || rec->data == NULL) {
+        return 0;
+    }
+
+    if (slash == NULL) {
+        return 1;               /* the service's own */
+    }
+
+    /* "service/id" or a subset's "service/id#subset" */
+    hash = ngx_strlchr(slash + 1, end, '#');
+
+    if (!mesh_service_packed_has(rec->data, rec->size, (char *) slash + 1,
+                                 (hash ? hash : end) - slash - 1))
+    {
+        return 0;
+    }
+
+    if (hash == NULL || policies == NULL) {
+        return 1;
+    }
+
+    dr = mesh_policies_rule(policies, (char *) st->name, slash - st->name);
+
+    for (i = 0; dr && i < dr->nsubsets; i++) {
+        if (ngx_strlen(dr->subsets[i].name) == (size_t) (end - hash - 1)
+            && ngx_strncmp(dr->subsets[i].name, hash + 1, end - hash - 1)
+               == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /*
- * Free the stats of instances that left the registry long ago: nothing in
- * flight can still point to them (a request holds active > 0, and every
- * worker rebuilds its peers within moments of a change).
+ * Look at the next n stats: those whose instance, subset or service left
+ * the zone are marked, and freed once absent for the TTL with nothing
+ * in flight (a request holds active > 0, and every worker rebuilds its
+ * peers within moments of a change). The poll owner calls this on its
+ * lease timer, so a pass over every stat is spread over time and the
+ * lock is held for n lookups, whatever the number of stats.
  */
 void
-ngx_http_mesh_expire_stats(ngx_http_mesh_zone_t *zone, mesh_snapshot_t *snap)
+ngx_http_mesh_sweep_stats(ngx_http_mesh_zone_t *zone,
+    mesh_policies_t *policies, ngx_uint_t n)
 {
-    u_char                 *slash, *end;
     ngx_msec_t              now;
-    ngx_queue_t            *q, *next;
+    ngx_queue_t            *q;
     ngx_http_mesh_stat_t   *st;
-    const mesh_service_t   *svc;
-    ngx_uint_t              found, i;
+    ngx_http_mesh_shctx_t  *sh = zone->sh;
 
     now = ngx_current_msec;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    for (q = ngx_queue_head(&zone->sh->stats);
-         q != ngx_queue_sentinel(&zone->sh->stats);
-         q = next)
-    {
-        next = ngx_queue_next(q);
-        st = ngx_queue_data(q, ngx_http_mesh_stat_t, queue);
+    while (n--) {
+        q = sh->sweep;
 
-        slash = ngx_strlchr(st->name, st->name + st->len, '/');
-        found = 0;
+        if (q == ngx_queue_sentinel(&sh->stats)) {
+            q = ngx_queue_head(&sh->stats);
 
-        if (slash == NULL) {
-            found = (mesh_snapshot_service(snap, (char *) st->name, st->len)
-                     != NULL);
-
-        } else {
-            svc = mesh_snapshot_service(snap, (char *) st->name,
-                                        slash - st->name);
-
-            /* "service/id" or a subset's "service/id#subset" */
-            end = ngx_strlchr(slash + 1, st->name + st->len, '#');
-            if (end == NULL) {
-                end = st->name + st->len;
-            }
-
-            for (i = 0; svc && i < svc->ninstances; i++) {
-                if (ngx_strlen(svc->instances[i].id)
-                    == (size_t) (end - slash - 1)
-                    && ngx_strncmp(svc->instances[i].id, slash + 1,
-                                   end - slash - 1) == 0)
-                {
-                    found = 1;
-                    break;
-                }
+            if (q == ngx_queue_sentinel(&sh->stats)) {
+                break;          /* no stats */
             }
         }
 
-        if (found) {
+        sh->sweep = ngx_queue_next(q);
+
+        st = ngx_queue_data(q, ngx_http_mesh_stat_t, queue);
+
+        if (ngx_http_mesh_stat_present(sh, st, policies)) {
             st->absent = 0;
             continue;
         }
@@ -423,7 +1227,7 @@ ngx_http_mesh_expire_stats(ngx_http_mesh_zone_t *zone, mesh_snapshot_t *snap)
 
         if (st->active == 0 && now - st->absent > NGX_HTTP_MESH_STAT_TTL) {
             ngx_queue_remove(q);
-            ngx_rbtree_delete(&zone->sh->rbtree, &st->node);
+            ngx_rbtree_delete(&sh->rbtree, &st->node);
             ngx_slab_free_locked(zone->shpool, st);
         }
     }

@@ -439,7 +439,7 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
     ngx_http_mesh_srv_conf_t   **ups;
     ngx_http_mesh_main_conf_t   *mmcf;
 
-    static const char  *states[] = { "none", "synced", "stale" };
+    static const char  *states[] = { "none", "synced", "stale", "error" };
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -486,7 +486,7 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
         ngx_shmtx_unlock(&zone->shpool->mutex);
     }
 
-    if (state > NGX_HTTP_MESH_REG_STALE) {
+    if (state > NGX_HTTP_MESH_REG_ERROR) {
         state = NGX_HTTP_MESH_REG_NONE;
     }
 

@@ -108,21 +108,19 @@ ngx_http_mesh_variable_index(ngx_http_request_t *r,
 {
     u_char                     *p;
     uint64_t                    index;
-    mesh_snapshot_t            *snap;
     ngx_http_mesh_peer_data_t  *pd;
 
     pd = ngx_http_get_module_ctx(r, ngx_http_mesh_module);
 
     if (pd && pd->view) {
-        index = pd->view->index;
+        index = pd->index;
 
     } else {
-        snap = ngx_http_mesh_current_snapshot();
-        if (snap == NULL) {
+        index = ngx_http_mesh_worker_index();
+        if (index == 0) {
             v->not_found = 1;
             return NGX_OK;
         }
-        index = snap->index;
     }
 
     p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
