@@ -1255,12 +1255,37 @@ refused:
 }
 
 
-/* write reason once per distinct failure */
+/*
+ * Write reason once per distinct failure: the same failure with other
+ * figures in it (sizes, indexes) is not a new one.
+ */
 static void
 ngx_http_mesh_poll_report(ngx_http_mesh_poll_t *p, const char *reason)
 {
-    if (ngx_strcmp(p->reason, reason) == 0) {
-        return;
+    u_char  *a, *b;
+
+    a = p->reason;
+    b = (u_char *) reason;
+
+    for ( ;; ) {
+        while (*a >= '0' && *a <= '9') {
+            a++;
+        }
+
+        while (*b >= '0' && *b <= '9') {
+            b++;
+        }
+
+        if (*a != *b) {
+            break;
+        }
+
+        if (*a == '\0') {
+            return;
+        }
+
+        a++;
+        b++;
     }
 
     ngx_cpystrn(p->reason, (u_char *) reason, sizeof(p->reason));
