@@ -14,7 +14,6 @@
 
 
 static uint32_t mesh_crc32_update(uint32_t crc, const void *data, size_t len);
-static int mesh_chash_cmp_points(const void *one, const void *two);
 static size_t mesh_chash_find_point(const mesh_chash_ring_t *ring,
     uint32_t hash);
 static uint64_t mesh_rand_below(mesh_rand_pt rnd, void *state, uint64_t n);
@@ -294,147 +293,298 @@ mesh_crc32(const void *data, size_t len)
 }
 
 
-int
-mesh_chash_build(mesh_chash_ring_t *ring, const char *const *servers,
-    const size_t *lens, const int *weights, size_t n)
+size_t
+mesh_chash_points(const int *weights, size_t n)
 {
-    size_t                i, j, len, host_len, port_len, npoints, total,
-                          count;
-    uint32_t              hash, base_hash, prev;
-    unsigned char         c, prev_bytes[4];
-    const char           *server, *host, *port;
-    mesh_chash_point_t   *points;
-
-    ring->points = NULL;
-    ring->npoints = 0;
+    size_t  i, total;
 
     total = 0;
 
     for (i = 0; i < n; i++) {
         if (weights && weights[i] < 1) {
-            return -1;
+            return (size_t) -1;
         }
 
         total += weights ? (size_t) weights[i] : 1;
 
         if (total > (size_t) -1 / MESH_CHASH_POINTS
-                    / sizeof(mesh_chash_point_t))
+                    / sizeof(mesh_chash_point_t) / 2)
         {
-            return -1;
+            return (size_t) -1;
         }
     }
 
-    if (total == 0) {
-        return 0;
+    return total * MESH_CHASH_POINTS;
+}
+
+
+/*
+ * As ngx_http_upstream_init_chash(): crc32(HOST \0 PORT PREV_HASH),
+ * compatible with Cache::Memcached::Fast. The port is the run of digits
+ * after the last ':'; without one the whole is the host.
+ */
+static uint32_t
+mesh_chash_base(const char *server, size_t len)
+{
+    size_t          j, host_len, port_len;
+    uint32_t        base;
+    unsigned char   c;
+    const char     *host, *port;
+
+    if (len >= 5 && strncasecmp(server, "unix:", 5) == 0) {
+        host = server + 5;
+        host_len = len - 5;
+        port = NULL;
+        port_len = 0;
+        goto done;
     }
 
-    points = malloc(total * MESH_CHASH_POINTS * sizeof(mesh_chash_point_t));
-    if (points == NULL) {
-        return -1;
-    }
+    for (j = 0; j < len; j++) {
+        c = (unsigned char) server[len - j - 1];
 
-    npoints = 0;
-
-    for (i = 0; i < n; i++) {
-        server = servers[i];
-        len = lens ? lens[i] : strlen(server);
-
-        /*
-         * As ngx_http_upstream_init_chash(): crc32(HOST \0 PORT PREV_HASH),
-         * compatible with Cache::Memcached::Fast. The port is the run of
-         * digits after the last ':'; without one the whole is the host.
-         */
-
-        if (len >= 5 && strncasecmp(server, "unix:", 5) == 0) {
-            host = server + 5;
-            host_len = len - 5;
-            port = NULL;
-            port_len = 0;
+        if (c == ':') {
+            host = server;
+            host_len = len - j - 1;
+            port = server + len - j;
+            port_len = j;
             goto done;
         }
 
-        for (j = 0; j < len; j++) {
-            c = (unsigned char) server[len - j - 1];
-
-            if (c == ':') {
-                host = server;
-                host_len = len - j - 1;
-                port = server + len - j;
-                port_len = j;
-                goto done;
-            }
-
-            if (c < '0' || c > '9') {
-                break;
-            }
-        }
-
-        host = server;
-        host_len = len;
-        port = NULL;
-        port_len = 0;
-
-    done:
-
-        base_hash = 0xffffffff;
-        base_hash = mesh_crc32_update(base_hash, host, host_len);
-        base_hash = mesh_crc32_update(base_hash, "", 1);
-        base_hash = mesh_crc32_update(base_hash, port, port_len);
-
-        prev = 0;
-        count = (weights ? (size_t) weights[i] : 1) * MESH_CHASH_POINTS;
-
-        for (j = 0; j < count; j++) {
-            /* the previous point as 4 little-endian bytes */
-
-            prev_bytes[0] = (unsigned char) (prev & 0xff);
-            prev_bytes[1] = (unsigned char) ((prev >> 8) & 0xff);
-            prev_bytes[2] = (unsigned char) ((prev >> 16) & 0xff);
-            prev_bytes[3] = (unsigned char) ((prev >> 24) & 0xff);
-
-            hash = mesh_crc32_update(base_hash, prev_bytes, 4) ^ 0xffffffff;
-
-            points[npoints].hash = hash;
-            points[npoints].peer = (uint32_t) i;
-            npoints++;
-
-            prev = hash;
+        if (c < '0' || c > '9') {
+            break;
         }
     }
 
-    /*
-     * By hash; equal hashes by peer, as the stable merge sort behind
-     * glibc's qsort() (and so nginx's ngx_qsort()) leaves them.
-     */
+    host = server;
+    host_len = len;
+    port = NULL;
+    port_len = 0;
 
-    qsort(points, npoints, sizeof(mesh_chash_point_t), mesh_chash_cmp_points);
+done:
 
-    for (i = 0, j = 1; j < npoints; j++) {
-        if (points[i].hash != points[j].hash) {
-            points[++i] = points[j];
-        }
+    base = 0xffffffff;
+    base = mesh_crc32_update(base, host, host_len);
+    base = mesh_crc32_update(base, "", 1);
+    base = mesh_crc32_update(base, port, port_len);
+
+    return base;
+}
+
+
+int
+mesh_chash_builder_init(mesh_chash_builder_t *b, const char *const *servers,
+    const size_t *lens, const int *weights, size_t n)
+{
+    size_t  i, total;
+
+    memset(b, 0, sizeof(mesh_chash_builder_t));
+
+    total = mesh_chash_points(weights, n);
+    if (total == (size_t) -1) {
+        return -1;
     }
 
-    ring->points = points;
-    ring->npoints = i + 1;
+    b->n = n;
+    b->total = total;
+
+    if (total == 0) {
+        b->phase = MESH_CHASH_DONE;
+        return 0;
+    }
+
+    b->base = malloc(n * (sizeof(uint32_t) + sizeof(int)));
+    b->points = malloc(total * sizeof(mesh_chash_point_t));
+    b->tmp = malloc(total * sizeof(mesh_chash_point_t));
+    b->counts = calloc(3 * MESH_CHASH_RADIX, sizeof(uint32_t));
+
+    if (b->base == NULL || b->points == NULL || b->tmp == NULL
+        || b->counts == NULL)
+    {
+        mesh_chash_builder_free(b);
+        return -1;
+    }
+
+    b->weights = (int *) (b->base + n);
+
+    for (i = 0; i < n; i++) {
+        b->base[i] = mesh_chash_base(servers[i],
+                                     lens ? lens[i] : strlen(servers[i]));
+        b->weights[i] = weights ? weights[i] : 1;
+    }
 
     return 0;
 }
 
 
-static int
-mesh_chash_cmp_points(const void *one, const void *two)
+/*
+ * Up to about budget points' worth of work. The points are made in peer
+ * order, then sorted by hash with three stable passes of a radix sort (11
+ * bits each, low to high: 2,048 buckets keep the writes in cache): equal
+ * hashes stay in peer order, as the stable merge sort behind glibc's
+ * qsort() (and so nginx's ngx_qsort()) leaves them; then equal hashes
+ * collapse to the first.
+ */
+int
+mesh_chash_builder_step(mesh_chash_builder_t *b, size_t budget)
 {
-    const mesh_chash_point_t  *first = one;
-    const mesh_chash_point_t  *second = two;
+    size_t               k, sum, c, count;
+    uint32_t             hash, *hist, shift;
+    unsigned char        prev_bytes[4];
+    mesh_chash_point_t  *from, *to, *t;
 
-    if (first->hash != second->hash) {
-        return first->hash < second->hash ? -1 : 1;
+    while (budget) {
+
+        switch (b->phase) {
+
+        case MESH_CHASH_POINTS_PHASE:
+
+            for ( ; b->i < b->n && budget; budget--) {
+                count = (size_t) b->weights[b->i] * MESH_CHASH_POINTS;
+
+                /* the previous point as 4 little-endian bytes */
+                prev_bytes[0] = (unsigned char) (b->prev & 0xff);
+                prev_bytes[1] = (unsigned char) ((b->prev >> 8) & 0xff);
+                prev_bytes[2] = (unsigned char) ((b->prev >> 16) & 0xff);
+                prev_bytes[3] = (unsigned char) ((b->prev >> 24) & 0xff);
+
+                hash = mesh_crc32_update(b->base[b->i], prev_bytes, 4)
+                       ^ 0xffffffff;
+
+                b->points[b->npoints].hash = hash;
+                b->points[b->npoints].peer = (uint32_t) b->i;
+                b->npoints++;
+
+                b->counts[hash & 0x7ff]++;
+                b->counts[MESH_CHASH_RADIX + ((hash >> 11) & 0x7ff)]++;
+                b->counts[2 * MESH_CHASH_RADIX + (hash >> 22)]++;
+
+                b->prev = hash;
+
+                if (++b->j == count) {
+                    b->i++;
+                    b->j = 0;
+                    b->prev = 0;
+                }
+            }
+
+            if (b->i == b->n) {
+                /* counts to starting positions */
+                for (hist = b->counts;
+                     hist < b->counts + 3 * MESH_CHASH_RADIX;
+                     hist += MESH_CHASH_RADIX)
+                {
+                    sum = 0;
+
+                    for (k = 0; k < MESH_CHASH_RADIX; k++) {
+                        c = hist[k];
+                        hist[k] = (uint32_t) sum;
+                        sum += c;
+                    }
+                }
+
+                b->phase = MESH_CHASH_SORT_PHASE;
+                b->pass = 0;
+                b->k = 0;
+            }
+
+            break;
+
+        case MESH_CHASH_SORT_PHASE:
+
+            from = b->points;
+            to = b->tmp;
+            shift = 11 * (uint32_t) b->pass;
+            hist = b->counts + b->pass * MESH_CHASH_RADIX;
+
+            for ( ; b->k < b->npoints && budget; b->k++, budget--) {
+                to[hist[(from[b->k].hash >> shift) & 0x7ff]++] = from[b->k];
+            }
+
+            if (b->k == b->npoints) {
+                /* this pass's output is the next one's input */
+                t = b->points;
+                b->points = b->tmp;
+                b->tmp = t;
+
+                b->k = 0;
+
+                if (++b->pass == 3) {
+                    b->phase = MESH_CHASH_COLLAPSE_PHASE;
+                }
+            }
+
+            break;
+
+        case MESH_CHASH_COLLAPSE_PHASE:
+
+            if (b->k == 0) {
+                b->k = 1;
+                b->kept = 1;
+            }
+
+            for ( ; b->k < b->npoints && budget; b->k++, budget--) {
+                if (b->points[b->kept - 1].hash != b->points[b->k].hash) {
+                    b->points[b->kept++] = b->points[b->k];
+                }
+            }
+
+            if (b->k == b->npoints) {
+                b->phase = MESH_CHASH_DONE;
+            }
+
+            break;
+
+        default: /* MESH_CHASH_DONE */
+            return 1;
+        }
     }
 
-    if (first->peer != second->peer) {
-        return first->peer < second->peer ? -1 : 1;
+    return b->phase == MESH_CHASH_DONE;
+}
+
+
+void
+mesh_chash_builder_take(mesh_chash_builder_t *b, mesh_chash_ring_t *ring)
+{
+    ring->points = b->points;
+    ring->npoints = b->points ? b->kept : 0;
+
+    b->points = NULL;
+}
+
+
+void
+mesh_chash_builder_free(mesh_chash_builder_t *b)
+{
+    free(b->base);
+    free(b->points);
+    free(b->tmp);
+    free(b->counts);
+
+    b->base = NULL;
+    b->points = NULL;
+    b->tmp = NULL;
+    b->counts = NULL;
+}
+
+
+int
+mesh_chash_build(mesh_chash_ring_t *ring, const char *const *servers,
+    const size_t *lens, const int *weights, size_t n)
+{
+    mesh_chash_builder_t  b;
+
+    ring->points = NULL;
+    ring->npoints = 0;
+
+    if (mesh_chash_builder_init(&b, servers, lens, weights, n) != 0) {
+        return -1;
     }
+
+    (void) mesh_chash_builder_step(&b, (size_t) -1);
+
+    mesh_chash_builder_take(&b, ring);
+    mesh_chash_builder_free(&b);
 
     return 0;
 }
@@ -481,6 +631,23 @@ mesh_chash_find_point(const mesh_chash_ring_t *ring, uint32_t hash)
     }
 
     return i;
+}
+
+
+int
+mesh_modulo_pick(const mesh_peer_t *peers, size_t n, uint32_t hash)
+{
+    size_t  i, k;
+
+    for (k = 0; k < n; k++) {
+        i = (hash + k) % n;
+
+        if (!peers[i].skip) {
+            return (int) i;
+        }
+    }
+
+    return -1;
 }
 
 

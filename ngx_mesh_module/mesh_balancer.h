@@ -69,10 +69,63 @@ typedef struct {
 
 uint32_t mesh_crc32(const void *data, size_t len);   /* CRC-32 (IEEE) */
 
+/* Envoy's cap: a larger ring is refused */
+#define MESH_CHASH_MAX_POINTS  (8 * 1024 * 1024)
+
+/* points a ring of these weights has before equal ones collapse;
+ * (size_t) -1 when a weight is below 1 or the sum overflows */
+size_t mesh_chash_points(const int *weights, size_t n);
+
 /* servers[i] is "ADDRESS:PORT" as written in nginx.conf; 0 or -1 */
 int mesh_chash_build(mesh_chash_ring_t *ring, const char *const *servers,
     const size_t *lens, const int *weights, size_t n);
+
+/*
+ * The same ring built a slice at a time, so that a large one never holds
+ * an event loop: init copies what it needs of the servers, each step does
+ * about budget points' worth of work and returns 1 once the ring is
+ * complete (take moves it out), 0 while there is more.
+ */
+enum {
+    MESH_CHASH_POINTS_PHASE = 0,
+    MESH_CHASH_SORT_PHASE,
+    MESH_CHASH_COLLAPSE_PHASE,
+    MESH_CHASH_DONE
+};
+
+#define MESH_CHASH_RADIX  2048
+
+typedef struct {
+    size_t               n;
+    size_t               total;      /* points before collapsing */
+    uint32_t            *base;       /* per server: crc32 of HOST\0PORT */
+    int                 *weights;
+    int                  phase;
+    size_t               i;          /* server */
+    size_t               j;          /* its point */
+    uint32_t             prev;
+    size_t               k;
+    size_t               pass;       /* of the radix sort, 0..2 */
+    size_t               kept;
+    mesh_chash_point_t  *points;
+    mesh_chash_point_t  *tmp;
+    size_t               npoints;
+    uint32_t            *counts;     /* per pass, MESH_CHASH_RADIX each */
+} mesh_chash_builder_t;
+
+int mesh_chash_builder_init(mesh_chash_builder_t *b,
+    const char *const *servers, const size_t *lens, const int *weights,
+    size_t n);
+int mesh_chash_builder_step(mesh_chash_builder_t *b, size_t budget);
+void mesh_chash_builder_take(mesh_chash_builder_t *b,
+    mesh_chash_ring_t *ring);
+void mesh_chash_builder_free(mesh_chash_builder_t *b);
+
 void mesh_chash_free(mesh_chash_ring_t *ring);
+
+/* while a ring is being built at start: the peer hash % n, or the next
+ * one not skipped; -1 when none */
+int mesh_modulo_pick(const mesh_peer_t *peers, size_t n, uint32_t hash);
 
 /* peer index for a key hash, skipping peers[i].skip; -1 when none */
 int mesh_chash_pick(const mesh_chash_ring_t *ring, const mesh_peer_t *peers,

@@ -44,6 +44,14 @@ static ngx_http_mesh_view_t *ngx_http_mesh_build_view(
     ngx_http_mesh_copy_t *copy, ngx_http_mesh_gen_t *gen, uint64_t index,
     ngx_log_t *log);
 static void ngx_http_mesh_free_packed(void *data);
+static void ngx_http_mesh_install_view(ngx_http_mesh_srv_conf_t *mscf,
+    ngx_http_mesh_view_t *view);
+static ngx_uint_t ngx_http_mesh_view_ready(ngx_http_mesh_view_t *view);
+static ngx_http_mesh_ring_t *ngx_http_mesh_ring_get(
+    ngx_http_mesh_srv_conf_t *mscf, const char **servers, size_t *lens,
+    int *weights, ngx_uint_t n, ngx_log_t *log);
+static void ngx_http_mesh_ring_release(ngx_http_mesh_ring_t *ring);
+static void ngx_http_mesh_ring_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
     ngx_http_mesh_target_t *t, const mesh_service_t *svc,
@@ -68,6 +76,7 @@ static void ngx_http_mesh_count(ngx_http_mesh_stat_t *st, ngx_uint_t status,
 
 
 static ngx_http_mesh_worker_t  ngx_http_mesh_worker;
+static ngx_event_t             ngx_http_mesh_ring_event;
 
 static const char  *ngx_http_mesh_balancers[] = {
     "round_robin", "random", "least_request", "consistent_hash", NULL
@@ -528,14 +537,38 @@ ngx_http_mesh_sync(ngx_http_mesh_main_conf_t *mmcf, ngx_log_t *log)
 
         mscfp[i]->shsvc_gen = c->generation;
 
-        if (mscfp[i]->view) {
-            ngx_http_mesh_release_view(mscfp[i]->view);
+        if (ngx_http_mesh_view_ready(view) || mscfp[i]->view == NULL) {
+            /* at start a ring being built answers by modulo meanwhile */
+            ngx_http_mesh_install_view(mscfp[i], view);
+            continue;
         }
 
-        mscfp[i]->view = view;
+        /* the old view routes until the new one's rings are built */
+
+        if (mscfp[i]->next) {
+            ngx_http_mesh_release_view(mscfp[i]->next);
+        }
+
+        mscfp[i]->next = view;
     }
 
     ngx_free(copies);
+
+    if (!ngx_http_mesh_ring_event.posted) {
+        for (i = 0; i < n; i++) {
+            if (mscfp[i]->next
+                || (mscfp[i]->view
+                    && !ngx_http_mesh_view_ready(mscfp[i]->view)))
+            {
+                ngx_http_mesh_ring_event.handler = ngx_http_mesh_ring_handler;
+                ngx_http_mesh_ring_event.data = mmcf;
+                ngx_http_mesh_ring_event.log = ngx_cycle->log;
+                ngx_post_event(&ngx_http_mesh_ring_event,
+                               &ngx_posted_next_events);
+                break;
+            }
+        }
+    }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
                    "mesh: worker synced to index %uL", index);
@@ -685,6 +718,262 @@ static void
 ngx_http_mesh_free_packed(void *data)
 {
     ngx_free(data);
+}
+
+
+static void
+ngx_http_mesh_install_view(ngx_http_mesh_srv_conf_t *mscf,
+    ngx_http_mesh_view_t *view)
+{
+    if (mscf->next && mscf->next != view) {
+        ngx_http_mesh_release_view(mscf->next);
+    }
+
+    mscf->next = NULL;
+
+    if (mscf->view) {
+        ngx_http_mesh_release_view(mscf->view);
+    }
+
+    mscf->view = view;
+}
+
+
+static ngx_uint_t
+ngx_http_mesh_view_ready(ngx_http_mesh_view_t *view)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < view->ntargets; i++) {
+        if (view->targets[i].ring && view->targets[i].ring->builder) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* the ring of a view's target, if one with the same members is there */
+static ngx_http_mesh_ring_t *
+ngx_http_mesh_ring_find(ngx_http_mesh_view_t *view, u_char *members,
+    size_t len)
+{
+    ngx_uint_t             i;
+    ngx_http_mesh_ring_t  *ring;
+
+    for (i = 0; view && i < view->ntargets; i++) {
+        ring = view->targets[i].ring;
+
+        if (ring && ring->members_len == len
+            && ngx_memcmp(ring->members, members, len) == 0)
+        {
+            return ring;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * The ring for these members: the one the current or the coming view
+ * has, or a new one, built here when small and else by the ring event. A
+ * ring above MESH_CHASH_MAX_POINTS is refused.
+ */
+static ngx_http_mesh_ring_t *
+ngx_http_mesh_ring_get(ngx_http_mesh_srv_conf_t *mscf, const char **servers,
+    size_t *lens, int *weights, ngx_uint_t n, ngx_log_t *log)
+{
+    u_char                *members, *p;
+    size_t                 len, points;
+    ngx_uint_t             i;
+    ngx_http_mesh_ring_t  *ring;
+
+    len = 0;
+    for (i = 0; i < n; i++) {
+        len += lens[i] + sizeof(" 1000\n");
+    }
+
+    members = ngx_alloc(len + 1, log);
+    if (members == NULL) {
+        return NULL;
+    }
+
+    p = members;
+    for (i = 0; i < n; i++) {
+        p = ngx_cpymem(p, servers[i], lens[i]);
+        p = ngx_sprintf(p, " %d\n", weights[i]);
+    }
+
+    len = p - members;
+
+    ring = ngx_http_mesh_ring_find(mscf->view, members, len);
+
+    if (ring == NULL) {
+        ring = ngx_http_mesh_ring_find(mscf->next, members, len);
+    }
+
+    if (ring) {
+        ngx_free(members);
+        ring->refs++;
+        return ring;
+    }
+
+    points = mesh_chash_points(weights, n);
+
+    if (points > MESH_CHASH_MAX_POINTS) {
+        if (!mscf->ring_refused) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "mesh: the consistent hash ring of upstream \"%V\" "
+                          "(service \"%V\", %ui instances) would have %uz "
+                          "points, more than %d: refused, the upstream "
+                          "keeps its last ring; lower the weights",
+                          &mscf->upstream->host, &mscf->service, n,
+                          points, MESH_CHASH_MAX_POINTS);
+            mscf->ring_refused = 1;
+        }
+
+        ngx_free(members);
+        return NULL;
+    }
+
+    mscf->ring_refused = 0;
+
+    ring = ngx_calloc(sizeof(ngx_http_mesh_ring_t), log);
+    if (ring == NULL) {
+        ngx_free(members);
+        return NULL;
+    }
+
+    ring->refs = 1;
+    ring->members = members;
+    ring->members_len = len;
+
+    ring->builder = ngx_alloc(sizeof(mesh_chash_builder_t), log);
+    if (ring->builder == NULL
+        || mesh_chash_builder_init(ring->builder, servers, lens, weights, n)
+           != 0)
+    {
+        if (ring->builder) {
+            ngx_free(ring->builder);
+            ring->builder = NULL;
+        }
+
+        ngx_http_mesh_ring_release(ring);
+        return NULL;
+    }
+
+    if (points <= NGX_HTTP_MESH_RING_SYNC) {
+        (void) mesh_chash_builder_step(ring->builder, (size_t) -1);
+        mesh_chash_builder_take(ring->builder, &ring->ring);
+        mesh_chash_builder_free(ring->builder);
+        ngx_free(ring->builder);
+        ring->builder = NULL;
+    }
+
+    return ring;
+}
+
+
+static void
+ngx_http_mesh_ring_release(ngx_http_mesh_ring_t *ring)
+{
+    if (ring == NULL || --ring->refs) {
+        return;
+    }
+
+    if (ring->builder) {
+        mesh_chash_builder_free(ring->builder);
+        ngx_free(ring->builder);
+    }
+
+    mesh_chash_free(&ring->ring);
+    ngx_free(ring->members);
+    ngx_free(ring);
+}
+
+
+/* step one ring for at most until; 1 when it is built */
+static ngx_uint_t
+ngx_http_mesh_ring_step(ngx_http_mesh_ring_t *ring, struct timespec *until)
+{
+    struct timespec  now;
+
+    for ( ;; ) {
+        if (mesh_chash_builder_step(ring->builder, 16384)) {
+            mesh_chash_builder_take(ring->builder, &ring->ring);
+            mesh_chash_builder_free(ring->builder);
+            ngx_free(ring->builder);
+            ring->builder = NULL;
+            return 1;
+        }
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &now);
+
+        if (now.tv_sec > until->tv_sec
+            || (now.tv_sec == until->tv_sec && now.tv_nsec >= until->tv_nsec))
+        {
+            return 0;
+        }
+    }
+}
+
+
+/*
+ * Build the rings that views wait for, NGX_HTTP_MESH_RING_SLICE ms per turn
+ * of the event loop, and put a view in place once its rings are there.
+ */
+static void
+ngx_http_mesh_ring_handler(ngx_event_t *ev)
+{
+    ngx_http_mesh_main_conf_t *mmcf = ev->data;
+
+    ngx_uint_t                  i, k, v, more;
+    struct timespec             until;
+    ngx_http_mesh_view_t       *views[2];
+    ngx_http_mesh_target_t     *t;
+    ngx_http_mesh_srv_conf_t  **mscfp;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &until);
+
+    until.tv_nsec += NGX_HTTP_MESH_RING_SLICE * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+
+    more = 0;
+    mscfp = mmcf->upstreams.elts;
+
+    for (i = 0; i < mmcf->upstreams.nelts; i++) {
+        views[0] = mscfp[i]->view;
+        views[1] = mscfp[i]->next;
+
+        for (v = 0; v < 2 && !more; v++) {
+            for (k = 0; views[v] && k < views[v]->ntargets && !more; k++) {
+                t = &views[v]->targets[k];
+
+                if (t->ring && t->ring->builder
+                    && !ngx_http_mesh_ring_step(t->ring, &until))
+                {
+                    more = 1;
+                }
+            }
+        }
+
+        if (mscfp[i]->next && ngx_http_mesh_view_ready(mscfp[i]->next)) {
+            ngx_http_mesh_install_view(mscfp[i], mscfp[i]->next);
+        }
+
+        if (more) {
+            break;
+        }
+    }
+
+    if (more) {
+        ngx_post_event(ev, &ngx_posted_next_events);
+    }
 }
 
 
@@ -1100,14 +1389,12 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
         t->number++;
     }
 
-    if (t->balancer == NGX_HTTP_MESH_CHASH && t->number
-        && mesh_chash_build(&t->ring, servers, lens, weights, t->number)
-           != 0)
-    {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "mesh: cannot build the hash ring of upstream \"%V\"",
-                      &mscf->upstream->host);
-        return NGX_ERROR;
+    if (t->balancer == NGX_HTTP_MESH_CHASH && t->number) {
+        t->ring = ngx_http_mesh_ring_get(mscf, servers, lens, weights,
+                                         t->number, log);
+        if (t->ring == NULL) {
+            return NGX_ERROR;   /* logged; the old view stays */
+        }
     }
 
     return NGX_OK;
@@ -1124,7 +1411,7 @@ ngx_http_mesh_release_view(ngx_http_mesh_view_t *view)
     }
 
     for (i = 0; view->targets && i < view->ntargets; i++) {
-        mesh_chash_free(&view->targets[i].ring);
+        ngx_http_mesh_ring_release(view->targets[i].ring);
     }
 
     if (view->gen) {
@@ -1624,7 +1911,9 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
 
     case NGX_HTTP_MESH_CHASH:
         if (pd->has_hash) {
-            i = mesh_chash_pick(&t->ring, mp, pd->hash);
+            i = (t->ring->builder == NULL)
+                ? mesh_chash_pick(&t->ring->ring, mp, pd->hash)
+                : mesh_modulo_pick(mp, n, pd->hash);
             break;
         }
 

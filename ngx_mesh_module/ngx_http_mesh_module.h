@@ -174,13 +174,31 @@ typedef struct {
 } ngx_http_mesh_gen_t;
 
 
+/*
+ * A consistent hash ring of one worker, shared by the views whose targets
+ * have the same members (a change of health or of another service keeps
+ * it). A large one is built a slice at a time by the worker's ring event,
+ * never for longer than NGX_HTTP_MESH_RING_SLICE at once.
+ */
+typedef struct {
+    ngx_uint_t                     refs;
+    mesh_chash_ring_t              ring;
+    u_char                        *members;     /* "ADDR:PORT WEIGHT\n"... */
+    size_t                         members_len;
+    mesh_chash_builder_t          *builder;     /* NULL: built */
+} ngx_http_mesh_ring_t;
+
+#define NGX_HTTP_MESH_RING_SYNC       32768  /* points built at once */
+#define NGX_HTTP_MESH_RING_SLICE      2      /* ms of ring work per turn */
+
+
 /* what a request is balanced over: the whole service or a subset */
 typedef struct {
     ngx_str_t                      subset;      /* empty: whole service */
     ngx_uint_t                     number;
     ngx_http_mesh_peer_t          *peer;
     mesh_peer_t                   *mp;          /* for the algorithms */
-    mesh_chash_ring_t              ring;
+    ngx_http_mesh_ring_t          *ring;        /* consistent hash */
     ngx_uint_t                     balancer;    /* NGX_HTTP_MESH_RR... */
     ngx_uint_t                     hash;        /* NGX_HTTP_MESH_HASH_* */
     ngx_str_t                      hash_name;
@@ -226,6 +244,10 @@ struct ngx_http_mesh_srv_conf_s {
     ngx_http_complex_value_t      *key;
     ngx_http_upstream_srv_conf_t  *upstream;
     ngx_http_mesh_view_t          *view;        /* worker-local */
+    ngx_http_mesh_view_t          *next;        /* built, its rings not yet:
+                                                   replaces view when they
+                                                   are */
+    ngx_uint_t                     ring_refused; /* logged */
     ngx_http_mesh_shsvc_t         *shsvc;       /* the service in the zone */
     ngx_atomic_uint_t              shsvc_gen;   /* of the view: worker-local */
     ngx_uint_t                     missing;     /* logged: not in snapshot */

@@ -669,6 +669,61 @@ START_TEST(chash_build_rejects_bad_weight)
 END_TEST
 
 
+START_TEST(chash_builder_in_slices_equals_one_build)
+{
+    int                    weights[40];
+    char                   names[40][32];
+    size_t                 i, steps, budgets[] = { 1, 7, 160, 65537 };
+    const char            *servers[40];
+    mesh_chash_ring_t      one, sliced;
+    mesh_chash_builder_t   b;
+
+    for (i = 0; i < 40; i++) {
+        snprintf(names[i], sizeof(names[i]), "10.0.%zu.%zu:%zu", i / 7,
+                 i % 7, 8000 + i);
+        servers[i] = names[i];
+        weights[i] = 1 + (int) (i % 5);
+    }
+
+    /* the same server twice too: collapsed points across slices */
+    servers[39] = servers[3];
+
+    ck_assert_int_eq(mesh_chash_build(&one, servers, NULL, weights, 40), 0);
+    ck_assert_uint_eq(mesh_chash_points(weights, 40), 160 * 120);
+
+    for (i = 0; i < sizeof(budgets) / sizeof(budgets[0]); i++) {
+        ck_assert_int_eq(mesh_chash_builder_init(&b, servers, NULL, weights,
+                                                 40), 0);
+
+        for (steps = 0; mesh_chash_builder_step(&b, budgets[i]) == 0;
+             steps++)
+        {
+            ck_assert_uint_lt(steps, 10 * 160 * 120);
+        }
+
+        mesh_chash_builder_take(&b, &sliced);
+        mesh_chash_builder_free(&b);
+
+        ck_assert_uint_eq(sliced.npoints, one.npoints);
+        ck_assert(memcmp(sliced.points, one.points,
+                         one.npoints * sizeof(mesh_chash_point_t)) == 0);
+
+        mesh_chash_free(&sliced);
+    }
+
+    mesh_chash_free(&one);
+
+    /* nothing to build */
+    ck_assert_int_eq(mesh_chash_builder_init(&b, servers, NULL, weights, 0),
+                     0);
+    ck_assert_int_eq(mesh_chash_builder_step(&b, 1), 1);
+    mesh_chash_builder_take(&b, &sliced);
+    ck_assert_uint_eq(sliced.npoints, 0);
+    mesh_chash_builder_free(&b);
+}
+END_TEST
+
+
 Suite *
 chash_suite(void)
 {
@@ -688,6 +743,7 @@ chash_suite(void)
     tcase_add_test(tc, chash_skip_moves_to_next_distinct_peer);
     tcase_add_test(tc, chash_wraps_past_the_last_point);
     tcase_add_test(tc, chash_build_rejects_bad_weight);
+    tcase_add_test(tc, chash_builder_in_slices_equals_one_build);
     suite_add_tcase(s, tc);
 
     return s;
