@@ -59,6 +59,12 @@ struct rd_req_s {
 
     int                     has_index;  /* events: ?index= given */
 
+    /* a snapshot wait of a subscription: woken only by what concerns it */
+    rd_subscription_t       sub;
+    int                     has_sub;
+    uint64_t                checked;    /* changes seen up to here are
+                                           not about it */
+
     /* an event stream (SSE); the flags under api->lock */
     int                     streaming;
     int                     suspended;
@@ -851,10 +857,6 @@ rd_api_snapshot(rd_req_t *rq)
         return rd_api_error(rq, 400, err, field);
     }
 
-    if (ask.sub) {
-        rd_subscription_free(&sub);
-    }
-
     index = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND,
                                         "index");
 
@@ -866,24 +868,80 @@ rd_api_snapshot(rd_req_t *rq)
         || ask.since != rd_registry_index(api->reg)
         || (ask.delta && ask.registry != rd_registry_id(api->reg)))
     {
+        if (ask.sub) {
+            rd_subscription_free(&sub);
+        }
+
         return rd_api_send_snapshot(rq);
     }
 
     rq->want_index = ask.since;
+    rq->checked = ask.since;
+
+    if (ask.sub && ask.delta && api->reg->events) {
+        /* kept for the wait: a change elsewhere does not end it */
+        rq->sub = sub;
+        rq->has_sub = 1;
+
+    } else if (ask.sub) {
+        rd_subscription_free(&sub);
+    }
 
     return rd_api_wait(rq, wait, RD_REQ_WAIT_INDEX);
 }
 
 
 /* a waiter's reason to stop waiting is there; api->lock held */
+static void
+rd_api_concerns(void *data, const rd_event_t *e)
+{
+    rd_req_t  *rq = data;
+
+    /* a policy event names no host: any may concern the subscription */
+    if (e->service[0] == '\0' || rd_subscription_has(&rq->sub, e->service)) {
+        rq->checked = 0;
+    }
+}
+
+
 static int
 rd_api_ready(rd_req_t *rq)
 {
+    uint64_t  index;
+
     if (rq->state == RD_REQ_WAIT_EVENTS) {
         return rd_events_last(rq->api->reg->events) > rq->want_index;
     }
 
-    return rq->want_index != rd_registry_index(rq->api->reg);
+    index = rd_registry_index(rq->api->reg);
+
+    if (rq->want_index == index) {
+        return 0;
+    }
+
+    if (!rq->has_sub || index < rq->checked) {
+        return 1;
+    }
+
+    /*
+     * A subscription waits on while the changes concern other services:
+     * nginx has nothing to do for them. The changes since the last look
+     * only are looked at; those no longer kept end the wait.
+     */
+    if (rd_events_since(rq->api->reg->events, rq->checked, index,
+                        rd_api_concerns, rq)
+        != 0)
+    {
+        return 1;
+    }
+
+    if (rq->checked == 0) {
+        return 1;
+    }
+
+    rq->checked = index;
+
+    return 0;
 }
 
 
@@ -1841,6 +1899,10 @@ rd_api_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         rd_buf_free(&rq->out);
     }
 
+    if (rq->has_sub) {
+        rd_subscription_free(&rq->sub);
+    }
+
     rd_op_free(rq->op);
     rd_buf_free(&rq->body);
     free(rq);
@@ -1863,7 +1925,9 @@ rd_api_wake(rd_api_t *api, int all)
     for (rq = api->waiters; rq; rq = next) {
         next = rq->next;
 
-        if (all || rq->deadline <= now) {
+        if ((all && (api->stopping || rd_api_ready(rq)))
+            || rq->deadline <= now)
+        {
             rd_api_unlink_waiter(api, rq);
             MHD_resume_connection(rq->conn);
         }

@@ -121,21 +121,53 @@ ok $d->{delta}, '... then a delta';
 is $d->{index}, $now, '... at the same index';
 is_deeply $d->{services}, [], '... with nothing in it';
 
-# a change elsewhere ends the wait with an empty delta at the new index
+# a change elsewhere does not end the wait: nothing to do for the client;
+# when the wait ends, the answer is empty at the new index
 
-my $pid = fork // die;
-if ($pid == 0) {
-    select undef, undef, undef, 0.3;
-    reg('gamma', 'g2', 8202);
-    POSIX::_exit(0);
+sub later {
+    my ($delay, $code) = @_;
+    my $pid = fork // die;
+    if ($pid == 0) {
+        $t->_reset_ua;
+        select undef, undef, undef, $delay;
+        $code->();
+        POSIX::_exit(0);
+    }
+    return $pid;
 }
+
+my $pid = later(0.2, sub { reg('gamma', 'g2', 8202) });
+$t0 = time;
+$d = snap("services=alpha&delta=1&index=$now&registry=$id&wait=1s");
+$took = time - $t0;
+waitpid $pid, 0;
+ok $took >= 0.9, sprintf 'a change to gamma: alpha waited on (%.2f s)',
+    $took;
+is $d->{index}, $now + 1, '... then an answer at the new index';
+is_deeply $d->{services}, [], '... with nothing about alpha';
+
+# a change to a subscribed service ends it at once, even after others
+
+$now = $d->{index};
+$pid = later(0.2, sub { reg('gamma', 'g3', 8203); reg('alpha', 'a1', 9001) });
 $t0 = time;
 $d = snap("services=alpha&delta=1&index=$now&registry=$id&wait=10s");
 $took = time - $t0;
 waitpid $pid, 0;
-ok $took < 3, sprintf 'woken by a change after %.2f s', $took;
-is $d->{index}, $now + 1, '... at the new index';
-is_deeply $d->{services}, [], '... which is not about alpha';
+ok $took < 3, sprintf 'a change to alpha: woken after %.2f s', $took;
+is $d->{index}, $now + 2, '... at the new index';
+is_deeply names($d), ['alpha'], '... with alpha alone';
+
+# without a subscription every change ends the wait
+
+$now = $d->{index};
+$pid = later(0.2, sub { reg('gamma', 'g4', 8204) });
+$t0 = time;
+$d = snap("delta=1&index=$now&registry=$id&wait=10s");
+$took = time - $t0;
+waitpid $pid, 0;
+ok $took < 3, sprintf 'no subscription: woken after %.2f s', $took;
+is_deeply names($d), ['gamma'], '... by gamma';
 
 # a policy change carries the policies of the subscription
 
