@@ -22,7 +22,7 @@ RD_LIB_SRCS = registryd/rd_log.c registryd/rd_buf.c registryd/rd_util.c \
               registryd/rd_snapshot.c registryd/rd_metrics.c \
               registryd/rd_api.c registryd/rd_policy.c \
               registryd/rd_events.c
-RD_LIB_SRCS += registryd/rd_health.c
+RD_LIB_SRCS += registryd/rd_health.c registryd/rd_proxies.c
 RD_HDRS     = $(wildcard registryd/*.h)
 CHECK_SRCS  = $(wildcard registryd/tests/check_*.c)
 

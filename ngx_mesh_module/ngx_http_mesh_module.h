@@ -18,6 +18,8 @@
 #include "mesh_snapshot.h"
 
 
+#define NGX_HTTP_MESH_VERSION         "0.2.0"
+
 #define NGX_HTTP_MESH_RR              0
 #define NGX_HTTP_MESH_RANDOM          1
 #define NGX_HTTP_MESH_LEAST_REQUEST   2

@@ -65,6 +65,7 @@ typedef struct {
     ngx_uint_t                     status;
 
     u_char                         reason[MESH_ERR_LEN];  /* last logged */
+    ngx_str_t                      name;        /* the host's */
 
     ngx_msec_t                     cache_written;
     ngx_uint_t                     cache_dirty;
@@ -106,6 +107,7 @@ static ngx_http_mesh_poll_t  ngx_http_mesh_poll;
 ngx_int_t
 ngx_http_mesh_registry_init_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                  i;
     ngx_http_mesh_poll_t       *p = &ngx_http_mesh_poll;
     ngx_http_mesh_main_conf_t  *mmcf;
 
@@ -125,6 +127,25 @@ ngx_http_mesh_registry_init_process(ngx_cycle_t *cycle)
 
     p->mmcf = mmcf;
     p->log = cycle->log;
+
+    /* this nginx to registryd: "host:/path/to/nginx.conf", quote-free */
+    p->name.len = ngx_min(cycle->hostname.len + 1 + cycle->conf_file.len,
+                          255);
+    p->name.data = ngx_pnalloc(cycle->pool, p->name.len);
+    if (p->name.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_snprintf(p->name.data, p->name.len, "%V:%V", &cycle->hostname,
+                 &cycle->conf_file);
+
+    for (i = 0; i < p->name.len; i++) {
+        if (p->name.data[i] == '"' || p->name.data[i] == ';'
+            || p->name.data[i] < 0x20 || p->name.data[i] == 0x7f)
+        {
+            p->name.data[i] = '_';
+        }
+    }
 
     p->lease.handler = ngx_http_mesh_lease_handler;
     p->lease.data = p;
@@ -324,8 +345,9 @@ ngx_http_mesh_poll_request(ngx_http_mesh_poll_t *p)
     size_t                  slen, size;
     ngx_str_t               uri;
     ngx_url_t              *u;
+    size_t                  used;
     uint64_t                index, registry;
-    ngx_uint_t              known;
+    ngx_uint_t              known, stale;
     ngx_atomic_uint_t       sub;
     ngx_http_mesh_zone_t   *zone;
 
@@ -345,6 +367,8 @@ ngx_http_mesh_poll_request(ngx_http_mesh_poll_t *p)
              && p->failures == 0 && p->refusals == 0);
     index = zone->sh->index;
     registry = zone->sh->registry;
+    stale = (zone->sh->reg_state != NGX_HTTP_MESH_REG_SYNCED);
+    used = p->mmcf->zone_size - zone->shpool->pfree * ngx_pagesize;
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
@@ -353,7 +377,7 @@ ngx_http_mesh_poll_request(ngx_http_mesh_poll_t *p)
         uri.len--;
     }
 
-    size = uri.len + slen + u->host.len + 512;
+    size = uri.len + slen + u->host.len + p->name.len + 1024;
 
     if (p->req) {
         ngx_free(p->req);
@@ -390,12 +414,21 @@ ngx_http_mesh_poll_request(ngx_http_mesh_poll_t *p)
         }
     }
 
+    /* who polls: this nginx, for registryd's GET /v1/proxies */
+
     p->req_len = ngx_slprintf(p->req + p->req_len, last,
                               " HTTP/1.1\r\n"
                               "Host: %V\r\n"
-                              "User-Agent: ngx_mesh\r\n"
+                              "User-Agent: ngx_mesh/" NGX_HTTP_MESH_VERSION
+                              "\r\n"
                               "Accept: application/json\r\n"
-                              "Accept-Encoding: gzip\r\n\r\n", &u->host)
+                              "Accept-Encoding: gzip\r\n"
+                              "X-Mesh-Proxy: name=\"%V\"; "
+                              "nginx=" NGINX_VERSION "; "
+                              "module=" NGX_HTTP_MESH_VERSION "; "
+                              "index=%uL; zone=%uz/%uz; stale=%ui\r\n\r\n",
+                              &u->host, &p->name, index, used,
+                              p->mmcf->zone_size, stale)
                  - p->req;
 
     return NGX_OK;

@@ -16,6 +16,7 @@
 
 #include "rd_api.h"
 #include "rd_metrics.h"
+#include "rd_proxies.h"
 #include "rd_snapshot.h"
 
 #define RD_TICK_MS  10
@@ -65,6 +66,9 @@ struct rd_req_s {
     uint64_t                checked;    /* changes seen up to here are
                                            not about it */
 
+    char                    proxy[RD_PROXY_NAME_MAX + 1];  /* X-Mesh-Proxy
+                                           name of a waiting poll */
+
     /* an event stream (SSE); the flags under api->lock */
     int                     streaming;
     int                     suspended;
@@ -84,6 +88,7 @@ struct rd_api_s {
     const rd_conf_t        *conf;
     char                   *token;
     rd_snapshot_cache_t     snaps;
+    rd_proxies_t           *proxies;
 
     pthread_mutex_t         lock;       /* waiters, stopping */
     rd_req_t               *waiters;
@@ -300,6 +305,11 @@ rd_api_route(rd_req_t *rq, const char *url, const char **bad)
 
     if (strcmp(url, "/v1/snapshot") == 0) {
         rq->route = RD_ROUTE_SNAPSHOT;
+        return RD_M_GET;
+    }
+
+    if (strcmp(url, "/v1/proxies") == 0) {
+        rq->route = RD_ROUTE_PROXIES;
         return RD_M_GET;
     }
 
@@ -826,6 +836,87 @@ rd_api_unlink_waiter(rd_api_t *api, rd_req_t *rq)
 }
 
 
+/*
+ * An nginx says who it is (X-Mesh-Proxy): remember it for GET /v1/proxies;
+ * a waiting poll keeps its name in rq->proxy until it ends. -1 with the
+ * reason in rq->proxy when the header does not parse.
+ */
+static int
+rd_api_proxy_seen(rd_req_t *rq, int waiting)
+{
+    char                        addr[64], host[INET6_ADDRSTRLEN], name[256];
+    char                        err[RD_ERR_LEN];
+    const char                 *h, *services;
+    struct sockaddr            *sa;
+    const union MHD_ConnectionInfo  *info;
+
+    h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                                    "X-Mesh-Proxy");
+    if (h == NULL) {
+        return 0;
+    }
+
+    addr[0] = '\0';
+    info = MHD_get_connection_info(rq->conn,
+                                   MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    sa = info ? info->client_addr : NULL;
+
+    if (sa && sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *) sa)->sin_addr, host,
+                  sizeof(host));
+        snprintf(addr, sizeof(addr), "%s:%u", host,
+                 ntohs(((struct sockaddr_in *) sa)->sin_port));
+
+    } else if (sa && sa->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *) sa)->sin6_addr, host,
+                  sizeof(host));
+        snprintf(addr, sizeof(addr), "[%s]:%u", host,
+                 ntohs(((struct sockaddr_in6 *) sa)->sin6_port));
+    }
+
+    services = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND,
+                                           "services");
+
+    if (rd_proxies_seen(rq->api->proxies, h, addr, services, waiting, name,
+                        err)
+        != 0)
+    {
+        snprintf(rq->proxy, sizeof(rq->proxy), "%s", err);
+        return -1;
+    }
+
+    if (waiting) {
+        snprintf(rq->proxy, sizeof(rq->proxy), "%s", name);
+    }
+
+    return 0;
+}
+
+
+static enum MHD_Result
+rd_api_proxy_error(rd_req_t *rq)
+{
+    char  msg[RD_ERR_LEN];
+
+    snprintf(msg, sizeof(msg), "%s", rq->proxy);
+    rq->proxy[0] = '\0';
+
+    return rd_api_error(rq, 400, msg, "X-Mesh-Proxy");
+}
+
+
+static enum MHD_Result
+rd_api_proxies(rd_req_t *rq)
+{
+    rd_buf_t  b;
+
+    rd_buf_init(&b, 4096);
+    rd_proxies_render(rq->api->proxies, rq->api->reg, &b);
+
+    return rd_api_json(rq, 200, &b, rd_registry_index(rq->api->reg));
+}
+
+
 static enum MHD_Result
 rd_api_snapshot(rd_req_t *rq)
 {
@@ -872,7 +963,19 @@ rd_api_snapshot(rd_req_t *rq)
             rd_subscription_free(&sub);
         }
 
+        if (rd_api_proxy_seen(rq, 0) != 0) {
+            return rd_api_proxy_error(rq);
+        }
+
         return rd_api_send_snapshot(rq);
+    }
+
+    if (rd_api_proxy_seen(rq, 1) != 0) {
+        if (ask.sub) {
+            rd_subscription_free(&sub);
+        }
+
+        return rd_api_proxy_error(rq);
     }
 
     rq->want_index = ask.since;
@@ -950,7 +1053,12 @@ rd_api_ready(rd_req_t *rq)
 static enum MHD_Result
 rd_api_wait(rd_req_t *rq, int64_t wait, int state)
 {
-    rd_api_t  *api = rq->api;
+    rd_api_t                         *api = rq->api;
+    const union MHD_ConnectionInfo  *info;
+
+    info = MHD_get_connection_info(rq->conn,
+                                   MHD_CONNECTION_INFO_CONNECTION_FD);
+    rq->fd = info ? info->connect_fd : -1;
 
     rq->deadline = rd_now_ms() + wait;
     rq->state = state;
@@ -1653,6 +1761,9 @@ rd_api_dispatch(rd_req_t *rq)
     case RD_ROUTE_EVENTS:
         return rd_api_events(rq);
 
+    case RD_ROUTE_PROXIES:
+        return rd_api_proxies(rq);
+
     case RD_ROUTE_HEARTBEAT:
         return rd_api_heartbeat(rq);
 
@@ -1903,10 +2014,52 @@ rd_api_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         rd_subscription_free(&rq->sub);
     }
 
+    if (rq->proxy[0]) {
+        rd_proxies_done(api->proxies, rq->proxy);
+    }
+
     rd_op_free(rq->op);
     rd_buf_free(&rq->body);
     free(rq);
     *con_cls = NULL;
+}
+
+
+/*
+ * Long-polls whose client hung up end now: a suspended connection does
+ * not notice by itself, and GET /v1/proxies would count a gone nginx as
+ * waiting until its wait ends.
+ */
+static void
+rd_api_hangup_waiters(rd_api_t *api)
+{
+    rd_req_t       *rq, *next;
+    struct pollfd   pfd;
+
+    pthread_mutex_lock(&api->lock);
+
+    for (rq = api->waiters; rq; rq = next) {
+        next = rq->next;
+
+        if (rq->fd < 0) {
+            continue;
+        }
+
+        pfd.fd = rq->fd;
+        pfd.events = POLLRDHUP;
+        pfd.revents = 0;
+
+        if (poll(&pfd, 1, 0) <= 0
+            || !(pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+        {
+            continue;
+        }
+
+        rd_api_unlink_waiter(api, rq);
+        MHD_resume_connection(rq->conn);
+    }
+
+    pthread_mutex_unlock(&api->lock);
 }
 
 
@@ -1992,6 +2145,7 @@ rd_api_timer(void *arg)
 
         if (now >= next_hangup) {
             rd_api_wake_streams(api, 0, 1);
+            rd_api_hangup_waiters(api);
             next_hangup = now + RD_HANGUP_MS;
         }
 
@@ -2109,6 +2263,13 @@ rd_api_create(rd_registry_t *reg, const rd_conf_t *conf, const char *token,
     api->conf = conf;
     api->token = token ? strdup(token) : NULL;
     rd_snapshot_cache_init(&api->snaps, reg);
+
+    api->proxies = rd_proxies_create(conf->proxy_gone_after, err);
+    if (api->proxies == NULL) {
+        free(api->token);
+        free(api);
+        return NULL;
+    }
     pthread_mutex_init(&api->lock, NULL);
     pthread_mutex_init(&api->tlock, NULL);
     pthread_cond_init(&api->tcond, NULL);
@@ -2189,6 +2350,7 @@ rd_api_free(rd_api_t *api)
     api->reg->on_change = NULL;
 
     rd_snapshot_cache_free(&api->snaps);
+    rd_proxies_free(api->proxies);
     pthread_mutex_destroy(&api->lock);
     pthread_mutex_destroy(&api->tlock);
     pthread_cond_destroy(&api->tcond);

@@ -49,6 +49,8 @@ static const rd_opt_t  rd_opts[] = {
     { "threads", RD_OPT_INT, RD_OFF(threads), 1, 64, "2" },
     { "events_keep", RD_OPT_INT, RD_OFF(events_keep), 1, 10000000,
       "10000" },
+    { "proxy_gone_after", RD_OPT_DURATION, RD_OFF(proxy_gone_after),
+      1000, 86400000, "90s" },
     { "events_max_clients", RD_OPT_INT, RD_OFF(events_max_clients), 0,
       100000, "256" },
     { NULL, 0, 0, 0, 0, NULL }

@@ -23,6 +23,7 @@ typedef struct {
     int64_t   threads;            /* HTTP threads */
     int64_t   events_keep;        /* events kept for GET /v1/events */
     int64_t   events_max_clients; /* open event streams (SSE) */
+    int64_t   proxy_gone_after;   /* ms without a poll: "gone" */
 } rd_conf_t;
 
 /* fill defaults */

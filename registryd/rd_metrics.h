@@ -23,6 +23,7 @@ typedef enum {
     RD_ROUTE_POLICIES,
     RD_ROUTE_OTHER,
     RD_ROUTE_EVENTS,
+    RD_ROUTE_PROXIES,
     RD_ROUTE_COUNT
 } rd_route_e;
 

@@ -25,7 +25,7 @@
 #include <jansson.h>
 
 
-#define CTL_VERSION          "0.1.0"
+#define CTL_VERSION          "0.2.0"
 #define CTL_ERR_LEN          256
 #define CTL_EUSAGE           -2
 #define CTL_DEFAULT_URL      "http://127.0.0.1:7770"
@@ -73,6 +73,7 @@ static int ctl_cmd_list(ctl_t *c, int argc, char **argv, char *err);
 static int ctl_cmd_get(ctl_t *c, int argc, char **argv, char *err);
 static int ctl_cmd_apply(ctl_t *c, int argc, char **argv, char *err);
 static int ctl_cmd_policies(ctl_t *c, int argc, char **argv, char *err);
+static int ctl_cmd_proxies(ctl_t *c, int argc, char **argv, char *err);
 static int ctl_cmd_version(ctl_t *c, int argc, char **argv, char *err);
 static int ctl_cmd_help(ctl_t *c, int argc, char **argv, char *err);
 
@@ -87,6 +88,7 @@ static const ctl_cmd_t  ctl_commands[] = {
     { "get", ctl_cmd_get, "get SVC ID" },
     { "apply", ctl_cmd_apply, "apply -f FILE [--name N]" },
     { "policies", ctl_cmd_policies, "policies [NAME]" },
+    { "proxies", ctl_cmd_proxies, "proxies [--json]" },
     { "version", ctl_cmd_version, "version" },
     { "help", ctl_cmd_help, "help" },
     { NULL, NULL, NULL }
@@ -1288,7 +1290,7 @@ ctl_cmd_get(ctl_t *c, int argc, char **argv, char *err)
 
 /* tables */
 
-#define CTL_COLS  7
+#define CTL_COLS  8
 
 typedef struct {
     int         ncols;
@@ -1514,6 +1516,110 @@ ctl_cmd_list(ctl_t *c, int argc, char **argv, char *err)
             ctl_labels(json_object_get(e, "labels"), labels, sizeof(labels));
             row[6] = labels;
         }
+
+        if (ctl_table_add(&t, row) != 0) {
+            goto nomem;
+        }
+    }
+
+    ctl_table_print_free(&t);
+
+    goto done;
+
+nomem:
+
+    for (i = 0; i < t.nrows * t.ncols; i++) {
+        free(t.cells[i]);
+    }
+
+    free(t.cells);
+    rc = ctl_error(err, -1, "out of memory");
+
+done:
+
+    json_decref(res);
+    ctl_buf_free(&r.body);
+
+    return rc;
+}
+
+
+/* the nginx that poll the registry, as GET /v1/proxies lists them */
+static int
+ctl_cmd_proxies(ctl_t *c, int argc, char **argv, char *err)
+{
+    int           rc, npos, set[1] = { 0 };
+    char          n1[32], n2[32], seen[32];
+    const char   *flags[] = { "--json", NULL }, *row[CTL_COLS], *ts;
+    size_t        i;
+    json_t       *res, *arr, *e, *lag;
+    ctl_resp_t    r;
+    ctl_table_t   t;
+
+    rc = ctl_simple_args(c, "proxies", argc, argv, NULL, 0, &npos, flags,
+                         set, err);
+    if (rc != 0) {
+        return rc;
+    }
+
+    if (ctl_call(c, "GET", "/v1/proxies", NULL, NULL, 0, &r, &res, err)
+        != 0)
+    {
+        return -1;
+    }
+
+    if (set[0]) {
+        fputs(r.body.data, stdout);
+        if (r.body.len == 0 || r.body.data[r.body.len - 1] != '\n') {
+            fputc('\n', stdout);
+        }
+
+        json_decref(res);
+        ctl_buf_free(&r.body);
+        return 0;
+    }
+
+    memset(&t, 0, sizeof(t));
+    rc = 0;
+
+    arr = json_object_get(res, "proxies");
+    if (!json_is_array(arr)) {
+        rc = ctl_error(err, -1, "registry %s: unexpected answer to GET "
+                       "/v1/proxies", c->url);
+        goto done;
+    }
+
+    t.ncols = 8;
+    row[0] = "NAME";
+    row[1] = "ADDRESS";
+    row[2] = "STATE";
+    row[3] = "INDEX";
+    row[4] = "LAG";
+    row[5] = "LAST SEEN";
+    row[6] = "NGINX";
+    row[7] = "MODULE";
+
+    if (ctl_table_add(&t, row) != 0) {
+        goto nomem;
+    }
+
+    json_array_foreach(arr, i, e) {
+        row[0] = ctl_str(e, "name", NULL, 0);
+        row[1] = ctl_str(e, "address", NULL, 0);
+        row[2] = ctl_str(e, "state", NULL, 0);
+        row[3] = ctl_str(e, "index", n1, sizeof(n1));
+
+        lag = json_object_get(e, "lag");
+        row[4] = json_is_integer(lag) ? ctl_str(e, "lag", n2, sizeof(n2))
+                                      : "?";
+
+        /* "2026-12-06T07:12:53.123Z": the time of day is enough */
+        ts = ctl_str(e, "last_seen", NULL, 0);
+        snprintf(seen, sizeof(seen), "%.8s", strlen(ts) > 11 ? ts + 11 : ts);
+        row[5] = seen;
+
+        row[6] = ctl_str(e, "nginx", NULL, 0);
+        row[7] = ctl_str(e, "module", NULL, 0);
 
         if (ctl_table_add(&t, row) != 0) {
             goto nomem;
