@@ -11,10 +11,17 @@ PKGS       = libmicrohttpd jansson sqlite3 yaml-0.1 libcurl zlib libpcre2-8
 CFLAGS    ?= -O2 -g
 WARN       = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
              -Wno-format-truncation
-RD_CFLAGS  = $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -Iregistryd \
+RD_CFLAGS  = $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -Iregistryd -Icommon \
              $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 RD_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+
+# common/: the nginx-free code registryd and the module share: the wire
+# format (snapshot, deltas, policy model), packed services, regexes
+COMMON_SRCS = common/mesh_json.c common/mesh_snapshot.c \
+              common/mesh_service.c common/mesh_policy.c common/mesh_regex.c
+COMMON_HDRS = $(wildcard common/*.h)
+COMMON_CHECK_SRCS = $(wildcard common/tests/check_*.c)
 
 RD_LIB_SRCS = registryd/rd_log.c registryd/rd_buf.c registryd/rd_util.c \
               registryd/rd_conf.c registryd/rd_store.c \
@@ -22,25 +29,18 @@ RD_LIB_SRCS = registryd/rd_log.c registryd/rd_buf.c registryd/rd_util.c \
               registryd/rd_snapshot.c registryd/rd_metrics.c \
               registryd/rd_api.c registryd/rd_policy.c \
               registryd/rd_events.c
-RD_LIB_SRCS += registryd/rd_health.c registryd/rd_proxies.c
-RD_HDRS     = $(wildcard registryd/*.h)
+RD_LIB_SRCS += registryd/rd_health.c registryd/rd_proxies.c $(COMMON_SRCS)
+RD_HDRS     = $(wildcard registryd/*.h) $(COMMON_HDRS)
 CHECK_SRCS  = $(wildcard registryd/tests/check_*.c)
 
-MODULE_SRCS = config $(wildcard ngx_mesh_module/*.c ngx_mesh_module/*.h)
+MODULE_SRCS = config $(wildcard ngx_mesh_module/*.c ngx_mesh_module/*.h) \
+              $(COMMON_SRCS) $(COMMON_HDRS)
 
-# the module's nginx-free core and its check tests
-MESH_CORE_SRCS  = ngx_mesh_module/mesh_json.c \
-                  ngx_mesh_module/mesh_snapshot.c \
-                  ngx_mesh_module/mesh_balancer.c \
-                  ngx_mesh_module/mesh_policy.c \
-                  ngx_mesh_module/mesh_service.c
-MESH_CORE_HDRS  = ngx_mesh_module/mesh_json.h \
-                  ngx_mesh_module/mesh_snapshot.h \
-                  ngx_mesh_module/mesh_balancer.h \
-                  ngx_mesh_module/mesh_policy.h \
-                  ngx_mesh_module/mesh_service.h
+# the module's nginx-free core (balancers, ring) and its check tests
+MESH_CORE_SRCS  = ngx_mesh_module/mesh_balancer.c
+MESH_CORE_HDRS  = ngx_mesh_module/mesh_balancer.h
 MESH_CHECK_SRCS = $(wildcard ngx_mesh_module/tests/check_*.c)
-MESH_CFLAGS     = $(CFLAGS) $(WARN) -std=gnu11 -Ingx_mesh_module
+MESH_CFLAGS     = $(CFLAGS) $(WARN) -std=gnu11 -Ingx_mesh_module -Icommon
 
 .PHONY: all deps registryd module test test-unit test-t test-asan run \
         bench clean
@@ -70,15 +70,21 @@ $(BUILD)/check_mesh: $(MESH_CHECK_SRCS) $(MESH_CORE_SRCS) $(MESH_CORE_HDRS)
 	$(CC) $(MESH_CFLAGS) -o $@ $(MESH_CHECK_SRCS) $(MESH_CORE_SRCS) \
 	    $(CHECK_LIBS) -lz
 
+$(BUILD)/check_common: $(COMMON_CHECK_SRCS) $(COMMON_SRCS) $(COMMON_HDRS)
+	@mkdir -p $(BUILD)
+	$(CC) $(MESH_CFLAGS) -o $@ $(COMMON_CHECK_SRCS) $(COMMON_SRCS) \
+	    $(CHECK_LIBS) -lpcre2-8 -lz
+
 module: $(BUILD)/ngx_http_mesh_module.so
 
 $(BUILD)/ngx_http_mesh_module.so: $(MODULE_SRCS)
 	bash scripts/build-module.sh $(BUILD)
 
-test: all $(BUILD)/check_registryd $(BUILD)/check_mesh
+test: all $(BUILD)/check_registryd $(BUILD)/check_mesh $(BUILD)/check_common
 	$(MAKE) --no-print-directory test-unit test-t
 
-test-unit: $(BUILD)/check_registryd $(BUILD)/check_mesh
+test-unit: $(BUILD)/check_registryd $(BUILD)/check_mesh $(BUILD)/check_common
+	CK_DEFAULT_TIMEOUT=60 $(BUILD)/check_common
 	CK_DEFAULT_TIMEOUT=60 $(BUILD)/check_registryd
 	CK_DEFAULT_TIMEOUT=60 $(BUILD)/check_mesh
 
@@ -91,7 +97,9 @@ test-asan: deps
 	$(MAKE) --no-print-directory BUILD=build/asan \
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
 	    build/asan/registryd build/asan/registryctl build/asan/check_registryd \
-	    build/asan/check_mesh
+	    build/asan/check_mesh build/asan/check_common
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    CK_FORK=no CK_DEFAULT_TIMEOUT=120 build/asan/check_common
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    CK_FORK=no CK_DEFAULT_TIMEOUT=120 build/asan/check_registryd
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
@@ -109,6 +117,7 @@ bench: all
 	bash scripts/bench $(BUILD)
 	bash scripts/bench-cost $(BUILD)
 	bash scripts/bench-failover $(BUILD)
+	perl scripts/bench-scale $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

@@ -66,8 +66,6 @@ static ngx_int_t ngx_http_mesh_route_conf(ngx_http_request_t *r,
 static ngx_int_t ngx_http_mesh_hash_key(ngx_http_request_t *r,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_target_t *t,
     ngx_str_t *key);
-static int ngx_http_mesh_regex_match(void *regex, const char *s,
-    size_t len);
 static uint32_t ngx_http_mesh_rand(void *state);
 static void ngx_http_mesh_eject(ngx_http_mesh_target_t *t,
     ngx_http_mesh_peer_t *peer, ngx_uint_t errors, ngx_log_t *log);
@@ -362,6 +360,8 @@ ngx_http_mesh_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
     ngx_conf_init_uint_value(mscf->outlier.max_ejection_percent, 10);
     ngx_conf_init_uint_value(mscf->panic, 50);
     mscf->outlier.panic_threshold = mscf->panic;
+    mscf->outlier.split_local = 0;
+    mscf->outlier.consecutive_local = 5;       /* Envoy's default */
 
     if (us->servers && us->servers->nelts > 1) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -593,22 +593,15 @@ ngx_http_mesh_worker_policies(void)
 
 
 /*
- * Parse policies and compile their regexes. Takes json (ngx_alloc()ed,
- * NUL-terminated) in every case. NULL with err on a refusal.
+ * Parse policies (their regexes are compiled by the parse, as registryd
+ * checked them). Takes json (ngx_alloc()ed, NUL-terminated) in every
+ * case. NULL with err on a refusal.
  */
 ngx_http_mesh_gen_t *
 ngx_http_mesh_gen_create(u_char *json, size_t len, char *err, size_t errlen,
     ngx_log_t *log)
 {
-    u_char                 errstr[NGX_MAX_CONF_ERRSTR], *p;
-    ngx_str_t              pattern;
-    ngx_uint_t             i, j, k, h;
-    mesh_match_t          *m;
-    ngx_http_mesh_gen_t   *g;
-    mesh_string_match_t   *sm;
-    ngx_regex_compile_t    rc;
-    mesh_http_route_t     *route;
-    mesh_virtual_service_t *vs;
+    ngx_http_mesh_gen_t  *g;
 
     err[0] = '\0';
 
@@ -624,73 +617,11 @@ ngx_http_mesh_gen_create(u_char *json, size_t len, char *err, size_t errlen,
 
     g->policies = mesh_policies_parse((char *) json, len, err, errlen);
     if (g->policies == NULL) {
-        goto failed;
-    }
-
-    /* pools outlive the request whose log we were given */
-    g->pool = ngx_create_pool(1024, ngx_cycle->log);
-    if (g->pool == NULL) {
-        ngx_snprintf((u_char *) err, errlen, "out of memory%Z");
-        goto failed;
-    }
-
-    /* Istio matches a regex against the whole value */
-
-    for (i = 0; i < g->policies->nvss; i++) {
-        vs = &g->policies->vss[i];
-
-        for (j = 0; j < vs->nhttp; j++) {
-            route = &vs->http[j];
-
-            for (k = 0; k < route->nmatches; k++) {
-                m = &route->matches[k];
-
-                for (h = 0; h <= m->nheaders; h++) {
-                    sm = (h < m->nheaders) ? &m->headers[h].match : m->uri;
-
-                    if (sm == NULL || sm->kind != MESH_MATCH_REGEX) {
-                        continue;
-                    }
-
-                    pattern.len = sm->len + sizeof("^(?:)$") - 1;
-                    pattern.data = ngx_pnalloc(g->pool, pattern.len);
-                    if (pattern.data == NULL) {
-                        ngx_snprintf((u_char *) err, errlen,
-                                     "out of memory%Z");
-                        goto failed;
-                    }
-
-                    p = ngx_cpymem(pattern.data, "^(?:", 4);
-                    p = ngx_cpymem(p, sm->value, sm->len);
-                    ngx_memcpy(p, ")$", 2);
-
-                    ngx_memzero(&rc, sizeof(ngx_regex_compile_t));
-
-                    rc.pattern = pattern;
-                    rc.pool = g->pool;
-                    rc.err.len = NGX_MAX_CONF_ERRSTR;
-                    rc.err.data = errstr;
-
-                    if (ngx_regex_compile(&rc) != NGX_OK) {
-                        ngx_snprintf((u_char *) err, errlen,
-                                     "regex \"%s\" of VirtualService "
-                                     "\"%s\": %V%Z", sm->value, vs->name,
-                                     &rc.err);
-                        goto failed;
-                    }
-
-                    sm->regex = rc.regex;
-                }
-            }
-        }
+        ngx_http_mesh_gen_release(g);
+        return NULL;
     }
 
     return g;
-
-failed:
-
-    ngx_http_mesh_gen_release(g);
-    return NULL;
 }
 
 
@@ -703,10 +634,6 @@ ngx_http_mesh_gen_release(ngx_http_mesh_gen_t *g)
 
     if (g->policies) {
         mesh_policies_free(g->policies);
-    }
-
-    if (g->pool) {
-        ngx_destroy_pool(g->pool);
     }
 
     ngx_free(g->json);
@@ -1268,6 +1195,14 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
         if (tp->min_health_percent >= 0) {
             t->outlier.panic_threshold = tp->min_health_percent;
         }
+
+        if (tp->split_local_origin >= 0) {
+            t->outlier.split_local = tp->split_local_origin;
+        }
+
+        if (tp->consecutive_local_origin >= 0) {
+            t->outlier.consecutive_local = tp->consecutive_local_origin;
+        }
     }
 
     t->service_name = mscf->service;
@@ -1440,22 +1375,6 @@ ngx_http_mesh_cleanup_peer(void *data)
 }
 
 
-static int
-ngx_http_mesh_regex_match(void *regex, const char *s, size_t len)
-{
-    ngx_str_t  str;
-
-    if (regex == NULL) {
-        return 0;
-    }
-
-    str.len = len;
-    str.data = (u_char *) s;
-
-    return ngx_regex_exec(regex, &str, NULL, 0) >= 0;
-}
-
-
 static ngx_table_elt_t *
 ngx_http_mesh_header(ngx_http_request_t *r, const char *name, size_t len)
 {
@@ -1510,7 +1429,7 @@ ngx_http_mesh_find_route(ngx_http_request_t *r, ngx_http_mesh_view_t *view)
 
             if (m->uri
                 && !mesh_string_match(m->uri, (char *) r->uri.data,
-                                      r->uri.len, ngx_http_mesh_regex_match))
+                                      r->uri.len, NULL))
             {
                 fits = 0;
             }
@@ -1522,7 +1441,7 @@ ngx_http_mesh_find_route(ngx_http_request_t *r, ngx_http_mesh_view_t *view)
                 if (hdr == NULL
                     || !mesh_string_match(&hm->match, (char *) hdr->value.data,
                                           hdr->value.len,
-                                          ngx_http_mesh_regex_match))
+                                          NULL))
                 {
                     fits = 0;
                 }
@@ -2062,6 +1981,7 @@ ngx_http_mesh_eject(ngx_http_mesh_target_t *t, ngx_http_mesh_peer_t *peer,
     }
     st->consecutive_5xx = 0;
     st->consecutive_gateway = 0;
+    st->consecutive_local = 0;
 
     ngx_shmtx_unlock(&mmcf->zone.shpool->mutex);
 
@@ -2122,7 +2042,7 @@ ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_http_mesh_peer_data_t  *pd = data;
 
     ngx_msec_t                 ms;
-    ngx_uint_t                 status, local, c5, cg, fail5, failgw;
+    ngx_uint_t                 status, local, c5, cg, cl, fail5, failgw;
     ngx_http_upstream_t       *u;
     ngx_http_mesh_peer_t      *peer;
     ngx_http_mesh_stat_t      *st;
@@ -2185,14 +2105,38 @@ ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
     /*
      * Outlier detection: a connect error or a timeout (no status) counts
      * as a 5xx and as a gateway error, as Istio counts locally originated
-     * failures; anything below 500 ends both runs.
+     * failures; anything below 500 ends both runs. With
+     * splitExternalLocalOriginErrors they count apart, against
+     * consecutiveLocalOriginFailures, and a response ends that run.
      */
     local = (state & NGX_PEER_FAILED) && status == 0;
 
     pd->refused = local && u && u->state
                   && u->state->connect_time == (ngx_msec_t) -1;
-    fail5 = local || status >= 500;
-    failgw = local || status == 502 || status == 503 || status == 504;
+
+    cl = 0;
+
+    if (t->outlier.split_local) {
+        if (local) {
+            cl = __sync_add_and_fetch(&st->consecutive_local, 1);
+
+        } else if (st->consecutive_local) {
+            st->consecutive_local = 0;
+        }
+
+        fail5 = status >= 500;
+        failgw = (status == 502 || status == 503 || status == 504);
+
+        if (local) {
+            c5 = 0;
+            cg = 0;
+            goto ejection;      /* no response: the other runs go on */
+        }
+
+    } else {
+        fail5 = local || status >= 500;
+        failgw = local || status == 502 || status == 503 || status == 504;
+    }
 
     if (fail5) {
         c5 = __sync_add_and_fetch(&st->consecutive_5xx, 1);
@@ -2214,11 +2158,16 @@ ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
         }
     }
 
+ejection:
+
     if ((t->outlier.consecutive_5xx && c5 >= t->outlier.consecutive_5xx)
         || (t->outlier.consecutive_gateway
-            && cg >= t->outlier.consecutive_gateway))
+            && cg >= t->outlier.consecutive_gateway)
+        || (t->outlier.split_local && t->outlier.consecutive_local
+            && cl >= t->outlier.consecutive_local))
     {
-        ngx_http_mesh_eject(t, peer, ngx_max(c5, cg), pc->log);
+        ngx_http_mesh_eject(t, peer, ngx_max(ngx_max(c5, cg), cl),
+                            pc->log);
     }
 
     pd->current = NULL;

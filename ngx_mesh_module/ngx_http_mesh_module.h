@@ -61,6 +61,7 @@ typedef struct {
     uint32_t                       retries_active;
     uint32_t                       consecutive_5xx;
     uint32_t                       consecutive_gateway;
+    uint32_t                       consecutive_local;     /* split only */
     uint32_t                       times_ejected;         /* lock */
     uint32_t                       returning;   /* log the return once */
     uint32_t                       critical;    /* last seen critical in
@@ -85,6 +86,10 @@ typedef struct {
     ngx_msec_t                     max_ejection_time;
     ngx_uint_t                     max_ejection_percent;
     ngx_uint_t                     panic_threshold;       /* %, 0: off */
+    ngx_uint_t                     split_local;           /* Envoy's
+                                                split_external_local_origin_
+                                                errors */
+    ngx_uint_t                     consecutive_local;     /* 0: off */
 } ngx_http_mesh_outlier_t;
 
 
@@ -171,8 +176,7 @@ typedef struct {
 typedef struct {
     ngx_uint_t                     refs;
     u_char                        *json;
-    mesh_policies_t               *policies;
-    ngx_pool_t                    *pool;        /* compiled regexes */
+    mesh_policies_t               *policies;    /* regexes compiled */
 } ngx_http_mesh_gen_t;
 
 

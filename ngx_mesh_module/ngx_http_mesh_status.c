@@ -305,8 +305,9 @@ ngx_http_mesh_prom_family(u_char *p, ngx_http_request_t *r,
                 p = ngx_sprintf(p, "nginx_mesh_consecutive_failures{service="
                                 "\"%V\",member=\"%V\"} %uD\n",
                                 &ups[i]->service, &peer->id,
-                                ngx_max(peer->stat->consecutive_5xx,
-                                        peer->stat->consecutive_gateway));
+                                ngx_max(ngx_max(peer->stat->consecutive_5xx,
+                                            peer->stat->consecutive_gateway),
+                                        peer->stat->consecutive_local));
                 break;
             }
         }
@@ -652,8 +653,9 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
                             "\"active\":%uD,\"consecutive_failures\":%uD,",
                             t->mp[k].weight, ngx_http_mesh_states[st],
                             peer->stat->active,
-                            ngx_max(peer->stat->consecutive_5xx,
-                                    peer->stat->consecutive_gateway));
+                            ngx_max(ngx_max(peer->stat->consecutive_5xx,
+                                            peer->stat->consecutive_gateway),
+                                    peer->stat->consecutive_local));
             p = ngx_http_mesh_json_counters(p, &one);
             *p++ = '}';
         }

@@ -8,18 +8,17 @@
  * carries the field's path and the node's line and column.
  */
 
-#define PCRE2_CODE_UNIT_WIDTH  8
-
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
-#include <pcre2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
+#include "mesh_policy.h"
+#include "mesh_regex.h"
 #include "rd_policy.h"
 
 #define RD_POLICY_DEPTH_MAX  32
@@ -1445,15 +1444,14 @@ fail:
 static int
 rd_parse_string_match(rd_pctx_t *c, yaml_node_t *n, json_t **out)
 {
-    int                kinds = 0, ecode;
+    int                kinds = 0;
+    char               msg[RD_ERR_LEN];
     size_t             old;
     json_t            *o;
     const char        *k, *s;
     yaml_node_t       *kn, *v;
     yaml_node_pair_t  *p;
-    PCRE2_SIZE         eoff;
-    pcre2_code        *re;
-    PCRE2_UCHAR        msg[160];
+    mesh_regex_t      *re;
 
     if (rd_check_map(c, n) != 0) {
         return -1;
@@ -1476,16 +1474,13 @@ rd_parse_string_match(rd_pctx_t *c, yaml_node_t *n, json_t **out)
         }
 
         if (strcmp(k, "regex") == 0) {
-            re = pcre2_compile((PCRE2_SPTR) s, PCRE2_ZERO_TERMINATED, 0,
-                               &ecode, &eoff, NULL);
+            /* compiled as the module compiles it: mesh_regex */
+            re = mesh_regex_compile(s, strlen(s), msg, sizeof(msg));
             if (re == NULL) {
-                if (pcre2_get_error_message(ecode, msg, sizeof(msg)) < 0) {
-                    snprintf((char *) msg, sizeof(msg), "error %d", ecode);
-                }
-                return rd_perr(c, v, "invalid regex \"%.64s\" at offset "
-                               "%zu: %s", s, (size_t) eoff, (char *) msg);
+                return rd_perr(c, v, "%s", msg);
             }
-            pcre2_code_free(re);
+
+            mesh_regex_free(re);
         }
 
         rd_jset(o, k, json_string(s));
@@ -1738,10 +1733,6 @@ rd_parse_retry_on(rd_pctx_t *c, yaml_node_t *n, json_t **out)
     char         cond[64];
     size_t       i;
 
-    static const char  *known[] = {
-        "5xx", "gateway-error", "connect-failure", "reset", NULL
-    };
-
     if (rd_get_nonempty(c, n, 1024, &s) != 0) {
         return -1;
     }
@@ -1769,13 +1760,14 @@ rd_parse_retry_on(rd_pctx_t *c, yaml_node_t *n, json_t **out)
 
         snprintf(cond, sizeof(cond), "%.*s", (int) len, p);
 
-        for (i = 0; known[i]; i++) {
-            if (strcmp(cond, known[i]) == 0) {
+        /* the module's own list: what one accepts the other reads */
+        for (i = 0; mesh_retry_on[i].name; i++) {
+            if (strcmp(cond, mesh_retry_on[i].name) == 0) {
                 break;
             }
         }
 
-        if (known[i] == NULL) {
+        if (mesh_retry_on[i].name == NULL) {
             return rd_perr(c, n, "retry condition \"%.64s\" is not "
                            "supported%s; supported: 5xx, gateway-error, "
                            "connect-failure, reset", cond,

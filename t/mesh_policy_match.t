@@ -238,5 +238,52 @@ for my $c ([ '/', {}, 'a' ], [ '/v1/x', {}, 'a' ], [ '/v1', {}, 'f' ],
 }
 $cl->close;
 
+# regexes read as written: registryd accepts them, nginx matches them the
+# same way (wrapped in "^(?:...)$" these meant something else, or broke)
+
+my $RX = <<'EOF';
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: orders-routes
+spec:
+  hosts:
+  - orders
+  http:
+  - match:
+    - headers:
+        x-q:
+          regex: '\Qa.b'
+EOF
+$RX .= dest('a') . <<'EOF';
+  - match:
+    - headers:
+        x-x:
+          regex: '(?x) c \d+ # a comment'
+EOF
+$RX .= dest('b') . <<'EOF';
+  - match:
+    - headers:
+        x-u:
+          regex: '(*UTF)d.'
+EOF
+$RX .= dest('c') . "  - name: rest\n" . dest('g');
+
+apply('orders-vs', $RX, 'regexes with \Q, (?x), (*UTF)');
+$cl = $t->client;
+for my $c ([ '/', { 'X-Q' => 'a.b' }, 'a' ],
+           [ '/', { 'X-Q' => 'axb' }, 'g' ],       # \Q: a literal dot
+           [ '/', { 'X-Q' => 'a.b)$' }, 'g' ],
+           [ '/', { 'X-X' => 'c12' }, 'b' ],       # (?x): spaces, comment
+           [ '/', { 'X-X' => 'c 12' }, 'g' ],
+           [ '/', { 'X-U' => 'dz' }, 'c' ],
+           [ '/', { 'X-U' => 'dzz' }, 'g' ])
+{
+    my $r = $cl->get($c->[0], $c->[1]);
+    is $r->{status} == 200 ? $r->{headers}{'x-backend'} : $r->{status},
+        $c->[2], desc($c) . " -> $c->[2]";
+}
+$cl->close;
+
 $t->done_checks;
 done_testing;

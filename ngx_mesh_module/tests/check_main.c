@@ -1,17 +1,14 @@
 /*
- * check_main: runs the ngx_mesh_module core suites (nginx-free code) in one
- * SRunner.
+ * check_main: runs the suites of the module's nginx-free balancer and ring
+ * cores in one SRunner (the wire format's are in common/tests).
  */
 
 #include <check.h>
 #include <stdlib.h>
 
 
-Suite *snapshot_suite(void);
 Suite *balancer_suite(void);
 Suite *chash_suite(void);
-Suite *policy_suite(void);
-Suite *service_suite(void);
 
 
 int
@@ -20,11 +17,8 @@ main(void)
     int       failed;
     SRunner  *sr;
 
-    sr = srunner_create(snapshot_suite());
-    srunner_add_suite(sr, balancer_suite());
+    sr = srunner_create(balancer_suite());
     srunner_add_suite(sr, chash_suite());
-    srunner_add_suite(sr, policy_suite());
-    srunner_add_suite(sr, service_suite());
 
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);

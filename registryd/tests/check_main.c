@@ -84,6 +84,7 @@ main(void)
     srunner_add_suite(sr, policy_suite());
     srunner_add_suite(sr, health_suite());
     srunner_add_suite(sr, events_suite());
+    srunner_add_suite(sr, contract_suite());
 
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);

@@ -24,6 +24,7 @@ Suite *metrics_suite(void);
 Suite *policy_suite(void);
 Suite *health_suite(void);
 Suite *events_suite(void);
+Suite *contract_suite(void);
 
 /* a new empty directory under the run's root; out holds PATH_MAX bytes */
 void ck_tmpdir(char *out, size_t size);

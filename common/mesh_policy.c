@@ -16,6 +16,7 @@
 
 #include "mesh_json.h"
 #include "mesh_policy.h"
+#include "mesh_regex.h"
 
 
 #define MESH_MS_MAX           (24 * 3600 * 1000)
@@ -187,17 +188,12 @@ static const char *const  mesh_re_keys[] = {
 };
 
 
-typedef struct {
-    const char  *name;
-    unsigned     bit;
-} mesh_retry_on_t;
-
-static const mesh_retry_on_t  mesh_retry_on[] = {
+/* what nginx can retry on: registryd accepts exactly these too */
+const mesh_retry_on_t  mesh_retry_on[] = {
     { "5xx", MESH_RETRY_5XX },
     { "gateway-error", MESH_RETRY_GATEWAY_ERROR },
     { "connect-failure", MESH_RETRY_CONNECT_FAILURE },
     { "reset", MESH_RETRY_RESET },
-    { "retriable-4xx", MESH_RETRY_RETRIABLE_4XX },
     { NULL, 0 }
 };
 
@@ -246,9 +242,9 @@ mesh_policies_t *
 mesh_policies_parse(const char *json, size_t len, char *err, size_t errlen)
 {
     int                       rc, kind;
-    size_t                    n;
+    size_t                    n, i;
     mesh_json_t               j;
-    mesh_vec_t                rules, vss;
+    mesh_vec_t                rules, vss, regexes;
     mesh_arena_t             *arena;
     mesh_policies_t          *p;
     mesh_virtual_service_t   *vs;
@@ -261,9 +257,11 @@ mesh_policies_parse(const char *json, size_t len, char *err, size_t errlen)
     memset(&j, 0, sizeof(mesh_json_t));
     memset(&rules, 0, sizeof(mesh_vec_t));
     memset(&vss, 0, sizeof(mesh_vec_t));
+    memset(&regexes, 0, sizeof(mesh_vec_t));
 
     rules.size = sizeof(mesh_destination_rule_t);
     vss.size = sizeof(mesh_virtual_service_t);
+    regexes.size = sizeof(mesh_regex_t *);
 
     if (json == NULL) {
         json = "";
@@ -276,6 +274,7 @@ mesh_policies_parse(const char *json, size_t len, char *err, size_t errlen)
     j.err = err;
     j.errlen = errlen;
     j.what = "policies";
+    j.data = &regexes;             /* every regex compiled, to free */
 
     arena = calloc(1, sizeof(mesh_arena_t));
     if (arena == NULL) {
@@ -347,6 +346,9 @@ mesh_policies_parse(const char *json, size_t len, char *err, size_t errlen)
     free(vss.elts);
     free(j.buf);
 
+    p->regexes = regexes.elts;
+    p->nregexes = regexes.nelts;
+
     return p;
 
 fail:
@@ -354,6 +356,12 @@ fail:
     free(rules.elts);
     free(vss.elts);
     free(j.buf);
+
+    for (i = 0; i < regexes.nelts; i++) {
+        mesh_regex_free(((mesh_regex_t **) regexes.elts)[i]);
+    }
+
+    free(regexes.elts);
 
     mesh_arena_destroy(arena);
 
@@ -364,9 +372,17 @@ fail:
 void
 mesh_policies_free(mesh_policies_t *p)
 {
+    size_t  i;
+
     if (p == NULL) {
         return;
     }
+
+    for (i = 0; i < p->nregexes; i++) {
+        mesh_regex_free(((mesh_regex_t **) p->regexes)[i]);
+    }
+
+    free(p->regexes);
 
     /* p itself lives in the arena */
     mesh_arena_destroy(p->arena);
@@ -510,8 +526,12 @@ mesh_string_match(const mesh_string_match_t *m, const char *s, size_t len,
                && (m->len == 0 || memcmp(s, m->value, m->len) == 0);
 
     case MESH_MATCH_REGEX:
-        if (re_match == NULL || m->regex == NULL) {
+        if (m->regex == NULL) {
             return 0;
+        }
+
+        if (re_match == NULL) {
+            return mesh_regex_match(m->regex, s ? s : "", len) == 1;
         }
 
         return re_match(m->regex, s ? s : "", len) == 1;
@@ -1778,9 +1798,10 @@ mesh_policy_string_match(mesh_json_t *j, mesh_string_match_t *m,
     const char *what)
 {
     int                   rc, k;
-    char                 *value;
+    char                 *value, rerr[MESH_ERR_LEN];
     size_t                n, klen;
     unsigned              seen;
+    mesh_regex_t         *re, **slot;
     const unsigned char  *key, *start, *at;
 
     memset(m, 0, sizeof(mesh_string_match_t));
@@ -1830,6 +1851,24 @@ mesh_policy_string_match(mesh_json_t *j, mesh_string_match_t *m,
         m->kind = k;
         m->value = value;
         m->len = strlen(value);
+
+        if (k == MESH_MATCH_REGEX) {
+            /* as registryd checked it: one definition, mesh_regex */
+            re = mesh_regex_compile(value, m->len, rerr, sizeof(rerr));
+            if (re == NULL) {
+                mesh_json_error(j, at, "%s: %s", what, rerr);
+                return -1;
+            }
+
+            slot = mesh_vec_push(j, j->data);
+            if (slot == NULL) {
+                mesh_regex_free(re);
+                return -1;
+            }
+
+            *slot = re;
+            m->regex = re;
+        }
     }
 
     if (rc != 0) {

@@ -2,9 +2,11 @@
  * mesh_policy: the traffic policies of a snapshot ("policies", normalized
  * by registryd; docs/policies.md, "In the snapshot") as plain C.
  *
- * nginx-free. Everything a parse allocates hangs off one mesh_policies_t
- * and goes with mesh_policies_free(). Regexes are compiled by the caller
- * (nginx's PCRE2 in the module) into mesh_string_match_t.regex.
+ * nginx-free, shared by registryd and the module. Everything a parse
+ * allocates hangs off one mesh_policies_t and goes with
+ * mesh_policies_free(). Regexes are compiled while parsing, with
+ * mesh_regex: a regex registryd accepts is one the module reads the same
+ * way, and the other way round.
  */
 
 #ifndef MESH_POLICY_H
@@ -36,13 +38,22 @@ enum {
 #define MESH_RETRY_GATEWAY_ERROR    0x02
 #define MESH_RETRY_CONNECT_FAILURE  0x04
 #define MESH_RETRY_RESET            0x08
-#define MESH_RETRY_RETRIABLE_4XX    0x10
+
+/* the retryOn conditions nginx can honour, {NULL, 0} last; no
+ * retriable-4xx: nginx cannot retry on a 409 */
+typedef struct {
+    const char  *name;
+    unsigned     bit;
+} mesh_retry_on_t;
+
+extern const mesh_retry_on_t  mesh_retry_on[];
 
 typedef struct {
     int           kind;             /* MESH_MATCH_* */
     const char   *value;            /* NUL-terminated */
     size_t        len;
-    void         *regex;            /* the caller's compiled regex */
+    void         *regex;            /* mesh_regex_t, compiled by the
+                                       parse */
 } mesh_string_match_t;
 
 typedef struct {
@@ -125,6 +136,8 @@ typedef struct {
     mesh_virtual_service_t   *vss;
     size_t                    nvss;
     void                     *arena;        /* internal */
+    void                     *regexes;      /* internal */
+    size_t                    nregexes;
 } mesh_policies_t;
 
 /*
@@ -150,8 +163,9 @@ const mesh_subset_t *mesh_rule_subset(const mesh_destination_rule_t *dr,
 int mesh_instance_in_subset(const mesh_instance_t *in,
     const mesh_subset_t *s);
 
-/* 1 when s (len bytes) satisfies m; regex matches call re_match(m->regex,
- * s, len), which returns 1 for a match of the whole value */
+/* 1 when s (len bytes) satisfies m; a regex matches with mesh_regex, or
+ * with re_match(m->regex, s, len) when given (tests), which returns 1 for
+ * a match of the whole value */
 typedef int (*mesh_regex_match_pt)(void *regex, const char *s, size_t len);
 
 int mesh_string_match(const mesh_string_match_t *m, const char *s,

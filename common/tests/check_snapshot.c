@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mesh_balancer.h"
 #include "mesh_snapshot.h"
 
 
@@ -109,6 +108,22 @@ ck_instance(const mesh_snapshot_t *s, const char *svc, size_t i)
     ck_assert_uint_lt(i, service->ninstances);
 
     return &service->instances[i];
+}
+
+
+/* xorshift32: the fuzz's own generator, repeatable */
+static uint32_t
+ck_xorshift32(uint32_t *state)
+{
+    uint32_t  x = *state;
+
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+
+    *state = x;
+
+    return x;
 }
 
 
@@ -654,13 +669,13 @@ START_TEST(snapshot_mutations_never_crash)
         len = strlen(ck_registryd_doc);
         memcpy(buf, ck_registryd_doc, len);
 
-        for (m = 1 + mesh_xorshift32(&seed) % 4; m; m--) {
-            k = mesh_xorshift32(&seed) % len;
+        for (m = 1 + ck_xorshift32(&seed) % 4; m; m--) {
+            k = ck_xorshift32(&seed) % len;
 
-            switch (mesh_xorshift32(&seed) % 3) {
+            switch (ck_xorshift32(&seed) % 3) {
 
             case 0:
-                buf[k] = pick[mesh_xorshift32(&seed) % (sizeof(pick) - 1)];
+                buf[k] = pick[ck_xorshift32(&seed) % (sizeof(pick) - 1)];
                 break;
 
             case 1:
@@ -671,7 +686,7 @@ START_TEST(snapshot_mutations_never_crash)
             default:
                 if (len < sizeof(buf)) {
                     memmove(buf + k + 1, buf + k, len - k);
-                    buf[k] = pick[mesh_xorshift32(&seed)
+                    buf[k] = pick[ck_xorshift32(&seed)
                                   % (sizeof(pick) - 1)];
                     len++;
                 }

@@ -1,0 +1,32 @@
+/*
+ * check_main: runs the suites of common/, the nginx-free code registryd
+ * and the module share, in one SRunner.
+ */
+
+#include <check.h>
+#include <stdlib.h>
+
+
+Suite *snapshot_suite(void);
+Suite *service_suite(void);
+Suite *policy_suite(void);
+Suite *regex_suite(void);
+
+
+int
+main(void)
+{
+    int       failed;
+    SRunner  *sr;
+
+    sr = srunner_create(snapshot_suite());
+    srunner_add_suite(sr, service_suite());
+    srunner_add_suite(sr, policy_suite());
+    srunner_add_suite(sr, regex_suite());
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,333 @@
+/*
+ * check_contract: what registryd writes, the module reads. Real snapshots
+ * (complete, subscribed, deltas) built by rd_snapshot from a registry
+ * holding the example policies of conf/policies and instances with
+ * labels, zones, IPv6 addresses and odd names, parsed by the module's
+ * readers in common/ (mesh_snapshot, mesh_policy), field by field.
+ */
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_suites.h"
+#include "mesh_policy.h"
+#include "mesh_service.h"
+#include "mesh_snapshot.h"
+#include "rd_snapshot.h"
+
+static char            dir[PATH_MAX];
+static rd_store_t     *store;
+static rd_registry_t  *reg;
+static rd_events_t    *ev;
+
+
+static void
+setup(void)
+{
+    char  err[RD_ERR_LEN] = "";
+
+    ck_tmpdir(dir, sizeof(dir));
+    reg = ck_reg_open(dir, &store);
+    ev = rd_events_create(1000, 0, err);
+    ck_assert_ptr_nonnull(ev);
+    reg->events = ev;
+    ck_assert_msg(rd_registry_start(reg, err) == 0, "%s", err);
+}
+
+
+static void
+teardown(void)
+{
+    rd_registry_stop(reg);
+    reg->events = NULL;
+    rd_events_free(ev);
+    ck_reg_close(reg, store);
+    ck_rmrf(dir);
+}
+
+
+static void
+put(const char *service, const char *id, const char *body)
+{
+    ck_assert_int_lt(ck_do(reg, ck_op_put(service, id, body), NULL), 300);
+}
+
+
+static void
+apply_file(const char *name, const char *path)
+{
+    char             *yaml;
+    long              len;
+    FILE             *f;
+    rd_op_t          *op;
+    rd_policy_err_t   e;
+
+    f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "%s (run from the repository root)", path);
+    fseek(f, 0, SEEK_END);
+    len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    yaml = malloc(len + 1);
+    ck_assert_ptr_nonnull(yaml);
+    ck_assert_int_eq(fread(yaml, 1, len, f), len);
+    yaml[len] = '\0';
+    fclose(f);
+
+    op = rd_op_create(RD_OP_POLICY_PUT, "", name);
+    op->policy = rd_policy_parse(name, yaml, len, &e);
+    ck_assert_msg(op->policy != NULL, "%s: %s", path, e.msg);
+    ck_assert_int_lt(ck_do(reg, op, NULL), 300);
+
+    free(yaml);
+}
+
+
+static mesh_snapshot_t *
+read_snapshot(rd_buf_t *b, mesh_policies_t **policies)
+{
+    char              err[MESH_ERR_LEN];
+    mesh_snapshot_t  *s;
+
+    s = mesh_snapshot_parse(b->data, b->len, err, sizeof(err));
+    ck_assert_msg(s != NULL, "the module refuses registryd's snapshot: "
+                  "%s\n%.*s", err, (int) b->len, b->data);
+
+    *policies = mesh_policies_parse(s->policies, s->policies_len, err,
+                                    sizeof(err));
+    ck_assert_msg(*policies != NULL, "the module refuses registryd's "
+                  "policies: %s\n%s", err, s->policies);
+
+    return s;
+}
+
+
+static void
+fill(void)
+{
+    put("orders", "o1", "{\"address\":\"10.0.0.1\",\"port\":8081,"
+        "\"labels\":{\"version\":\"v1\"}}");
+    put("orders", "o2", "{\"address\":\"::1\",\"port\":8082,\"weight\":7,"
+        "\"zone\":\"eu-1\",\"labels\":{\"version\":\"v2\","
+        "\"note\":\"say \\\"hi\\\" \\\\ \\u00e9\"}}");
+    put("orders", "o-3.x_y", "{\"address\":\"10.0.0.3\",\"port\":65535,"
+        "\"weight\":1000,\"labels\":{\"version\":\"v1\"},"
+        "\"ttl\":\"10s\",\"check\":{\"http\":\"/healthz\","
+        "\"interval\":\"5s\"}}");
+    put("sessions", "s1", "{\"address\":\"2001:db8::10\",\"port\":443}");
+    put("other", "x1", "{\"address\":\"10.9.9.9\",\"port\":1}");
+
+    apply_file("orders-destination", "conf/policies/orders-destination.yaml");
+    apply_file("orders-routes", "conf/policies/orders-routes.yaml");
+    apply_file("sessions-hash", "conf/policies/sessions-hash.yaml");
+}
+
+
+START_TEST(contract_complete_snapshot_reads_field_by_field)
+{
+    rd_buf_t                        b;
+    uint64_t                        index;
+    mesh_snapshot_t                *s;
+    mesh_policies_t                *p;
+    const mesh_service_t           *svc;
+    const mesh_instance_t          *in;
+    const mesh_destination_rule_t  *dr;
+    const mesh_virtual_service_t   *vs;
+
+    fill();
+
+    rd_buf_init(&b, 0);
+    rd_snapshot_build(reg, &b, &index);
+    s = read_snapshot(&b, &p);
+
+    ck_assert_uint_eq(s->index, index);
+    ck_assert_uint_eq(s->registry, rd_registry_id(reg));
+    ck_assert_uint_eq(s->nservices, 3);
+
+    svc = mesh_snapshot_service(s, "orders", 6);
+    ck_assert_ptr_nonnull(svc);
+    ck_assert_uint_eq(svc->ninstances, 3);
+
+    in = &svc->instances[0];                    /* sorted by id */
+    ck_assert_str_eq(in->id, "o-3.x_y");
+    ck_assert_int_eq(in->port, 65535);
+    ck_assert_int_eq(in->weight, 1000);
+    ck_assert_str_eq(in->server, "10.0.0.3:65535");
+
+    in = &svc->instances[2];
+    ck_assert_str_eq(in->id, "o2");
+    ck_assert_str_eq(in->address, "::1");
+    ck_assert_str_eq(in->server, "[::1]:8082");
+    ck_assert_int_eq(in->weight, 7);
+    ck_assert_str_eq(in->zone, "eu-1");
+    ck_assert_int_eq(in->healthy, 1);
+    ck_assert_uint_eq(in->nlabels, 2);
+    ck_assert_str_eq(in->labels[0].key, "note");
+    ck_assert_str_eq(in->labels[0].value, "say \"hi\" \\ \xc3\xa9");
+
+    /* the example policies, as the module's reader sees them */
+    dr = mesh_policies_rule(p, "orders", 6);
+    ck_assert_ptr_nonnull(dr);
+    ck_assert_ptr_nonnull(mesh_rule_subset(dr, "v1"));
+    ck_assert_ptr_nonnull(mesh_rule_subset(dr, "v2"));
+    ck_assert(mesh_instance_in_subset(&svc->instances[2],
+                                      mesh_rule_subset(dr, "v2")));
+
+    vs = mesh_policies_vs(p, "orders", 6);
+    ck_assert_ptr_nonnull(vs);
+    ck_assert_uint_eq(vs->nhttp, 3);
+    ck_assert_uint_eq(vs->http[1].nmatches, 2);
+    ck_assert_int_eq(vs->http[1].matches[1].uri->kind, MESH_MATCH_REGEX);
+    ck_assert_int_eq(mesh_string_match(vs->http[1].matches[1].uri,
+                                       "/v2/orders/7", 12, NULL), 1);
+    ck_assert_uint_eq(vs->http[1].retry_on,
+                      MESH_RETRY_5XX | MESH_RETRY_CONNECT_FAILURE);
+
+    ck_assert_ptr_nonnull(mesh_policies_rule(p, "sessions", 8));
+
+    mesh_policies_free(p);
+    mesh_snapshot_free(s);
+    rd_buf_free(&b);
+}
+END_TEST
+
+
+START_TEST(contract_subscription_and_delta_read_and_merge)
+{
+    int                 members;
+    char                err[RD_ERR_LEN];
+    size_t              n;
+    rd_buf_t            b;
+    uint64_t            index, since;
+    mesh_snapshot_t    *full, *d;
+    mesh_policies_t    *p;
+    mesh_instance_t    *merged;
+    rd_snapshot_ask_t   ask;
+    rd_subscription_t   sub;
+
+    fill();
+
+    ck_assert_int_eq(rd_subscription_parse(&sub, "orders", err), 0);
+
+    memset(&ask, 0, sizeof(rd_snapshot_ask_t));
+    ask.sub = &sub;
+    ask.delta = 1;
+
+    rd_buf_init(&b, 0);
+    ck_assert_int_eq(rd_snapshot_answer(reg, &ask, &b, &since), 0);
+    full = read_snapshot(&b, &p);
+    ck_assert_int_eq(full->delta, 0);
+    ck_assert_uint_eq(full->nservices, 1);
+    /* the policies naming orders; not the one of sessions */
+    ck_assert_ptr_nonnull(mesh_policies_vs(p, "orders", 6));
+    ck_assert_ptr_null(mesh_policies_rule(p, "sessions", 8));
+    mesh_policies_free(p);
+
+    /* changes: one changed, one removed, one elsewhere */
+    put("orders", "o1", "{\"address\":\"10.0.0.1\",\"port\":9091,"
+        "\"labels\":{\"version\":\"v1\"}}");
+    ck_assert_int_eq(ck_do(reg, rd_op_create(RD_OP_DEL, "orders", "o2"),
+                           NULL), 200);
+    put("other", "x2", "{\"address\":\"10.9.9.9\",\"port\":2}");
+
+    ask.known = 1;
+    ask.since = since;
+    ask.registry = rd_registry_id(reg);
+
+    b.len = 0;
+    ck_assert_int_eq(rd_snapshot_answer(reg, &ask, &b, &index), 1);
+    d = read_snapshot(&b, &p);
+    ck_assert_int_eq(d->delta, 1);
+    ck_assert_int_eq(d->has_policies, 0);
+    ck_assert_uint_eq(d->nservices, 1);
+    ck_assert_uint_eq(d->services[0].ninstances, 1);
+    ck_assert_uint_eq(d->services[0].nremoved, 1);
+    ck_assert_str_eq(d->services[0].removed[0], "o2");
+    mesh_policies_free(p);
+
+    /* merged as the poll owner merges it */
+    ck_assert_int_eq(mesh_service_merge(&full->services[0], &d->services[0],
+                                        &merged, &n, &members), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(members, 1);
+    ck_assert_str_eq(merged[0].id, "o-3.x_y");
+    ck_assert_str_eq(merged[1].id, "o1");
+    ck_assert_int_eq(merged[1].port, 9091);
+    free(merged);
+
+    mesh_snapshot_free(d);
+    mesh_snapshot_free(full);
+    rd_subscription_free(&sub);
+    rd_buf_free(&b);
+}
+END_TEST
+
+
+START_TEST(contract_regex_registryd_accepts_the_module_reads)
+{
+    static const char *const  patterns[] = {
+        "\\\\Qabc", "(*UTF)x", "(?x)a#c", "a|b", "[^/]+/v[0-9]+"
+    };
+    char               yaml[1024];
+    size_t             i;
+    rd_buf_t           b;
+    uint64_t           index;
+    mesh_snapshot_t   *s;
+    mesh_policies_t   *p;
+    rd_op_t           *op;
+    rd_policy_err_t    e;
+
+    for (i = 0; i < sizeof(patterns) / sizeof(patterns[0]); i++) {
+        snprintf(yaml, sizeof(yaml),
+                 "apiVersion: networking.istio.io/v1\n"
+                 "kind: VirtualService\n"
+                 "metadata:\n  name: r\n"
+                 "spec:\n  hosts: [r]\n  http:\n"
+                 "  - match:\n    - uri:\n        regex: \"%s\"\n"
+                 "    route:\n    - destination:\n        host: r\n",
+                 patterns[i]);
+
+        op = rd_op_create(RD_OP_POLICY_PUT, "", "r");
+        op->policy = rd_policy_parse("r", yaml, strlen(yaml), &e);
+        ck_assert_msg(op->policy != NULL, "registryd refuses %s: %s",
+                      patterns[i], e.msg);
+        ck_assert_int_lt(ck_do(reg, op, NULL), 300);
+
+        rd_buf_init(&b, 0);
+        rd_snapshot_build(reg, &b, &index);
+        s = read_snapshot(&b, &p);      /* fails the test if refused */
+        mesh_policies_free(p);
+        mesh_snapshot_free(s);
+        rd_buf_free(&b);
+    }
+
+    /* and what one refuses, the other does not get */
+    snprintf(yaml, sizeof(yaml),
+             "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+             "metadata:\n  name: r\nspec:\n  hosts: [r]\n  http:\n"
+             "  - match:\n    - uri:\n        regex: \"a(\"\n"
+             "    route:\n    - destination:\n        host: r\n");
+    ck_assert_ptr_null(rd_policy_parse("r", yaml, strlen(yaml), &e));
+    ck_assert_msg(strstr(e.msg, "invalid regex") != NULL, "%s", e.msg);
+}
+END_TEST
+
+
+Suite *
+contract_suite(void)
+{
+    Suite  *s;
+    TCase  *tc;
+
+    s = suite_create("contract");
+    tc = tcase_create("contract");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, contract_complete_snapshot_reads_field_by_field);
+    tcase_add_test(tc, contract_subscription_and_delta_read_and_merge);
+    tcase_add_test(tc, contract_regex_registryd_accepts_the_module_reads);
+    suite_add_tcase(s, tc);
+
+    return s;
+}
