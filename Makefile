@@ -93,7 +93,7 @@ test-t:
 
 # registryd and its unit tests under AddressSanitizer + UBSan, in their own
 # build folder; the daemon's integration tests run against that build too.
-test-asan: deps
+test-asan: deps module
 	$(MAKE) --no-print-directory BUILD=build/asan \
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
 	    build/asan/registryd build/asan/registryctl build/asan/check_registryd \

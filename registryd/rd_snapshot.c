@@ -256,7 +256,9 @@ rd_snapshot_delta(rd_registry_t *reg, const rd_snapshot_ask_t *ask,
         return -1;
     }
 
-    qsort(ch.v, ch.n, sizeof(rd_change_t), rd_snapshot_cmp_changes);
+    if (ch.n > 1) {
+        qsort(ch.v, ch.n, sizeof(rd_change_t), rd_snapshot_cmp_changes);
+    }
 
     rd_snapshot_head(reg, b, index, 1);
 
