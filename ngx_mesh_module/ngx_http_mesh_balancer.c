@@ -1357,6 +1357,29 @@ ngx_http_mesh_release_view(ngx_http_mesh_view_t *view)
 }
 
 
+/* a request in flight on st, counted in this worker's slot too */
+static ngx_inline void
+ngx_http_mesh_hold(ngx_http_mesh_stat_t *st)
+{
+    (void) __sync_fetch_and_add(&st->active, 1);
+
+    if (ngx_http_mesh_slot >= 0) {
+        (void) __sync_fetch_and_add(&st->held[ngx_http_mesh_slot], 1);
+    }
+}
+
+
+static ngx_inline void
+ngx_http_mesh_unhold(ngx_http_mesh_stat_t *st)
+{
+    (void) __sync_fetch_and_sub(&st->active, 1);
+
+    if (ngx_http_mesh_slot >= 0) {
+        (void) __sync_fetch_and_sub(&st->held[ngx_http_mesh_slot], 1);
+    }
+}
+
+
 static void
 ngx_http_mesh_cleanup_peer(void *data)
 {
@@ -1364,7 +1387,18 @@ ngx_http_mesh_cleanup_peer(void *data)
 
     if (pd->current) {
         /* the upstream did not call free_peer (finalized early) */
-        (void) __sync_fetch_and_sub(&pd->current->stat->active, 1);
+        ngx_http_mesh_unhold(pd->current->stat);
+
+        if (pd->target && pd->target->service) {
+            ngx_http_mesh_unhold(pd->target->service);
+
+            if (pd->retrying) {
+                (void) __sync_fetch_and_sub(
+                           &pd->target->service->retries_active, 1);
+                pd->retrying = 0;
+            }
+        }
+
         pd->current = NULL;
     }
 
@@ -1868,11 +1902,11 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
     pd->current = peer;
     pd->last = peer;
 
-    (void) __sync_fetch_and_add(&peer->stat->active, 1);
+    ngx_http_mesh_hold(peer->stat);
     (void) __sync_fetch_and_add(&peer->stat->requests, 1);
 
     if (t->service) {
-        (void) __sync_fetch_and_add(&t->service->active, 1);
+        ngx_http_mesh_hold(t->service);
         (void) __sync_fetch_and_add(&t->service->requests, 1);
 
         if (tried) {
@@ -2067,10 +2101,10 @@ ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
     ms = (u && u->state && u->state->response_time != (ngx_msec_t) -1)
          ? u->state->response_time : ngx_current_msec - u->peer.start_time;
 
-    (void) __sync_fetch_and_sub(&st->active, 1);
+    ngx_http_mesh_unhold(st);
 
     if (t->service) {
-        (void) __sync_fetch_and_sub(&t->service->active, 1);
+        ngx_http_mesh_unhold(t->service);
 
         if (pd->retrying) {
             (void) __sync_fetch_and_sub(&t->service->retries_active, 1);

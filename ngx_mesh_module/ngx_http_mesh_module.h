@@ -36,6 +36,8 @@
 #define NGX_HTTP_MESH_LEASE_TICK      250  /* ms between lease checks */
 
 
+#define NGX_HTTP_MESH_SLOTS           32   /* worker processes at once */
+
 #define NGX_HTTP_MESH_LATENCY_BUCKETS 12
 #define NGX_HTTP_MESH_WINDOW_SLOTS    7    /* of 10 s: the last 60 s */
 #define NGX_HTTP_MESH_WINDOW          10000
@@ -72,6 +74,9 @@ typedef struct {
     uint64_t                       win_latency[NGX_HTTP_MESH_WINDOW_SLOTS];
     ngx_msec_t                     absent;      /* not in the snapshot
                                                    since, 0: present */
+    uint32_t                       held[NGX_HTTP_MESH_SLOTS];  /* of active,
+                                                   per worker slot: what a
+                                                   worker that died held */
     u_short                        len;
     u_char                         name[1];
 } ngx_http_mesh_stat_t;
@@ -120,6 +125,14 @@ typedef struct {
     ngx_rbtree_node_t              sentinel;
     ngx_queue_t                    stats;
     ngx_queue_t                   *sweep;       /* next stat to look at */
+    ngx_uint_t                     sweeps;      /* passes over all stats */
+
+    /* worker slots: a worker's requests in flight are counted in its
+     * slot too, so that those of a worker that died can be taken back */
+    ngx_pid_t                      slot_pid[NGX_HTTP_MESH_SLOTS];
+    ngx_uint_t                     slot_clean[NGX_HTTP_MESH_SLOTS]; /* 0, or
+                                                   the pass its cleaning
+                                                   started in, + 1 */
 
     ngx_rbtree_t                   svc_tree;
     ngx_rbtree_node_t              svc_sentinel;
@@ -312,6 +325,12 @@ void ngx_http_mesh_sweep_stats(ngx_http_mesh_zone_t *zone,
     mesh_policies_t *policies, ngx_uint_t n);
 void ngx_http_mesh_set_reg_state(ngx_http_mesh_zone_t *zone,
     ngx_uint_t state, const char *error);
+
+extern ngx_int_t  ngx_http_mesh_slot;         /* this worker's, -1: none */
+
+void ngx_http_mesh_slot_take(ngx_http_mesh_zone_t *zone, ngx_log_t *log);
+void ngx_http_mesh_slot_leave(ngx_http_mesh_zone_t *zone);
+void ngx_http_mesh_slot_check(ngx_http_mesh_zone_t *zone, ngx_log_t *log);
 
 /* ngx_http_mesh_registry.c */
 ngx_int_t ngx_http_mesh_registry_init_process(ngx_cycle_t *cycle);

@@ -162,6 +162,8 @@ ngx_http_mesh_registry_init_process(ngx_cycle_t *cycle)
     p->cache.log = cycle->log;
     p->cache.cancelable = 1;
 
+    ngx_http_mesh_slot_take(&mmcf->zone, cycle->log);
+
     /* spread the workers' first looks at the lease */
     ngx_add_timer(&p->lease, 1 + ngx_random() % NGX_HTTP_MESH_LEASE_TICK);
 
@@ -181,6 +183,7 @@ ngx_http_mesh_registry_exit_process(ngx_cycle_t *cycle)
     ngx_http_mesh_flush_cache(p);
     ngx_http_mesh_poll_close(p);
     ngx_http_mesh_release_lease(p);
+    ngx_http_mesh_slot_leave(&p->mmcf->zone);
 
     if (p->buf) {
         ngx_free(p->buf);
@@ -256,6 +259,7 @@ ngx_http_mesh_lease_handler(ngx_event_t *ev)
 
     if (p->owner) {
         (void) ngx_http_mesh_want(p->mmcf);
+        ngx_http_mesh_slot_check(zone, p->log);
 
         ngx_http_mesh_sweep_stats(zone, ngx_http_mesh_worker_policies(),
                                   NGX_HTTP_MESH_SWEEP);

@@ -14,6 +14,9 @@
 #define NGX_HTTP_MESH_STAT_TTL  (5 * 60 * 1000)
 
 
+ngx_int_t  ngx_http_mesh_slot = -1;
+
+
 /* one service's new block, prepared outside the lock */
 typedef struct {
     ngx_http_mesh_shsvc_t         *rec;
@@ -37,6 +40,7 @@ static ngx_int_t ngx_http_mesh_want_locked(ngx_http_mesh_main_conf_t *mmcf,
     ngx_uint_t exclusive);
 static ngx_int_t ngx_http_mesh_prepare(ngx_http_mesh_change_t *c,
     mesh_instance_t *in, size_t n, ngx_log_t *log);
+static void ngx_http_mesh_slot_free_cleaned(ngx_http_mesh_shctx_t *sh);
 
 
 ngx_int_t
@@ -1127,6 +1131,111 @@ ngx_http_mesh_get_stat(ngx_http_mesh_zone_t *zone, ngx_str_t *service,
 }
 
 
+/*
+ * Worker slots. A worker takes a free slot at start and counts its
+ * requests in flight there as well as in "active"; when it is gone (a
+ * crash, or an exit whatever its requests), its slot is cleaned by the
+ * stats sweep (what it held is taken off "active") and freed after a full
+ * pass, so that an instance is not held busy forever by a dead process.
+ */
+
+void
+ngx_http_mesh_slot_take(ngx_http_mesh_zone_t *zone, ngx_log_t *log)
+{
+    ngx_uint_t              s;
+    ngx_http_mesh_shctx_t  *sh = zone->sh;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (s = 0; s < NGX_HTTP_MESH_SLOTS; s++) {
+        if (sh->slot_pid[s] == 0 && sh->slot_clean[s] == 0) {
+            sh->slot_pid[s] = ngx_pid;
+            ngx_http_mesh_slot = (ngx_int_t) s;
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (ngx_http_mesh_slot < 0) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "mesh: no free worker slot of %d: the requests in "
+                      "flight of this worker cannot be taken back if it "
+                      "dies", NGX_HTTP_MESH_SLOTS);
+    }
+}
+
+
+void
+ngx_http_mesh_slot_leave(ngx_http_mesh_zone_t *zone)
+{
+    ngx_http_mesh_shctx_t  *sh = zone->sh;
+
+    if (ngx_http_mesh_slot < 0) {
+        return;
+    }
+
+    /* requests a fast shutdown cut short may still count: cleaned too */
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (sh->slot_pid[ngx_http_mesh_slot] == ngx_pid) {
+        sh->slot_clean[ngx_http_mesh_slot] = sh->sweeps + 1;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ngx_http_mesh_slot = -1;
+}
+
+
+/* the poll owner, on its lease timer: slots of processes that are gone */
+void
+ngx_http_mesh_slot_check(ngx_http_mesh_zone_t *zone, ngx_log_t *log)
+{
+    ngx_uint_t              s;
+    ngx_pid_t               pid;
+    ngx_http_mesh_shctx_t  *sh = zone->sh;
+
+    for (s = 0; s < NGX_HTTP_MESH_SLOTS; s++) {
+        pid = sh->slot_pid[s];
+
+        if (pid == 0 || sh->slot_clean[s] || kill(pid, 0) == 0
+            || ngx_errno != NGX_ESRCH)
+        {
+            continue;
+        }
+
+        ngx_shmtx_lock(&zone->shpool->mutex);
+
+        if (sh->slot_pid[s] == pid && sh->slot_clean[s] == 0) {
+            sh->slot_clean[s] = sh->sweeps + 1;
+
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "mesh: worker %P is gone: its requests in flight "
+                          "are taken back from the counters", pid);
+        }
+
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+    }
+}
+
+
+/* slots whose cleaning saw every stat since it started are free; lock held */
+static void
+ngx_http_mesh_slot_free_cleaned(ngx_http_mesh_shctx_t *sh)
+{
+    ngx_uint_t  s;
+
+    for (s = 0; s < NGX_HTTP_MESH_SLOTS; s++) {
+        if (sh->slot_clean[s] && sh->sweeps >= sh->slot_clean[s] + 1) {
+            sh->slot_pid[s] = 0;
+            sh->slot_clean[s] = 0;
+        }
+    }
+}
+
+
 /* is what the stats count still in the zone? zone lock held */
 static ngx_uint_t
 ngx_http_mesh_stat_present(ngx_http_mesh_shctx_t *sh,
@@ -1191,6 +1300,8 @@ void
 ngx_http_mesh_sweep_stats(ngx_http_mesh_zone_t *zone,
     mesh_policies_t *policies, ngx_uint_t n)
 {
+    uint32_t                held;
+    ngx_uint_t              s, cleaning;
     ngx_msec_t              now;
     ngx_queue_t            *q;
     ngx_http_mesh_stat_t   *st;
@@ -1200,11 +1311,18 @@ ngx_http_mesh_sweep_stats(ngx_http_mesh_zone_t *zone,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
+    cleaning = 0;
+    for (s = 0; s < NGX_HTTP_MESH_SLOTS; s++) {
+        cleaning |= (sh->slot_clean[s] != 0);
+    }
+
     while (n--) {
         q = sh->sweep;
 
         if (q == ngx_queue_sentinel(&sh->stats)) {
             q = ngx_queue_head(&sh->stats);
+            sh->sweeps++;
+            ngx_http_mesh_slot_free_cleaned(sh);
 
             if (q == ngx_queue_sentinel(&sh->stats)) {
                 break;          /* no stats */
@@ -1214,6 +1332,15 @@ ngx_http_mesh_sweep_stats(ngx_http_mesh_zone_t *zone,
         sh->sweep = ngx_queue_next(q);
 
         st = ngx_queue_data(q, ngx_http_mesh_stat_t, queue);
+
+        /* what a worker that is gone held is no longer in flight */
+        for (s = 0; cleaning && s < NGX_HTTP_MESH_SLOTS; s++) {
+            if (sh->slot_clean[s] && st->held[s]) {
+                held = st->held[s];
+                (void) __sync_fetch_and_sub(&st->held[s], held);
+                (void) __sync_fetch_and_sub(&st->active, held);
+            }
+        }
 
         if (ngx_http_mesh_stat_present(sh, st, policies)) {
             st->absent = 0;
