@@ -339,27 +339,19 @@ mesh_service_same_member(const mesh_instance_t *a, const mesh_instance_t *b)
 
 
 static int
+mesh_service_cmp_id(const void *key, const void *elt)
+{
+    return strcmp(key, *(const char *const *) elt);
+}
+
+
+static int
 mesh_service_removed(const mesh_service_t *delta, const char *id)
 {
-    size_t  lo = 0, hi = delta->nremoved, mid;
-    int     rc;
-
-    while (lo < hi) {
-        mid = lo + (hi - lo) / 2;
-        rc = strcmp(delta->removed[mid], id);
-
-        if (rc == 0) {
-            return 1;
-        }
-
-        if (rc < 0) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-
-    return 0;
+    return delta->nremoved
+           && bsearch(id, delta->removed, delta->nremoved, sizeof(char *),
+                      mesh_service_cmp_id)
+              != NULL;
 }
 
 

@@ -106,7 +106,8 @@ typedef struct {
  * the running configuration still routes it, and so polls for it.
  */
 typedef struct {
-    ngx_rbtree_node_t              node;        /* key: crc32 of name */
+    ngx_str_node_t                 sn;          /* key: crc32 of name,
+                                                   str: name */
     ngx_queue_t                    queue;
     ngx_atomic_uint_t              generation;  /* bumped per change */
     uint64_t                       index;       /* of its last change */

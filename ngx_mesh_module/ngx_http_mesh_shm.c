@@ -32,8 +32,6 @@ static ngx_int_t ngx_http_mesh_load_cache(ngx_http_mesh_main_conf_t *mmcf,
     ngx_http_mesh_zone_t *zone, ngx_log_t *log);
 static void ngx_http_mesh_stat_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static void ngx_http_mesh_shsvc_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_http_mesh_shsvc_t *ngx_http_mesh_shsvc_lookup(
     ngx_http_mesh_shctx_t *sh, u_char *name, size_t len);
 static ngx_int_t ngx_http_mesh_want_locked(ngx_http_mesh_main_conf_t *mmcf,
@@ -95,7 +93,7 @@ ngx_http_mesh_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     sh->sweep = &sh->stats;
 
     ngx_rbtree_init(&sh->svc_tree, &sh->svc_sentinel,
-                    ngx_http_mesh_shsvc_insert);
+                    ngx_str_rbtree_insert_value);
     ngx_queue_init(&sh->services);
 
     sh->reg_state = NGX_HTTP_MESH_REG_NONE;
@@ -181,12 +179,14 @@ ngx_http_mesh_want_locked(ngx_http_mesh_main_conf_t *mmcf,
                 return NGX_ERROR;
             }
 
-            rec->node.key = ngx_crc32_short(mscfp[i]->service.data,
-                                            mscfp[i]->service.len);
+            rec->sn.node.key = ngx_crc32_short(mscfp[i]->service.data,
+                                               mscfp[i]->service.len);
             rec->len = (u_short) mscfp[i]->service.len;
             ngx_memcpy(rec->name, mscfp[i]->service.data, rec->len);
+            rec->sn.str.len = rec->len;
+            rec->sn.str.data = rec->name;
 
-            ngx_rbtree_insert(&sh->svc_tree, &rec->node);
+            ngx_rbtree_insert(&sh->svc_tree, &rec->sn.node);
             ngx_queue_insert_tail(&sh->services, &rec->queue);
         }
 
@@ -238,35 +238,14 @@ static ngx_http_mesh_shsvc_t *
 ngx_http_mesh_shsvc_lookup(ngx_http_mesh_shctx_t *sh, u_char *name,
     size_t len)
 {
-    uint32_t                hash;
-    ngx_int_t               rc;
-    ngx_rbtree_node_t      *node, *sentinel;
-    ngx_http_mesh_shsvc_t  *rec;
+    ngx_str_t  key;
 
-    hash = ngx_crc32_short(name, len);
+    key.len = len;
+    key.data = name;
 
-    node = sh->svc_tree.root;
-    sentinel = sh->svc_tree.sentinel;
-
-    while (node != sentinel) {
-
-        if (hash != node->key) {
-            node = (hash < node->key) ? node->left : node->right;
-            continue;
-        }
-
-        rec = (ngx_http_mesh_shsvc_t *) node;
-
-        rc = ngx_memn2cmp(name, rec->name, len, rec->len);
-
-        if (rc == 0) {
-            return rec;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
-    }
-
-    return NULL;
+    /* sn is the first member */
+    return (ngx_http_mesh_shsvc_t *) ngx_str_rbtree_lookup(&sh->svc_tree,
+                                         &key, ngx_crc32_short(name, len));
 }
 
 
@@ -685,6 +664,7 @@ ngx_http_mesh_zone_json(ngx_http_mesh_zone_t *zone, size_t *len,
 {
     u_char                 *out, *p, *last, **blocks, *pol;
     size_t                 *sizes, n, i, k, size, msize, polsize;
+    ngx_uint_t              pass;
     void                   *mem;
     uint64_t                index, registry;
     ngx_queue_t            *q;
@@ -751,64 +731,62 @@ ngx_http_mesh_zone_json(ngx_http_mesh_zone_t *zone, size_t *len,
         goto done;
     }
 
-    /* the text: sized by a first pass, written by a second */
+    /* the text: sized by a first pass (out NULL), written by a second */
 
     size = 128 + polsize;
+    p = NULL;
+    last = NULL;
 
-    for (i = 0; i < k; i++) {
-        msize = mesh_service_unpack_size(blocks[i], sizes[i]);
-        mem = msize ? ngx_alloc(msize, log) : NULL;
+    for (pass = 0; pass < 2; pass++) {
 
-        if (mem == NULL
-            || mesh_service_unpack(blocks[i], sizes[i],
-                                   (char *) blocks[i] + sizes[i], &svc, mem,
-                                   msize)
-               != 0)
-        {
-            if (mem) {
-                ngx_free(mem);
+        if (pass == 1) {
+            out = ngx_alloc(size, log);
+            if (out == NULL) {
+                goto done;
             }
-            goto done;
+
+            last = out + size;
+            p = ngx_slprintf(out, last, "{\"index\":%uL,\"registry\":"
+                             "\"%016xL\",\"services\":[", index, registry);
         }
 
-        size += mesh_service_json(&svc, NULL, 0) + 2;
-        ngx_free(mem);
-    }
+        for (i = 0; i < k; i++) {
+            msize = mesh_service_unpack_size(blocks[i], sizes[i]);
+            mem = msize ? ngx_alloc(msize, log) : NULL;
 
-    out = ngx_alloc(size, log);
-    if (out == NULL) {
-        goto done;
-    }
+            if (mem == NULL
+                || mesh_service_unpack(blocks[i], sizes[i],
+                                       (char *) blocks[i] + sizes[i], &svc,
+                                       mem, msize)
+                   != 0)
+            {
+                if (mem) {
+                    ngx_free(mem);
+                }
 
-    last = out + size;
-    p = ngx_slprintf(out, last, "{\"index\":%uL,\"registry\":\"%016xL\","
-                     "\"services\":[", index, registry);
+                if (out) {
+                    ngx_free(out);
+                    out = NULL;
+                }
 
-    for (i = 0; i < k; i++) {
-        msize = mesh_service_unpack_size(blocks[i], sizes[i]);
-        mem = ngx_alloc(msize, log);
-
-        if (mem == NULL
-            || mesh_service_unpack(blocks[i], sizes[i],
-                                   (char *) blocks[i] + sizes[i], &svc, mem,
-                                   msize)
-               != 0)
-        {
-            if (mem) {
-                ngx_free(mem);
+                goto done;
             }
-            ngx_free(out);
-            out = NULL;
-            goto done;
-        }
 
-        if (i) {
-            *p++ = ',';
-        }
+            if (pass == 0) {
+                size += mesh_service_json(&svc, NULL, 0) + 2;
 
-        *p++ = '\n';
-        p += mesh_service_json(&svc, (char *) p, last - p);
-        ngx_free(mem);
+            } else {
+                *p++ = i ? ',' : '\n';
+
+                if (i) {
+                    *p++ = '\n';
+                }
+
+                p += mesh_service_json(&svc, (char *) p, last - p);
+            }
+
+            ngx_free(mem);
+        }
     }
 
     p = ngx_slprintf(p, last, "],\n\"policies\":");
@@ -995,45 +973,6 @@ ngx_http_mesh_stat_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
             st = (ngx_http_mesh_stat_t *) temp;
 
             p = (ngx_memn2cmp(s->name, st->name, s->len, st->len) < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
-}
-
-
-static void
-ngx_http_mesh_shsvc_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
-    ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t      **p;
-    ngx_http_mesh_shsvc_t   *s, *t;
-
-    for ( ;; ) {
-
-        if (node->key < temp->key) {
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-            p = &temp->right;
-
-        } else { /* node->key == temp->key */
-
-            s = (ngx_http_mesh_shsvc_t *) node;
-            t = (ngx_http_mesh_shsvc_t *) temp;
-
-            p = (ngx_memn2cmp(s->name, t->name, s->len, t->len) < 0)
                 ? &temp->left : &temp->right;
         }
 

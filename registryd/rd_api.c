@@ -1225,6 +1225,25 @@ rd_api_unlink_stream(rd_api_t *api, rd_req_t *rq)
 }
 
 
+/* the client of a suspended connection hung up (it cannot see it) */
+static int
+rd_api_hung_up(int fd)
+{
+    struct pollfd  pfd;
+
+    if (fd < 0) {
+        return 0;
+    }
+
+    pfd.fd = fd;
+    pfd.events = POLLRDHUP;
+    pfd.revents = 0;
+
+    return poll(&pfd, 1, 0) > 0
+           && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+
 /*
  * Resume the streams that wait for events. ping: make each send a comment
  * even without one. hangups: only those whose client hung up, which a
@@ -1234,7 +1253,6 @@ static void
 rd_api_wake_streams(rd_api_t *api, int ping, int hangups)
 {
     rd_req_t       *rq;
-    struct pollfd   pfd;
 
     pthread_mutex_lock(&api->lock);
 
@@ -1242,17 +1260,7 @@ rd_api_wake_streams(rd_api_t *api, int ping, int hangups)
         rq->ping |= ping;
 
         if (hangups) {
-            if (!rq->suspended || rq->fd < 0) {
-                continue;
-            }
-
-            pfd.fd = rq->fd;
-            pfd.events = POLLRDHUP;
-            pfd.revents = 0;
-
-            if (poll(&pfd, 1, 0) <= 0
-                || !(pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
-            {
+            if (!rq->suspended || !rd_api_hung_up(rq->fd)) {
                 continue;
             }
 
@@ -2033,25 +2041,14 @@ rd_api_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void
 rd_api_hangup_waiters(rd_api_t *api)
 {
-    rd_req_t       *rq, *next;
-    struct pollfd   pfd;
+    rd_req_t  *rq, *next;
 
     pthread_mutex_lock(&api->lock);
 
     for (rq = api->waiters; rq; rq = next) {
         next = rq->next;
 
-        if (rq->fd < 0) {
-            continue;
-        }
-
-        pfd.fd = rq->fd;
-        pfd.events = POLLRDHUP;
-        pfd.revents = 0;
-
-        if (poll(&pfd, 1, 0) <= 0
-            || !(pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
-        {
+        if (!rd_api_hung_up(rq->fd)) {
             continue;
         }
 

@@ -441,28 +441,20 @@ rd_subscription_free(rd_subscription_t *sub)
 }
 
 
+static int
+rd_snapshot_cmp_name(const void *key, const void *elt)
+{
+    return strcmp(key, *(char *const *) elt);
+}
+
+
 int
 rd_subscription_has(const rd_subscription_t *sub, const char *name)
 {
-    size_t  lo = 0, hi = sub->n, mid;
-    int     rc;
-
-    while (lo < hi) {
-        mid = lo + (hi - lo) / 2;
-        rc = strcmp(sub->names[mid], name);
-
-        if (rc == 0) {
-            return 1;
-        }
-
-        if (rc < 0) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-
-    return 0;
+    return sub->n
+           && bsearch(name, sub->names, sub->n, sizeof(char *),
+                      rd_snapshot_cmp_name)
+              != NULL;
 }
 
 

@@ -1424,6 +1424,32 @@ ctl_labels(json_t *labels, char *buf, size_t size)
 }
 
 
+/* --json: the answer's body as it came */
+static void
+ctl_print_body(ctl_resp_t *r)
+{
+    fputs(r->body.data, stdout);
+
+    if (r->body.len == 0 || r->body.data[r->body.len - 1] != '\n') {
+        fputc('\n', stdout);
+    }
+}
+
+
+/* a table that will not be printed */
+static void
+ctl_table_drop(ctl_table_t *t)
+{
+    size_t  i;
+
+    for (i = 0; i < t->nrows * t->ncols; i++) {
+        free(t->cells[i]);
+    }
+
+    free(t->cells);
+}
+
+
 static int
 ctl_cmd_list(ctl_t *c, int argc, char **argv, char *err)
 {
@@ -1459,11 +1485,7 @@ ctl_cmd_list(ctl_t *c, int argc, char **argv, char *err)
     }
 
     if (set[0]) {
-        fputs(r.body.data, stdout);
-        if (r.body.len == 0 || r.body.data[r.body.len - 1] != '\n') {
-            fputc('\n', stdout);
-        }
-
+        ctl_print_body(&r);
         json_decref(res);
         ctl_buf_free(&r.body);
         return 0;
@@ -1528,11 +1550,7 @@ ctl_cmd_list(ctl_t *c, int argc, char **argv, char *err)
 
 nomem:
 
-    for (i = 0; i < t.nrows * t.ncols; i++) {
-        free(t.cells[i]);
-    }
-
-    free(t.cells);
+    ctl_table_drop(&t);
     rc = ctl_error(err, -1, "out of memory");
 
 done:
@@ -1569,11 +1587,7 @@ ctl_cmd_proxies(ctl_t *c, int argc, char **argv, char *err)
     }
 
     if (set[0]) {
-        fputs(r.body.data, stdout);
-        if (r.body.len == 0 || r.body.data[r.body.len - 1] != '\n') {
-            fputc('\n', stdout);
-        }
-
+        ctl_print_body(&r);
         json_decref(res);
         ctl_buf_free(&r.body);
         return 0;
@@ -1632,11 +1646,7 @@ ctl_cmd_proxies(ctl_t *c, int argc, char **argv, char *err)
 
 nomem:
 
-    for (i = 0; i < t.nrows * t.ncols; i++) {
-        free(t.cells[i]);
-    }
-
-    free(t.cells);
+    ctl_table_drop(&t);
     rc = ctl_error(err, -1, "out of memory");
 
 done:
