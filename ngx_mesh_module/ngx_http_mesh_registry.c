@@ -8,6 +8,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <pthread.h>
 #include <zlib.h>
 
 #include "ngx_http_mesh_module.h"
@@ -69,7 +70,20 @@ typedef struct {
 
     ngx_msec_t                     cache_written;
     ngx_uint_t                     cache_dirty;
+    ngx_uint_t                     cache_busy;  /* a writer thread runs:
+                                                   atomic */
 } ngx_http_mesh_poll_t;
+
+
+/* one write of the cache file, done off the event loop */
+typedef struct {
+    u_char                        *json;
+    size_t                         len;
+    u_char                        *tmp;
+    ngx_str_t                      file;
+    ngx_log_t                     *log;
+    ngx_uint_t                    *busy;        /* cleared when done */
+} ngx_http_mesh_cache_job_t;
 
 
 static void ngx_http_mesh_lease_handler(ngx_event_t *ev);
@@ -97,7 +111,10 @@ static void ngx_http_mesh_poll_close(ngx_http_mesh_poll_t *p);
 static void ngx_http_mesh_poll_next(ngx_http_mesh_poll_t *p,
     ngx_msec_t delay);
 static void ngx_http_mesh_release_lease(ngx_http_mesh_poll_t *p);
-static void ngx_http_mesh_write_cache(ngx_http_mesh_poll_t *p);
+static void ngx_http_mesh_write_cache(ngx_http_mesh_poll_t *p,
+    ngx_uint_t now);
+static void ngx_http_mesh_cache_store(ngx_http_mesh_cache_job_t *job);
+static void *ngx_http_mesh_cache_thread(void *data);
 static void ngx_http_mesh_flush_cache(ngx_http_mesh_poll_t *p);
 
 
@@ -1257,7 +1274,7 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
     if (p->cache_dirty && p->mmcf->cache_file.len && !p->cache.timer_set) {
         if (ngx_current_msec - p->cache_written >= NGX_HTTP_MESH_CACHE_EVERY)
         {
-            ngx_http_mesh_write_cache(p);
+            ngx_http_mesh_write_cache(p, 0);
 
         } else {
             ngx_add_timer(&p->cache, NGX_HTTP_MESH_CACHE_EVERY);
@@ -1419,9 +1436,20 @@ ngx_http_mesh_poll_close(ngx_http_mesh_poll_t *p)
 static void
 ngx_http_mesh_flush_cache(ngx_http_mesh_poll_t *p)
 {
-    if (p->cache_dirty && p->mmcf->cache_file.len) {
-        ngx_http_mesh_write_cache(p);
+    ngx_uint_t  n;
+
+    if (!p->cache_dirty || p->mmcf->cache_file.len == 0) {
+        return;
     }
+
+    /* the writer thread's file first, then the last state, here */
+    for (n = 0; n < 200 && __atomic_load_n(&p->cache_busy, __ATOMIC_ACQUIRE);
+         n++)
+    {
+        ngx_msleep(10);
+    }
+
+    ngx_http_mesh_write_cache(p, 1);
 }
 
 
@@ -1431,68 +1459,131 @@ ngx_http_mesh_cache_handler(ngx_event_t *ev)
     ngx_http_mesh_poll_t  *p = ev->data;
 
     if (p->cache_dirty) {
-        ngx_http_mesh_write_cache(p);
+        ngx_http_mesh_write_cache(p, 0);
     }
 }
 
 
 /*
  * Write the zone to mesh_cache_file: a temporary file of this process,
- * fsync(), rename(), at most once a second. It holds the routed services
- * only, so it is small; it runs in the poll owner only.
+ * fsync(), rename(), at most once a second. The text is made here (the
+ * routed services only: small); the file is written by a thread of its
+ * own, so that the poll owner's event loop never waits for the disk. One
+ * write at a time: with one still running, the next waits for the timer.
+ * now: at exit, written here and now.
  */
 static void
-ngx_http_mesh_write_cache(ngx_http_mesh_poll_t *p)
+ngx_http_mesh_write_cache(ngx_http_mesh_poll_t *p, ngx_uint_t now)
 {
-    u_char                 *json, *tmp;
-    size_t                  len;
-    ngx_fd_t                fd;
-    ngx_str_t              *file;
+    ngx_str_t                  *file;
+    pthread_t                   tid;
+    pthread_attr_t              attr;
+    ngx_http_mesh_cache_job_t  *job;
 
     file = &p->mmcf->cache_file;
-    p->cache_dirty = 0;
-    p->cache_written = ngx_current_msec;
 
-    json = ngx_http_mesh_zone_json(&p->mmcf->zone, &len, p->log);
-    if (json == NULL) {
+    if (!now && __atomic_load_n(&p->cache_busy, __ATOMIC_ACQUIRE)) {
+        if (!p->cache.timer_set) {
+            ngx_add_timer(&p->cache, NGX_HTTP_MESH_CACHE_EVERY);
+        }
+
         return;
     }
 
-    tmp = ngx_alloc(file->len + sizeof(".4294967295.tmp"), p->log);
-    if (tmp == NULL) {
-        ngx_free(json);
+    p->cache_dirty = 0;
+    p->cache_written = ngx_current_msec;
+
+    job = ngx_calloc(sizeof(ngx_http_mesh_cache_job_t)
+                     + file->len + sizeof(".4294967295.tmp"), p->log);
+    if (job == NULL) {
+        return;
+    }
+
+    job->json = ngx_http_mesh_zone_json(&p->mmcf->zone, &job->len, p->log);
+    if (job->json == NULL) {
+        ngx_free(job);
         return;
     }
 
     /* two nginx generations may run at once (reload, binary upgrade) */
-    ngx_sprintf(tmp, "%V.%P.tmp%Z", file, ngx_pid);
+    job->tmp = (u_char *) (job + 1);
+    ngx_sprintf(job->tmp, "%V.%P.tmp%Z", file, ngx_pid);
+    job->file = *file;
+    job->log = p->log;
+    job->busy = &p->cache_busy;
 
-    fd = ngx_open_file(tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
+    if (!now) {
+        __atomic_store_n(&p->cache_busy, 1, __ATOMIC_RELEASE);
+
+        if (pthread_attr_init(&attr) == 0) {
+            (void) pthread_attr_setdetachstate(&attr,
+                                               PTHREAD_CREATE_DETACHED);
+
+            if (pthread_create(&tid, &attr, ngx_http_mesh_cache_thread, job)
+                == 0)
+            {
+                (void) pthread_attr_destroy(&attr);
+                return;
+            }
+
+            (void) pthread_attr_destroy(&attr);
+        }
+
+        /* no thread: write here, as nginx writes its own temp files */
+    }
+
+    ngx_http_mesh_cache_store(job);
+}
+
+
+static void *
+ngx_http_mesh_cache_thread(void *data)
+{
+    ngx_http_mesh_cache_store(data);
+    return NULL;
+}
+
+
+/* the blocking part of a cache write; frees the job */
+static void
+ngx_http_mesh_cache_store(ngx_http_mesh_cache_job_t *job)
+{
+    ngx_fd_t     fd;
+    ngx_uint_t  *busy;
+
+    fd = ngx_open_file(job->tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
                        NGX_FILE_DEFAULT_ACCESS);
     if (fd == NGX_INVALID_FILE) {
-        ngx_log_error(NGX_LOG_ERR, p->log, ngx_errno,
-                      "mesh: cannot write cache file \"%s\"", tmp);
+        ngx_log_error(NGX_LOG_ERR, job->log, ngx_errno,
+                      "mesh: cannot write cache file \"%s\"", job->tmp);
         goto done;
     }
 
-    if (ngx_write_fd(fd, json, len) != (ssize_t) len || fsync(fd) != 0) {
-        ngx_log_error(NGX_LOG_ERR, p->log, ngx_errno,
-                      "mesh: cannot write cache file \"%s\"", tmp);
+    if (ngx_write_fd(fd, job->json, job->len) != (ssize_t) job->len
+        || fsync(fd) != 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, job->log, ngx_errno,
+                      "mesh: cannot write cache file \"%s\"", job->tmp);
         ngx_close_file(fd);
-        (void) ngx_delete_file(tmp);
+        (void) ngx_delete_file(job->tmp);
         goto done;
     }
 
     ngx_close_file(fd);
 
-    if (ngx_rename_file(tmp, file->data) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, p->log, ngx_errno,
-                      "mesh: cannot rename \"%s\" to \"%V\"", tmp, file);
-        (void) ngx_delete_file(tmp);
+    if (ngx_rename_file(job->tmp, job->file.data) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, job->log, ngx_errno,
+                      "mesh: cannot rename \"%s\" to \"%V\"", job->tmp,
+                      &job->file);
+        (void) ngx_delete_file(job->tmp);
     }
 
 done:
 
-    ngx_free(tmp);
-    ngx_free(json);
+    busy = job->busy;
+
+    ngx_free(job->json);
+    ngx_free(job);
+
+    __atomic_store_n(busy, 0, __ATOMIC_RELEASE);
 }

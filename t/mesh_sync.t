@@ -163,11 +163,21 @@ my ($svc) = grep { $_->{name} eq 'orders' } @{ $st->{services} || [] };
 is_deeply [ sort map { $_->{id} } @{ $svc->{instances} || [] } ],
     [qw(b2 b3)], 'status: b2 and b3';
 
-# the cache file holds what is routed, and reads back at start
+# the cache file holds what is routed (written off the event loop, at
+# most once a second), and reads back at start
 
-my $cache = $t->read_file($t->cache_file);
-my $doc = eval { MeshTest->decode_json($cache) };
+my ($cache, $doc, $ids);
+$end = time + 5;
+while (time < $end) {
+    $cache = $t->read_file($t->cache_file) // '';
+    $doc = eval { MeshTest->decode_json($cache) };
+    $ids = join ',', sort map { $_->{id} }
+        map { @{ $_->{instances} || [] } } @{ $doc ? $doc->{services} : [] };
+    last if $ids eq 'b2,b3';
+    sleep 0.1;
+}
 ok $doc, 'the cache file is JSON' or diag $cache;
+is $ids, 'b2,b3', '... and follows the changes while nginx runs';
 is_deeply [ map { $_->{name} } @{ $doc->{services} || [] } ], ['orders'],
     '... with the routed service only';
 like $doc->{registry} // '', qr/^[0-9a-f]{16}$/, '... and the registry id';
