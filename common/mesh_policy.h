@@ -151,6 +151,19 @@ mesh_policies_t *mesh_policies_parse(const char *json, size_t len,
     char *err, size_t errlen);
 void mesh_policies_free(mesh_policies_t *p);
 
+/*
+ * The model packed into one block of offsets (for the shared zone):
+ * mesh_policies_pack() with buf NULL says how many bytes; with a buf of
+ * that size it writes them and returns the same. mesh_policies_unpack()
+ * puts the pointers back into a copy of the block (8-byte aligned, which
+ * the model then lives in: free it after mesh_policies_free()), checks
+ * that every one lands inside it and compiles the regexes. NULL with err
+ * on a damaged block.
+ */
+size_t mesh_policies_pack(const mesh_policies_t *p, void *buf, size_t size);
+mesh_policies_t *mesh_policies_unpack(void *buf, size_t size, char *err,
+    size_t errlen);
+
 /* the rule / virtual service for a registry service; NULL: none */
 const mesh_destination_rule_t *mesh_policies_rule(const mesh_policies_t *p,
     const char *host, size_t len);

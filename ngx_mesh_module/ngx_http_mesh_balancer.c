@@ -445,15 +445,17 @@ ngx_http_mesh_sync(ngx_http_mesh_main_conf_t *mmcf, ngx_log_t *log)
 
     polchange = (fresh || pgen != ngx_http_mesh_worker.policies_gen);
 
-    if (polchange) {
-        plen = sh->policies ? sh->policies_len : 2;
-        pjson = ngx_alloc(plen + 1, log);
+    if (polchange && sh->policies_packed) {
+        plen = sh->policies_packed_len;
+        pjson = ngx_alloc(plen, log);
 
         if (pjson) {
-            ngx_memcpy(pjson, sh->policies ? sh->policies : (u_char *) "[]",
-                       plen);
-            pjson[plen] = '\0';
+            ngx_memcpy(pjson, sh->policies_packed, plen);
         }
+
+    } else if (polchange) {
+        polchange = 0;          /* none yet */
+        ngx_http_mesh_worker.policies_gen = pgen;
     }
 
     for (i = 0; i < n; i++) {
@@ -498,7 +500,8 @@ ngx_http_mesh_sync(ngx_http_mesh_main_conf_t *mmcf, ngx_log_t *log)
     if (polchange) {
         ngx_http_mesh_worker.policies_gen = pgen;
 
-        g = ngx_http_mesh_gen_create(pjson, plen, err, sizeof(err), log);
+        /* no JSON here: the poll owner parsed them, packed */
+        g = ngx_http_mesh_gen_unpack(pjson, plen, err, sizeof(err), log);
 
         if (g == NULL) {
             /* the poll owner checked them: this is out of memory */
@@ -622,6 +625,59 @@ ngx_http_mesh_gen_create(u_char *json, size_t len, char *err, size_t errlen,
     }
 
     return g;
+}
+
+
+/*
+ * The policies from their packed block (the poll owner parsed them once
+ * for the whole nginx): pointers put back, regexes compiled. Takes packed
+ * (ngx_alloc()ed) in every case. NULL with err on a refusal.
+ */
+ngx_http_mesh_gen_t *
+ngx_http_mesh_gen_unpack(u_char *packed, size_t len, char *err,
+    size_t errlen, ngx_log_t *log)
+{
+    ngx_http_mesh_gen_t  *g;
+
+    g = ngx_calloc(sizeof(ngx_http_mesh_gen_t), log);
+    if (g == NULL) {
+        ngx_free(packed);
+        ngx_snprintf((u_char *) err, errlen, "out of memory%Z");
+        return NULL;
+    }
+
+    g->refs = 1;
+    g->json = packed;
+
+    g->policies = mesh_policies_unpack(packed, len, err, errlen);
+    if (g->policies == NULL) {
+        ngx_http_mesh_gen_release(g);
+        return NULL;
+    }
+
+    return g;
+}
+
+
+/* g's policies packed for the zone (ngx_alloc()ed) */
+u_char *
+ngx_http_mesh_gen_pack(ngx_http_mesh_gen_t *g, size_t *len, ngx_log_t *log)
+{
+    u_char  *buf;
+
+    *len = mesh_policies_pack(g->policies, NULL, 0);
+
+    buf = ngx_alloc(*len, log);
+    if (buf == NULL) {
+        return NULL;
+    }
+
+    if (mesh_policies_pack(g->policies, buf, *len) != *len) {
+        ngx_free(buf);
+        return NULL;
+    }
+
+    return buf;
 }
 
 

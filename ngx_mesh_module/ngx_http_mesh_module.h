@@ -148,8 +148,12 @@ typedef struct {
     uint64_t                       index;
     uint64_t                       registry;    /* the id of the registry
                                                    index belongs to */
-    u_char                        *policies;    /* JSON array, slab */
+    u_char                        *policies;    /* JSON array, slab: for
+                                                   the cache file */
     size_t                         policies_len;
+    u_char                        *policies_packed;  /* mesh_policies_pack,
+                                                   slab: for the workers */
+    size_t                         policies_packed_len;
     ngx_atomic_t                   policies_gen;
 
     ngx_pid_t                      poll_owner;
@@ -189,7 +193,8 @@ typedef struct {
  * them */
 typedef struct {
     ngx_uint_t                     refs;
-    u_char                        *json;
+    u_char                        *json;        /* or the packed block the
+                                                   policies live in */
     mesh_policies_t               *policies;    /* regexes compiled */
 } ngx_http_mesh_gen_t;
 
@@ -313,8 +318,9 @@ extern ngx_module_t  ngx_http_mesh_module;
 /* ngx_http_mesh_shm.c */
 ngx_int_t ngx_http_mesh_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 ngx_int_t ngx_http_mesh_apply(ngx_http_mesh_zone_t *zone,
-    mesh_snapshot_t *snap, ngx_uint_t from_cache,
-    ngx_atomic_uint_t subscription, char *err, size_t errlen);
+    mesh_snapshot_t *snap, u_char *packed, size_t packed_len,
+    ngx_uint_t from_cache, ngx_atomic_uint_t subscription, char *err,
+    size_t errlen);
 ngx_int_t ngx_http_mesh_want(ngx_http_mesh_main_conf_t *mmcf);
 u_char *ngx_http_mesh_subscription(ngx_http_mesh_zone_t *zone,
     size_t *len, ngx_atomic_uint_t *subscription, ngx_log_t *log);
@@ -349,6 +355,10 @@ uint64_t ngx_http_mesh_worker_index(void);
 mesh_policies_t *ngx_http_mesh_worker_policies(void);
 ngx_http_mesh_gen_t *ngx_http_mesh_gen_create(u_char *json, size_t len,
     char *err, size_t errlen, ngx_log_t *log);
+ngx_http_mesh_gen_t *ngx_http_mesh_gen_unpack(u_char *packed, size_t len,
+    char *err, size_t errlen, ngx_log_t *log);
+u_char *ngx_http_mesh_gen_pack(ngx_http_mesh_gen_t *g, size_t *len,
+    ngx_log_t *log);
 void ngx_http_mesh_gen_release(ngx_http_mesh_gen_t *gen);
 const char *ngx_http_mesh_balancer_name(ngx_uint_t balancer);
 

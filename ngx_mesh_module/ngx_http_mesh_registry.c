@@ -1127,8 +1127,8 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
 {
     char                    err[MESH_ERR_LEN];
     u_char                  reason[MESH_ERR_LEN + 64];
-    u_char                 *plain;
-    size_t                  plen;
+    u_char                 *plain, *packed;
+    size_t                  plen, pklen;
     uint64_t                index;
     ngx_int_t               rc;
     ngx_msec_t              delay, took;
@@ -1200,7 +1200,13 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
         goto refused;
     }
 
-    /* the policies must compile here before any worker reads them */
+    /*
+     * The policies are parsed here, once for the whole nginx, and must
+     * compile before any worker sees them; the workers get them packed.
+     */
+
+    packed = NULL;
+    pklen = 0;
 
     if (snap->has_policies) {
         g = NULL;
@@ -1222,7 +1228,14 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
             goto refused;
         }
 
+        packed = ngx_http_mesh_gen_pack(g, &pklen, p->log);
         ngx_http_mesh_gen_release(g);
+
+        if (packed == NULL) {
+            mesh_snapshot_free(snap);
+            ngx_cpystrn(reason, (u_char *) "out of memory", sizeof(reason));
+            goto refused;
+        }
     }
 
     if (body != p->body) {
@@ -1230,8 +1243,12 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
         body = NULL;
     }
 
-    rc = ngx_http_mesh_apply(zone, snap, 0, p->subscription, err,
-                             sizeof(err));
+    rc = ngx_http_mesh_apply(zone, snap, packed, pklen, 0, p->subscription,
+                             err, sizeof(err));
+
+    if (packed) {
+        ngx_free(packed);
+    }
 
     index = snap->index;
     mesh_snapshot_free(snap);

@@ -350,10 +350,10 @@ ngx_http_mesh_prepare(ngx_http_mesh_change_t *c, mesh_instance_t *in,
  */
 ngx_int_t
 ngx_http_mesh_apply(ngx_http_mesh_zone_t *zone, mesh_snapshot_t *snap,
-    ngx_uint_t from_cache, ngx_atomic_uint_t subscription, char *err,
-    size_t errlen)
+    u_char *packed, size_t packed_len, ngx_uint_t from_cache,
+    ngx_atomic_uint_t subscription, char *err, size_t errlen)
 {
-    u_char                  *old, *pol;
+    u_char                  *old, *pol, *pk;
     size_t                   i, n, oldsize, msize;
     void                    *mem;
     ngx_int_t                rc;
@@ -552,14 +552,21 @@ ngx_http_mesh_apply(ngx_http_mesh_zone_t *zone, mesh_snapshot_t *snap,
     }
 
     pol = NULL;
+    pk = NULL;
 
-    if (snap->has_policies
+    if (snap->has_policies && packed
         && !(sh->policies && sh->policies_len == snap->policies_len
              && ngx_memcmp(sh->policies, snap->policies, snap->policies_len)
                 == 0))
     {
         pol = ngx_slab_alloc_locked(zone->shpool, snap->policies_len + 1);
-        if (pol == NULL) {
+        pk = pol ? ngx_slab_alloc_locked(zone->shpool, packed_len) : NULL;
+
+        if (pk == NULL) {
+            if (pol) {
+                ngx_slab_free_locked(zone->shpool, pol);
+            }
+
             ngx_snprintf((u_char *) err, errlen,
                          "policies (%uz bytes) do not fit in the shared "
                          "zone, keeping index %uL; raise mesh_zone%Z",
@@ -568,6 +575,7 @@ ngx_http_mesh_apply(ngx_http_mesh_zone_t *zone, mesh_snapshot_t *snap,
         }
 
         ngx_memcpy(pol, snap->policies, snap->policies_len + 1);
+        ngx_memcpy(pk, packed, packed_len);
     }
 
     changed = 0;
@@ -594,10 +602,13 @@ ngx_http_mesh_apply(ngx_http_mesh_zone_t *zone, mesh_snapshot_t *snap,
     if (pol) {
         if (sh->policies) {
             ngx_slab_free_locked(zone->shpool, sh->policies);
+            ngx_slab_free_locked(zone->shpool, sh->policies_packed);
         }
 
         sh->policies = pol;
         sh->policies_len = snap->policies_len;
+        sh->policies_packed = pk;
+        sh->policies_packed_len = packed_len;
         sh->policies_gen++;
         changed++;
     }
@@ -821,7 +832,8 @@ ngx_http_mesh_load_cache(ngx_http_mesh_main_conf_t *mmcf,
     ngx_http_mesh_zone_t *zone, ngx_log_t *log)
 {
     char                  err[MESH_ERR_LEN];
-    u_char               *buf, *pol;
+    u_char               *buf, *pol, *packed;
+    size_t                plen;
     ssize_t               n;
     ngx_fd_t              fd;
     ngx_int_t             rc;
@@ -888,12 +900,20 @@ ngx_http_mesh_load_cache(ngx_http_mesh_main_conf_t *mmcf,
         goto done;
     }
 
-    ngx_http_mesh_gen_release(g);
-
     snap->delta = 0;
     snap->has_policies = 1;
 
-    rc = ngx_http_mesh_apply(zone, snap, 1, 0, err, sizeof(err));
+    packed = ngx_http_mesh_gen_pack(g, &plen, log);
+    ngx_http_mesh_gen_release(g);
+
+    if (packed == NULL) {
+        mesh_snapshot_free(snap);
+        goto done;
+    }
+
+    rc = ngx_http_mesh_apply(zone, snap, packed, plen, 1, 0, err,
+                             sizeof(err));
+    ngx_free(packed);
 
     if (rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_ERR, log, 0,

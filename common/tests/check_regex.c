@@ -5,6 +5,7 @@
  */
 
 #include <check.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mesh_policy.h"
@@ -111,6 +112,106 @@ START_TEST(regex_retry_on_has_no_retriable_4xx)
 END_TEST
 
 
+static const char  ck_model[] =
+    "[{\"policy\":\"orders\",\"kind\":\"DestinationRule\",\"name\":\"o\","
+    "\"host\":\"orders\",\"trafficPolicy\":{\"loadBalancer\":"
+    "{\"consistentHash\":{\"httpHeaderName\":\"x-user\"}},"
+    "\"outlierDetection\":{\"consecutive5xxErrors\":3}},"
+    "\"subsets\":[{\"name\":\"v1\",\"labels\":{\"version\":\"v1\"}},"
+    "{\"name\":\"v2\",\"labels\":{\"version\":\"v2\",\"zone\":\"a\"},"
+    "\"trafficPolicy\":{\"loadBalancer\":{\"simple\":\"RANDOM\"}}}]},"
+    "{\"policy\":\"orders\",\"kind\":\"VirtualService\",\"name\":\"r\","
+    "\"hosts\":[\"orders\",\"orders-b\"],\"http\":[{\"name\":\"canary\","
+    "\"match\":[{\"headers\":{\"x-canary\":{\"exact\":\"1\"}}},"
+    "{\"uri\":{\"regex\":\"/v[0-9]+/o\"},\"headers\":{\"x-a\":"
+    "{\"regex\":\"\\\\Qa.b\"}}}],\"route\":[{\"destination\":{\"host\":"
+    "\"orders\",\"subset\":\"v2\"},\"weight\":100}],\"retries\":"
+    "{\"attempts\":2,\"retryOn\":[\"5xx\"]},\"timeoutMs\":3000},"
+    "{\"match\":[],\"route\":[{\"destination\":{\"host\":\"orders\",\"subset\":\"v1\"},"
+    "\"weight\":90},{\"destination\":{\"host\":\"orders\"},"
+    "\"weight\":10}]}]}]";
+
+
+START_TEST(policies_pack_unpack_keeps_the_model)
+{
+    char                           err[256], *block;
+    size_t                         size, i;
+    mesh_policies_t               *p, *q;
+    const mesh_destination_rule_t *dr;
+    const mesh_virtual_service_t  *vs;
+
+    p = mesh_policies_parse(ck_model, strlen(ck_model), err, sizeof(err));
+    ck_assert_msg(p != NULL, "%s", err);
+
+    size = mesh_policies_pack(p, NULL, 0);
+    ck_assert_uint_gt(size, sizeof(mesh_policies_t));
+    block = malloc(size);
+    ck_assert_uint_eq(mesh_policies_pack(p, block, size), size);
+    mesh_policies_free(p);
+
+    /* nothing of the parse is left: the block stands alone */
+    q = mesh_policies_unpack(block, size, err, sizeof(err));
+    ck_assert_msg(q != NULL, "%s", err);
+
+    dr = mesh_policies_rule(q, "orders", 6);
+    ck_assert_ptr_nonnull(dr);
+    ck_assert_str_eq(dr->name, "o");
+    ck_assert_int_eq(dr->traffic.lb, MESH_LB_HASH_HEADER);
+    ck_assert_str_eq(dr->traffic.hash_name, "x-user");
+    ck_assert_int_eq(dr->traffic.consecutive_5xx, 3);
+    ck_assert_uint_eq(dr->nsubsets, 2);
+    ck_assert_str_eq(dr->subsets[1].name, "v2");
+    ck_assert_uint_eq(dr->subsets[1].nlabels, 2);
+    ck_assert_str_eq(dr->subsets[1].labels[1].key, "zone");
+    ck_assert_int_eq(dr->subsets[1].policy.lb, MESH_LB_RANDOM);
+    ck_assert_str_eq(dr->subsets[1].policy.hash_name == NULL ? "" : "x",
+                     "");
+
+    vs = mesh_policies_vs(q, "orders-b", 8);
+    ck_assert_ptr_nonnull(vs);
+    ck_assert_uint_eq(vs->nhttp, 2);
+    ck_assert_str_eq(vs->http[0].name, "canary");
+    ck_assert_uint_eq(vs->http[0].nmatches, 2);
+    ck_assert_ptr_null(vs->http[0].matches[0].uri);
+    ck_assert_str_eq(vs->http[0].matches[0].headers[0].name, "x-canary");
+    ck_assert_int_eq(mesh_string_match(&vs->http[0].matches[0].headers[0]
+                                        .match, "1", 1, NULL), 1);
+    ck_assert_int_eq(mesh_string_match(vs->http[0].matches[1].uri,
+                                       "/v2/o", 5, NULL), 1);
+    ck_assert_int_eq(mesh_string_match(&vs->http[0].matches[1].headers[0]
+                                        .match, "a.b", 3, NULL), 1);
+    ck_assert_int_eq(mesh_string_match(&vs->http[0].matches[1].headers[0]
+                                        .match, "axb", 3, NULL), 0);
+    ck_assert_int_eq(vs->http[0].attempts, 2);
+    ck_assert_int_eq(vs->http[0].timeout, 3000);
+    ck_assert_str_eq(vs->http[0].routes[0].subset, "v2");
+    ck_assert_uint_eq(vs->http[1].nroutes, 2);
+    ck_assert_ptr_null(vs->http[1].routes[1].subset);
+    ck_assert_str_eq(vs->http[1].routes[1].host, "orders");
+    ck_assert_ptr_null(vs->http[1].matches);
+
+    mesh_policies_free(q);
+
+    /* a damaged block is refused or reads inside itself, never outside */
+    for (i = 0; i < size; i += 3) {
+        char  *copy = malloc(size);
+
+        memcpy(copy, block, size);
+        copy[i] ^= 0x40;
+
+        q = mesh_policies_unpack(copy, size, err, sizeof(err));
+        if (q) {
+            mesh_policies_free(q);
+        }
+
+        free(copy);
+    }
+
+    free(block);
+}
+END_TEST
+
+
 Suite *
 regex_suite(void)
 {
@@ -125,6 +226,7 @@ regex_suite(void)
     tcase_add_test(tc, regex_refuses_with_a_reason);
     tcase_add_test(tc, regex_of_a_policy_is_compiled_by_its_parse);
     tcase_add_test(tc, regex_retry_on_has_no_retriable_4xx);
+    tcase_add_test(tc, policies_pack_unpack_keeps_the_model);
     suite_add_tcase(s, tc);
 
     return s;
