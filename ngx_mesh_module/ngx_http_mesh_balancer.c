@@ -74,6 +74,7 @@ static void ngx_http_mesh_count(ngx_http_mesh_stat_t *st, ngx_uint_t status,
 
 
 static ngx_http_mesh_worker_t  ngx_http_mesh_worker;
+static ngx_str_t               ngx_http_mesh_empty = ngx_null_string;
 static ngx_event_t             ngx_http_mesh_ring_event;
 
 static const char  *ngx_http_mesh_balancers[] = {
@@ -1815,11 +1816,12 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
             return NGX_BUSY;    /* logged by init_peer */
         }
 
+        /* (without a target there is no subset to name) */
         ngx_log_error(NGX_LOG_ERR, pc->log, 0,
                       "mesh: no instances of service \"%V\"%s%V%s for "
                       "upstream \"%V\"", &pd->conf->service,
                       t && t->subset.len ? " (subset \"" : "",
-                      t ? &t->subset : &pd->conf->service,
+                      t && t->subset.len ? &t->subset : &ngx_http_mesh_empty,
                       t && t->subset.len ? "\")" : "",
                       &pd->conf->upstream->host);
         return NGX_BUSY;

@@ -94,6 +94,7 @@ static ngx_int_t ngx_http_mesh_poll_request(ngx_http_mesh_poll_t *p);
 static void ngx_http_mesh_poll_write(ngx_event_t *wev);
 static void ngx_http_mesh_poll_read(ngx_event_t *rev);
 static void ngx_http_mesh_idle_read(ngx_event_t *rev);
+static void ngx_http_mesh_idle_write(ngx_event_t *wev);
 static ngx_int_t ngx_http_mesh_poll_header(ngx_http_mesh_poll_t *p);
 static ngx_int_t ngx_http_mesh_dechunk(u_char *p, u_char *end,
     size_t *len, u_char **last);
@@ -1039,6 +1040,14 @@ ngx_http_mesh_idle_read(ngx_event_t *rev)
 }
 
 
+/* between polls there is nothing to write */
+static void
+ngx_http_mesh_idle_write(ngx_event_t *wev)
+{
+    (void) wev;
+}
+
+
 static ngx_int_t
 ngx_http_mesh_inflate(ngx_http_mesh_poll_t *p, u_char *in, size_t len,
     u_char **out, size_t *outlen)
@@ -1148,6 +1157,7 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
         }
 
         c->read->handler = ngx_http_mesh_idle_read;
+        c->write->handler = ngx_http_mesh_idle_write;
         p->idle = 1;
         p->active = 0;
 

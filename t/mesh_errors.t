@@ -67,6 +67,10 @@ cmp_ok scalar(@err), '>=', 1, 'an [error] line names the service'
     or diag $t->read_file('error.log');
 note scalar(@err) . " [error] lines for 5 requests; first: "
     . ($err[0] // 'none');
+my @named = grep { /mesh: no instances of service "nosuchservice" for upstream/ }
+            @err;
+ok @named, '... saying so once: no instances of service "nosuchservice" '
+    . 'for upstream' or diag join "\n", @err;
 
 is $c->get('/')->{status}, 200, 'the known service still serves';
 
