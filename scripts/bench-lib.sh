@@ -47,25 +47,27 @@ freeport() {
 }
 
 # bench_ports NBACK NAME...: port[NAME] for every name and NBACK ports in
-# bports, all distinct (freeport may hand out the same port twice)
+# bports, all distinct: the sockets are held open together while the
+# kernel picks their ports, in one process however many
 declare -A port
 bports=()
 bench_ports() {
-    local nb=$1 name i all
+    local nb=$1 name all i=0
     shift
-    for _ in 1 2 3 4 5; do
-        port=() bports=()
-        for name in "$@"; do
-            port[$name]=$(freeport)
-        done
-        for i in $(seq "$nb"); do
-            bports+=("$(freeport)")
-        done
-        all="${port[*]} ${bports[*]}"
-        [ "$(tr ' ' '\n' <<<"$all" | sort -u | wc -l)" = "$(wc -w <<<"$all")" ] \
-            && return 0
+    port=() bports=()
+    read -r -a all < <(perl -MIO::Socket::INET -e '
+        my @s;
+        for (1 .. shift) {
+            push @s, IO::Socket::INET->new(Listen => 1,
+                LocalAddr => "127.0.0.1:0") or die "listen: $!\n";
+        }
+        print join(" ", map { $_->sockport } @s), "\n"' \
+        $(( nb + $# ))) || die "no free ports"
+    for name in "$@"; do
+        port[$name]=${all[$i]}
+        i=$((i + 1))
     done
-    die "no distinct free ports"
+    bports=("${all[@]:$i}")
 }
 
 wait_http() {                           # wait_http URL WHAT [TENTHS]
@@ -89,13 +91,29 @@ bench_registry() {
     pids+=($!)
     wait_http "$registry/healthz" registryd
 
-    for p in "${bports[@]}"; do
-        i=$((i + 1))
-        curl -sf -X PUT -H 'Content-Type: application/json' \
-            -d "{\"address\": \"127.0.0.1\", \"port\": $p}" \
-            "$registry/v1/services/bench/instances/b$i" >/dev/null \
-            || die "cannot register b$i"
-    done
+    # 8 clients at once: the registry commits what comes together
+    perl -MHTTP::Tiny -e '
+        my ($url, @ports) = @ARGV;
+        my @kids;
+        for my $k (0 .. 7) {
+            my $pid = fork // die "fork: $!\n";
+            if ($pid == 0) {
+                my $ua = HTTP::Tiny->new(keep_alive => 1, timeout => 30);
+                for (my $i = $k; $i < @ports; $i += 8) {
+                    my $r = $ua->put("$url/v1/services/bench/instances/b"
+                        . ($i + 1), { headers => { "Content-Type" =>
+                        "application/json" }, content =>
+                        qq({"address":"127.0.0.1","port":$ports[$i]}) });
+                    exit 1 unless $r->{status} =~ /^2/;
+                }
+                exit 0;
+            }
+            push @kids, $pid;
+        }
+        my $bad = 0;
+        for (@kids) { waitpid $_, 0; $bad ||= $? }
+        exit($bad ? 1 : 0)' "$registry" "${bports[@]}" \
+        || die "cannot register the backends"
     index=$(curl -s "$registry/healthz" | perl -MJSON::PP -0 -ne \
         'print decode_json($_)->{index}')
 }
@@ -124,7 +142,7 @@ median() { perl -e '@v = sort { $a <=> $b } @ARGV; print $v[$#v / 2] // 0' $1; }
 # unbounded in requests
 bench_http_open() {
     cat <<CONF
-events { worker_connections 4096; }
+events { worker_connections $(( ${#bports[@]} + 4096 )); }
 http {
     access_log off;
     keepalive_requests 1000000;
@@ -146,6 +164,7 @@ bench_backend_conf() {
 daemon off;
 master_process on;
 worker_processes $2;
+worker_rlimit_nofile $(( ${#bports[@]} + 8192 ));
 error_log $d/logs/error.log warn;
 pid $d/nginx.pid;
 CONF
@@ -209,9 +228,12 @@ CONF
             ch_stock) body="        hash \$arg_key consistent;"$'\n'$servers ;;
             *) die "no upstream for $name" ;;
             esac
-            printf '    upstream %s {\n%s        keepalive %s;\n' \
-                "$name" "$body" "$keepalive"
-            printf '        keepalive_requests 1000000;\n    }\n'
+            printf '    upstream %s {\n%s' "$name" "$body"
+            if [ "$keepalive" -gt 0 ]; then
+                printf '        keepalive %s;\n' "$keepalive"
+                printf '        keepalive_requests 1000000;\n'
+            fi
+            printf '    }\n'
             cat <<CONF
     server {
         listen 127.0.0.1:${port[$name]};
