@@ -1187,6 +1187,15 @@ failed:
 }
 
 
+/* p lies in the shared zone */
+static ngx_inline ngx_uint_t
+ngx_http_mesh_in_zone(ngx_http_mesh_main_conf_t *mmcf, void *p)
+{
+    return (u_char *) p >= (u_char *) mmcf->zone.shpool
+           && (u_char *) p < mmcf->zone.shpool->end;
+}
+
+
 static ngx_int_t
 ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
@@ -1194,16 +1203,18 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
     const mesh_subset_t *subset, const mesh_traffic_policy_t *tp,
     ngx_log_t *log)
 {
-    size_t                   *lens;
+    size_t                   *lens, idlen;
+    int64_t                  *current;
     ngx_int_t                 rc;
     ngx_str_t                 id, sid;
-    ngx_uint_t                i, n;
+    ngx_uint_t                i, j, n;
     ngx_addr_t                addr;
     ngx_pool_t               *pool;
     const char              **servers;
     mesh_instance_t          *in;
-    ngx_http_mesh_peer_t     *peer;
+    ngx_http_mesh_peer_t     *peer, *reuse;
     ngx_http_mesh_stat_t     *rr, *st;
+    ngx_http_mesh_target_t   *old;
     int                      *weights;
 
     pool = view->pool;
@@ -1283,11 +1294,76 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
 
     t->peer = peer;
 
+    /*
+     * The same target of the view in place: an instance it has with the
+     * same address keeps its parsed address and its counters, without a
+     * parse or a lookup in the zone (both are sorted by id).
+     */
+    old = NULL;
+
+    for (j = 0; mscf->view && j < mscf->view->ntargets; j++) {
+        if (mscf->view->targets[j].balancer == t->balancer
+            && mscf->view->targets[j].subset.len == t->subset.len
+            && ngx_strncmp(mscf->view->targets[j].subset.data,
+                           t->subset.data, t->subset.len) == 0)
+        {
+            old = &mscf->view->targets[j];
+            break;
+        }
+    }
+
+    j = 0;
+
     for (i = 0; i < n; i++) {
         in = &svc->instances[i];
 
         if (subset && !mesh_instance_in_subset(in, subset)) {
             continue;
+        }
+
+        reuse = NULL;
+        idlen = ngx_strlen(in->id);
+
+        while (old && j < old->number
+               && ngx_memn2cmp(old->peer[j].id.data, (u_char *) in->id,
+                               old->peer[j].id.len, idlen) < 0)
+        {
+            j++;
+        }
+
+        /* (counters kept in the worker when the zone was full are not
+         * reused: they go with the old view) */
+        if (old && j < old->number && old->peer[j].id.len == idlen
+            && ngx_memcmp(old->peer[j].id.data, in->id, idlen) == 0
+            && old->peer[j].name.len == in->server_len
+            && ngx_memcmp(old->peer[j].name.data, in->server,
+                          in->server_len) == 0
+            && ngx_http_mesh_in_zone(mmcf, old->peer[j].stat)
+            && ngx_http_mesh_in_zone(mmcf, old->mp[j].current))
+        {
+            reuse = &old->peer[j];
+        }
+
+        if (reuse) {
+            peer[t->number].sockaddr = ngx_palloc(pool, reuse->socklen);
+            if (peer[t->number].sockaddr == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(peer[t->number].sockaddr, reuse->sockaddr,
+                       reuse->socklen);
+            peer[t->number].socklen = reuse->socklen;
+            peer[t->number].name.len = in->server_len;
+            peer[t->number].name.data = (u_char *) in->server;
+            peer[t->number].id.len = idlen;
+            peer[t->number].id.data = (u_char *) in->id;
+            peer[t->number].healthy = in->healthy;
+            peer[t->number].stat = reuse->stat;
+
+            id = peer[t->number].id;
+            current = old->mp[j].current;
+
+            goto health;
         }
 
         rc = ngx_parse_addr(pool, &addr, (u_char *) in->address,
@@ -1346,6 +1422,10 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
             }
         }
 
+        current = &rr->current;
+
+    health:
+
         /*
          * The registry (a health check, a heartbeat) saw it come back from
          * critical: that ends an ejection early, as an active health check
@@ -1371,7 +1451,7 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
         }
 
         t->mp[t->number].weight = in->weight;
-        t->mp[t->number].current = &rr->current;
+        t->mp[t->number].current = current;
         t->mp[t->number].active = &peer[t->number].stat->active;
 
         servers[t->number] = in->server;
