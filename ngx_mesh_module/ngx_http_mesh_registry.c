@@ -109,6 +109,7 @@ static void ngx_http_mesh_poll_refuse(ngx_http_mesh_poll_t *p,
 static void ngx_http_mesh_poll_report(ngx_http_mesh_poll_t *p,
     const char *reason);
 static void ngx_http_mesh_poll_close(ngx_http_mesh_poll_t *p);
+static void ngx_http_mesh_poll_reset(ngx_http_mesh_poll_t *p);
 static void ngx_http_mesh_poll_next(ngx_http_mesh_poll_t *p,
     ngx_msec_t delay);
 static void ngx_http_mesh_release_lease(ngx_http_mesh_poll_t *p);
@@ -1284,16 +1285,7 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
     p->refusals = 0;
     p->reason[0] = '\0';
     ngx_http_mesh_set_reg_state(zone, NGX_HTTP_MESH_REG_SYNCED, NULL);
-
-    if (p->size > 1024 * 1024) {
-        /* do not keep a large buffer between polls */
-        ngx_free(p->buf);
-        p->buf = NULL;
-        p->size = 0;
-    }
-
-    p->len = 0;
-    p->body = NULL;
+    ngx_http_mesh_poll_reset(p);
 
     /* this worker's own views first, then the cache file */
     (void) ngx_http_mesh_sync(p->mmcf, p->log);
@@ -1425,9 +1417,7 @@ ngx_http_mesh_poll_refuse(ngx_http_mesh_poll_t *p, const char *reason)
 
     ngx_http_mesh_set_reg_state(&p->mmcf->zone, NGX_HTTP_MESH_REG_ERROR,
                                 reason);
-
-    p->len = 0;
-    p->body = NULL;
+    ngx_http_mesh_poll_reset(p);
 
     delay = 1000 << ngx_min(p->refusals, 5);
     p->refusals++;
@@ -1447,8 +1437,15 @@ ngx_http_mesh_poll_close(ngx_http_mesh_poll_t *p)
     p->active = 0;
     p->idle = 0;
 
+    ngx_http_mesh_poll_reset(p);
+}
+
+
+/* the answer is used up; a large buffer is not kept between polls */
+static void
+ngx_http_mesh_poll_reset(ngx_http_mesh_poll_t *p)
+{
     if (p->buf && p->size > 1024 * 1024) {
-        /* do not keep a large buffer between polls */
         ngx_free(p->buf);
         p->buf = NULL;
         p->size = 0;

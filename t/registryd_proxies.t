@@ -35,7 +35,7 @@ sub poll {
 
 sub proxies {
     my $r = $t->api(GET => '/v1/proxies');
-    is $r->{status}, 200, 'GET /v1/proxies' if 0;
+    die "GET /v1/proxies: $r->{status}\n" unless $r->{status} == 200;
     return { map { $_->{name} => $_ } @{ $r->{json}{proxies} || [] } };
 }
 
