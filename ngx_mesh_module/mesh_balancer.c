@@ -1,6 +1,7 @@
 /*
- * mesh_balancer: smooth weighted round robin, weighted random, power of
- * two choices and nginx's consistent hash ring, in plain C.
+ * mesh_balancer: the set of eligible peers and its weighted schedule,
+ * weighted round robin, weighted random, power of two choices and nginx's
+ * consistent hash ring, in plain C.
  */
 
 #include <stdlib.h>
@@ -17,6 +18,9 @@ static uint32_t mesh_crc32_update(uint32_t crc, const void *data, size_t len);
 static size_t mesh_chash_find_point(const mesh_chash_ring_t *ring,
     uint32_t hash);
 static uint64_t mesh_rand_below(mesh_rand_pt rnd, void *state, uint64_t n);
+static void mesh_set_sort(uint32_t *order, uint32_t *tmp,
+    const mesh_peer_t *peers, size_t n);
+static int32_t mesh_set_tree(mesh_set_t *set, size_t lo, size_t hi);
 
 
 /* the CRC-32 (IEEE 802.3, reflected) table, as nginx's ngx_crc32_table256 */
@@ -89,154 +93,377 @@ static const uint32_t  mesh_crc32_table[256] = {
 };
 
 
-int
-mesh_swrr_pick(mesh_peer_t *peers, size_t n)
-{
-    size_t        i;
-    int64_t       total;
-    mesh_peer_t  *peer, *best;
+/*
+ * The set: the peers in order of weight, heaviest first (equal weights in
+ * their own order), the eligible ones of them, and the tree over those.
+ * The arrays are laid out in one block: nodes and prefix sums (8 bytes
+ * aligned) first.
+ */
 
-    best = NULL;
-    total = 0;
+size_t
+mesh_set_size(size_t n)
+{
+    return n * sizeof(mesh_set_node_t) + (n + 1) * sizeof(uint64_t)
+           + 2 * n * sizeof(uint32_t);
+}
+
+
+void
+mesh_set_init(mesh_set_t *set, void *mem, const mesh_peer_t *peers,
+    size_t n)
+{
+    unsigned char  *p = mem;
+
+    memset(set, 0, sizeof(mesh_set_t));
+
+    set->size = n;
+    set->nodes = (mesh_set_node_t *) p;
+    p += n * sizeof(mesh_set_node_t);
+    set->prefix = (uint64_t *) p;
+    p += (n + 1) * sizeof(uint64_t);
+    set->order = (uint32_t *) p;
+    p += n * sizeof(uint32_t);
+    set->elig = (uint32_t *) p;
+
+    mesh_set_sort(set->order, set->elig, peers, n);
+}
+
+
+/* a stable merge sort of the peer indices by weight, heaviest first */
+
+static void
+mesh_set_sort(uint32_t *order, uint32_t *tmp, const mesh_peer_t *peers,
+    size_t n)
+{
+    size_t     i, width, lo, mid, hi, a, b, k;
+    uint32_t  *from, *to, *swap;
 
     for (i = 0; i < n; i++) {
-        peer = &peers[i];
+        order[i] = (uint32_t) i;
+    }
 
-        if (peer->skip) {
+    from = order;
+    to = tmp;
+
+    for (width = 1; width < n; width *= 2) {
+
+        for (lo = 0; lo < n; lo += 2 * width) {
+            mid = (lo + width < n) ? lo + width : n;
+            hi = (lo + 2 * width < n) ? lo + 2 * width : n;
+
+            a = lo;
+            b = mid;
+
+            for (k = lo; k < hi; k++) {
+                if (a < mid
+                    && (b >= hi
+                        || peers[from[a]].weight >= peers[from[b]].weight))
+                {
+                    to[k] = from[a++];
+
+                } else {
+                    to[k] = from[b++];
+                }
+            }
+        }
+
+        swap = from;
+        from = to;
+        to = swap;
+    }
+
+    if (from != order) {
+        memcpy(order, from, n * sizeof(uint32_t));
+    }
+}
+
+
+void
+mesh_set_build(mesh_set_t *set, const mesh_peer_t *peers)
+{
+    size_t    i, n;
+    uint32_t  k;
+
+    n = 0;
+    set->prefix[0] = 0;
+    set->equal = 1;
+
+    for (i = 0; i < set->size; i++) {
+        k = set->order[i];
+
+        if (peers[k].skip) {
             continue;
         }
 
-        *peer->current += peer->weight;
-        total += peer->weight;
+        if (n && peers[k].weight != peers[set->elig[0]].weight) {
+            set->equal = 0;
+        }
 
-        if (best == NULL || *peer->current > *best->current) {
-            best = peer;
+        set->elig[n++] = k;
+        set->prefix[n] = set->prefix[n - 1] + (uint64_t) peers[k].weight;
+    }
+
+    set->n = n;
+    set->total = set->prefix[n];
+    set->nnodes = 0;
+    set->root = n ? mesh_set_tree(set, 0, n) : -1;
+}
+
+
+/*
+ * The subtree over elig[lo..hi): a leaf for one peer, else a node whose
+ * split leaves the two sides as near to equal weight as the order allows.
+ */
+static int32_t
+mesh_set_tree(mesh_set_t *set, size_t lo, size_t hi)
+{
+    size_t            i, j, k;
+    uint64_t          half, dk, dj;
+    int32_t           c;
+    mesh_set_node_t  *node;
+
+    if (hi - lo == 1) {
+        return -1 - (int32_t) set->elig[lo];
+    }
+
+    /* the first k in (lo, hi) whose prefix reaches half the weight */
+
+    half = set->prefix[lo] + (set->prefix[hi] - set->prefix[lo]) / 2;
+
+    i = lo + 1;
+    j = hi - 1;
+
+    while (i < j) {
+        k = i + (j - i) / 2;
+
+        if (set->prefix[k] < half) {
+            i = k + 1;
+
+        } else {
+            j = k;
         }
     }
 
-    if (best == NULL) {
-        return -1;
+    k = i;
+
+    /* or the one before it, when that one is nearer */
+
+    if (k > lo + 1) {
+        dk = 2 * set->prefix[k] - set->prefix[lo] - set->prefix[hi];
+        dj = set->prefix[lo] + set->prefix[hi] - 2 * set->prefix[k - 1];
+
+        if (dj <= dk) {
+            k--;
+        }
     }
 
-    *best->current -= total;
+    c = (int32_t) set->nnodes++;
+    node = &set->nodes[c];
 
-    return (int) (best - peers);
+    node->weight = set->prefix[hi] - set->prefix[lo];
+    node->left = set->prefix[k] - set->prefix[lo];
+    node->child[0] = mesh_set_tree(set, lo, k);
+    node->child[1] = mesh_set_tree(set, k, hi);
+
+    return c;
 }
 
 
 int
-mesh_random_pick(mesh_peer_t *peers, size_t n, mesh_rand_pt rnd, void *state)
+mesh_set_at(const mesh_set_t *set, uint64_t pos)
 {
-    size_t    i, last;
-    uint64_t  total, r;
+    int32_t                 c;
+    uint64_t                q, r;
+    unsigned __int128       x;
+    const mesh_set_node_t  *node;
 
-    total = 0;
-    last = n;
-
-    for (i = 0; i < n; i++) {
-        if (!peers[i].skip) {
-            total += (uint64_t) peers[i].weight;
-            last = i;
-        }
-    }
-
-    if (total == 0) {
+    if (set->n == 0) {
         return -1;
     }
 
-    r = mesh_rand_below(rnd, state, total);
-
-    for (i = 0; i < last; i++) {
-        if (peers[i].skip) {
-            continue;
-        }
-
-        if (r < (uint64_t) peers[i].weight) {
-            return (int) i;
-        }
-
-        r -= (uint64_t) peers[i].weight;
+    if (set->equal) {
+        return (int) set->elig[pos % set->n];
     }
 
-    return (int) last;
+    pos %= set->total;
+
+    for (c = set->root; c >= 0; /* void */) {
+        node = &set->nodes[c];
+
+        /* the line of slope left / weight, rounded at the middle */
+
+        if (node->weight <= 0xffffffff) {
+            q = pos * node->left + node->weight / 2;
+            r = q % node->weight;
+            q /= node->weight;
+
+        } else {
+            x = (unsigned __int128) pos * node->left + node->weight / 2;
+            r = (uint64_t) (x % node->weight);
+            q = (uint64_t) (x / node->weight);
+        }
+
+        if (r + node->left >= node->weight) {
+            c = node->child[0];
+            pos = q;
+
+        } else {
+            c = node->child[1];
+            pos -= q;
+        }
+    }
+
+    return -1 - c;
+}
+
+
+/* the first peer of the set from "from" on that accept takes; -1: none */
+
+static int
+mesh_set_scan(const mesh_set_t *set, uint64_t from, mesh_accept_pt accept,
+    void *ctx)
+{
+    size_t    k, i;
+    uint32_t  peer;
+
+    if (set->n == 0) {
+        return -1;
+    }
+
+    i = from % set->n;
+
+    for (k = 0; k < set->n; k++) {
+        peer = set->elig[i];
+
+        if (accept == NULL || accept(ctx, peer)) {
+            return (int) peer;
+        }
+
+        if (++i == set->n) {
+            i = 0;
+        }
+    }
+
+    return -1;
 }
 
 
 int
-mesh_p2c_pick(mesh_peer_t *peers, size_t n, mesh_rand_pt rnd, void *state)
+mesh_wrr_pick(const mesh_set_t *set, uint64_t *next, mesh_accept_pt accept,
+    void *ctx)
 {
-    size_t        i, m, a, b, k, ia, ib;
-    uint64_t      wa, wb;
-    mesh_peer_t  *pa, *pb;
+    int       i;
+    size_t    k;
+    uint64_t  pos;
 
-    m = 0;
+    pos = 0;
 
-    for (i = 0; i < n; i++) {
-        m += !peers[i].skip;
+    for (k = 0; k < MESH_PICK_DRAWS; k++) {
+        pos = __sync_fetch_and_add(next, 1);
+        i = mesh_set_at(set, pos);
+
+        if (i < 0 || accept == NULL || accept(ctx, (size_t) i)) {
+            return i;
+        }
     }
+
+    return mesh_set_scan(set, pos, accept, ctx);
+}
+
+
+int
+mesh_random_pick(const mesh_set_t *set, mesh_rand_pt rnd, void *state,
+    mesh_accept_pt accept, void *ctx)
+{
+    int       i;
+    size_t    k;
+    uint64_t  pos;
+
+    if (set->n == 0) {
+        return -1;
+    }
+
+    pos = 0;
+
+    for (k = 0; k < MESH_PICK_DRAWS; k++) {
+        if (set->equal) {
+            pos = mesh_rand_below(rnd, state, set->n);
+            i = (int) set->elig[pos];
+
+        } else {
+            pos = mesh_rand_below(rnd, state, set->total);
+            i = mesh_set_at(set, pos);
+        }
+
+        if (accept == NULL || accept(ctx, (size_t) i)) {
+            return i;
+        }
+    }
+
+    return mesh_set_scan(set, pos, accept, ctx);
+}
+
+
+int
+mesh_p2c_pick(const mesh_set_t *set, const mesh_peer_t *peers,
+    mesh_rand_pt rnd, void *state, mesh_accept_pt accept, void *ctx)
+{
+    int       oka, okb;
+    size_t    k, m, a, b;
+    uint32_t  ia, ib;
+    uint64_t  wa, wb;
+
+    m = set->n;
 
     if (m == 0) {
         return -1;
     }
 
     if (m == 1) {
-        for (i = 0; i < n; i++) {
-            if (!peers[i].skip) {
-                break;
-            }
+        ia = set->elig[0];
+        return (accept == NULL || accept(ctx, ia)) ? (int) ia : -1;
+    }
+
+    a = 0;
+
+    for (k = 0; k < MESH_PICK_DRAWS; k++) {
+
+        /* two distinct draws among the m of the set */
+
+        a = (size_t) mesh_rand_below(rnd, state, m);
+        b = (size_t) mesh_rand_below(rnd, state, m - 1);
+
+        if (b >= a) {
+            b++;
         }
 
-        return (int) i;
-    }
+        ia = set->elig[a];
+        ib = set->elig[b];
 
-    /* two distinct draws among the m candidates */
+        oka = (accept == NULL || accept(ctx, ia));
+        okb = (accept == NULL || accept(ctx, ib));
 
-    a = (size_t) mesh_rand_below(rnd, state, m);
-    b = (size_t) mesh_rand_below(rnd, state, m - 1);
+        if (oka && okb) {
+            /* weight / (active + 1), compared by cross multiplication */
 
-    if (b >= a) {
-        b++;
-    }
+            wa = (uint64_t) peers[ia].weight
+                 * ((uint64_t) *peers[ib].active + 1);
+            wb = (uint64_t) peers[ib].weight
+                 * ((uint64_t) *peers[ia].active + 1);
 
-    if (m < n) {
-        /* the a-th and the b-th of the peers that are not skipped */
-
-        ia = n;
-        ib = n;
-
-        for (i = 0, k = 0; i < n; i++) {
-            if (peers[i].skip) {
-                continue;
-            }
-
-            if (k == a) {
-                ia = i;
-            }
-
-            if (k == b) {
-                ib = i;
-            }
-
-            k++;
-
-            if (k > a && k > b) {
-                break;
-            }
+            return (int) (wb > wa ? ib : ia);
         }
 
-        a = ia;
-        b = ib;
+        if (oka) {
+            return (int) ia;
+        }
+
+        if (okb) {
+            return (int) ib;
+        }
     }
 
-    pa = &peers[a];
-    pb = &peers[b];
-
-    /* weight / (active + 1), compared by cross multiplication */
-
-    wa = (uint64_t) pa->weight * ((uint64_t) *pb->active + 1);
-    wb = (uint64_t) pb->weight * ((uint64_t) *pa->active + 1);
-
-    return (int) (wb > wa ? b : a);
+    return mesh_set_scan(set, a, accept, ctx);
 }
 
 
@@ -635,14 +862,15 @@ mesh_chash_find_point(const mesh_chash_ring_t *ring, uint32_t hash)
 
 
 int
-mesh_modulo_pick(const mesh_peer_t *peers, size_t n, uint32_t hash)
+mesh_modulo_pick(const mesh_peer_t *peers, size_t n, uint32_t hash,
+    mesh_accept_pt accept, void *ctx)
 {
     size_t  i, k;
 
     for (k = 0; k < n; k++) {
         i = (hash + k) % n;
 
-        if (!peers[i].skip) {
+        if (!peers[i].skip && (accept == NULL || accept(ctx, i))) {
             return (int) i;
         }
     }
@@ -653,7 +881,7 @@ mesh_modulo_pick(const mesh_peer_t *peers, size_t n, uint32_t hash)
 
 int
 mesh_chash_pick(const mesh_chash_ring_t *ring, const mesh_peer_t *peers,
-    uint32_t hash)
+    uint32_t hash, mesh_accept_pt accept, void *ctx)
 {
     size_t    i, tries;
     uint32_t  peer;
@@ -669,7 +897,7 @@ mesh_chash_pick(const mesh_chash_ring_t *ring, const mesh_peer_t *peers,
     for (tries = 0; tries < ring->npoints; tries++, i++) {
         peer = ring->points[i % ring->npoints].peer;
 
-        if (!peers[peer].skip) {
+        if (!peers[peer].skip && (accept == NULL || accept(ctx, peer))) {
             return (int) peer;
         }
     }

@@ -19,6 +19,7 @@ typedef struct {
     ngx_http_mesh_gen_t           *gen;         /* the policies */
     ngx_atomic_uint_t              policies_gen;
     uint64_t                       index;
+    uint32_t                       rand;        /* xorshift32 state */
 } ngx_http_mesh_worker_t;
 
 
@@ -57,7 +58,13 @@ static ngx_int_t ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
     ngx_http_mesh_target_t *t, const mesh_service_t *svc,
     const mesh_subset_t *subset, const mesh_traffic_policy_t *tp,
     ngx_log_t *log);
-static void ngx_http_mesh_release_view(ngx_http_mesh_view_t *view);
+static void ngx_http_mesh_target_set(ngx_http_mesh_target_t *t,
+    ngx_msec_t now, ngx_log_t *log);
+static void ngx_http_mesh_epoch_bump(ngx_http_mesh_zone_t *zone,
+    ngx_http_mesh_target_t *t);
+static ngx_inline void ngx_http_mesh_release_view(
+    ngx_http_mesh_view_t *view);
+static void ngx_http_mesh_free_view(ngx_http_mesh_view_t *view);
 static void ngx_http_mesh_cleanup_peer(void *data);
 static ngx_http_mesh_route_t *ngx_http_mesh_find_route(ngx_http_request_t *r,
     ngx_http_mesh_view_t *view);
@@ -66,14 +73,25 @@ static ngx_int_t ngx_http_mesh_route_conf(ngx_http_request_t *r,
 static ngx_int_t ngx_http_mesh_hash_key(ngx_http_request_t *r,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_target_t *t,
     ngx_str_t *key);
-static uint32_t ngx_http_mesh_rand(void *state);
+static void ngx_http_mesh_failed(ngx_http_mesh_peer_data_t *pd,
+    ngx_http_mesh_peer_t *peer, ngx_uint_t state, ngx_uint_t status,
+    ngx_log_t *log);
 static void ngx_http_mesh_eject(ngx_http_mesh_target_t *t,
     ngx_http_mesh_peer_t *peer, ngx_uint_t errors, ngx_log_t *log);
-static void ngx_http_mesh_count(ngx_http_mesh_stat_t *st, ngx_uint_t status,
-    ngx_msec_t ms);
+static ngx_inline void ngx_http_mesh_count(ngx_http_mesh_stat_t *st,
+    ngx_uint_t status, ngx_uint_t bucket, ngx_msec_t ms, uint64_t window,
+    ngx_uint_t slot);
 
 
 static ngx_http_mesh_worker_t  ngx_http_mesh_worker;
+
+/* the 10 s window of the rates, worked out once per window */
+static struct {
+    uint64_t                       id;
+    ngx_uint_t                     slot;
+    ngx_msec_t                     end;
+} ngx_http_mesh_window;
+
 static ngx_str_t               ngx_http_mesh_empty = ngx_null_string;
 static ngx_event_t             ngx_http_mesh_ring_event;
 
@@ -421,6 +439,13 @@ ngx_http_mesh_sync(ngx_http_mesh_main_conf_t *mmcf, ngx_log_t *log)
         ngx_http_mesh_worker.cycle = (ngx_cycle_t *) ngx_cycle;
         ngx_http_mesh_worker.generation = 0;
         ngx_http_mesh_worker.policies_gen = 0;
+        ngx_http_mesh_worker.rand = ((uint32_t) ngx_random() << 16)
+                                    ^ (uint32_t) ngx_random()
+                                    ^ (uint32_t) ngx_pid;
+
+        if (ngx_http_mesh_worker.rand == 0) {
+            ngx_http_mesh_worker.rand = 1;
+        }
     }
 
     if (gen == 0) {
@@ -1203,8 +1228,8 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
     const mesh_subset_t *subset, const mesh_traffic_policy_t *tp,
     ngx_log_t *log)
 {
+    void                     *mem;
     size_t                   *lens, idlen;
-    int64_t                  *current;
     ngx_int_t                 rc;
     ngx_str_t                 id, sid;
     ngx_uint_t                i, j, n;
@@ -1213,7 +1238,7 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
     const char              **servers;
     mesh_instance_t          *in;
     ngx_http_mesh_peer_t     *peer, *reuse;
-    ngx_http_mesh_stat_t     *rr, *st;
+    ngx_http_mesh_stat_t     *st;
     ngx_http_mesh_target_t   *old;
     int                      *weights;
 
@@ -1280,6 +1305,30 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
                                             NULL);
     }
 
+    t->epoch = t->service ? &t->service->epoch : &mmcf->zone.sh->epoch;
+
+    /*
+     * The round robin position, shared by the workers: the service's, or
+     * a subset's own ("service/#subset"); consistent hash without a key
+     * balances by round robin too.
+     */
+    t->rr = t->service ? &t->service->rr_next : &t->rr_local;
+
+    if (subset && svc && (t->balancer == NGX_HTTP_MESH_RR
+                          || t->balancer == NGX_HTTP_MESH_CHASH))
+    {
+        sid.len = 1 + t->subset.len;
+        sid.data = ngx_pnalloc(pool, sid.len);
+        if (sid.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_sprintf(sid.data, "#%V", &t->subset);
+
+        st = ngx_http_mesh_get_stat(&mmcf->zone, &mscf->service, &sid);
+        t->rr = st ? &st->rr_next : &t->rr_local;
+    }
+
     peer = ngx_pcalloc(pool, (n + 1) * sizeof(ngx_http_mesh_peer_t));
     t->mp = ngx_pcalloc(pool, (n + 1) * sizeof(mesh_peer_t));
     servers = ngx_pcalloc(pool, (n + 1) * sizeof(char *));
@@ -1338,8 +1387,7 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
             && old->peer[j].name.len == in->server_len
             && ngx_memcmp(old->peer[j].name.data, in->server,
                           in->server_len) == 0
-            && ngx_http_mesh_in_zone(mmcf, old->peer[j].stat)
-            && ngx_http_mesh_in_zone(mmcf, old->mp[j].current))
+            && ngx_http_mesh_in_zone(mmcf, old->peer[j].stat))
         {
             reuse = &old->peer[j];
         }
@@ -1361,7 +1409,6 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
             peer[t->number].stat = reuse->stat;
 
             id = peer[t->number].id;
-            current = old->mp[j].current;
 
             goto health;
         }
@@ -1404,26 +1451,6 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
             }
         }
 
-        /* a subset keeps its own round robin state: "id#subset" */
-        rr = peer[t->number].stat;
-
-        if (subset && t->balancer == NGX_HTTP_MESH_RR) {
-            sid.len = id.len + 1 + t->subset.len;
-            sid.data = ngx_pnalloc(pool, sid.len);
-            if (sid.data == NULL) {
-                return NGX_ERROR;
-            }
-
-            ngx_sprintf(sid.data, "%V#%V", &id, &t->subset);
-
-            rr = ngx_http_mesh_get_stat(&mmcf->zone, &mscf->service, &sid);
-            if (rr == NULL) {
-                rr = peer[t->number].stat;
-            }
-        }
-
-        current = &rr->current;
-
     health:
 
         /*
@@ -1442,6 +1469,7 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
             if (ngx_http_mesh_ejected(st, ngx_current_msec)) {
                 st->ejected_until = ngx_current_msec;
                 st->returning = 0;
+                ngx_http_mesh_epoch_bump(&mmcf->zone, t);
                 ngx_log_error(NGX_LOG_NOTICE, log, 0,
                               "mesh: instance \"%V\" (%V) of service \"%V\" "
                               "passes its health check again: ejection "
@@ -1451,7 +1479,6 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
         }
 
         t->mp[t->number].weight = in->weight;
-        t->mp[t->number].current = current;
         t->mp[t->number].active = &peer[t->number].stat->active;
 
         servers[t->number] = in->server;
@@ -1469,18 +1496,129 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
         }
     }
 
+    /* the instances by weight, once; the set of those a pick may take */
+
+    mem = ngx_palloc(pool, mesh_set_size(t->number));
+    if (mem == NULL) {
+        return NGX_ERROR;
+    }
+
+    mesh_set_init(&t->set, mem, t->mp, t->number);
+    ngx_http_mesh_target_set(t, ngx_current_msec, log);
+
     return NGX_OK;
 }
 
 
+/*
+ * The set of instances a pick may take: those passing in the registry and
+ * not ejected, or in panic all of them. Worked out again only when an
+ * ejection of the service starts or ends early (its epoch moves) or the
+ * soonest one the set leaves out runs out: O(instances) per change, not
+ * per pick.
+ */
 static void
+ngx_http_mesh_target_set(ngx_http_mesh_target_t *t, ngx_msec_t now,
+    ngx_log_t *log)
+{
+    uint32_t               epoch;
+    ngx_msec_t             until, expire;
+    ngx_uint_t             k, ejected, healthy, passing;
+    ngx_http_mesh_peer_t  *peer;
+
+    /* the epoch first: an ejection while this runs moves it again */
+    epoch = *(volatile uint32_t *) t->epoch;
+    ngx_memory_barrier();
+
+    expire = 0;
+    healthy = 0;
+    passing = 0;
+
+    for (k = 0; k < t->number; k++) {
+        peer = &t->peer[k];
+        until = peer->stat->ejected_until;
+        ejected = (until && (ngx_msec_int_t) (until - now) > 0);
+
+        if (ejected
+            && (expire == 0 || (ngx_msec_int_t) (until - expire) < 0))
+        {
+            expire = until;
+        }
+
+        passing += peer->healthy;
+        t->mp[k].skip = (!peer->healthy || ejected);
+
+        if (ejected) {
+            continue;
+        }
+
+        healthy += peer->healthy;
+
+        if (peer->stat->returning
+            && __sync_bool_compare_and_swap(&peer->stat->returning, 1, 0))
+        {
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "mesh: instance \"%V\" (%V) of service \"%V\" "
+                          "returns after its ejection", &peer->id,
+                          &peer->name, &t->service_name);
+        }
+    }
+
+    /*
+     * Panic: with some but fewer than panic_threshold % of the instances
+     * healthy, balance over all of them rather than crush the few.  As
+     * Envoy, ejections alone never leave a service without instances;
+     * but with every instance critical in the registry there is nothing
+     * to balance over: 502.
+     */
+    t->panic = (t->outlier.panic_threshold && passing
+                && healthy * 100 < t->outlier.panic_threshold * t->number);
+
+    if (t->panic) {
+        for (k = 0; k < t->number; k++) {
+            t->mp[k].skip = 0;
+        }
+
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "mesh: service \"%V\" in panic, %ui of %ui healthy",
+                       &t->service_name, healthy, t->number);
+    }
+
+    mesh_set_build(&t->set, t->mp);
+
+    t->set_epoch = epoch;
+    t->set_expire = expire;
+    t->healthy = healthy;
+}
+
+
+/* an ejection of one of the service's instances started or ended early */
+
+static void
+ngx_http_mesh_epoch_bump(ngx_http_mesh_zone_t *zone,
+    ngx_http_mesh_target_t *t)
+{
+    if (t->service) {
+        (void) __sync_fetch_and_add(&t->service->epoch, 1);
+    }
+
+    (void) __sync_fetch_and_add(&zone->sh->epoch, 1);
+}
+
+
+static ngx_inline void
 ngx_http_mesh_release_view(ngx_http_mesh_view_t *view)
 {
-    ngx_uint_t  i;
-
-    if (view == NULL || --view->refs) {
-        return;
+    if (view && --view->refs == 0) {
+        ngx_http_mesh_free_view(view);
     }
+}
+
+
+static void
+ngx_http_mesh_free_view(ngx_http_mesh_view_t *view)
+{
+    ngx_uint_t  i;
 
     for (i = 0; view->targets && i < view->ntargets; i++) {
         ngx_http_mesh_ring_release(view->targets[i].ring);
@@ -1781,21 +1919,29 @@ ngx_http_mesh_init_peer(ngx_http_request_t *r,
     mscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_mesh_module);
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mesh_module);
 
-    (void) ngx_http_mesh_sync(mmcf, r->connection->log);
-
-    pd = ngx_pcalloc(r->pool, sizeof(ngx_http_mesh_peer_data_t));
-    if (pd == NULL) {
-        return NGX_ERROR;
+    if (ngx_http_mesh_worker.cycle != ngx_cycle
+        || (mmcf->zone.sh
+            && mmcf->zone.sh->generation != ngx_http_mesh_worker.generation))
+    {
+        (void) ngx_http_mesh_sync(mmcf, r->connection->log);
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
+    /* the request's data lives in its cleanup, which lets go of the view */
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_mesh_peer_data_t));
     if (cln == NULL) {
         return NGX_ERROR;
     }
 
+    pd = cln->data;
+    ngx_memzero(pd, sizeof(ngx_http_mesh_peer_data_t));
+
     pd->conf = mscf;
+    pd->main = mmcf;
     pd->request = r;
     pd->index = ngx_http_mesh_worker.index;
+
+    cln->handler = ngx_http_mesh_cleanup_peer;
 
     view = mscf->view;
     t = NULL;
@@ -1828,17 +1974,18 @@ ngx_http_mesh_init_peer(ngx_http_request_t *r,
         }
     }
 
-    cln->handler = ngx_http_mesh_cleanup_peer;
-    cln->data = pd;
-
     pd->target = t;
     n = t ? t->number : 0;
 
-    pd->tried = ngx_pcalloc(r->pool,
-                            (n / (8 * sizeof(uintptr_t)) + 1)
-                            * sizeof(uintptr_t));
-    if (pd->tried == NULL) {
-        return NGX_ERROR;
+    if (n <= 8 * sizeof(uintptr_t)) {
+        pd->tried = &pd->tried_inline;
+
+    } else {
+        pd->tried = ngx_pcalloc(r->pool, (n / (8 * sizeof(uintptr_t)) + 1)
+                                         * sizeof(uintptr_t));
+        if (pd->tried == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     if (t && t->balancer == NGX_HTTP_MESH_CHASH) {
@@ -1873,6 +2020,22 @@ ngx_http_mesh_tried(ngx_http_mesh_peer_data_t *pd, ngx_uint_t k)
 }
 
 
+/* may this request's pick take instance k: not tried yet, not at its cap */
+
+static int
+ngx_http_mesh_accept(void *ctx, size_t k)
+{
+    ngx_http_mesh_peer_data_t  *pd = ctx;
+
+    ngx_http_mesh_target_t  *t;
+
+    t = pd->target;
+
+    return !ngx_http_mesh_tried(pd, k)
+           && !(t->max_conns && *t->mp[k].active >= t->max_conns);
+}
+
+
 static ngx_int_t
 ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
 {
@@ -1881,12 +2044,10 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
     int                         i;
     uint32_t                    budget;
     ngx_msec_t                  now;
-    ngx_uint_t                  n, k, tried, was, ejected, healthy, passing,
-                                panic;
-    mesh_peer_t                *mp;
+    ngx_uint_t                  n, tried;
+    mesh_accept_pt              accept;
     ngx_http_mesh_peer_t       *peer;
     ngx_http_mesh_target_t     *t;
-    ngx_http_mesh_main_conf_t  *mmcf;
 
     t = pd->target;
     n = t ? t->number : 0;
@@ -1907,66 +2068,22 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
         return NGX_BUSY;
     }
 
-    mp = t->mp;
-    tried = 0;
+    /* the set is worked out again only after an ejection came or went */
+
     now = ngx_current_msec;
 
-    /*
-     * One pass marks the instances a pick must skip (tried by this
-     * request, critical in the registry, ejected, or at max_conns) and
-     * counts the healthy ones (passing and not ejected).
-     */
-    healthy = 0;
-    passing = 0;
-
-    for (k = 0; k < n; k++) {
-        peer = &t->peer[k];
-        was = ngx_http_mesh_tried(pd, k);
-        ejected = ngx_http_mesh_ejected(peer->stat, now);
-
-        tried |= was;
-        passing += peer->healthy;
-
-        mp[k].skip = was || !peer->healthy || ejected
-                     || (t->max_conns && *mp[k].active >= t->max_conns);
-
-        if (ejected) {
-            continue;
-        }
-
-        healthy += peer->healthy;
-
-        if (peer->stat->returning
-            && __sync_bool_compare_and_swap(&peer->stat->returning, 1, 0))
-        {
-            ngx_log_error(NGX_LOG_NOTICE, pc->log, 0,
-                          "mesh: instance \"%V\" (%V) of service \"%V\" "
-                          "returns after its ejection", &peer->id,
-                          &peer->name, &t->service_name);
-        }
+    if (t->set_epoch != *(volatile uint32_t *) t->epoch
+        || (t->set_expire && (ngx_msec_int_t) (now - t->set_expire) >= 0))
+    {
+        ngx_http_mesh_target_set(t, now, pc->log);
     }
 
-    /*
-     * Panic: with some but fewer than panic_threshold % of the instances
-     * healthy, balance over all of them rather than crush the few.  As
-     * Envoy, ejections alone never leave a service without instances;
-     * but with every instance critical in the registry there is nothing
-     * to balance over: 502.
-     */
-    panic = (t->outlier.panic_threshold && passing
-             && healthy * 100 < t->outlier.panic_threshold * n);
+    tried = (pd->tries != 0);
 
-    if (panic) {
-        for (k = 0; k < n; k++) {
-            mp[k].skip = ngx_http_mesh_tried(pd, k)
-                         || (t->max_conns && *mp[k].active >= t->max_conns);
-        }
-    }
-
-    if (panic && !tried && pd->conf->missing == 0) {
+    if (t->panic && !tried && pd->conf->missing == 0) {
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, pc->log, 0,
                        "mesh: service \"%V\" in panic, %ui of %ui healthy",
-                       &pd->conf->service, healthy, n);
+                       &pd->conf->service, t->healthy, n);
     }
 
     /* a retry takes a share of the service's retry budget */
@@ -1987,33 +2104,35 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
         }
     }
 
-    mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_mesh_module);
+    /* the first try of a target without a cap takes any of the set */
+
+    accept = (tried || t->max_conns) ? ngx_http_mesh_accept : NULL;
 
     switch (t->balancer) {
 
     case NGX_HTTP_MESH_RANDOM:
-        i = mesh_random_pick(mp, n, ngx_http_mesh_rand, NULL);
+        i = mesh_random_pick(&t->set, mesh_xorshift32,
+                             &ngx_http_mesh_worker.rand, accept, pd);
         break;
 
     case NGX_HTTP_MESH_LEAST_REQUEST:
-        i = mesh_p2c_pick(mp, n, ngx_http_mesh_rand, NULL);
+        i = mesh_p2c_pick(&t->set, t->mp, mesh_xorshift32,
+                          &ngx_http_mesh_worker.rand, accept, pd);
         break;
 
     case NGX_HTTP_MESH_CHASH:
         if (pd->has_hash) {
             i = (t->ring->builder == NULL)
-                ? mesh_chash_pick(&t->ring->ring, mp, pd->hash)
-                : mesh_modulo_pick(mp, n, pd->hash);
+                ? mesh_chash_pick(&t->ring->ring, t->mp, pd->hash, accept,
+                                  pd)
+                : mesh_modulo_pick(t->mp, n, pd->hash, accept, pd);
             break;
         }
 
         /* fall through */
 
     default: /* NGX_HTTP_MESH_RR */
-        ngx_shmtx_lock(&mmcf->zone.shpool->mutex);
-        i = mesh_swrr_pick(mp, n);
-        ngx_shmtx_unlock(&mmcf->zone.shpool->mutex);
+        i = mesh_wrr_pick(&t->set, t->rr, accept, pd);
         break;
     }
 
@@ -2035,6 +2154,7 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
 
     pd->tried[i / (8 * sizeof(uintptr_t))] |=
                                  (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
+    pd->tries++;
 
     peer = &t->peer[i];
     pd->current = peer;
@@ -2148,6 +2268,8 @@ ngx_http_mesh_eject(ngx_http_mesh_target_t *t, ngx_http_mesh_peer_t *peer,
     st->returning = 1;
     st->ejections++;
 
+    ngx_http_mesh_epoch_bump(&mmcf->zone, t);
+
     if (t->service) {
         t->service->ejections++;
     }
@@ -2165,37 +2287,25 @@ ngx_http_mesh_eject(ngx_http_mesh_target_t *t, ngx_http_mesh_peer_t *peer,
 }
 
 
-static void
+/*
+ * A response in st's counters: its status class (0: none), latency
+ * bucket and time, and the 10 s window it ended in (and that window's
+ * slot), for the rates of the last 10 s and 60 s.
+ */
+static ngx_inline void
 ngx_http_mesh_count(ngx_http_mesh_stat_t *st, ngx_uint_t status,
-    ngx_msec_t ms)
+    ngx_uint_t bucket, ngx_msec_t ms, uint64_t window, ngx_uint_t slot)
 {
-    ngx_uint_t   b, slot;
-    uint64_t     id;
-
-    static const ngx_msec_t  bounds[NGX_HTTP_MESH_LATENCY_BUCKETS - 1] = {
-        5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
-    };
-
-    if (status >= 100 && status < 600) {
-        (void) __sync_fetch_and_add(&st->responses[status / 100 - 1], 1);
+    if (status) {
+        (void) __sync_fetch_and_add(&st->responses[status - 1], 1);
     }
 
-    for (b = 0; b < NGX_HTTP_MESH_LATENCY_BUCKETS - 1; b++) {
-        if (ms <= bounds[b]) {
-            break;
-        }
-    }
-
-    (void) __sync_fetch_and_add(&st->latency[b], 1);
+    (void) __sync_fetch_and_add(&st->latency[bucket], 1);
     (void) __sync_fetch_and_add(&st->latency_sum, ms);
 
-    /* 10 s slots for the rates of the last 10 s and 60 s */
-    id = ngx_current_msec / NGX_HTTP_MESH_WINDOW;
-    slot = id % NGX_HTTP_MESH_WINDOW_SLOTS;
-
-    if (st->win_slot[slot] != id) {
+    if (st->win_slot[slot] != window) {
         if (__sync_bool_compare_and_swap(&st->win_slot[slot],
-                                         st->win_slot[slot], id))
+                                         st->win_slot[slot], window))
         {
             st->win_requests[slot] = 0;
             st->win_latency[slot] = 0;
@@ -2214,41 +2324,122 @@ ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_http_mesh_peer_data_t  *pd = data;
 
     ngx_msec_t                 ms;
-    ngx_uint_t                 status, local, c5, cg, cl, fail5, failgw;
+    ngx_uint_t                 status, cls, b;
     ngx_http_upstream_t       *u;
     ngx_http_mesh_peer_t      *peer;
-    ngx_http_mesh_stat_t      *st;
-    ngx_http_mesh_target_t    *t;
-    ngx_http_mesh_main_conf_t *mmcf;
+    ngx_http_mesh_stat_t      *st, *svc;
+
+    static const ngx_msec_t  bounds[NGX_HTTP_MESH_LATENCY_BUCKETS - 1] = {
+        5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
+    };
 
     peer = pd->current;
-    t = pd->target;
+
+    if (pc->tries) {
+        pc->tries--;
+    }
 
     if (peer == NULL) {
-        if (pc->tries) {
-            pc->tries--;
-        }
-
         return;
     }
 
+    pd->current = NULL;
+
     st = peer->stat;
+    svc = pd->target->service;
     u = pd->request->upstream;
 
-    status = (u && u->state) ? u->state->status : 0;
-    ms = (u && u->state && u->state->response_time != (ngx_msec_t) -1)
+    status = u->state ? u->state->status : 0;
+    ms = (u->state && u->state->response_time != (ngx_msec_t) -1)
          ? u->state->response_time : ngx_current_msec - u->peer.start_time;
 
     ngx_http_mesh_unhold(st);
 
-    if (t->service) {
-        ngx_http_mesh_unhold(t->service);
+    if (svc) {
+        ngx_http_mesh_unhold(svc);
 
         if (pd->retrying) {
-            (void) __sync_fetch_and_sub(&t->service->retries_active, 1);
+            (void) __sync_fetch_and_sub(&svc->retries_active, 1);
             pd->retrying = 0;
         }
     }
+
+    /*
+     * The service keeps its own totals: summed from its instances they
+     * would drop when an instance leaves, and a Prometheus counter must
+     * not go down.
+     */
+    if (pd->main->metrics) {
+        cls = (status >= 100 && status < 600) ? status / 100 : 0;
+
+        for (b = 0; b < NGX_HTTP_MESH_LATENCY_BUCKETS - 1; b++) {
+            if (ms <= bounds[b]) {
+                break;
+            }
+        }
+
+        if ((ngx_msec_int_t) (ngx_current_msec - ngx_http_mesh_window.end)
+            >= 0)
+        {
+            ngx_http_mesh_window.id = ngx_current_msec / NGX_HTTP_MESH_WINDOW;
+            ngx_http_mesh_window.slot = ngx_http_mesh_window.id
+                                        % NGX_HTTP_MESH_WINDOW_SLOTS;
+            ngx_http_mesh_window.end = (ngx_http_mesh_window.id + 1)
+                                       * NGX_HTTP_MESH_WINDOW;
+        }
+
+        ngx_http_mesh_count(st, cls, b, ms, ngx_http_mesh_window.id,
+                            ngx_http_mesh_window.slot);
+
+        if (svc) {
+            ngx_http_mesh_count(svc, cls, b, ms, ngx_http_mesh_window.id,
+                                ngx_http_mesh_window.slot);
+        }
+    }
+
+    if ((state & NGX_PEER_FAILED) || status >= 500) {
+        ngx_http_mesh_failed(pd, peer, state, status, pc->log);
+        return;
+    }
+
+    /* a response below 500 ends every run of failures */
+
+    pd->refused = 0;
+
+    if (st->consecutive_5xx) {
+        st->consecutive_5xx = 0;
+    }
+
+    if (st->consecutive_gateway) {
+        st->consecutive_gateway = 0;
+    }
+
+    if (st->consecutive_local) {
+        st->consecutive_local = 0;
+    }
+}
+
+
+/*
+ * A try that failed or answered 5xx: counted, and outlier detection. A
+ * connect error or a timeout (no status) counts as a 5xx and as a gateway
+ * error, as Istio counts locally originated failures. With
+ * splitExternalLocalOriginErrors they count apart, against
+ * consecutiveLocalOriginFailures, and a response ends that run.
+ */
+static void
+ngx_http_mesh_failed(ngx_http_mesh_peer_data_t *pd,
+    ngx_http_mesh_peer_t *peer, ngx_uint_t state, ngx_uint_t status,
+    ngx_log_t *log)
+{
+    ngx_uint_t               local, c5, cg, cl, fail5, failgw;
+    ngx_http_upstream_t     *u;
+    ngx_http_mesh_stat_t    *st;
+    ngx_http_mesh_target_t  *t;
+
+    st = peer->stat;
+    t = pd->target;
+    u = pd->request->upstream;
 
     if (state & NGX_PEER_FAILED) {
         (void) __sync_fetch_and_add(&st->failures, 1);
@@ -2258,32 +2449,9 @@ ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
         }
     }
 
-    mmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_mesh_module);
-
-    /*
-     * The service keeps its own totals: summed from its instances they
-     * would drop when an instance leaves, and a Prometheus counter must
-     * not go down.
-     */
-    if (mmcf->metrics) {
-        ngx_http_mesh_count(st, status, ms);
-
-        if (t->service) {
-            ngx_http_mesh_count(t->service, status, ms);
-        }
-    }
-
-    /*
-     * Outlier detection: a connect error or a timeout (no status) counts
-     * as a 5xx and as a gateway error, as Istio counts locally originated
-     * failures; anything below 500 ends both runs. With
-     * splitExternalLocalOriginErrors they count apart, against
-     * consecutiveLocalOriginFailures, and a response ends that run.
-     */
     local = (state & NGX_PEER_FAILED) && status == 0;
 
-    pd->refused = local && u && u->state
+    pd->refused = local && u->state
                   && u->state->connect_time == (ngx_msec_t) -1;
 
     cl = 0;
@@ -2338,20 +2506,6 @@ ejection:
         || (t->outlier.split_local && t->outlier.consecutive_local
             && cl >= t->outlier.consecutive_local))
     {
-        ngx_http_mesh_eject(t, peer, ngx_max(ngx_max(c5, cg), cl),
-                            pc->log);
+        ngx_http_mesh_eject(t, peer, ngx_max(ngx_max(c5, cg), cl), log);
     }
-
-    pd->current = NULL;
-
-    if (pc->tries) {
-        pc->tries--;
-    }
-}
-
-
-static uint32_t
-ngx_http_mesh_rand(void *state)
-{
-    return ((uint32_t) ngx_random() << 16) ^ (uint32_t) ngx_random();
 }

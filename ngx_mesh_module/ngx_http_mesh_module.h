@@ -45,14 +45,20 @@
 
 /*
  * Counters in shared memory, found by name: "service/id" per instance,
- * "service/id#subset" for a subset's round robin state, "service" per
- * service (retry budget, retries).
+ * "service" per service (retry budget, retries, the ejection epoch, the
+ * whole service's round robin position), "service/#subset" for a subset's
+ * round robin position.
  */
 typedef struct {
     ngx_rbtree_node_t              node;        /* key: crc32 of name */
     ngx_queue_t                    queue;
     uint32_t                       active;      /* atomic */
-    int64_t                        current;     /* SWRR, under the lock */
+    uint64_t                       rr_next;     /* round robin position,
+                                                   atomic */
+    uint32_t                       epoch;       /* a service's: bumped when
+                                                   an ejection of one of its
+                                                   instances starts or ends
+                                                   early */
     uint64_t                       requests;    /* atomic, all below too */
     uint64_t                       failures;
     uint64_t                       responses[5];          /* 1xx..5xx */
@@ -143,6 +149,8 @@ typedef struct {
     ngx_atomic_uint_t              synced_subscription; /* of the last
                                                    complete answer */
 
+    uint32_t                       epoch;       /* as a service's, for all:
+                                                   targets without one */
     ngx_atomic_t                   generation;  /* bumped per change of
                                                    anything below */
     uint64_t                       index;
@@ -217,12 +225,31 @@ typedef struct {
 #define NGX_HTTP_MESH_RING_SLICE      2      /* ms of ring work per turn */
 
 
-/* what a request is balanced over: the whole service or a subset */
+/*
+ * What a request is balanced over: the whole service or a subset. The
+ * set of instances a pick may take (passing and not ejected; all of them
+ * in panic) is worked out when the view is built, again when the
+ * service's ejection epoch moves or the soonest ejection ends, and never
+ * per pick.
+ */
 typedef struct {
     ngx_str_t                      subset;      /* empty: whole service */
     ngx_uint_t                     number;
     ngx_http_mesh_peer_t          *peer;
     mesh_peer_t                   *mp;          /* for the algorithms */
+    mesh_set_t                     set;
+    uint32_t                      *epoch;       /* the service's, or the
+                                                   zone's */
+    uint32_t                       set_epoch;   /* *epoch the set is of */
+    ngx_msec_t                     set_expire;  /* the soonest end of an
+                                                   ejection it leaves out,
+                                                   0: none */
+    ngx_uint_t                     healthy;     /* in the set: passing and
+                                                   not ejected */
+    ngx_uint_t                     panic;
+    uint64_t                      *rr;          /* round robin position,
+                                                   shared by the workers */
+    uint64_t                       rr_local;    /* (the zone full) */
     ngx_http_mesh_ring_t          *ring;        /* consistent hash */
     ngx_uint_t                     balancer;    /* NGX_HTTP_MESH_RR... */
     ngx_uint_t                     hash;        /* NGX_HTTP_MESH_HASH_* */
@@ -295,12 +322,15 @@ typedef struct {
 /* the request's choice, for free_peer and the variables */
 typedef struct {
     ngx_http_mesh_srv_conf_t      *conf;
+    ngx_http_mesh_main_conf_t     *main;
     ngx_http_mesh_view_t          *view;
     ngx_http_mesh_target_t        *target;
     ngx_http_mesh_route_t         *route;
     ngx_http_mesh_peer_t          *current;     /* chosen, not yet freed */
     ngx_http_mesh_peer_t          *last;        /* the last one chosen */
-    uintptr_t                     *tried;
+    uintptr_t                     *tried;       /* per instance of target */
+    uintptr_t                      tried_inline; /* tried, up to 64 */
+    ngx_uint_t                     tries;       /* picks made */
     uint32_t                       hash;
     ngx_uint_t                     has_hash;
     uint64_t                       index;       /* routed on */

@@ -1219,16 +1219,15 @@ ngx_http_mesh_stat_present(ngx_http_mesh_shctx_t *sh,
         return 1;               /* the service's own */
     }
 
-    /* "service/id" or a subset's "service/id#subset" */
-    hash = ngx_strlchr(slash + 1, end, '#');
+    /* "service/id", or a subset's round robin position "service/#subset" */
+    hash = (slash + 1 < end && slash[1] == '#') ? slash + 1 : NULL;
 
-    if (!mesh_service_packed_has(rec->data, rec->size, (char *) slash + 1,
-                                 (hash ? hash : end) - slash - 1))
-    {
-        return 0;
+    if (hash == NULL) {
+        return mesh_service_packed_has(rec->data, rec->size,
+                                       (char *) slash + 1, end - slash - 1);
     }
 
-    if (hash == NULL || policies == NULL) {
+    if (policies == NULL) {
         return 1;
     }
 

@@ -290,7 +290,8 @@ ck_compare_with_reference(const char *const *servers, const int *weights,
     for (i = 0; i < CK_NKEYS; i++) {
         snprintf(key, sizeof(key), "key-%zu", i);
 
-        a = mesh_chash_pick(&ring, peers, mesh_crc32(key, strlen(key)));
+        a = mesh_chash_pick(&ring, peers, mesh_crc32(key, strlen(key)),
+                            NULL, NULL);
         b = ck_ref_get_chash_peer(&ref, servers, n, tried, key);
 
         ck_assert_msg(a == b, "key \"%s\": %d, nginx %d", key, a, b);
@@ -530,8 +531,10 @@ START_TEST(chash_remove_one_moves_only_its_keys)
     for (i = 0; i < 10000; i++) {
         snprintf(key, sizeof(key), "/user/%zu", i);
 
-        a = mesh_chash_pick(&r5, peers, mesh_crc32(key, strlen(key)));
-        b = mesh_chash_pick(&r4, peers, mesh_crc32(key, strlen(key)));
+        a = mesh_chash_pick(&r5, peers, mesh_crc32(key, strlen(key)),
+                            NULL, NULL);
+        b = mesh_chash_pick(&r4, peers, mesh_crc32(key, strlen(key)),
+                            NULL, NULL);
         ck_assert_int_ge(a, 0);
         ck_assert_int_ge(b, 0);
         b = map4[b];
@@ -577,10 +580,10 @@ START_TEST(chash_skip_moves_to_next_distinct_peer)
         hash = mesh_crc32(key, strlen(key));
 
         peers[1].skip = 0;
-        a = mesh_chash_pick(&ring, peers, hash);
+        a = mesh_chash_pick(&ring, peers, hash, NULL, NULL);
 
         peers[1].skip = 1;
-        b = mesh_chash_pick(&ring, peers, hash);
+        b = mesh_chash_pick(&ring, peers, hash, NULL, NULL);
 
         if (a != 1) {
             ck_assert_int_eq(a, b);
@@ -609,13 +612,13 @@ START_TEST(chash_skip_moves_to_next_distinct_peer)
     peers[0].skip = 1;
     peers[1].skip = 1;
     peers[2].skip = 1;
-    ck_assert_int_eq(mesh_chash_pick(&ring, peers, 12345), -1);
+    ck_assert_int_eq(mesh_chash_pick(&ring, peers, 12345, NULL, NULL), -1);
 
     mesh_chash_free(&ring);
 
     ck_assert_int_eq(mesh_chash_build(&ring, servers, NULL, w, 0), 0);
     ck_assert_uint_eq(ring.npoints, 0);
-    ck_assert_int_eq(mesh_chash_pick(&ring, peers, 12345), -1);
+    ck_assert_int_eq(mesh_chash_pick(&ring, peers, 12345, NULL, NULL), -1);
     mesh_chash_free(&ring);
 }
 END_TEST
@@ -631,17 +634,19 @@ START_TEST(chash_wraps_past_the_last_point)
     ck_assert_int_eq(mesh_chash_build(&ring, servers, NULL, w, 2), 0);
     ck_peers(peers, w, 2);
 
-    a = mesh_chash_pick(&ring, peers, 0xffffffff);
+    a = mesh_chash_pick(&ring, peers, 0xffffffff, NULL, NULL);
 
     if (ring.points[ring.npoints - 1].hash != 0xffffffff) {
         ck_assert_int_eq(a, (int) ring.points[0].peer);
     }
 
-    ck_assert_int_eq(mesh_chash_pick(&ring, peers, 0),
+    ck_assert_int_eq(mesh_chash_pick(&ring, peers, 0, NULL, NULL),
                      (int) ring.points[0].peer);
-    ck_assert_int_eq(mesh_chash_pick(&ring, peers, ring.points[5].hash),
+    ck_assert_int_eq(mesh_chash_pick(&ring, peers, ring.points[5].hash,
+                                     NULL, NULL),
                      (int) ring.points[5].peer);
-    ck_assert_int_eq(mesh_chash_pick(&ring, peers, ring.points[5].hash + 1),
+    ck_assert_int_eq(mesh_chash_pick(&ring, peers, ring.points[5].hash + 1,
+                                     NULL, NULL),
                      (int) ring.points[6].peer);
 
     mesh_chash_free(&ring);
