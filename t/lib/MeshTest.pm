@@ -619,6 +619,80 @@ sub start_backend {
     return $port;
 }
 
+# many instances at once: one nginx (a single process) listening on
+# $opt{ports} loopback ports, each answering 200 with "X-Backend: pPORT";
+# returns the ports. Stopped like any backend (stop_backend NAME).
+sub start_backend_nginx {
+    my ($self, %opt) = @_;
+    my $name = $opt{name} // croak "start_backend_nginx needs a name";
+    my $n = $opt{ports} // croak "start_backend_nginx needs ports";
+
+    croak "backend $name already running" if $self->{backends}{$name};
+
+    my $d = "$self->{dir}/backend-$name";
+    mkdir $d;
+    my @ports = map { $self->port } 1 .. $n;
+    my $listen = join '', map { "        listen 127.0.0.1:$_;\n" } @ports;
+    my $files = $n + 64;
+
+    $self->write_file("backend-$name/nginx.conf", <<"EOF");
+daemon off;
+master_process off;
+worker_rlimit_nofile $files;
+error_log $d/error.log warn;
+pid $d/nginx.pid;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    access_log off;
+    client_body_temp_path $d;
+    proxy_temp_path $d;
+    fastcgi_temp_path $d;
+    uwsgi_temp_path $d;
+    scgi_temp_path $d;
+
+    server {
+$listen
+        location / {
+            add_header X-Backend p\$server_port always;
+            return 200 "p\$server_port\\n";
+        }
+    }
+}
+EOF
+
+    my $log = "$d/stderr.log";
+    my @cmd = ($NGINX, '-e', 'stderr', '-p', "$d/", '-c', "$d/nginx.conf");
+    my $pid = $self->_spawn("backend $name", sub {
+        _redirect($log, $log);
+        exec { $cmd[0] } @cmd or die "exec $cmd[0]: $!\n";
+    });
+
+    $self->{backends}{$name} = { pid => $pid, port => $ports[0] };
+
+    # the first and the last of them: nginx opens them all at once
+    my $end = time + 10;
+    PORT: for my $port ($ports[0], $ports[-1]) {
+        while (time < $end) {
+            croak "backend $name exited at start:\n"
+                . _tail($self->read_file("backend-$name/stderr.log"))
+                if defined _reap($pid, 0);
+            my $s = IO::Socket::INET->new(
+                PeerAddr => '127.0.0.1', PeerPort => $port, Proto => 'tcp',
+                Timeout => 1);
+            if ($s) { close $s; next PORT }
+            sleep 0.05;
+        }
+        $self->stop_backend($name);
+        croak "backend $name did not listen on port $port within 10 s";
+    }
+
+    return @ports;
+}
+
 sub backend_port {
     my ($self, $name) = @_;
     my $b = $self->{backends}{$name} or croak "no backend $name";
