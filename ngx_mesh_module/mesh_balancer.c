@@ -17,7 +17,56 @@
 static uint32_t mesh_crc32_update(uint32_t crc, const void *data, size_t len);
 static size_t mesh_chash_find_point(const mesh_chash_ring_t *ring,
     uint32_t hash);
-static uint64_t mesh_rand_below(mesh_rand_pt rnd, void *state, uint64_t n);
+static uint64_t mesh_rand_wide(mesh_rand_pt rnd, void *state, uint64_t n);
+
+
+/* rnd's number, or without one xorshift32 (13, 17, 5) on *state */
+
+static inline uint32_t
+mesh_rand32(mesh_rand_pt rnd, void *state)
+{
+    uint32_t  *s, x;
+
+    if (rnd) {
+        return rnd(state);
+    }
+
+    s = state;
+    x = *s;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    *s = x;
+
+    return x;
+}
+
+
+/* a uniform number in [0, n): multiply and shift (bias < n / 2^32) */
+
+static inline uint64_t
+mesh_rand_below(mesh_rand_pt rnd, void *state, uint64_t n)
+{
+    if (n <= 0xffffffff) {
+        return ((uint64_t) mesh_rand32(rnd, state) * n) >> 32;
+    }
+
+    return mesh_rand_wide(rnd, state, n);
+}
+
+
+/* n above 2^32: a cycle of more weight than that */
+
+static uint64_t
+mesh_rand_wide(mesh_rand_pt rnd, void *state, uint64_t n)
+{
+    uint64_t  r;
+
+    r = ((uint64_t) mesh_rand32(rnd, state) << 32)
+        | mesh_rand32(rnd, state);
+
+    return r % n;
+}
 static void mesh_set_sort(uint32_t *order, uint32_t *tmp,
     const mesh_peer_t *peers, size_t n);
 static int32_t mesh_set_tree(mesh_set_t *set, size_t lo, size_t hi);
@@ -470,34 +519,10 @@ mesh_p2c_pick(const mesh_set_t *set, const mesh_peer_t *peers,
 uint32_t
 mesh_xorshift32(void *state)
 {
-    uint32_t  *s = state;
-    uint32_t   x;
-
-    x = *s;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    *s = x;
-
-    return x;
+    return mesh_rand32(NULL, state);
 }
 
 
-static uint64_t
-mesh_rand_below(mesh_rand_pt rnd, void *state, uint64_t n)
-{
-    uint64_t  r;
-
-    /* a uniform number in [0, n): multiply and shift (bias < n / 2^32) */
-
-    if (n <= 0xffffffff) {
-        return ((uint64_t) rnd(state) * n) >> 32;
-    }
-
-    r = ((uint64_t) rnd(state) << 32) | rnd(state);
-
-    return r % n;
-}
 
 
 static uint32_t
@@ -619,13 +644,24 @@ mesh_chash_builder_init(mesh_chash_builder_t *b, const char *const *servers,
         return 0;
     }
 
+    /* about two points per bucket of the index */
+
+    b->bits = 1;
+
+    while (((size_t) 1 << b->bits) < total / 2
+           && b->bits < MESH_CHASH_INDEX_BITS)
+    {
+        b->bits++;
+    }
+
     b->base = malloc(n * (sizeof(uint32_t) + sizeof(int)));
     b->points = malloc(total * sizeof(mesh_chash_point_t));
     b->tmp = malloc(total * sizeof(mesh_chash_point_t));
     b->counts = calloc(3 * MESH_CHASH_RADIX, sizeof(uint32_t));
+    b->index = malloc((((size_t) 1 << b->bits) + 1) * sizeof(uint32_t));
 
     if (b->base == NULL || b->points == NULL || b->tmp == NULL
-        || b->counts == NULL)
+        || b->counts == NULL || b->index == NULL)
     {
         mesh_chash_builder_free(b);
         return -1;
@@ -756,6 +792,30 @@ mesh_chash_builder_step(mesh_chash_builder_t *b, size_t budget)
             }
 
             if (b->k == b->npoints) {
+                b->phase = MESH_CHASH_INDEX_PHASE;
+                b->k = 0;
+                b->bucket = 0;
+            }
+
+            break;
+
+        case MESH_CHASH_INDEX_PHASE:
+
+            /* every bucket up to a point's own starts at that point */
+
+            for ( ; b->k < b->kept && budget; b->k++, budget--) {
+                c = b->points[b->k].hash >> (32 - b->bits);
+
+                while (b->bucket <= c) {
+                    b->index[b->bucket++] = (uint32_t) b->k;
+                }
+            }
+
+            if (b->k == b->kept) {
+                while (b->bucket <= ((size_t) 1 << b->bits)) {
+                    b->index[b->bucket++] = (uint32_t) b->kept;
+                }
+
                 b->phase = MESH_CHASH_DONE;
             }
 
@@ -775,8 +835,13 @@ mesh_chash_builder_take(mesh_chash_builder_t *b, mesh_chash_ring_t *ring)
 {
     ring->points = b->points;
     ring->npoints = b->points ? b->kept : 0;
+    ring->index = b->points ? b->index : NULL;
+    ring->bits = b->bits;
 
     b->points = NULL;
+    if (ring->index) {
+        b->index = NULL;
+    }
 }
 
 
@@ -787,11 +852,13 @@ mesh_chash_builder_free(mesh_chash_builder_t *b)
     free(b->points);
     free(b->tmp);
     free(b->counts);
+    free(b->index);
 
     b->base = NULL;
     b->points = NULL;
     b->tmp = NULL;
     b->counts = NULL;
+    b->index = NULL;
 }
 
 
@@ -802,6 +869,7 @@ mesh_chash_build(mesh_chash_ring_t *ring, const char *const *servers,
     mesh_chash_builder_t  b;
 
     ring->points = NULL;
+    ring->index = NULL;
     ring->npoints = 0;
 
     if (mesh_chash_builder_init(&b, servers, lens, weights, n) != 0) {
@@ -825,7 +893,9 @@ mesh_chash_free(mesh_chash_ring_t *ring)
     }
 
     free(ring->points);
+    free(ring->index);
     ring->points = NULL;
+    ring->index = NULL;
     ring->npoints = 0;
 }
 
@@ -836,12 +906,23 @@ mesh_chash_find_point(const mesh_chash_ring_t *ring, uint32_t hash)
     size_t                     i, j, k;
     const mesh_chash_point_t  *point;
 
-    /* the first point >= hash, as ngx_http_upstream_find_chash_point() */
+    /*
+     * The first point >= hash, as ngx_http_upstream_find_chash_point(),
+     * looked for among the points of hash's bucket: if none of them is,
+     * it is the first point of the buckets after.
+     */
 
     point = ring->points;
 
-    i = 0;
-    j = ring->npoints;
+    if (ring->index) {
+        k = hash >> (32 - ring->bits);
+        i = ring->index[k];
+        j = ring->index[k + 1];
+
+    } else {
+        i = 0;
+        j = ring->npoints;
+    }
 
     while (i < j) {
         k = (i + j) / 2;

@@ -22,7 +22,9 @@ typedef struct {
     unsigned      skip:1;       /* not in the set: critical or ejected */
 } mesh_peer_t;
 
-/* a uniform 32-bit random number; state is the caller's */
+/* a uniform 32-bit random number; state is the caller's. Where a pick
+ * takes one, NULL stands for mesh_xorshift32() (state: uint32_t *, not 0)
+ * without the call through a pointer. */
 typedef uint32_t (*mesh_rand_pt)(void *state);
 
 /*
@@ -126,9 +128,16 @@ typedef struct {
     uint32_t  peer;             /* index into the caller's peer array */
 } mesh_chash_point_t;
 
+/*
+ * The points, and an index of them by the top bits of the hash: bucket b
+ * (hashes with b in their top "bits" bits) starts at point index[b], so
+ * that a key's point is searched among the few of its bucket.
+ */
 typedef struct {
     mesh_chash_point_t  *points;     /* malloc'ed */
     size_t               npoints;
+    uint32_t            *index;      /* malloc'ed, 2^bits + 1 */
+    uint32_t             bits;
 } mesh_chash_ring_t;
 
 uint32_t mesh_crc32(const void *data, size_t len);   /* CRC-32 (IEEE) */
@@ -154,8 +163,11 @@ enum {
     MESH_CHASH_POINTS_PHASE = 0,
     MESH_CHASH_SORT_PHASE,
     MESH_CHASH_COLLAPSE_PHASE,
+    MESH_CHASH_INDEX_PHASE,
     MESH_CHASH_DONE
 };
+
+#define MESH_CHASH_INDEX_BITS  22    /* at most: 16 MB for 8M points */
 
 #define MESH_CHASH_RADIX  2048
 
@@ -175,6 +187,9 @@ typedef struct {
     mesh_chash_point_t  *tmp;
     size_t               npoints;
     uint32_t            *counts;     /* per pass, MESH_CHASH_RADIX each */
+    uint32_t            *index;
+    uint32_t             bits;
+    size_t               bucket;     /* the next to start */
 } mesh_chash_builder_t;
 
 int mesh_chash_builder_init(mesh_chash_builder_t *b,

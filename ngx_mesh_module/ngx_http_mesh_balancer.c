@@ -2111,13 +2111,13 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
     switch (t->balancer) {
 
     case NGX_HTTP_MESH_RANDOM:
-        i = mesh_random_pick(&t->set, mesh_xorshift32,
-                             &ngx_http_mesh_worker.rand, accept, pd);
+        i = mesh_random_pick(&t->set, NULL, &ngx_http_mesh_worker.rand,
+                             accept, pd);
         break;
 
     case NGX_HTTP_MESH_LEAST_REQUEST:
-        i = mesh_p2c_pick(&t->set, t->mp, mesh_xorshift32,
-                          &ngx_http_mesh_worker.rand, accept, pd);
+        i = mesh_p2c_pick(&t->set, t->mp, NULL, &ngx_http_mesh_worker.rand,
+                          accept, pd);
         break;
 
     case NGX_HTTP_MESH_CHASH:
@@ -2132,6 +2132,14 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
         /* fall through */
 
     default: /* NGX_HTTP_MESH_RR */
+
+        /* equal weights, the common case: the set in order */
+        if (accept == NULL && t->set.equal && t->set.n) {
+            i = (int) t->set.elig[__sync_fetch_and_add(t->rr, 1)
+                                  % t->set.n];
+            break;
+        }
+
         i = mesh_wrr_pick(&t->set, t->rr, accept, pd);
         break;
     }

@@ -682,6 +682,31 @@ START_TEST(p2c_single_candidate_and_none)
 END_TEST
 
 
+START_TEST(null_rand_is_xorshift32)
+{
+    int         w[] = { 1, 2, 3, 4, 5 }, i;
+    uint32_t    s1, s2;
+    ck_peers_t  p;
+
+    ck_peers_init(&p, w, 5);
+    s1 = 12345;
+    s2 = 12345;
+
+    for (i = 0; i < 1000; i++) {
+        ck_assert_int_eq(mesh_random_pick(&p.set, NULL, &s1, NULL, NULL),
+                         mesh_random_pick(&p.set, mesh_xorshift32, &s2, NULL,
+                                          NULL));
+        ck_assert_int_eq(mesh_p2c_pick(&p.set, p.peers, NULL, &s1, NULL,
+                                       NULL),
+                         mesh_p2c_pick(&p.set, p.peers, mesh_xorshift32, &s2,
+                                       NULL, NULL));
+    }
+
+    ck_assert_uint_eq(s1, s2);
+}
+END_TEST
+
+
 START_TEST(xorshift32_known_sequence)
 {
     uint32_t  s;
@@ -721,6 +746,7 @@ balancer_suite(void)
     tcase_add_test(tc, random_skips_and_empty);
     tcase_add_test(tc, random_draws_cover_the_cycle);
     tcase_add_test(tc, xorshift32_known_sequence);
+    tcase_add_test(tc, null_rand_is_xorshift32);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("p2c");

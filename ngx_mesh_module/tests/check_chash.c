@@ -712,6 +712,10 @@ START_TEST(chash_builder_in_slices_equals_one_build)
         ck_assert_uint_eq(sliced.npoints, one.npoints);
         ck_assert(memcmp(sliced.points, one.points,
                          one.npoints * sizeof(mesh_chash_point_t)) == 0);
+        ck_assert_uint_eq(sliced.bits, one.bits);
+        ck_assert(memcmp(sliced.index, one.index,
+                         (((size_t) 1 << one.bits) + 1) * sizeof(uint32_t))
+                  == 0);
 
         mesh_chash_free(&sliced);
     }
@@ -725,6 +729,83 @@ START_TEST(chash_builder_in_slices_equals_one_build)
     mesh_chash_builder_take(&b, &sliced);
     ck_assert_uint_eq(sliced.npoints, 0);
     mesh_chash_builder_free(&b);
+}
+END_TEST
+
+
+/*
+ * The index by the top bits of the hash finds the same point as a search
+ * of the whole ring: for random hashes, every point's own hash and its
+ * neighbours, and both ends.
+ */
+START_TEST(chash_index_finds_what_a_search_finds)
+{
+    int                 weights[25], a, b;
+    char                names[25][32];
+    size_t              i, k, nb;
+    uint32_t            hash, seed, *index, probes[3];
+    mesh_peer_t         peers[25];
+    mesh_chash_ring_t   ring;
+    const char         *servers[25];
+
+    memset(peers, 0, sizeof(peers));
+
+    for (i = 0; i < 25; i++) {
+        snprintf(names[i], sizeof(names[i]), "10.1.0.%zu:%zu", i, 9000 + i);
+        servers[i] = names[i];
+        weights[i] = 1 + (int) (i % 4);
+    }
+
+    ck_assert_int_eq(mesh_chash_build(&ring, servers, NULL, weights, 25), 0);
+    ck_assert_ptr_nonnull(ring.index);
+
+    /* about two points per bucket, buckets in order, all points covered */
+
+    nb = (size_t) 1 << ring.bits;
+    ck_assert_uint_ge(2 * nb, ring.npoints / 2);
+    ck_assert_uint_le(nb, ring.npoints);
+    ck_assert_uint_eq(ring.index[0], 0);
+    ck_assert_uint_eq(ring.index[nb], ring.npoints);
+
+    for (k = 0; k < nb; k++) {
+        if (ring.index[k] > ring.index[k + 1]) {
+            ck_abort_msg("bucket %zu starts after the next", k);
+        }
+    }
+
+    index = ring.index;
+    seed = 88172645u;
+
+    for (i = 0; i < 200000 + 3 * ring.npoints; i++) {
+        if (i < 200000) {
+            hash = mesh_xorshift32(&seed);
+            probes[0] = hash;
+            probes[1] = 0;
+            probes[2] = 0xffffffff;
+
+        } else {
+            hash = ring.points[(i - 200000) / 3].hash;
+            probes[0] = hash;
+            probes[1] = hash - 1;
+            probes[2] = hash + 1;
+        }
+
+        for (k = 0; k < 3; k++) {
+            ring.index = index;
+            a = mesh_chash_pick(&ring, peers, probes[k], NULL, NULL);
+            ring.index = NULL;
+            b = mesh_chash_pick(&ring, peers, probes[k], NULL, NULL);
+
+            if (a != b) {
+                ring.index = index;
+                ck_abort_msg("hash %u: %d with the index, %d without",
+                             probes[k], a, b);
+            }
+        }
+    }
+
+    ring.index = index;
+    mesh_chash_free(&ring);
 }
 END_TEST
 
@@ -749,6 +830,7 @@ chash_suite(void)
     tcase_add_test(tc, chash_wraps_past_the_last_point);
     tcase_add_test(tc, chash_build_rejects_bad_weight);
     tcase_add_test(tc, chash_builder_in_slices_equals_one_build);
+    tcase_add_test(tc, chash_index_finds_what_a_search_finds);
     suite_add_tcase(s, tc);
 
     return s;
