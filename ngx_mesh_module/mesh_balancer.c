@@ -453,6 +453,21 @@ mesh_random_pick(const mesh_set_t *set, mesh_rand_pt rnd, void *state,
 }
 
 
+/* of two draws, the higher weight / (active + 1), compared by cross
+ * multiplication; a tie goes to the first */
+
+static inline int
+mesh_p2c_better(const mesh_peer_t *peers, uint32_t ia, uint32_t ib)
+{
+    uint64_t  wa, wb;
+
+    wa = (uint64_t) peers[ia].weight * ((uint64_t) *peers[ib].active + 1);
+    wb = (uint64_t) peers[ib].weight * ((uint64_t) *peers[ia].active + 1);
+
+    return (int) (wb > wa ? ib : ia);
+}
+
+
 int
 mesh_p2c_pick(const mesh_set_t *set, const mesh_peer_t *peers,
     mesh_rand_pt rnd, void *state, mesh_accept_pt accept, void *ctx)
@@ -460,7 +475,6 @@ mesh_p2c_pick(const mesh_set_t *set, const mesh_peer_t *peers,
     int       oka, okb;
     size_t    k, m, a, b;
     uint32_t  ia, ib;
-    uint64_t  wa, wb;
 
     m = set->n;
 
@@ -471,6 +485,17 @@ mesh_p2c_pick(const mesh_set_t *set, const mesh_peer_t *peers,
     if (m == 1) {
         ia = set->elig[0];
         return (accept == NULL || accept(ctx, ia)) ? (int) ia : -1;
+    }
+
+    if (accept == NULL) {
+        a = (size_t) mesh_rand_below(rnd, state, m);
+        b = (size_t) mesh_rand_below(rnd, state, m - 1);
+
+        if (b >= a) {
+            b++;
+        }
+
+        return mesh_p2c_better(peers, set->elig[a], set->elig[b]);
     }
 
     a = 0;
@@ -493,14 +518,7 @@ mesh_p2c_pick(const mesh_set_t *set, const mesh_peer_t *peers,
         okb = (accept == NULL || accept(ctx, ib));
 
         if (oka && okb) {
-            /* weight / (active + 1), compared by cross multiplication */
-
-            wa = (uint64_t) peers[ia].weight
-                 * ((uint64_t) *peers[ib].active + 1);
-            wb = (uint64_t) peers[ib].weight
-                 * ((uint64_t) *peers[ia].active + 1);
-
-            return (int) (wb > wa ? ib : ia);
+            return mesh_p2c_better(peers, ia, ib);
         }
 
         if (oka) {

@@ -1934,12 +1934,23 @@ ngx_http_mesh_init_peer(ngx_http_request_t *r,
     }
 
     pd = cln->data;
-    ngx_memzero(pd, sizeof(ngx_http_mesh_peer_data_t));
 
     pd->conf = mscf;
     pd->main = mmcf;
-    pd->request = r;
+    pd->view = NULL;
+    pd->target = NULL;
+    pd->route = NULL;
+    pd->current = NULL;
+    pd->last = NULL;
+    pd->tried = NULL;
+    pd->tried_inline = 0;
+    pd->tries = 0;
+    pd->hash = 0;
+    pd->has_hash = 0;
     pd->index = ngx_http_mesh_worker.index;
+    pd->retrying = 0;
+    pd->refused = 0;
+    pd->request = r;
 
     cln->handler = ngx_http_mesh_cleanup_peer;
 
@@ -2378,7 +2389,7 @@ ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
      * not go down.
      */
     if (pd->main->metrics) {
-        cls = (status >= 100 && status < 600) ? status / 100 : 0;
+        cls = (status - 100 < 500) ? status / 100 : 0;
 
         for (b = 0; b < NGX_HTTP_MESH_LATENCY_BUCKETS - 1; b++) {
             if (ms <= bounds[b]) {

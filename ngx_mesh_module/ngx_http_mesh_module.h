@@ -319,7 +319,8 @@ typedef struct {
 } ngx_http_mesh_main_conf_t;
 
 
-/* the request's choice, for free_peer and the variables */
+/* the request's choice, for free_peer and the variables (init_peer sets
+ * every field, the pool does not zero it: a new field needs its line) */
 typedef struct {
     ngx_http_mesh_srv_conf_t      *conf;
     ngx_http_mesh_main_conf_t     *main;
