@@ -1,9 +1,9 @@
 #!/usr/bin/perl
 
-# mesh_balancer round_robin: smooth weighted round robin whose state is
-# shared by all workers, so the split is exact per full cycle whichever
-# worker serves a request.  With no mesh_balancer an upstream balances by
-# round robin too.
+# mesh_balancer round_robin: weighted round robin over one schedule whose
+# position is shared by all workers, so the split is exact per full cycle
+# whichever worker serves a request.  With no mesh_balancer an upstream
+# balances by round robin too.
 
 use strict;
 use warnings;
@@ -76,7 +76,7 @@ cmp_ok scalar(keys %{ $r->{by}{'x-worker'} || {} }), '==', 2,
     'both workers served' or diag explain $r->{by};
 
 # the same from three concurrent clients: still exact, as the state is
-# shared and every pick takes its turn under the zone's lock
+# shared and every pick takes the next position (an atomic add)
 
 $r = $t->load(requests => 600, clients => 3, keepalive => 0,
               headers => [qw(x-backend x-worker)]);
