@@ -50,8 +50,8 @@ typedef int (*mesh_accept_pt)(void *ctx, size_t peer);
  * spread over it (no gap between two of a peer's positions above 2.62
  * total / weight in 20,000 random sets, where nginx's smooth weighted
  * round robin stays within 2), and a position costs depth steps and no
- * state: workers that share a counter share one schedule. With every weight equal it is the order
- * itself, position p being peer p % n.
+ * state: workers that share a counter share one schedule. With every
+ * weight equal it is the order itself, position p being peer p % n.
  *
  * The arrays live in memory of mesh_set_size() bytes the caller gives;
  * init sorts the peers once (their weights are fixed), build makes the

@@ -21,8 +21,21 @@ static char *ngx_http_mesh_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mesh_status_instances(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_mesh_upstream(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mesh_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_mesh_outlier(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_mesh_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us);
 static ngx_int_t ngx_http_mesh_init_process(ngx_cycle_t *cycle);
 static void ngx_http_mesh_exit_process(ngx_cycle_t *cycle);
+
+
+static const char  *ngx_http_mesh_balancers[] = {
+    "round_robin", "random", "least_request", "consistent_hash", NULL
+};
 
 
 static ngx_conf_num_bounds_t  ngx_http_mesh_panic_bounds = {
@@ -393,4 +406,300 @@ static void
 ngx_http_mesh_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_mesh_registry_exit_process(cycle);
+}
+
+
+const char *
+ngx_http_mesh_balancer_name(ngx_uint_t balancer)
+{
+    if (balancer > NGX_HTTP_MESH_CHASH) {
+        balancer = NGX_HTTP_MESH_RR;
+    }
+
+    return ngx_http_mesh_balancers[balancer];
+}
+
+
+static char *
+ngx_http_mesh_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mesh_srv_conf_t  *mscf = conf;
+
+    size_t                          i;
+    ngx_str_t                      *value;
+    ngx_http_mesh_srv_conf_t      **p;
+    ngx_http_mesh_main_conf_t      *mmcf;
+    ngx_http_upstream_server_t     *us;
+    ngx_http_upstream_srv_conf_t   *uscf;
+
+    if (mscf->service.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (i = 0; i < value[1].len; i++) {
+        u_char c = value[1].data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9')
+              || (i > 0 && (c == '.' || c == '_' || c == '-'))))
+        {
+            break;
+        }
+    }
+
+    if (value[1].len == 0 || value[1].len > 128 || i != value[1].len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid service name \"%V\" in \"%V\" directive, "
+                           "names are [A-Za-z0-9][A-Za-z0-9._-]{0,127}",
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);
+
+    if (uscf->peer.init_upstream) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "load balancing method redefined");
+    }
+
+    uscf->peer.init_upstream = ngx_http_mesh_init_upstream;
+
+    /*
+     * nginx 1.22 refuses an upstream block without servers: members
+     * come from the registry, so stand in for them with an entry that
+     * has no address (our init_upstream never hands it to round robin)
+     */
+    if (uscf->servers->nelts == 0) {
+        us = ngx_array_push(uscf->servers);
+        if (us == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(us, sizeof(ngx_http_upstream_server_t));
+        us->name = value[1];
+        us->weight = 1;
+    }
+
+    mscf->service = value[1];
+    mscf->upstream = uscf;
+
+    mmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mesh_module);
+
+    p = ngx_array_push(&mmcf->upstreams);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *p = mscf;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mesh_balancer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mesh_srv_conf_t  *mscf = conf;
+
+    ngx_str_t                         *value;
+    ngx_uint_t                         b;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (mscf->balancer != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (b = 0; ngx_http_mesh_balancers[b]; b++) {
+        if (ngx_strcmp(value[1].data, ngx_http_mesh_balancers[b]) == 0) {
+            break;
+        }
+    }
+
+    if (ngx_http_mesh_balancers[b] == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid balancer \"%V\" in \"%V\" directive, "
+                           "it must be round_robin, random, least_request "
+                           "or consistent_hash", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (b == NGX_HTTP_MESH_CHASH && cf->args->nelts != 3) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V consistent_hash\" needs a key, such as "
+                           "\"consistent_hash $request_uri\"", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (b != NGX_HTTP_MESH_CHASH && cf->args->nelts != 2) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in \"%V %V\" directive, "
+                           "only consistent_hash takes a key", &value[2],
+                           &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (b == NGX_HTTP_MESH_CHASH) {
+        mscf->key = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+        if (mscf->key == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &value[2];
+        ccv.complex_value = mscf->key;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    mscf->balancer = b;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_mesh_outlier(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mesh_srv_conf_t  *mscf = conf;
+
+    u_char      *eq;
+    ngx_str_t   *value, name, v;
+    ngx_int_t    n;
+    ngx_uint_t   i;
+    ngx_msec_t   ms, *msp;
+    ngx_uint_t  *np;
+
+    if (mscf->outlier.base_ejection_time != NGX_CONF_UNSET_MSEC
+        || mscf->outlier.consecutive_5xx != NGX_CONF_UNSET_UINT)
+    {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        eq = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
+        if (eq == NULL || eq == value[i].data) {
+            goto invalid;
+        }
+
+        name.data = value[i].data;
+        name.len = eq - value[i].data;
+        v.data = eq + 1;
+        v.len = value[i].data + value[i].len - v.data;
+
+        np = NULL;
+        msp = NULL;
+
+        if (name.len == 15
+            && ngx_strncmp(name.data, "consecutive_5xx", 15) == 0)
+        {
+            np = &mscf->outlier.consecutive_5xx;
+
+        } else if (name.len == 19
+                   && ngx_strncmp(name.data, "consecutive_gateway", 19) == 0)
+        {
+            np = &mscf->outlier.consecutive_gateway;
+
+        } else if (name.len == 20
+                   && ngx_strncmp(name.data, "max_ejection_percent", 20) == 0)
+        {
+            np = &mscf->outlier.max_ejection_percent;
+
+        } else if (name.len == 8 && ngx_strncmp(name.data, "interval", 8) == 0)
+        {
+            msp = &mscf->outlier.interval;
+
+        } else if (name.len == 18
+                   && ngx_strncmp(name.data, "base_ejection_time", 18) == 0)
+        {
+            msp = &mscf->outlier.base_ejection_time;
+
+        } else if (name.len == 17
+                   && ngx_strncmp(name.data, "max_ejection_time", 17) == 0)
+        {
+            msp = &mscf->outlier.max_ejection_time;
+
+        } else {
+            goto invalid;
+        }
+
+        if (np) {
+            n = ngx_atoi(v.data, v.len);
+            if (n == NGX_ERROR
+                || (np == &mscf->outlier.max_ejection_percent && n > 100))
+            {
+                goto invalid;
+            }
+
+            *np = (ngx_uint_t) n;
+            continue;
+        }
+
+        ms = ngx_parse_time(&v, 0);
+        if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+            goto invalid;
+        }
+
+        *msp = ms;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" in \"%V\" directive, "
+                       "expected consecutive_5xx=N, consecutive_gateway=N, "
+                       "interval=T, base_ejection_time=T, "
+                       "max_ejection_time=T or max_ejection_percent=0..100",
+                       &value[i], &cmd->name);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_mesh_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_http_mesh_srv_conf_t  *mscf;
+
+    mscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_mesh_module);
+
+    if (mscf->balancer == NGX_CONF_UNSET_UINT) {
+        mscf->balancer = NGX_HTTP_MESH_RR;
+    }
+
+    /* Istio's defaults */
+    ngx_conf_init_uint_value(mscf->outlier.consecutive_5xx, 5);
+    ngx_conf_init_uint_value(mscf->outlier.consecutive_gateway, 0);
+    ngx_conf_init_msec_value(mscf->outlier.interval, 10000);
+    ngx_conf_init_msec_value(mscf->outlier.base_ejection_time, 30000);
+    ngx_conf_init_msec_value(mscf->outlier.max_ejection_time, 300000);
+    ngx_conf_init_uint_value(mscf->outlier.max_ejection_percent, 10);
+    ngx_conf_init_uint_value(mscf->panic, 50);
+    mscf->outlier.panic_threshold = mscf->panic;
+    mscf->outlier.split_local = 0;
+    mscf->outlier.consecutive_local = 5;       /* Envoy's default */
+
+    if (us->servers && us->servers->nelts > 1) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "upstream \"%V\" has both \"mesh\" and \"server\" "
+                      "members in %s:%ui", &us->host, us->file_name,
+                      us->line);
+        return NGX_ERROR;
+    }
+
+    us->peer.init = ngx_http_mesh_init_peer;
+
+    return NGX_OK;
 }

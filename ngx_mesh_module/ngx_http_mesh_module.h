@@ -268,6 +268,19 @@ typedef struct {
 } ngx_http_mesh_route_t;
 
 
+/* what one worker has of the zone */
+typedef struct {
+    ngx_atomic_uint_t              generation;
+    ngx_cycle_t                   *cycle;       /* whose upstreams we built:
+                                                   a reload without master
+                                                   process starts over */
+    ngx_http_mesh_gen_t           *gen;         /* the policies */
+    ngx_atomic_uint_t              policies_gen;
+    uint64_t                       index;
+    uint32_t                       rand;        /* xorshift32 state */
+} ngx_http_mesh_worker_t;
+
+
 /* one upstream's members and routes as one worker last built them */
 typedef struct {
     ngx_uint_t                     refs;        /* requests + current */
@@ -374,16 +387,28 @@ void ngx_http_mesh_slot_check(ngx_http_mesh_zone_t *zone, ngx_log_t *log);
 ngx_int_t ngx_http_mesh_registry_init_process(ngx_cycle_t *cycle);
 void ngx_http_mesh_registry_exit_process(ngx_cycle_t *cycle);
 
-/* ngx_http_mesh_balancer.c */
-char *ngx_http_mesh_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_mesh_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_mesh_outlier(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-ngx_uint_t ngx_http_mesh_ejected(ngx_http_mesh_stat_t *st, ngx_msec_t now);
+/* ngx_http_mesh_module.c */
+const char *ngx_http_mesh_balancer_name(ngx_uint_t balancer);
+
+/* ngx_http_mesh_view.c */
+extern ngx_http_mesh_worker_t  ngx_http_mesh_worker;
+
 ngx_int_t ngx_http_mesh_sync(ngx_http_mesh_main_conf_t *mmcf,
     ngx_log_t *log);
 uint64_t ngx_http_mesh_worker_index(void);
 mesh_policies_t *ngx_http_mesh_worker_policies(void);
+void ngx_http_mesh_free_view(ngx_http_mesh_view_t *view);
+
+/* a request or the worker lets go of a view */
+static ngx_inline void
+ngx_http_mesh_release_view(ngx_http_mesh_view_t *view)
+{
+    if (view && --view->refs == 0) {
+        ngx_http_mesh_free_view(view);
+    }
+}
+
+/* ngx_http_mesh_policies.c */
 ngx_http_mesh_gen_t *ngx_http_mesh_gen_create(u_char *json, size_t len,
     char *err, size_t errlen, ngx_log_t *log);
 ngx_http_mesh_gen_t *ngx_http_mesh_gen_unpack(u_char *packed, size_t len,
@@ -391,7 +416,28 @@ ngx_http_mesh_gen_t *ngx_http_mesh_gen_unpack(u_char *packed, size_t len,
 u_char *ngx_http_mesh_gen_pack(ngx_http_mesh_gen_t *g, size_t *len,
     ngx_log_t *log);
 void ngx_http_mesh_gen_release(ngx_http_mesh_gen_t *gen);
-const char *ngx_http_mesh_balancer_name(ngx_uint_t balancer);
+
+/* ngx_http_mesh_ring.c */
+ngx_http_mesh_ring_t *ngx_http_mesh_ring_get(ngx_http_mesh_srv_conf_t *mscf,
+    const char **servers, size_t *lens, int *weights, ngx_uint_t n,
+    ngx_log_t *log);
+void ngx_http_mesh_ring_release(ngx_http_mesh_ring_t *ring);
+ngx_uint_t ngx_http_mesh_ring_step(ngx_http_mesh_ring_t *ring,
+    struct timespec *until);
+
+/* ngx_http_mesh_outlier.c */
+ngx_uint_t ngx_http_mesh_ejected(ngx_http_mesh_stat_t *st, ngx_msec_t now);
+void ngx_http_mesh_target_set(ngx_http_mesh_target_t *t, ngx_msec_t now,
+    ngx_log_t *log);
+void ngx_http_mesh_epoch_bump(ngx_http_mesh_zone_t *zone,
+    ngx_http_mesh_target_t *t);
+void ngx_http_mesh_failed(ngx_http_mesh_peer_data_t *pd,
+    ngx_http_mesh_peer_t *peer, ngx_uint_t state, ngx_uint_t status,
+    ngx_log_t *log);
+
+/* ngx_http_mesh_balancer.c */
+ngx_int_t ngx_http_mesh_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us);
 
 /* ngx_http_mesh_status.c */
 char *ngx_http_mesh_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
