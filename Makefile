@@ -17,9 +17,11 @@ RD_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
 # common/: the nginx-free code registryd and the module share: the wire
-# format (snapshot, deltas, policy model), packed services, regexes
+# format (snapshot, deltas, policy model), packed services, regexes, the
+# balancer and ring cores
 COMMON_SRCS = common/mesh_json.c common/mesh_snapshot.c \
-              common/mesh_service.c common/mesh_policy.c common/mesh_regex.c
+              common/mesh_service.c common/mesh_policy.c common/mesh_regex.c \
+              common/mesh_balancer.c
 COMMON_HDRS = $(wildcard common/*.h)
 COMMON_CHECK_SRCS = $(wildcard common/tests/check_*.c)
 
@@ -35,12 +37,7 @@ CHECK_SRCS  = $(wildcard registryd/tests/check_*.c)
 
 MODULE_SRCS = config $(wildcard ngx_mesh_module/*.c ngx_mesh_module/*.h) \
               $(COMMON_SRCS) $(COMMON_HDRS)
-
-# the module's nginx-free core (balancers, ring) and its check tests
-MESH_CORE_SRCS  = ngx_mesh_module/mesh_balancer.c
-MESH_CORE_HDRS  = ngx_mesh_module/mesh_balancer.h
-MESH_CHECK_SRCS = $(wildcard ngx_mesh_module/tests/check_*.c)
-MESH_CFLAGS     = $(CFLAGS) $(WARN) -std=gnu11 -Ingx_mesh_module -Icommon
+MESH_CFLAGS     = $(CFLAGS) $(WARN) -std=gnu11 -Icommon
 
 .PHONY: all deps registryd module test test-unit test-t test-asan run \
         bench clean
@@ -65,11 +62,6 @@ $(BUILD)/check_registryd: $(CHECK_SRCS) $(RD_LIB_SRCS) $(RD_HDRS)
 	$(CC) $(RD_CFLAGS) -o $@ $(CHECK_SRCS) $(RD_LIB_SRCS) $(RD_LIBS) \
 	    $(CHECK_LIBS)
 
-$(BUILD)/check_mesh: $(MESH_CHECK_SRCS) $(MESH_CORE_SRCS) $(MESH_CORE_HDRS)
-	@mkdir -p $(BUILD)
-	$(CC) $(MESH_CFLAGS) -o $@ $(MESH_CHECK_SRCS) $(MESH_CORE_SRCS) \
-	    $(CHECK_LIBS) -lz
-
 $(BUILD)/check_common: $(COMMON_CHECK_SRCS) $(COMMON_SRCS) $(COMMON_HDRS)
 	@mkdir -p $(BUILD)
 	$(CC) $(MESH_CFLAGS) -o $@ $(COMMON_CHECK_SRCS) $(COMMON_SRCS) \
@@ -80,13 +72,12 @@ module: $(BUILD)/ngx_http_mesh_module.so
 $(BUILD)/ngx_http_mesh_module.so: $(MODULE_SRCS)
 	bash scripts/build-module.sh $(BUILD)
 
-test: all $(BUILD)/check_registryd $(BUILD)/check_mesh $(BUILD)/check_common
+test: all $(BUILD)/check_registryd $(BUILD)/check_common
 	$(MAKE) --no-print-directory test-unit test-t
 
-test-unit: $(BUILD)/check_registryd $(BUILD)/check_mesh $(BUILD)/check_common
+test-unit: $(BUILD)/check_registryd $(BUILD)/check_common
 	CK_DEFAULT_TIMEOUT=60 $(BUILD)/check_common
 	CK_DEFAULT_TIMEOUT=60 $(BUILD)/check_registryd
-	CK_DEFAULT_TIMEOUT=60 $(BUILD)/check_mesh
 
 test-t:
 	MESH_BUILD=$(abspath $(BUILD)) prove -It/lib t/
@@ -97,13 +88,11 @@ test-asan: deps module
 	$(MAKE) --no-print-directory BUILD=build/asan \
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
 	    build/asan/registryd build/asan/registryctl build/asan/check_registryd \
-	    build/asan/check_mesh build/asan/check_common
+	    build/asan/check_common
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    CK_FORK=no CK_DEFAULT_TIMEOUT=120 build/asan/check_common
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    CK_FORK=no CK_DEFAULT_TIMEOUT=120 build/asan/check_registryd
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	    CK_FORK=no CK_DEFAULT_TIMEOUT=120 build/asan/check_mesh
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    MESH_BUILD=$(abspath build/asan) MESH_MODULE=$(abspath $(BUILD))/ngx_http_mesh_module.so \
 	    prove -It/lib t/registryd_*.t t/registryctl*.t

@@ -1,6 +1,7 @@
 /*
  * check_main: runs the suites of common/, the nginx-free code registryd
- * and the module share, in one SRunner.
+ * and the module share (the wire format, the policy model, regexes, the
+ * balancer and ring cores), in one SRunner.
  */
 
 #include <check.h>
@@ -11,6 +12,8 @@ Suite *snapshot_suite(void);
 Suite *service_suite(void);
 Suite *policy_suite(void);
 Suite *regex_suite(void);
+Suite *balancer_suite(void);
+Suite *chash_suite(void);
 
 
 int
@@ -23,6 +26,8 @@ main(void)
     srunner_add_suite(sr, service_suite());
     srunner_add_suite(sr, policy_suite());
     srunner_add_suite(sr, regex_suite());
+    srunner_add_suite(sr, balancer_suite());
+    srunner_add_suite(sr, chash_suite());
 
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
