@@ -370,15 +370,20 @@ u_char *ngx_http_mesh_subscription(ngx_http_mesh_zone_t *zone,
     size_t *len, ngx_atomic_uint_t *subscription, ngx_log_t *log);
 u_char *ngx_http_mesh_zone_json(ngx_http_mesh_zone_t *zone, size_t *len,
     ngx_log_t *log);
+void ngx_http_mesh_set_reg_state(ngx_http_mesh_zone_t *zone,
+    ngx_uint_t state, const char *error);
+ngx_http_mesh_shsvc_t *ngx_http_mesh_shsvc_lookup(ngx_http_mesh_shctx_t *sh,
+    u_char *name, size_t len);
+
+/* ngx_http_mesh_stats.c */
+extern ngx_int_t  ngx_http_mesh_slot;         /* this worker's, -1: none */
+
+void ngx_http_mesh_stat_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 ngx_http_mesh_stat_t *ngx_http_mesh_get_stat(ngx_http_mesh_zone_t *zone,
     ngx_str_t *service, ngx_str_t *id);
 void ngx_http_mesh_sweep_stats(ngx_http_mesh_zone_t *zone,
     mesh_policies_t *policies, ngx_uint_t n);
-void ngx_http_mesh_set_reg_state(ngx_http_mesh_zone_t *zone,
-    ngx_uint_t state, const char *error);
-
-extern ngx_int_t  ngx_http_mesh_slot;         /* this worker's, -1: none */
-
 void ngx_http_mesh_slot_take(ngx_http_mesh_zone_t *zone, ngx_log_t *log);
 void ngx_http_mesh_slot_leave(ngx_http_mesh_zone_t *zone);
 void ngx_http_mesh_slot_check(ngx_http_mesh_zone_t *zone, ngx_log_t *log);
