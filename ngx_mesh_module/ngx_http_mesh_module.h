@@ -388,6 +388,15 @@ void ngx_http_mesh_slot_take(ngx_http_mesh_zone_t *zone, ngx_log_t *log);
 void ngx_http_mesh_slot_leave(ngx_http_mesh_zone_t *zone);
 void ngx_http_mesh_slot_check(ngx_http_mesh_zone_t *zone, ngx_log_t *log);
 
+/* ngx_http_mesh_cache.c */
+void ngx_http_mesh_cache_init(ngx_http_mesh_main_conf_t *mmcf,
+    ngx_log_t *log);
+void ngx_http_mesh_cache_dirty(void);
+void ngx_http_mesh_cache_write(void);
+void ngx_http_mesh_cache_flush(void);
+ngx_int_t ngx_http_mesh_cache_load(ngx_http_mesh_main_conf_t *mmcf,
+    ngx_http_mesh_zone_t *zone, ngx_log_t *log);
+
 /* ngx_http_mesh_registry.c */
 ngx_int_t ngx_http_mesh_registry_init_process(ngx_cycle_t *cycle);
 void ngx_http_mesh_registry_exit_process(ngx_cycle_t *cycle);

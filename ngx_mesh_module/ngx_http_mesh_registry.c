@@ -8,7 +8,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <pthread.h>
 #include <zlib.h>
 
 #include "ngx_http_mesh_module.h"
@@ -17,7 +16,6 @@
 #define NGX_HTTP_MESH_POLL_WAIT       30     /* s, the registry's wait */
 #define NGX_HTTP_MESH_CONNECT_TIMEOUT 5000
 #define NGX_HTTP_MESH_HEADER_MAX      (16 * 1024)
-#define NGX_HTTP_MESH_CACHE_EVERY     1000   /* ms between cache writes */
 #define NGX_HTTP_MESH_POLL_GAP        10     /* ms at least between polls */
 #define NGX_HTTP_MESH_POLL_QUIET      1000   /* ms before asking again
                                                 when an answer came early
@@ -32,7 +30,6 @@ typedef struct {
 
     ngx_event_t                    lease;       /* every worker */
     ngx_event_t                    retry;       /* the poll owner */
-    ngx_event_t                    cache;       /* the poll owner */
 
     ngx_peer_connection_t          pc;
     ngx_log_t                      conn_log;    /* quiet: failures are
@@ -68,27 +65,11 @@ typedef struct {
     u_char                         reason[MESH_ERR_LEN];  /* last logged */
     ngx_str_t                      name;        /* the host's */
 
-    ngx_msec_t                     cache_written;
-    ngx_uint_t                     cache_dirty;
-    ngx_uint_t                     cache_busy;  /* a writer thread runs:
-                                                   atomic */
 } ngx_http_mesh_poll_t;
-
-
-/* one write of the cache file, done off the event loop */
-typedef struct {
-    u_char                        *json;
-    size_t                         len;
-    u_char                        *tmp;
-    ngx_str_t                      file;
-    ngx_log_t                     *log;
-    ngx_uint_t                    *busy;        /* cleared when done */
-} ngx_http_mesh_cache_job_t;
 
 
 static void ngx_http_mesh_lease_handler(ngx_event_t *ev);
 static void ngx_http_mesh_retry_handler(ngx_event_t *ev);
-static void ngx_http_mesh_cache_handler(ngx_event_t *ev);
 static void ngx_http_mesh_poll_start(ngx_http_mesh_poll_t *p);
 static ngx_int_t ngx_http_mesh_poll_request(ngx_http_mesh_poll_t *p);
 static void ngx_http_mesh_poll_write(ngx_event_t *wev);
@@ -113,11 +94,6 @@ static void ngx_http_mesh_poll_reset(ngx_http_mesh_poll_t *p);
 static void ngx_http_mesh_poll_next(ngx_http_mesh_poll_t *p,
     ngx_msec_t delay);
 static void ngx_http_mesh_release_lease(ngx_http_mesh_poll_t *p);
-static void ngx_http_mesh_write_cache(ngx_http_mesh_poll_t *p,
-    ngx_uint_t now);
-static void ngx_http_mesh_cache_store(ngx_http_mesh_cache_job_t *job);
-static void *ngx_http_mesh_cache_thread(void *data);
-static void ngx_http_mesh_flush_cache(ngx_http_mesh_poll_t *p);
 
 
 static ngx_http_mesh_poll_t  ngx_http_mesh_poll;
@@ -176,11 +152,7 @@ ngx_http_mesh_registry_init_process(ngx_cycle_t *cycle)
     p->retry.log = cycle->log;
     p->retry.cancelable = 1;
 
-    p->cache.handler = ngx_http_mesh_cache_handler;
-    p->cache.data = p;
-    p->cache.log = cycle->log;
-    p->cache.cancelable = 1;
-
+    ngx_http_mesh_cache_init(mmcf, cycle->log);
     ngx_http_mesh_slot_take(&mmcf->zone, cycle->log);
 
     /* spread the workers' first looks at the lease */
@@ -199,7 +171,7 @@ ngx_http_mesh_registry_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
-    ngx_http_mesh_flush_cache(p);
+    ngx_http_mesh_cache_flush();
     ngx_http_mesh_poll_close(p);
     ngx_http_mesh_release_lease(p);
     ngx_http_mesh_slot_leave(&p->mmcf->zone);
@@ -222,7 +194,7 @@ ngx_http_mesh_lease_handler(ngx_event_t *ev)
     ngx_http_mesh_shctx_t  *sh;
 
     if (ngx_exiting || ngx_quit || ngx_terminate) {
-        ngx_http_mesh_flush_cache(p);
+        ngx_http_mesh_cache_flush();
         ngx_http_mesh_poll_close(p);
         ngx_http_mesh_release_lease(p);
         return;
@@ -871,7 +843,7 @@ ngx_http_mesh_poll_read(ngx_event_t *rev)
 
     if (c->close) {
         /* graceful shutdown: nothing more to wait for */
-        ngx_http_mesh_flush_cache(p);
+        ngx_http_mesh_cache_flush();
         ngx_http_mesh_poll_close(p);
         ngx_http_mesh_release_lease(p);
         return;
@@ -1269,7 +1241,7 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
     }
 
     if (rc == NGX_OK) {
-        p->cache_dirty = 1;
+        ngx_http_mesh_cache_dirty();
 
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, p->log, 0,
                        "mesh: registry index %uL applied", index);
@@ -1290,15 +1262,7 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
     /* this worker's own views first, then the cache file */
     (void) ngx_http_mesh_sync(p->mmcf, p->log);
 
-    if (p->cache_dirty && p->mmcf->cache_file.len && !p->cache.timer_set) {
-        if (ngx_current_msec - p->cache_written >= NGX_HTTP_MESH_CACHE_EVERY)
-        {
-            ngx_http_mesh_write_cache(p, 0);
-
-        } else {
-            ngx_add_timer(&p->cache, NGX_HTTP_MESH_CACHE_EVERY);
-        }
-    }
+    ngx_http_mesh_cache_write();
 
     /*
      * An answer to a wait that came early with nothing new: the registry
@@ -1453,161 +1417,4 @@ ngx_http_mesh_poll_reset(ngx_http_mesh_poll_t *p)
 
     p->len = 0;
     p->body = NULL;
-}
-
-
-/* the process ends: what changed since the last write is not lost */
-static void
-ngx_http_mesh_flush_cache(ngx_http_mesh_poll_t *p)
-{
-    ngx_uint_t  n;
-
-    if (!p->cache_dirty || p->mmcf->cache_file.len == 0) {
-        return;
-    }
-
-    /* the writer thread's file first, then the last state, here */
-    for (n = 0; n < 200 && __atomic_load_n(&p->cache_busy, __ATOMIC_ACQUIRE);
-         n++)
-    {
-        ngx_msleep(10);
-    }
-
-    ngx_http_mesh_write_cache(p, 1);
-}
-
-
-static void
-ngx_http_mesh_cache_handler(ngx_event_t *ev)
-{
-    ngx_http_mesh_poll_t  *p = ev->data;
-
-    if (p->cache_dirty) {
-        ngx_http_mesh_write_cache(p, 0);
-    }
-}
-
-
-/*
- * Write the zone to mesh_cache_file: a temporary file of this process,
- * fsync(), rename(), at most once a second. The text is made here (the
- * routed services only: small); the file is written by a thread of its
- * own, so that the poll owner's event loop never waits for the disk. One
- * write at a time: with one still running, the next waits for the timer.
- * now: at exit, written here and now.
- */
-static void
-ngx_http_mesh_write_cache(ngx_http_mesh_poll_t *p, ngx_uint_t now)
-{
-    ngx_str_t                  *file;
-    pthread_t                   tid;
-    pthread_attr_t              attr;
-    ngx_http_mesh_cache_job_t  *job;
-
-    file = &p->mmcf->cache_file;
-
-    if (!now && __atomic_load_n(&p->cache_busy, __ATOMIC_ACQUIRE)) {
-        if (!p->cache.timer_set) {
-            ngx_add_timer(&p->cache, NGX_HTTP_MESH_CACHE_EVERY);
-        }
-
-        return;
-    }
-
-    p->cache_dirty = 0;
-    p->cache_written = ngx_current_msec;
-
-    job = ngx_calloc(sizeof(ngx_http_mesh_cache_job_t)
-                     + file->len + sizeof(".4294967295.tmp"), p->log);
-    if (job == NULL) {
-        return;
-    }
-
-    job->json = ngx_http_mesh_zone_json(&p->mmcf->zone, &job->len, p->log);
-    if (job->json == NULL) {
-        ngx_free(job);
-        return;
-    }
-
-    /* two nginx generations may run at once (reload, binary upgrade) */
-    job->tmp = (u_char *) (job + 1);
-    ngx_sprintf(job->tmp, "%V.%P.tmp%Z", file, ngx_pid);
-    job->file = *file;
-    job->log = p->log;
-    job->busy = &p->cache_busy;
-
-    if (!now) {
-        __atomic_store_n(&p->cache_busy, 1, __ATOMIC_RELEASE);
-
-        if (pthread_attr_init(&attr) == 0) {
-            (void) pthread_attr_setdetachstate(&attr,
-                                               PTHREAD_CREATE_DETACHED);
-
-            if (pthread_create(&tid, &attr, ngx_http_mesh_cache_thread, job)
-                == 0)
-            {
-                (void) pthread_attr_destroy(&attr);
-                return;
-            }
-
-            (void) pthread_attr_destroy(&attr);
-        }
-
-        /* no thread: write here, as nginx writes its own temp files */
-    }
-
-    ngx_http_mesh_cache_store(job);
-}
-
-
-static void *
-ngx_http_mesh_cache_thread(void *data)
-{
-    ngx_http_mesh_cache_store(data);
-    return NULL;
-}
-
-
-/* the blocking part of a cache write; frees the job */
-static void
-ngx_http_mesh_cache_store(ngx_http_mesh_cache_job_t *job)
-{
-    ngx_fd_t     fd;
-    ngx_uint_t  *busy;
-
-    fd = ngx_open_file(job->tmp, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
-                       NGX_FILE_DEFAULT_ACCESS);
-    if (fd == NGX_INVALID_FILE) {
-        ngx_log_error(NGX_LOG_ERR, job->log, ngx_errno,
-                      "mesh: cannot write cache file \"%s\"", job->tmp);
-        goto done;
-    }
-
-    if (ngx_write_fd(fd, job->json, job->len) != (ssize_t) job->len
-        || fsync(fd) != 0)
-    {
-        ngx_log_error(NGX_LOG_ERR, job->log, ngx_errno,
-                      "mesh: cannot write cache file \"%s\"", job->tmp);
-        ngx_close_file(fd);
-        (void) ngx_delete_file(job->tmp);
-        goto done;
-    }
-
-    ngx_close_file(fd);
-
-    if (ngx_rename_file(job->tmp, job->file.data) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, job->log, ngx_errno,
-                      "mesh: cannot rename \"%s\" to \"%V\"", job->tmp,
-                      &job->file);
-        (void) ngx_delete_file(job->tmp);
-    }
-
-done:
-
-    busy = job->busy;
-
-    ngx_free(job->json);
-    ngx_free(job);
-
-    __atomic_store_n(busy, 0, __ATOMIC_RELEASE);
 }

@@ -31,8 +31,6 @@ typedef struct {
 } ngx_http_mesh_change_t;
 
 
-static ngx_int_t ngx_http_mesh_load_cache(ngx_http_mesh_main_conf_t *mmcf,
-    ngx_http_mesh_zone_t *zone, ngx_log_t *log);
 static ngx_int_t ngx_http_mesh_want_locked(ngx_http_mesh_main_conf_t *mmcf,
     ngx_uint_t exclusive);
 static ngx_int_t ngx_http_mesh_prepare(ngx_http_mesh_change_t *c,
@@ -121,7 +119,7 @@ ngx_http_mesh_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     if (mmcf->cache_file.len) {
-        (void) ngx_http_mesh_load_cache(mmcf, zone, shm_zone->shm.log);
+        (void) ngx_http_mesh_cache_load(mmcf, zone, shm_zone->shm.log);
     }
 
     return NGX_OK;
@@ -817,125 +815,6 @@ done:
     }
 
     return out;
-}
-
-
-/*
- * Read the last good snapshot at start. This runs in the master while it
- * reads the configuration, where a blocking read is what nginx does for
- * every file it loads.
- */
-static ngx_int_t
-ngx_http_mesh_load_cache(ngx_http_mesh_main_conf_t *mmcf,
-    ngx_http_mesh_zone_t *zone, ngx_log_t *log)
-{
-    char                  err[MESH_ERR_LEN];
-    u_char               *buf, *pol, *packed;
-    size_t                plen;
-    ssize_t               n;
-    ngx_fd_t              fd;
-    ngx_int_t             rc;
-    ngx_file_info_t       fi;
-    mesh_snapshot_t      *snap;
-    ngx_http_mesh_gen_t  *g;
-
-    fd = ngx_open_file(mmcf->cache_file.data, NGX_FILE_RDONLY,
-                       NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        ngx_log_error(NGX_LOG_NOTICE, log, ngx_errno,
-                      "mesh: no cache file \"%V\" to start from",
-                      &mmcf->cache_file);
-        return NGX_DECLINED;
-    }
-
-    rc = NGX_ERROR;
-    buf = NULL;
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
-                      ngx_fd_info_n " \"%V\" failed", &mmcf->cache_file);
-        goto done;
-    }
-
-    buf = ngx_alloc((size_t) ngx_file_size(&fi) + 1, log);
-    if (buf == NULL) {
-        goto done;
-    }
-
-    n = ngx_read_fd(fd, buf, (size_t) ngx_file_size(&fi));
-    if (n != (ssize_t) ngx_file_size(&fi)) {
-        ngx_log_error(NGX_LOG_ERR, log, ngx_errno,
-                      "mesh: cannot read cache file \"%V\"",
-                      &mmcf->cache_file);
-        goto done;
-    }
-
-    snap = mesh_snapshot_parse((char *) buf, (size_t) n, err, sizeof(err));
-    if (snap == NULL) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "mesh: cache file \"%V\" refused: %s",
-                      &mmcf->cache_file, err);
-        goto done;
-    }
-
-    /* its policies must compile, as those of a poll */
-    g = NULL;
-    pol = ngx_alloc(snap->policies_len + 1, log);
-
-    if (pol) {
-        ngx_memcpy(pol, snap->policies, snap->policies_len + 1);
-        g = ngx_http_mesh_gen_create(pol, snap->policies_len, err,
-                                     sizeof(err), log);
-    } else {
-        ngx_cpystrn((u_char *) err, (u_char *) "out of memory", sizeof(err));
-    }
-
-    if (g == NULL) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "mesh: cache file \"%V\" refused: %s",
-                      &mmcf->cache_file, err);
-        mesh_snapshot_free(snap);
-        goto done;
-    }
-
-    snap->delta = 0;
-    snap->has_policies = 1;
-
-    packed = ngx_http_mesh_gen_pack(g, &plen, log);
-    ngx_http_mesh_gen_release(g);
-
-    if (packed == NULL) {
-        mesh_snapshot_free(snap);
-        goto done;
-    }
-
-    rc = ngx_http_mesh_apply(zone, snap, packed, plen, 1, 0, err,
-                             sizeof(err));
-    ngx_free(packed);
-
-    if (rc == NGX_DECLINED) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "mesh: cache file \"%V\" refused: %s",
-                      &mmcf->cache_file, err);
-
-    } else {
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "mesh: started from cache file \"%V\", index %uL",
-                      &mmcf->cache_file, snap->index);
-        rc = NGX_OK;
-    }
-
-    mesh_snapshot_free(snap);
-
-done:
-
-    if (buf) {
-        ngx_free(buf);
-    }
-
-    ngx_close_file(fd);
-
-    return rc;
 }
 
 
