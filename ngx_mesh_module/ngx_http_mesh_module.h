@@ -38,6 +38,20 @@
 
 #define NGX_HTTP_MESH_SLOTS           32   /* worker processes at once */
 
+#define NGX_HTTP_MESH_HEADER_MAX      (16 * 1024)  /* a registry answer's
+                                                      header block */
+
+
+/* the header block of a registry answer, as read */
+typedef struct {
+    u_char                        *body;        /* NULL: not complete */
+    off_t                          content_length;   /* -1: none */
+    ngx_uint_t                     chunked;
+    ngx_uint_t                     gzip;
+    ngx_uint_t                     close;       /* no keep-alive after */
+    ngx_uint_t                     status;
+} ngx_http_mesh_answer_t;
+
 #define NGX_HTTP_MESH_LATENCY_BUCKETS 12
 #define NGX_HTTP_MESH_WINDOW_SLOTS    7    /* of 10 s: the last 60 s */
 #define NGX_HTTP_MESH_WINDOW          10000
@@ -387,6 +401,14 @@ void ngx_http_mesh_sweep_stats(ngx_http_mesh_zone_t *zone,
 void ngx_http_mesh_slot_take(ngx_http_mesh_zone_t *zone, ngx_log_t *log);
 void ngx_http_mesh_slot_leave(ngx_http_mesh_zone_t *zone);
 void ngx_http_mesh_slot_check(ngx_http_mesh_zone_t *zone, ngx_log_t *log);
+
+/* ngx_http_mesh_answer.c */
+ngx_int_t ngx_http_mesh_answer_header(ngx_http_mesh_answer_t *a, u_char *buf,
+    size_t len, size_t limit, const char **reason);
+ngx_int_t ngx_http_mesh_dechunk(u_char *p, u_char *end, size_t *len,
+    u_char **last);
+ngx_int_t ngx_http_mesh_inflate(u_char *in, size_t len, size_t limit,
+    u_char **out, size_t *outlen, ngx_log_t *log);
 
 /* ngx_http_mesh_cache.c */
 void ngx_http_mesh_cache_init(ngx_http_mesh_main_conf_t *mmcf,

@@ -4,18 +4,27 @@
  */
 
 
+/*
+ * The poll: one worker at a time holds a lease in the zone and long-polls
+ * the registry for the services this nginx routes, over a kept-alive
+ * connection (every resolved address in turn), and applies each answer to
+ * the zone once for the whole nginx. One file for one state machine:
+ * the lease, the connection, the request, reading (ngx_http_mesh_answer.c
+ * decodes), applying, and what each failure leads to (backoff, the state
+ * the status shows, one log line per distinct failure); split further it
+ * would spread one machine's states over several files.
+ */
+
+
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-
-#include <zlib.h>
 
 #include "ngx_http_mesh_module.h"
 
 
 #define NGX_HTTP_MESH_POLL_WAIT       30     /* s, the registry's wait */
 #define NGX_HTTP_MESH_CONNECT_TIMEOUT 5000
-#define NGX_HTTP_MESH_HEADER_MAX      (16 * 1024)
 #define NGX_HTTP_MESH_POLL_GAP        10     /* ms at least between polls */
 #define NGX_HTTP_MESH_POLL_QUIET      1000   /* ms before asking again
                                                 when an answer came early
@@ -54,13 +63,7 @@ typedef struct {
     size_t                         len;
     size_t                         size;
 
-    /* the header block, once read */
-    u_char                        *body;
-    off_t                          content_length;   /* -1: none */
-    ngx_uint_t                     chunked;
-    ngx_uint_t                     gzip;
-    ngx_uint_t                     close;       /* no keep-alive after */
-    ngx_uint_t                     status;
+    ngx_http_mesh_answer_t         ans;         /* its header block */
 
     u_char                         reason[MESH_ERR_LEN];  /* last logged */
     ngx_str_t                      name;        /* the host's */
@@ -76,13 +79,8 @@ static void ngx_http_mesh_poll_write(ngx_event_t *wev);
 static void ngx_http_mesh_poll_read(ngx_event_t *rev);
 static void ngx_http_mesh_idle_read(ngx_event_t *rev);
 static void ngx_http_mesh_idle_write(ngx_event_t *wev);
-static ngx_int_t ngx_http_mesh_poll_header(ngx_http_mesh_poll_t *p);
-static ngx_int_t ngx_http_mesh_dechunk(u_char *p, u_char *end,
-    size_t *len, u_char **last);
 static void ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body,
     size_t blen);
-static ngx_int_t ngx_http_mesh_inflate(ngx_http_mesh_poll_t *p, u_char *in,
-    size_t len, u_char **out, size_t *outlen);
 static void ngx_http_mesh_poll_fail(ngx_http_mesh_poll_t *p, ngx_err_t err,
     const char *reason);
 static void ngx_http_mesh_poll_refuse(ngx_http_mesh_poll_t *p,
@@ -449,7 +447,7 @@ ngx_http_mesh_poll_start(ngx_http_mesh_poll_t *p)
 
     p->sent = 0;
     p->len = 0;
-    p->body = NULL;
+    p->ans.body = NULL;
     p->started = ngx_current_msec;
     p->active = 1;
 
@@ -592,240 +590,6 @@ ngx_http_mesh_poll_write(ngx_event_t *wev)
 }
 
 
-/*
- * The header block: status, Content-Length, chunked, gzip, keep-alive.
- * NGX_AGAIN until it is complete, NGX_ERROR (reported) when it cannot be
- * used.
- */
-static ngx_int_t
-ngx_http_mesh_poll_header(ngx_http_mesh_poll_t *p)
-{
-    u_char  *hdr, *line, *eol, *v, *vend;
-    size_t   n;
-
-    hdr = ngx_strlcasestrn(p->buf, p->buf + p->len, (u_char *) "\r\n\r\n",
-                           4 - 1);
-
-    if (hdr == NULL) {
-        if (p->len > NGX_HTTP_MESH_HEADER_MAX) {
-            ngx_http_mesh_poll_fail(p, 0, "the answer's header block is "
-                                    "larger than 16k");
-            return NGX_ERROR;
-        }
-
-        return NGX_AGAIN;
-    }
-
-    if (hdr - p->buf > NGX_HTTP_MESH_HEADER_MAX) {
-        ngx_http_mesh_poll_fail(p, 0, "the answer's header block is "
-                                "larger than 16k");
-        return NGX_ERROR;
-    }
-
-    if (p->len < 12 || ngx_strncmp(p->buf, "HTTP/1.", 7) != 0
-        || p->buf[8] != ' ')
-    {
-        ngx_http_mesh_poll_fail(p, 0, "not an HTTP answer");
-        return NGX_ERROR;
-    }
-
-    p->status = ngx_atoi(p->buf + 9, 3);
-    p->body = hdr + 4;
-    p->content_length = -1;
-    p->chunked = 0;
-    p->gzip = 0;
-    p->close = (p->buf[7] == '0');      /* HTTP/1.0 */
-
-    line = ngx_strlchr(p->buf, hdr, '\n');
-
-    while (line && line < hdr + 2) {
-        line++;
-        eol = ngx_strlchr(line, hdr + 2, '\n');
-        if (eol == NULL) {
-            break;
-        }
-
-        v = ngx_strlchr(line, eol, ':');
-        if (v == NULL) {
-            line = eol;
-            continue;
-        }
-
-        n = v - line;
-
-        for (v++; v < eol && (*v == ' ' || *v == '\t'); v++) { /* void */ }
-
-        for (vend = eol; vend > v && (vend[-1] == '\r' || vend[-1] == ' ');
-             vend--)
-        { /* void */ }
-
-        if (n == 14 && ngx_strncasecmp(line, (u_char *) "Content-Length", 14)
-                       == 0)
-        {
-            p->content_length = ngx_atoof(v, vend - v);
-            if (p->content_length < 0) {
-                ngx_http_mesh_poll_fail(p, 0, "invalid Content-Length");
-                return NGX_ERROR;
-            }
-
-        } else if (n == 17
-                   && ngx_strncasecmp(line, (u_char *) "Transfer-Encoding",
-                                      17) == 0)
-        {
-            if (vend - v == 7
-                && ngx_strncasecmp(v, (u_char *) "chunked", 7) == 0)
-            {
-                p->chunked = 1;
-
-            } else {
-                ngx_http_mesh_poll_fail(p, 0, "a transfer encoding other "
-                                        "than chunked");
-                return NGX_ERROR;
-            }
-
-        } else if (n == 16
-                   && ngx_strncasecmp(line, (u_char *) "Content-Encoding",
-                                      16) == 0)
-        {
-            if (vend - v == 4 && ngx_strncasecmp(v, (u_char *) "gzip", 4)
-                                 == 0)
-            {
-                p->gzip = 1;
-
-            } else if (!(vend - v == 8
-                         && ngx_strncasecmp(v, (u_char *) "identity", 8)
-                            == 0))
-            {
-                ngx_http_mesh_poll_fail(p, 0, "a content encoding other "
-                                        "than gzip");
-                return NGX_ERROR;
-            }
-
-        } else if (n == 10
-                   && ngx_strncasecmp(line, (u_char *) "Connection", 10)
-                      == 0)
-        {
-            if (ngx_strlcasestrn(v, vend, (u_char *) "close", 5 - 1)) {
-                p->close = 1;
-            }
-        }
-
-        line = eol;
-    }
-
-    if (p->chunked) {
-        p->content_length = -1;
-    }
-
-    if (p->content_length > (off_t) p->mmcf->zone_size) {
-        ngx_http_mesh_poll_fail(p, 0, "the answer is larger than mesh_zone");
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * Decode a chunked body in place: NGX_OK with *len the data's length
- * once the last chunk is there (*last: where the encoding ends),
- * NGX_AGAIN before, NGX_ERROR when it is not chunked encoding. Runs again
- * over the whole body as more arrives, so it only writes once complete.
- */
-static ngx_int_t
-ngx_http_mesh_dechunk(u_char *p, u_char *end, size_t *len, u_char **last)
-{
-    u_char   *s, *out;
-    size_t    size;
-    ngx_int_t pass;
-
-    for (pass = 0; pass < 2; pass++) {
-        s = p;
-        out = p;
-
-        for ( ;; ) {
-            size = 0;
-
-            if (s == end) {
-                return NGX_AGAIN;
-            }
-
-            if (ngx_hextoi(s, 1) < 0) {
-                return NGX_ERROR;
-            }
-
-            while (s < end && ngx_hextoi(s, 1) >= 0) {
-                if (size > NGX_MAX_SIZE_T_VALUE / 16 - 16) {
-                    return NGX_ERROR;
-                }
-
-                size = size * 16 + ngx_hextoi(s, 1);
-                s++;
-            }
-
-            /* chunk extensions up to the end of the line */
-            while (s < end && *s != '\n') {
-                s++;
-            }
-
-            if (s == end) {
-                return NGX_AGAIN;
-            }
-
-            s++;
-
-            if (size == 0) {
-                /* trailers, then an empty line */
-                for ( ;; ) {
-                    u_char *eol = ngx_strlchr(s, end, '\n');
-
-                    if (eol == NULL) {
-                        return NGX_AGAIN;
-                    }
-
-                    if (eol == s || (eol == s + 1 && *s == '\r')) {
-                        s = eol + 1;
-                        break;
-                    }
-
-                    s = eol + 1;
-                }
-
-                if (pass == 1) {
-                    *len = out - p;
-                    *last = s;
-                }
-
-                break;
-            }
-
-            if ((size_t) (end - s) < size + 2) {
-                return NGX_AGAIN;
-            }
-
-            if (pass == 1) {
-                ngx_memmove(out, s, size);
-            }
-
-            out += size;
-            s += size;
-
-            if (*s == '\r') {
-                s++;
-            }
-
-            if (*s != '\n') {
-                return NGX_ERROR;
-            }
-
-            s++;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
 static void
 ngx_http_mesh_poll_read(ngx_event_t *rev)
 {
@@ -834,6 +598,7 @@ ngx_http_mesh_poll_read(ngx_event_t *rev)
     size_t                 size, limit, blen;
     ssize_t                n;
     ngx_int_t              rc;
+    const char            *why;
     ngx_connection_t      *c;
     ngx_http_mesh_poll_t  *p;
 
@@ -880,8 +645,8 @@ ngx_http_mesh_poll_read(ngx_event_t *rev)
 
             if (p->buf) {
                 ngx_memcpy(np, p->buf, p->len);
-                if (p->body) {
-                    p->body = np + (p->body - p->buf);
+                if (p->ans.body) {
+                    p->ans.body = np + (p->ans.body - p->buf);
                 }
                 ngx_free(p->buf);
             }
@@ -916,10 +681,12 @@ ngx_http_mesh_poll_read(ngx_event_t *rev)
             p->len += n;
         }
 
-        if (p->body == NULL) {
-            rc = ngx_http_mesh_poll_header(p);
+        if (p->ans.body == NULL) {
+            rc = ngx_http_mesh_answer_header(&p->ans, p->buf, p->len,
+                                             p->mmcf->zone_size, &why);
 
             if (rc == NGX_ERROR) {
+                ngx_http_mesh_poll_fail(p, 0, why);
                 return;
             }
 
@@ -934,10 +701,10 @@ ngx_http_mesh_poll_read(ngx_event_t *rev)
             }
         }
 
-        blen = p->buf + p->len - p->body;
+        blen = p->buf + p->len - p->ans.body;
 
-        if (p->chunked) {
-            rc = ngx_http_mesh_dechunk(p->body, p->buf + p->len, &blen,
+        if (p->ans.chunked) {
+            rc = ngx_http_mesh_dechunk(p->ans.body, p->buf + p->len, &blen,
                                        &last);
 
             if (rc == NGX_ERROR) {
@@ -947,18 +714,18 @@ ngx_http_mesh_poll_read(ngx_event_t *rev)
 
             if (rc == NGX_OK) {
                 if (last != p->buf + p->len) {
-                    p->close = 1;   /* more than the answer: not reused */
+                    p->ans.close = 1;   /* more than the answer: not reused */
                 }
 
                 break;
             }
 
-        } else if (p->content_length >= 0) {
-            clen = p->content_length;
+        } else if (p->ans.content_length >= 0) {
+            clen = p->ans.content_length;
 
             if ((off_t) blen >= clen) {
                 if ((off_t) blen > clen) {
-                    p->close = 1;
+                    p->ans.close = 1;
                 }
 
                 blen = (size_t) clen;
@@ -966,7 +733,7 @@ ngx_http_mesh_poll_read(ngx_event_t *rev)
             }
 
         } else if (n == 0) {
-            p->close = 1;       /* the end of the connection ends it */
+            p->ans.close = 1;       /* the end of the connection ends it */
             break;
         }
 
@@ -978,7 +745,7 @@ ngx_http_mesh_poll_read(ngx_event_t *rev)
         }
     }
 
-    ngx_http_mesh_poll_done(p, p->body, blen);
+    ngx_http_mesh_poll_done(p, p->ans.body, blen);
 }
 
 
@@ -1021,89 +788,6 @@ ngx_http_mesh_idle_write(ngx_event_t *wev)
 }
 
 
-static ngx_int_t
-ngx_http_mesh_inflate(ngx_http_mesh_poll_t *p, u_char *in, size_t len,
-    u_char **out, size_t *outlen)
-{
-    int        rc;
-    u_char    *buf, *nb;
-    size_t     size, limit;
-    z_stream   zs;
-
-    limit = p->mmcf->zone_size;
-    size = ngx_min(ngx_max(len * 4, 4096), limit) + 1;
-
-    buf = ngx_alloc(size, p->log);
-    if (buf == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(&zs, sizeof(z_stream));
-
-    /* 15 + 16: a gzip wrapper */
-    if (inflateInit2(&zs, 15 + 16) != Z_OK) {
-        ngx_free(buf);
-        return NGX_ERROR;
-    }
-
-    zs.next_in = in;
-    zs.avail_in = (uInt) len;
-    zs.next_out = buf;
-    zs.avail_out = (uInt) (size - 1);
-
-    for ( ;; ) {
-        rc = inflate(&zs, Z_NO_FLUSH);
-
-        if (rc == Z_STREAM_END) {
-            break;
-        }
-
-        if (rc != Z_OK && rc != Z_BUF_ERROR) {
-            goto failed;
-        }
-
-        if (zs.avail_out == 0) {
-            if (size - 1 >= limit) {
-                goto failed;
-            }
-
-            nb = ngx_alloc(ngx_min(size * 2, limit + 1), p->log);
-            if (nb == NULL) {
-                goto failed;
-            }
-
-            ngx_memcpy(nb, buf, zs.total_out);
-            ngx_free(buf);
-            buf = nb;
-            size = ngx_min(size * 2, limit + 1);
-
-            zs.next_out = buf + zs.total_out;
-            zs.avail_out = (uInt) (size - 1 - zs.total_out);
-            continue;
-        }
-
-        if (rc == Z_BUF_ERROR || zs.avail_in == 0) {
-            goto failed;        /* truncated */
-        }
-    }
-
-    *out = buf;
-    *outlen = zs.total_out;
-    buf[*outlen] = '\0';
-
-    inflateEnd(&zs);
-
-    return NGX_OK;
-
-failed:
-
-    inflateEnd(&zs);
-    ngx_free(buf);
-
-    return NGX_DECLINED;
-}
-
-
 static void
 ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
 {
@@ -1124,7 +808,7 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
 
     /* keep the connection for the next poll */
 
-    if (!p->close && c) {
+    if (!p->ans.close && c) {
         if (c->read->timer_set) {
             ngx_del_timer(c->read);
         }
@@ -1147,17 +831,18 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
         p->active = 0;
     }
 
-    if (p->status != 200) {
+    if (p->ans.status != 200) {
         ngx_snprintf(reason, sizeof(reason), "the registry answered %ui%Z",
-                     p->status);
+                     p->ans.status);
         ngx_http_mesh_poll_fail(p, 0, (char *) reason);
         return;
     }
 
     plain = NULL;
 
-    if (p->gzip) {
-        rc = ngx_http_mesh_inflate(p, body, blen, &plain, &plen);
+    if (p->ans.gzip) {
+        rc = ngx_http_mesh_inflate(body, blen, p->mmcf->zone_size, &plain,
+                                   &plen, p->log);
 
         if (rc == NGX_ERROR) {
             ngx_http_mesh_poll_fail(p, 0, "out of memory");
@@ -1221,7 +906,7 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
         }
     }
 
-    if (body != p->body) {
+    if (body != p->ans.body) {
         ngx_free(body);
         body = NULL;
     }
@@ -1284,7 +969,7 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
 
 refused:
 
-    if (body && body != p->body) {
+    if (body && body != p->ans.body) {
         ngx_free(body);
     }
 
@@ -1416,5 +1101,5 @@ ngx_http_mesh_poll_reset(ngx_http_mesh_poll_t *p)
     }
 
     p->len = 0;
-    p->body = NULL;
+    p->ans.body = NULL;
 }
