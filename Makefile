@@ -21,7 +21,7 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 # balancer and ring cores
 COMMON_SRCS = common/mesh_json.c common/mesh_snapshot.c \
               common/mesh_service.c common/mesh_policy.c common/mesh_regex.c \
-              common/mesh_balancer.c
+              common/mesh_balancer.c common/mesh_units.c
 COMMON_HDRS = $(wildcard common/*.h)
 COMMON_CHECK_SRCS = $(wildcard common/tests/check_*.c)
 
@@ -53,9 +53,12 @@ $(BUILD)/registryd: registryd/main.c $(RD_LIB_SRCS) $(RD_HDRS)
 	@mkdir -p $(BUILD)
 	$(CC) $(RD_CFLAGS) -o $@ registryd/main.c $(RD_LIB_SRCS) $(RD_LIBS)
 
-$(BUILD)/registryctl: registryd/registryctl.c $(RD_HDRS)
+# registryctl: the CLI and the common/ code it shares with registryd
+CTL_SRCS = registryd/registryctl.c common/mesh_units.c
+
+$(BUILD)/registryctl: $(CTL_SRCS) $(RD_HDRS)
 	@mkdir -p $(BUILD)
-	$(CC) $(RD_CFLAGS) -o $@ registryd/registryctl.c $(RD_LIBS)
+	$(CC) $(RD_CFLAGS) -o $@ $(CTL_SRCS) $(RD_LIBS)
 
 $(BUILD)/check_registryd: $(CHECK_SRCS) $(RD_LIB_SRCS) $(RD_HDRS)
 	@mkdir -p $(BUILD)

@@ -932,7 +932,7 @@ rd_api_snapshot(rd_req_t *rq)
     wait = api->conf->default_wait;
 
     if (w) {
-        wait = rd_parse_duration(w);
+        wait = mesh_duration_parse(w);
         if (wait < 0) {
             return rd_api_error(rq, 400, "wait must be a duration such as "
                                 "\"30s\"", "wait");
@@ -1373,7 +1373,7 @@ rd_api_events(rd_req_t *rq)
     wait = api->conf->default_wait;
 
     if (w) {
-        wait = rd_parse_duration(w);
+        wait = mesh_duration_parse(w);
         if (wait < 0) {
             return rd_api_error(rq, 400, "wait must be a duration such as "
                                 "\"30s\"", "wait");

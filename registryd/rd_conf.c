@@ -126,15 +126,15 @@ rd_conf_set(rd_conf_t *conf, const char *name, const char *value, char *err)
         return *sp ? 0 : -1;
 
     case RD_OPT_SIZE:
-        v = rd_parse_size(value);
+        v = mesh_size_parse(value);
         break;
 
     case RD_OPT_DURATION:
-        v = rd_parse_duration(value);
+        v = mesh_duration_parse(value);
         break;
 
     default: /* RD_OPT_INT */
-        v = rd_parse_size(value);
+        v = mesh_size_parse(value);
         if (strpbrk(value, "kKmM")) {
             v = -1;
         }

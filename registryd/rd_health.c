@@ -77,7 +77,7 @@ rd_check_duration(json_t *v, const char *name, int64_t min, int64_t *out,
 {
     int64_t  ms;
 
-    ms = json_is_string(v) ? rd_parse_duration(json_string_value(v)) : -1;
+    ms = json_is_string(v) ? mesh_duration_parse(json_string_value(v)) : -1;
 
     if (ms < min || ms > 3600000) {
         snprintf(err, RD_ERR_LEN, "check.%s must be a duration between "

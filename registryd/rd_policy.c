@@ -460,94 +460,6 @@ rd_get_bool(rd_pctx_t *c, yaml_node_t *n, int *out)
 }
 
 
-int64_t
-rd_policy_duration(const char *s)
-{
-    int                  nd, any = 0;
-    int64_t              total = 0, unit;
-    unsigned long long   ip, frac, scale;
-
-    if (s == NULL || *s == '\0') {
-        return -1;
-    }
-
-    /* in microseconds, then whole milliseconds required */
-    while (*s) {
-        ip = 0;
-        frac = 0;
-        scale = 1;
-        nd = 0;
-
-        if (!isdigit((unsigned char) *s) && *s != '.') {
-            return -1;
-        }
-
-        while (isdigit((unsigned char) *s)) {
-            if (ip > 100000000ULL) {
-                return -1;
-            }
-            ip = ip * 10 + (unsigned long long) (*s++ - '0');
-            nd++;
-        }
-
-        if (*s == '.') {
-            s++;
-            while (isdigit((unsigned char) *s)) {
-                if (scale < 1000000000ULL) {
-                    frac = frac * 10 + (unsigned long long) (*s - '0');
-                    scale *= 10;
-                } else if (*s != '0') {
-                    return -2;
-                }
-                s++;
-                nd++;
-            }
-        }
-
-        if (nd == 0) {
-            return -1;
-        }
-
-        if (s[0] == 'm' && s[1] == 's') {
-            unit = 1000;
-            s += 2;
-        } else if (s[0] == 'h') {
-            unit = 3600000000LL;
-            s++;
-        } else if (s[0] == 'm') {
-            unit = 60000000LL;
-            s++;
-        } else if (s[0] == 's') {
-            unit = 1000000LL;
-            s++;
-        } else {
-            return -1;
-        }
-
-        if ((frac * (unsigned long long) unit) % scale != 0) {
-            return -2;
-        }
-
-        total += (int64_t) ip * unit
-                 + (int64_t) (frac * (unsigned long long) unit / scale);
-        if (total > 366LL * 86400 * 1000000) {
-            return -1;
-        }
-        any = 1;
-    }
-
-    if (!any) {
-        return -1;
-    }
-
-    if (total % 1000 != 0) {
-        return -2;
-    }
-
-    return total / 1000;
-}
-
-
 static int
 rd_get_duration(rd_pctx_t *c, yaml_node_t *n, int64_t min, int64_t *out)
 {
@@ -560,7 +472,7 @@ rd_get_duration(rd_pctx_t *c, yaml_node_t *n, int64_t min, int64_t *out)
     }
 
     s = (const char *) n->data.scalar.value;
-    ms = rd_policy_duration(s);
+    ms = mesh_duration_parse_decimal(s);
 
     if (ms == -2) {
         return rd_perr(c, n, "\"%.64s\" is not a whole number of "

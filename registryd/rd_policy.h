@@ -102,8 +102,4 @@ rd_policy_t *rd_policy_from_stored(const char *name, const char *value,
 /* the 400 body: {"error", "field", "line", "column", "document"} */
 void rd_policy_err_to_json(rd_buf_t *b, const rd_policy_err_t *e);
 
-/* Istio-style duration ("1.5s", "500ms", "1m30s") -> ms; -1 invalid,
- * -2 not a whole number of milliseconds */
-int64_t rd_policy_duration(const char *s);
-
 #endif

@@ -159,7 +159,7 @@ rd_json_duration(json_t *v, const char *name, int64_t min, int64_t max,
         return -1;
     }
 
-    ms = rd_parse_duration(json_string_value(v));
+    ms = mesh_duration_parse(json_string_value(v));
     if (ms < min || ms > max) {
         snprintf(err, RD_ERR_LEN, "%s must be a duration between %llds and "
                  "%lldh, such as \"10s\"", name, (long long) (min / 1000),
@@ -414,13 +414,13 @@ rd_instance_to_json(rd_buf_t *b, const rd_instance_t *in, int form)
 
     if (form != RD_JSON_SNAPSHOT) {
         if (in->ttl) {
-            rd_format_duration(in->ttl, d, sizeof(d));
+            mesh_duration_format(in->ttl, d, sizeof(d));
             rd_buf_adds(b, ",\"ttl\":");
             rd_buf_add_json_str(b, d);
         }
 
         if (in->deregister_after) {
-            rd_format_duration(in->deregister_after, d, sizeof(d));
+            mesh_duration_format(in->deregister_after, d, sizeof(d));
             rd_buf_adds(b, ",\"deregister_after\":");
             rd_buf_add_json_str(b, d);
         }

@@ -1,5 +1,6 @@
 /*
- * rd_util: names, durations, sizes, addresses and clocks.
+ * rd_util: names, addresses and clocks (durations and sizes: common/
+ * mesh_units).
  */
 
 #include <arpa/inet.h>
@@ -31,75 +32,6 @@ rd_name_valid(const char *s, size_t len)
     }
 
     return 1;
-}
-
-
-static int64_t
-rd_parse_scaled(const char *s, const char *const *units,
-    const int64_t *scales, size_t nunits)
-{
-    char        *end;
-    size_t       i;
-    long long    v;
-
-    if (s == NULL || !isdigit((unsigned char) s[0])) {
-        return -1;
-    }
-
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || v < 0) {
-        return -1;
-    }
-
-    for (i = 0; i < nunits; i++) {
-        if (strcmp(end, units[i]) == 0) {
-            if (v > INT64_MAX / scales[i]) {
-                return -1;
-            }
-            return (int64_t) v * scales[i];
-        }
-    }
-
-    return -1;
-}
-
-
-int64_t
-rd_parse_duration(const char *s)
-{
-    static const char *const  units[] = { "ms", "s", "m", "h" };
-    static const int64_t      scales[] = { 1, 1000, 60000, 3600000 };
-
-    return rd_parse_scaled(s, units, scales, 4);
-}
-
-
-void
-rd_format_duration(int64_t ms, char *out, size_t size)
-{
-    if (ms % 3600000 == 0 && ms) {
-        snprintf(out, size, "%lldh", (long long) (ms / 3600000));
-
-    } else if (ms % 60000 == 0 && ms) {
-        snprintf(out, size, "%lldm", (long long) (ms / 60000));
-
-    } else if (ms % 1000 == 0) {
-        snprintf(out, size, "%llds", (long long) (ms / 1000));
-
-    } else {
-        snprintf(out, size, "%lldms", (long long) ms);
-    }
-}
-
-
-int64_t
-rd_parse_size(const char *s)
-{
-    static const char *const  units[] = { "", "k", "K", "m", "M" };
-    static const int64_t      scales[] = { 1, 1024, 1024, 1048576, 1048576 };
-
-    return rd_parse_scaled(s, units, scales, 5);
 }
 
 

@@ -1,5 +1,6 @@
 /*
- * rd_util: names, durations, sizes, addresses and clocks.
+ * rd_util: names, addresses and clocks (durations and sizes: common/
+ * mesh_units).
  */
 
 #ifndef RD_UTIL_H
@@ -8,18 +9,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mesh_units.h"
+
 #define RD_NAME_MAX  128
 
 /* [A-Za-z0-9][A-Za-z0-9._-]{0,127} */
 int rd_name_valid(const char *s, size_t len);
-
-/* "500ms", "10s", "5m", "1h" -> milliseconds; -1 when invalid */
-int64_t rd_parse_duration(const char *s);
-/* milliseconds -> the shortest exact form ("1500ms", "10s", "5m") */
-void rd_format_duration(int64_t ms, char *out, size_t size);
-
-/* "1024", "64k", "1m" -> bytes; -1 when invalid */
-int64_t rd_parse_size(const char *s);
 
 /* 0 when s is an IPv4 or IPv6 literal */
 int rd_addr_valid(const char *s);

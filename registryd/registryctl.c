@@ -24,6 +24,8 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "mesh_units.h"
+
 
 #define CTL_VERSION          "0.2.0"
 #define CTL_ERR_LEN          256
@@ -271,38 +273,26 @@ ctl_parse_long(const char *s, long min, long max, long *out)
 }
 
 
-/* registryd durations: an integer followed by ms, s, m or h */
+/* registryd durations (mesh_units); bare_secs: a bare number is seconds */
 static int
 ctl_parse_duration(const char *s, int bare_secs, long long *ms)
 {
-    char       *end;
-    long long   v;
+    char     buf[32];
+    int64_t  v;
 
-    if (!isdigit((unsigned char) s[0])) {
+    if (bare_secs && *s && strspn(s, "0123456789") == strlen(s)
+        && strlen(s) < sizeof(buf) - 1)
+    {
+        snprintf(buf, sizeof(buf), "%ss", s);
+        s = buf;
+    }
+
+    v = mesh_duration_parse(s);
+    if (v < 0) {
         return -1;
     }
 
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || v > 1000000000LL) {
-        return -1;
-    }
-
-    if (strcmp(end, "ms") == 0) {
-        *ms = v;
-
-    } else if (strcmp(end, "s") == 0 || (bare_secs && *end == '\0')) {
-        *ms = v * 1000;
-
-    } else if (strcmp(end, "m") == 0) {
-        *ms = v * 60 * 1000;
-
-    } else if (strcmp(end, "h") == 0) {
-        *ms = v * 3600 * 1000;
-
-    } else {
-        return -1;
-    }
+    *ms = (long long) v;
 
     return 0;
 }

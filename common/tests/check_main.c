@@ -14,6 +14,7 @@ Suite *policy_suite(void);
 Suite *regex_suite(void);
 Suite *balancer_suite(void);
 Suite *chash_suite(void);
+Suite *units_suite(void);
 
 
 int
@@ -28,6 +29,7 @@ main(void)
     srunner_add_suite(sr, regex_suite());
     srunner_add_suite(sr, balancer_suite());
     srunner_add_suite(sr, chash_suite());
+    srunner_add_suite(sr, units_suite());
 
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);

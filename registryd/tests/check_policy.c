@@ -450,29 +450,6 @@ START_TEST(policy_parse_empty_documents_are_skipped)
 END_TEST
 
 
-START_TEST(policy_duration_istio_forms)
-{
-    ck_assert_int_eq(rd_policy_duration("1s"), 1000);
-    ck_assert_int_eq(rd_policy_duration("0.5s"), 500);
-    ck_assert_int_eq(rd_policy_duration(".25s"), 250);
-    ck_assert_int_eq(rd_policy_duration("500ms"), 500);
-    ck_assert_int_eq(rd_policy_duration("1m"), 60000);
-    ck_assert_int_eq(rd_policy_duration("1h"), 3600000);
-    ck_assert_int_eq(rd_policy_duration("1.5s"), 1500);
-    ck_assert_int_eq(rd_policy_duration("1m30s"), 90000);
-    ck_assert_int_eq(rd_policy_duration("0s"), 0);
-    ck_assert_int_eq(rd_policy_duration("1.0005s"), -2);
-    ck_assert_int_eq(rd_policy_duration("0.5ms"), -2);
-    ck_assert_int_eq(rd_policy_duration("1"), -1);
-    ck_assert_int_eq(rd_policy_duration("s"), -1);
-    ck_assert_int_eq(rd_policy_duration("1d"), -1);
-    ck_assert_int_eq(rd_policy_duration("-1s"), -1);
-    ck_assert_int_eq(rd_policy_duration("1 s"), -1);
-    ck_assert_int_eq(rd_policy_duration(""), -1);
-}
-END_TEST
-
-
 static rd_policy_t *
 parse_ok(const char *name, const char *yaml)
 {
@@ -737,7 +714,6 @@ policy_suite(void)
     tcase_add_test(tc, policy_parse_destination_rule_normalizes);
     tcase_add_test(tc, policy_parse_virtual_service_normalizes);
     tcase_add_test(tc, policy_parse_empty_documents_are_skipped);
-    tcase_add_test(tc, policy_duration_istio_forms);
     tcase_add_test(tc, policy_check_subsets_and_hosts_across_policies);
     tcase_add_test(tc, policy_stored_form_round_trips);
     suite_add_tcase(s, tc);
