@@ -21,7 +21,7 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 # balancer and ring cores
 COMMON_SRCS = common/mesh_json.c common/mesh_snapshot.c \
               common/mesh_service.c common/mesh_policy.c common/mesh_regex.c \
-              common/mesh_balancer.c common/mesh_units.c
+              common/mesh_balancer.c common/mesh_units.c common/mesh_name.c
 COMMON_HDRS = $(wildcard common/*.h)
 COMMON_CHECK_SRCS = $(wildcard common/tests/check_*.c)
 
@@ -54,7 +54,7 @@ $(BUILD)/registryd: registryd/main.c $(RD_LIB_SRCS) $(RD_HDRS)
 	$(CC) $(RD_CFLAGS) -o $@ registryd/main.c $(RD_LIB_SRCS) $(RD_LIBS)
 
 # registryctl: the CLI and the common/ code it shares with registryd
-CTL_SRCS = registryd/registryctl.c common/mesh_units.c
+CTL_SRCS = registryd/registryctl.c common/mesh_units.c common/mesh_name.c
 
 $(BUILD)/registryctl: $(CTL_SRCS) $(RD_HDRS)
 	@mkdir -p $(BUILD)

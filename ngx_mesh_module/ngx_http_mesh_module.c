@@ -425,7 +425,6 @@ ngx_http_mesh_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_mesh_srv_conf_t  *mscf = conf;
 
-    size_t                          i;
     ngx_str_t                      *value;
     ngx_http_mesh_srv_conf_t      **p;
     ngx_http_mesh_main_conf_t      *mmcf;
@@ -438,21 +437,10 @@ ngx_http_mesh_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    for (i = 0; i < value[1].len; i++) {
-        u_char c = value[1].data[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c >= '0' && c <= '9')
-              || (i > 0 && (c == '.' || c == '_' || c == '-'))))
-        {
-            break;
-        }
-    }
-
-    if (value[1].len == 0 || value[1].len > 128 || i != value[1].len) {
+    if (!mesh_name_valid((char *) value[1].data, value[1].len)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid service name \"%V\" in \"%V\" directive, "
-                           "names are [A-Za-z0-9][A-Za-z0-9._-]{0,127}",
+                           "names are " MESH_NAME_RULE,
                            &value[1], &cmd->name);
         return NGX_CONF_ERROR;
     }

@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 
 #include "mesh_balancer.h"
+#include "mesh_name.h"
 #include "mesh_policy.h"
 #include "mesh_service.h"
 #include "mesh_snapshot.h"

@@ -277,7 +277,7 @@ rd_api_segment(const char **p, char *out)
     out[n] = '\0';
     *p = e ? e + 1 : s + n;
 
-    return rd_name_valid(out, n) ? 0 : -2;
+    return mesh_name_valid(out, n) ? 0 : -2;
 }
 
 

@@ -413,7 +413,7 @@ rd_get_name(rd_pctx_t *c, yaml_node_t *n, const char *what,
         return -1;
     }
 
-    if (!rd_name_valid(*out, strlen(*out))) {
+    if (!mesh_name_valid(*out, strlen(*out))) {
         return rd_perr(c, n, "\"%.64s\" is not a valid %s: names are "
                        "[A-Za-z0-9][A-Za-z0-9._-]{0,127}", *out, what);
     }
@@ -649,7 +649,7 @@ rd_parse_labels(rd_pctx_t *c, yaml_node_t *n, int nonempty, json_t **out)
     rd_foreach_pair(c, n, p, k, kn, v) {
         old = rd_path_key(c, k);
 
-        if (!rd_name_valid(k, strlen(k))) {
+        if (!mesh_name_valid(k, strlen(k))) {
             json_decref(o);
             return rd_perr(c, kn, "label name \"%.64s\" is not a valid "
                            "name: names are [A-Za-z0-9][A-Za-z0-9._-]{0,127}",
@@ -2234,7 +2234,7 @@ rd_policy_parse(const char *name, const char *yaml, size_t len,
     c.e = e;
     rd_buf_init(&snap, 0);
 
-    if (!rd_name_valid(name, strlen(name))) {
+    if (!mesh_name_valid(name, strlen(name))) {
         snprintf(e->msg, sizeof(e->msg), "invalid policy name: names are "
                  "[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
         return NULL;

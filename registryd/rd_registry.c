@@ -214,7 +214,7 @@ rd_labels_from_json(json_t *labels, char **out, char *err,
     }
 
     json_object_foreach(labels, k, v) {
-        if (!rd_name_valid(k, strlen(k))) {
+        if (!mesh_name_valid(k, strlen(k))) {
             snprintf(err, RD_ERR_LEN, "label name \"%.64s\" is not a valid "
                      "name", k);
             return -1;
@@ -298,7 +298,7 @@ rd_instance_from_json(json_t *obj, int stored, rd_instance_t *in, char *err,
             s = json_string_value(v);
             if (s == NULL || json_string_length(v) > RD_NAME_MAX
                 || (json_string_length(v)
-                    && !rd_name_valid(s, json_string_length(v))))
+                    && !mesh_name_valid(s, json_string_length(v))))
             {
                 snprintf(err, RD_ERR_LEN, "zone must be a name of at most "
                          "128 characters");
@@ -838,7 +838,7 @@ rd_registry_load_one(void *data, const char *key, const char *value,
     if (strncmp(key, "policies/", 9) == 0) {
         rd_policy_t  *pol;
 
-        if (!rd_name_valid(key + 9, strlen(key + 9))) {
+        if (!mesh_name_valid(key + 9, strlen(key + 9))) {
             rd_warn("store: skipping bad key \"%s\"", key);
             return 0;
         }
@@ -861,8 +861,8 @@ rd_registry_load_one(void *data, const char *key, const char *value,
     p = key + 10;
     slash = strchr(p, '/');
     if (slash == NULL || (size_t) (slash - p) > RD_NAME_MAX
-        || !rd_name_valid(p, (size_t) (slash - p))
-        || !rd_name_valid(slash + 1, strlen(slash + 1)))
+        || !mesh_name_valid(p, (size_t) (slash - p))
+        || !mesh_name_valid(slash + 1, strlen(slash + 1)))
     {
         rd_warn("store: skipping bad key \"%s\"", key);
         return 0;

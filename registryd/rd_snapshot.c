@@ -404,7 +404,7 @@ rd_subscription_parse(rd_subscription_t *sub, const char *list, char *err)
             *comma = '\0';
         }
 
-        if (!rd_name_valid(p, strlen(p))) {
+        if (!mesh_name_valid(p, strlen(p))) {
             snprintf(err, RD_ERR_LEN, "invalid service name \"%.128s\"", p);
             goto fail;
         }

@@ -15,27 +15,6 @@
 
 
 int
-rd_name_valid(const char *s, size_t len)
-{
-    size_t  i;
-
-    if (len == 0 || len > RD_NAME_MAX || !isalnum((unsigned char) s[0])) {
-        return 0;
-    }
-
-    for (i = 1; i < len; i++) {
-        unsigned char c = (unsigned char) s[i];
-
-        if (!isalnum(c) && c != '.' && c != '_' && c != '-') {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
-int
 rd_addr_valid(const char *s)
 {
     unsigned char  buf[16];

@@ -9,12 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mesh_name.h"
 #include "mesh_units.h"
 
-#define RD_NAME_MAX  128
-
-/* [A-Za-z0-9][A-Za-z0-9._-]{0,127} */
-int rd_name_valid(const char *s, size_t len);
+#define RD_NAME_MAX  MESH_NAME_MAX    /* names: common/mesh_name */
 
 /* 0 when s is an IPv4 or IPv6 literal */
 int rd_addr_valid(const char *s);

@@ -24,6 +24,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "mesh_name.h"
 #include "mesh_units.h"
 
 
@@ -33,7 +34,7 @@
 #define CTL_DEFAULT_URL      "http://127.0.0.1:7770"
 #define CTL_DEFAULT_TIMEOUT  10000              /* ms */
 #define CTL_MAX_BODY         (64 * 1024 * 1024) /* response and file limit */
-#define CTL_NAME_MAX         128
+#define CTL_NAME_MAX         MESH_NAME_MAX
 
 
 typedef struct {
@@ -212,34 +213,9 @@ fail:
 /* validation */
 
 static int
-ctl_valid_name(const char *s)
-{
-    size_t  i;
-
-    if (!isalnum((unsigned char) s[0])) {
-        return 0;
-    }
-
-    for (i = 1; s[i]; i++) {
-        if (i >= CTL_NAME_MAX) {
-            return 0;
-        }
-
-        if (!isalnum((unsigned char) s[i])
-            && s[i] != '.' && s[i] != '_' && s[i] != '-')
-        {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
-static int
 ctl_check_name(const char *what, const char *s, char *err)
 {
-    if (!ctl_valid_name(s)) {
+    if (!mesh_name_valid(s, strlen(s))) {
         return ctl_error(err, CTL_EUSAGE,
                          "invalid %s \"%.64s\": must match "
                          "[A-Za-z0-9][A-Za-z0-9._-]{0,127}", what, s);
@@ -1050,7 +1026,7 @@ ctl_cmd_register(ctl_t *c, int argc, char **argv, char *err)
 
             snprintf(path, sizeof(path), "%.*s", (int) (eq - v), v);
 
-            if (!ctl_valid_name(path)) {
+            if (!mesh_name_valid(path, strlen(path))) {
                 rc = ctl_error(err, CTL_EUSAGE,
                                "invalid label key \"%.64s\": must match "
                                "[A-Za-z0-9][A-Za-z0-9._-]{0,127}", path);
@@ -1706,7 +1682,9 @@ ctl_cmd_apply(ctl_t *c, int argc, char **argv, char *err)
 
         snprintf(name, sizeof(name), "%.*s", (int) (dot - base), base);
 
-        if ((size_t) (dot - base) > CTL_NAME_MAX || !ctl_valid_name(name)) {
+        if ((size_t) (dot - base) > CTL_NAME_MAX
+            || !mesh_name_valid(name, strlen(name)))
+        {
             return ctl_error(err, CTL_EUSAGE,
                              "apply: policy name \"%.64s\" from the file name "
                              "is invalid; pass --name N", name);

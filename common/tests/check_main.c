@@ -15,6 +15,7 @@ Suite *regex_suite(void);
 Suite *balancer_suite(void);
 Suite *chash_suite(void);
 Suite *units_suite(void);
+Suite *name_suite(void);
 
 
 int
@@ -30,6 +31,7 @@ main(void)
     srunner_add_suite(sr, balancer_suite());
     srunner_add_suite(sr, chash_suite());
     srunner_add_suite(sr, units_suite());
+    srunner_add_suite(sr, name_suite());
 
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);

@@ -1,5 +1,5 @@
 /*
- * check_util: names, durations, sizes, addresses, host:port, comparison.
+ * check_util: addresses, host:port, comparison, clocks.
  */
 
 #include <stdint.h>
@@ -7,72 +7,6 @@
 
 #include "check_suites.h"
 #include "rd_util.h"
-
-
-static int
-name_ok(const char *s)
-{
-    return rd_name_valid(s, strlen(s));
-}
-
-
-START_TEST(util_name_valid_accepts_letters_digits_dot_dash_underscore)
-{
-    ck_assert_int_eq(name_ok("orders"), 1);
-    ck_assert_int_eq(name_ok("a"), 1);
-    ck_assert_int_eq(name_ok("0"), 1);
-    ck_assert_int_eq(name_ok("orders-v2.eu_west"), 1);
-    ck_assert_int_eq(name_ok("A.b-C_9"), 1);
-}
-END_TEST
-
-
-START_TEST(util_name_valid_rejects_empty)
-{
-    ck_assert_int_eq(rd_name_valid("", 0), 0);
-    ck_assert_int_eq(rd_name_valid("abc", 0), 0);
-}
-END_TEST
-
-
-START_TEST(util_name_valid_accepts_128_rejects_129_chars)
-{
-    char  s[130];
-
-    memset(s, 'a', sizeof(s));
-    s[128] = '\0';
-    ck_assert_int_eq(rd_name_valid(s, 128), 1);
-
-    s[128] = 'a';
-    s[129] = '\0';
-    ck_assert_int_eq(rd_name_valid(s, 129), 0);
-}
-END_TEST
-
-
-START_TEST(util_name_valid_rejects_leading_dot_dash_underscore)
-{
-    ck_assert_int_eq(name_ok(".orders"), 0);
-    ck_assert_int_eq(name_ok("-orders"), 0);
-    ck_assert_int_eq(name_ok("_orders"), 0);
-    ck_assert_int_eq(name_ok("."), 0);
-    ck_assert_int_eq(name_ok(".."), 0);
-}
-END_TEST
-
-
-START_TEST(util_name_valid_rejects_slash_space_and_others)
-{
-    ck_assert_int_eq(name_ok("a/b"), 0);
-    ck_assert_int_eq(name_ok("a b"), 0);
-    ck_assert_int_eq(name_ok("a "), 0);
-    ck_assert_int_eq(name_ok("a:b"), 0);
-    ck_assert_int_eq(name_ok("a\tb"), 0);
-    ck_assert_int_eq(name_ok("caf\xc3\xa9"), 0);
-    /* len bounds the check: "a/b" cut to "a" is fine */
-    ck_assert_int_eq(rd_name_valid("a/b", 1), 1);
-}
-END_TEST
 
 
 START_TEST(util_addr_valid_accepts_v4_and_v6_literals)
@@ -246,11 +180,6 @@ util_suite(void)
     s = suite_create("util");
 
     tc = tcase_create("name");
-    tcase_add_test(tc, util_name_valid_accepts_letters_digits_dot_dash_underscore);
-    tcase_add_test(tc, util_name_valid_rejects_empty);
-    tcase_add_test(tc, util_name_valid_accepts_128_rejects_129_chars);
-    tcase_add_test(tc, util_name_valid_rejects_leading_dot_dash_underscore);
-    tcase_add_test(tc, util_name_valid_rejects_slash_space_and_others);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("duration");
