@@ -17,6 +17,7 @@
 #include "rd_api.h"
 #include "rd_metrics.h"
 #include "rd_proxies.h"
+#include "rd_route.h"
 #include "rd_snapshot.h"
 
 #define RD_TICK_MS  10

@@ -9,12 +9,14 @@
 
 #include "rd_events.h"
 #include "rd_log.h"
-#include "rd_metrics.h"
 
 static const char *const  rd_event_names[RD_EV_COUNT] = {
     "registered", "updated", "deregistered", "passing", "critical",
     "policy_applied", "policy_deleted"
 };
+
+/* recorded by type since start, read by the metrics: atomic */
+static uint64_t  rd_events_by_type[RD_EV_COUNT];
 
 
 rd_events_t *
@@ -60,6 +62,14 @@ rd_events_free(rd_events_t *ev)
 }
 
 
+uint64_t
+rd_events_recorded(int type)
+{
+    return (type >= 0 && type < RD_EV_COUNT)
+           ? __atomic_load_n(&rd_events_by_type[type], __ATOMIC_RELAXED) : 0;
+}
+
+
 const char *
 rd_event_type_name(int type)
 {
@@ -73,7 +83,9 @@ rd_events_append(rd_events_t *ev, const rd_event_t *e)
 {
     rd_event_t  *slot;
 
-    rd_metrics_event(e->type);
+    if (e->type >= 0 && e->type < RD_EV_COUNT) {
+        __atomic_add_fetch(&rd_events_by_type[e->type], 1, __ATOMIC_RELAXED);
+    }
 
     pthread_mutex_lock(&ev->lock);
 

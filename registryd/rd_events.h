@@ -90,6 +90,9 @@ int rd_events_since(rd_events_t *ev, uint64_t after, uint64_t upto,
     rd_events_each_pt cb, void *data);
 
 const char *rd_event_type_name(int type);
+
+/* events recorded of a type since start, in every registry (metrics) */
+uint64_t rd_events_recorded(int type);
 /* one event as a JSON object */
 void rd_event_to_json(rd_buf_t *b, const rd_event_t *e);
 

@@ -38,7 +38,6 @@ static uint64_t  rd_answers[2];             /* full, delta */
 static uint64_t  rd_answer_bytes[2];
 static uint64_t  rd_probe_hist[RD_NBUCKETS + 1];
 static uint64_t  rd_probe_sum_us;
-static uint64_t  rd_events[RD_EV_COUNT];
 
 
 static size_t
@@ -93,15 +92,6 @@ rd_metrics_commit(int64_t elapsed_ms, size_t nops, int ok)
                        __ATOMIC_RELAXED);
     __atomic_add_fetch(&rd_commit_hist[rd_bucket(elapsed_ms / 1e3)], 1,
                        __ATOMIC_RELAXED);
-}
-
-
-void
-rd_metrics_event(int type)
-{
-    if (type >= 0 && type < RD_EV_COUNT) {
-        __atomic_add_fetch(&rd_events[type], 1, __ATOMIC_RELAXED);
-    }
 }
 
 
@@ -273,8 +263,7 @@ rd_metrics_render(rd_buf_t *b, const rd_metrics_gauges_t *g)
     for (r = 0; r < RD_EV_COUNT; r++) {
         rd_buf_printf(b, "registryd_events_total{type=\"%s\"} %llu\n",
                       rd_event_type_name((int) r),
-                      (unsigned long long) __atomic_load_n(&rd_events[r],
-                                                           __ATOMIC_RELAXED));
+                      (unsigned long long) rd_events_recorded((int) r));
     }
 
     rd_buf_printf(b,

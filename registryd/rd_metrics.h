@@ -11,21 +11,7 @@
 #include <stdint.h>
 
 #include "rd_buf.h"
-
-typedef enum {
-    RD_ROUTE_HEALTHZ = 0,
-    RD_ROUTE_METRICS,
-    RD_ROUTE_SERVICES,
-    RD_ROUTE_SERVICE,
-    RD_ROUTE_INSTANCE,
-    RD_ROUTE_HEARTBEAT,
-    RD_ROUTE_SNAPSHOT,
-    RD_ROUTE_POLICIES,
-    RD_ROUTE_OTHER,
-    RD_ROUTE_EVENTS,
-    RD_ROUTE_PROXIES,
-    RD_ROUTE_COUNT
-} rd_route_e;
+#include "rd_route.h"
 
 /* a request answered with status after elapsed_us microseconds */
 void rd_metrics_request(rd_route_e route, int status, int64_t elapsed_us);
@@ -33,8 +19,6 @@ void rd_metrics_request(rd_route_e route, int status, int64_t elapsed_us);
 void rd_metrics_commit(int64_t elapsed_ms, size_t nops, int ok);
 /* a health probe that passed (ok) or failed after elapsed_us */
 void rd_metrics_probe(int ok, int64_t elapsed_us);
-/* an event of type rd_event_type_e recorded */
-void rd_metrics_event(int type);
 /* a snapshot answered for a subscription or a delta client: a delta
  * (delta = 1) or a complete answer of len bytes before compression */
 void rd_metrics_snapshot_answer(int delta, size_t len);

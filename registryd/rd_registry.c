@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rd_health.h"
+#include "rd_check.h"
 #include "rd_metrics.h"
 #include "rd_registry.h"
 
