@@ -1,0 +1,627 @@
+/*
+ * rd_policy_dr: a DestinationRule (host, trafficPolicy, subsets),
+ * validated and normalized.
+ */
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "mesh_policy.h"
+#include "mesh_regex.h"
+#include "rd_policy_int.h"
+
+
+/* trafficPolicy */
+
+static int
+rd_token_char(int ch)
+{
+    return isalnum(ch) || (ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+
+int
+rd_get_header_name(rd_pctx_t *c, yaml_node_t *n, const char *s,
+    int lowercase)
+{
+    const unsigned char  *p;
+
+    if (*s == '\0') {
+        return rd_perr(c, n, "a header name must not be empty");
+    }
+
+    if (strlen(s) > 128) {
+        return rd_perr(c, n, "a header name must be at most 128 bytes");
+    }
+
+    for (p = (const unsigned char *) s; *p; p++) {
+        if (!rd_token_char(*p)) {
+            return rd_perr(c, n, "\"%.64s\" is not a valid header name", s);
+        }
+
+        if (lowercase && isupper(*p)) {
+            return rd_perr(c, n, "header name \"%.64s\" must be lowercase",
+                           s);
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+rd_parse_cookie(rd_pctx_t *c, yaml_node_t *n, json_t **out)
+{
+    int64_t            ms;
+    size_t             old;
+    json_t            *o;
+    const char        *k, *s;
+    const char        *cp;
+    yaml_node_t       *kn, *v;
+    yaml_node_pair_t  *p;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    o = rd_jobj();
+    *out = o;
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "name") == 0) {
+            if (rd_get_nonempty(c, v, 128, &s) != 0) {
+                return -1;
+            }
+            for (cp = s; *cp; cp++) {
+                if (!rd_token_char((unsigned char) *cp)) {
+                    return rd_perr(c, v, "\"%.64s\" is not a valid cookie "
+                                   "name", s);
+                }
+            }
+            rd_jset(o, "name", json_string(s));
+
+        } else if (strcmp(k, "ttl") == 0) {
+            if (rd_get_duration(c, v, 0, &ms) != 0) {
+                return -1;
+            }
+            rd_jset(o, "ttlMs", json_integer(ms));
+
+        } else if (strcmp(k, "path") == 0) {
+            if (rd_get_nonempty(c, v, 1024, &s) != 0) {
+                return -1;
+            }
+            if (s[0] != '/' || strpbrk(s, " ;,\t\r\n")) {
+                return rd_perr(c, v, "must be a path starting with \"/\" "
+                               "without spaces, commas or semicolons");
+            }
+            rd_jset(o, "path", json_string(s));
+
+        } else {
+            return rd_unknown(c, kn, k, "name,ttl,path", "attributes");
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    if (json_object_get(o, "name") == NULL) {
+        return rd_missing(c, n, "name");
+    }
+
+    return 0;
+}
+
+
+static int
+rd_parse_chash(rd_pctx_t *c, yaml_node_t *n, json_t **out)
+{
+    int                b, kinds = 0;
+    size_t             old;
+    json_t            *o, *ck = NULL;
+    const char        *k, *s, *cp;
+    yaml_node_t       *kn, *v;
+    yaml_node_pair_t  *p;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    o = rd_jobj();
+    *out = o;
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "httpHeaderName") == 0) {
+            char lower[129];
+
+            if (rd_get_str(c, v, &s) != 0
+                || rd_get_header_name(c, v, s, 0) != 0)
+            {
+                return -1;
+            }
+            for (b = 0; s[b]; b++) {
+                lower[b] = (char) tolower((unsigned char) s[b]);
+            }
+            lower[b] = '\0';
+            rd_jset(o, k, json_string(lower));
+
+        } else if (strcmp(k, "httpQueryParameterName") == 0) {
+            if (rd_get_nonempty(c, v, 128, &s) != 0) {
+                return -1;
+            }
+            for (cp = s; *cp; cp++) {
+                if (!isalnum((unsigned char) *cp) && !strchr("._~-[]", *cp))
+                {
+                    return rd_perr(c, v, "\"%.64s\" is not a valid query "
+                                   "parameter name ([A-Za-z0-9._~[]-]+)", s);
+                }
+            }
+            rd_jset(o, k, json_string(s));
+
+        } else if (strcmp(k, "httpCookie") == 0) {
+            if (rd_parse_cookie(c, v, &ck) != 0) {
+                json_decref(ck);
+                return -1;
+            }
+            rd_jset(o, k, ck);
+
+        } else if (strcmp(k, "useSourceIp") == 0) {
+            if (rd_get_bool(c, v, &b) != 0) {
+                return -1;
+            }
+            if (!b) {
+                return rd_perr(c, v, "must be true (leave consistentHash "
+                               "out to hash by nothing)");
+            }
+            rd_jset(o, k, json_true());
+
+        } else {
+            return rd_unknown(c, kn, k, "httpHeaderName,"
+                              "httpQueryParameterName,httpCookie,useSourceIp",
+                              "ringHash,maglev,minimumRingSize");
+        }
+
+        kinds++;
+        rd_path_pop(c, old);
+    }
+
+    if (kinds != 1) {
+        return rd_perr(c, n, "needs exactly one of httpHeaderName, "
+                       "httpQueryParameterName, httpCookie, useSourceIp");
+    }
+
+    return 0;
+}
+
+
+static int
+rd_parse_lb(rd_pctx_t *c, yaml_node_t *n, json_t **out)
+{
+    int                kinds = 0;
+    size_t             old;
+    json_t            *o, *ch;
+    const char        *k, *s;
+    yaml_node_t       *kn, *v;
+    yaml_node_pair_t  *p;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    o = rd_jobj();
+    *out = o;
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "simple") == 0) {
+            if (rd_get_str(c, v, &s) != 0) {
+                return -1;
+            }
+
+            if (strcmp(s, "ROUND_ROBIN") == 0 || strcmp(s, "RANDOM") == 0
+                || strcmp(s, "LEAST_REQUEST") == 0)
+            {
+                rd_jset(o, k, json_string(s));
+
+            } else if (strcmp(s, "LEAST_CONN") == 0) {
+                rd_jset(o, k, json_string("LEAST_REQUEST"));
+
+            } else if (strcmp(s, "PASSTHROUGH") == 0
+                       || strcmp(s, "UNSPECIFIED") == 0)
+            {
+                return rd_perr(c, v, "%s is not supported: use "
+                               "ROUND_ROBIN, RANDOM or LEAST_REQUEST", s);
+
+            } else {
+                return rd_perr(c, v, "\"%.64s\" is not one of ROUND_ROBIN, "
+                               "RANDOM, LEAST_REQUEST, LEAST_CONN", s);
+            }
+
+        } else if (strcmp(k, "consistentHash") == 0) {
+            ch = NULL;
+            if (rd_parse_chash(c, v, &ch) != 0) {
+                json_decref(ch);
+                return -1;
+            }
+            rd_jset(o, k, ch);
+
+        } else {
+            return rd_unknown(c, kn, k, "simple,consistentHash",
+                              "localityLbSetting,warmupDurationSecs,warmup");
+        }
+
+        kinds++;
+        rd_path_pop(c, old);
+    }
+
+    if (kinds != 1) {
+        return rd_perr(c, n, "needs exactly one of simple, consistentHash");
+    }
+
+    return 0;
+}
+
+
+static int
+rd_parse_outlier(rd_pctx_t *c, yaml_node_t *n, json_t **out)
+{
+    int                b;
+    size_t             old;
+    json_t            *o;
+    int64_t            ms;
+    long long          i;
+    const char        *k;
+    yaml_node_t       *kn, *v;
+    yaml_node_pair_t  *p;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    o = rd_jobj();
+    *out = o;
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "consecutive5xxErrors") == 0
+            || strcmp(k, "consecutiveGatewayErrors") == 0
+            || strcmp(k, "consecutiveErrors") == 0
+            || strcmp(k, "consecutiveLocalOriginFailures") == 0)
+        {
+            if (rd_get_int(c, v, 0, INT_MAX, &i) != 0) {
+                return -1;
+            }
+
+            if (strcmp(k, "consecutiveErrors") == 0) {
+                /* deprecated; Istio counts gateway errors with it */
+                if (json_object_get(o, "consecutiveGatewayErrors")) {
+                    return rd_perr(c, kn, "consecutiveErrors is a deprecated "
+                                   "alias of consecutiveGatewayErrors: give "
+                                   "one of them");
+                }
+                k = "consecutiveGatewayErrors";
+
+            } else if (strcmp(k, "consecutiveGatewayErrors") == 0
+                       && json_object_get(o, k))
+            {
+                return rd_perr(c, kn, "consecutiveErrors is a deprecated "
+                               "alias of consecutiveGatewayErrors: give one "
+                               "of them");
+            }
+
+            rd_jset(o, k, json_integer(i));
+
+        } else if (strcmp(k, "interval") == 0
+                   || strcmp(k, "baseEjectionTime") == 0)
+        {
+            char key[32];
+
+            if (rd_get_duration(c, v, 1, &ms) != 0) {
+                return -1;
+            }
+            snprintf(key, sizeof(key), "%sMs", k);
+            rd_jset(o, key, json_integer(ms));
+
+        } else if (strcmp(k, "maxEjectionPercent") == 0
+                   || strcmp(k, "minHealthPercent") == 0)
+        {
+            if (rd_get_int(c, v, 0, 100, &i) != 0) {
+                return -1;
+            }
+            rd_jset(o, k, json_integer(i));
+
+        } else if (strcmp(k, "splitExternalLocalOriginErrors") == 0) {
+            if (rd_get_bool(c, v, &b) != 0) {
+                return -1;
+            }
+            rd_jset(o, k, json_boolean(b));
+
+        } else {
+            return rd_unknown(c, kn, k, "consecutive5xxErrors,"
+                              "consecutiveGatewayErrors,consecutiveErrors,"
+                              "interval,baseEjectionTime,maxEjectionPercent,"
+                              "minHealthPercent,splitExternalLocalOriginErrors,"
+                              "consecutiveLocalOriginFailures", NULL);
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    return 0;
+}
+
+
+static int
+rd_parse_pool(rd_pctx_t *c, yaml_node_t *n, json_t **out)
+{
+    size_t             old, old2;
+    json_t            *o, *tcp;
+    long long          i;
+    const char        *k, *k2;
+    yaml_node_t       *kn, *v, *kn2, *v2;
+    yaml_node_pair_t  *p, *p2;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    o = rd_jobj();
+    *out = o;
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "tcp") != 0) {
+            if (strcmp(k, "http") == 0) {
+                return rd_perr(c, kn, "unsupported field \"http\": "
+                               "ngx_mesh supports only "
+                               "connectionPool.tcp.maxConnections");
+            }
+            return rd_unknown(c, kn, k, "tcp", NULL);
+        }
+
+        if (rd_check_map(c, v) != 0) {
+            return -1;
+        }
+
+        tcp = rd_jobj();
+        rd_jset(o, "tcp", tcp);
+
+        rd_foreach_pair(c, v, p2, k2, kn2, v2) {
+            old2 = rd_path_key(c, k2);
+
+            if (strcmp(k2, "maxConnections") != 0) {
+                return rd_unknown(c, kn2, k2, "maxConnections",
+                                  "connectTimeout,tcpKeepalive,"
+                                  "maxConnectionDuration,idleTimeout");
+            }
+
+            if (rd_get_int(c, v2, 1, 1000000, &i) != 0) {
+                return -1;
+            }
+
+            rd_jset(tcp, "maxConnections", json_integer(i));
+            rd_path_pop(c, old2);
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    return 0;
+}
+
+
+static int
+rd_parse_tp(rd_pctx_t *c, yaml_node_t *n, json_t **out)
+{
+    int                rc;
+    size_t             old;
+    json_t            *o, *sub;
+    const char        *k;
+    yaml_node_t       *kn, *v;
+    yaml_node_pair_t  *p;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    o = rd_jobj();
+    *out = o;
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+        sub = NULL;
+
+        if (strcmp(k, "loadBalancer") == 0) {
+            rc = rd_parse_lb(c, v, &sub);
+
+        } else if (strcmp(k, "outlierDetection") == 0) {
+            rc = rd_parse_outlier(c, v, &sub);
+
+        } else if (strcmp(k, "connectionPool") == 0) {
+            rc = rd_parse_pool(c, v, &sub);
+
+        } else {
+            return rd_unknown(c, kn, k, "loadBalancer,outlierDetection,"
+                              "connectionPool", "portLevelSettings,tls,"
+                              "tunnel,proxyProtocol");
+        }
+
+        if (rc != 0) {
+            json_decref(sub);
+            return -1;
+        }
+
+        rd_jset(o, k, sub);
+        rd_path_pop(c, old);
+    }
+
+    return 0;
+}
+
+
+/* DestinationRule */
+
+static int
+rd_parse_subset(rd_pctx_t *c, yaml_node_t *n, json_t *o, json_t *names)
+{
+    int                rc;
+    size_t             old;
+    json_t            *sub, *first;
+    const char        *k, *s;
+    yaml_node_t       *kn, *v;
+    yaml_node_pair_t  *p;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+        sub = NULL;
+
+        if (strcmp(k, "name") == 0) {
+            if (rd_get_name(c, v, "subset name", &s) != 0) {
+                return -1;
+            }
+
+            first = json_object_get(names, s);
+            if (first) {
+                return rd_perr(c, v, "duplicate subset \"%s\" (first at "
+                               "line %lld)", s,
+                               (long long) json_integer_value(first));
+            }
+
+            rd_jset(names, s, json_integer((json_int_t)
+                                           v->start_mark.line + 1));
+            rd_jset(o, "name", json_string(s));
+            rd_ref_add(c, &c->subsets, RD_POLICY_DR, v, NULL, s);
+            rd_path_pop(c, old);
+            continue;
+
+        } else if (strcmp(k, "labels") == 0) {
+            rc = rd_parse_labels(c, v, 1, &sub);
+
+        } else if (strcmp(k, "trafficPolicy") == 0) {
+            rc = rd_parse_tp(c, v, &sub);
+
+        } else {
+            return rd_unknown(c, kn, k, "name,labels,trafficPolicy", NULL);
+        }
+
+        if (rc != 0) {
+            json_decref(sub);
+            return -1;
+        }
+
+        rd_jset(o, k, sub);
+        rd_path_pop(c, old);
+    }
+
+    if (json_object_get(o, "name") == NULL) {
+        return rd_missing(c, n, "name");
+    }
+
+    if (json_object_get(o, "labels") == NULL) {
+        return rd_missing(c, n, "labels");
+    }
+
+    return 0;
+}
+
+
+int
+rd_parse_dr(rd_pctx_t *c, yaml_node_t *n, json_t *out)
+{
+    size_t             i, old, old2, first_subset;
+    json_t            *tp = NULL, *subsets = NULL, *names = NULL, *so;
+    const char        *k, *host = NULL;
+    yaml_node_t       *kn, *v, *it_node;
+    yaml_node_item_t  *it;
+    yaml_node_pair_t  *p;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    first_subset = c->subsets.n;
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "host") == 0) {
+            if (rd_get_name(c, v, "host (a registry service name)", &host)
+                != 0)
+            {
+                goto fail;
+            }
+            rd_ref_add(c, &c->hosts, RD_POLICY_DR, v, host, NULL);
+
+        } else if (strcmp(k, "trafficPolicy") == 0) {
+            if (rd_parse_tp(c, v, &tp) != 0) {
+                goto fail;
+            }
+
+        } else if (strcmp(k, "subsets") == 0) {
+            if (rd_check_seq(c, v, 0) != 0) {
+                goto fail;
+            }
+
+            subsets = rd_jarr();
+            names = rd_jobj();
+
+            rd_foreach_item(c, v, it, i, it_node) {
+                old2 = rd_path_idx(c, i);
+                so = rd_jobj();
+                rd_jpush(subsets, so);
+                if (rd_parse_subset(c, it_node, so, names) != 0) {
+                    goto fail;
+                }
+                rd_path_pop(c, old2);
+            }
+
+        } else {
+            rd_unknown(c, kn, k, "host,trafficPolicy,subsets",
+                       "exportTo,workloadSelector");
+            goto fail;
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    if (host == NULL) {
+        rd_missing(c, n, "host");
+        goto fail;
+    }
+
+    for (i = first_subset; i < c->subsets.n; i++) {
+        snprintf(c->subsets.v[i].host, sizeof(c->subsets.v[i].host), "%s",
+                 host);
+    }
+
+    rd_jset(out, "host", json_string(host));
+    if (tp) {
+        rd_jset(out, "trafficPolicy", tp);
+    }
+    rd_jset(out, "subsets", subsets ? subsets : rd_jarr());
+    json_decref(names);
+
+    return 0;
+
+fail:
+
+    json_decref(tp);
+    json_decref(subsets);
+    json_decref(names);
+    return -1;
+}

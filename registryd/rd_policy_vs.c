@@ -1,0 +1,644 @@
+/*
+ * rd_policy_vs: a VirtualService (hosts, http routes: matches, weighted
+ * destinations, timeouts, retries), validated and normalized.
+ */
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "mesh_policy.h"
+#include "mesh_regex.h"
+#include "rd_policy_int.h"
+
+
+/* VirtualService */
+
+static int
+rd_parse_string_match(rd_pctx_t *c, yaml_node_t *n, json_t **out)
+{
+    int                kinds = 0;
+    char               msg[RD_ERR_LEN];
+    size_t             old;
+    json_t            *o;
+    const char        *k, *s;
+    yaml_node_t       *kn, *v;
+    yaml_node_pair_t  *p;
+    mesh_regex_t      *re;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    o = rd_jobj();
+    *out = o;
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "exact") != 0 && strcmp(k, "prefix") != 0
+            && strcmp(k, "regex") != 0)
+        {
+            return rd_unknown(c, kn, k, "exact,prefix,regex", NULL);
+        }
+
+        if (rd_get_nonempty(c, v, 4096, &s) != 0) {
+            return -1;
+        }
+
+        if (strcmp(k, "regex") == 0) {
+            /* compiled as the module compiles it: mesh_regex */
+            re = mesh_regex_compile(s, strlen(s), msg, sizeof(msg));
+            if (re == NULL) {
+                return rd_perr(c, v, "%s", msg);
+            }
+
+            mesh_regex_free(re);
+        }
+
+        rd_jset(o, k, json_string(s));
+        kinds++;
+        rd_path_pop(c, old);
+    }
+
+    if (kinds != 1) {
+        return rd_perr(c, n, "needs exactly one of exact, prefix, regex");
+    }
+
+    return 0;
+}
+
+
+static int
+rd_parse_match(rd_pctx_t *c, yaml_node_t *n, json_t *o)
+{
+    size_t             old, old2;
+    json_t            *sm, *hdrs;
+    const char        *k, *h;
+    yaml_node_t       *kn, *v, *hk, *hv;
+    yaml_node_pair_t  *p, *hp;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "uri") == 0) {
+            sm = NULL;
+            if (rd_parse_string_match(c, v, &sm) != 0) {
+                json_decref(sm);
+                return -1;
+            }
+            rd_jset(o, "uri", sm);
+
+        } else if (strcmp(k, "headers") == 0) {
+            if (rd_check_map(c, v) != 0) {
+                return -1;
+            }
+
+            if (v->data.mapping.pairs.top == v->data.mapping.pairs.start) {
+                return rd_perr(c, v, "must hold at least one header");
+            }
+
+            hdrs = rd_jobj();
+            rd_jset(o, "headers", hdrs);
+
+            rd_foreach_pair(c, v, hp, h, hk, hv) {
+                old2 = rd_path_key(c, h);
+
+                if (rd_get_header_name(c, hk, h, 1) != 0) {
+                    return -1;
+                }
+
+                sm = NULL;
+                if (rd_parse_string_match(c, hv, &sm) != 0) {
+                    json_decref(sm);
+                    return -1;
+                }
+                rd_jset(hdrs, h, sm);
+                rd_path_pop(c, old2);
+            }
+
+        } else {
+            return rd_unknown(c, kn, k, "uri,headers", "scheme,method,"
+                              "authority,port,sourceLabels,gateways,"
+                              "queryParams,ignoreUriCase,withoutHeaders,"
+                              "sourceNamespace,statPrefix,name");
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    if (json_object_size(o) == 0) {
+        return rd_perr(c, n, "needs uri or headers");
+    }
+
+    return 0;
+}
+
+
+static int
+rd_parse_destination(rd_pctx_t *c, yaml_node_t *n, json_t *o)
+{
+    size_t             old;
+    const char        *k, *s, *host = NULL, *subset = NULL;
+    yaml_node_t       *kn, *v, *subset_node = NULL;
+    yaml_node_pair_t  *p;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "host") == 0) {
+            if (rd_get_name(c, v, "host (a registry service name)", &s)
+                != 0)
+            {
+                return -1;
+            }
+            host = s;
+            rd_ref_add(c, &c->dests, RD_POLICY_VS, v, s, NULL);
+
+        } else if (strcmp(k, "subset") == 0) {
+            if (rd_get_name(c, v, "subset name", &s) != 0) {
+                return -1;
+            }
+            subset = s;
+            subset_node = v;
+
+        } else if (strcmp(k, "port") == 0) {
+            return rd_perr(c, kn, "unsupported field \"port\": nginx "
+                           "connects to each instance's registered port");
+
+        } else {
+            return rd_unknown(c, kn, k, "host,subset", NULL);
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    if (host == NULL) {
+        return rd_missing(c, n, "host");
+    }
+
+    rd_jset(o, "host", json_string(host));
+
+    if (subset) {
+        old = rd_path_key(c, "subset");
+        rd_ref_add(c, &c->routes, RD_POLICY_VS, subset_node, host, subset);
+        rd_path_pop(c, old);
+        rd_jset(o, "subset", json_string(subset));
+    }
+
+    return 0;
+}
+
+
+static int
+rd_parse_route(rd_pctx_t *c, yaml_node_t *n, json_t *o, yaml_node_t **wnode)
+{
+    size_t             old;
+    json_t            *d;
+    long long          w;
+    const char        *k;
+    yaml_node_t       *kn, *v;
+    yaml_node_pair_t  *p;
+
+    *wnode = NULL;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "destination") == 0) {
+            d = rd_jobj();
+            rd_jset(o, "destination", d);
+            if (rd_parse_destination(c, v, d) != 0) {
+                return -1;
+            }
+
+        } else if (strcmp(k, "weight") == 0) {
+            if (rd_get_int(c, v, 0, 100, &w) != 0) {
+                return -1;
+            }
+            rd_jset(o, "weight", json_integer(w));
+            *wnode = v;
+
+        } else {
+            return rd_unknown(c, kn, k, "destination,weight", "headers");
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    if (json_object_get(o, "destination") == NULL) {
+        return rd_missing(c, n, "destination");
+    }
+
+    return 0;
+}
+
+
+static int
+rd_parse_routes(rd_pctx_t *c, yaml_node_t *n, json_t *routes)
+{
+    size_t             i, nr, old, last = 0;
+    json_t            *ro;
+    long long          sum = 0;
+    yaml_node_t       *v, *wnode, *last_w = NULL;
+    yaml_node_item_t  *it;
+
+    if (rd_check_seq(c, n, 1) != 0) {
+        return -1;
+    }
+
+    nr = (size_t) (n->data.sequence.items.top - n->data.sequence.items.start);
+
+    rd_foreach_item(c, n, it, i, v) {
+        old = rd_path_idx(c, i);
+        ro = rd_jobj();
+        rd_jpush(routes, ro);
+
+        if (rd_parse_route(c, v, ro, &wnode) != 0) {
+            return -1;
+        }
+
+        if (wnode == NULL) {
+            if (nr > 1) {
+                return rd_missing(c, v, "weight");
+            }
+            rd_jset(ro, "weight", json_integer(100));
+            sum = 100;
+
+        } else {
+            sum += json_integer_value(json_object_get(ro, "weight"));
+            last_w = wnode;
+            last = i;
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    if (sum != 100) {
+        rd_path_idx(c, last);
+        rd_path_key(c, "weight");
+        return rd_perr(c, last_w, "the weights of the routes add up to %lld, "
+                       "not 100", sum);
+    }
+
+    return 0;
+}
+
+
+static int
+rd_parse_retry_on(rd_pctx_t *c, yaml_node_t *n, json_t **out)
+{
+    size_t       len;
+    json_t      *a;
+    const char  *s, *p, *e;
+    char         cond[64];
+    size_t       i;
+
+    if (rd_get_nonempty(c, n, 1024, &s) != 0) {
+        return -1;
+    }
+
+    a = rd_jarr();
+    *out = a;
+
+    for (p = s; ; p = e + 1) {
+        e = strchr(p, ',');
+        if (e == NULL) {
+            e = p + strlen(p);
+        }
+
+        while (p < e && *p == ' ') {
+            p++;
+        }
+        len = (size_t) (e - p);
+        while (len && p[len - 1] == ' ') {
+            len--;
+        }
+
+        if (len == 0) {
+            return rd_perr(c, n, "\"%.64s\" holds an empty condition", s);
+        }
+
+        snprintf(cond, sizeof(cond), "%.*s", (int) len, p);
+
+        /* the module's own list: what one accepts the other reads */
+        for (i = 0; mesh_retry_on[i].name; i++) {
+            if (strcmp(cond, mesh_retry_on[i].name) == 0) {
+                break;
+            }
+        }
+
+        if (mesh_retry_on[i].name == NULL) {
+            return rd_perr(c, n, "retry condition \"%.64s\" is not "
+                           "supported%s; supported: 5xx, gateway-error, "
+                           "connect-failure, reset", cond,
+                           strcmp(cond, "retriable-4xx") == 0
+                           ? " (nginx cannot retry on 409)" : "");
+        }
+
+        for (i = 0; i < json_array_size(a); i++) {
+            if (strcmp(json_string_value(json_array_get(a, i)), cond) == 0) {
+                return rd_perr(c, n, "retry condition \"%s\" is listed "
+                               "twice", cond);
+            }
+        }
+
+        rd_jpush(a, json_string(cond));
+
+        if (*e == '\0') {
+            break;
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+rd_parse_retries(rd_pctx_t *c, yaml_node_t *n, json_t **out)
+{
+    size_t             old;
+    json_t            *o, *ro;
+    int64_t            ms;
+    long long          i;
+    const char        *k;
+    yaml_node_t       *kn, *v;
+    yaml_node_pair_t  *p;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    o = rd_jobj();
+    *out = o;
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "attempts") == 0) {
+            if (rd_get_int(c, v, 0, 100, &i) != 0) {
+                return -1;
+            }
+            rd_jset(o, k, json_integer(i));
+
+        } else if (strcmp(k, "perTryTimeout") == 0) {
+            if (rd_get_duration(c, v, 1, &ms) != 0) {
+                return -1;
+            }
+            rd_jset(o, "perTryTimeoutMs", json_integer(ms));
+
+        } else if (strcmp(k, "retryOn") == 0) {
+            ro = NULL;
+            if (rd_parse_retry_on(c, v, &ro) != 0) {
+                json_decref(ro);
+                return -1;
+            }
+            rd_jset(o, k, ro);
+
+        } else {
+            return rd_unknown(c, kn, k, "attempts,perTryTimeout,retryOn",
+                              "retryRemoteLocalities,backoff");
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    return 0;
+}
+
+
+static int
+rd_parse_http(rd_pctx_t *c, yaml_node_t *n, json_t *o)
+{
+    int                rc;
+    size_t             i, old, old2;
+    json_t            *match = NULL, *routes = NULL, *retries = NULL, *mo;
+    int64_t            ms = -1;
+    const char        *k, *s, *name = NULL;
+    yaml_node_t       *kn, *v, *iv;
+    yaml_node_item_t  *it;
+    yaml_node_pair_t  *p;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    rc = -1;
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "name") == 0) {
+            if (rd_get_nonempty(c, v, RD_NAME_MAX, &s) != 0) {
+                goto done;
+            }
+            name = s;
+
+        } else if (strcmp(k, "match") == 0) {
+            if (rd_check_seq(c, v, 1) != 0) {
+                goto done;
+            }
+
+            match = rd_jarr();
+
+            rd_foreach_item(c, v, it, i, iv) {
+                old2 = rd_path_idx(c, i);
+                mo = rd_jobj();
+                rd_jpush(match, mo);
+                if (rd_parse_match(c, iv, mo) != 0) {
+                    goto done;
+                }
+                rd_path_pop(c, old2);
+            }
+
+        } else if (strcmp(k, "route") == 0) {
+            routes = rd_jarr();
+            if (rd_parse_routes(c, v, routes) != 0) {
+                goto done;
+            }
+
+        } else if (strcmp(k, "retries") == 0) {
+            if (rd_parse_retries(c, v, &retries) != 0) {
+                goto done;
+            }
+
+        } else if (strcmp(k, "timeout") == 0) {
+            if (rd_get_duration(c, v, 1, &ms) != 0) {
+                goto done;
+            }
+
+        } else {
+            rd_unknown(c, kn, k, "name,match,route,retries,timeout",
+                       "redirect,directResponse,delegate,rewrite,fault,"
+                       "mirror,mirrorPercentage,mirrorPercent,mirrors,"
+                       "corsPolicy,headers");
+            goto done;
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    if (routes == NULL) {
+        rd_missing(c, n, "route");
+        goto done;
+    }
+
+    if (name) {
+        rd_jset(o, "name", json_string(name));
+    }
+
+    rd_jset(o, "match", match ? match : rd_jarr());
+    rd_jset(o, "route", routes);
+    match = NULL;
+    routes = NULL;
+
+    if (retries) {
+        rd_jset(o, "retries", retries);
+        retries = NULL;
+    }
+
+    if (ms >= 0) {
+        rd_jset(o, "timeoutMs", json_integer(ms));
+    }
+
+    rc = 0;
+
+done:
+
+    json_decref(match);
+    json_decref(routes);
+    json_decref(retries);
+    return rc;
+}
+
+
+int
+rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
+{
+    int                rc = -1;
+    size_t             i, j, old, old2, first_host, first_dest;
+    json_t            *hosts = NULL, *http = NULL, *ho;
+    const char        *k, *s;
+    yaml_node_t       *kn, *v, *iv;
+    yaml_node_item_t  *it;
+    yaml_node_pair_t  *p;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    first_host = c->hosts.n;
+    first_dest = c->dests.n;
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "hosts") == 0) {
+            if (rd_check_seq(c, v, 1) != 0) {
+                goto done;
+            }
+
+            hosts = rd_jarr();
+
+            rd_foreach_item(c, v, it, i, iv) {
+                old2 = rd_path_idx(c, i);
+                if (rd_get_name(c, iv, "host (a registry service name)", &s)
+                    != 0)
+                {
+                    goto done;
+                }
+
+                for (j = 0; j < json_array_size(hosts); j++) {
+                    if (strcmp(json_string_value(json_array_get(hosts, j)),
+                               s) == 0)
+                    {
+                        rd_perr(c, iv, "host \"%s\" is listed twice", s);
+                        goto done;
+                    }
+                }
+
+                rd_jpush(hosts, json_string(s));
+                rd_ref_add(c, &c->hosts, RD_POLICY_VS, iv, s, NULL);
+                rd_path_pop(c, old2);
+            }
+
+        } else if (strcmp(k, "http") == 0) {
+            if (rd_check_seq(c, v, 1) != 0) {
+                goto done;
+            }
+
+            http = rd_jarr();
+
+            rd_foreach_item(c, v, it, i, iv) {
+                old2 = rd_path_idx(c, i);
+                ho = rd_jobj();
+                rd_jpush(http, ho);
+                if (rd_parse_http(c, iv, ho) != 0) {
+                    goto done;
+                }
+                rd_path_pop(c, old2);
+            }
+
+        } else {
+            rd_unknown(c, kn, k, "hosts,http", "gateways,tls,tcp,exportTo");
+            goto done;
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    if (hosts == NULL) {
+        rd_missing(c, n, "hosts");
+        goto done;
+    }
+
+    if (http == NULL) {
+        rd_missing(c, n, "http");
+        goto done;
+    }
+
+    /* routes stay within the hosts the VirtualService applies to */
+    for (i = first_dest; i < c->dests.n; i++) {
+        for (j = first_host; j < c->hosts.n; j++) {
+            if (strcmp(c->hosts.v[j].host, c->dests.v[i].host) == 0) {
+                break;
+            }
+        }
+
+        if (j == c->hosts.n) {
+            rd_ref_err(&c->dests.v[i], c->e, "host \"%s\" is not one of the "
+                       "VirtualService's hosts (nginx routes within the "
+                       "service of its upstream)", c->dests.v[i].host);
+            goto done;
+        }
+    }
+
+    rd_jset(out, "hosts", hosts);
+    rd_jset(out, "http", http);
+    hosts = NULL;
+    http = NULL;
+    rc = 0;
+
+done:
+
+    json_decref(hosts);
+    json_decref(http);
+    return rc;
+}
