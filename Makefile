@@ -20,7 +20,9 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 # format (snapshot, deltas, policy model), packed services, regexes, the
 # balancer and ring cores
 COMMON_SRCS = common/mesh_json.c common/mesh_snapshot.c \
-              common/mesh_service.c common/mesh_policy.c common/mesh_regex.c \
+              common/mesh_service.c common/mesh_policy.c \
+              common/mesh_policy_dr.c common/mesh_policy_vs.c \
+              common/mesh_policy_pack.c common/mesh_regex.c \
               common/mesh_balancer.c common/mesh_units.c common/mesh_name.c
 COMMON_HDRS = $(wildcard common/*.h)
 COMMON_CHECK_SRCS = $(wildcard common/tests/check_*.c)

@@ -1,0 +1,898 @@
+/*
+ * mesh_policy_dr: a DestinationRule read into the model (host,
+ * trafficPolicy: loadBalancer, outlierDetection, connectionPool; subsets).
+ */
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mesh_json.h"
+#include "mesh_policy.h"
+#include "mesh_policy_int.h"
+#include "mesh_regex.h"
+
+
+enum {
+    MESH_DR_POLICY = 0,
+    MESH_DR_KIND,
+    MESH_DR_NAME,
+    MESH_DR_HOST,
+    MESH_DR_TRAFFIC,
+    MESH_DR_SUBSETS
+};
+
+static const char *const  mesh_dr_keys[] = {
+    "policy", "kind", "name", "host", "trafficPolicy", "subsets", NULL
+};
+
+
+enum {
+    MESH_TP_LB = 0,
+    MESH_TP_OUTLIER,
+    MESH_TP_POOL
+};
+
+static const char *const  mesh_tp_keys[] = {
+    "loadBalancer", "outlierDetection", "connectionPool", NULL
+};
+
+
+enum {
+    MESH_LB_K_SIMPLE = 0,
+    MESH_LB_K_CHASH
+};
+
+static const char *const  mesh_lb_keys[] = {
+    "simple", "consistentHash", NULL
+};
+
+
+enum {
+    MESH_CH_HEADER = 0,
+    MESH_CH_QUERY,
+    MESH_CH_COOKIE,
+    MESH_CH_SOURCE_IP
+};
+
+static const char *const  mesh_ch_keys[] = {
+    "httpHeaderName", "httpQueryParameterName", "httpCookie", "useSourceIp",
+    NULL
+};
+
+
+enum {
+    MESH_CK_NAME = 0,
+    MESH_CK_TTL,
+    MESH_CK_PATH
+};
+
+static const char *const  mesh_ck_keys[] = {
+    "name", "ttlMs", "path", NULL
+};
+
+
+enum {
+    MESH_OD_5XX = 0,
+    MESH_OD_GATEWAY,
+    MESH_OD_LOCAL_ORIGIN,
+    MESH_OD_INTERVAL,
+    MESH_OD_EJECTION,
+    MESH_OD_MAX_EJECTION,
+    MESH_OD_MIN_HEALTH,
+    MESH_OD_SPLIT
+};
+
+static const char *const  mesh_od_keys[] = {
+    "consecutive5xxErrors", "consecutiveGatewayErrors",
+    "consecutiveLocalOriginFailures", "intervalMs", "baseEjectionTimeMs",
+    "maxEjectionPercent", "minHealthPercent",
+    "splitExternalLocalOriginErrors", NULL
+};
+
+
+static const char *const  mesh_pool_keys[] = { "tcp", NULL };
+static const char *const  mesh_tcp_keys[] = { "maxConnections", NULL };
+
+enum {
+    MESH_SS_NAME = 0,
+    MESH_SS_LABELS,
+    MESH_SS_TRAFFIC
+};
+
+static const char *const  mesh_ss_keys[] = {
+    "name", "labels", "trafficPolicy", NULL
+};
+
+
+static int mesh_policy_traffic(mesh_json_t *j, mesh_traffic_policy_t *tp);
+static int mesh_policy_lb(mesh_json_t *j, mesh_traffic_policy_t *tp);
+static int mesh_policy_chash(mesh_json_t *j, mesh_traffic_policy_t *tp);
+static int mesh_policy_cookie(mesh_json_t *j, mesh_traffic_policy_t *tp);
+static int mesh_policy_outlier(mesh_json_t *j, mesh_traffic_policy_t *tp);
+static int mesh_policy_pool(mesh_json_t *j, mesh_traffic_policy_t *tp);
+static void mesh_policy_traffic_init(mesh_traffic_policy_t *tp);
+static void mesh_policy_inherit(mesh_traffic_policy_t *tp,
+    const mesh_traffic_policy_t *from);
+static int mesh_policy_subset(mesh_json_t *j, void *elt);
+static int mesh_policy_labels(mesh_json_t *j, mesh_subset_t *ss);
+
+int
+mesh_policy_rule(mesh_json_t *j, mesh_destination_rule_t *dr)
+{
+    int                   rc, k;
+    size_t                n, i, klen;
+    unsigned              seen;
+    const unsigned char  *key, *start;
+
+    memset(dr, 0, sizeof(mesh_destination_rule_t));
+    mesh_policy_traffic_init(&dr->traffic);
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "a DestinationRule") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_dr_keys, key, klen, &seen);
+
+        switch (k) {
+
+        case MESH_DR_POLICY:
+            dr->policy = mesh_policy_name(j, "\"policy\"");
+            if (dr->policy == NULL) {
+                return -1;
+            }
+
+            break;
+
+        case MESH_DR_NAME:
+            dr->name = mesh_policy_name(j, "\"name\"");
+            if (dr->name == NULL) {
+                return -1;
+            }
+
+            break;
+
+        case MESH_DR_HOST:
+            dr->host = mesh_policy_name(j, "\"host\"");
+            if (dr->host == NULL) {
+                return -1;
+            }
+
+            break;
+
+        case MESH_DR_TRAFFIC:
+            if (mesh_policy_traffic(j, &dr->traffic) != 0) {
+                return -1;
+            }
+
+            break;
+
+        case MESH_DR_SUBSETS:
+            dr->subsets = mesh_policy_list(j, "\"subsets\"",
+                                           sizeof(mesh_subset_t),
+                                           mesh_policy_subset, &dr->nsubsets);
+            if (j->failed) {
+                return -1;
+            }
+
+            break;
+
+        case -2:
+            return -1;
+
+        default:                    /* "kind", checked already; unknown */
+            if (mesh_json_skip(j, 2) != 0) {
+                return -1;
+            }
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (!mesh_policy_has(seen, MESH_DR_POLICY)
+        || !mesh_policy_has(seen, MESH_DR_NAME)
+        || !mesh_policy_has(seen, MESH_DR_HOST)
+        || !mesh_policy_has(seen, MESH_DR_SUBSETS))
+    {
+        mesh_json_error(j, start, "a DestinationRule without \"%s\"",
+                        !mesh_policy_has(seen, MESH_DR_POLICY) ? "policy"
+                        : !mesh_policy_has(seen, MESH_DR_NAME) ? "name"
+                        : !mesh_policy_has(seen, MESH_DR_HOST) ? "host"
+                        : "subsets");
+        return -1;
+    }
+
+    /* Istio's precedence: the subset's fields, then the rule's */
+
+    for (i = 0; i < dr->nsubsets; i++) {
+        mesh_policy_inherit(&dr->subsets[i].policy, &dr->traffic);
+    }
+
+    return 0;
+}
+
+
+/* trafficPolicy */
+
+static int
+mesh_policy_traffic(mesh_json_t *j, mesh_traffic_policy_t *tp)
+{
+    int                   rc, k;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key;
+
+    if (mesh_policy_open(j, '{', "\"trafficPolicy\"") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_tp_keys, key, klen, &seen);
+
+        switch (k) {
+
+        case MESH_TP_LB:
+            rc = mesh_policy_lb(j, tp);
+            break;
+
+        case MESH_TP_OUTLIER:
+            rc = mesh_policy_outlier(j, tp);
+            break;
+
+        case MESH_TP_POOL:
+            rc = mesh_policy_pool(j, tp);
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 4);
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    return rc == 0 ? 0 : -1;
+}
+
+
+static int
+mesh_policy_lb(mesh_json_t *j, mesh_traffic_policy_t *tp)
+{
+    int                   rc, k;
+    char                 *simple;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key, *start, *at;
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "\"loadBalancer\"") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_lb_keys, key, klen, &seen);
+
+        if (k >= 0 && (seen & ~(1u << k))) {
+            mesh_json_error(j, j->key_at, "\"loadBalancer\" holds both "
+                            "\"simple\" and \"consistentHash\"");
+            return -1;
+        }
+
+        switch (k) {
+
+        case MESH_LB_K_SIMPLE:
+            at = j->pos;
+
+            simple = mesh_json_cstr(j, "\"simple\"");
+            if (simple == NULL) {
+                return -1;
+            }
+
+            if (strcmp(simple, "ROUND_ROBIN") == 0) {
+                tp->lb = MESH_LB_ROUND_ROBIN;
+
+            } else if (strcmp(simple, "RANDOM") == 0) {
+                tp->lb = MESH_LB_RANDOM;
+
+            } else if (strcmp(simple, "LEAST_REQUEST") == 0
+                       || strcmp(simple, "LEAST_CONN") == 0)
+            {
+                tp->lb = MESH_LB_LEAST_REQUEST;
+
+            } else {
+                mesh_json_error(j, at, "unknown \"simple\" \"%.64s\"",
+                                simple);
+                return -1;
+            }
+
+            break;
+
+        case MESH_LB_K_CHASH:
+            if (mesh_policy_chash(j, tp) != 0) {
+                return -1;
+            }
+
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            if (mesh_json_skip(j, 5) != 0) {
+                return -1;
+            }
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (seen == 0) {
+        mesh_json_error(j, start, "\"loadBalancer\" without \"simple\" or "
+                        "\"consistentHash\"");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+mesh_policy_chash(mesh_json_t *j, mesh_traffic_policy_t *tp)
+{
+    int                   rc, k, on;
+    char                 *name, *c;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key, *start, *at;
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "\"consistentHash\"") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_ch_keys, key, klen, &seen);
+
+        if (k >= 0 && (seen & ~(1u << k))) {
+            mesh_json_error(j, j->key_at,
+                            "\"consistentHash\" holds more than one key kind");
+            return -1;
+        }
+
+        at = j->pos;
+
+        switch (k) {
+
+        case MESH_CH_HEADER:
+            name = mesh_policy_name(j, "\"httpHeaderName\"");
+            if (name == NULL) {
+                return -1;
+            }
+
+            /* registryd sends it lowercase; nginx compares it so */
+
+            for (c = name; *c; c++) {
+                if (*c >= 'A' && *c <= 'Z') {
+                    *c = (char) (*c - 'A' + 'a');
+                }
+            }
+
+            tp->lb = MESH_LB_HASH_HEADER;
+            tp->hash_name = name;
+            break;
+
+        case MESH_CH_QUERY:
+            tp->hash_name = mesh_policy_name(j, "\"httpQueryParameterName\"");
+            if (tp->hash_name == NULL) {
+                return -1;
+            }
+
+            tp->lb = MESH_LB_HASH_QUERY;
+            break;
+
+        case MESH_CH_COOKIE:
+            if (mesh_policy_cookie(j, tp) != 0) {
+                return -1;
+            }
+
+            tp->lb = MESH_LB_HASH_COOKIE;
+            break;
+
+        case MESH_CH_SOURCE_IP:
+            if (mesh_policy_bool(j, "useSourceIp", &on) != 0) {
+                return -1;
+            }
+
+            if (!on) {
+                mesh_json_error(j, at, "\"useSourceIp\" must be true");
+                return -1;
+            }
+
+            tp->lb = MESH_LB_HASH_SOURCE_IP;
+            tp->hash_name = NULL;
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            if (mesh_json_skip(j, 6) != 0) {
+                return -1;
+            }
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (seen == 0) {
+        mesh_json_error(j, start, "\"consistentHash\" without a key");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* ttlMs and path are checked and not kept: nginx does not issue cookies */
+
+static int
+mesh_policy_cookie(mesh_json_t *j, mesh_traffic_policy_t *tp)
+{
+    int                   rc, k;
+    char                 *path;
+    size_t                n, klen;
+    int64_t               ttl;
+    unsigned              seen;
+    const unsigned char  *key, *start;
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "\"httpCookie\"") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_ck_keys, key, klen, &seen);
+
+        switch (k) {
+
+        case MESH_CK_NAME:
+            tp->hash_name = mesh_policy_name(j, "\"httpCookie.name\"");
+            if (tp->hash_name == NULL) {
+                return -1;
+            }
+
+            break;
+
+        case MESH_CK_TTL:
+            if (mesh_policy_ms(j, "ttlMs", 0, &ttl) != 0) {
+                return -1;
+            }
+
+            break;
+
+        case MESH_CK_PATH:
+            path = mesh_json_cstr(j, "\"httpCookie.path\"");
+            if (path == NULL) {
+                return -1;
+            }
+
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            if (mesh_json_skip(j, 7) != 0) {
+                return -1;
+            }
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (!mesh_policy_has(seen, MESH_CK_NAME)) {
+        mesh_json_error(j, start, "\"httpCookie\" without \"name\"");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+mesh_policy_outlier(mesh_json_t *j, mesh_traffic_policy_t *tp)
+{
+    int                   rc, k;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key;
+
+    if (mesh_policy_open(j, '{', "\"outlierDetection\"") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_od_keys, key, klen, &seen);
+
+        switch (k) {
+
+        case MESH_OD_5XX:
+            rc = mesh_policy_int(j, mesh_od_keys[k], 0, INT_MAX,
+                                 &tp->consecutive_5xx);
+            break;
+
+        case MESH_OD_GATEWAY:
+            rc = mesh_policy_int(j, mesh_od_keys[k], 0, INT_MAX,
+                                 &tp->consecutive_gateway);
+            break;
+
+        case MESH_OD_LOCAL_ORIGIN:
+            rc = mesh_policy_int(j, mesh_od_keys[k], 0, INT_MAX,
+                                 &tp->consecutive_local_origin);
+            break;
+
+        case MESH_OD_INTERVAL:
+            rc = mesh_policy_ms(j, mesh_od_keys[k], 1, &tp->interval);
+            break;
+
+        case MESH_OD_EJECTION:
+            rc = mesh_policy_ms(j, mesh_od_keys[k], 1,
+                                &tp->base_ejection_time);
+            break;
+
+        case MESH_OD_MAX_EJECTION:
+            rc = mesh_policy_int(j, mesh_od_keys[k], 0, 100,
+                                 &tp->max_ejection_percent);
+            break;
+
+        case MESH_OD_MIN_HEALTH:
+            rc = mesh_policy_int(j, mesh_od_keys[k], 0, 100,
+                                 &tp->min_health_percent);
+            break;
+
+        case MESH_OD_SPLIT:
+            rc = mesh_policy_bool(j, mesh_od_keys[k],
+                                  &tp->split_local_origin);
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 5);
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    return rc == 0 ? 0 : -1;
+}
+
+
+static int
+mesh_policy_pool(mesh_json_t *j, mesh_traffic_policy_t *tp)
+{
+    int                   rc, k;
+    size_t                n, m, klen;
+    unsigned              seen, tseen;
+    const unsigned char  *key;
+
+    if (mesh_policy_open(j, '{', "\"connectionPool\"") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_pool_keys, key, klen, &seen);
+
+        if (k == -2) {
+            return -1;
+        }
+
+        if (k == -1) {
+            if (mesh_json_skip(j, 5) != 0) {
+                return -1;
+            }
+
+            continue;
+        }
+
+        if (mesh_policy_open(j, '{', "\"connectionPool.tcp\"") != 0) {
+            return -1;
+        }
+
+        tseen = 0;
+        m = 0;
+
+        while ((rc = mesh_json_next_member(j, &m, &key, &klen)) == 1) {
+            k = mesh_policy_key(j, mesh_tcp_keys, key, klen, &tseen);
+
+            if (k == -2) {
+                return -1;
+            }
+
+            if (k == -1) {
+                rc = mesh_json_skip(j, 6);
+
+            } else {
+                rc = mesh_policy_int(j, "maxConnections", 1, MESH_CONNS_MAX,
+                                     &tp->max_connections);
+            }
+
+            if (rc != 0) {
+                return -1;
+            }
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    return rc == 0 ? 0 : -1;
+}
+
+
+static void
+mesh_policy_traffic_init(mesh_traffic_policy_t *tp)
+{
+    tp->lb = MESH_LB_NONE;
+    tp->hash_name = NULL;
+    tp->max_connections = 0;
+
+    tp->consecutive_5xx = -1;
+    tp->consecutive_gateway = -1;
+    tp->consecutive_local_origin = -1;
+    tp->interval = -1;
+    tp->base_ejection_time = -1;
+    tp->max_ejection_percent = -1;
+    tp->min_health_percent = -1;
+    tp->split_local_origin = -1;
+}
+
+
+/* the fields tp leaves unset, from "from" (loadBalancer as one unit) */
+
+static void
+mesh_policy_inherit(mesh_traffic_policy_t *tp,
+    const mesh_traffic_policy_t *from)
+{
+    if (tp->lb == MESH_LB_NONE) {
+        tp->lb = from->lb;
+        tp->hash_name = from->hash_name;
+    }
+
+    if (tp->max_connections == 0) {
+        tp->max_connections = from->max_connections;
+    }
+
+    if (tp->consecutive_5xx == -1) {
+        tp->consecutive_5xx = from->consecutive_5xx;
+    }
+
+    if (tp->consecutive_gateway == -1) {
+        tp->consecutive_gateway = from->consecutive_gateway;
+    }
+
+    if (tp->consecutive_local_origin == -1) {
+        tp->consecutive_local_origin = from->consecutive_local_origin;
+    }
+
+    if (tp->interval == -1) {
+        tp->interval = from->interval;
+    }
+
+    if (tp->base_ejection_time == -1) {
+        tp->base_ejection_time = from->base_ejection_time;
+    }
+
+    if (tp->max_ejection_percent == -1) {
+        tp->max_ejection_percent = from->max_ejection_percent;
+    }
+
+    if (tp->min_health_percent == -1) {
+        tp->min_health_percent = from->min_health_percent;
+    }
+
+    if (tp->split_local_origin == -1) {
+        tp->split_local_origin = from->split_local_origin;
+    }
+}
+
+
+/* subsets */
+
+static int
+mesh_policy_subset(mesh_json_t *j, void *elt)
+{
+    mesh_subset_t  *ss = elt;
+
+    int                   rc, k;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key, *start;
+
+    memset(ss, 0, sizeof(mesh_subset_t));
+    mesh_policy_traffic_init(&ss->policy);
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "a subset") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_ss_keys, key, klen, &seen);
+
+        switch (k) {
+
+        case MESH_SS_NAME:
+            ss->name = mesh_policy_name(j, "a subset's \"name\"");
+            rc = ss->name ? 0 : -1;
+            break;
+
+        case MESH_SS_LABELS:
+            rc = mesh_policy_labels(j, ss);
+            break;
+
+        case MESH_SS_TRAFFIC:
+            rc = mesh_policy_traffic(j, &ss->policy);
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 4);
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (!mesh_policy_has(seen, MESH_SS_NAME)
+        || !mesh_policy_has(seen, MESH_SS_LABELS))
+    {
+        mesh_json_error(j, start, "a subset without \"%s\"",
+                        !mesh_policy_has(seen, MESH_SS_NAME) ? "name"
+                                                             : "labels");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* sorted by key, as the instances' labels are */
+
+static int
+mesh_policy_labels(mesh_json_t *j, mesh_subset_t *ss)
+{
+    int                   rc;
+    char                 *k;
+    size_t                n, i, klen;
+    mesh_vec_t            v;
+    mesh_label_t         *label, *labels;
+    const unsigned char  *key;
+
+    if (mesh_policy_open(j, '{', "a subset's \"labels\"") != 0) {
+        return -1;
+    }
+
+    memset(&v, 0, sizeof(mesh_vec_t));
+    v.size = sizeof(mesh_label_t);
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+
+        /* the key may sit in j->buf, which the value reuses: copy first */
+
+        if (memchr(key, '\0', klen)) {
+            mesh_json_error(j, j->key_at, "a label name holds \\u0000");
+            goto fail;
+        }
+
+        k = mesh_arena_alloc(j->arena, klen + 1);
+        if (k == NULL) {
+            mesh_json_error(j, j->key_at, "out of memory");
+            goto fail;
+        }
+
+        memcpy(k, key, klen);
+        k[klen] = '\0';
+
+        label = mesh_vec_push(j, &v);
+        if (label == NULL) {
+            goto fail;
+        }
+
+        label->key = k;
+
+        label->value = mesh_json_cstr(j, "a label value");
+        if (label->value == NULL) {
+            goto fail;
+        }
+    }
+
+    if (rc != 0) {
+        goto fail;
+    }
+
+    labels = v.elts;
+
+    if (v.nelts > 1) {
+        qsort(labels, v.nelts, sizeof(mesh_label_t), mesh_cmp_labels);
+    }
+
+    for (i = 1; i < v.nelts; i++) {
+        if (strcmp(labels[i - 1].key, labels[i].key) == 0) {
+            mesh_json_error(j, j->pos, "duplicate label \"%.64s\"",
+                            labels[i].key);
+            goto fail;
+        }
+    }
+
+    ss->nlabels = v.nelts;
+    ss->labels = mesh_policy_copy(j, &v);
+
+    free(v.elts);
+
+    return j->failed ? -1 : 0;
+
+fail:
+
+    free(v.elts);
+
+    return -1;
+}

@@ -1,0 +1,557 @@
+/*
+ * mesh_policy_pack: the model packed into one relocatable block for the
+ * module's shared zone, and read back.
+ */
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mesh_json.h"
+#include "mesh_policy.h"
+#include "mesh_policy_int.h"
+#include "mesh_regex.h"
+
+
+/*
+ * The packed form: the whole model deep-copied into one block, every
+ * pointer written as an offset from the block's start (0: NULL), so that
+ * the poll owner writes it once into the shared zone and a worker copies
+ * it out and puts the pointers back (mesh_policies_unpack) instead of
+ * parsing JSON. Strings are NUL-terminated inside the block.
+ */
+
+typedef struct {
+    char       *buf;           /* NULL: measuring */
+    size_t      size;
+    size_t      pos;
+} mesh_pack_t;
+
+
+/* room for n bytes, aligned for any field; its offset */
+static size_t
+mesh_pack_alloc(mesh_pack_t *pk, size_t n)
+{
+    size_t  off;
+
+    pk->pos = (pk->pos + 7) & ~(size_t) 7;
+    off = pk->pos;
+    pk->pos += n;
+
+    if (pk->buf && pk->pos <= pk->size) {
+        memset(pk->buf + off, 0, n);
+    }
+
+    return off;
+}
+
+
+static void *
+mesh_pack_at(mesh_pack_t *pk, size_t off)
+{
+    return pk->buf ? pk->buf + off : NULL;
+}
+
+
+/* a string's offset, as a pointer-sized field */
+static void
+mesh_pack_str(mesh_pack_t *pk, const char *s, const char **field)
+{
+    size_t  off, len;
+
+    if (s == NULL) {
+        return;                 /* 0: NULL, memset above */
+    }
+
+    len = strlen(s) + 1;
+    off = mesh_pack_alloc(pk, len);
+
+    if (pk->buf) {
+        memcpy(pk->buf + off, s, len);
+        *field = (const char *) (uintptr_t) off;
+    }
+}
+
+
+/* an array of n elements of size; the field gets its offset */
+static size_t
+mesh_pack_array(mesh_pack_t *pk, const void *from, size_t n, size_t size,
+    void *field)
+{
+    size_t  off;
+
+    if (n == 0) {
+        if (pk->buf) {
+            *(uintptr_t *) field = 0;     /* no stray pointer */
+        }
+
+        return 0;
+    }
+
+    off = mesh_pack_alloc(pk, n * size);
+
+    if (pk->buf) {
+        memcpy(pk->buf + off, from, n * size);
+        *(uintptr_t *) field = (uintptr_t) off;
+    }
+
+    return off;
+}
+
+
+static void
+mesh_pack_traffic(mesh_pack_t *pk, const mesh_traffic_policy_t *from,
+    mesh_traffic_policy_t *to)
+{
+    const char  *tmp, **field;
+
+    field = to ? &to->hash_name : &tmp;
+    mesh_pack_str(pk, from->hash_name, field);
+}
+
+
+static void
+mesh_pack_match(mesh_pack_t *pk, const mesh_string_match_t *from,
+    mesh_string_match_t *to)
+{
+    const char  *tmp;
+
+    mesh_pack_str(pk, from->value, to ? &to->value : &tmp);
+
+    if (to) {
+        to->regex = NULL;       /* each worker compiles its own */
+    }
+}
+
+
+static void
+mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
+{
+    size_t                    i, k, h, m, top, off, off2, off3;
+    mesh_policies_t          *tp;
+    mesh_destination_rule_t  *dr;
+    mesh_subset_t            *sb;
+    mesh_virtual_service_t   *vs;
+    mesh_http_route_t        *rt;
+    mesh_match_t             *ma;
+    mesh_header_match_t      *hm;
+    mesh_destination_t       *ds;
+    const char              **hosts, *tmp;
+    mesh_label_t             *lb;
+
+#define MESH_AT(type, off)  ((type *) mesh_pack_at(pk, off))
+#define MESH_F(ptr, f)      ((ptr) ? (void *) &(ptr)->f : (void *) &tmp)
+
+    top = mesh_pack_alloc(pk, sizeof(mesh_policies_t));
+    tp = MESH_AT(mesh_policies_t, top);
+
+    if (tp) {
+        tp->nrules = p->nrules;
+        tp->nvss = p->nvss;
+    }
+
+    off = mesh_pack_array(pk, p->rules, p->nrules,
+                          sizeof(mesh_destination_rule_t), MESH_F(tp, rules));
+
+    for (i = 0; i < p->nrules; i++) {
+        dr = MESH_AT(mesh_destination_rule_t,
+                     off + i * sizeof(mesh_destination_rule_t));
+
+        mesh_pack_str(pk, p->rules[i].policy, MESH_F(dr, policy));
+        mesh_pack_str(pk, p->rules[i].name, MESH_F(dr, name));
+        mesh_pack_str(pk, p->rules[i].host, MESH_F(dr, host));
+        mesh_pack_traffic(pk, &p->rules[i].traffic, dr ? &dr->traffic : NULL);
+
+        off2 = mesh_pack_array(pk, p->rules[i].subsets, p->rules[i].nsubsets,
+                               sizeof(mesh_subset_t), MESH_F(dr, subsets));
+
+        for (k = 0; k < p->rules[i].nsubsets; k++) {
+            sb = MESH_AT(mesh_subset_t, off2 + k * sizeof(mesh_subset_t));
+
+            mesh_pack_str(pk, p->rules[i].subsets[k].name, MESH_F(sb, name));
+            mesh_pack_traffic(pk, &p->rules[i].subsets[k].policy,
+                              sb ? &sb->policy : NULL);
+
+            off3 = mesh_pack_array(pk, p->rules[i].subsets[k].labels,
+                                   p->rules[i].subsets[k].nlabels,
+                                   sizeof(mesh_label_t), MESH_F(sb, labels));
+
+            for (h = 0; h < p->rules[i].subsets[k].nlabels; h++) {
+                lb = MESH_AT(mesh_label_t, off3 + h * sizeof(mesh_label_t));
+                mesh_pack_str(pk, p->rules[i].subsets[k].labels[h].key,
+                              MESH_F(lb, key));
+                mesh_pack_str(pk, p->rules[i].subsets[k].labels[h].value,
+                              MESH_F(lb, value));
+            }
+        }
+    }
+
+    off = mesh_pack_array(pk, p->vss, p->nvss,
+                          sizeof(mesh_virtual_service_t), MESH_F(tp, vss));
+
+    for (i = 0; i < p->nvss; i++) {
+        vs = MESH_AT(mesh_virtual_service_t,
+                     off + i * sizeof(mesh_virtual_service_t));
+
+        mesh_pack_str(pk, p->vss[i].policy, MESH_F(vs, policy));
+        mesh_pack_str(pk, p->vss[i].name, MESH_F(vs, name));
+
+        off2 = mesh_pack_array(pk, p->vss[i].hosts, p->vss[i].nhosts,
+                               sizeof(char *), MESH_F(vs, hosts));
+
+        for (k = 0; k < p->vss[i].nhosts; k++) {
+            hosts = MESH_AT(const char *, off2 + k * sizeof(char *));
+            mesh_pack_str(pk, p->vss[i].hosts[k], hosts ? hosts : &tmp);
+        }
+
+        off2 = mesh_pack_array(pk, p->vss[i].http, p->vss[i].nhttp,
+                               sizeof(mesh_http_route_t), MESH_F(vs, http));
+
+        for (k = 0; k < p->vss[i].nhttp; k++) {
+            rt = MESH_AT(mesh_http_route_t,
+                         off2 + k * sizeof(mesh_http_route_t));
+
+            mesh_pack_str(pk, p->vss[i].http[k].name, MESH_F(rt, name));
+
+            off3 = mesh_pack_array(pk, p->vss[i].http[k].routes,
+                                   p->vss[i].http[k].nroutes,
+                                   sizeof(mesh_destination_t),
+                                   MESH_F(rt, routes));
+
+            for (h = 0; h < p->vss[i].http[k].nroutes; h++) {
+                ds = MESH_AT(mesh_destination_t,
+                             off3 + h * sizeof(mesh_destination_t));
+                mesh_pack_str(pk, p->vss[i].http[k].routes[h].subset,
+                              MESH_F(ds, subset));
+                mesh_pack_str(pk, p->vss[i].http[k].routes[h].host,
+                              MESH_F(ds, host));
+            }
+
+            off3 = mesh_pack_array(pk, p->vss[i].http[k].matches,
+                                   p->vss[i].http[k].nmatches,
+                                   sizeof(mesh_match_t), MESH_F(rt, matches));
+
+            for (h = 0; h < p->vss[i].http[k].nmatches; h++) {
+                const mesh_match_t  *fm = &p->vss[i].http[k].matches[h];
+                size_t               uo, ho;
+
+                ma = MESH_AT(mesh_match_t, off3 + h * sizeof(mesh_match_t));
+
+                if (fm->uri) {
+                    uo = mesh_pack_array(pk, fm->uri, 1,
+                                         sizeof(mesh_string_match_t),
+                                         MESH_F(ma, uri));
+                    mesh_pack_match(pk, fm->uri,
+                                    MESH_AT(mesh_string_match_t, uo));
+                }
+
+                ho = mesh_pack_array(pk, fm->headers, fm->nheaders,
+                                     sizeof(mesh_header_match_t),
+                                     MESH_F(ma, headers));
+
+                for (m = 0; m < fm->nheaders; m++) {
+                    hm = MESH_AT(mesh_header_match_t,
+                                 ho + m * sizeof(mesh_header_match_t));
+                    mesh_pack_str(pk, fm->headers[m].name, MESH_F(hm, name));
+                    mesh_pack_match(pk, &fm->headers[m].match,
+                                    hm ? &hm->match : NULL);
+                }
+            }
+        }
+    }
+
+    if (tp) {
+        tp->arena = NULL;
+        tp->regexes = NULL;
+        tp->nregexes = 0;
+    }
+
+#undef MESH_AT
+#undef MESH_F
+}
+
+
+size_t
+mesh_policies_pack(const mesh_policies_t *p, void *buf, size_t size)
+{
+    mesh_pack_t  pk;
+
+    pk.buf = NULL;
+    pk.size = 0;
+    pk.pos = 0;
+
+    mesh_policies_pack_into(&pk, p);
+
+    if (buf == NULL) {
+        return pk.pos;
+    }
+
+    if (size < pk.pos) {
+        return 0;
+    }
+
+    pk.buf = buf;
+    pk.size = size;
+    pk.pos = 0;
+
+    mesh_policies_pack_into(&pk, p);
+
+    return pk.pos;
+}
+
+
+/* the relocation of one pointer field: 0 on a bad offset */
+typedef struct {
+    char       *base;
+    size_t      size;
+    int         bad;
+} mesh_unpack_t;
+
+
+static void *
+mesh_unpack_ptr(mesh_unpack_t *u, void *field, size_t need)
+{
+    uintptr_t  off = *(uintptr_t *) field;
+
+    if (off == 0) {
+        *(void **) field = NULL;
+        return NULL;
+    }
+
+    if (off >= u->size || need > u->size - off) {
+        u->bad = 1;
+        *(void **) field = NULL;
+        return NULL;
+    }
+
+    *(void **) field = u->base + off;
+
+    return u->base + off;
+}
+
+
+static void
+mesh_unpack_str(mesh_unpack_t *u, const char **field)
+{
+    char  *s;
+
+    s = mesh_unpack_ptr(u, (void *) field, 1);
+
+    if (s && memchr(s, '\0', u->size - (s - u->base)) == NULL) {
+        u->bad = 1;
+        *field = NULL;
+    }
+}
+
+
+/* a pointer to n elements, checked to lie in the block */
+static void *
+mesh_unpack_array(mesh_unpack_t *u, void *field, size_t n, size_t size)
+{
+    if (n && size > (size_t) -1 / n) {
+        u->bad = 1;
+        return NULL;
+    }
+
+    return mesh_unpack_ptr(u, field, n * size);
+}
+
+
+static int
+mesh_unpack_match(mesh_unpack_t *u, mesh_string_match_t *m, mesh_vec_t *res,
+    char *err, size_t errlen)
+{
+    mesh_regex_t  *re, **slot;
+
+    mesh_unpack_str(u, &m->value);
+
+    if (u->bad || m->value == NULL || m->len != strlen(m->value)) {
+        u->bad = 1;
+        return -1;
+    }
+
+    m->regex = NULL;
+
+    if (m->kind != MESH_MATCH_REGEX) {
+        return 0;
+    }
+
+    re = mesh_regex_compile(m->value, m->len, err, errlen);
+    if (re == NULL) {
+        return -1;
+    }
+
+    if (res->nelts == res->nalloc) {
+        size_t   n = res->nalloc ? 2 * res->nalloc : 8;
+        void    *e = realloc(res->elts, n * sizeof(mesh_regex_t *));
+
+        if (e == NULL) {
+            mesh_regex_free(re);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+
+        res->elts = e;
+        res->nalloc = n;
+    }
+
+    slot = (mesh_regex_t **) res->elts + res->nelts++;
+    *slot = re;
+    m->regex = re;
+
+    return 0;
+}
+
+
+mesh_policies_t *
+mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
+{
+    size_t                    i, k, h, m;
+    mesh_vec_t                res;
+    mesh_unpack_t             u;
+    mesh_policies_t          *p;
+    mesh_destination_rule_t  *dr;
+    mesh_subset_t            *sb;
+    mesh_virtual_service_t   *vs;
+    mesh_http_route_t        *rt;
+    mesh_match_t             *ma;
+
+    snprintf(err, errlen, "the packed policies are damaged");
+
+    if (buf == NULL || size < sizeof(mesh_policies_t)
+        || ((uintptr_t) buf & 7))
+    {
+        return NULL;
+    }
+
+    memset(&res, 0, sizeof(mesh_vec_t));
+    res.size = sizeof(mesh_regex_t *);
+
+    u.base = buf;
+    u.size = size;
+    u.bad = 0;
+
+    p = buf;
+
+    dr = mesh_unpack_array(&u, &p->rules, p->nrules,
+                           sizeof(mesh_destination_rule_t));
+
+    for (i = 0; dr && !u.bad && i < p->nrules; i++) {
+        mesh_unpack_str(&u, &dr[i].policy);
+        mesh_unpack_str(&u, &dr[i].name);
+        mesh_unpack_str(&u, &dr[i].host);
+        mesh_unpack_str(&u, &dr[i].traffic.hash_name);
+
+        sb = mesh_unpack_array(&u, &dr[i].subsets, dr[i].nsubsets,
+                               sizeof(mesh_subset_t));
+
+        for (k = 0; sb && !u.bad && k < dr[i].nsubsets; k++) {
+            mesh_unpack_str(&u, &sb[k].name);
+            mesh_unpack_str(&u, &sb[k].policy.hash_name);
+
+            if (mesh_unpack_array(&u, &sb[k].labels, sb[k].nlabels,
+                                  sizeof(mesh_label_t)) != NULL)
+            {
+                for (h = 0; h < sb[k].nlabels; h++) {
+                    mesh_unpack_str(&u, &sb[k].labels[h].key);
+                    mesh_unpack_str(&u, &sb[k].labels[h].value);
+                }
+            }
+        }
+    }
+
+    vs = mesh_unpack_array(&u, &p->vss, p->nvss,
+                           sizeof(mesh_virtual_service_t));
+
+    for (i = 0; vs && !u.bad && i < p->nvss; i++) {
+        mesh_unpack_str(&u, &vs[i].policy);
+        mesh_unpack_str(&u, &vs[i].name);
+
+        if (mesh_unpack_array(&u, (void *) &vs[i].hosts, vs[i].nhosts,
+                              sizeof(char *)) != NULL)
+        {
+            for (k = 0; k < vs[i].nhosts; k++) {
+                mesh_unpack_str(&u, &vs[i].hosts[k]);
+            }
+        }
+
+        rt = mesh_unpack_array(&u, &vs[i].http, vs[i].nhttp,
+                               sizeof(mesh_http_route_t));
+
+        for (k = 0; rt && !u.bad && k < vs[i].nhttp; k++) {
+            mesh_unpack_str(&u, &rt[k].name);
+
+            if (mesh_unpack_array(&u, &rt[k].routes, rt[k].nroutes,
+                                  sizeof(mesh_destination_t)) != NULL)
+            {
+                for (h = 0; h < rt[k].nroutes; h++) {
+                    mesh_unpack_str(&u, &rt[k].routes[h].subset);
+                    mesh_unpack_str(&u, &rt[k].routes[h].host);
+                }
+            }
+
+            ma = mesh_unpack_array(&u, &rt[k].matches, rt[k].nmatches,
+                                   sizeof(mesh_match_t));
+
+            for (h = 0; ma && !u.bad && h < rt[k].nmatches; h++) {
+                if (mesh_unpack_array(&u, &ma[h].uri, 1,
+                                      sizeof(mesh_string_match_t))
+                    && mesh_unpack_match(&u, ma[h].uri, &res, err, errlen)
+                       != 0)
+                {
+                    goto fail;
+                }
+
+                if (mesh_unpack_array(&u, &ma[h].headers, ma[h].nheaders,
+                                      sizeof(mesh_header_match_t))
+                    == NULL)
+                {
+                    continue;
+                }
+
+                for (m = 0; m < ma[h].nheaders; m++) {
+                    mesh_unpack_str(&u, &ma[h].headers[m].name);
+
+                    if (ma[h].headers[m].name == NULL
+                        || strlen(ma[h].headers[m].name)
+                           != ma[h].headers[m].name_len)
+                    {
+                        goto fail;
+                    }
+
+                    if (mesh_unpack_match(&u, &ma[h].headers[m].match, &res,
+                                          err, errlen)
+                        != 0)
+                    {
+                        goto fail;
+                    }
+                }
+            }
+        }
+    }
+
+    if (u.bad) {
+        goto fail;
+    }
+
+    p->arena = NULL;
+    p->regexes = res.elts;
+    p->nregexes = res.nelts;
+
+    err[0] = '\0';
+
+    return p;
+
+fail:
+
+    for (i = 0; i < res.nelts; i++) {
+        mesh_regex_free(((mesh_regex_t **) res.elts)[i]);
+    }
+
+    free(res.elts);
+
+    return NULL;
+}

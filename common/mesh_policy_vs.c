@@ -1,0 +1,767 @@
+/*
+ * mesh_policy_vs: a VirtualService read into the model (hosts, http
+ * routes: matches, weighted destinations, timeouts, retries).
+ */
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mesh_json.h"
+#include "mesh_policy.h"
+#include "mesh_policy_int.h"
+#include "mesh_regex.h"
+
+
+enum {
+    MESH_VS_POLICY = 0,
+    MESH_VS_KIND,
+    MESH_VS_NAME,
+    MESH_VS_HOSTS,
+    MESH_VS_HTTP
+};
+
+static const char *const  mesh_vs_keys[] = {
+    "policy", "kind", "name", "hosts", "http", NULL
+};
+
+
+enum {
+    MESH_HT_NAME = 0,
+    MESH_HT_MATCH,
+    MESH_HT_ROUTE,
+    MESH_HT_RETRIES,
+    MESH_HT_TIMEOUT
+};
+
+static const char *const  mesh_ht_keys[] = {
+    "name", "match", "route", "retries", "timeoutMs", NULL
+};
+
+
+enum {
+    MESH_MA_URI = 0,
+    MESH_MA_HEADERS
+};
+
+static const char *const  mesh_ma_keys[] = { "uri", "headers", NULL };
+
+static const char *const  mesh_sm_keys[] = {
+    "exact", "prefix", "regex", NULL    /* in MESH_MATCH_* order */
+};
+
+
+enum {
+    MESH_RT_DESTINATION = 0,
+    MESH_RT_WEIGHT
+};
+
+static const char *const  mesh_rt_keys[] = { "destination", "weight", NULL };
+
+enum {
+    MESH_DS_HOST = 0,
+    MESH_DS_SUBSET
+};
+
+static const char *const  mesh_ds_keys[] = { "host", "subset", NULL };
+
+enum {
+    MESH_RE_ATTEMPTS = 0,
+    MESH_RE_PER_TRY,
+    MESH_RE_RETRY_ON
+};
+
+static const char *const  mesh_re_keys[] = {
+    "attempts", "perTryTimeoutMs", "retryOn", NULL
+};
+
+/* what nginx can retry on: registryd accepts exactly these too */
+const mesh_retry_on_t  mesh_retry_on[] = {
+    { "5xx", MESH_RETRY_5XX },
+    { "gateway-error", MESH_RETRY_GATEWAY_ERROR },
+    { "connect-failure", MESH_RETRY_CONNECT_FAILURE },
+    { "reset", MESH_RETRY_RESET },
+    { NULL, 0 }
+};
+
+
+static int mesh_policy_hosts(mesh_json_t *j, mesh_virtual_service_t *vs);
+static int mesh_policy_http(mesh_json_t *j, void *elt);
+static int mesh_policy_match(mesh_json_t *j, void *elt);
+static int mesh_policy_headers(mesh_json_t *j, mesh_match_t *m);
+static int mesh_policy_string_match(mesh_json_t *j, mesh_string_match_t *m,
+    const char *what);
+static int mesh_policy_route(mesh_json_t *j, void *elt);
+static int mesh_policy_destination(mesh_json_t *j, mesh_destination_t *d);
+static int mesh_policy_retries(mesh_json_t *j, mesh_http_route_t *h);
+static int mesh_policy_retry_on(mesh_json_t *j, unsigned *bits);
+
+int
+mesh_policy_vs(mesh_json_t *j, mesh_virtual_service_t *vs)
+{
+    int                   rc, k;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key, *start;
+
+    memset(vs, 0, sizeof(mesh_virtual_service_t));
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "a VirtualService") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_vs_keys, key, klen, &seen);
+
+        switch (k) {
+
+        case MESH_VS_POLICY:
+            vs->policy = mesh_policy_name(j, "\"policy\"");
+            if (vs->policy == NULL) {
+                return -1;
+            }
+
+            break;
+
+        case MESH_VS_NAME:
+            vs->name = mesh_policy_name(j, "\"name\"");
+            if (vs->name == NULL) {
+                return -1;
+            }
+
+            break;
+
+        case MESH_VS_HOSTS:
+            if (mesh_policy_hosts(j, vs) != 0) {
+                return -1;
+            }
+
+            break;
+
+        case MESH_VS_HTTP:
+            vs->http = mesh_policy_list(j, "\"http\"",
+                                        sizeof(mesh_http_route_t),
+                                        mesh_policy_http, &vs->nhttp);
+            if (j->failed) {
+                return -1;
+            }
+
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            if (mesh_json_skip(j, 2) != 0) {
+                return -1;
+            }
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (!mesh_policy_has(seen, MESH_VS_POLICY)
+        || !mesh_policy_has(seen, MESH_VS_NAME)
+        || !mesh_policy_has(seen, MESH_VS_HOSTS)
+        || !mesh_policy_has(seen, MESH_VS_HTTP))
+    {
+        mesh_json_error(j, start, "a VirtualService without \"%s\"",
+                        !mesh_policy_has(seen, MESH_VS_POLICY) ? "policy"
+                        : !mesh_policy_has(seen, MESH_VS_NAME) ? "name"
+                        : !mesh_policy_has(seen, MESH_VS_HOSTS) ? "hosts"
+                        : "http");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* VirtualService */
+
+static int
+mesh_policy_hosts(mesh_json_t *j, mesh_virtual_service_t *vs)
+{
+    int           rc;
+    size_t        n;
+    mesh_vec_t    v;
+    const char  **host;
+
+    if (mesh_policy_open(j, '[', "\"hosts\"") != 0) {
+        return -1;
+    }
+
+    memset(&v, 0, sizeof(mesh_vec_t));
+    v.size = sizeof(const char *);
+    n = 0;
+
+    while ((rc = mesh_json_next_element(j, &n)) == 1) {
+        host = mesh_vec_push(j, &v);
+        if (host == NULL) {
+            goto fail;
+        }
+
+        *host = mesh_policy_name(j, "a host");
+        if (*host == NULL) {
+            goto fail;
+        }
+    }
+
+    if (rc != 0) {
+        goto fail;
+    }
+
+    vs->nhosts = v.nelts;
+    vs->hosts = mesh_policy_copy(j, &v);
+
+    free(v.elts);
+
+    return j->failed ? -1 : 0;
+
+fail:
+
+    free(v.elts);
+
+    return -1;
+}
+
+
+static int
+mesh_policy_http(mesh_json_t *j, void *elt)
+{
+    mesh_http_route_t  *h = elt;
+
+    int                   rc, k;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key, *start;
+
+    memset(h, 0, sizeof(mesh_http_route_t));
+
+    h->attempts = -1;
+    h->per_try_timeout = -1;
+    h->retry_on = 0;
+    h->timeout = -1;
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "an \"http\" item") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_ht_keys, key, klen, &seen);
+
+        switch (k) {
+
+        case MESH_HT_NAME:
+            h->name = mesh_json_cstr(j, "an \"http\" item's \"name\"");
+            rc = h->name ? 0 : -1;
+            break;
+
+        case MESH_HT_MATCH:
+            h->matches = mesh_policy_list(j, "\"match\"",
+                                          sizeof(mesh_match_t),
+                                          mesh_policy_match, &h->nmatches);
+            rc = j->failed ? -1 : 0;
+            break;
+
+        case MESH_HT_ROUTE:
+            h->routes = mesh_policy_list(j, "\"route\"",
+                                         sizeof(mesh_destination_t),
+                                         mesh_policy_route, &h->nroutes);
+            rc = j->failed ? -1 : 0;
+            break;
+
+        case MESH_HT_RETRIES:
+            rc = mesh_policy_retries(j, h);
+            break;
+
+        case MESH_HT_TIMEOUT:
+            rc = mesh_policy_ms(j, "timeoutMs", 1, &h->timeout);
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 4);
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (!mesh_policy_has(seen, MESH_HT_MATCH)
+        || !mesh_policy_has(seen, MESH_HT_ROUTE))
+    {
+        mesh_json_error(j, start, "an \"http\" item without \"%s\"",
+                        !mesh_policy_has(seen, MESH_HT_MATCH) ? "match"
+                                                              : "route");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+mesh_policy_match(mesh_json_t *j, void *elt)
+{
+    mesh_match_t  *m = elt;
+
+    int                   rc, k;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key, *start;
+
+    memset(m, 0, sizeof(mesh_match_t));
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "a \"match\" item") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_ma_keys, key, klen, &seen);
+
+        switch (k) {
+
+        case MESH_MA_URI:
+            m->uri = mesh_arena_alloc(j->arena, sizeof(mesh_string_match_t));
+            if (m->uri == NULL) {
+                mesh_json_error(j, j->pos, "out of memory");
+                return -1;
+            }
+
+            rc = mesh_policy_string_match(j, m->uri, "\"uri\"");
+            break;
+
+        case MESH_MA_HEADERS:
+            rc = mesh_policy_headers(j, m);
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 6);
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (m->uri == NULL && m->nheaders == 0) {
+        mesh_json_error(j, start,
+                        "a \"match\" item without \"uri\" or \"headers\"");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+mesh_policy_headers(mesh_json_t *j, mesh_match_t *m)
+{
+    int                   rc;
+    char                 *name;
+    size_t                n, i, klen;
+    mesh_vec_t            v;
+    mesh_header_match_t  *hm;
+    const unsigned char  *key;
+
+    if (mesh_policy_open(j, '{', "\"headers\"") != 0) {
+        return -1;
+    }
+
+    memset(&v, 0, sizeof(mesh_vec_t));
+    v.size = sizeof(mesh_header_match_t);
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+
+        if (klen == 0 || memchr(key, '\0', klen)) {
+            mesh_json_error(j, j->key_at, "an invalid header name");
+            goto fail;
+        }
+
+        /* copied before the value reuses j->buf; lowercase, as nginx's */
+
+        name = mesh_arena_alloc(j->arena, klen + 1);
+        if (name == NULL) {
+            mesh_json_error(j, j->key_at, "out of memory");
+            goto fail;
+        }
+
+        for (i = 0; i < klen; i++) {
+            name[i] = (key[i] >= 'A' && key[i] <= 'Z')
+                      ? (char) (key[i] - 'A' + 'a') : (char) key[i];
+        }
+
+        name[klen] = '\0';
+
+        hm = mesh_vec_push(j, &v);
+        if (hm == NULL) {
+            goto fail;
+        }
+
+        hm->name = name;
+        hm->name_len = klen;
+
+        if (mesh_policy_string_match(j, &hm->match, "a header match") != 0) {
+            goto fail;
+        }
+    }
+
+    if (rc != 0) {
+        goto fail;
+    }
+
+    m->nheaders = v.nelts;
+    m->headers = mesh_policy_copy(j, &v);
+
+    free(v.elts);
+
+    return j->failed ? -1 : 0;
+
+fail:
+
+    free(v.elts);
+
+    return -1;
+}
+
+
+static int
+mesh_policy_string_match(mesh_json_t *j, mesh_string_match_t *m,
+    const char *what)
+{
+    int                   rc, k;
+    char                 *value, rerr[MESH_ERR_LEN];
+    size_t                n, klen;
+    unsigned              seen;
+    mesh_regex_t         *re, **slot;
+    const unsigned char  *key, *start, *at;
+
+    memset(m, 0, sizeof(mesh_string_match_t));
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', what) != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_sm_keys, key, klen, &seen);
+
+        if (k == -2) {
+            return -1;
+        }
+
+        if (k == -1) {
+            if (mesh_json_skip(j, 8) != 0) {
+                return -1;
+            }
+
+            continue;
+        }
+
+        if (seen & ~(1u << k)) {
+            mesh_json_error(j, j->key_at, "%s holds more than one of "
+                            "\"exact\", \"prefix\" and \"regex\"", what);
+            return -1;
+        }
+
+        at = j->pos;
+
+        value = mesh_json_cstr(j, what);
+        if (value == NULL) {
+            return -1;
+        }
+
+        if (value[0] == '\0') {
+            mesh_json_error(j, at, "%s is an empty string", what);
+            return -1;
+        }
+
+        m->kind = k;
+        m->value = value;
+        m->len = strlen(value);
+
+        if (k == MESH_MATCH_REGEX) {
+            /* as registryd checked it: one definition, mesh_regex */
+            re = mesh_regex_compile(value, m->len, rerr, sizeof(rerr));
+            if (re == NULL) {
+                mesh_json_error(j, at, "%s: %s", what, rerr);
+                return -1;
+            }
+
+            slot = mesh_vec_push(j, j->data);
+            if (slot == NULL) {
+                mesh_regex_free(re);
+                return -1;
+            }
+
+            *slot = re;
+            m->regex = re;
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (seen == 0) {
+        mesh_json_error(j, start, "%s without \"exact\", \"prefix\" or "
+                        "\"regex\"", what);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+mesh_policy_route(mesh_json_t *j, void *elt)
+{
+    mesh_destination_t  *d = elt;
+
+    int                   rc, k;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key, *start;
+
+    memset(d, 0, sizeof(mesh_destination_t));
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "a \"route\" item") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_rt_keys, key, klen, &seen);
+
+        switch (k) {
+
+        case MESH_RT_DESTINATION:
+            rc = mesh_policy_destination(j, d);
+            break;
+
+        case MESH_RT_WEIGHT:
+            rc = mesh_policy_int(j, "weight", 0, 100, &d->weight);
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 6);
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (!mesh_policy_has(seen, MESH_RT_DESTINATION)
+        || !mesh_policy_has(seen, MESH_RT_WEIGHT))
+    {
+        mesh_json_error(j, start, "a \"route\" item without \"%s\"",
+                        !mesh_policy_has(seen, MESH_RT_DESTINATION)
+                        ? "destination" : "weight");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+mesh_policy_destination(mesh_json_t *j, mesh_destination_t *d)
+{
+    int                   rc, k;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key, *start;
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "\"destination\"") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_ds_keys, key, klen, &seen);
+
+        switch (k) {
+
+        case MESH_DS_HOST:
+            d->host = mesh_policy_name(j, "\"destination.host\"");
+            rc = d->host ? 0 : -1;
+            break;
+
+        case MESH_DS_SUBSET:
+            d->subset = mesh_policy_name(j, "\"destination.subset\"");
+            rc = d->subset ? 0 : -1;
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 7);
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (!mesh_policy_has(seen, MESH_DS_HOST)) {
+        mesh_json_error(j, start, "\"destination\" without \"host\"");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+mesh_policy_retries(mesh_json_t *j, mesh_http_route_t *h)
+{
+    int                   rc, k;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key;
+
+    if (mesh_policy_open(j, '{', "\"retries\"") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_re_keys, key, klen, &seen);
+
+        switch (k) {
+
+        case MESH_RE_ATTEMPTS:
+            rc = mesh_policy_int(j, "attempts", 0, 100, &h->attempts);
+            break;
+
+        case MESH_RE_PER_TRY:
+            rc = mesh_policy_ms(j, "perTryTimeoutMs", 1, &h->per_try_timeout);
+            break;
+
+        case MESH_RE_RETRY_ON:
+            rc = mesh_policy_retry_on(j, &h->retry_on);
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 6);
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    return rc == 0 ? 0 : -1;
+}
+
+
+static int
+mesh_policy_retry_on(mesh_json_t *j, unsigned *bits)
+{
+    int                     rc;
+    size_t                  n, len;
+    const unsigned char    *s, *at;
+    const mesh_retry_on_t  *ro;
+
+    if (mesh_policy_open(j, '[', "\"retryOn\"") != 0) {
+        return -1;
+    }
+
+    *bits = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_element(j, &n)) == 1) {
+        at = j->pos;
+
+        if (*at != '"') {
+            mesh_json_error(j, at, "a \"retryOn\" item must be a string");
+            return -1;
+        }
+
+        if (mesh_json_string(j, &s, &len) != 0) {
+            return -1;
+        }
+
+        for (ro = mesh_retry_on; ro->name; ro++) {
+            if (strlen(ro->name) == len && memcmp(ro->name, s, len) == 0) {
+                break;
+            }
+        }
+
+        if (ro->name == NULL) {
+            mesh_json_error(j, at, "unknown \"retryOn\" \"%.*s\"",
+                            (int) (len > 64 ? 64 : len), (const char *) s);
+            return -1;
+        }
+
+        *bits |= ro->bit;
+    }
+
+    return rc == 0 ? 0 : -1;
+}
