@@ -1,0 +1,52 @@
+/*
+ * rd_registry_int: what the parts of the registry share (rd_registry.c:
+ * the table, the sorted view, policies, TTLs; rd_instance.c: an
+ * instance's codec; rd_registry_writer.c: ops, the writer thread and its
+ * commits); not for other users.
+ */
+
+#ifndef RD_REGISTRY_INT_H
+#define RD_REGISTRY_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rd_registry.h"
+
+#define RD_BATCH_MAX   8192
+#define RD_KEY_MAX     (2 * RD_NAME_MAX + 16)
+
+typedef struct {
+    const char     *service;
+    const char     *id;
+    rd_instance_t  *inst;        /* NULL: deleted in this batch */
+    int             used;
+} rd_overlay_slot_t;
+
+typedef struct {
+    rd_overlay_slot_t  *slots;
+    size_t              mask;
+} rd_overlay_t;
+
+typedef struct {
+    rd_policy_t   **v;
+    size_t          n;
+    size_t          cap;
+    int             init;
+} rd_policy_views_t;
+
+uint64_t rd_registry_hash(const char *service, const char *id);
+void rd_registry_key(char *key, const char *service, const char *id);
+size_t rd_policy_pos(rd_policy_t *const *v, size_t n, const char *name,
+    int *found);
+rd_policy_t *rd_policy_array_set(rd_policy_t ***v, size_t *n, size_t *cap,
+    const char *name, rd_policy_t *p);
+void rd_registry_set_policy(rd_registry_t *reg, const char *name,
+    rd_policy_t *p);
+void rd_registry_set(rd_registry_t *reg, const char *service, const char *id,
+    rd_instance_t *in);
+void rd_registry_refresh_sorted(rd_registry_t *reg);
+void *rd_registry_writer(void *arg);
+void rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch);
+
+#endif

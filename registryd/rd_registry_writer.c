@@ -1,0 +1,558 @@
+/*
+ * rd_registry_writer: ops (a write to be made), the writer thread that
+ * takes them in batches, commits each batch to the store in one
+ * transaction and only then applies it and answers; the events of what it
+ * committed.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rd_check.h"
+#include "rd_metrics.h"
+#include "rd_registry_int.h"
+
+
+/* ops */
+
+rd_op_t *
+rd_op_create(int type, const char *service, const char *id)
+{
+    rd_op_t  *op;
+
+    op = calloc(1, sizeof(rd_op_t));
+    if (op == NULL) {
+        return NULL;
+    }
+
+    op->type = type;
+    snprintf(op->service, sizeof(op->service), "%s", service);
+    snprintf(op->id, sizeof(op->id), "%s", id);
+
+    return op;
+}
+
+
+void
+rd_op_free(rd_op_t *op)
+{
+    if (op == NULL) {
+        return;
+    }
+
+    rd_instance_free(op->inst);
+    rd_policy_free(op->policy);
+    rd_buf_free(&op->body);
+    free(op);
+}
+
+
+void
+rd_registry_submit(rd_registry_t *reg, rd_op_t *op)
+{
+    op->next = NULL;
+
+    pthread_mutex_lock(&reg->qlock);
+
+    if (reg->qtail) {
+        reg->qtail->next = op;
+    } else {
+        reg->qhead = op;
+    }
+
+    reg->qtail = op;
+    reg->qlen++;
+
+    pthread_cond_signal(&reg->qcond);
+    pthread_mutex_unlock(&reg->qlock);
+}
+
+
+void *
+rd_registry_writer(void *arg)
+{
+    size_t          n;
+    rd_op_t        *batch, *last;
+    rd_registry_t  *reg = arg;
+
+    for ( ;; ) {
+        pthread_mutex_lock(&reg->qlock);
+
+        while (reg->qhead == NULL && !reg->stopping) {
+            pthread_cond_wait(&reg->qcond, &reg->qlock);
+        }
+
+        if (reg->qhead == NULL) {
+            pthread_mutex_unlock(&reg->qlock);
+            break;
+        }
+
+        /* take up to RD_BATCH_MAX ops */
+        batch = reg->qhead;
+        last = batch;
+        for (n = 1; n < RD_BATCH_MAX && last->next; n++) {
+            last = last->next;
+        }
+
+        reg->qhead = last->next;
+        if (reg->qhead == NULL) {
+            reg->qtail = NULL;
+        }
+        reg->qlen -= n;
+        last->next = NULL;
+
+        pthread_mutex_unlock(&reg->qlock);
+
+        rd_registry_commit_batch(reg, batch);
+    }
+
+    return NULL;
+}
+
+
+/* the batch's view of keys it already touched */
+
+static rd_overlay_slot_t *
+rd_overlay_slot(rd_overlay_t *ov, const char *service, const char *id)
+{
+    size_t              i;
+    rd_overlay_slot_t  *s;
+
+    i = rd_registry_hash(service, id) & ov->mask;
+
+    for ( ;; ) {
+        s = &ov->slots[i];
+
+        if (!s->used
+            || (strcmp(s->id, id) == 0 && strcmp(s->service, service) == 0))
+        {
+            return s;
+        }
+
+        i = (i + 1) & ov->mask;
+    }
+}
+
+
+/*
+ * A policy op against the policies as the batch has changed them (pv: a
+ * copy of the table's pointers, made on the first policy op; the
+ * policies of earlier ops stay owned by their ops). 0: a change to
+ * commit; -1: decided without one (400, 404).
+ */
+static int
+rd_registry_decide_policy(rd_registry_t *reg, rd_policy_views_t *pv,
+    rd_op_t *op, uint64_t index)
+{
+    int            found;
+    size_t         i;
+    rd_policy_t   *cur;
+
+    if (!pv->init) {
+        pv->init = 1;
+        pv->n = reg->npolicies;
+        pv->cap = reg->npolicies + 16;
+        pv->v = malloc(pv->cap * sizeof(rd_policy_t *));
+        if (pv->v == NULL) {
+            fprintf(stderr, "registryd: out of memory\n");
+            abort();
+        }
+        if (reg->npolicies) {
+            memcpy(pv->v, reg->policies,
+                   reg->npolicies * sizeof(rd_policy_t *));
+        }
+    }
+
+    op->err[0] = '\0';
+    i = rd_policy_pos(pv->v, pv->n, op->id, &found);
+    cur = found ? pv->v[i] : NULL;
+
+    if (op->type == RD_OP_POLICY_DEL) {
+        if (cur == NULL) {
+            op->status = 404;
+            return -1;
+        }
+
+        op->status = 200;
+        rd_policy_array_set(&pv->v, &pv->n, &pv->cap, op->id, NULL);
+        return 0;
+    }
+
+    if (rd_policy_check(op->policy, pv->v, pv->n, &op->perr) != 0) {
+        op->status = 400;
+        snprintf(op->err, sizeof(op->err), "%s", op->perr.msg);
+        return -1;
+    }
+
+    op->status = cur ? 200 : 201;
+    op->ndocs = json_array_size(op->policy->docs);
+    op->policy->create_index = cur ? cur->create_index : index;
+    op->policy->modify_index = index;
+    rd_policy_array_set(&pv->v, &pv->n, &pv->cap, op->id, op->policy);
+
+    return 0;
+}
+
+
+/* the event of a committed op, before it is applied; write lock held */
+static void
+rd_registry_event(rd_registry_t *reg, const rd_op_t *op, int64_t time)
+{
+    rd_event_t      e;
+    rd_instance_t  *cur;
+
+    if (reg->events == NULL) {
+        return;
+    }
+
+    e.index = op->index;
+    e.time = time;
+    e.reason = NULL;
+    snprintf(e.service, sizeof(e.service), "%s", op->service);
+    snprintf(e.id, sizeof(e.id), "%s", op->id);
+
+    switch (op->type) {
+
+    case RD_OP_PUT:
+        e.type = (op->status == 201) ? RD_EV_REGISTERED : RD_EV_UPDATED;
+        break;
+
+    case RD_OP_DEL:
+        e.type = RD_EV_DEREGISTERED;
+        e.reason = op->reason ? op->reason
+                              : op->internal ? "deregister_after" : "api";
+        break;
+
+    case RD_OP_HEALTH:
+        /* the TTL or the check changed its mind, the health did not */
+        cur = rd_registry_find(reg, op->service, op->id);
+        if (cur && cur->health == op->health) {
+            return;
+        }
+
+        e.type = (op->health == RD_HEALTH_PASSING) ? RD_EV_PASSING
+                                                   : RD_EV_CRITICAL;
+        e.reason = op->reason ? op->reason
+                              : op->internal ? "ttl" : "heartbeat";
+        break;
+
+    case RD_OP_POLICY_PUT:
+        e.type = RD_EV_POLICY_APPLIED;
+        e.service[0] = '\0';
+        break;
+
+    default: /* RD_OP_POLICY_DEL */
+        e.type = RD_EV_POLICY_DELETED;
+        e.service[0] = '\0';
+        break;
+    }
+
+    rd_events_append(reg->events, &e);
+}
+
+
+void
+rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
+{
+    int                 ok;
+    char                err[RD_ERR_LEN];
+    char               *keys;
+    size_t              n, nops, i, size;
+    int64_t             now, t0, wall;
+    uint64_t            index;
+    rd_op_t            *op, *next;
+    rd_buf_t           *vals;
+    rd_overlay_t        ov;
+    rd_store_op_t      *sops;
+    rd_instance_t      *cur, *in;
+    rd_overlay_slot_t  *slot;
+    rd_policy_views_t   pv = { NULL, 0, 0, 0 };
+
+    n = 0;
+    for (op = batch; op; op = op->next) {
+        n++;
+    }
+
+    for (size = 4; size < 2 * n; size *= 2) { /* void */ }
+
+    ov.slots = calloc(size, sizeof(rd_overlay_slot_t));
+    ov.mask = size - 1;
+    sops = calloc(n, sizeof(rd_store_op_t));
+    vals = calloc(n, sizeof(rd_buf_t));
+    keys = malloc(n * RD_KEY_MAX);
+
+    if (ov.slots == NULL || sops == NULL || vals == NULL || keys == NULL) {
+        fprintf(stderr, "registryd: out of memory\n");
+        abort();
+    }
+
+    index = reg->index;
+    nops = 0;
+    now = rd_now_ms();
+
+    /* decide each op against the table as the batch has changed it */
+
+    for (op = batch; op; op = op->next) {
+
+        if (op->type == RD_OP_POLICY_PUT || op->type == RD_OP_POLICY_DEL) {
+            if (rd_registry_decide_policy(reg, &pv, op, index + 1) != 0) {
+                continue;
+            }
+
+            index++;
+            op->index = index;
+
+            if (op->policy) {
+                rd_buf_init(&vals[nops], op->policy->yaml_len * 2 + 256);
+                rd_policy_to_stored(&vals[nops], op->policy);
+                sops[nops].value = vals[nops].data;
+                sops[nops].value_len = vals[nops].len;
+            }
+
+            snprintf(keys + nops * RD_KEY_MAX, RD_KEY_MAX, "policies/%s",
+                     op->id);
+            sops[nops].key = keys + nops * RD_KEY_MAX;
+            sops[nops].del = (op->policy == NULL);
+            nops++;
+            continue;
+        }
+
+        slot = rd_overlay_slot(&ov, op->service, op->id);
+        cur = slot->used ? slot->inst
+                         : rd_registry_find(reg, op->service, op->id);
+        in = NULL;
+
+        op->status = 200;
+        op->err[0] = '\0';
+
+        switch (op->type) {
+
+        case RD_OP_PUT:
+            in = op->inst;
+            op->inst = NULL;
+            snprintf(in->service, sizeof(in->service), "%s", op->service);
+            snprintf(in->id, sizeof(in->id), "%s", op->id);
+            in->health = RD_HEALTH_PASSING;
+            in->create_index = cur ? cur->create_index : index + 1;
+            in->last_seen = now;
+            in->put_index = index + 1;
+            op->status = cur ? 200 : 201;
+            break;
+
+        case RD_OP_DEL:
+            if (cur == NULL) {
+                op->status = 404;
+                continue;
+            }
+
+            if (op->internal && cur->health != RD_HEALTH_CRITICAL) {
+                __atomic_store_n(&cur->pending, 0, __ATOMIC_RELAXED);
+                continue;       /* it came back before removal */
+            }
+            break;
+
+        default: /* RD_OP_HEALTH */
+            if (cur == NULL) {
+                op->status = 404;
+                continue;
+            }
+
+            if (op->check) {
+                /* the prober's verdict about this very registration */
+                if (cur->put_index != op->put_index
+                    || cur->check_critical
+                       == (op->health == RD_HEALTH_CRITICAL))
+                {
+                    op->health = cur->health;
+                    continue;
+                }
+
+            } else if (cur->ttl_critical == (op->health == RD_HEALTH_CRITICAL)
+                       || (op->health == RD_HEALTH_CRITICAL
+                           && __atomic_load_n(&cur->last_seen,
+                                              __ATOMIC_RELAXED)
+                              != op->seen))
+            {
+                /* nothing to do, or a heartbeat came in */
+                __atomic_store_n(&cur->pending, 0, __ATOMIC_RELAXED);
+                op->health = cur->health;
+                continue;
+            }
+
+            in = rd_instance_dup(cur);
+            if (in == NULL) {
+                fprintf(stderr, "registryd: out of memory\n");
+                abort();
+            }
+
+            if (op->check) {
+                in->check_critical = (op->health == RD_HEALTH_CRITICAL);
+
+            } else {
+                in->ttl_critical = (op->health == RD_HEALTH_CRITICAL);
+                in->pending = 0;
+                in->last_seen = now;
+            }
+
+            /* critical if either the TTL or the check says so */
+            in->health = (in->ttl_critical || in->check_critical)
+                         ? RD_HEALTH_CRITICAL : RD_HEALTH_PASSING;
+            op->health = in->health;
+
+            if (in->health == RD_HEALTH_CRITICAL
+                && cur->health != RD_HEALTH_CRITICAL)
+            {
+                in->critical_since = now;
+            }
+            break;
+        }
+
+        index++;
+        op->index = index;
+
+        if (in) {
+            in->modify_index = index;
+            rd_buf_init(&vals[nops], 256);
+            rd_instance_to_json(&vals[nops], in, RD_JSON_STORED);
+            sops[nops].value = vals[nops].data;
+            sops[nops].value_len = vals[nops].len;
+        }
+
+        rd_registry_key(keys + nops * RD_KEY_MAX, op->service, op->id);
+        sops[nops].key = keys + nops * RD_KEY_MAX;
+        sops[nops].del = (in == NULL);
+        nops++;
+
+        /* an earlier op's instance in this batch is replaced: keep it on
+         * the op for the apply pass, which frees replaced instances */
+        slot->used = 1;
+        slot->service = op->service;
+        slot->id = op->id;
+        slot->inst = in;
+        op->inst = in;
+    }
+
+    ok = 1;
+
+    if (nops) {
+        t0 = rd_now_ms();
+        ok = (rd_store_commit(reg->store, sops, nops, index, err) == 0);
+        rd_metrics_commit(rd_now_ms() - t0, nops, ok);
+
+        if (!ok) {
+            rd_error("%s", err);
+        }
+
+        reg->store_ok = ok;
+    }
+
+    if (ok && nops) {
+        wall = rd_wall_ms();
+
+        pthread_rwlock_wrlock(&reg->lock);
+
+        for (op = batch; op; op = op->next) {
+            if (op->index == 0) {
+                continue;
+            }
+
+            rd_registry_event(reg, op, wall);
+
+            if (op->type == RD_OP_POLICY_PUT) {
+                rd_registry_set_policy(reg, op->id, op->policy);
+                op->policy = NULL;
+
+            } else if (op->type == RD_OP_POLICY_DEL) {
+                rd_registry_set_policy(reg, op->id, NULL);
+
+            } else if (op->type == RD_OP_PUT || op->type == RD_OP_HEALTH) {
+                in = op->inst;
+                op->inst = NULL;
+                if (op->type == RD_OP_PUT) {
+                    op->inst = rd_instance_dup(in);   /* for the answer */
+                }
+                rd_registry_set(reg, op->service, op->id, in);
+
+            } else {
+                rd_registry_set(reg, op->service, op->id, NULL);
+            }
+        }
+
+        __atomic_store_n(&reg->index, index, __ATOMIC_RELEASE);
+
+        /* without readers of the sorted view, removed instances pile up */
+        if (reg->ndead > 4096) {
+            pthread_mutex_lock(&reg->sort_lock);
+            rd_registry_refresh_sorted(reg);
+            pthread_mutex_unlock(&reg->sort_lock);
+        }
+
+        pthread_rwlock_unlock(&reg->lock);
+
+    } else if (!ok) {
+        for (op = batch; op; op = op->next) {
+            if (op->internal) {
+                /* let the next TTL scan try again */
+                cur = rd_registry_find(reg, op->service, op->id);
+                if (cur) {
+                    __atomic_store_n(&cur->pending, 0, __ATOMIC_RELAXED);
+                }
+            }
+
+            if (op->index) {
+                op->status = 500;
+                op->index = 0;
+                snprintf(op->err, sizeof(op->err), "%s", err);
+            }
+        }
+    }
+
+    for (i = 0; i < nops; i++) {
+        rd_buf_free(&vals[i]);
+    }
+
+    free(ov.slots);
+    free(sops);
+    free(vals);
+    free(keys);
+    free(pv.v);
+
+    if (ok && nops && reg->on_change) {
+        reg->on_change(reg->on_change_data, index);
+    }
+
+    for (op = batch; op; op = next) {
+        next = op->next;
+
+        if (op->index == 0 && op->status != 500) {
+            op->index = ok ? index : reg->index;
+        }
+
+        if (op->type == RD_OP_POLICY_PUT && op->status < 300) {
+            rd_buf_init(&op->body, 256);
+            rd_buf_adds(&op->body, "{\"name\":");
+            rd_buf_add_json_str(&op->body, op->id);
+            rd_buf_printf(&op->body, ",\"documents\":%zu,\"index\":",
+                          op->ndocs);
+            rd_buf_add_u64(&op->body, op->index);
+            rd_buf_addc(&op->body, '}');
+        }
+
+        if (op->type == RD_OP_PUT && op->status < 300 && op->inst) {
+            rd_buf_init(&op->body, 512);
+            rd_instance_to_json(&op->body, op->inst, RD_JSON_FULL);
+            op->body.len--;     /* reopen the object for the index */
+            rd_buf_adds(&op->body, ",\"index\":");
+            rd_buf_add_u64(&op->body, op->index);
+            rd_buf_addc(&op->body, '}');
+        }
+
+        if (op->done) {
+            op->done(op);
+
+        } else {
+            rd_op_free(op);
+        }
+    }
+}
