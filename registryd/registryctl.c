@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -355,111 +356,6 @@ invalid:
 }
 
 
-/*
- * Option matching: "--name VALUE" and "--name=VALUE".  Returns 1 and sets
- * *val (advancing *i) when argv[*i] is the option, 0 when it is not, and
- * CTL_EUSAGE when the value is missing.
- */
-static int
-ctl_opt(int argc, char **argv, int *i, const char *name, const char **val,
-    char *err)
-{
-    const char  *a = argv[*i];
-    size_t       n = strlen(name);
-
-    if (strncmp(a, name, n) != 0) {
-        return 0;
-    }
-
-    if (a[n] == '=') {
-        *val = a + n + 1;
-        return 1;
-    }
-
-    if (a[n] != '\0') {
-        return 0;
-    }
-
-    if (*i + 1 >= argc) {
-        return ctl_error(err, CTL_EUSAGE, "option %s needs a value", name);
-    }
-
-    *i += 1;
-    *val = argv[*i];
-
-    return 1;
-}
-
-
-/*
- * Global options, accepted before and after the command.  Returns 1 when
- * argv[*i] was one, 0 when not, CTL_EUSAGE on a bad value.
- */
-static int
-ctl_global_opt(ctl_t *c, int argc, char **argv, int *i, char *err)
-{
-    int          rc;
-    const char  *v;
-    long long    ms;
-    size_t       len;
-
-    rc = ctl_opt(argc, argv, i, "--registry", &v, err);
-    if (rc == 1) {
-        if (v[0] == '\0') {
-            return ctl_error(err, CTL_EUSAGE, "--registry needs a URL");
-        }
-
-        if (strstr(v, "://") == NULL) {
-            rc = snprintf(c->url, sizeof(c->url), "http://%s", v);
-
-        } else {
-            rc = snprintf(c->url, sizeof(c->url), "%s", v);
-        }
-
-        if (rc < 0 || (size_t) rc >= sizeof(c->url)) {
-            return ctl_error(err, CTL_EUSAGE, "--registry: URL too long");
-        }
-
-        len = strlen(c->url);
-        while (len > 0 && c->url[len - 1] == '/') {
-            c->url[--len] = '\0';
-        }
-
-        return 1;
-    }
-
-    if (rc != 0) {
-        return rc;
-    }
-
-    rc = ctl_opt(argc, argv, i, "--token-file", &v, err);
-    if (rc == 1) {
-        c->token_file = v;
-        return 1;
-    }
-
-    if (rc != 0) {
-        return rc;
-    }
-
-    rc = ctl_opt(argc, argv, i, "--timeout", &v, err);
-    if (rc == 1) {
-        if (ctl_parse_duration(v, 1, &ms) != 0 || ms < 1
-            || ms > 3600 * 1000)
-        {
-            return ctl_error(err, CTL_EUSAGE,
-                             "invalid --timeout \"%.32s\": must be a duration "
-                             "1ms..1h (e.g. 10s, 500ms)", v);
-        }
-
-        c->timeout_ms = (long) ms;
-        return 1;
-    }
-
-    return rc;
-}
-
-
 static int
 ctl_unknown_opt(const char *cmd, const char *a, char *err)
 {
@@ -505,50 +401,281 @@ ctl_check_args(const char *cmd, int npos, int min, int max, char *err)
  * Generic command-line walk for commands with only positional arguments
  * and boolean flags from flags[] (NULL-terminated).
  */
+/*
+ * Options, read with getopt_long: the global ones (--registry,
+ * --token-file, --timeout) anywhere, before the command or among its
+ * own, "--name VALUE" or "--name=VALUE", options and arguments in any
+ * order.
+ */
+
+enum {
+    CTL_O_REGISTRY = 256,
+    CTL_O_TOKEN_FILE,
+    CTL_O_TIMEOUT,
+    CTL_O_HELP,
+    CTL_O_VERSION,
+    CTL_O_WEIGHT,
+    CTL_O_TTL,
+    CTL_O_ZONE,
+    CTL_O_DEREGISTER_AFTER,
+    CTL_O_LABEL,
+    CTL_O_FILE,
+    CTL_O_NAME,
+    CTL_O_FLAG = 1000           /* + the flag's place in its list */
+};
+
+#define CTL_OPTS_MAX  16
+
+static const struct option  ctl_global_options[] = {
+    { "registry", required_argument, NULL, CTL_O_REGISTRY },
+    { "token-file", required_argument, NULL, CTL_O_TOKEN_FILE },
+    { "timeout", required_argument, NULL, CTL_O_TIMEOUT },
+    { NULL, 0, NULL, 0 }
+};
+
+
+/* a global option's value; 1 when opt is one, 0 when not, < 0 on error */
 static int
-ctl_simple_args(ctl_t *c, const char *cmd, int argc, char **argv,
-    const char **pos, int maxpos, int *npos, const char **flags, int *set,
-    char *err)
+ctl_global_set(ctl_t *c, int opt, const char *v, char *err)
 {
-    int   i, k, rc;
+    int        rc;
+    size_t     len;
+    long long  ms;
 
-    *npos = 0;
+    switch (opt) {
 
-    for (i = 0; i < argc; i++) {
-        if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            rc = ctl_global_opt(c, argc, argv, &i, err);
-            if (rc == 1) {
-                continue;
-            }
-
-            if (rc != 0) {
-                return rc;
-            }
-
-            for (k = 0; flags && flags[k]; k++) {
-                if (strcmp(argv[i], flags[k]) == 0) {
-                    set[k] = 1;
-                    break;
-                }
-            }
-
-            if (flags && flags[k]) {
-                continue;
-            }
-
-            return ctl_unknown_opt(cmd, argv[i], err);
+    case CTL_O_REGISTRY:
+        if (v[0] == '\0') {
+            return ctl_error(err, CTL_EUSAGE, "--registry needs a URL");
         }
 
-        if (*npos >= maxpos) {
-            return ctl_check_args(cmd, maxpos + 1, 0, maxpos, err);
+        if (strstr(v, "://") == NULL) {
+            rc = snprintf(c->url, sizeof(c->url), "http://%s", v);
+
+        } else {
+            rc = snprintf(c->url, sizeof(c->url), "%s", v);
         }
 
-        pos[(*npos)++] = argv[i];
+        if (rc < 0 || (size_t) rc >= sizeof(c->url)) {
+            return ctl_error(err, CTL_EUSAGE, "--registry: URL too long");
+        }
+
+        len = strlen(c->url);
+        while (len > 0 && c->url[len - 1] == '/') {
+            c->url[--len] = '\0';
+        }
+
+        return 1;
+
+    case CTL_O_TOKEN_FILE:
+        c->token_file = v;
+        return 1;
+
+    case CTL_O_TIMEOUT:
+        if (ctl_parse_duration(v, 1, &ms) != 0 || ms < 1
+            || ms > 3600 * 1000)
+        {
+            return ctl_error(err, CTL_EUSAGE,
+                             "invalid --timeout \"%.32s\": must be a duration "
+                             "1ms..1h (e.g. 10s, 500ms)", v);
+        }
+
+        c->timeout_ms = (long) ms;
+        return 1;
     }
 
     return 0;
 }
 
+
+/* own + the global options, for getopt_long */
+static void
+ctl_options(struct option *opts, const struct option *own)
+{
+    size_t  n, k;
+
+    n = 0;
+
+    for (k = 0; own && own[k].name; k++) {
+        opts[n++] = own[k];
+    }
+
+    for (k = 0; ctl_global_options[k].name; k++) {
+        opts[n++] = ctl_global_options[k];
+    }
+
+    memset(&opts[n], 0, sizeof(struct option));
+}
+
+
+/* what getopt_long refused: the token it was reading */
+static int
+ctl_refused(const char *cmd, int opt, char **av, char *err)
+{
+    const char  *a;
+    char         shortopt[3];
+
+    a = av[optind - 1];
+
+    if (optopt && optopt < 256 && (a == NULL || a[1] != '-')) {
+        shortopt[0] = '-';
+        shortopt[1] = (char) optopt;
+        shortopt[2] = '\0';
+        a = shortopt;
+    }
+
+    if (opt == ':') {
+        return ctl_error(err, CTL_EUSAGE, "option %.64s needs a value", a);
+    }
+
+    if (cmd == NULL) {
+        return ctl_error(err, CTL_EUSAGE, "unknown option \"%.64s\" "
+                         "(try 'registryctl help')", a);
+    }
+
+    return ctl_unknown_opt(cmd, a, err);
+}
+
+
+/*
+ * getopt_long takes "--wei" for "--weight"; registryctl wants options
+ * written whole: the token of the long option just read when it is not
+ * (that option being opts[k]), else NULL.
+ */
+static const char *
+ctl_abbreviated(char **av, const struct option *o)
+{
+    size_t       n;
+    const char  *a;
+
+    a = av[optind - 1];
+
+    if (o->has_arg == required_argument && optarg == a && optind >= 2) {
+        a = av[optind - 2];             /* "--name VALUE" */
+    }
+
+    n = strlen(o->name);
+
+    if (strncmp(a, "--", 2) == 0 && strncmp(a + 2, o->name, n) == 0
+        && (a[2 + n] == '\0' || a[2 + n] == '='))
+    {
+        return NULL;
+    }
+
+    return a;
+}
+
+
+/*
+ * The arguments of a command (argv[0..argc), argv[-1] being its name):
+ * the global options are taken here, the command's own (own, shortopts)
+ * handed to take, and the positional arguments, at most maxpos, put in
+ * pos.
+ */
+static int
+ctl_args(ctl_t *c, const char *cmd, int argc, char **argv,
+    const struct option *own, const char *shortopts,
+    int (*take)(void *ctx, int opt, const char *val, char *err), void *ctx,
+    const char **pos, int maxpos, int *npos, char *err)
+{
+    int             opt, rc, k;
+    char          **av;
+    const char     *a;
+    struct option   opts[CTL_OPTS_MAX];
+
+    ctl_options(opts, own);
+
+    av = argv - 1;
+    optind = 0;                 /* GNU: start over */
+    opterr = 0;
+    k = -1;
+
+    while ((opt = getopt_long(argc + 1, av, shortopts, opts, &k)) != -1) {
+
+        if (opt == '?' || opt == ':') {
+            return ctl_refused(cmd, opt, av, err);
+        }
+
+        if (k >= 0 && (a = ctl_abbreviated(av, &opts[k])) != NULL) {
+            return ctl_unknown_opt(cmd, a, err);
+        }
+
+        k = -1;
+
+        rc = ctl_global_set(c, opt, optarg, err);
+        if (rc == 0 && take) {
+            rc = take(ctx, opt, optarg, err);
+        }
+
+        if (rc < 0) {
+            return rc;
+        }
+    }
+
+    *npos = 0;
+
+    for ( /* void */ ; optind < argc + 1; optind++) {
+        if (*npos >= maxpos) {
+            return ctl_check_args(cmd, maxpos + 1, 0, maxpos, err);
+        }
+
+        pos[(*npos)++] = av[optind];
+    }
+
+    return 0;
+}
+
+
+
+/* a command whose own options are flags ("--json"): set[k] = 1 for the
+ * flags[k] given */
+typedef struct {
+    const char  **flags;
+    int          *set;
+} ctl_flags_t;
+
+
+static int
+ctl_take_flag(void *ctx, int opt, const char *val, char *err)
+{
+    ctl_flags_t  *f = ctx;
+
+    (void) val;
+    (void) err;
+
+    if (opt >= CTL_O_FLAG) {
+        f->set[opt - CTL_O_FLAG] = 1;
+        return 1;
+    }
+
+    return 0;
+}
+
+
+static int
+ctl_simple_args(ctl_t *c, const char *cmd, int argc, char **argv,
+    const char **pos, int maxpos, int *npos, const char **flags, int *set,
+    char *err)
+{
+    int             k;
+    ctl_flags_t     f;
+    struct option   own[CTL_OPTS_MAX];
+
+    for (k = 0; flags && flags[k]; k++) {
+        own[k].name = flags[k] + 2;         /* "--json" */
+        own[k].has_arg = no_argument;
+        own[k].flag = NULL;
+        own[k].val = CTL_O_FLAG + k;
+    }
+
+    memset(&own[k], 0, sizeof(struct option));
+
+    f.flags = flags;
+    f.set = set;
+
+    return ctl_args(c, cmd, argc, argv, own, ":", ctl_take_flag, &f, pos,
+                    maxpos, npos, err);
+}
 
 /* HTTP */
 
@@ -961,16 +1088,92 @@ ctl_print_index(json_t *j)
 
 /* commands */
 
+/* register's own options */
+typedef struct {
+    json_t       *labels;
+    const char   *ttl;
+    const char   *zone;
+    const char   *dereg;
+    const char   *weight;
+} ctl_register_t;
+
+
+static const struct option  ctl_register_options[] = {
+    { "weight", required_argument, NULL, CTL_O_WEIGHT },
+    { "ttl", required_argument, NULL, CTL_O_TTL },
+    { "zone", required_argument, NULL, CTL_O_ZONE },
+    { "deregister-after", required_argument, NULL, CTL_O_DEREGISTER_AFTER },
+    { "label", required_argument, NULL, CTL_O_LABEL },
+    { NULL, 0, NULL, 0 }
+};
+
+
+static int
+ctl_register_take(void *ctx, int opt, const char *v, char *err)
+{
+    ctl_register_t  *reg = ctx;
+
+    char         key[CTL_NAME_MAX + 1];
+    const char  *eq;
+
+    switch (opt) {
+
+    case CTL_O_WEIGHT:
+        reg->weight = v;
+        return 1;
+
+    case CTL_O_TTL:
+        reg->ttl = v;
+        return 1;
+
+    case CTL_O_ZONE:
+        reg->zone = v;
+        return 1;
+
+    case CTL_O_DEREGISTER_AFTER:
+        reg->dereg = v;
+        return 1;
+
+    case CTL_O_LABEL:
+        eq = strchr(v, '=');
+        if (eq == NULL || eq == v || eq - v >= CTL_NAME_MAX) {
+            return ctl_error(err, CTL_EUSAGE,
+                             "invalid --label \"%.64s\": expected k=v", v);
+        }
+
+        snprintf(key, sizeof(key), "%.*s", (int) (eq - v), v);
+
+        if (!mesh_name_valid(key, strlen(key))) {
+            return ctl_error(err, CTL_EUSAGE,
+                             "invalid label key \"%.64s\": must match "
+                             MESH_NAME_RULE, key);
+        }
+
+        if (json_object_set_new(reg->labels, key, json_string(eq + 1)) != 0)
+        {
+            return ctl_error(err, CTL_EUSAGE,
+                             "invalid --label \"%.64s\": value is not UTF-8",
+                             v);
+        }
+
+        return 1;
+    }
+
+    return 0;
+}
+
+
 static int
 ctl_cmd_register(ctl_t *c, int argc, char **argv, char *err)
 {
-    int           i, rc, npos;
-    long          port, weight;
-    char          addr[INET6_ADDRSTRLEN + 1], path[512], *body;
-    const char   *pos[3], *v, *eq;
-    const char   *ttl = NULL, *zone = NULL, *dereg = NULL, *wstr = NULL;
-    json_t       *req, *labels, *res;
-    ctl_resp_t    r;
+    int             rc, npos;
+    long            port, weight;
+    char            addr[INET6_ADDRSTRLEN + 1], path[512], *body;
+    const char     *pos[3];
+    const char     *ttl, *zone, *dereg, *wstr;
+    json_t         *req, *labels, *res;
+    ctl_resp_t      r;
+    ctl_register_t  reg;
 
     req = json_object();
     labels = json_object();
@@ -980,76 +1183,22 @@ ctl_cmd_register(ctl_t *c, int argc, char **argv, char *err)
         return ctl_error(err, -1, "out of memory");
     }
 
-    npos = 0;
-    rc = 0;
+    reg.labels = labels;
+    reg.ttl = NULL;
+    reg.zone = NULL;
+    reg.dereg = NULL;
+    reg.weight = NULL;
 
-    for (i = 0; i < argc; i++) {
-        if (argv[i][0] != '-' || argv[i][1] == '\0') {
-            if (npos >= 3) {
-                rc = ctl_check_args("register", 4, 3, 3, err);
-                goto done;
-            }
-
-            pos[npos++] = argv[i];
-            continue;
-        }
-
-        if ((rc = ctl_global_opt(c, argc, argv, &i, err)) != 0) {
-            if (rc == 1) {
-                rc = 0;
-                continue;
-            }
-            goto done;
-        }
-
-        if ((rc = ctl_opt(argc, argv, &i, "--weight", &wstr, err)) != 0
-            || (rc = ctl_opt(argc, argv, &i, "--ttl", &ttl, err)) != 0
-            || (rc = ctl_opt(argc, argv, &i, "--zone", &zone, err)) != 0
-            || (rc = ctl_opt(argc, argv, &i, "--deregister-after", &dereg,
-                             err)) != 0)
-        {
-            if (rc == 1) {
-                rc = 0;
-                continue;
-            }
-            goto done;
-        }
-
-        rc = ctl_opt(argc, argv, &i, "--label", &v, err);
-        if (rc == 1) {
-            eq = strchr(v, '=');
-            if (eq == NULL || eq == v || eq - v >= CTL_NAME_MAX) {
-                rc = ctl_error(err, CTL_EUSAGE,
-                               "invalid --label \"%.64s\": expected k=v", v);
-                goto done;
-            }
-
-            snprintf(path, sizeof(path), "%.*s", (int) (eq - v), v);
-
-            if (!mesh_name_valid(path, strlen(path))) {
-                rc = ctl_error(err, CTL_EUSAGE,
-                               "invalid label key \"%.64s\": must match "
-                               "[A-Za-z0-9][A-Za-z0-9._-]{0,127}", path);
-                goto done;
-            }
-
-            if (json_object_set_new(labels, path, json_string(eq + 1)) != 0) {
-                rc = ctl_error(err, CTL_EUSAGE,
-                               "invalid --label \"%.64s\": value is not "
-                               "UTF-8", v);
-                goto done;
-            }
-
-            rc = 0;
-            continue;
-        }
-
-        if (rc == 0) {
-            rc = ctl_unknown_opt("register", argv[i], err);
-        }
-
+    rc = ctl_args(c, "register", argc, argv, ctl_register_options, ":",
+                  ctl_register_take, &reg, pos, 3, &npos, err);
+    if (rc < 0) {
         goto done;
     }
+
+    ttl = reg.ttl;
+    zone = reg.zone;
+    dereg = reg.dereg;
+    wstr = reg.weight;
 
     if ((rc = ctl_check_args("register", npos, 3, 3, err)) != 0
         || (rc = ctl_check_name("service name", pos[0], err)) != 0
@@ -1624,42 +1773,62 @@ done:
 }
 
 
+/* apply's own options */
+typedef struct {
+    const char  *file;
+    const char  *name;
+} ctl_apply_t;
+
+
+static const struct option  ctl_apply_options[] = {
+    { "file", required_argument, NULL, CTL_O_FILE },
+    { "name", required_argument, NULL, CTL_O_NAME },
+    { NULL, 0, NULL, 0 }
+};
+
+
+static int
+ctl_apply_take(void *ctx, int opt, const char *v, char *err)
+{
+    ctl_apply_t  *ap = ctx;
+
+    (void) err;
+
+    switch (opt) {
+
+    case 'f':
+    case CTL_O_FILE:
+        ap->file = v;
+        return 1;
+
+    case CTL_O_NAME:
+        ap->name = v;
+        return 1;
+    }
+
+    return 0;
+}
+
+
 static int
 ctl_cmd_apply(ctl_t *c, int argc, char **argv, char *err)
 {
-    int          i, rc;
+    int          rc, npos;
     char         path[512], name[CTL_NAME_MAX + 1];
-    const char  *file = NULL, *nm = NULL, *base, *dot;
+    const char  *file, *nm, *base, *dot;
+    ctl_apply_t  ap = { NULL, NULL };
     json_t      *res;
     ctl_buf_t    b = { NULL, 0, 0 };
     ctl_resp_t   r;
 
-    for (i = 0; i < argc; i++) {
-        rc = ctl_global_opt(c, argc, argv, &i, err);
-        if (rc == 0) {
-            rc = ctl_opt(argc, argv, &i, "-f", &file, err);
-        }
-        if (rc == 0) {
-            rc = ctl_opt(argc, argv, &i, "--file", &file, err);
-        }
-        if (rc == 0) {
-            rc = ctl_opt(argc, argv, &i, "--name", &nm, err);
-        }
-
-        if (rc == 1) {
-            continue;
-        }
-
-        if (rc != 0) {
-            return rc;
-        }
-
-        if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            return ctl_unknown_opt("apply", argv[i], err);
-        }
-
-        return ctl_check_args("apply", 1, 0, 0, err);
+    rc = ctl_args(c, "apply", argc, argv, ctl_apply_options, ":f:",
+                  ctl_apply_take, &ap, NULL, 0, &npos, err);
+    if (rc < 0) {
+        return rc;
     }
+
+    file = ap.file;
+    nm = ap.name;
 
     if (file == NULL) {
         return ctl_error(err, CTL_EUSAGE, "apply: missing -f FILE "
@@ -1847,11 +2016,18 @@ ctl_cmd_help(ctl_t *c, int argc, char **argv, char *err)
 int
 main(int argc, char **argv)
 {
-    int                i, rc;
+    int                i, k, rc, opt;
     char               err[CTL_ERR_LEN];
-    const char        *env;
+    const char        *env, *a;
     const ctl_cmd_t   *cc;
+    struct option      opts[CTL_OPTS_MAX];
     ctl_t              ctl;
+
+    static const struct option  ctl_main_options[] = {
+        { "help", no_argument, NULL, CTL_O_HELP },
+        { "version", no_argument, NULL, CTL_O_VERSION },
+        { NULL, 0, NULL, 0 }
+    };
 
     memset(&ctl, 0, sizeof(ctl));
     ctl.timeout_ms = CTL_DEFAULT_TIMEOUT;
@@ -1864,42 +2040,50 @@ main(int argc, char **argv)
     rc = 0;
 
     if (env && env[0]) {
-        /* normalise like --registry */
-        char  *a[] = { "--registry", (char *) env };
-        int    k = 0;
-
-        rc = ctl_global_opt(&ctl, 2, a, &k, err);
+        /* normalised as --registry */
+        rc = ctl_global_set(&ctl, CTL_O_REGISTRY, env, err);
         if (rc < 0) {
             fprintf(stderr, "registryctl: MESH_REGISTRY: %s\n", err);
             return 2;
         }
     }
 
-    for (i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+    /* the options before the command ("+": they stop at it) */
+
+    ctl_options(opts, ctl_main_options);
+    opterr = 0;
+
+    k = -1;
+
+    while ((opt = getopt_long(argc, argv, "+:h", opts, &k)) != -1) {
+
+        if (opt == '?' || opt == ':') {
+            rc = ctl_refused(NULL, opt, argv, err);
+
+        } else if (k >= 0 && (a = ctl_abbreviated(argv, &opts[k])) != NULL) {
+            rc = ctl_error(err, CTL_EUSAGE, "unknown option \"%.64s\" "
+                           "(try 'registryctl help')", a);
+
+        } else if (opt == 'h' || opt == CTL_O_HELP) {
             ctl_usage(stdout);
             return 0;
-        }
 
-        if (strcmp(argv[i], "--version") == 0) {
+        } else if (opt == CTL_O_VERSION) {
             return ctl_cmd_version(&ctl, 0, NULL, err);
-        }
 
-        if (argv[i][0] != '-') {
-            break;
-        }
-
-        rc = ctl_global_opt(&ctl, argc, argv, &i, err);
-        if (rc == 0) {
-            rc = ctl_error(err, CTL_EUSAGE, "unknown option \"%.64s\" "
-                           "(try 'registryctl help')", argv[i]);
+        } else {
+            rc = ctl_global_set(&ctl, opt, optarg, err);
         }
 
         if (rc < 0) {
             fprintf(stderr, "registryctl: %s\n", err);
             return 2;
         }
+
+        k = -1;
     }
+
+    i = optind;
 
     if (i >= argc) {
         fprintf(stderr, "registryctl: missing command "
