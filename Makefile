@@ -62,7 +62,8 @@ $(BUILD)/registryd: registryd/main.c $(RD_LIB_SRCS) $(RD_HDRS)
 	$(CC) $(RD_CFLAGS) -o $@ registryd/main.c $(RD_LIB_SRCS) $(RD_LIBS)
 
 # registryctl: the CLI and the common/ code it shares with registryd
-CTL_SRCS = registryd/registryctl.c common/mesh_units.c common/mesh_name.c
+CTL_SRCS = registryd/registryctl.c registryd/ctl_util.c registryd/ctl_http.c \
+           registryd/ctl_show.c common/mesh_units.c common/mesh_name.c
 
 $(BUILD)/registryctl: $(CTL_SRCS) $(RD_HDRS)
 	@mkdir -p $(BUILD)

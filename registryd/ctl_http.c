@@ -1,0 +1,424 @@
+/*
+ * ctl_http: a request to registryd (libcurl, the token, the timeout), its
+ * status turned into one line, its JSON body.
+ */
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+
+
+/* HTTP */
+
+static size_t
+ctl_write_cb(char *ptr, size_t size, size_t nmemb, void *data)
+{
+    ctl_buf_t  *b = data;
+    size_t      n = size * nmemb;
+
+    if (b->len + n > CTL_MAX_BODY || ctl_buf_append(b, ptr, n) != 0) {
+        return 0;
+    }
+
+    return n;
+}
+
+
+static size_t
+ctl_header_cb(char *ptr, size_t size, size_t nmemb, void *data)
+{
+    ctl_resp_t  *r = data;
+    size_t       n = size * nmemb, i, j;
+
+    /* "HTTP/1.1 404 Not Found\r\n": keep the reason phrase */
+    if (n > 5 && strncmp(ptr, "HTTP/", 5) == 0) {
+        for (i = 5; i < n && ptr[i] != ' '; i++) { /* void */ }
+        for (i++; i < n && ptr[i] != ' ' && ptr[i] != '\r'; i++) { /* void */ }
+
+        r->reason[0] = '\0';
+
+        if (i < n && ptr[i] == ' ') {
+            i++;
+            for (j = 0; i < n && ptr[i] != '\r' && ptr[i] != '\n'
+                        && j < sizeof(r->reason) - 1; i++, j++)
+            {
+                r->reason[j] = ptr[i];
+            }
+
+            r->reason[j] = '\0';
+        }
+    }
+
+    return n;
+}
+
+
+static const char *
+ctl_status_text(long status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default:  return "";
+    }
+}
+
+
+static int
+ctl_load_token(ctl_t *c, char *err)
+{
+    ctl_buf_t   b = { NULL, 0, 0 };
+    char       *s, *end, e[CTL_ERR_LEN];
+
+    if (c->token_file == NULL || c->token != NULL) {
+        return 0;
+    }
+
+    if (ctl_read_file(c->token_file, &b, e) != 0) {
+        return ctl_error(err, -1, "token file: %s", e);
+    }
+
+    s = b.data;
+    while (*s && isspace((unsigned char) *s)) {
+        s++;
+    }
+
+    end = s + strlen(s);
+    while (end > s && isspace((unsigned char) end[-1])) {
+        end--;
+    }
+
+    *end = '\0';
+
+    if (*s == '\0') {
+        ctl_buf_free(&b);
+        return ctl_error(err, -1, "token file %s is empty", c->token_file);
+    }
+
+    if (strpbrk(s, "\r\n") != NULL) {
+        ctl_buf_free(&b);
+        return ctl_error(err, -1, "token file %s holds more than one line",
+                         c->token_file);
+    }
+
+    c->token = strdup(s);
+    ctl_buf_free(&b);
+
+    if (c->token == NULL) {
+        return ctl_error(err, -1, "out of memory");
+    }
+
+    return 0;
+}
+
+
+/*
+ * One request.  Returns 0 when an HTTP answer arrived (any status, in r),
+ * -1 when none did.
+ */
+static int
+ctl_http(ctl_t *c, const char *method, const char *path, const char *ctype,
+    const char *body, size_t len, ctl_resp_t *r, char *err)
+{
+    CURL               *h;
+    CURLcode            rc;
+    char                url[2048], hdr[1024], cerr[CURL_ERROR_SIZE];
+    long                oserr;
+    struct curl_slist  *hdrs = NULL, *t;
+
+    memset(r, 0, sizeof(*r));
+
+    if (ctl_load_token(c, err) != 0) {
+        return -1;
+    }
+
+    if (c->curl == NULL) {
+        c->curl = curl_easy_init();
+        if (c->curl == NULL) {
+            return ctl_error(err, -1, "cannot initialize libcurl");
+        }
+
+    } else {
+        curl_easy_reset(c->curl);
+    }
+
+    h = c->curl;
+
+    snprintf(url, sizeof(url), "%s%s", c->url, path);
+
+    t = curl_slist_append(hdrs, "Expect:");
+    if (t == NULL) {
+        goto nomem;
+    }
+    hdrs = t;
+
+    t = curl_slist_append(hdrs, "Accept: application/json");
+    if (t == NULL) {
+        goto nomem;
+    }
+    hdrs = t;
+
+    /* "Content-Type:" alone stops libcurl from adding its own */
+    snprintf(hdr, sizeof(hdr), "Content-Type:%s%s", ctype ? " " : "",
+             ctype ? ctype : "");
+    t = curl_slist_append(hdrs, hdr);
+    if (t == NULL) {
+        goto nomem;
+    }
+    hdrs = t;
+
+    if (c->token) {
+        snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", c->token);
+        t = curl_slist_append(hdrs, hdr);
+        if (t == NULL) {
+            goto nomem;
+        }
+        hdrs = t;
+    }
+
+    cerr[0] = '\0';
+
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "registryctl/" CTL_VERSION);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, ctl_write_cb);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &r->body);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, ctl_header_cb);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+
+    /* a registry on loopback is never reached through a proxy */
+    if (getenv("no_proxy") == NULL && getenv("NO_PROXY") == NULL) {
+        curl_easy_setopt(h, CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
+    }
+
+    if (strcmp(method, "GET") != 0) {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    }
+
+    if (body != NULL || strcmp(method, "PUT") == 0) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t) (body ? len : 0));
+    }
+
+    rc = curl_easy_perform(h);
+
+    oserr = 0;
+    curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+
+    curl_slist_free_all(hdrs);
+
+    if (rc == CURLE_OK) {
+        if (r->body.data == NULL && ctl_buf_append(&r->body, "", 0) != 0) {
+            return ctl_error(err, -1, "out of memory");
+        }
+
+        return 0;
+    }
+
+    ctl_buf_free(&r->body);
+
+    switch (rc) {
+
+    case CURLE_COULDNT_CONNECT:
+        return ctl_error(err, -1, "cannot reach registry %s: %s", c->url,
+                         oserr ? strerror((int) oserr) : "connection failed");
+
+    case CURLE_COULDNT_RESOLVE_HOST:
+        return ctl_error(err, -1, "cannot reach registry %s: cannot resolve "
+                         "host", c->url);
+
+    case CURLE_OPERATION_TIMEDOUT:
+        return ctl_error(err, -1, "registry %s: no answer within %ldms",
+                         c->url, c->timeout_ms);
+
+    case CURLE_WRITE_ERROR:
+        return ctl_error(err, -1, "registry %s: answer too large or out of "
+                         "memory", c->url);
+
+    default:
+        return ctl_error(err, -1, "registry %s: %s", c->url,
+                         cerr[0] ? cerr : curl_easy_strerror(rc));
+    }
+
+nomem:
+
+    curl_slist_free_all(hdrs);
+
+    return ctl_error(err, -1, "out of memory");
+}
+
+
+/* copy s into out, folding control characters so the reason is one line */
+static void
+ctl_one_line(char *out, size_t size, const char *s)
+{
+    size_t  i;
+
+    for (i = 0; s[i] && i < size - 1; i++) {
+        out[i] = iscntrl((unsigned char) s[i]) ? ' ' : s[i];
+    }
+
+    out[i] = '\0';
+}
+
+
+/*
+ * Non-2xx answers become "404 Not Found: reason (field f, line l, ...)".
+ */
+static int
+ctl_check_status(ctl_resp_t *r, char *err)
+{
+    json_t       *j, *v;
+    const char   *reason, *msg;
+    char          text[160], extra[128];
+    size_t        n;
+    int           first;
+
+    if (r->status >= 200 && r->status < 300) {
+        return 0;
+    }
+
+    reason = r->reason[0] ? r->reason : ctl_status_text(r->status);
+
+    j = json_loadb(r->body.data, r->body.len, 0, NULL);
+
+    msg = NULL;
+    if (j && json_is_object(j)) {
+        v = json_object_get(j, "error");
+        if (json_is_string(v)) {
+            msg = json_string_value(v);
+        }
+    }
+
+    if (msg == NULL) {
+        /* not our JSON (a proxy in between?): first line of the body */
+        ctl_one_line(text, sizeof(text), r->body.data ? r->body.data : "");
+        n = strcspn(r->body.data ? r->body.data : "", "\r\n");
+        if (n < sizeof(text)) {
+            text[n] = '\0';
+        }
+
+        json_decref(j);
+
+        if (text[0] == '\0') {
+            return ctl_error(err, -1, "%ld %s", r->status, reason);
+        }
+
+        return ctl_error(err, -1, "%ld %s: %s", r->status, reason, text);
+    }
+
+    ctl_one_line(text, sizeof(text), msg);
+
+    extra[0] = '\0';
+    n = 0;
+    first = 1;
+
+    v = json_object_get(j, "field");
+    if (json_is_string(v)) {
+        n += snprintf(extra + n, sizeof(extra) - n, "field %.64s",
+                      json_string_value(v));
+        first = 0;
+    }
+
+    v = json_object_get(j, "line");
+    if (json_is_integer(v) && n < sizeof(extra)) {
+        n += snprintf(extra + n, sizeof(extra) - n, "%sline %lld",
+                      first ? "" : ", ", (long long) json_integer_value(v));
+        first = 0;
+    }
+
+    v = json_object_get(j, "column");
+    if (json_is_integer(v) && n < sizeof(extra)) {
+        snprintf(extra + n, sizeof(extra) - n, "%scolumn %lld",
+                 first ? "" : ", ", (long long) json_integer_value(v));
+        first = 0;
+    }
+
+    json_decref(j);
+
+    if (first) {
+        return ctl_error(err, -1, "%ld %s: %s", r->status, reason, text);
+    }
+
+    ctl_one_line(extra, sizeof(extra), extra);
+
+    return ctl_error(err, -1, "%ld %s: %s (%s)", r->status, reason, text,
+                     extra);
+}
+
+
+/* request + status check + JSON parse of a 2xx body (may be NULL) */
+int
+ctl_call(ctl_t *c, const char *method, const char *path, const char *ctype,
+    const char *body, size_t len, ctl_resp_t *r, json_t **json, char *err)
+{
+    if (ctl_http(c, method, path, ctype, body, len, r, err) != 0) {
+        return -1;
+    }
+
+    if (ctl_check_status(r, err) != 0) {
+        ctl_buf_free(&r->body);
+        return -1;
+    }
+
+    if (json) {
+        *json = json_loadb(r->body.data, r->body.len, 0, NULL);
+        if (*json == NULL) {
+            ctl_buf_free(&r->body);
+            return ctl_error(err, -1, "registry %s: %ld answer is not JSON",
+                             c->url, r->status);
+        }
+    }
+
+    return 0;
+}
+
+
+static long long
+ctl_index(json_t *j)
+{
+    json_t  *v = json_object_get(j, "index");
+
+    return json_is_integer(v) ? (long long) json_integer_value(v) : -1;
+}
+
+
+void
+ctl_print_index(json_t *j)
+{
+    long long  idx = ctl_index(j);
+
+    if (idx >= 0) {
+        printf(" (index %lld)", idx);
+    }
+
+    printf("\n");
+}
