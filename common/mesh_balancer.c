@@ -329,7 +329,7 @@ mesh_set_scan(const mesh_set_t *set, uint64_t from, mesh_accept_pt accept,
 
 
 int
-mesh_wrr_pick(const mesh_set_t *set, uint64_t *next, mesh_accept_pt accept,
+mesh_wrr_draw(const mesh_set_t *set, uint64_t *next, mesh_accept_pt accept,
     void *ctx)
 {
     int       i;

@@ -94,8 +94,21 @@ int mesh_set_at(const mesh_set_t *set, uint64_t pos);
 
 /* weighted round robin: the schedule at *next, which moves on by one per
  * candidate (an atomic add: *next may be shared) */
-int mesh_wrr_pick(const mesh_set_t *set, uint64_t *next,
+int mesh_wrr_draw(const mesh_set_t *set, uint64_t *next,
     mesh_accept_pt accept, void *ctx);
+
+/* the same, inline for the common case: every weight equal, nothing to
+ * pass over (the set in order, one atomic add) */
+static inline int
+mesh_wrr_pick(const mesh_set_t *set, uint64_t *next, mesh_accept_pt accept,
+    void *ctx)
+{
+    if (accept == NULL && set->equal && set->n) {
+        return (int) set->elig[__sync_fetch_and_add(next, 1) % set->n];
+    }
+
+    return mesh_wrr_draw(set, next, accept, ctx);
+}
 
 /* weighted random: the schedule at a random position */
 int mesh_random_pick(const mesh_set_t *set, mesh_rand_pt rnd, void *state,

@@ -557,14 +557,6 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
         /* fall through */
 
     default: /* NGX_HTTP_MESH_RR */
-
-        /* equal weights, the common case: the set in order */
-        if (accept == NULL && t->set.equal && t->set.n) {
-            i = (int) t->set.elig[__sync_fetch_and_add(t->rr, 1)
-                                  % t->set.n];
-            break;
-        }
-
         i = mesh_wrr_pick(&t->set, t->rr, accept, pd);
         break;
     }
