@@ -31,7 +31,11 @@ my $index = $r->{json}{index};
 my %o1 = (
     address => '127.0.0.1', port => 8081, weight => 5, zone => 'a',
     labels => { version => 'v2', tier => 'gold' }, ttl => '10s',
-    check => { http => '/healthz', interval => '5s', timeout => '1s' },
+    # nothing listens on its port: 100 failed probes 5 s apart (over 8
+    # minutes) before it could turn critical, so that it stays passing
+    # whenever the prober's first probe comes during this test
+    check => { http => '/healthz', interval => '5s', timeout => '1s',
+               unhealthy_threshold => 100 },
 );
 
 $r = $t->api(PUT => '/v1/services/orders/instances/o1', \%o1);
