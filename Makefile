@@ -16,18 +16,22 @@ RD_CFLAGS  = $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -Iregistryd -Icommon \
 RD_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
-# common/: the nginx-free code registryd and the module share: the wire
-# format (snapshot, deltas, policy model), packed services, regexes, the
-# balancer and ring cores
+# common/: the nginx-free code the three programs share: the wire format
+# (snapshot, deltas, policy model), packed services, regexes, the balancer
+# and ring cores, names, addresses, durations, the token file; and, for
+# registryd and registryctl only, allocation and the growable buffer
+# (the module's own list is in config)
 COMMON_SRCS = common/mesh_json.c common/mesh_snapshot.c \
               common/mesh_service.c common/mesh_policy.c \
               common/mesh_policy_dr.c common/mesh_policy_vs.c \
               common/mesh_policy_pack.c common/mesh_regex.c \
-              common/mesh_balancer.c common/mesh_units.c common/mesh_name.c
+              common/mesh_balancer.c common/mesh_units.c common/mesh_name.c \
+              common/mesh_addr.c common/mesh_token.c common/mesh_alloc.c \
+              common/mesh_buf.c
 COMMON_HDRS = $(wildcard common/*.h)
 COMMON_CHECK_SRCS = $(wildcard common/tests/check_*.c)
 
-RD_LIB_SRCS = registryd/rd_log.c registryd/rd_buf.c registryd/rd_util.c \
+RD_LIB_SRCS = registryd/rd_log.c registryd/rd_util.c \
               registryd/rd_conf.c registryd/rd_store.c \
               registryd/rd_store_sqlite.c registryd/rd_registry.c \
               registryd/rd_instance.c registryd/rd_registry_writer.c \
@@ -62,12 +66,18 @@ $(BUILD)/registryd: registryd/main.c $(RD_LIB_SRCS) $(RD_HDRS)
 	$(CC) $(RD_CFLAGS) -o $@ registryd/main.c $(RD_LIB_SRCS) $(RD_LIBS)
 
 # registryctl: the CLI and the common/ code it shares with registryd
-CTL_SRCS = registryd/registryctl.c registryd/ctl_util.c registryd/ctl_http.c \
-           registryd/ctl_show.c common/mesh_units.c common/mesh_name.c
+# (it includes nothing from registryd/)
+CTL_SRCS = registryctl/registryctl.c registryctl/ctl_util.c \
+           registryctl/ctl_http.c registryctl/ctl_show.c \
+           common/mesh_units.c common/mesh_name.c common/mesh_addr.c \
+           common/mesh_token.c common/mesh_alloc.c common/mesh_buf.c
+CTL_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -Iregistryctl \
+             -Icommon $(shell pkg-config --cflags libcurl jansson 2>/dev/null)
+CTL_LIBS   = $(shell pkg-config --libs libcurl jansson 2>/dev/null)
 
-$(BUILD)/registryctl: $(CTL_SRCS) $(RD_HDRS)
+$(BUILD)/registryctl: $(CTL_SRCS) registryctl/ctl.h $(COMMON_HDRS)
 	@mkdir -p $(BUILD)
-	$(CC) $(RD_CFLAGS) -o $@ $(CTL_SRCS) $(RD_LIBS)
+	$(CC) $(CTL_CFLAGS) -o $@ $(CTL_SRCS) $(CTL_LIBS)
 
 $(BUILD)/check_registryd: $(CHECK_SRCS) $(RD_LIB_SRCS) $(RD_HDRS)
 	@mkdir -p $(BUILD)
@@ -77,7 +87,7 @@ $(BUILD)/check_registryd: $(CHECK_SRCS) $(RD_LIB_SRCS) $(RD_HDRS)
 $(BUILD)/check_common: $(COMMON_CHECK_SRCS) $(COMMON_SRCS) $(COMMON_HDRS)
 	@mkdir -p $(BUILD)
 	$(CC) $(MESH_CFLAGS) -o $@ $(COMMON_CHECK_SRCS) $(COMMON_SRCS) \
-	    $(CHECK_LIBS) -lpcre2-8 -lz
+	    $(CHECK_LIBS) -ljansson -lpcre2-8 -lz
 
 module: $(BUILD)/ngx_http_mesh_module.so
 

@@ -11,11 +11,11 @@
  * are the levels of that document.
  */
 
-#include <arpa/inet.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "mesh_addr.h"
 #include "mesh_json.h"
 #include "mesh_snapshot.h"
 
@@ -741,7 +741,6 @@ mesh_snapshot_instance(mesh_json_t *j, mesh_instance_item_t *item)
     unsigned              seen;
     uint64_t              v;
     const char           *health;
-    unsigned char         addr[sizeof(struct in6_addr)];
     mesh_instance_t      *in;
     const unsigned char  *key, *start, *at;
 
@@ -798,12 +797,7 @@ mesh_snapshot_instance(mesh_json_t *j, mesh_instance_item_t *item)
                 return -1;
             }
 
-            alen = strlen(in->address);
-
-            if (alen == 0 || alen >= 46
-                || (inet_pton(AF_INET, in->address, addr) != 1
-                    && inet_pton(AF_INET6, in->address, addr) != 1))
-            {
+            if (!mesh_addr_valid(in->address)) {
                 mesh_json_error(j, at, "\"address\" is not an IP address");
                 return -1;
             }

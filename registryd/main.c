@@ -9,6 +9,9 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include <jansson.h>
+
+#include "mesh_alloc.h"
 #include "rd_api.h"
 #include "rd_conf.h"
 #include "rd_health.h"
@@ -133,6 +136,9 @@ main(int argc, char **argv)
     rd_store_t     *store = NULL;
     rd_registry_t  *reg = NULL;
 
+    /* jansson allocates as registryd does: never NULL (mesh_alloc.h) */
+    json_set_alloc_funcs(mesh_xmalloc, free);
+
     rd_conf_init(&conf);
 
     if (rd_parse_args(argc, argv, &conf) != 0) {
@@ -170,12 +176,7 @@ main(int argc, char **argv)
     }
 
     events = rd_events_create((size_t) conf.events_keep,
-                              rd_registry_index(reg), err);
-    if (events == NULL) {
-        rd_error("%s", err);
-        goto done;
-    }
-
+                              rd_registry_index(reg));
     reg->events = events;
 
     if (rd_registry_start(reg, err) != 0) {

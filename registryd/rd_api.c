@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mesh_alloc.h"
 #include "rd_api_int.h"
 
 
@@ -73,7 +74,7 @@ rd_api_send(rd_req_t *rq, int status, struct MHD_Response *resp,
 
 /* takes ownership of b's data */
 enum MHD_Result
-rd_api_send_buf(rd_req_t *rq, int status, rd_buf_t *b, uint64_t index,
+rd_api_send_buf(rd_req_t *rq, int status, mesh_buf_t *b, uint64_t index,
     const char *ctype)
 {
     struct MHD_Response  *resp;
@@ -81,7 +82,7 @@ rd_api_send_buf(rd_req_t *rq, int status, rd_buf_t *b, uint64_t index,
     resp = MHD_create_response_from_buffer_with_free_callback(
                b->len, b->data, rd_free_buf_cb);
     if (resp == NULL) {
-        rd_buf_free(b);
+        mesh_buf_free(b);
         return MHD_NO;
     }
 
@@ -94,7 +95,7 @@ rd_api_send_buf(rd_req_t *rq, int status, rd_buf_t *b, uint64_t index,
 
 
 enum MHD_Result
-rd_api_json(rd_req_t *rq, int status, rd_buf_t *b, uint64_t index)
+rd_api_json(rd_req_t *rq, int status, mesh_buf_t *b, uint64_t index)
 {
     return rd_api_send_buf(rq, status, b, index, "application/json");
 }
@@ -103,18 +104,18 @@ rd_api_json(rd_req_t *rq, int status, rd_buf_t *b, uint64_t index)
 enum MHD_Result
 rd_api_error(rd_req_t *rq, int status, const char *msg, const char *field)
 {
-    rd_buf_t  b;
+    mesh_buf_t  b;
 
-    rd_buf_init(&b, 128);
-    rd_buf_adds(&b, "{\"error\":");
-    rd_buf_add_json_str(&b, msg);
+    mesh_buf_init(&b, 128);
+    mesh_buf_adds(&b, "{\"error\":");
+    mesh_buf_add_json_str(&b, msg);
 
     if (field) {
-        rd_buf_adds(&b, ",\"field\":");
-        rd_buf_add_json_str(&b, field);
+        mesh_buf_adds(&b, ",\"field\":");
+        mesh_buf_add_json_str(&b, field);
     }
 
-    rd_buf_adds(&b, "}\n");
+    mesh_buf_adds(&b, "}\n");
 
     rd_debug("%d %s%s%s", status, msg, field ? " field " : "",
              field ? field : "");
@@ -127,20 +128,20 @@ static enum MHD_Result
 rd_api_not_allowed(rd_req_t *rq, const char *allow)
 {
     char                  msg[96];
-    rd_buf_t              b;
+    mesh_buf_t              b;
     struct MHD_Response  *resp;
 
     snprintf(msg, sizeof(msg), "method not allowed; allowed: %s", allow);
 
-    rd_buf_init(&b, 128);
-    rd_buf_adds(&b, "{\"error\":");
-    rd_buf_add_json_str(&b, msg);
-    rd_buf_adds(&b, "}\n");
+    mesh_buf_init(&b, 128);
+    mesh_buf_adds(&b, "{\"error\":");
+    mesh_buf_add_json_str(&b, msg);
+    mesh_buf_adds(&b, "}\n");
 
     resp = MHD_create_response_from_buffer_with_free_callback(
                b.len, b.data, rd_free_buf_cb);
     if (resp == NULL) {
-        rd_buf_free(&b);
+        mesh_buf_free(&b);
         return MHD_NO;
     }
 
@@ -344,7 +345,7 @@ static enum MHD_Result
 rd_api_op_answer(rd_req_t *rq)
 {
     rd_op_t          *op = rq->op;
-    rd_buf_t          b;
+    mesh_buf_t          b;
     enum MHD_Result   rc;
 
     rq->op = NULL;
@@ -362,20 +363,20 @@ rd_api_op_answer(rd_req_t *rq)
         rc = rd_api_error(rq, op->status, op->err, NULL);
 
     } else if (op->type == RD_OP_PUT || op->type == RD_OP_POLICY_PUT) {
-        rd_buf_addc(&op->body, '\n');
+        mesh_buf_addc(&op->body, '\n');
         rc = rd_api_json(rq, op->status, &op->body, op->index);
 
     } else {
-        rd_buf_init(&b, 64);
-        rd_buf_adds(&b, "{\"index\":");
-        rd_buf_add_u64(&b, op->index);
+        mesh_buf_init(&b, 64);
+        mesh_buf_adds(&b, "{\"index\":");
+        mesh_buf_add_u64(&b, op->index);
         if (op->type == RD_OP_HEALTH) {
             /* passing unless a failing check keeps it critical */
-            rd_buf_adds(&b, op->health == RD_HEALTH_PASSING
+            mesh_buf_adds(&b, op->health == RD_HEALTH_PASSING
                             ? ",\"health\":\"passing\""
                             : ",\"health\":\"critical\"");
         }
-        rd_buf_adds(&b, "}\n");
+        mesh_buf_adds(&b, "}\n");
         rc = rd_api_json(rq, 200, &b, op->index);
     }
 
@@ -433,9 +434,6 @@ rd_api_dispatch(rd_req_t *rq)
         }
 
         op = rd_op_create(RD_OP_POLICY_DEL, "", rq->id);
-        if (op == NULL) {
-            return rd_api_error(rq, 500, "out of memory", NULL);
-        }
 
         return rd_api_submit(rq, op);
 
@@ -449,10 +447,6 @@ rd_api_dispatch(rd_req_t *rq)
         }
 
         op = rd_op_create(RD_OP_DEL, rq->svc, rq->id);
-        if (op == NULL) {
-            return rd_api_error(rq, 500, "out of memory", NULL);
-        }
-
         op->reason = "api";
 
         return rd_api_submit(rq, op);
@@ -583,10 +577,7 @@ rd_api_handler(void *cls, struct MHD_Connection *conn, const char *url,
     (void) version;
 
     if (rq == NULL) {
-        rq = calloc(1, sizeof(rd_req_t));
-        if (rq == NULL) {
-            return MHD_NO;
-        }
+        rq = mesh_xcalloc(1, sizeof(rd_req_t));
 
         rq->api = api;
         rq->conn = conn;
@@ -602,10 +593,10 @@ rd_api_handler(void *cls, struct MHD_Connection *conn, const char *url,
                 > (size_t) api->conf->max_body)
             {
                 rq->too_large = 1;
-                rd_buf_free(&rq->body);
+                mesh_buf_free(&rq->body);
 
             } else {
-                rd_buf_add(&rq->body, upload_data, *upload_data_size);
+                mesh_buf_add(&rq->body, upload_data, *upload_data_size);
             }
         }
 
@@ -659,7 +650,7 @@ rd_api_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         pthread_mutex_lock(&api->lock);
         rd_api_unlink_stream(api, rq);
         pthread_mutex_unlock(&api->lock);
-        rd_buf_free(&rq->out);
+        mesh_buf_free(&rq->out);
     }
 
     if (rq->has_sub) {
@@ -671,7 +662,7 @@ rd_api_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
 
     rd_op_free(rq->op);
-    rd_buf_free(&rq->body);
+    mesh_buf_free(&rq->body);
     free(rq);
     *con_cls = NULL;
 }
@@ -858,59 +849,35 @@ rd_api_t *
 rd_api_create(rd_registry_t *reg, const rd_conf_t *conf, const char *token,
     char *err)
 {
-    int                  port;
-    char                 host[256];
-    rd_api_t            *api;
-    struct sockaddr_in   sin;
-    struct sockaddr_in6  sin6;
-    struct sockaddr     *sa;
-    unsigned int         flags;
+    int               port;
+    char              host[MESH_ADDR_LEN];
+    rd_api_t         *api;
+    unsigned int      flags;
+    mesh_sockaddr_t   sa;
 
-    if (rd_parse_hostport(conf->listen, host, sizeof(host), &port) != 0) {
+    /* rd_conf took only an IP ADDR:PORT */
+    if (mesh_hostport_parse(conf->listen, host, sizeof(host), &port, &sa)
+        != MESH_ADDR_OK)
+    {
         snprintf(err, RD_ERR_LEN, "bad listen address \"%s\"", conf->listen);
         return NULL;
     }
 
-    memset(&sin, 0, sizeof(sin));
-    memset(&sin6, 0, sizeof(sin6));
-
     flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL
             | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 
-    if (inet_pton(AF_INET, host, &sin.sin_addr) == 1) {
-        sin.sin_family = AF_INET;
-        sin.sin_port = htons((uint16_t) port);
-        sa = (struct sockaddr *) &sin;
-
-    } else if (inet_pton(AF_INET6, host, &sin6.sin6_addr) == 1) {
-        sin6.sin6_family = AF_INET6;
-        sin6.sin6_port = htons((uint16_t) port);
-        sa = (struct sockaddr *) &sin6;
+    if (sa.u.sa.sa_family == AF_INET6) {
         flags |= MHD_USE_IPv6;
-
-    } else {
-        snprintf(err, RD_ERR_LEN, "listen address \"%s\" is not an IP",
-                 conf->listen);
-        return NULL;
     }
 
-    api = calloc(1, sizeof(rd_api_t));
-    if (api == NULL) {
-        snprintf(err, RD_ERR_LEN, "out of memory");
-        return NULL;
-    }
+    api = mesh_xcalloc(1, sizeof(rd_api_t));
 
     api->reg = reg;
     api->conf = conf;
-    api->token = token ? strdup(token) : NULL;
+    api->token = token ? mesh_xstrdup(token) : NULL;
     rd_snapshot_cache_init(&api->snaps, reg);
 
-    api->proxies = rd_proxies_create(conf->proxy_gone_after, err);
-    if (api->proxies == NULL) {
-        free(api->token);
-        free(api);
-        return NULL;
-    }
+    api->proxies = rd_proxies_create(conf->proxy_gone_after);
     pthread_mutex_init(&api->lock, NULL);
     pthread_mutex_init(&api->tlock, NULL);
     pthread_cond_init(&api->tcond, NULL);
@@ -921,7 +888,7 @@ rd_api_create(rd_registry_t *reg, const rd_conf_t *conf, const char *token,
     api->mhd = MHD_start_daemon(flags, (uint16_t) port, NULL, NULL,
                    rd_api_handler, api,
                    MHD_OPTION_EXTERNAL_LOGGER, rd_api_mhd_log, NULL,
-                   MHD_OPTION_SOCK_ADDR, sa,
+                   MHD_OPTION_SOCK_ADDR, &sa.u.sa,
                    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) conf->threads,
                    MHD_OPTION_CONNECTION_LIMIT,
                    (unsigned int) conf->connection_limit,

@@ -46,7 +46,7 @@ struct rd_req_s {
     int                     state;
     char                    svc[RD_NAME_MAX + 1];
     char                    id[RD_NAME_MAX + 1];
-    rd_buf_t                body;
+    mesh_buf_t                body;
     int                     too_large;
     rd_op_t                *op;
     uint64_t                want_index;
@@ -74,7 +74,7 @@ struct rd_req_s {
     int                     gone;       /* the client hung up */
     int                     fd;
     uint64_t                ev_last;    /* newest event sent */
-    rd_buf_t                out;        /* rendered, not yet sent */
+    mesh_buf_t                out;        /* rendered, not yet sent */
     size_t                  out_off;
     rd_req_t               *sprev;
     rd_req_t               *snext;
@@ -106,9 +106,9 @@ void rd_free_buf_cb(void *cls);
 void rd_release_snapshot_cb(void *cls);
 enum MHD_Result rd_api_send(rd_req_t *rq, int status,
     struct MHD_Response *resp, const char *ctype, uint64_t index);
-enum MHD_Result rd_api_send_buf(rd_req_t *rq, int status, rd_buf_t *b,
+enum MHD_Result rd_api_send_buf(rd_req_t *rq, int status, mesh_buf_t *b,
     uint64_t index, const char *ctype);
-enum MHD_Result rd_api_json(rd_req_t *rq, int status, rd_buf_t *b,
+enum MHD_Result rd_api_json(rd_req_t *rq, int status, mesh_buf_t *b,
     uint64_t index);
 enum MHD_Result rd_api_error(rd_req_t *rq, int status, const char *msg,
     const char *field);

@@ -23,7 +23,7 @@ enum MHD_Result
 rd_api_healthz(rd_req_t *rq)
 {
     char       err[RD_ERR_LEN];
-    rd_buf_t   b;
+    mesh_buf_t   b;
     uint64_t   index;
     rd_api_t  *api = rq->api;
 
@@ -35,10 +35,10 @@ rd_api_healthz(rd_req_t *rq)
                             NULL);
     }
 
-    rd_buf_init(&b, 64);
-    rd_buf_adds(&b, "{\"status\":\"ok\",\"index\":");
-    rd_buf_add_u64(&b, index);
-    rd_buf_adds(&b, "}\n");
+    mesh_buf_init(&b, 64);
+    mesh_buf_adds(&b, "{\"status\":\"ok\",\"index\":");
+    mesh_buf_add_u64(&b, index);
+    mesh_buf_adds(&b, "}\n");
 
     return rd_api_json(rq, 200, &b, index);
 }
@@ -47,7 +47,7 @@ rd_api_healthz(rd_req_t *rq)
 enum MHD_Result
 rd_api_metrics(rd_req_t *rq)
 {
-    rd_buf_t             b;
+    mesh_buf_t             b;
     rd_api_t            *api = rq->api;
     rd_metrics_gauges_t  g;
 
@@ -69,7 +69,7 @@ rd_api_metrics(rd_req_t *rq)
 
     g.store_ok = api->reg->store_ok;
 
-    rd_buf_init(&b, 8192);
+    mesh_buf_init(&b, 8192);
     rd_metrics_render(&b, &g);
 
     return rd_api_send_buf(rq, 200, &b, g.index,
@@ -81,26 +81,21 @@ enum MHD_Result
 rd_api_services(rd_req_t *rq)
 {
     size_t           i, n, total, healthy;
-    rd_buf_t         b;
+    mesh_buf_t         b;
     uint64_t         index;
     rd_registry_t   *reg = rq->api->reg;
     rd_instance_t  **all;
 
-    rd_buf_init(&b, 256);
+    mesh_buf_init(&b, 256);
 
     pthread_rwlock_rdlock(&reg->lock);
 
     index = reg->index;
     all = rd_registry_sorted(reg, &n);
-    if (all == NULL) {
-        pthread_rwlock_unlock(&reg->lock);
-        rd_buf_free(&b);
-        return rd_api_error(rq, 500, "out of memory", NULL);
-    }
 
-    rd_buf_adds(&b, "{\"index\":");
-    rd_buf_add_u64(&b, index);
-    rd_buf_adds(&b, ",\"services\":[");
+    mesh_buf_adds(&b, "{\"index\":");
+    mesh_buf_add_u64(&b, index);
+    mesh_buf_adds(&b, ",\"services\":[");
 
     total = 0;
     healthy = 0;
@@ -114,12 +109,12 @@ rd_api_services(rd_req_t *rq)
         }
 
         if (b.data[b.len - 1] == '}') {
-            rd_buf_addc(&b, ',');
+            mesh_buf_addc(&b, ',');
         }
 
-        rd_buf_adds(&b, "{\"name\":");
-        rd_buf_add_json_str(&b, all[i]->service);
-        rd_buf_printf(&b, ",\"instances\":%zu,\"healthy\":%zu}", total,
+        mesh_buf_adds(&b, "{\"name\":");
+        mesh_buf_add_json_str(&b, all[i]->service);
+        mesh_buf_printf(&b, ",\"instances\":%zu,\"healthy\":%zu}", total,
                       healthy);
         total = 0;
         healthy = 0;
@@ -128,7 +123,7 @@ rd_api_services(rd_req_t *rq)
     pthread_rwlock_unlock(&reg->lock);
     free(all);
 
-    rd_buf_adds(&b, "]}\n");
+    mesh_buf_adds(&b, "]}\n");
 
     return rd_api_json(rq, 200, &b, index);
 }
@@ -139,28 +134,23 @@ rd_api_service(rd_req_t *rq)
 {
     int              found;
     size_t           i, n;
-    rd_buf_t         b;
+    mesh_buf_t         b;
     uint64_t         index;
     rd_registry_t   *reg = rq->api->reg;
     rd_instance_t  **all;
 
-    rd_buf_init(&b, 256);
+    mesh_buf_init(&b, 256);
 
     pthread_rwlock_rdlock(&reg->lock);
 
     index = reg->index;
     all = rd_registry_sorted(reg, &n);
-    if (all == NULL) {
-        pthread_rwlock_unlock(&reg->lock);
-        rd_buf_free(&b);
-        return rd_api_error(rq, 500, "out of memory", NULL);
-    }
 
-    rd_buf_adds(&b, "{\"index\":");
-    rd_buf_add_u64(&b, index);
-    rd_buf_adds(&b, ",\"name\":");
-    rd_buf_add_json_str(&b, rq->svc);
-    rd_buf_adds(&b, ",\"instances\":[");
+    mesh_buf_adds(&b, "{\"index\":");
+    mesh_buf_add_u64(&b, index);
+    mesh_buf_adds(&b, ",\"name\":");
+    mesh_buf_add_json_str(&b, rq->svc);
+    mesh_buf_adds(&b, ",\"instances\":[");
 
     found = 0;
 
@@ -170,7 +160,7 @@ rd_api_service(rd_req_t *rq)
         }
 
         if (found++) {
-            rd_buf_addc(&b, ',');
+            mesh_buf_addc(&b, ',');
         }
 
         rd_instance_to_json(&b, all[i], RD_JSON_SNAPSHOT);
@@ -180,11 +170,11 @@ rd_api_service(rd_req_t *rq)
     free(all);
 
     if (!found) {
-        rd_buf_free(&b);
+        mesh_buf_free(&b);
         return rd_api_error(rq, 404, "unknown service", "service");
     }
 
-    rd_buf_adds(&b, "]}\n");
+    mesh_buf_adds(&b, "]}\n");
 
     return rd_api_json(rq, 200, &b, index);
 }
@@ -193,12 +183,12 @@ rd_api_service(rd_req_t *rq)
 enum MHD_Result
 rd_api_get_instance(rd_req_t *rq)
 {
-    rd_buf_t         b;
+    mesh_buf_t         b;
     uint64_t         index;
     rd_registry_t   *reg = rq->api->reg;
     rd_instance_t   *in;
 
-    rd_buf_init(&b, 512);
+    mesh_buf_init(&b, 512);
 
     pthread_rwlock_rdlock(&reg->lock);
 
@@ -211,14 +201,14 @@ rd_api_get_instance(rd_req_t *rq)
     pthread_rwlock_unlock(&reg->lock);
 
     if (in == NULL) {
-        rd_buf_free(&b);
+        mesh_buf_free(&b);
         return rd_api_error(rq, 404, "unknown instance", "id");
     }
 
     b.len--;
-    rd_buf_adds(&b, ",\"index\":");
-    rd_buf_add_u64(&b, index);
-    rd_buf_adds(&b, "}\n");
+    mesh_buf_adds(&b, ",\"index\":");
+    mesh_buf_add_u64(&b, index);
+    mesh_buf_adds(&b, "}\n");
 
     return rd_api_json(rq, 200, &b, index);
 }

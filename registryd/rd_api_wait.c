@@ -28,9 +28,6 @@ rd_api_send_cached(rd_req_t *rq, const char *ae)
     struct MHD_Response  *resp;
 
     s = rd_snapshot_get(&rq->api->snaps);
-    if (s == NULL) {
-        return rd_api_error(rq, 500, "out of memory", NULL);
-    }
 
     data = s->json;
     len = s->len;
@@ -64,7 +61,7 @@ rd_api_send_snapshot(rd_req_t *rq)
     int                   delta;
     char                  err[RD_ERR_LEN], *gz;
     size_t                gzlen;
-    rd_buf_t              b;
+    mesh_buf_t              b;
     uint64_t              index;
     const char           *ae, *field;
     rd_snapshot_ask_t     ask;
@@ -84,7 +81,7 @@ rd_api_send_snapshot(rd_req_t *rq)
 
     /* one client's own answer: a subscription or a delta */
 
-    rd_buf_init(&b, 4096);
+    mesh_buf_init(&b, 4096);
     delta = rd_snapshot_answer(rq->api->reg, &ask, &b, &index);
 
     if (ask.sub) {
@@ -97,7 +94,7 @@ rd_api_send_snapshot(rd_req_t *rq)
     if (ae && strstr(ae, "gzip") && b.len > 1024
         && rd_gzip(b.data, b.len, &gz, &gzlen) == 0)
     {
-        rd_buf_free(&b);
+        mesh_buf_free(&b);
         b.data = gz;
         b.len = gzlen;
         b.cap = gzlen;
@@ -149,10 +146,9 @@ rd_api_unlink_waiter(rd_api_t *api, rd_req_t *rq)
 static int
 rd_api_proxy_seen(rd_req_t *rq, int waiting)
 {
-    char                        addr[64], host[INET6_ADDRSTRLEN], name[256];
+    char                        addr[MESH_ADDR_TEXT_LEN], name[256];
     char                        err[RD_ERR_LEN];
     const char                 *h, *services;
-    struct sockaddr            *sa;
     const union MHD_ConnectionInfo  *info;
 
     h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
@@ -161,23 +157,9 @@ rd_api_proxy_seen(rd_req_t *rq, int waiting)
         return 0;
     }
 
-    addr[0] = '\0';
     info = MHD_get_connection_info(rq->conn,
                                    MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    sa = info ? info->client_addr : NULL;
-
-    if (sa && sa->sa_family == AF_INET) {
-        inet_ntop(AF_INET, &((struct sockaddr_in *) sa)->sin_addr, host,
-                  sizeof(host));
-        snprintf(addr, sizeof(addr), "%s:%u", host,
-                 ntohs(((struct sockaddr_in *) sa)->sin_port));
-
-    } else if (sa && sa->sa_family == AF_INET6) {
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *) sa)->sin6_addr, host,
-                  sizeof(host));
-        snprintf(addr, sizeof(addr), "[%s]:%u", host,
-                 ntohs(((struct sockaddr_in6 *) sa)->sin6_port));
-    }
+    mesh_addr_text(info ? info->client_addr : NULL, addr, sizeof(addr));
 
     services = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND,
                                            "services");
@@ -213,9 +195,9 @@ rd_api_proxy_error(rd_req_t *rq)
 enum MHD_Result
 rd_api_proxies(rd_req_t *rq)
 {
-    rd_buf_t  b;
+    mesh_buf_t  b;
 
-    rd_buf_init(&b, 4096);
+    mesh_buf_init(&b, 4096);
     rd_proxies_render(rq->api->proxies, rq->api->reg, &b);
 
     return rd_api_json(rq, 200, &b, rd_registry_index(rq->api->reg));
@@ -401,27 +383,27 @@ enum MHD_Result
 rd_api_send_events(rd_req_t *rq)
 {
     int        truncated;
-    rd_buf_t   items, b;
+    mesh_buf_t   items, b;
     uint64_t   upto;
     rd_api_t  *api = rq->api;
 
-    rd_buf_init(&items, 4096);
+    mesh_buf_init(&items, 4096);
     rd_events_render(api->reg->events, rq->want_index, 0, RD_EVENTS_JSON,
                      &items, &upto, &truncated);
 
-    rd_buf_init(&b, items.len + 64);
-    rd_buf_adds(&b, "{\"index\":");
-    rd_buf_add_u64(&b, upto);
-    rd_buf_adds(&b, ",\"events\":[");
-    rd_buf_add(&b, items.data, items.len);
-    rd_buf_addc(&b, ']');
+    mesh_buf_init(&b, items.len + 64);
+    mesh_buf_adds(&b, "{\"index\":");
+    mesh_buf_add_u64(&b, upto);
+    mesh_buf_adds(&b, ",\"events\":[");
+    mesh_buf_add(&b, items.data, items.len);
+    mesh_buf_addc(&b, ']');
 
     if (truncated && rq->has_index) {
-        rd_buf_adds(&b, ",\"truncated\":true");
+        mesh_buf_adds(&b, ",\"truncated\":true");
     }
 
-    rd_buf_adds(&b, "}\n");
-    rd_buf_free(&items);
+    mesh_buf_adds(&b, "}\n");
+    mesh_buf_free(&items);
 
     return rd_api_json(rq, 200, &b, rd_registry_index(api->reg));
 }
@@ -433,7 +415,7 @@ rd_api_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     int        truncated;
     size_t     n;
-    rd_buf_t   note;
+    mesh_buf_t   note;
     uint64_t   upto;
     rd_req_t  *rq = cls;
     rd_api_t  *api = rq->api;
@@ -450,12 +432,12 @@ rd_api_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         if (truncated) {
             /* the client is behind what is kept: say so before going on
              * from the oldest event kept */
-            rd_buf_init(&note, rq->out.len + 64);
-            rd_buf_adds(&note, "event: truncated\ndata: {\"index\":");
-            rd_buf_add_u64(&note, rq->ev_last);
-            rd_buf_adds(&note, ",\"truncated\":true}\n\n");
-            rd_buf_add(&note, rq->out.data, rq->out.len);
-            rd_buf_free(&rq->out);
+            mesh_buf_init(&note, rq->out.len + 64);
+            mesh_buf_adds(&note, "event: truncated\ndata: {\"index\":");
+            mesh_buf_add_u64(&note, rq->ev_last);
+            mesh_buf_adds(&note, ",\"truncated\":true}\n\n");
+            mesh_buf_add(&note, rq->out.data, rq->out.len);
+            mesh_buf_free(&rq->out);
             rq->out = note;
         }
 
@@ -482,7 +464,7 @@ rd_api_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         if (rq->ping) {
             rq->ping = 0;
             pthread_mutex_unlock(&api->lock);
-            rd_buf_adds(&rq->out, ": ping\n\n");
+            mesh_buf_adds(&rq->out, ": ping\n\n");
             break;
         }
 
@@ -610,8 +592,8 @@ rd_api_stream(rd_req_t *rq, uint64_t after)
     rq->streaming = 1;
     rq->fd = info ? info->connect_fd : -1;
     rq->ev_last = after;
-    rd_buf_init(&rq->out, 4096);
-    rd_buf_adds(&rq->out, "retry: 1000\n\n");
+    mesh_buf_init(&rq->out, 4096);
+    mesh_buf_adds(&rq->out, "retry: 1000\n\n");
 
     rq->sprev = NULL;
     rq->snext = api->streams;

@@ -76,12 +76,6 @@ rd_api_put_instance(rd_req_t *rq)
 
     in = rd_instance_create();
     op = rd_op_create(RD_OP_PUT, rq->svc, rq->id);
-    if (in == NULL || op == NULL) {
-        json_decref(obj);
-        rd_instance_free(in);
-        rd_op_free(op);
-        return rd_api_error(rq, 500, "out of memory", NULL);
-    }
 
     if (rd_instance_from_json(obj, 0, in, err, &field) != 0) {
         enum MHD_Result rc = rd_api_error(rq, 400, err, field);
@@ -104,7 +98,7 @@ rd_api_heartbeat(rd_req_t *rq)
 {
     int        rc;
     rd_op_t   *op;
-    rd_buf_t   b;
+    mesh_buf_t   b;
     uint64_t   index;
 
     rc = rd_registry_heartbeat(rq->api->reg, rq->svc, rq->id, &index);
@@ -114,20 +108,16 @@ rd_api_heartbeat(rd_req_t *rq)
     }
 
     if (rc == 0) {
-        rd_buf_init(&b, 64);
-        rd_buf_adds(&b, "{\"index\":");
-        rd_buf_add_u64(&b, index);
-        rd_buf_adds(&b, ",\"health\":\"passing\"}\n");
+        mesh_buf_init(&b, 64);
+        mesh_buf_adds(&b, "{\"index\":");
+        mesh_buf_add_u64(&b, index);
+        mesh_buf_adds(&b, ",\"health\":\"passing\"}\n");
         return rd_api_json(rq, 200, &b, index);
     }
 
     /* critical: back to passing is a change, through the store */
 
     op = rd_op_create(RD_OP_HEALTH, rq->svc, rq->id);
-    if (op == NULL) {
-        return rd_api_error(rq, 500, "out of memory", NULL);
-    }
-
     op->health = RD_HEALTH_PASSING;
     op->reason = "heartbeat";
 
@@ -140,11 +130,11 @@ rd_api_heartbeat(rd_req_t *rq)
 enum MHD_Result
 rd_api_policy_error(rd_req_t *rq, const rd_policy_err_t *e)
 {
-    rd_buf_t  b;
+    mesh_buf_t  b;
 
-    rd_buf_init(&b, 512);
+    mesh_buf_init(&b, 512);
     rd_policy_err_to_json(&b, e);
-    rd_buf_adds(&b, "\n");
+    mesh_buf_adds(&b, "\n");
 
     rd_debug("400 %s", e->msg);
 
@@ -166,11 +156,6 @@ rd_api_put_policy(rd_req_t *rq)
     }
 
     op = rd_op_create(RD_OP_POLICY_PUT, "", rq->id);
-    if (op == NULL) {
-        rd_policy_free(p);
-        return rd_api_error(rq, 500, "out of memory", NULL);
-    }
-
     op->policy = p;
 
     return rd_api_submit(rq, op);
@@ -178,40 +163,40 @@ rd_api_put_policy(rd_req_t *rq)
 
 
 static void
-rd_api_policy_summary(rd_buf_t *b, const rd_policy_t *p)
+rd_api_policy_summary(mesh_buf_t *b, const rd_policy_t *p)
 {
     size_t   i;
     json_t  *d, *v;
 
-    rd_buf_adds(b, "{\"name\":");
-    rd_buf_add_json_str(b, p->name);
-    rd_buf_adds(b, ",\"documents\":[");
+    mesh_buf_adds(b, "{\"name\":");
+    mesh_buf_add_json_str(b, p->name);
+    mesh_buf_adds(b, ",\"documents\":[");
 
     for (i = 0; i < json_array_size(p->docs); i++) {
         d = json_array_get(p->docs, i);
 
-        rd_buf_adds(b, i ? ",{\"kind\":" : "{\"kind\":");
-        rd_buf_add_json_str(b, json_string_value(json_object_get(d, "kind")));
-        rd_buf_adds(b, ",\"name\":");
-        rd_buf_add_json_str(b, json_string_value(json_object_get(d, "name")));
+        mesh_buf_adds(b, i ? ",{\"kind\":" : "{\"kind\":");
+        mesh_buf_add_json_str(b, json_string_value(json_object_get(d, "kind")));
+        mesh_buf_adds(b, ",\"name\":");
+        mesh_buf_add_json_str(b, json_string_value(json_object_get(d, "name")));
 
         if ((v = json_object_get(d, "host")) != NULL) {
-            rd_buf_adds(b, ",\"host\":");
-            rd_buf_add_json_str(b, json_string_value(v));
+            mesh_buf_adds(b, ",\"host\":");
+            mesh_buf_add_json_str(b, json_string_value(v));
         }
 
         if ((v = json_object_get(d, "hosts")) != NULL) {
             char *s = json_dumps(v, JSON_COMPACT);
 
-            rd_buf_adds(b, ",\"hosts\":");
-            rd_buf_adds(b, s ? s : "[]");
+            mesh_buf_adds(b, ",\"hosts\":");
+            mesh_buf_adds(b, s ? s : "[]");
             free(s);
         }
 
-        rd_buf_addc(b, '}');
+        mesh_buf_addc(b, '}');
     }
 
-    rd_buf_printf(b, "],\"create_index\":%llu,\"modify_index\":%llu}",
+    mesh_buf_printf(b, "],\"create_index\":%llu,\"modify_index\":%llu}",
                   (unsigned long long) p->create_index,
                   (unsigned long long) p->modify_index);
 }
@@ -221,29 +206,29 @@ enum MHD_Result
 rd_api_policies(rd_req_t *rq)
 {
     size_t          i;
-    rd_buf_t        b;
+    mesh_buf_t        b;
     uint64_t        index;
     rd_registry_t  *reg = rq->api->reg;
 
-    rd_buf_init(&b, 256);
+    mesh_buf_init(&b, 256);
 
     pthread_rwlock_rdlock(&reg->lock);
 
     index = reg->index;
-    rd_buf_adds(&b, "{\"index\":");
-    rd_buf_add_u64(&b, index);
-    rd_buf_adds(&b, ",\"policies\":[");
+    mesh_buf_adds(&b, "{\"index\":");
+    mesh_buf_add_u64(&b, index);
+    mesh_buf_adds(&b, ",\"policies\":[");
 
     for (i = 0; i < reg->npolicies; i++) {
         if (i) {
-            rd_buf_addc(&b, ',');
+            mesh_buf_addc(&b, ',');
         }
         rd_api_policy_summary(&b, reg->policies[i]);
     }
 
     pthread_rwlock_unlock(&reg->lock);
 
-    rd_buf_adds(&b, "]}\n");
+    mesh_buf_adds(&b, "]}\n");
 
     return rd_api_json(rq, 200, &b, index);
 }
@@ -253,7 +238,7 @@ enum MHD_Result
 rd_api_get_policy(rd_req_t *rq)
 {
     int             json;
-    rd_buf_t        b;
+    mesh_buf_t        b;
     uint64_t        index;
     const char     *accept;
     rd_policy_t    *p;
@@ -263,7 +248,7 @@ rd_api_get_policy(rd_req_t *rq)
                                          MHD_HTTP_HEADER_ACCEPT);
     json = (accept && strstr(accept, "application/json") != NULL);
 
-    rd_buf_init(&b, 1024);
+    mesh_buf_init(&b, 1024);
 
     pthread_rwlock_rdlock(&reg->lock);
 
@@ -273,22 +258,22 @@ rd_api_get_policy(rd_req_t *rq)
     if (p && json) {
         rd_api_policy_summary(&b, p);
         b.len--;
-        rd_buf_adds(&b, ",\"index\":");
-        rd_buf_add_u64(&b, index);
-        rd_buf_adds(&b, ",\"yaml\":");
-        rd_buf_add_json_str(&b, p->yaml);
-        rd_buf_adds(&b, ",\"normalized\":[");
-        rd_buf_add(&b, p->snap, p->snap_len);
-        rd_buf_adds(&b, "]}\n");
+        mesh_buf_adds(&b, ",\"index\":");
+        mesh_buf_add_u64(&b, index);
+        mesh_buf_adds(&b, ",\"yaml\":");
+        mesh_buf_add_json_str(&b, p->yaml);
+        mesh_buf_adds(&b, ",\"normalized\":[");
+        mesh_buf_add(&b, p->snap, p->snap_len);
+        mesh_buf_adds(&b, "]}\n");
 
     } else if (p) {
-        rd_buf_add(&b, p->yaml, p->yaml_len);
+        mesh_buf_add(&b, p->yaml, p->yaml_len);
     }
 
     pthread_rwlock_unlock(&reg->lock);
 
     if (p == NULL) {
-        rd_buf_free(&b);
+        mesh_buf_free(&b);
         return rd_api_error(rq, 404, "unknown policy", "name");
     }
 

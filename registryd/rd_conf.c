@@ -9,7 +9,9 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "mesh_alloc.h"
 #include "rd_conf.h"
+#include "mesh_token.h"
 #include "rd_util.h"
 
 typedef enum {
@@ -76,7 +78,7 @@ int
 rd_conf_set(rd_conf_t *conf, const char *name, const char *value, char *err)
 {
     int              port;
-    char             host[256];
+    char             host[MESH_ADDR_LEN];
     char           **sp;
     int64_t          v, *ip;
     const rd_opt_t  *o;
@@ -93,8 +95,8 @@ rd_conf_set(rd_conf_t *conf, const char *name, const char *value, char *err)
     switch (o->type) {
 
     case RD_OPT_HOSTPORT:
-        if (rd_parse_hostport(value, host, sizeof(host), &port) != 0
-            || rd_addr_valid(host) != 0)
+        if (mesh_hostport_parse(value, host, sizeof(host), &port, NULL)
+            != MESH_ADDR_OK)
         {
             snprintf(err, RD_ERR_LEN,
                      "%s: \"%s\" is not an IP ADDR:PORT", name, value);
@@ -108,11 +110,7 @@ rd_conf_set(rd_conf_t *conf, const char *name, const char *value, char *err)
             return -1;
         }
         free(*sp);
-        *sp = strdup(value);
-        if (*sp == NULL) {
-            snprintf(err, RD_ERR_LEN, "out of memory");
-            return -1;
-        }
+        *sp = mesh_xstrdup(value);
         return 0;
 
     case RD_OPT_LOG_LEVEL:
@@ -122,8 +120,8 @@ rd_conf_set(rd_conf_t *conf, const char *name, const char *value, char *err)
             return -1;
         }
         free(*sp);
-        *sp = strdup(value);
-        return *sp ? 0 : -1;
+        *sp = mesh_xstrdup(value);
+        return 0;
 
     case RD_OPT_SIZE:
         v = mesh_size_parse(value);
@@ -300,9 +298,7 @@ fail:
 int
 rd_conf_read_token(const rd_conf_t *conf, char **out, char *err)
 {
-    FILE    *f;
-    char     buf[4096];
-    size_t   n, s;
+    char  tok[MESH_TOKEN_MAX + 1];
 
     *out = NULL;
 
@@ -310,34 +306,12 @@ rd_conf_read_token(const rd_conf_t *conf, char **out, char *err)
         return 0;
     }
 
-    f = fopen(conf->token_file, "r");
-    if (f == NULL) {
-        snprintf(err, RD_ERR_LEN, "token file %s: %s", conf->token_file,
-                 strerror(errno));
+    if (mesh_token_read(conf->token_file, tok, sizeof(tok), err, RD_ERR_LEN)
+        != 0)
+    {
         return -1;
     }
 
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'
-                 || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-    {
-        buf[--n] = '\0';
-    }
-
-    for (s = 0; buf[s] == ' ' || buf[s] == '\t' || buf[s] == '\n'
-                || buf[s] == '\r'; s++)
-    {
-        /* skip */
-    }
-
-    if (buf[s] == '\0') {
-        snprintf(err, RD_ERR_LEN, "token file %s is empty", conf->token_file);
-        return -1;
-    }
-
-    *out = strdup(buf + s);
-    return *out ? 0 : -1;
+    *out = mesh_xstrdup(tok);
+    return 0;
 }

@@ -37,7 +37,7 @@ int rd_conf_set(rd_conf_t *conf, const char *name, const char *value,
 /* read a YAML mapping of option: value; errors say "FILE:LINE: reason" */
 int rd_conf_load_file(rd_conf_t *conf, const char *path, char *err);
 
-/* read the token from conf->token_file into out (trimmed) */
+/* the token in conf->token_file (common/mesh_token), NULL without one */
 int rd_conf_read_token(const rd_conf_t *conf, char **out, char *err);
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "mesh_alloc.h"
 #include "rd_events.h"
 #include "rd_log.h"
 
@@ -20,32 +21,19 @@ static uint64_t  rd_events_by_type[RD_EV_COUNT];
 
 
 rd_events_t *
-rd_events_create(size_t keep, uint64_t start, char *err)
+rd_events_create(size_t keep, uint64_t start)
 {
     rd_events_t  *ev;
 
-    ev = calloc(1, sizeof(rd_events_t));
-    if (ev == NULL) {
-        goto fail;
-    }
-
+    ev = mesh_xcalloc(1, sizeof(rd_events_t));
     ev->cap = keep ? keep : 1;
-    ev->ring = calloc(ev->cap, sizeof(rd_event_t));
-    if (ev->ring == NULL) {
-        goto fail;
-    }
+    ev->ring = mesh_xcalloc(ev->cap, sizeof(rd_event_t));
 
     ev->gone = start;
     ev->last = start;
     pthread_mutex_init(&ev->lock, NULL);
 
     return ev;
-
-fail:
-
-    snprintf(err, RD_ERR_LEN, "out of memory for %zu events", keep);
-    free(ev);
-    return NULL;
 }
 
 
@@ -124,7 +112,7 @@ rd_events_last(rd_events_t *ev)
 
 
 void
-rd_event_to_json(rd_buf_t *b, const rd_event_t *e)
+rd_event_to_json(mesh_buf_t *b, const rd_event_t *e)
 {
     char       ts[40];
     time_t     sec;
@@ -136,31 +124,31 @@ rd_event_to_json(rd_buf_t *b, const rd_event_t *e)
              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
              tm.tm_min, tm.tm_sec, (int) (e->time % 1000));
 
-    rd_buf_adds(b, "{\"index\":");
-    rd_buf_add_u64(b, e->index);
-    rd_buf_adds(b, ",\"time\":\"");
-    rd_buf_adds(b, ts);
-    rd_buf_adds(b, "\",\"type\":\"");
-    rd_buf_adds(b, rd_event_type_name(e->type));
-    rd_buf_addc(b, '"');
+    mesh_buf_adds(b, "{\"index\":");
+    mesh_buf_add_u64(b, e->index);
+    mesh_buf_adds(b, ",\"time\":\"");
+    mesh_buf_adds(b, ts);
+    mesh_buf_adds(b, "\",\"type\":\"");
+    mesh_buf_adds(b, rd_event_type_name(e->type));
+    mesh_buf_addc(b, '"');
 
     if (e->type == RD_EV_POLICY_APPLIED || e->type == RD_EV_POLICY_DELETED) {
-        rd_buf_adds(b, ",\"policy\":");
-        rd_buf_add_json_str(b, e->id);
+        mesh_buf_adds(b, ",\"policy\":");
+        mesh_buf_add_json_str(b, e->id);
 
     } else {
-        rd_buf_adds(b, ",\"service\":");
-        rd_buf_add_json_str(b, e->service);
-        rd_buf_adds(b, ",\"id\":");
-        rd_buf_add_json_str(b, e->id);
+        mesh_buf_adds(b, ",\"service\":");
+        mesh_buf_add_json_str(b, e->service);
+        mesh_buf_adds(b, ",\"id\":");
+        mesh_buf_add_json_str(b, e->id);
     }
 
     if (e->reason) {
-        rd_buf_adds(b, ",\"reason\":");
-        rd_buf_add_json_str(b, e->reason);
+        mesh_buf_adds(b, ",\"reason\":");
+        mesh_buf_add_json_str(b, e->reason);
     }
 
-    rd_buf_addc(b, '}');
+    mesh_buf_addc(b, '}');
 }
 
 
@@ -216,7 +204,7 @@ rd_events_since(rd_events_t *ev, uint64_t after, uint64_t upto,
 
 size_t
 rd_events_render(rd_events_t *ev, uint64_t after, size_t max, int format,
-    rd_buf_t *b, uint64_t *upto, int *truncated)
+    mesh_buf_t *b, uint64_t *upto, int *truncated)
 {
     size_t             i, count;
     const rd_event_t  *e;
@@ -238,17 +226,17 @@ rd_events_render(rd_events_t *ev, uint64_t after, size_t max, int format,
         e = &ev->ring[(ev->head + i) % ev->cap];
 
         if (format == RD_EVENTS_SSE) {
-            rd_buf_adds(b, "id: ");
-            rd_buf_add_u64(b, e->index);
-            rd_buf_adds(b, "\nevent: ");
-            rd_buf_adds(b, rd_event_type_name(e->type));
-            rd_buf_adds(b, "\ndata: ");
+            mesh_buf_adds(b, "id: ");
+            mesh_buf_add_u64(b, e->index);
+            mesh_buf_adds(b, "\nevent: ");
+            mesh_buf_adds(b, rd_event_type_name(e->type));
+            mesh_buf_adds(b, "\ndata: ");
             rd_event_to_json(b, e);
-            rd_buf_adds(b, "\n\n");
+            mesh_buf_adds(b, "\n\n");
 
         } else {
             if (count) {
-                rd_buf_addc(b, ',');
+                mesh_buf_addc(b, ',');
             }
             rd_event_to_json(b, e);
         }

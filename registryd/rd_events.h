@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "rd_buf.h"
+#include "mesh_buf.h"
 #include "rd_util.h"
 
 #define RD_EVENTS_KEEP  10000
@@ -60,7 +60,7 @@ typedef struct rd_events_s {
 
 /* keep: events kept (>= 1); start: the registry index at start, whose
  * changes happened before this ring existed */
-rd_events_t *rd_events_create(size_t keep, uint64_t start, char *err);
+rd_events_t *rd_events_create(size_t keep, uint64_t start);
 void rd_events_free(rd_events_t *ev);
 
 /* e->index must be above every index appended before; e->time 0: now */
@@ -76,7 +76,7 @@ uint64_t rd_events_last(rd_events_t *ev);
  * when changes after "after" are no longer kept, else 0.
  */
 size_t rd_events_render(rd_events_t *ev, uint64_t after, size_t max,
-    int format, rd_buf_t *b, uint64_t *upto, int *truncated);
+    int format, mesh_buf_t *b, uint64_t *upto, int *truncated);
 
 /*
  * Call cb for every event with an index above after and at most upto, in
@@ -94,6 +94,6 @@ const char *rd_event_type_name(int type);
 /* events recorded of a type since start, in every registry (metrics) */
 uint64_t rd_events_recorded(int type);
 /* one event as a JSON object */
-void rd_event_to_json(rd_buf_t *b, const rd_event_t *e);
+void rd_event_to_json(mesh_buf_t *b, const rd_event_t *e);
 
 #endif

@@ -15,6 +15,7 @@
 
 #include <curl/curl.h>
 
+#include "mesh_alloc.h"
 #include "rd_health.h"
 #include "rd_log.h"
 #include "rd_metrics.h"
@@ -143,11 +144,6 @@ rd_health_submit(rd_health_t *h, rd_target_t *t)
     rd_op_t  *op;
 
     op = rd_op_create(RD_OP_HEALTH, t->service, t->id);
-    if (op == NULL) {
-        rd_error("health: out of memory");
-        return;
-    }
-
     op->health = t->state.critical ? RD_HEALTH_CRITICAL : RD_HEALTH_PASSING;
     op->check = 1;
     op->put_index = t->put_index;
@@ -191,20 +187,9 @@ rd_health_refresh(rd_health_t *h, int64_t now)
 
     h->seen_index = reg->index;
     all = rd_registry_sorted(reg, &n);
-    if (all == NULL) {
-        pthread_rwlock_unlock(&reg->lock);
-        return;
-    }
 
-    nv = malloc((n + 1) * sizeof(rd_target_t *));
-    gone = malloc((h->ntargets + 1) * sizeof(rd_target_t *));
-    if (nv == NULL || gone == NULL) {
-        pthread_rwlock_unlock(&reg->lock);
-        free(all);
-        free(nv);
-        free(gone);
-        return;
-    }
+    nv = mesh_xmalloc((n + 1) * sizeof(rd_target_t *));
+    gone = mesh_xmalloc((h->ntargets + 1) * sizeof(rd_target_t *));
 
     nn = 0;
     ngone = 0;
@@ -252,11 +237,8 @@ rd_health_refresh(rd_health_t *h, int64_t now)
             gone[ngone++] = t;
         }
 
-        t = calloc(1, sizeof(rd_target_t));
-        if (t == NULL || (t->text = strdup(in->check)) == NULL) {
-            free(t);
-            continue;
-        }
+        t = mesh_xcalloc(1, sizeof(rd_target_t));
+        t->text = mesh_xstrdup(in->check);
 
         memcpy(t->service, in->service, sizeof(t->service));
         memcpy(t->id, in->id, sizeof(t->id));
@@ -406,33 +388,15 @@ rd_health_start_http(rd_health_t *h, rd_target_t *t)
 static int
 rd_health_start_tcp(rd_target_t *t, int64_t now)
 {
-    int                   fd, rc;
-    socklen_t             len;
-    struct linger         lg;
-    struct sockaddr      *sa;
-    struct sockaddr_in    sin;
-    struct sockaddr_in6   sin6;
+    int               fd, rc;
+    struct linger     lg;
+    mesh_sockaddr_t   sa;
 
-    memset(&sin, 0, sizeof(sin));
-    memset(&sin6, 0, sizeof(sin6));
-
-    if (inet_pton(AF_INET, t->address, &sin.sin_addr) == 1) {
-        sin.sin_family = AF_INET;
-        sin.sin_port = htons((uint16_t) t->port);
-        sa = (struct sockaddr *) &sin;
-        len = sizeof(sin);
-
-    } else if (inet_pton(AF_INET6, t->address, &sin6.sin6_addr) == 1) {
-        sin6.sin6_family = AF_INET6;
-        sin6.sin6_port = htons((uint16_t) t->port);
-        sa = (struct sockaddr *) &sin6;
-        len = sizeof(sin6);
-
-    } else {
+    if (mesh_addr_sockaddr(t->address, t->port, &sa) != 0) {
         return -1;
     }
 
-    fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+    fd = socket(sa.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                 0);
     if (fd < 0) {
         return -1;
@@ -446,7 +410,7 @@ rd_health_start_tcp(rd_target_t *t, int64_t now)
     t->fd = fd;
     t->deadline = now + t->check.timeout;
 
-    rc = connect(fd, sa, len);
+    rc = connect(fd, &sa.u.sa, sa.len);
 
     if (rc == 0) {
         return 1;
@@ -548,8 +512,7 @@ static size_t
 rd_health_tcp_fds(rd_health_t *h, int64_t now)
 {
     size_t               i, n, cap;
-    rd_target_t         *t, **wt;
-    struct curl_waitfd  *wf;
+    rd_target_t         *t;
 
     n = 0;
 
@@ -567,16 +530,10 @@ rd_health_tcp_fds(rd_health_t *h, int64_t now)
 
         if (n == h->wcap) {
             cap = h->wcap ? h->wcap * 2 : 64;
-            wf = realloc(h->wfds, cap * sizeof(struct curl_waitfd));
-            if (wf == NULL) {
-                break;
-            }
-            h->wfds = wf;
-            wt = realloc(h->wtargets, cap * sizeof(rd_target_t *));
-            if (wt == NULL) {
-                break;
-            }
-            h->wtargets = wt;
+            h->wfds = mesh_xrealloc(h->wfds,
+                                    cap * sizeof(struct curl_waitfd));
+            h->wtargets = mesh_xrealloc(h->wtargets,
+                                        cap * sizeof(rd_target_t *));
             h->wcap = cap;
         }
 
@@ -666,16 +623,16 @@ rd_health_create(rd_registry_t *reg, char *err)
 {
     rd_health_t  *h;
 
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    /* libcurl allocates as registryd does (mesh_alloc.h) */
+    if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, mesh_xmalloc, free,
+                             mesh_xrealloc, mesh_xstrdup, mesh_xcalloc)
+        != CURLE_OK)
+    {
         snprintf(err, RD_ERR_LEN, "cannot initialize libcurl");
         return NULL;
     }
 
-    h = calloc(1, sizeof(rd_health_t));
-    if (h == NULL) {
-        snprintf(err, RD_ERR_LEN, "out of memory");
-        goto fail;
-    }
+    h = mesh_xcalloc(1, sizeof(rd_health_t));
 
     h->reg = reg;
     h->seed = (unsigned int) rd_wall_ms() ^ (unsigned int) getpid();
@@ -690,21 +647,12 @@ rd_health_create(rd_registry_t *reg, char *err)
 
     /* the server closes first: TIME_WAIT stays on its side */
     h->headers = curl_slist_append(NULL, "Connection: close");
-    if (h->headers == NULL) {
-        snprintf(err, RD_ERR_LEN, "out of memory");
-        goto fail;
-    }
 
     return h;
 
 fail:
 
-    if (h) {
-        if (h->multi) {
-            curl_multi_cleanup(h->multi);
-        }
-        free(h);
-    }
+    free(h);
 
     curl_global_cleanup();
     return NULL;

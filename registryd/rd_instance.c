@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mesh_alloc.h"
 #include "rd_check.h"
 #include "rd_metrics.h"
 #include "rd_registry_int.h"
@@ -17,10 +18,7 @@ rd_instance_create(void)
 {
     rd_instance_t  *in;
 
-    in = calloc(1, sizeof(rd_instance_t));
-    if (in == NULL) {
-        return NULL;
-    }
+    in = mesh_xcalloc(1, sizeof(rd_instance_t));
 
     in->weight = 1;
     return in;
@@ -45,19 +43,7 @@ rd_instance_free(rd_instance_t *in)
 static char *
 rd_strdup_null(const char *s)
 {
-    char  *p;
-
-    if (s == NULL) {
-        return NULL;
-    }
-
-    p = strdup(s);
-    if (p == NULL) {
-        fprintf(stderr, "registryd: out of memory\n");
-        abort();
-    }
-
-    return p;
+    return s ? mesh_xstrdup(s) : NULL;
 }
 
 
@@ -66,10 +52,7 @@ rd_instance_dup(const rd_instance_t *in)
 {
     rd_instance_t  *c;
 
-    c = malloc(sizeof(rd_instance_t));
-    if (c == NULL) {
-        return NULL;
-    }
+    c = mesh_xmalloc(sizeof(rd_instance_t));
 
     *c = *in;
     c->next = NULL;
@@ -80,11 +63,7 @@ rd_instance_dup(const rd_instance_t *in)
     c->snap_len = 0;
 
     if (in->snap) {
-        c->snap = malloc(in->snap_len + 1);
-        if (c->snap == NULL) {
-            fprintf(stderr, "registryd: out of memory\n");
-            abort();
-        }
+        c->snap = mesh_xmalloc(in->snap_len + 1);
         memcpy(c->snap, in->snap, in->snap_len + 1);
         c->snap_len = in->snap_len;
     }
@@ -131,11 +110,7 @@ rd_instance_check_from_json(json_t *chk, char **out, char *err,
         return -1;
     }
 
-    *out = json_dumps(chk, JSON_COMPACT | JSON_SORT_KEYS);
-    if (*out == NULL) {
-        snprintf(err, RD_ERR_LEN, "out of memory");
-        return -1;
-    }
+    *out = json_dumps(chk, JSON_COMPACT | JSON_SORT_KEYS);   /* mesh_alloc */
 
     return 0;
 }
@@ -179,11 +154,7 @@ rd_labels_from_json(json_t *labels, char **out, char *err,
         }
     }
 
-    *out = json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS);
-    if (*out == NULL) {
-        snprintf(err, RD_ERR_LEN, "out of memory");
-        return -1;
-    }
+    *out = json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS);   /* mesh_alloc */
 
     return 0;
 }
@@ -210,7 +181,7 @@ rd_instance_from_json(json_t *obj, int stored, rd_instance_t *in, char *err,
         if (strcmp(k, "address") == 0) {
             s = json_string_value(v);
             if (s == NULL || json_string_length(v) >= sizeof(in->address)
-                || rd_addr_valid(s) != 0)
+                || !mesh_addr_valid(s))
             {
                 snprintf(err, RD_ERR_LEN, "address must be an IPv4 or IPv6 "
                          "address");
@@ -330,64 +301,64 @@ rd_instance_from_json(json_t *obj, int stored, rd_instance_t *in, char *err,
 
 
 void
-rd_instance_to_json(rd_buf_t *b, const rd_instance_t *in, int form)
+rd_instance_to_json(mesh_buf_t *b, const rd_instance_t *in, int form)
 {
     char  d[32];
 
-    rd_buf_adds(b, "{");
+    mesh_buf_adds(b, "{");
 
     if (form != RD_JSON_SNAPSHOT) {
-        rd_buf_adds(b, "\"service\":");
-        rd_buf_add_json_str(b, in->service);
-        rd_buf_addc(b, ',');
+        mesh_buf_adds(b, "\"service\":");
+        mesh_buf_add_json_str(b, in->service);
+        mesh_buf_addc(b, ',');
     }
 
-    rd_buf_adds(b, "\"id\":");
-    rd_buf_add_json_str(b, in->id);
-    rd_buf_adds(b, ",\"address\":");
-    rd_buf_add_json_str(b, in->address);
-    rd_buf_adds(b, ",\"port\":");
-    rd_buf_add_u64(b, (uint64_t) in->port);
-    rd_buf_adds(b, ",\"weight\":");
-    rd_buf_add_u64(b, (uint64_t) in->weight);
+    mesh_buf_adds(b, "\"id\":");
+    mesh_buf_add_json_str(b, in->id);
+    mesh_buf_adds(b, ",\"address\":");
+    mesh_buf_add_json_str(b, in->address);
+    mesh_buf_adds(b, ",\"port\":");
+    mesh_buf_add_u64(b, (uint64_t) in->port);
+    mesh_buf_adds(b, ",\"weight\":");
+    mesh_buf_add_u64(b, (uint64_t) in->weight);
 
     if (in->zone) {
-        rd_buf_adds(b, ",\"zone\":");
-        rd_buf_add_json_str(b, in->zone);
+        mesh_buf_adds(b, ",\"zone\":");
+        mesh_buf_add_json_str(b, in->zone);
     }
 
-    rd_buf_adds(b, ",\"labels\":");
-    rd_buf_adds(b, in->labels ? in->labels : "{}");
+    mesh_buf_adds(b, ",\"labels\":");
+    mesh_buf_adds(b, in->labels ? in->labels : "{}");
 
     if (form != RD_JSON_SNAPSHOT) {
         if (in->ttl) {
             mesh_duration_format(in->ttl, d, sizeof(d));
-            rd_buf_adds(b, ",\"ttl\":");
-            rd_buf_add_json_str(b, d);
+            mesh_buf_adds(b, ",\"ttl\":");
+            mesh_buf_add_json_str(b, d);
         }
 
         if (in->deregister_after) {
             mesh_duration_format(in->deregister_after, d, sizeof(d));
-            rd_buf_adds(b, ",\"deregister_after\":");
-            rd_buf_add_json_str(b, d);
+            mesh_buf_adds(b, ",\"deregister_after\":");
+            mesh_buf_add_json_str(b, d);
         }
 
         if (in->check) {
-            rd_buf_adds(b, ",\"check\":");
-            rd_buf_adds(b, in->check);
+            mesh_buf_adds(b, ",\"check\":");
+            mesh_buf_adds(b, in->check);
         }
     }
 
-    rd_buf_adds(b, ",\"health\":");
-    rd_buf_adds(b, in->health == RD_HEALTH_PASSING ? "\"passing\""
+    mesh_buf_adds(b, ",\"health\":");
+    mesh_buf_adds(b, in->health == RD_HEALTH_PASSING ? "\"passing\""
                                                     : "\"critical\"");
 
     if (form == RD_JSON_STORED) {
-        rd_buf_adds(b, ",\"create_index\":");
-        rd_buf_add_u64(b, in->create_index);
-        rd_buf_adds(b, ",\"modify_index\":");
-        rd_buf_add_u64(b, in->modify_index);
+        mesh_buf_adds(b, ",\"create_index\":");
+        mesh_buf_add_u64(b, in->create_index);
+        mesh_buf_adds(b, ",\"modify_index\":");
+        mesh_buf_add_u64(b, in->modify_index);
     }
 
-    rd_buf_addc(b, '}');
+    mesh_buf_addc(b, '}');
 }

@@ -116,7 +116,7 @@ rd_metrics_probe(int ok, int64_t elapsed_us)
 
 
 static void
-rd_metrics_hist(rd_buf_t *b, const char *name, const char *labels,
+rd_metrics_hist(mesh_buf_t *b, const char *name, const char *labels,
     const uint64_t *hist, double sum)
 {
     size_t    i;
@@ -124,29 +124,29 @@ rd_metrics_hist(rd_buf_t *b, const char *name, const char *labels,
 
     for (i = 0; i < RD_NBUCKETS; i++) {
         cum += __atomic_load_n(&hist[i], __ATOMIC_RELAXED);
-        rd_buf_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels,
+        mesh_buf_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels,
                       labels[0] ? "," : "", rd_bounds[i],
                       (unsigned long long) cum);
     }
 
     cum += __atomic_load_n(&hist[RD_NBUCKETS], __ATOMIC_RELAXED);
-    rd_buf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels,
+    mesh_buf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels,
                   labels[0] ? "," : "", (unsigned long long) cum);
 
     if (labels[0]) {
-        rd_buf_printf(b, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name,
+        mesh_buf_printf(b, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name,
                       labels, sum, name, labels, (unsigned long long) cum);
     } else {
-        rd_buf_printf(b, "%s_sum %.6f\n%s_count %llu\n", name, sum, name,
+        mesh_buf_printf(b, "%s_sum %.6f\n%s_count %llu\n", name, sum, name,
                       (unsigned long long) cum);
     }
 }
 
 
 static void
-rd_metrics_render_health(rd_buf_t *b)
+rd_metrics_render_health(mesh_buf_t *b)
 {
-    rd_buf_printf(b,
+    mesh_buf_printf(b,
         "# HELP registryd_health_probes_total Health check probes by "
         "result.\n"
         "# TYPE registryd_health_probes_total counter\n"
@@ -156,7 +156,7 @@ rd_metrics_render_health(rd_buf_t *b)
         (unsigned long long) __atomic_load_n(&rd_probes[0],
                                              __ATOMIC_RELAXED));
 
-    rd_buf_adds(b,
+    mesh_buf_adds(b,
         "# HELP registryd_health_probe_duration_seconds Time of one health "
         "check probe.\n"
         "# TYPE registryd_health_probe_duration_seconds histogram\n");
@@ -168,13 +168,13 @@ rd_metrics_render_health(rd_buf_t *b)
 
 
 void
-rd_metrics_render(rd_buf_t *b, const rd_metrics_gauges_t *g)
+rd_metrics_render(mesh_buf_t *b, const rd_metrics_gauges_t *g)
 {
     char      labels[64];
     size_t    r, c;
     uint64_t  v;
 
-    rd_buf_adds(b,
+    mesh_buf_adds(b,
         "# HELP registryd_http_requests_total HTTP requests by route and "
         "status.\n"
         "# TYPE registryd_http_requests_total counter\n");
@@ -187,18 +187,18 @@ rd_metrics_render(rd_buf_t *b, const rd_metrics_gauges_t *g)
             }
 
             if (c == RD_NCODES - 1) {
-                rd_buf_printf(b, "registryd_http_requests_total{route=\"%s\","
+                mesh_buf_printf(b, "registryd_http_requests_total{route=\"%s\","
                               "code=\"other\"} %llu\n", rd_route_names[r],
                               (unsigned long long) v);
             } else {
-                rd_buf_printf(b, "registryd_http_requests_total{route=\"%s\","
+                mesh_buf_printf(b, "registryd_http_requests_total{route=\"%s\","
                               "code=\"%d\"} %llu\n", rd_route_names[r],
                               rd_codes[c], (unsigned long long) v);
             }
         }
     }
 
-    rd_buf_adds(b,
+    mesh_buf_adds(b,
         "# HELP registryd_http_request_duration_seconds Time to answer, "
         "by route (long-polls include their wait).\n"
         "# TYPE registryd_http_request_duration_seconds histogram\n");
@@ -211,7 +211,7 @@ rd_metrics_render(rd_buf_t *b, const rd_metrics_gauges_t *g)
                         / 1e6);
     }
 
-    rd_buf_adds(b,
+    mesh_buf_adds(b,
         "# HELP registryd_store_commit_seconds Time of one store commit "
         "(a batch of writes made durable).\n"
         "# TYPE registryd_store_commit_seconds histogram\n");
@@ -219,7 +219,7 @@ rd_metrics_render(rd_buf_t *b, const rd_metrics_gauges_t *g)
                     __atomic_load_n(&rd_commit_sum_ms, __ATOMIC_RELAXED)
                     / 1e3);
 
-    rd_buf_printf(b,
+    mesh_buf_printf(b,
         "# HELP registryd_store_commits_total Store commits.\n"
         "# TYPE registryd_store_commits_total counter\n"
         "registryd_store_commits_total %llu\n"
@@ -256,17 +256,17 @@ rd_metrics_render(rd_buf_t *b, const rd_metrics_gauges_t *g)
         g->store_ok, (unsigned long long) g->index, g->passing, g->critical,
         g->waiters, g->queued);
 
-    rd_buf_adds(b,
+    mesh_buf_adds(b,
         "# HELP registryd_events_total Events recorded, by type.\n"
         "# TYPE registryd_events_total counter\n");
 
     for (r = 0; r < RD_EV_COUNT; r++) {
-        rd_buf_printf(b, "registryd_events_total{type=\"%s\"} %llu\n",
+        mesh_buf_printf(b, "registryd_events_total{type=\"%s\"} %llu\n",
                       rd_event_type_name((int) r),
                       (unsigned long long) rd_events_recorded((int) r));
     }
 
-    rd_buf_printf(b,
+    mesh_buf_printf(b,
         "# HELP registryd_event_stream_clients Open event streams "
         "(server-sent events).\n"
         "# TYPE registryd_event_stream_clients gauge\n"
@@ -276,7 +276,7 @@ rd_metrics_render(rd_buf_t *b, const rd_metrics_gauges_t *g)
         "registryd_policies %zu\n",
         g->stream_clients, g->policies);
 
-    rd_buf_printf(b,
+    mesh_buf_printf(b,
         "# HELP registryd_snapshot_answers_total Snapshots answered to "
         "clients that subscribe or take deltas, by kind.\n"
         "# TYPE registryd_snapshot_answers_total counter\n"

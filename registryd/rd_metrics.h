@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "rd_buf.h"
+#include "mesh_buf.h"
 #include "rd_route.h"
 
 /* a request answered with status after elapsed_us microseconds */
@@ -34,6 +34,6 @@ typedef struct {
     size_t    policies;
 } rd_metrics_gauges_t;
 
-void rd_metrics_render(rd_buf_t *b, const rd_metrics_gauges_t *g);
+void rd_metrics_render(mesh_buf_t *b, const rd_metrics_gauges_t *g);
 
 #endif

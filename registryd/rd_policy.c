@@ -19,6 +19,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "mesh_alloc.h"
 #include "mesh_policy.h"
 #include "mesh_regex.h"
 #include "rd_policy_int.h"
@@ -270,7 +271,7 @@ rd_policy_parse(const char *name, const char *yaml, size_t len,
     int               docno;
     size_t            i, j, ndocs = 0;
     json_t           *doc, *names = NULL;
-    rd_buf_t          snap;
+    mesh_buf_t          snap;
     rd_pctx_t         c;
     rd_policy_t      *p = NULL;
     yaml_node_t      *root;
@@ -280,7 +281,7 @@ rd_policy_parse(const char *name, const char *yaml, size_t len,
     rd_err_init(e);
     memset(&c, 0, sizeof(c));
     c.e = e;
-    rd_buf_init(&snap, 0);
+    mesh_buf_init(&snap, 0);
 
     if (!mesh_name_valid(name, strlen(name))) {
         snprintf(e->msg, sizeof(e->msg), "invalid policy name: names are "
@@ -298,11 +299,8 @@ rd_policy_parse(const char *name, const char *yaml, size_t len,
         return NULL;
     }
 
-    p = calloc(1, sizeof(rd_policy_t));
+    p = mesh_xcalloc(1, sizeof(rd_policy_t));
     names = json_object();
-    if (p == NULL || names == NULL) {
-        rd_oom();
-    }
 
     snprintf(p->name, sizeof(p->name), "%s", name);
     p->docs = rd_jarr();
@@ -374,10 +372,7 @@ rd_policy_parse(const char *name, const char *yaml, size_t len,
         }
     }
 
-    p->yaml = malloc(len + 1);
-    if (p->yaml == NULL) {
-        rd_oom();
-    }
+    p->yaml = mesh_xmalloc(len + 1);
     memcpy(p->yaml, yaml, len);
     p->yaml[len] = '\0';
     p->yaml_len = len;
@@ -385,18 +380,14 @@ rd_policy_parse(const char *name, const char *yaml, size_t len,
     for (i = 0; i < json_array_size(p->docs); i++) {
         char *s = json_dumps(json_array_get(p->docs, i), JSON_COMPACT);
 
-        if (s == NULL) {
-            rd_oom();
-        }
-
         if (i) {
-            rd_buf_adds(&snap, ",\n");
+            mesh_buf_adds(&snap, ",\n");
         }
-        rd_buf_adds(&snap, s);
+        mesh_buf_adds(&snap, s);
         free(s);
     }
 
-    rd_buf_cstr(&snap);
+    mesh_buf_cstr(&snap);
     p->snap = snap.data;
     p->snap_len = snap.len;
 
@@ -419,7 +410,7 @@ fail:
     free(c.routes.v);
     free(c.dests.v);
     json_decref(names);
-    rd_buf_free(&snap);
+    mesh_buf_free(&snap);
     rd_policy_free(p);
     return NULL;
 }
@@ -513,17 +504,17 @@ rd_policy_check(const rd_policy_t *p, rd_policy_t *const *others, size_t n,
 
 
 void
-rd_policy_to_stored(rd_buf_t *b, const rd_policy_t *p)
+rd_policy_to_stored(mesh_buf_t *b, const rd_policy_t *p)
 {
-    rd_buf_adds(b, "{\"yaml\":");
-    rd_buf_add_json_str(b, p->yaml);
-    rd_buf_adds(b, ",\"documents\":[");
-    rd_buf_add(b, p->snap, p->snap_len);
-    rd_buf_adds(b, "],\"create_index\":");
-    rd_buf_add_u64(b, p->create_index);
-    rd_buf_adds(b, ",\"modify_index\":");
-    rd_buf_add_u64(b, p->modify_index);
-    rd_buf_addc(b, '}');
+    mesh_buf_adds(b, "{\"yaml\":");
+    mesh_buf_add_json_str(b, p->yaml);
+    mesh_buf_adds(b, ",\"documents\":[");
+    mesh_buf_add(b, p->snap, p->snap_len);
+    mesh_buf_adds(b, "],\"create_index\":");
+    mesh_buf_add_u64(b, p->create_index);
+    mesh_buf_adds(b, ",\"modify_index\":");
+    mesh_buf_add_u64(b, p->modify_index);
+    mesh_buf_addc(b, '}');
 }
 
 
@@ -573,23 +564,23 @@ rd_policy_from_stored(const char *name, const char *value, size_t len,
 
 
 void
-rd_policy_err_to_json(rd_buf_t *b, const rd_policy_err_t *e)
+rd_policy_err_to_json(mesh_buf_t *b, const rd_policy_err_t *e)
 {
-    rd_buf_adds(b, "{\"error\":");
-    rd_buf_add_json_str(b, e->msg);
+    mesh_buf_adds(b, "{\"error\":");
+    mesh_buf_add_json_str(b, e->msg);
 
     if (e->field[0]) {
-        rd_buf_adds(b, ",\"field\":");
-        rd_buf_add_json_str(b, e->field);
+        mesh_buf_adds(b, ",\"field\":");
+        mesh_buf_add_json_str(b, e->field);
     }
 
     if (e->line > 0) {
-        rd_buf_printf(b, ",\"line\":%d,\"column\":%d", e->line, e->column);
+        mesh_buf_printf(b, ",\"line\":%d,\"column\":%d", e->line, e->column);
     }
 
     if (e->document >= 0) {
-        rd_buf_printf(b, ",\"document\":%d", e->document);
+        mesh_buf_printf(b, ",\"document\":%d", e->document);
     }
 
-    rd_buf_addc(b, '}');
+    mesh_buf_addc(b, '}');
 }

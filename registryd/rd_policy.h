@@ -16,7 +16,7 @@
 
 #include <jansson.h>
 
-#include "rd_buf.h"
+#include "mesh_buf.h"
 #include "rd_log.h"
 #include "rd_util.h"
 
@@ -94,12 +94,12 @@ int rd_policy_check(const rd_policy_t *p, rd_policy_t *const *others,
 
 /* the store's value: {"yaml", "documents", "create_index",
  * "modify_index"} */
-void rd_policy_to_stored(rd_buf_t *b, const rd_policy_t *p);
+void rd_policy_to_stored(mesh_buf_t *b, const rd_policy_t *p);
 /* from a store value (the YAML is parsed again); NULL with err */
 rd_policy_t *rd_policy_from_stored(const char *name, const char *value,
     size_t len, char *err);
 
 /* the 400 body: {"error", "field", "line", "column", "document"} */
-void rd_policy_err_to_json(rd_buf_t *b, const rd_policy_err_t *e);
+void rd_policy_err_to_json(mesh_buf_t *b, const rd_policy_err_t *e);
 
 #endif

@@ -63,7 +63,6 @@ typedef struct {
 /* an error at a node: its path, line and column */
 #define rd_perr(c, node, ...)  rd_perr_mark(c, &(node)->start_mark, __VA_ARGS__)
 
-void rd_oom(void);
 void rd_jset(json_t *obj, const char *key, json_t *v);
 void rd_jpush(json_t *arr, json_t *v);
 json_t *rd_jobj(void);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "mesh_alloc.h"
 #include "mesh_policy.h"
 #include "mesh_regex.h"
 #include "rd_policy_int.h"
@@ -23,19 +24,18 @@ static const char  *rd_y_names[] = {
 };
 
 
-void
-rd_oom(void)
-{
-    fprintf(stderr, "registryd: out of memory\n");
-    abort();
-}
-
+/*
+ * jansson allocates with mesh_alloc (main.c), so it never returns NULL
+ * for want of memory; a refusal here is a bug (a key libyaml would not
+ * have passed), and registryd stops rather than store half a document.
+ */
 
 void
 rd_jset(json_t *obj, const char *key, json_t *v)
 {
     if (v == NULL || json_object_set_new(obj, key, v) != 0) {
-        rd_oom();
+        rd_error("policy: cannot set \"%s\" in the model", key);
+        abort();
     }
 }
 
@@ -44,7 +44,8 @@ void
 rd_jpush(json_t *arr, json_t *v)
 {
     if (v == NULL || json_array_append_new(arr, v) != 0) {
-        rd_oom();
+        rd_error("policy: cannot append to the model");
+        abort();
     }
 }
 
@@ -52,26 +53,14 @@ rd_jpush(json_t *arr, json_t *v)
 json_t *
 rd_jobj(void)
 {
-    json_t  *o = json_object();
-
-    if (o == NULL) {
-        rd_oom();
-    }
-
-    return o;
+    return json_object();
 }
 
 
 json_t *
 rd_jarr(void)
 {
-    json_t  *a = json_array();
-
-    if (a == NULL) {
-        rd_oom();
-    }
-
-    return a;
+    return json_array();
 }
 
 
@@ -185,11 +174,7 @@ rd_ref_add(rd_pctx_t *c, rd_refs_t *refs, int kind, yaml_node_t *node,
 
     if (refs->n == refs->cap) {
         refs->cap = refs->cap ? refs->cap * 2 : 8;
-        r = realloc(refs->v, refs->cap * sizeof(rd_policy_ref_t));
-        if (r == NULL) {
-            rd_oom();
-        }
-        refs->v = r;
+        refs->v = mesh_xrealloc(refs->v, refs->cap * sizeof(rd_policy_ref_t));
     }
 
     r = &refs->v[refs->n++];

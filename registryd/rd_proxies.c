@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "mesh_alloc.h"
 #include "rd_proxies.h"
 #include "rd_snapshot.h"
 
@@ -18,16 +19,11 @@ typedef struct {
 
 
 rd_proxies_t *
-rd_proxies_create(int64_t gone_after, char *err)
+rd_proxies_create(int64_t gone_after)
 {
     rd_proxies_t  *p;
 
-    p = calloc(1, sizeof(rd_proxies_t));
-    if (p == NULL) {
-        snprintf(err, RD_ERR_LEN, "out of memory");
-        return NULL;
-    }
-
+    p = mesh_xcalloc(1, sizeof(rd_proxies_t));
     p->gone_after = gone_after;
     pthread_mutex_init(&p->lock, NULL);
 
@@ -232,7 +228,7 @@ rd_proxies_seen(rd_proxies_t *p, const char *header, const char *address,
     int          found;
     size_t       i, cap;
     int64_t      now;
-    rd_proxy_t   in, *x, **v;
+    rd_proxy_t   in, *x;
 
     memset(&in, 0, sizeof(rd_proxy_t));
 
@@ -256,21 +252,11 @@ rd_proxies_seen(rd_proxies_t *p, const char *header, const char *address,
 
         if (p->n == p->cap) {
             cap = p->cap ? 2 * p->cap : 16;
-            v = realloc(p->v, cap * sizeof(rd_proxy_t *));
-            if (v == NULL) {
-                pthread_mutex_unlock(&p->lock);
-                return 0;
-            }
-
-            p->v = v;
+            p->v = mesh_xrealloc(p->v, cap * sizeof(rd_proxy_t *));
             p->cap = cap;
         }
 
-        x = calloc(1, sizeof(rd_proxy_t));
-        if (x == NULL) {
-            pthread_mutex_unlock(&p->lock);
-            return 0;
-        }
+        x = mesh_xcalloc(1, sizeof(rd_proxy_t));
 
         memmove(&p->v[i + 1], &p->v[i], (p->n - i) * sizeof(rd_proxy_t *));
         p->v[i] = x;
@@ -301,7 +287,7 @@ rd_proxies_seen(rd_proxies_t *p, const char *header, const char *address,
 
     } else if (x->services == NULL || strcmp(x->services, services) != 0) {
         free(x->services);
-        x->services = strdup(services);
+        x->services = mesh_xstrdup(services);
     }
 
     pthread_mutex_unlock(&p->lock);
@@ -346,7 +332,7 @@ rd_proxies_count(void *data, const rd_event_t *e)
 
 
 static void
-rd_proxies_time(rd_buf_t *b, int64_t ms)
+rd_proxies_time(mesh_buf_t *b, int64_t ms)
 {
     char       ts[40];
     time_t     sec;
@@ -357,12 +343,12 @@ rd_proxies_time(rd_buf_t *b, int64_t ms)
     snprintf(ts, sizeof(ts), "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"",
              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
              tm.tm_min, tm.tm_sec, (int) (ms % 1000));
-    rd_buf_adds(b, ts);
+    mesh_buf_adds(b, ts);
 }
 
 
 void
-rd_proxies_render(rd_proxies_t *p, rd_registry_t *reg, rd_buf_t *b)
+rd_proxies_render(rd_proxies_t *p, rd_registry_t *reg, mesh_buf_t *b)
 {
     int                 known;
     char                err[RD_ERR_LEN];
@@ -377,9 +363,9 @@ rd_proxies_render(rd_proxies_t *p, rd_registry_t *reg, rd_buf_t *b)
     now = rd_wall_ms();
     index = rd_registry_index(reg);
 
-    rd_buf_adds(b, "{\"index\":");
-    rd_buf_add_u64(b, index);
-    rd_buf_adds(b, ",\"proxies\":[");
+    mesh_buf_adds(b, "{\"index\":");
+    mesh_buf_add_u64(b, index);
+    mesh_buf_adds(b, ",\"proxies\":[");
 
     pthread_mutex_lock(&p->lock);
 
@@ -430,55 +416,55 @@ rd_proxies_render(rd_proxies_t *p, rd_registry_t *reg, rd_buf_t *b)
             state = "synced";
         }
 
-        rd_buf_adds(b, i ? ",\n{\"name\":" : "\n{\"name\":");
-        rd_buf_add_json_str(b, x->name);
-        rd_buf_adds(b, ",\"address\":");
-        rd_buf_add_json_str(b, x->address);
-        rd_buf_adds(b, ",\"state\":\"");
-        rd_buf_adds(b, state);
-        rd_buf_adds(b, "\",\"index\":");
-        rd_buf_add_u64(b, x->index);
-        rd_buf_adds(b, ",\"lag\":");
+        mesh_buf_adds(b, i ? ",\n{\"name\":" : "\n{\"name\":");
+        mesh_buf_add_json_str(b, x->name);
+        mesh_buf_adds(b, ",\"address\":");
+        mesh_buf_add_json_str(b, x->address);
+        mesh_buf_adds(b, ",\"state\":\"");
+        mesh_buf_adds(b, state);
+        mesh_buf_adds(b, "\",\"index\":");
+        mesh_buf_add_u64(b, x->index);
+        mesh_buf_adds(b, ",\"lag\":");
 
         if (known) {
-            rd_buf_add_u64(b, l.lag);
+            mesh_buf_add_u64(b, l.lag);
         } else {
-            rd_buf_adds(b, "null");
+            mesh_buf_adds(b, "null");
         }
 
-        rd_buf_adds(b, x->stale ? ",\"stale\":true" : ",\"stale\":false");
-        rd_buf_adds(b, x->waiting ? ",\"waiting\":true"
+        mesh_buf_adds(b, x->stale ? ",\"stale\":true" : ",\"stale\":false");
+        mesh_buf_adds(b, x->waiting ? ",\"waiting\":true"
                                   : ",\"waiting\":false");
-        rd_buf_adds(b, ",\"last_seen\":");
+        mesh_buf_adds(b, ",\"last_seen\":");
         rd_proxies_time(b, x->last_seen);
-        rd_buf_adds(b, ",\"first_seen\":");
+        mesh_buf_adds(b, ",\"first_seen\":");
         rd_proxies_time(b, x->first_seen);
-        rd_buf_adds(b, ",\"nginx\":");
-        rd_buf_add_json_str(b, x->nginx);
-        rd_buf_adds(b, ",\"module\":");
-        rd_buf_add_json_str(b, x->module);
-        rd_buf_adds(b, ",\"zone\":{\"used\":");
-        rd_buf_add_u64(b, x->zone_used);
-        rd_buf_adds(b, ",\"size\":");
-        rd_buf_add_u64(b, x->zone_size);
-        rd_buf_adds(b, "},\"services\":");
+        mesh_buf_adds(b, ",\"nginx\":");
+        mesh_buf_add_json_str(b, x->nginx);
+        mesh_buf_adds(b, ",\"module\":");
+        mesh_buf_add_json_str(b, x->module);
+        mesh_buf_adds(b, ",\"zone\":{\"used\":");
+        mesh_buf_add_u64(b, x->zone_used);
+        mesh_buf_adds(b, ",\"size\":");
+        mesh_buf_add_u64(b, x->zone_size);
+        mesh_buf_adds(b, "},\"services\":");
 
         if (x->services == NULL) {
-            rd_buf_adds(b, "null");
+            mesh_buf_adds(b, "null");
 
         } else {
-            rd_buf_addc(b, '[');
+            mesh_buf_addc(b, '[');
 
             for (k = 0; x->services[k]; ) {
                 n = strcspn(x->services + k, ",");
 
                 if (k) {
-                    rd_buf_addc(b, ',');
+                    mesh_buf_addc(b, ',');
                 }
 
-                rd_buf_addc(b, '"');
-                rd_buf_add(b, x->services + k, n);  /* checked names */
-                rd_buf_addc(b, '"');
+                mesh_buf_addc(b, '"');
+                mesh_buf_add(b, x->services + k, n);  /* checked names */
+                mesh_buf_addc(b, '"');
 
                 k += n;
                 if (x->services[k] == ',') {
@@ -486,13 +472,13 @@ rd_proxies_render(rd_proxies_t *p, rd_registry_t *reg, rd_buf_t *b)
                 }
             }
 
-            rd_buf_addc(b, ']');
+            mesh_buf_addc(b, ']');
         }
 
-        rd_buf_addc(b, '}');
+        mesh_buf_addc(b, '}');
     }
 
     pthread_mutex_unlock(&p->lock);
 
-    rd_buf_adds(b, "]}\n");
+    mesh_buf_adds(b, "]}\n");
 }

@@ -15,7 +15,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "rd_buf.h"
+#include "mesh_buf.h"
 #include "rd_registry.h"
 #include "rd_util.h"
 
@@ -47,7 +47,7 @@ typedef struct {
     int64_t           gone_after;       /* ms without a poll */
 } rd_proxies_t;
 
-rd_proxies_t *rd_proxies_create(int64_t gone_after, char *err);
+rd_proxies_t *rd_proxies_create(int64_t gone_after);
 void rd_proxies_free(rd_proxies_t *p);
 
 /*
@@ -64,6 +64,6 @@ int rd_proxies_seen(rd_proxies_t *p, const char *header,
 void rd_proxies_done(rd_proxies_t *p, const char *name);
 
 /* {"index": N, "proxies": [...]} */
-void rd_proxies_render(rd_proxies_t *p, rd_registry_t *reg, rd_buf_t *b);
+void rd_proxies_render(rd_proxies_t *p, rd_registry_t *reg, mesh_buf_t *b);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mesh_alloc.h"
 #include "rd_check.h"
 #include "rd_metrics.h"
 #include "rd_registry_int.h"
@@ -79,7 +80,7 @@ rd_policy_array_set(rd_policy_t ***v, size_t *n, size_t *cap,
 {
     int            found;
     size_t         i;
-    rd_policy_t   *old, **nv;
+    rd_policy_t   *old;
 
     i = rd_policy_pos(*v, *n, name, &found);
     old = found ? (*v)[i] : NULL;
@@ -101,12 +102,7 @@ rd_policy_array_set(rd_policy_t ***v, size_t *n, size_t *cap,
 
     if (*n == *cap) {
         *cap = *cap ? *cap * 2 : 16;
-        nv = realloc(*v, *cap * sizeof(rd_policy_t *));
-        if (nv == NULL) {
-            fprintf(stderr, "registryd: out of memory\n");
-            abort();
-        }
-        *v = nv;
+        *v = mesh_xrealloc(*v, *cap * sizeof(rd_policy_t *));
     }
 
     memmove(&(*v)[i + 1], &(*v)[i], (*n - i) * sizeof(rd_policy_t *));
@@ -173,10 +169,7 @@ rd_registry_grow(rd_registry_t *reg)
 
     n = reg->nbuckets * 2;
 
-    nb = calloc(n, sizeof(rd_instance_t *));
-    if (nb == NULL) {
-        return;             /* longer chains, still correct */
-    }
+    nb = mesh_xcalloc(n, sizeof(rd_instance_t *));
 
     for (i = 0; i < reg->nbuckets; i++) {
         for (in = reg->buckets[i]; in; in = next) {
@@ -197,16 +190,9 @@ rd_registry_grow(rd_registry_t *reg)
 static void
 rd_ptr_push(rd_instance_t ***arr, size_t *n, size_t *cap, rd_instance_t *in)
 {
-    rd_instance_t  **p;
-
     if (*n == *cap) {
         *cap = *cap ? *cap * 2 : 256;
-        p = realloc(*arr, *cap * sizeof(rd_instance_t *));
-        if (p == NULL) {
-            fprintf(stderr, "registryd: out of memory\n");
-            abort();
-        }
-        *arr = p;
+        *arr = mesh_xrealloc(*arr, *cap * sizeof(rd_instance_t *));
     }
 
     (*arr)[(*n)++] = in;
@@ -216,11 +202,11 @@ rd_ptr_push(rd_instance_t ***arr, size_t *n, size_t *cap, rd_instance_t *in)
 static void
 rd_instance_snap(rd_instance_t *in)
 {
-    rd_buf_t  b;
+    mesh_buf_t  b;
 
-    rd_buf_init(&b, 192);
+    mesh_buf_init(&b, 192);
     rd_instance_to_json(&b, in, RD_JSON_SNAPSHOT);
-    rd_buf_cstr(&b);
+    mesh_buf_cstr(&b);
 
     free(in->snap);
     in->snap = b.data;
@@ -314,11 +300,7 @@ rd_registry_refresh_sorted(rd_registry_t *reg)
           rd_instance_cmp);
 
     total = reg->nsorted + reg->nadded;
-    merged = malloc((total + 1) * sizeof(rd_instance_t *));
-    if (merged == NULL) {
-        fprintf(stderr, "registryd: out of memory\n");
-        abort();
-    }
+    merged = mesh_xmalloc((total + 1) * sizeof(rd_instance_t *));
 
     i = 0;
     j = 0;
@@ -370,13 +352,13 @@ rd_registry_sorted(rd_registry_t *reg, size_t *n)
 
     rd_registry_refresh_sorted(reg);
 
-    all = malloc((reg->nsorted + 1) * sizeof(rd_instance_t *));
-    if (all) {
-        if (reg->nsorted) {
-            memcpy(all, reg->sorted, reg->nsorted * sizeof(rd_instance_t *));
-        }
-        *n = reg->nsorted;
+    all = mesh_xmalloc((reg->nsorted + 1) * sizeof(rd_instance_t *));
+
+    if (reg->nsorted) {
+        memcpy(all, reg->sorted, reg->nsorted * sizeof(rd_instance_t *));
     }
+
+    *n = reg->nsorted;
 
     pthread_mutex_unlock(&reg->sort_lock);
 
@@ -395,6 +377,8 @@ rd_registry_load_one(void *data, const char *key, const char *value,
     json_error_t     jerr;
     rd_registry_t   *reg = data;
     rd_instance_t   *in;
+
+    (void) err;             /* a bad value is skipped, never fatal */
 
     if (strncmp(key, "policies/", 9) == 0) {
         rd_policy_t  *pol;
@@ -434,11 +418,6 @@ rd_registry_load_one(void *data, const char *key, const char *value,
 
     obj = json_loadb(value, len, 0, &jerr);
     in = rd_instance_create();
-    if (in == NULL) {
-        json_decref(obj);
-        snprintf(err, RD_ERR_LEN, "out of memory");
-        return -1;
-    }
 
     if (obj == NULL || rd_instance_from_json(obj, 1, in, msg, &field) != 0) {
         rd_warn("store: skipping bad value of \"%s\": %s", key,
@@ -477,18 +456,9 @@ rd_registry_create(rd_store_t *store, char *err)
 {
     rd_registry_t  *reg;
 
-    reg = calloc(1, sizeof(rd_registry_t));
-    if (reg == NULL) {
-        snprintf(err, RD_ERR_LEN, "out of memory");
-        return NULL;
-    }
-
+    reg = mesh_xcalloc(1, sizeof(rd_registry_t));
     reg->nbuckets = 1024;
-    reg->buckets = calloc(reg->nbuckets, sizeof(rd_instance_t *));
-    if (reg->buckets == NULL) {
-        snprintf(err, RD_ERR_LEN, "out of memory");
-        goto fail;
-    }
+    reg->buckets = mesh_xcalloc(reg->nbuckets, sizeof(rd_instance_t *));
 
     pthread_rwlock_init(&reg->lock, NULL);
     pthread_mutex_init(&reg->sort_lock, NULL);
@@ -657,9 +627,6 @@ rd_registry_scan_ttl(rd_registry_t *reg)
 
             if (!in->ttl_critical && now - seen > in->ttl) {
                 op = rd_op_create(RD_OP_HEALTH, in->service, in->id);
-                if (op == NULL) {
-                    goto done;
-                }
                 op->health = RD_HEALTH_CRITICAL;
                 op->seen = seen;
                 op->reason = "ttl";
@@ -669,9 +636,6 @@ rd_registry_scan_ttl(rd_registry_t *reg)
                        && now - in->critical_since > in->deregister_after)
             {
                 op = rd_op_create(RD_OP_DEL, in->service, in->id);
-                if (op == NULL) {
-                    goto done;
-                }
                 op->reason = "deregister_after";
 
             } else {
@@ -684,8 +648,6 @@ rd_registry_scan_ttl(rd_registry_t *reg)
             tail = &op->next;
         }
     }
-
-done:
 
     pthread_rwlock_unlock(&reg->lock);
 

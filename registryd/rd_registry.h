@@ -16,7 +16,7 @@
 
 #include <jansson.h>
 
-#include "rd_buf.h"
+#include "mesh_buf.h"
 #include "rd_events.h"
 #include "rd_log.h"
 #include "rd_policy.h"
@@ -96,7 +96,7 @@ struct rd_op_s {
     /* results, set by the writer before done() */
     int             status;               /* HTTP-style: 200/201/404/500 */
     uint64_t        index;
-    rd_buf_t        body;                 /* PUT: stored instance JSON */
+    mesh_buf_t        body;                 /* PUT: stored instance JSON */
     char            err[RD_ERR_LEN];
     rd_policy_err_t perr;                 /* POLICY_PUT refused: 400 */
     size_t          ndocs;                /* POLICY_PUT: documents */
@@ -212,6 +212,6 @@ enum {
     RD_JSON_STORED          /* + indexes */
 };
 
-void rd_instance_to_json(rd_buf_t *b, const rd_instance_t *in, int form);
+void rd_instance_to_json(mesh_buf_t *b, const rd_instance_t *in, int form);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mesh_alloc.h"
 #include "rd_check.h"
 #include "rd_metrics.h"
 #include "rd_registry_int.h"
@@ -21,10 +22,7 @@ rd_op_create(int type, const char *service, const char *id)
 {
     rd_op_t  *op;
 
-    op = calloc(1, sizeof(rd_op_t));
-    if (op == NULL) {
-        return NULL;
-    }
+    op = mesh_xcalloc(1, sizeof(rd_op_t));
 
     op->type = type;
     snprintf(op->service, sizeof(op->service), "%s", service);
@@ -43,7 +41,7 @@ rd_op_free(rd_op_t *op)
 
     rd_instance_free(op->inst);
     rd_policy_free(op->policy);
-    rd_buf_free(&op->body);
+    mesh_buf_free(&op->body);
     free(op);
 }
 
@@ -153,11 +151,7 @@ rd_registry_decide_policy(rd_registry_t *reg, rd_policy_views_t *pv,
         pv->init = 1;
         pv->n = reg->npolicies;
         pv->cap = reg->npolicies + 16;
-        pv->v = malloc(pv->cap * sizeof(rd_policy_t *));
-        if (pv->v == NULL) {
-            fprintf(stderr, "registryd: out of memory\n");
-            abort();
-        }
+        pv->v = mesh_xmalloc(pv->cap * sizeof(rd_policy_t *));
         if (reg->npolicies) {
             memcpy(pv->v, reg->policies,
                    reg->npolicies * sizeof(rd_policy_t *));
@@ -262,7 +256,7 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
     int64_t             now, t0, wall;
     uint64_t            index;
     rd_op_t            *op, *next;
-    rd_buf_t           *vals;
+    mesh_buf_t           *vals;
     rd_overlay_t        ov;
     rd_store_op_t      *sops;
     rd_instance_t      *cur, *in;
@@ -276,16 +270,11 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
 
     for (size = 4; size < 2 * n; size *= 2) { /* void */ }
 
-    ov.slots = calloc(size, sizeof(rd_overlay_slot_t));
+    ov.slots = mesh_xcalloc(size, sizeof(rd_overlay_slot_t));
     ov.mask = size - 1;
-    sops = calloc(n, sizeof(rd_store_op_t));
-    vals = calloc(n, sizeof(rd_buf_t));
-    keys = malloc(n * RD_KEY_MAX);
-
-    if (ov.slots == NULL || sops == NULL || vals == NULL || keys == NULL) {
-        fprintf(stderr, "registryd: out of memory\n");
-        abort();
-    }
+    sops = mesh_xcalloc(n, sizeof(rd_store_op_t));
+    vals = mesh_xcalloc(n, sizeof(mesh_buf_t));
+    keys = mesh_xmalloc(n * RD_KEY_MAX);
 
     index = reg->index;
     nops = 0;
@@ -304,7 +293,7 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
             op->index = index;
 
             if (op->policy) {
-                rd_buf_init(&vals[nops], op->policy->yaml_len * 2 + 256);
+                mesh_buf_init(&vals[nops], op->policy->yaml_len * 2 + 256);
                 rd_policy_to_stored(&vals[nops], op->policy);
                 sops[nops].value = vals[nops].data;
                 sops[nops].value_len = vals[nops].len;
@@ -381,10 +370,6 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
             }
 
             in = rd_instance_dup(cur);
-            if (in == NULL) {
-                fprintf(stderr, "registryd: out of memory\n");
-                abort();
-            }
 
             if (op->check) {
                 in->check_critical = (op->health == RD_HEALTH_CRITICAL);
@@ -413,7 +398,7 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
 
         if (in) {
             in->modify_index = index;
-            rd_buf_init(&vals[nops], 256);
+            mesh_buf_init(&vals[nops], 256);
             rd_instance_to_json(&vals[nops], in, RD_JSON_STORED);
             sops[nops].value = vals[nops].data;
             sops[nops].value_len = vals[nops].len;
@@ -509,7 +494,7 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
     }
 
     for (i = 0; i < nops; i++) {
-        rd_buf_free(&vals[i]);
+        mesh_buf_free(&vals[i]);
     }
 
     free(ov.slots);
@@ -530,22 +515,22 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
         }
 
         if (op->type == RD_OP_POLICY_PUT && op->status < 300) {
-            rd_buf_init(&op->body, 256);
-            rd_buf_adds(&op->body, "{\"name\":");
-            rd_buf_add_json_str(&op->body, op->id);
-            rd_buf_printf(&op->body, ",\"documents\":%zu,\"index\":",
+            mesh_buf_init(&op->body, 256);
+            mesh_buf_adds(&op->body, "{\"name\":");
+            mesh_buf_add_json_str(&op->body, op->id);
+            mesh_buf_printf(&op->body, ",\"documents\":%zu,\"index\":",
                           op->ndocs);
-            rd_buf_add_u64(&op->body, op->index);
-            rd_buf_addc(&op->body, '}');
+            mesh_buf_add_u64(&op->body, op->index);
+            mesh_buf_addc(&op->body, '}');
         }
 
         if (op->type == RD_OP_PUT && op->status < 300 && op->inst) {
-            rd_buf_init(&op->body, 512);
+            mesh_buf_init(&op->body, 512);
             rd_instance_to_json(&op->body, op->inst, RD_JSON_FULL);
             op->body.len--;     /* reopen the object for the index */
-            rd_buf_adds(&op->body, ",\"index\":");
-            rd_buf_add_u64(&op->body, op->index);
-            rd_buf_addc(&op->body, '}');
+            mesh_buf_adds(&op->body, ",\"index\":");
+            mesh_buf_add_u64(&op->body, op->index);
+            mesh_buf_addc(&op->body, '}');
         }
 
         if (op->done) {

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "mesh_alloc.h"
 #include "rd_snapshot.h"
 
 
@@ -25,14 +26,14 @@ typedef struct {
 } rd_changes_t;
 
 
-static void rd_snapshot_head(rd_registry_t *reg, rd_buf_t *b,
+static void rd_snapshot_head(rd_registry_t *reg, mesh_buf_t *b,
     uint64_t index, int delta);
-static void rd_snapshot_policies(rd_registry_t *reg, rd_buf_t *b,
+static void rd_snapshot_policies(rd_registry_t *reg, mesh_buf_t *b,
     const rd_subscription_t *sub);
 
 
 void
-rd_snapshot_build(rd_registry_t *reg, rd_buf_t *b, uint64_t *index)
+rd_snapshot_build(rd_registry_t *reg, mesh_buf_t *b, uint64_t *index)
 {
     rd_snapshot_ask_t  ask;
 
@@ -44,31 +45,31 @@ rd_snapshot_build(rd_registry_t *reg, rd_buf_t *b, uint64_t *index)
 
 /* {"index":N,"registry":"ID",["delta":true|false,]"services":[ */
 static void
-rd_snapshot_head(rd_registry_t *reg, rd_buf_t *b, uint64_t index, int delta)
+rd_snapshot_head(rd_registry_t *reg, mesh_buf_t *b, uint64_t index, int delta)
 {
-    rd_buf_adds(b, "{\"index\":");
-    rd_buf_add_u64(b, index);
-    rd_buf_printf(b, ",\"registry\":\"%016llx\"",
+    mesh_buf_adds(b, "{\"index\":");
+    mesh_buf_add_u64(b, index);
+    mesh_buf_printf(b, ",\"registry\":\"%016llx\"",
                   (unsigned long long) rd_registry_id(reg));
 
     if (delta >= 0) {
-        rd_buf_adds(b, delta ? ",\"delta\":true" : ",\"delta\":false");
+        mesh_buf_adds(b, delta ? ",\"delta\":true" : ",\"delta\":false");
     }
 
-    rd_buf_adds(b, ",\"services\":[");
+    mesh_buf_adds(b, ",\"services\":[");
 }
 
 
 /* "policies":[...] of the policies naming a subscribed service; read lock
  * held */
 static void
-rd_snapshot_policies(rd_registry_t *reg, rd_buf_t *b,
+rd_snapshot_policies(rd_registry_t *reg, mesh_buf_t *b,
     const rd_subscription_t *sub)
 {
     size_t         i, h, n;
     rd_policy_t   *p;
 
-    rd_buf_adds(b, "\"policies\":[");
+    mesh_buf_adds(b, "\"policies\":[");
 
     n = 0;
 
@@ -87,11 +88,11 @@ rd_snapshot_policies(rd_registry_t *reg, rd_buf_t *b,
             }
         }
 
-        rd_buf_adds(b, n++ ? ",\n" : "\n");
-        rd_buf_add(b, p->snap, p->snap_len);
+        mesh_buf_adds(b, n++ ? ",\n" : "\n");
+        mesh_buf_add(b, p->snap, p->snap_len);
     }
 
-    rd_buf_addc(b, ']');
+    mesh_buf_addc(b, ']');
 }
 
 
@@ -118,15 +119,12 @@ rd_snapshot_lower(rd_instance_t **all, size_t n, const char *name)
 /* a complete answer for a subscription; read lock held */
 static void
 rd_snapshot_full(rd_registry_t *reg, const rd_snapshot_ask_t *ask,
-    rd_buf_t *b, uint64_t index)
+    mesh_buf_t *b, uint64_t index)
 {
     size_t           i, k, n, first, nsvc;
     rd_instance_t  **all;
 
     all = rd_registry_sorted(reg, &n);
-    if (all == NULL) {
-        n = 0;
-    }
 
     rd_snapshot_head(reg, b, index, ask->delta ? 0 : -1);
 
@@ -157,27 +155,27 @@ rd_snapshot_full(rd_registry_t *reg, const rd_snapshot_ask_t *ask,
 
         first = i;
 
-        rd_buf_adds(b, nsvc++ ? ",\n{\"name\":" : "\n{\"name\":");
-        rd_buf_add_json_str(b, all[first]->service);
-        rd_buf_adds(b, ",\"instances\":[");
+        mesh_buf_adds(b, nsvc++ ? ",\n{\"name\":" : "\n{\"name\":");
+        mesh_buf_add_json_str(b, all[first]->service);
+        mesh_buf_adds(b, ",\"instances\":[");
 
         for ( ; i < n && strcmp(all[i]->service, all[first]->service) == 0;
              i++)
         {
-            rd_buf_adds(b, i > first ? ",\n" : "\n");
-            rd_buf_add(b, all[i]->snap, all[i]->snap_len);
+            mesh_buf_adds(b, i > first ? ",\n" : "\n");
+            mesh_buf_add(b, all[i]->snap, all[i]->snap_len);
         }
 
-        rd_buf_adds(b, "]}");
+        mesh_buf_adds(b, "]}");
 
         if (ask->sub == NULL) {
             k = i;
         }
     }
 
-    rd_buf_adds(b, "],\n");
+    mesh_buf_adds(b, "],\n");
     rd_snapshot_policies(reg, b, ask->sub);
-    rd_buf_adds(b, "}\n");
+    mesh_buf_adds(b, "}\n");
 
     free(all);
 }
@@ -187,7 +185,6 @@ static void
 rd_snapshot_collect(void *data, const rd_event_t *e)
 {
     size_t         cap;
-    rd_change_t   *v;
     rd_changes_t  *ch = data;
 
     if (e->service[0] == '\0') {
@@ -201,13 +198,7 @@ rd_snapshot_collect(void *data, const rd_event_t *e)
 
     if (ch->n == ch->cap) {
         cap = ch->cap ? ch->cap * 2 : 16;
-        v = realloc(ch->v, cap * sizeof(rd_change_t));
-        if (v == NULL) {
-            fprintf(stderr, "registryd: out of memory\n");
-            abort();
-        }
-
-        ch->v = v;
+        ch->v = mesh_xrealloc(ch->v, cap * sizeof(rd_change_t));
         ch->cap = cap;
     }
 
@@ -233,7 +224,7 @@ rd_snapshot_cmp_changes(const void *one, const void *two)
  * are no longer known */
 static int
 rd_snapshot_delta(rd_registry_t *reg, const rd_snapshot_ask_t *ask,
-    rd_buf_t *b, uint64_t index)
+    mesh_buf_t *b, uint64_t index)
 {
     size_t          i, k, nsvc, nin, nrm;
     rd_changes_t    ch;
@@ -266,12 +257,12 @@ rd_snapshot_delta(rd_registry_t *reg, const rd_snapshot_ask_t *ask,
 
     for (i = 0; i < ch.n; i = k) {
 
-        rd_buf_adds(b, nsvc++ ? ",\n{\"name\":" : "\n{\"name\":");
-        rd_buf_add_json_str(b, ch.v[i].service);
+        mesh_buf_adds(b, nsvc++ ? ",\n{\"name\":" : "\n{\"name\":");
+        mesh_buf_add_json_str(b, ch.v[i].service);
 
         /* the instances there now, then the ids gone */
 
-        rd_buf_adds(b, ",\"instances\":[");
+        mesh_buf_adds(b, ",\"instances\":[");
         nin = 0;
 
         for (k = i; k < ch.n && strcmp(ch.v[k].service, ch.v[i].service) == 0;
@@ -283,12 +274,12 @@ rd_snapshot_delta(rd_registry_t *reg, const rd_snapshot_ask_t *ask,
 
             in = rd_registry_find(reg, ch.v[k].service, ch.v[k].id);
             if (in) {
-                rd_buf_adds(b, nin++ ? ",\n" : "\n");
-                rd_buf_add(b, in->snap, in->snap_len);
+                mesh_buf_adds(b, nin++ ? ",\n" : "\n");
+                mesh_buf_add(b, in->snap, in->snap_len);
             }
         }
 
-        rd_buf_adds(b, "],\"removed\":[");
+        mesh_buf_adds(b, "],\"removed\":[");
         nrm = 0;
 
         for (k = i; k < ch.n && strcmp(ch.v[k].service, ch.v[i].service) == 0;
@@ -300,24 +291,24 @@ rd_snapshot_delta(rd_registry_t *reg, const rd_snapshot_ask_t *ask,
 
             if (rd_registry_find(reg, ch.v[k].service, ch.v[k].id) == NULL) {
                 if (nrm++) {
-                    rd_buf_addc(b, ',');
+                    mesh_buf_addc(b, ',');
                 }
 
-                rd_buf_add_json_str(b, ch.v[k].id);
+                mesh_buf_add_json_str(b, ch.v[k].id);
             }
         }
 
-        rd_buf_adds(b, "]}");
+        mesh_buf_adds(b, "]}");
     }
 
-    rd_buf_adds(b, "]");
+    mesh_buf_adds(b, "]");
 
     if (ch.policies) {
-        rd_buf_adds(b, ",\n");
+        mesh_buf_adds(b, ",\n");
         rd_snapshot_policies(reg, b, ask->sub);
     }
 
-    rd_buf_adds(b, "}\n");
+    mesh_buf_adds(b, "}\n");
 
     free(ch.v);
 
@@ -327,7 +318,7 @@ rd_snapshot_delta(rd_registry_t *reg, const rd_snapshot_ask_t *ask,
 
 int
 rd_snapshot_answer(rd_registry_t *reg, const rd_snapshot_ask_t *ask,
-    rd_buf_t *b, uint64_t *index)
+    mesh_buf_t *b, uint64_t *index)
 {
     int     delta;
     size_t  start;
@@ -369,11 +360,7 @@ rd_subscription_parse(rd_subscription_t *sub, const char *list, char *err)
 
     len = strlen(list);
 
-    sub->mem = malloc(len + 1);
-    if (sub->mem == NULL) {
-        snprintf(err, RD_ERR_LEN, "out of memory");
-        return -1;
-    }
+    sub->mem = mesh_xmalloc(len + 1);
 
     memcpy(sub->mem, list, len + 1);
 
@@ -392,11 +379,7 @@ rd_subscription_parse(rd_subscription_t *sub, const char *list, char *err)
         goto fail;
     }
 
-    sub->names = malloc(n * sizeof(char *));
-    if (sub->names == NULL) {
-        snprintf(err, RD_ERR_LEN, "out of memory");
-        goto fail;
-    }
+    sub->names = mesh_xmalloc(n * sizeof(char *));
 
     for (p = sub->mem; p; p = comma ? comma + 1 : NULL) {
         comma = strchr(p, ',');
@@ -461,15 +444,12 @@ rd_subscription_has(const rd_subscription_t *sub, const char *name)
 static rd_snapshot_t *
 rd_snapshot_create(rd_registry_t *reg)
 {
-    rd_buf_t        b;
+    mesh_buf_t        b;
     rd_snapshot_t  *s;
 
-    s = calloc(1, sizeof(rd_snapshot_t));
-    if (s == NULL) {
-        return NULL;
-    }
+    s = mesh_xcalloc(1, sizeof(rd_snapshot_t));
 
-    rd_buf_init(&b, 0);
+    mesh_buf_init(&b, 0);
     rd_snapshot_build(reg, &b, &s->index);
 
     s->json = b.data;
@@ -525,10 +505,6 @@ rd_snapshot_get(rd_snapshot_cache_t *c)
 
     if (s == NULL || s->index != rd_registry_index(c->reg)) {
         s = rd_snapshot_create(c->reg);
-        if (s == NULL) {
-            pthread_mutex_unlock(&c->lock);
-            return NULL;
-        }
 
         rd_snapshot_release(c->current);
         c->current = s;
@@ -560,11 +536,7 @@ rd_gzip(const char *in, size_t len, char **out, size_t *outlen)
     }
 
     bound = deflateBound(&zs, (uLong) len);
-    buf = malloc(bound);
-    if (buf == NULL) {
-        deflateEnd(&zs);
-        return -1;
-    }
+    buf = mesh_xmalloc(bound);
 
     zs.next_in = (Bytef *) in;
     zs.avail_in = (uInt) len;

@@ -39,7 +39,7 @@ int rd_snapshot_gzip(rd_snapshot_t *s, const char **data, size_t *len);
 void rd_snapshot_release(rd_snapshot_t *s);
 
 /* the JSON document itself, from the registry (read lock taken inside) */
-void rd_snapshot_build(rd_registry_t *reg, rd_buf_t *b, uint64_t *index);
+void rd_snapshot_build(rd_registry_t *reg, mesh_buf_t *b, uint64_t *index);
 
 /* gzip len bytes of in into a malloc()ed *out; -1 on failure */
 int rd_gzip(const char *in, size_t len, char **out, size_t *outlen);
@@ -81,6 +81,6 @@ typedef struct {
  * Returns 1 for a delta, 0 for a complete answer.
  */
 int rd_snapshot_answer(rd_registry_t *reg, const rd_snapshot_ask_t *ask,
-    rd_buf_t *b, uint64_t *index);
+    mesh_buf_t *b, uint64_t *index);
 
 #endif

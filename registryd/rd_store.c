@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mesh_alloc.h"
 #include "rd_store.h"
 
 static const rd_store_backend_t  *rd_store_backends[] = {
@@ -31,11 +32,7 @@ rd_store_open(const char *backend, const char *location, char *err)
         return NULL;
     }
 
-    s = calloc(1, sizeof(rd_store_t));
-    if (s == NULL) {
-        snprintf(err, RD_ERR_LEN, "out of memory");
-        return NULL;
-    }
+    s = mesh_xcalloc(1, sizeof(rd_store_t));
 
     s->backend = *b;
 

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "mesh_alloc.h"
 #include "rd_store.h"
 
 typedef struct {
@@ -112,11 +113,7 @@ rd_sqlite_open(rd_store_t *s, const char *location, char *err)
         return -1;
     }
 
-    q = calloc(1, sizeof(rd_sqlite_t));
-    if (q == NULL) {
-        snprintf(err, RD_ERR_LEN, "out of memory");
-        return -1;
-    }
+    q = mesh_xcalloc(1, sizeof(rd_sqlite_t));
 
     if (sqlite3_open_v2(path, &q->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE

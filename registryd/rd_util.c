@@ -1,74 +1,12 @@
 /*
- * rd_util: names, addresses and clocks (durations and sizes: common/
- * mesh_units).
+ * rd_util: clocks and comparison (names, addresses, durations and sizes:
+ * common/mesh_name, mesh_addr, mesh_units).
  */
 
-#include <arpa/inet.h>
-#include <ctype.h>
-#include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "rd_util.h"
-
-
-int
-rd_addr_valid(const char *s)
-{
-    unsigned char  buf[16];
-
-    if (inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1) {
-        return 0;
-    }
-
-    return -1;
-}
-
-
-int
-rd_parse_hostport(const char *s, char *host, size_t size, int *port)
-{
-    char        *end;
-    long         p;
-    size_t       n;
-    const char  *colon, *h;
-
-    if (s[0] == '[') {
-        h = s + 1;
-        colon = strstr(s, "]:");
-        if (colon == NULL) {
-            return -1;
-        }
-        n = (size_t) (colon - h);
-        colon++;
-
-    } else {
-        h = s;
-        colon = strrchr(s, ':');
-        if (colon == NULL) {
-            return -1;
-        }
-        n = (size_t) (colon - h);
-    }
-
-    if (n == 0 || n >= size) {
-        return -1;
-    }
-
-    memcpy(host, h, n);
-    host[n] = '\0';
-
-    errno = 0;
-    p = strtol(colon + 1, &end, 10);
-    if (errno || *end != '\0' || colon[1] == '\0' || p < 1 || p > 65535) {
-        return -1;
-    }
-
-    *port = (int) p;
-    return 0;
-}
 
 
 int64_t

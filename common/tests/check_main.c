@@ -16,6 +16,9 @@ Suite *balancer_suite(void);
 Suite *chash_suite(void);
 Suite *units_suite(void);
 Suite *name_suite(void);
+Suite *addr_suite(void);
+Suite *token_suite(void);
+Suite *buf_suite(void);
 
 
 int
@@ -32,6 +35,9 @@ main(void)
     srunner_add_suite(sr, chash_suite());
     srunner_add_suite(sr, units_suite());
     srunner_add_suite(sr, name_suite());
+    srunner_add_suite(sr, addr_suite());
+    srunner_add_suite(sr, token_suite());
+    srunner_add_suite(sr, buf_suite());
 
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);

@@ -30,7 +30,7 @@ setup(void)
 
     ck_tmpdir(dir, sizeof(dir));
     reg = ck_reg_open(dir, &store);
-    ev = rd_events_create(1000, 0, err);
+    ev = rd_events_create(1000, 0);
     ck_assert_ptr_nonnull(ev);
     reg->events = ev;
     ck_assert_msg(rd_registry_start(reg, err) == 0, "%s", err);
@@ -85,7 +85,7 @@ apply_file(const char *name, const char *path)
 
 
 static mesh_snapshot_t *
-read_snapshot(rd_buf_t *b, mesh_policies_t **policies)
+read_snapshot(mesh_buf_t *b, mesh_policies_t **policies)
 {
     char              err[MESH_ERR_LEN];
     mesh_snapshot_t  *s;
@@ -126,7 +126,7 @@ fill(void)
 
 START_TEST(contract_complete_snapshot_reads_field_by_field)
 {
-    rd_buf_t                        b;
+    mesh_buf_t                        b;
     uint64_t                        index;
     mesh_snapshot_t                *s;
     mesh_policies_t                *p;
@@ -137,7 +137,7 @@ START_TEST(contract_complete_snapshot_reads_field_by_field)
 
     fill();
 
-    rd_buf_init(&b, 0);
+    mesh_buf_init(&b, 0);
     rd_snapshot_build(reg, &b, &index);
     s = read_snapshot(&b, &p);
 
@@ -188,7 +188,7 @@ START_TEST(contract_complete_snapshot_reads_field_by_field)
 
     mesh_policies_free(p);
     mesh_snapshot_free(s);
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
 }
 END_TEST
 
@@ -198,7 +198,7 @@ START_TEST(contract_subscription_and_delta_read_and_merge)
     int                 members;
     char                err[RD_ERR_LEN];
     size_t              n;
-    rd_buf_t            b;
+    mesh_buf_t            b;
     uint64_t            index, since;
     mesh_snapshot_t    *full, *d;
     mesh_policies_t    *p;
@@ -214,7 +214,7 @@ START_TEST(contract_subscription_and_delta_read_and_merge)
     ask.sub = &sub;
     ask.delta = 1;
 
-    rd_buf_init(&b, 0);
+    mesh_buf_init(&b, 0);
     ck_assert_int_eq(rd_snapshot_answer(reg, &ask, &b, &since), 0);
     full = read_snapshot(&b, &p);
     ck_assert_int_eq(full->delta, 0);
@@ -259,7 +259,7 @@ START_TEST(contract_subscription_and_delta_read_and_merge)
     mesh_snapshot_free(d);
     mesh_snapshot_free(full);
     rd_subscription_free(&sub);
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
 }
 END_TEST
 
@@ -271,7 +271,7 @@ START_TEST(contract_regex_registryd_accepts_the_module_reads)
     };
     char               yaml[1024];
     size_t             i;
-    rd_buf_t           b;
+    mesh_buf_t           b;
     uint64_t           index;
     mesh_snapshot_t   *s;
     mesh_policies_t   *p;
@@ -294,12 +294,12 @@ START_TEST(contract_regex_registryd_accepts_the_module_reads)
                       patterns[i], e.msg);
         ck_assert_int_lt(ck_do(reg, op, NULL), 300);
 
-        rd_buf_init(&b, 0);
+        mesh_buf_init(&b, 0);
         rd_snapshot_build(reg, &b, &index);
         s = read_snapshot(&b, &p);      /* fails the test if refused */
         mesh_policies_free(p);
         mesh_snapshot_free(s);
-        rd_buf_free(&b);
+        mesh_buf_free(&b);
     }
 
     /* and what one refuses, the other does not get */

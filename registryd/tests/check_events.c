@@ -30,11 +30,11 @@ ck_event(rd_events_t *ev, uint64_t index, int type, const char *service,
 
 static char *
 ck_render(rd_events_t *ev, uint64_t after, size_t max, int format,
-    rd_buf_t *b, size_t *count, uint64_t *upto, int *truncated)
+    mesh_buf_t *b, size_t *count, uint64_t *upto, int *truncated)
 {
     b->len = 0;
     *count = rd_events_render(ev, after, max, format, b, upto, truncated);
-    return rd_buf_cstr(b);
+    return mesh_buf_cstr(b);
 }
 
 
@@ -42,14 +42,13 @@ START_TEST(events_json_has_every_field)
 {
     char         *t;
     size_t        n;
-    rd_buf_t      b;
+    mesh_buf_t      b;
     uint64_t      upto;
     rd_events_t  *ev;
-    char          err[RD_ERR_LEN];
 
-    ev = rd_events_create(16, 0, err);
+    ev = rd_events_create(16, 0);
     ck_assert_ptr_nonnull(ev);
-    rd_buf_init(&b, 0);
+    mesh_buf_init(&b, 0);
 
     ck_event(ev, 1, RD_EV_REGISTERED, "orders", "o1", NULL);
     ck_event(ev, 2, RD_EV_CRITICAL, "orders", "o1", "ttl");
@@ -67,7 +66,7 @@ START_TEST(events_json_has_every_field)
         "{\"index\":3,\"time\":\"2026-11-25T19:40:01.123Z\","
         "\"type\":\"policy_applied\",\"policy\":\"orders\"}");
 
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
     rd_events_free(ev);
 }
 END_TEST
@@ -77,14 +76,13 @@ START_TEST(events_render_after_index_and_max)
 {
     char         *t;
     size_t        n;
-    rd_buf_t      b;
+    mesh_buf_t      b;
     uint64_t      upto, i;
     rd_events_t  *ev;
-    char          err[RD_ERR_LEN];
     int           truncated;
 
-    ev = rd_events_create(100, 0, err);
-    rd_buf_init(&b, 0);
+    ev = rd_events_create(100, 0);
+    mesh_buf_init(&b, 0);
 
     /* indexes need not be contiguous */
     for (i = 1; i <= 10; i++) {
@@ -113,7 +111,7 @@ START_TEST(events_render_after_index_and_max)
     ck_assert_uint_eq(n, 0);
     ck_assert_int_eq(truncated, 0);
 
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
     rd_events_free(ev);
 }
 END_TEST
@@ -123,14 +121,13 @@ START_TEST(events_ring_drops_oldest_and_says_truncated)
 {
     char         *t;
     size_t        n;
-    rd_buf_t      b;
+    mesh_buf_t      b;
     uint64_t      upto, i;
     rd_events_t  *ev;
-    char          err[RD_ERR_LEN];
     int           truncated;
 
-    ev = rd_events_create(5, 0, err);
-    rd_buf_init(&b, 0);
+    ev = rd_events_create(5, 0);
+    mesh_buf_init(&b, 0);
 
     for (i = 1; i <= 12; i++) {
         ck_event(ev, i, RD_EV_REGISTERED, "s", "a", NULL);
@@ -155,7 +152,7 @@ START_TEST(events_ring_drops_oldest_and_says_truncated)
     ck_assert_uint_eq(n, 2);
     ck_assert_int_eq(truncated, 0);
 
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
     rd_events_free(ev);
 }
 END_TEST
@@ -164,15 +161,14 @@ END_TEST
 START_TEST(events_start_index_is_not_kept)
 {
     size_t        n;
-    rd_buf_t      b;
+    mesh_buf_t      b;
     uint64_t      upto;
     rd_events_t  *ev;
-    char          err[RD_ERR_LEN];
     int           truncated;
 
     /* a restart at index 40: changes up to 40 are not in the ring */
-    ev = rd_events_create(10, 40, err);
-    rd_buf_init(&b, 0);
+    ev = rd_events_create(10, 40);
+    mesh_buf_init(&b, 0);
 
     ck_assert_uint_eq(rd_events_last(ev), 40);
 
@@ -189,7 +185,7 @@ START_TEST(events_start_index_is_not_kept)
     ck_assert_uint_eq(n, 1);
     ck_assert_uint_eq(upto, 41);
 
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
     rd_events_free(ev);
 }
 END_TEST
@@ -199,13 +195,12 @@ START_TEST(events_sse_frames_one_event_each)
 {
     char         *t;
     size_t        n;
-    rd_buf_t      b;
+    mesh_buf_t      b;
     uint64_t      upto;
     rd_events_t  *ev;
-    char          err[RD_ERR_LEN];
 
-    ev = rd_events_create(4, 0, err);
-    rd_buf_init(&b, 0);
+    ev = rd_events_create(4, 0);
+    mesh_buf_init(&b, 0);
 
     ck_event(ev, 5, RD_EV_PASSING, "s", "a", "heartbeat");
     ck_event(ev, 6, RD_EV_POLICY_DELETED, "", "p", NULL);
@@ -220,7 +215,7 @@ START_TEST(events_sse_frames_one_event_each)
         "\"time\":\"2026-11-25T19:40:01.123Z\",\"type\":\"policy_deleted\","
         "\"policy\":\"p\"}\n\n");
 
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
     rd_events_free(ev);
 }
 END_TEST
@@ -230,10 +225,9 @@ START_TEST(events_time_zero_means_now)
 {
     rd_events_t  *ev;
     rd_event_t    e;
-    char          err[RD_ERR_LEN];
     int64_t       before;
 
-    ev = rd_events_create(1, 0, err);
+    ev = rd_events_create(1, 0);
     memset(&e, 0, sizeof(e));
     e.index = 1;
 
@@ -253,7 +247,7 @@ START_TEST(events_registry_records_each_change)
     int             status;
     char            dir[4096], err[RD_ERR_LEN], *t;
     size_t          n;
-    rd_buf_t        b;
+    mesh_buf_t        b;
     uint64_t        index, upto;
     rd_op_t        *op;
     rd_store_t     *store;
@@ -267,7 +261,7 @@ START_TEST(events_registry_records_each_change)
 
     ck_tmpdir(dir, sizeof(dir));
     reg = ck_reg_open(dir, &store);
-    ev = rd_events_create(100, rd_registry_index(reg), err);
+    ev = rd_events_create(100, rd_registry_index(reg));
     ck_assert_ptr_nonnull(ev);
     reg->events = ev;
     ck_assert_int_eq(rd_registry_start(reg, err), 0);
@@ -311,9 +305,9 @@ START_TEST(events_registry_records_each_change)
     op = rd_op_create(RD_OP_DEL, "s", "a");
     ck_assert_int_eq(ck_do(reg, op, &index), 404);
 
-    rd_buf_init(&b, 0);
+    mesh_buf_init(&b, 0);
     n = rd_events_render(ev, 0, 0, RD_EVENTS_SSE, &b, &upto, NULL);
-    t = rd_buf_cstr(&b);
+    t = mesh_buf_cstr(&b);
 
     ck_assert_uint_eq(n, 7);
     ck_assert_uint_eq(upto, index);
@@ -328,7 +322,7 @@ START_TEST(events_registry_records_each_change)
     ck_assert_ptr_nonnull(strstr(t, "id: 7\nevent: deregistered\n"));
     ck_assert_ptr_nonnull(strstr(t, "\"id\":\"a\",\"reason\":\"api\"}"));
 
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
     ck_reg_close(reg, store);
     rd_events_free(ev);
 }

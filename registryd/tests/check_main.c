@@ -75,7 +75,6 @@ main(void)
     }
 
     sr = srunner_create(util_suite());
-    srunner_add_suite(sr, buf_suite());
     srunner_add_suite(sr, conf_suite());
     srunner_add_suite(sr, store_suite());
     srunner_add_suite(sr, registry_suite());

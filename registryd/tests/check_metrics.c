@@ -19,13 +19,13 @@ assert_has(const char *text, const char *line)
 START_TEST(metrics_render_shows_gauges)
 {
     char                 *t;
-    rd_buf_t              b;
+    mesh_buf_t              b;
     rd_metrics_gauges_t   g = { .index = 42, .passing = 3, .critical = 2,
                                 .waiters = 5, .queued = 7, .store_ok = 1 };
 
-    rd_buf_init(&b, 0);
+    mesh_buf_init(&b, 0);
     rd_metrics_render(&b, &g);
-    t = rd_buf_cstr(&b);
+    t = mesh_buf_cstr(&b);
 
     assert_has(t, "\nregistryd_index 42\n");
     assert_has(t, "\nregistryd_instances{health=\"passing\"} 3\n");
@@ -36,7 +36,7 @@ START_TEST(metrics_render_shows_gauges)
     assert_has(t, "# TYPE registryd_store_commit_seconds histogram\n");
     ck_assert_int_eq(t[b.len - 1], '\n');
 
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
 }
 END_TEST
 
@@ -44,7 +44,7 @@ END_TEST
 START_TEST(metrics_request_counts_by_route_and_code)
 {
     char                 *t;
-    rd_buf_t              b;
+    mesh_buf_t              b;
     rd_metrics_gauges_t   g = { .store_ok = 1 };
 
     /* the policies route is served by rd_api only, unused elsewhere here */
@@ -52,9 +52,9 @@ START_TEST(metrics_request_counts_by_route_and_code)
     rd_metrics_request(RD_ROUTE_POLICIES, 503, 1500);
     rd_metrics_request(RD_ROUTE_POLICIES, 418, 20000000);
 
-    rd_buf_init(&b, 0);
+    mesh_buf_init(&b, 0);
     rd_metrics_render(&b, &g);
-    t = rd_buf_cstr(&b);
+    t = mesh_buf_cstr(&b);
 
     assert_has(t, "registryd_http_requests_total{route=\"policies\","
                   "code=\"503\"} 2\n");
@@ -73,7 +73,7 @@ START_TEST(metrics_request_counts_by_route_and_code)
     assert_has(t, "registryd_http_request_duration_seconds_sum{"
                   "route=\"policies\"} 20.003000\n");
 
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
 }
 END_TEST
 

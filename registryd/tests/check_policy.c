@@ -266,7 +266,7 @@ static json_t *
 normalized(const char *yaml, size_t *ndocs)
 {
     json_t           *v;
-    rd_buf_t          b;
+    mesh_buf_t          b;
     rd_policy_t      *p;
     json_error_t      jerr;
     rd_policy_err_t   e;
@@ -276,17 +276,17 @@ normalized(const char *yaml, size_t *ndocs)
                   e.line, e.column);
     ck_assert_msg(rd_policy_check(p, NULL, 0, &e) == 0, "%s", e.msg);
 
-    rd_buf_init(&b, 0);
-    rd_buf_addc(&b, '[');
-    rd_buf_add(&b, p->snap, p->snap_len);
-    rd_buf_addc(&b, ']');
+    mesh_buf_init(&b, 0);
+    mesh_buf_addc(&b, '[');
+    mesh_buf_add(&b, p->snap, p->snap_len);
+    mesh_buf_addc(&b, ']');
 
     v = json_loadb(b.data, b.len, 0, &jerr);
     ck_assert_msg(v != NULL, "snap not JSON: %s", jerr.text);
     ck_assert(json_equal(v, p->docs));
 
     *ndocs = json_array_size(v);
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
     rd_policy_free(p);
 
     return v;
@@ -515,14 +515,14 @@ END_TEST
 START_TEST(policy_stored_form_round_trips)
 {
     char          err[RD_ERR_LEN];
-    rd_buf_t      b;
+    mesh_buf_t      b;
     rd_policy_t  *p, *q;
 
     p = parse_ok("rt", DR_SUBSETS "---\n" VS_V2);
     p->create_index = 3;
     p->modify_index = 9;
 
-    rd_buf_init(&b, 0);
+    mesh_buf_init(&b, 0);
     rd_policy_to_stored(&b, p);
 
     q = rd_policy_from_stored("rt", b.data, b.len, err);
@@ -534,7 +534,7 @@ START_TEST(policy_stored_form_round_trips)
 
     ck_assert_ptr_null(rd_policy_from_stored("rt", "{}", 2, err));
 
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
     rd_policy_free(p);
     rd_policy_free(q);
 }
@@ -582,7 +582,7 @@ START_TEST(policy_registry_put_check_delete_reload)
 {
     char              dir[PATH_MAX], err[RD_ERR_LEN] = "";
     json_t           *snap, *pols;
-    rd_buf_t          b;
+    mesh_buf_t          b;
     uint64_t          index, i2;
     rd_store_t       *store;
     rd_registry_t    *reg;
@@ -628,7 +628,7 @@ START_TEST(policy_registry_put_check_delete_reload)
     ck_assert_uint_eq(reg->policies[0]->create_index, 1);
     ck_assert_uint_eq(reg->policies[0]->modify_index, 3);
 
-    rd_buf_init(&b, 0);
+    mesh_buf_init(&b, 0);
     rd_snapshot_build(reg, &b, &i2);
     ck_assert_uint_eq(i2, 3);
     snap = json_loadb(b.data, b.len, 0, &jerr);
@@ -640,7 +640,7 @@ START_TEST(policy_registry_put_check_delete_reload)
     ck_assert_str_eq(json_string_value(json_object_get(
         json_array_get(pols, 1), "kind")), "VirtualService");
     json_decref(snap);
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
 
     /* deleting the DestinationRule is allowed (documented) */
     ck_assert_int_eq(do_policy(reg, RD_OP_POLICY_DEL, "a", NULL, &index,

@@ -314,7 +314,7 @@ START_TEST(registry_put_answer_body_is_the_stored_instance_with_index)
     ck_wait(&w, 1);
 
     ck_assert_int_eq(op->status, 201);
-    body = rd_buf_cstr(&op->body);
+    body = mesh_buf_cstr(&op->body);
     v = json_loads(body, 0, &jerr);
     ck_assert_msg(v != NULL, "not JSON: %s (%s)", body, jerr.text);
 
@@ -925,7 +925,7 @@ START_TEST(registry_instance_to_json_stored_round_trips)
 {
     char            err[RD_ERR_LEN];
     json_t         *obj;
-    rd_buf_t        b;
+    mesh_buf_t        b;
     const char     *field;
     rd_instance_t  *in, *back;
 
@@ -942,9 +942,9 @@ START_TEST(registry_instance_to_json_stored_round_trips)
     in->create_index = 4;
     in->modify_index = 8;
 
-    rd_buf_init(&b, 0);
+    mesh_buf_init(&b, 0);
     rd_instance_to_json(&b, in, RD_JSON_STORED);
-    obj = json_loads(rd_buf_cstr(&b), 0, NULL);
+    obj = json_loads(mesh_buf_cstr(&b), 0, NULL);
     ck_assert_msg(obj != NULL, "not JSON: %s", b.data);
 
     back = rd_instance_create();
@@ -965,7 +965,7 @@ START_TEST(registry_instance_to_json_stored_round_trips)
     rd_instance_free(back);
     rd_instance_free(in);
     json_decref(obj);
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
 }
 END_TEST
 

@@ -64,10 +64,10 @@ parse(const char *data, size_t len)
 START_TEST(snapshot_build_empty_registry_is_valid_json)
 {
     json_t    *v;
-    rd_buf_t   b;
+    mesh_buf_t   b;
     uint64_t   index = 99;
 
-    rd_buf_init(&b, 0);
+    mesh_buf_init(&b, 0);
     rd_snapshot_build(reg, &b, &index);
     ck_assert_uint_eq(index, 0);
 
@@ -78,7 +78,7 @@ START_TEST(snapshot_build_empty_registry_is_valid_json)
     ck_assert(json_is_array(json_object_get(v, "policies")));
 
     json_decref(v);
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
 }
 END_TEST
 
@@ -91,7 +91,7 @@ START_TEST(snapshot_build_sorts_services_by_name_and_instances_by_id)
     };
     size_t     i, j;
     json_t    *v, *svcs, *insts, *in;
-    rd_buf_t   b;
+    mesh_buf_t   b;
     uint64_t   index = 0;
 
     /* inserted out of order */
@@ -106,7 +106,7 @@ START_TEST(snapshot_build_sorts_services_by_name_and_instances_by_id)
     ck_assert_int_eq(ck_do(reg, rd_op_create(RD_OP_DEL, "gone", "g"), NULL),
                      200);
 
-    rd_buf_init(&b, 0);
+    mesh_buf_init(&b, 0);
     rd_snapshot_build(reg, &b, &index);
     ck_assert_uint_eq(index, 9);
     ck_assert_uint_eq(index, rd_registry_index(reg));
@@ -147,7 +147,7 @@ START_TEST(snapshot_build_sorts_services_by_name_and_instances_by_id)
     ck_assert_str_eq(json_string_value(json_object_get(in, "zone")), "z1");
 
     json_decref(v);
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
 }
 END_TEST
 
@@ -195,7 +195,7 @@ END_TEST
 START_TEST(snapshot_get_json_matches_build)
 {
     json_t               *v;
-    rd_buf_t              b;
+    mesh_buf_t              b;
     uint64_t              index;
     rd_snapshot_t        *s;
     rd_snapshot_cache_t   c;
@@ -206,7 +206,7 @@ START_TEST(snapshot_get_json_matches_build)
     rd_snapshot_cache_init(&c, reg);
     s = rd_snapshot_get(&c);
 
-    rd_buf_init(&b, 0);
+    mesh_buf_init(&b, 0);
     rd_snapshot_build(reg, &b, &index);
     ck_assert_uint_eq(s->index, index);
     ck_assert_uint_eq(s->len, b.len);
@@ -215,7 +215,7 @@ START_TEST(snapshot_get_json_matches_build)
     v = parse(s->json, s->len);
     json_decref(v);
 
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
     rd_snapshot_release(s);
     rd_snapshot_cache_free(&c);
 }
@@ -308,13 +308,13 @@ START_TEST(snapshot_delta_holds_changes_since_index_only)
 {
     char               err[RD_ERR_LEN] = "";
     json_t            *v, *svcs, *svc;
-    rd_buf_t           b;
+    mesh_buf_t           b;
     uint64_t           index, since;
     rd_events_t       *ev;
     rd_snapshot_ask_t  ask;
     rd_subscription_t  sub;
 
-    ev = rd_events_create(100, rd_registry_index(reg), err);
+    ev = rd_events_create(100, rd_registry_index(reg));
     ck_assert_ptr_nonnull(ev);
     reg->events = ev;
 
@@ -337,7 +337,7 @@ START_TEST(snapshot_delta_holds_changes_since_index_only)
     ask.since = since;
     ask.registry = rd_registry_id(reg);
 
-    rd_buf_init(&b, 0);
+    mesh_buf_init(&b, 0);
     ck_assert_int_eq(rd_snapshot_answer(reg, &ask, &b, &index), 1);
     ck_assert_uint_eq(index, since + 3);
 
@@ -366,7 +366,7 @@ START_TEST(snapshot_delta_holds_changes_since_index_only)
     ck_assert(json_is_array(json_object_get(v, "policies")));
     json_decref(v);
 
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
     rd_subscription_free(&sub);
 
     rd_registry_stop(reg);

@@ -15,7 +15,6 @@
 #include "rd_registry.h"
 
 Suite *util_suite(void);
-Suite *buf_suite(void);
 Suite *conf_suite(void);
 Suite *store_suite(void);
 Suite *registry_suite(void);

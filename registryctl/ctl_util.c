@@ -15,49 +15,10 @@
 #include "ctl.h"
 
 
-/* buffers */
+/* files */
 
 int
-ctl_buf_append(ctl_buf_t *b, const void *data, size_t len)
-{
-    size_t   cap;
-    char    *p;
-
-    if (b->len + len + 1 > b->cap) {
-        cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + len + 1) {
-            cap *= 2;
-        }
-
-        p = realloc(b->data, cap);
-        if (p == NULL) {
-            return -1;
-        }
-
-        b->data = p;
-        b->cap = cap;
-    }
-
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-    b->data[b->len] = '\0';
-
-    return 0;
-}
-
-
-void
-ctl_buf_free(ctl_buf_t *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = 0;
-    b->cap = 0;
-}
-
-
-int
-ctl_read_file(const char *path, ctl_buf_t *b, char *err)
+ctl_read_file(const char *path, mesh_buf_t *b, char *err)
 {
     FILE    *f;
     char     chunk[8192];
@@ -80,10 +41,7 @@ ctl_read_file(const char *path, ctl_buf_t *b, char *err)
             goto fail;
         }
 
-        if (ctl_buf_append(b, chunk, n) != 0) {
-            ctl_error(err, -1, "%s: out of memory", path);
-            goto fail;
-        }
+        mesh_buf_add(b, chunk, n);
     }
 
     if (ferror(f)) {
@@ -91,10 +49,7 @@ ctl_read_file(const char *path, ctl_buf_t *b, char *err)
         goto fail;
     }
 
-    if (b->data == NULL && ctl_buf_append(b, "", 0) != 0) {
-        ctl_error(err, -1, "%s: out of memory", path);
-        goto fail;
-    }
+    mesh_buf_cstr(b);
 
     if (f != stdin) {
         fclose(f);
@@ -108,7 +63,7 @@ fail:
         fclose(f);
     }
 
-    ctl_buf_free(b);
+    mesh_buf_free(b);
 
     return -1;
 }
@@ -196,66 +151,33 @@ ctl_check_ttl(const char *what, const char *s, char *err)
 
 
 /*
- * "127.0.0.1:8080" or "[::1]:8080"; addr receives the bare literal.
+ * "127.0.0.1:8080" or "[::1]:8080" (common/mesh_addr); addr receives the
+ * bare literal.
  */
 int
-ctl_parse_addr_port(const char *s, char *addr, size_t size, long *port,
+ctl_parse_addr_port(const char *s, char *addr, size_t size, int *port,
     char *err)
 {
-    const char      *colon, *host, *p;
-    size_t           hlen;
-    int              family;
-    unsigned char    tmp[sizeof(struct in6_addr)];
+    switch (mesh_hostport_parse(s, addr, size, port, NULL)) {
 
-    if (s[0] == '[') {
-        p = strchr(s, ']');
-        if (p == NULL || p[1] != ':') {
-            goto invalid;
-        }
+    case MESH_ADDR_OK:
+        return 0;
 
-        host = s + 1;
-        hlen = p - host;
-        colon = p + 1;
-        family = AF_INET6;
-
-    } else {
-        colon = strrchr(s, ':');
-        if (colon == NULL || memchr(s, ':', colon - s) != NULL) {
-            goto invalid;
-        }
-
-        host = s;
-        hlen = colon - s;
-        family = AF_INET;
-    }
-
-    if (hlen == 0 || hlen >= size) {
-        goto invalid;
-    }
-
-    memcpy(addr, host, hlen);
-    addr[hlen] = '\0';
-
-    if (inet_pton(family, addr, tmp) != 1) {
+    case MESH_ADDR_IP:
         return ctl_error(err, CTL_EUSAGE,
-                         "invalid ADDR:PORT \"%.64s\": \"%.64s\" is not an "
-                         "IPv%c address literal", s, addr,
-                         family == AF_INET ? '4' : '6');
-    }
+                         "invalid ADDR:PORT \"%.64s\": the host is not an "
+                         "IPv%c address literal", s, mesh_hostport_family(s));
 
-    if (ctl_parse_long(colon + 1, 1, 65535, port) != 0) {
+    case MESH_ADDR_PORT:
         return ctl_error(err, CTL_EUSAGE,
                          "invalid ADDR:PORT \"%.64s\": port must be 1..65535",
                          s);
+
+    default:
+        return ctl_error(err, CTL_EUSAGE,
+                         "invalid ADDR:PORT \"%.64s\": expected ADDR:PORT or "
+                         "[ADDR6]:PORT", s);
     }
-
-    return 0;
-
-invalid:
-
-    return ctl_error(err, CTL_EUSAGE,
-                     "invalid ADDR:PORT \"%.64s\": expected ADDR:PORT or "
-                     "[ADDR6]:PORT", s);
 }
 
 

@@ -146,8 +146,9 @@ static int
 ctl_cmd_register(ctl_t *c, int argc, char **argv, char *err)
 {
     int             rc, npos;
-    long            port, weight;
-    char            addr[INET6_ADDRSTRLEN + 1], path[512], *body;
+    int             port;
+    long            weight;
+    char            addr[MESH_ADDR_LEN], path[512], *body;
     const char     *pos[3];
     const char     *ttl, *zone, *dereg, *wstr;
     json_t         *req, *labels, *res;
@@ -156,11 +157,6 @@ ctl_cmd_register(ctl_t *c, int argc, char **argv, char *err)
 
     req = json_object();
     labels = json_object();
-    if (req == NULL || labels == NULL) {
-        json_decref(req);
-        json_decref(labels);
-        return ctl_error(err, -1, "out of memory");
-    }
 
     reg.labels = labels;
     reg.ttl = NULL;
@@ -236,10 +232,6 @@ ctl_cmd_register(ctl_t *c, int argc, char **argv, char *err)
     }
 
     body = json_dumps(req, JSON_COMPACT);
-    if (body == NULL) {
-        rc = ctl_error(err, -1, "out of memory");
-        goto done;
-    }
 
     snprintf(path, sizeof(path), "/v1/services/%s/instances/%s",
              pos[0], pos[1]);
@@ -252,13 +244,13 @@ ctl_cmd_register(ctl_t *c, int argc, char **argv, char *err)
         goto done;
     }
 
-    printf("%s %s/%s %s%s%s:%ld", r.status == 201 ? "registered" : "updated",
+    printf("%s %s/%s %s%s%s:%d", r.status == 201 ? "registered" : "updated",
            pos[0], pos[1], strchr(addr, ':') ? "[" : "", addr,
            strchr(addr, ':') ? "]" : "", port);
     ctl_print_index(res);
 
     json_decref(res);
-    ctl_buf_free(&r.body);
+    mesh_buf_free(&r.body);
 
 done:
 
@@ -313,7 +305,7 @@ ctl_cmd_deregister(ctl_t *c, int argc, char **argv, char *err)
     ctl_print_index(res);
 
     json_decref(res);
-    ctl_buf_free(&r.body);
+    mesh_buf_free(&r.body);
 
     return 0;
 }
@@ -347,7 +339,7 @@ ctl_cmd_heartbeat(ctl_t *c, int argc, char **argv, char *err)
     ctl_print_index(res);
 
     json_decref(res);
-    ctl_buf_free(&r.body);
+    mesh_buf_free(&r.body);
 
     return 0;
 }
@@ -376,7 +368,7 @@ ctl_cmd_get(ctl_t *c, int argc, char **argv, char *err)
 
     free(out);
     json_decref(res);
-    ctl_buf_free(&r.body);
+    mesh_buf_free(&r.body);
 
     return 0;
 }
@@ -427,7 +419,7 @@ ctl_cmd_apply(ctl_t *c, int argc, char **argv, char *err)
     const char  *file, *nm, *base, *dot;
     ctl_apply_t  ap = { NULL, NULL };
     json_t      *res;
-    ctl_buf_t    b = { NULL, 0, 0 };
+    mesh_buf_t   b = { NULL, 0, 0 };
     ctl_resp_t   r;
 
     rc = ctl_args(c, "apply", argc, argv, ctl_apply_options, ":f:",
@@ -482,7 +474,7 @@ ctl_cmd_apply(ctl_t *c, int argc, char **argv, char *err)
 
     rc = ctl_call(c, "PUT", path, "application/yaml", b.data, b.len, &r,
                   NULL, err);
-    ctl_buf_free(&b);
+    mesh_buf_free(&b);
 
     if (rc != 0) {
         return -1;
@@ -494,7 +486,7 @@ ctl_cmd_apply(ctl_t *c, int argc, char **argv, char *err)
     ctl_print_index(res);
 
     json_decref(res);
-    ctl_buf_free(&r.body);
+    mesh_buf_free(&r.body);
 
     return 0;
 }
@@ -546,7 +538,7 @@ ctl_cmd_policies(ctl_t *c, int argc, char **argv, char *err)
 
     free(out);
     json_decref(res);
-    ctl_buf_free(&r.body);
+    mesh_buf_free(&r.body);
 
     return 0;
 }
@@ -638,6 +630,9 @@ main(int argc, char **argv)
         { NULL, 0, NULL, 0 }
     };
 
+    /* out of memory is fatal, in libcurl and jansson too (mesh_alloc.h) */
+    json_set_alloc_funcs(mesh_xmalloc, free);
+
     memset(&ctl, 0, sizeof(ctl));
     ctl.timeout_ms = CTL_DEFAULT_TIMEOUT;
     err[0] = '\0';
@@ -712,7 +707,8 @@ main(int argc, char **argv)
         return 2;
     }
 
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    curl_global_init_mem(CURL_GLOBAL_DEFAULT, mesh_xmalloc, free,
+                         mesh_xrealloc, mesh_xstrdup, mesh_xcalloc);
 
     rc = cc->handler(&ctl, argc - i - 1, argv + i + 1, err);
 

@@ -13,7 +13,11 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "mesh_addr.h"
+#include "mesh_alloc.h"
+#include "mesh_buf.h"
 #include "mesh_name.h"
+#include "mesh_token.h"
 #include "mesh_units.h"
 
 #define CTL_VERSION          "0.2.0"
@@ -23,13 +27,6 @@
 #define CTL_DEFAULT_TIMEOUT  10000              /* ms */
 #define CTL_MAX_BODY         (64 * 1024 * 1024) /* response and file limit */
 #define CTL_NAME_MAX         MESH_NAME_MAX
-
-
-typedef struct {
-    char    *data;
-    size_t   len;
-    size_t   cap;
-} ctl_buf_t;
 
 
 typedef struct {
@@ -44,7 +41,7 @@ typedef struct {
 typedef struct {
     long        status;
     char        reason[64];     /* reason phrase from the status line */
-    ctl_buf_t   body;
+    mesh_buf_t  body;
 } ctl_resp_t;
 
 
@@ -78,13 +75,11 @@ enum {
 extern const ctl_cmd_t  ctl_commands[];
 
 int ctl_error(char *err, int rc, const char *fmt, ...);
-int ctl_buf_append(ctl_buf_t *b, const void *data, size_t len);
-void ctl_buf_free(ctl_buf_t *b);
-int ctl_read_file(const char *path, ctl_buf_t *b, char *err);
+int ctl_read_file(const char *path, mesh_buf_t *b, char *err);
 int ctl_check_name(const char *what, const char *s, char *err);
 int ctl_parse_long(const char *s, long min, long max, long *out);
 int ctl_check_ttl(const char *what, const char *s, char *err);
-int ctl_parse_addr_port(const char *s, char *addr, size_t size, long *port,
+int ctl_parse_addr_port(const char *s, char *addr, size_t size, int *port,
     char *err);
 const char *ctl_usage_of(const char *cmd);
 int ctl_check_args(const char *cmd, int npos, int min, int max, char *err);

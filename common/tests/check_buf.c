@@ -6,24 +6,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check_suites.h"
-#include "rd_buf.h"
+#include <check.h>
+#include "mesh_buf.h"
 
 
-/* write s with rd_buf_add_json_str, parse it back, compare */
+/* write s with mesh_buf_add_json_str, parse it back, compare */
 static void
 json_round_trip(const char *s)
 {
     char          *doc;
     json_t        *v;
-    rd_buf_t       b;
+    mesh_buf_t       b;
     json_error_t   jerr;
 
-    rd_buf_init(&b, 0);
-    rd_buf_adds(&b, "[");
-    rd_buf_add_json_str(&b, s);
-    rd_buf_adds(&b, "]");
-    doc = rd_buf_cstr(&b);
+    mesh_buf_init(&b, 0);
+    mesh_buf_adds(&b, "[");
+    mesh_buf_add_json_str(&b, s);
+    mesh_buf_adds(&b, "]");
+    doc = mesh_buf_cstr(&b);
 
     v = json_loads(doc, 0, &jerr);
     ck_assert_msg(v != NULL, "not JSON: %s (%s)", doc, jerr.text);
@@ -33,21 +33,21 @@ json_round_trip(const char *s)
     ck_assert_str_eq(json_string_value(json_array_get(v, 0)), s);
 
     json_decref(v);
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
 }
 
 
 START_TEST(buf_init_zero_then_add_grows_and_keeps_bytes)
 {
     size_t    i;
-    rd_buf_t  b;
+    mesh_buf_t  b;
 
-    rd_buf_init(&b, 0);
+    mesh_buf_init(&b, 0);
     ck_assert_ptr_null(b.data);
     ck_assert_uint_eq(b.len, 0);
 
     for (i = 0; i < 10000; i++) {
-        rd_buf_addc(&b, (char) ('a' + i % 26));
+        mesh_buf_addc(&b, (char) ('a' + i % 26));
         ck_assert_uint_lt(b.len, b.cap);
     }
 
@@ -56,7 +56,7 @@ START_TEST(buf_init_zero_then_add_grows_and_keeps_bytes)
         ck_assert_int_eq(b.data[i], 'a' + (int) (i % 26));
     }
 
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
     ck_assert_ptr_null(b.data);
     ck_assert_uint_eq(b.len, 0);
     ck_assert_uint_eq(b.cap, 0);
@@ -66,14 +66,14 @@ END_TEST
 
 START_TEST(buf_init_with_cap_reserves_room_for_nul)
 {
-    rd_buf_t  b;
+    mesh_buf_t  b;
 
-    rd_buf_init(&b, 100);
+    mesh_buf_init(&b, 100);
     ck_assert_ptr_nonnull(b.data);
     ck_assert_uint_ge(b.cap, 101);
     ck_assert_uint_eq(b.len, 0);
-    ck_assert_str_eq(rd_buf_cstr(&b), "");
-    rd_buf_free(&b);
+    ck_assert_str_eq(mesh_buf_cstr(&b), "");
+    mesh_buf_free(&b);
 }
 END_TEST
 
@@ -81,60 +81,60 @@ END_TEST
 START_TEST(buf_add_large_block_keeps_all_bytes)
 {
     char     *big;
-    rd_buf_t  b;
+    mesh_buf_t  b;
 
     big = malloc(100000);
     ck_assert_ptr_nonnull(big);
     memset(big, 'x', 100000);
 
-    rd_buf_init(&b, 16);
-    rd_buf_adds(&b, "head");
-    rd_buf_add(&b, big, 100000);
-    rd_buf_adds(&b, "tail");
+    mesh_buf_init(&b, 16);
+    mesh_buf_adds(&b, "head");
+    mesh_buf_add(&b, big, 100000);
+    mesh_buf_adds(&b, "tail");
 
     ck_assert_uint_eq(b.len, 100008);
     ck_assert_uint_gt(b.cap, b.len);
     ck_assert_int_eq(memcmp(b.data, "head", 4), 0);
     ck_assert_int_eq(memcmp(b.data + 4, big, 100000), 0);
     ck_assert_int_eq(memcmp(b.data + 100004, "tail", 4), 0);
-    ck_assert_uint_eq(strlen(rd_buf_cstr(&b)), 100008);
+    ck_assert_uint_eq(strlen(mesh_buf_cstr(&b)), 100008);
 
     free(big);
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
 }
 END_TEST
 
 
 START_TEST(buf_cstr_terminates_without_counting_nul)
 {
-    rd_buf_t  b;
+    mesh_buf_t  b;
 
-    rd_buf_init(&b, 0);
-    ck_assert_str_eq(rd_buf_cstr(&b), "");
+    mesh_buf_init(&b, 0);
+    ck_assert_str_eq(mesh_buf_cstr(&b), "");
     ck_assert_uint_eq(b.len, 0);
 
-    rd_buf_add(&b, "abcdef", 3);
-    ck_assert_str_eq(rd_buf_cstr(&b), "abc");
+    mesh_buf_add(&b, "abcdef", 3);
+    ck_assert_str_eq(mesh_buf_cstr(&b), "abc");
     ck_assert_uint_eq(b.len, 3);
 
-    rd_buf_adds(&b, "de");
-    ck_assert_str_eq(rd_buf_cstr(&b), "abcde");
+    mesh_buf_adds(&b, "de");
+    ck_assert_str_eq(mesh_buf_cstr(&b), "abcde");
 
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
 }
 END_TEST
 
 
 START_TEST(buf_printf_short_appends_formatted)
 {
-    rd_buf_t  b;
+    mesh_buf_t  b;
 
-    rd_buf_init(&b, 0);
-    rd_buf_adds(&b, "x=");
-    rd_buf_printf(&b, "%d,%s,%.2f", 42, "ok", 1.5);
-    ck_assert_str_eq(rd_buf_cstr(&b), "x=42,ok,1.50");
+    mesh_buf_init(&b, 0);
+    mesh_buf_adds(&b, "x=");
+    mesh_buf_printf(&b, "%d,%s,%.2f", 42, "ok", 1.5);
+    ck_assert_str_eq(mesh_buf_cstr(&b), "x=42,ok,1.50");
     ck_assert_uint_eq(b.len, strlen("x=42,ok,1.50"));
-    rd_buf_free(&b);
+    mesh_buf_free(&b);
 }
 END_TEST
 
@@ -143,7 +143,7 @@ START_TEST(buf_printf_long_string_is_written_whole)
 {
     char     *s, *expect;
     size_t    i, n;
-    rd_buf_t  b;
+    mesh_buf_t  b;
 
     for (n = 60; n < 70000; n = n * 3 + 1) {
         s = malloc(n + 1);
@@ -158,19 +158,19 @@ START_TEST(buf_printf_long_string_is_written_whole)
 
         snprintf(expect, n + 32, "pre<%s>%zu", s, n);
 
-        rd_buf_init(&b, 0);
-        rd_buf_adds(&b, "pre");
-        rd_buf_printf(&b, "<%s>%zu", s, n);
+        mesh_buf_init(&b, 0);
+        mesh_buf_adds(&b, "pre");
+        mesh_buf_printf(&b, "<%s>%zu", s, n);
 
         ck_assert_uint_eq(b.len, strlen(expect));
-        ck_assert_str_eq(rd_buf_cstr(&b), expect);
+        ck_assert_str_eq(mesh_buf_cstr(&b), expect);
 
         /* a second long write lands after the first */
-        rd_buf_printf(&b, "%s", s);
+        mesh_buf_printf(&b, "%s", s);
         ck_assert_uint_eq(b.len, strlen(expect) + n);
         ck_assert_int_eq(memcmp(b.data + strlen(expect), s, n), 0);
 
-        rd_buf_free(&b);
+        mesh_buf_free(&b);
         free(s);
         free(expect);
     }
@@ -180,47 +180,47 @@ END_TEST
 
 START_TEST(buf_add_u64_writes_decimal)
 {
-    rd_buf_t  b;
+    mesh_buf_t  b;
 
-    rd_buf_init(&b, 0);
-    rd_buf_add_u64(&b, 0);
-    rd_buf_addc(&b, ' ');
-    rd_buf_add_u64(&b, 7);
-    rd_buf_addc(&b, ' ');
-    rd_buf_add_u64(&b, 1234567890);
-    rd_buf_addc(&b, ' ');
-    rd_buf_add_u64(&b, UINT64_MAX);
-    ck_assert_str_eq(rd_buf_cstr(&b), "0 7 1234567890 18446744073709551615");
-    rd_buf_free(&b);
+    mesh_buf_init(&b, 0);
+    mesh_buf_add_u64(&b, 0);
+    mesh_buf_addc(&b, ' ');
+    mesh_buf_add_u64(&b, 7);
+    mesh_buf_addc(&b, ' ');
+    mesh_buf_add_u64(&b, 1234567890);
+    mesh_buf_addc(&b, ' ');
+    mesh_buf_add_u64(&b, UINT64_MAX);
+    ck_assert_str_eq(mesh_buf_cstr(&b), "0 7 1234567890 18446744073709551615");
+    mesh_buf_free(&b);
 }
 END_TEST
 
 
 START_TEST(buf_json_str_plain_is_quoted)
 {
-    rd_buf_t  b;
+    mesh_buf_t  b;
 
-    rd_buf_init(&b, 0);
-    rd_buf_add_json_str(&b, "orders");
-    ck_assert_str_eq(rd_buf_cstr(&b), "\"orders\"");
-    rd_buf_free(&b);
+    mesh_buf_init(&b, 0);
+    mesh_buf_add_json_str(&b, "orders");
+    ck_assert_str_eq(mesh_buf_cstr(&b), "\"orders\"");
+    mesh_buf_free(&b);
 
-    rd_buf_init(&b, 0);
-    rd_buf_add_json_str(&b, "");
-    ck_assert_str_eq(rd_buf_cstr(&b), "\"\"");
-    rd_buf_free(&b);
+    mesh_buf_init(&b, 0);
+    mesh_buf_add_json_str(&b, "");
+    ck_assert_str_eq(mesh_buf_cstr(&b), "\"\"");
+    mesh_buf_free(&b);
 }
 END_TEST
 
 
 START_TEST(buf_json_str_escapes_quote_and_backslash)
 {
-    rd_buf_t  b;
+    mesh_buf_t  b;
 
-    rd_buf_init(&b, 0);
-    rd_buf_add_json_str(&b, "a\"b\\c");
-    ck_assert_str_eq(rd_buf_cstr(&b), "\"a\\\"b\\\\c\"");
-    rd_buf_free(&b);
+    mesh_buf_init(&b, 0);
+    mesh_buf_add_json_str(&b, "a\"b\\c");
+    ck_assert_str_eq(mesh_buf_cstr(&b), "\"a\\\"b\\\\c\"");
+    mesh_buf_free(&b);
 
     json_round_trip("\"");
     json_round_trip("\\");
@@ -234,12 +234,12 @@ START_TEST(buf_json_str_escapes_control_chars)
 {
     int       c;
     char      s[4];
-    rd_buf_t  b;
+    mesh_buf_t  b;
 
-    rd_buf_init(&b, 0);
-    rd_buf_add_json_str(&b, "\n\r\t\x01\x1f");
-    ck_assert_str_eq(rd_buf_cstr(&b), "\"\\n\\r\\t\\u0001\\u001f\"");
-    rd_buf_free(&b);
+    mesh_buf_init(&b, 0);
+    mesh_buf_add_json_str(&b, "\n\r\t\x01\x1f");
+    ck_assert_str_eq(mesh_buf_cstr(&b), "\"\\n\\r\\t\\u0001\\u001f\"");
+    mesh_buf_free(&b);
 
     /* every control character, alone and between text */
     for (c = 1; c < 0x20; c++) {

@@ -1,5 +1,6 @@
 /*
- * rd_buf: growable byte buffer and JSON writing helpers.
+ * mesh_buf: growable byte buffer and JSON writing helpers, for registryd
+ * and registryctl.
  */
 
 #include <stdarg.h>
@@ -7,24 +8,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rd_buf.h"
+#include "mesh_alloc.h"
+#include "mesh_buf.h"
 
 
 void
-rd_buf_init(rd_buf_t *b, size_t cap)
+mesh_buf_init(mesh_buf_t *b, size_t cap)
 {
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
 
     if (cap) {
-        rd_buf_reserve(b, cap);
+        mesh_buf_reserve(b, cap);
     }
 }
 
 
 void
-rd_buf_free(rd_buf_t *b)
+mesh_buf_free(mesh_buf_t *b)
 {
     free(b->data);
     b->data = NULL;
@@ -34,10 +36,9 @@ rd_buf_free(rd_buf_t *b)
 
 
 void
-rd_buf_reserve(rd_buf_t *b, size_t more)
+mesh_buf_reserve(mesh_buf_t *b, size_t more)
 {
-    char    *p;
-    size_t   cap;
+    size_t  cap;
 
     if (b->len + more + 1 <= b->cap) {
         return;
@@ -49,48 +50,42 @@ rd_buf_reserve(rd_buf_t *b, size_t more)
         cap *= 2;
     }
 
-    p = realloc(b->data, cap);
-    if (p == NULL) {
-        fprintf(stderr, "rd_buf: out of memory (%zu bytes)\n", cap);
-        abort();
-    }
-
-    b->data = p;
+    b->data = mesh_xrealloc(b->data, cap);
     b->cap = cap;
 }
 
 
 void
-rd_buf_add(rd_buf_t *b, const void *p, size_t n)
+mesh_buf_add(mesh_buf_t *b, const void *p, size_t n)
 {
-    rd_buf_reserve(b, n);
+    mesh_buf_reserve(b, n);
     memcpy(b->data + b->len, p, n);
     b->len += n;
 }
 
 
 void
-rd_buf_adds(rd_buf_t *b, const char *s)
+mesh_buf_adds(mesh_buf_t *b, const char *s)
 {
-    rd_buf_add(b, s, strlen(s));
+    mesh_buf_add(b, s, strlen(s));
 }
 
 
 void
-rd_buf_addc(rd_buf_t *b, char c)
+mesh_buf_addc(mesh_buf_t *b, char c)
 {
-    rd_buf_reserve(b, 1);
+    mesh_buf_reserve(b, 1);
     b->data[b->len++] = c;
 }
 
 
 void
-rd_buf_printf(rd_buf_t *b, const char *fmt, ...)
+mesh_buf_printf(mesh_buf_t *b, const char *fmt, ...)
 {
     int      n;
     va_list  ap;
 
-    rd_buf_reserve(b, 64);
+    mesh_buf_reserve(b, 64);
 
     va_start(ap, fmt);
     n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
@@ -101,7 +96,7 @@ rd_buf_printf(rd_buf_t *b, const char *fmt, ...)
     }
 
     if ((size_t) n >= b->cap - b->len) {
-        rd_buf_reserve(b, (size_t) n);
+        mesh_buf_reserve(b, (size_t) n);
         va_start(ap, fmt);
         vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
         va_end(ap);
@@ -112,7 +107,7 @@ rd_buf_printf(rd_buf_t *b, const char *fmt, ...)
 
 
 void
-rd_buf_add_u64(rd_buf_t *b, uint64_t v)
+mesh_buf_add_u64(mesh_buf_t *b, uint64_t v)
 {
     char   tmp[24];
     char  *p = tmp + sizeof(tmp);
@@ -122,18 +117,18 @@ rd_buf_add_u64(rd_buf_t *b, uint64_t v)
         v /= 10;
     } while (v);
 
-    rd_buf_add(b, p, (size_t) (tmp + sizeof(tmp) - p));
+    mesh_buf_add(b, p, (size_t) (tmp + sizeof(tmp) - p));
 }
 
 
 void
-rd_buf_add_json_str(rd_buf_t *b, const char *s)
+mesh_buf_add_json_str(mesh_buf_t *b, const char *s)
 {
     static const char      hex[] = "0123456789abcdef";
     const unsigned char   *p;
     const unsigned char   *run;
 
-    rd_buf_addc(b, '"');
+    mesh_buf_addc(b, '"');
 
     run = (const unsigned char *) s;
 
@@ -142,31 +137,31 @@ rd_buf_add_json_str(rd_buf_t *b, const char *s)
             continue;
         }
 
-        rd_buf_add(b, run, (size_t) (p - run));
+        mesh_buf_add(b, run, (size_t) (p - run));
         run = p + 1;
 
         switch (*p) {
-        case '"':  rd_buf_add(b, "\\\"", 2); break;
-        case '\\': rd_buf_add(b, "\\\\", 2); break;
-        case '\n': rd_buf_add(b, "\\n", 2); break;
-        case '\r': rd_buf_add(b, "\\r", 2); break;
-        case '\t': rd_buf_add(b, "\\t", 2); break;
+        case '"':  mesh_buf_add(b, "\\\"", 2); break;
+        case '\\': mesh_buf_add(b, "\\\\", 2); break;
+        case '\n': mesh_buf_add(b, "\\n", 2); break;
+        case '\r': mesh_buf_add(b, "\\r", 2); break;
+        case '\t': mesh_buf_add(b, "\\t", 2); break;
         default:
-            rd_buf_add(b, "\\u00", 4);
-            rd_buf_addc(b, hex[*p >> 4]);
-            rd_buf_addc(b, hex[*p & 0xf]);
+            mesh_buf_add(b, "\\u00", 4);
+            mesh_buf_addc(b, hex[*p >> 4]);
+            mesh_buf_addc(b, hex[*p & 0xf]);
         }
     }
 
-    rd_buf_add(b, run, (size_t) (p - run));
-    rd_buf_addc(b, '"');
+    mesh_buf_add(b, run, (size_t) (p - run));
+    mesh_buf_addc(b, '"');
 }
 
 
 char *
-rd_buf_cstr(rd_buf_t *b)
+mesh_buf_cstr(mesh_buf_t *b)
 {
-    rd_buf_reserve(b, 0);
+    mesh_buf_reserve(b, 0);
     b->data[b->len] = '\0';
     return b->data;
 }

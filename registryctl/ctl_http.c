@@ -20,12 +20,14 @@
 static size_t
 ctl_write_cb(char *ptr, size_t size, size_t nmemb, void *data)
 {
-    ctl_buf_t  *b = data;
-    size_t      n = size * nmemb;
+    mesh_buf_t  *b = data;
+    size_t       n = size * nmemb;
 
-    if (b->len + n > CTL_MAX_BODY || ctl_buf_append(b, ptr, n) != 0) {
+    if (b->len + n > CTL_MAX_BODY) {
         return 0;
     }
+
+    mesh_buf_add(b, ptr, n);
 
     return n;
 }
@@ -88,46 +90,19 @@ ctl_status_text(long status)
 static int
 ctl_load_token(ctl_t *c, char *err)
 {
-    ctl_buf_t   b = { NULL, 0, 0 };
-    char       *s, *end, e[CTL_ERR_LEN];
+    char  tok[MESH_TOKEN_MAX + 1];
 
     if (c->token_file == NULL || c->token != NULL) {
         return 0;
     }
 
-    if (ctl_read_file(c->token_file, &b, e) != 0) {
-        return ctl_error(err, -1, "token file: %s", e);
+    if (mesh_token_read(c->token_file, tok, sizeof(tok), err, CTL_ERR_LEN)
+        != 0)
+    {
+        return -1;
     }
 
-    s = b.data;
-    while (*s && isspace((unsigned char) *s)) {
-        s++;
-    }
-
-    end = s + strlen(s);
-    while (end > s && isspace((unsigned char) end[-1])) {
-        end--;
-    }
-
-    *end = '\0';
-
-    if (*s == '\0') {
-        ctl_buf_free(&b);
-        return ctl_error(err, -1, "token file %s is empty", c->token_file);
-    }
-
-    if (strpbrk(s, "\r\n") != NULL) {
-        ctl_buf_free(&b);
-        return ctl_error(err, -1, "token file %s holds more than one line",
-                         c->token_file);
-    }
-
-    c->token = strdup(s);
-    ctl_buf_free(&b);
-
-    if (c->token == NULL) {
-        return ctl_error(err, -1, "out of memory");
-    }
+    c->token = mesh_xstrdup(tok);
 
     return 0;
 }
@@ -145,7 +120,7 @@ ctl_http(ctl_t *c, const char *method, const char *path, const char *ctype,
     CURLcode            rc;
     char                url[2048], hdr[1024], cerr[CURL_ERROR_SIZE];
     long                oserr;
-    struct curl_slist  *hdrs = NULL, *t;
+    struct curl_slist  *hdrs = NULL;
 
     memset(r, 0, sizeof(*r));
 
@@ -167,34 +142,17 @@ ctl_http(ctl_t *c, const char *method, const char *path, const char *ctype,
 
     snprintf(url, sizeof(url), "%s%s", c->url, path);
 
-    t = curl_slist_append(hdrs, "Expect:");
-    if (t == NULL) {
-        goto nomem;
-    }
-    hdrs = t;
-
-    t = curl_slist_append(hdrs, "Accept: application/json");
-    if (t == NULL) {
-        goto nomem;
-    }
-    hdrs = t;
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    hdrs = curl_slist_append(hdrs, "Accept: application/json");
 
     /* "Content-Type:" alone stops libcurl from adding its own */
     snprintf(hdr, sizeof(hdr), "Content-Type:%s%s", ctype ? " " : "",
              ctype ? ctype : "");
-    t = curl_slist_append(hdrs, hdr);
-    if (t == NULL) {
-        goto nomem;
-    }
-    hdrs = t;
+    hdrs = curl_slist_append(hdrs, hdr);
 
     if (c->token) {
         snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", c->token);
-        t = curl_slist_append(hdrs, hdr);
-        if (t == NULL) {
-            goto nomem;
-        }
-        hdrs = t;
+        hdrs = curl_slist_append(hdrs, hdr);
     }
 
     cerr[0] = '\0';
@@ -236,14 +194,12 @@ ctl_http(ctl_t *c, const char *method, const char *path, const char *ctype,
     curl_slist_free_all(hdrs);
 
     if (rc == CURLE_OK) {
-        if (r->body.data == NULL && ctl_buf_append(&r->body, "", 0) != 0) {
-            return ctl_error(err, -1, "out of memory");
-        }
+        mesh_buf_cstr(&r->body);
 
         return 0;
     }
 
-    ctl_buf_free(&r->body);
+    mesh_buf_free(&r->body);
 
     switch (rc) {
 
@@ -260,19 +216,14 @@ ctl_http(ctl_t *c, const char *method, const char *path, const char *ctype,
                          c->url, c->timeout_ms);
 
     case CURLE_WRITE_ERROR:
-        return ctl_error(err, -1, "registry %s: answer too large or out of "
-                         "memory", c->url);
+        return ctl_error(err, -1, "registry %s: answer larger than %d "
+                         "bytes", c->url, CTL_MAX_BODY);
 
     default:
         return ctl_error(err, -1, "registry %s: %s", c->url,
                          cerr[0] ? cerr : curl_easy_strerror(rc));
     }
 
-nomem:
-
-    curl_slist_free_all(hdrs);
-
-    return ctl_error(err, -1, "out of memory");
 }
 
 
@@ -385,14 +336,14 @@ ctl_call(ctl_t *c, const char *method, const char *path, const char *ctype,
     }
 
     if (ctl_check_status(r, err) != 0) {
-        ctl_buf_free(&r->body);
+        mesh_buf_free(&r->body);
         return -1;
     }
 
     if (json) {
         *json = json_loadb(r->body.data, r->body.len, 0, NULL);
         if (*json == NULL) {
-            ctl_buf_free(&r->body);
+            mesh_buf_free(&r->body);
             return ctl_error(err, -1, "registry %s: %ld answer is not JSON",
                              c->url, r->status);
         }

@@ -26,28 +26,18 @@ typedef struct {
 } ctl_table_t;
 
 
-static int
+static void
 ctl_table_add(ctl_table_t *t, const char **row)
 {
     char   **p;
     int      k;
 
-    p = realloc(t->cells, (t->nrows + 1) * t->ncols * sizeof(char *));
-    if (p == NULL) {
-        return -1;
-    }
-
+    p = mesh_xrealloc(t->cells, (t->nrows + 1) * t->ncols * sizeof(char *));
     t->cells = p;
     p += t->nrows * t->ncols;
 
     for (k = 0; k < t->ncols; k++) {
-        p[k] = strdup(row[k] ? row[k] : "");
-        if (p[k] == NULL) {
-            while (k-- > 0) {
-                free(p[k]);
-            }
-            return -1;
-        }
+        p[k] = mesh_xstrdup(row[k] ? row[k] : "");
 
         if (strlen(p[k]) > t->width[k]) {
             t->width[k] = strlen(p[k]);
@@ -55,8 +45,6 @@ ctl_table_add(ctl_table_t *t, const char **row)
     }
 
     t->nrows++;
-
-    return 0;
 }
 
 
@@ -163,19 +151,6 @@ ctl_print_body(ctl_resp_t *r)
 
 
 /* a table that will not be printed */
-static void
-ctl_table_drop(ctl_table_t *t)
-{
-    size_t  i;
-
-    for (i = 0; i < t->nrows * t->ncols; i++) {
-        free(t->cells[i]);
-    }
-
-    free(t->cells);
-}
-
-
 int
 ctl_cmd_list(ctl_t *c, int argc, char **argv, char *err)
 {
@@ -213,7 +188,7 @@ ctl_cmd_list(ctl_t *c, int argc, char **argv, char *err)
     if (set[0]) {
         ctl_print_body(&r);
         json_decref(res);
-        ctl_buf_free(&r.body);
+        mesh_buf_free(&r.body);
         return 0;
     }
 
@@ -244,9 +219,7 @@ ctl_cmd_list(ctl_t *c, int argc, char **argv, char *err)
         row[6] = "LABELS";
     }
 
-    if (ctl_table_add(&t, row) != 0) {
-        goto nomem;
-    }
+    ctl_table_add(&t, row);
 
     json_array_foreach(arr, i, e) {
         if (npos == 0) {
@@ -265,24 +238,15 @@ ctl_cmd_list(ctl_t *c, int argc, char **argv, char *err)
             row[6] = labels;
         }
 
-        if (ctl_table_add(&t, row) != 0) {
-            goto nomem;
-        }
+        ctl_table_add(&t, row);
     }
 
     ctl_table_print_free(&t);
 
-    goto done;
-
-nomem:
-
-    ctl_table_drop(&t);
-    rc = ctl_error(err, -1, "out of memory");
-
 done:
 
     json_decref(res);
-    ctl_buf_free(&r.body);
+    mesh_buf_free(&r.body);
 
     return rc;
 }
@@ -315,7 +279,7 @@ ctl_cmd_proxies(ctl_t *c, int argc, char **argv, char *err)
     if (set[0]) {
         ctl_print_body(&r);
         json_decref(res);
-        ctl_buf_free(&r.body);
+        mesh_buf_free(&r.body);
         return 0;
     }
 
@@ -339,9 +303,7 @@ ctl_cmd_proxies(ctl_t *c, int argc, char **argv, char *err)
     row[6] = "NGINX";
     row[7] = "MODULE";
 
-    if (ctl_table_add(&t, row) != 0) {
-        goto nomem;
-    }
+    ctl_table_add(&t, row);
 
     json_array_foreach(arr, i, e) {
         row[0] = ctl_str(e, "name", NULL, 0);
@@ -361,24 +323,15 @@ ctl_cmd_proxies(ctl_t *c, int argc, char **argv, char *err)
         row[6] = ctl_str(e, "nginx", NULL, 0);
         row[7] = ctl_str(e, "module", NULL, 0);
 
-        if (ctl_table_add(&t, row) != 0) {
-            goto nomem;
-        }
+        ctl_table_add(&t, row);
     }
 
     ctl_table_print_free(&t);
 
-    goto done;
-
-nomem:
-
-    ctl_table_drop(&t);
-    rc = ctl_error(err, -1, "out of memory");
-
 done:
 
     json_decref(res);
-    ctl_buf_free(&r.body);
+    mesh_buf_free(&r.body);
 
     return rc;
 }
