@@ -128,7 +128,7 @@ static enum MHD_Result
 rd_api_not_allowed(rd_req_t *rq, const char *allow)
 {
     char                  msg[96];
-    mesh_buf_t              b;
+    mesh_buf_t            b;
     struct MHD_Response  *resp;
 
     snprintf(msg, sizeof(msg), "method not allowed; allowed: %s", allow);
@@ -345,7 +345,7 @@ static enum MHD_Result
 rd_api_op_answer(rd_req_t *rq)
 {
     rd_op_t          *op = rq->op;
-    mesh_buf_t          b;
+    mesh_buf_t        b;
     enum MHD_Result   rc;
 
     rq->op = NULL;

@@ -46,7 +46,7 @@ struct rd_req_s {
     int                     state;
     char                    svc[RD_NAME_MAX + 1];
     char                    id[RD_NAME_MAX + 1];
-    mesh_buf_t                body;
+    mesh_buf_t              body;
     int                     too_large;
     rd_op_t                *op;
     uint64_t                want_index;
@@ -74,7 +74,7 @@ struct rd_req_s {
     int                     gone;       /* the client hung up */
     int                     fd;
     uint64_t                ev_last;    /* newest event sent */
-    mesh_buf_t                out;        /* rendered, not yet sent */
+    mesh_buf_t              out;        /* rendered, not yet sent */
     size_t                  out_off;
     rd_req_t               *sprev;
     rd_req_t               *snext;

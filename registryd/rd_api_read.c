@@ -23,7 +23,7 @@ enum MHD_Result
 rd_api_healthz(rd_req_t *rq)
 {
     char       err[RD_ERR_LEN];
-    mesh_buf_t   b;
+    mesh_buf_t  b;
     uint64_t   index;
     rd_api_t  *api = rq->api;
 
@@ -47,7 +47,7 @@ rd_api_healthz(rd_req_t *rq)
 enum MHD_Result
 rd_api_metrics(rd_req_t *rq)
 {
-    mesh_buf_t             b;
+    mesh_buf_t           b;
     rd_api_t            *api = rq->api;
     rd_metrics_gauges_t  g;
 
@@ -81,7 +81,7 @@ enum MHD_Result
 rd_api_services(rd_req_t *rq)
 {
     size_t           i, n, total, healthy;
-    mesh_buf_t         b;
+    mesh_buf_t       b;
     uint64_t         index;
     rd_registry_t   *reg = rq->api->reg;
     rd_instance_t  **all;
@@ -134,7 +134,7 @@ rd_api_service(rd_req_t *rq)
 {
     int              found;
     size_t           i, n;
-    mesh_buf_t         b;
+    mesh_buf_t       b;
     uint64_t         index;
     rd_registry_t   *reg = rq->api->reg;
     rd_instance_t  **all;
@@ -183,7 +183,7 @@ rd_api_service(rd_req_t *rq)
 enum MHD_Result
 rd_api_get_instance(rd_req_t *rq)
 {
-    mesh_buf_t         b;
+    mesh_buf_t       b;
     uint64_t         index;
     rd_registry_t   *reg = rq->api->reg;
     rd_instance_t   *in;

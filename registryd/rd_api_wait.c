@@ -61,7 +61,7 @@ rd_api_send_snapshot(rd_req_t *rq)
     int                   delta;
     char                  err[RD_ERR_LEN], *gz;
     size_t                gzlen;
-    mesh_buf_t              b;
+    mesh_buf_t            b;
     uint64_t              index;
     const char           *ae, *field;
     rd_snapshot_ask_t     ask;
@@ -383,7 +383,7 @@ enum MHD_Result
 rd_api_send_events(rd_req_t *rq)
 {
     int        truncated;
-    mesh_buf_t   items, b;
+    mesh_buf_t  items, b;
     uint64_t   upto;
     rd_api_t  *api = rq->api;
 
@@ -415,7 +415,7 @@ rd_api_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     int        truncated;
     size_t     n;
-    mesh_buf_t   note;
+    mesh_buf_t  note;
     uint64_t   upto;
     rd_req_t  *rq = cls;
     rd_api_t  *api = rq->api;

@@ -98,7 +98,7 @@ rd_api_heartbeat(rd_req_t *rq)
 {
     int        rc;
     rd_op_t   *op;
-    mesh_buf_t   b;
+    mesh_buf_t  b;
     uint64_t   index;
 
     rc = rd_registry_heartbeat(rq->api->reg, rq->svc, rq->id, &index);
@@ -206,7 +206,7 @@ enum MHD_Result
 rd_api_policies(rd_req_t *rq)
 {
     size_t          i;
-    mesh_buf_t        b;
+    mesh_buf_t      b;
     uint64_t        index;
     rd_registry_t  *reg = rq->api->reg;
 
@@ -238,7 +238,7 @@ enum MHD_Result
 rd_api_get_policy(rd_req_t *rq)
 {
     int             json;
-    mesh_buf_t        b;
+    mesh_buf_t      b;
     uint64_t        index;
     const char     *accept;
     rd_policy_t    *p;

@@ -271,7 +271,7 @@ rd_policy_parse(const char *name, const char *yaml, size_t len,
     int               docno;
     size_t            i, j, ndocs = 0;
     json_t           *doc, *names = NULL;
-    mesh_buf_t          snap;
+    mesh_buf_t        snap;
     rd_pctx_t         c;
     rd_policy_t      *p = NULL;
     yaml_node_t      *root;

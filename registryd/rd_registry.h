@@ -96,7 +96,7 @@ struct rd_op_s {
     /* results, set by the writer before done() */
     int             status;               /* HTTP-style: 200/201/404/500 */
     uint64_t        index;
-    mesh_buf_t        body;                 /* PUT: stored instance JSON */
+    mesh_buf_t      body;                 /* PUT: stored instance JSON */
     char            err[RD_ERR_LEN];
     rd_policy_err_t perr;                 /* POLICY_PUT refused: 400 */
     size_t          ndocs;                /* POLICY_PUT: documents */

@@ -256,7 +256,7 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
     int64_t             now, t0, wall;
     uint64_t            index;
     rd_op_t            *op, *next;
-    mesh_buf_t           *vals;
+    mesh_buf_t         *vals;
     rd_overlay_t        ov;
     rd_store_op_t      *sops;
     rd_instance_t      *cur, *in;

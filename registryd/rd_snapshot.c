@@ -444,7 +444,7 @@ rd_subscription_has(const rd_subscription_t *sub, const char *name)
 static rd_snapshot_t *
 rd_snapshot_create(rd_registry_t *reg)
 {
-    mesh_buf_t        b;
+    mesh_buf_t      b;
     rd_snapshot_t  *s;
 
     s = mesh_xcalloc(1, sizeof(rd_snapshot_t));

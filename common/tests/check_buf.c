@@ -16,7 +16,7 @@ json_round_trip(const char *s)
 {
     char          *doc;
     json_t        *v;
-    mesh_buf_t       b;
+    mesh_buf_t     b;
     json_error_t   jerr;
 
     mesh_buf_init(&b, 0);

@@ -126,7 +126,7 @@ fill(void)
 
 START_TEST(contract_complete_snapshot_reads_field_by_field)
 {
-    mesh_buf_t                        b;
+    mesh_buf_t                      b;
     uint64_t                        index;
     mesh_snapshot_t                *s;
     mesh_policies_t                *p;
@@ -198,7 +198,7 @@ START_TEST(contract_subscription_and_delta_read_and_merge)
     int                 members;
     char                err[RD_ERR_LEN];
     size_t              n;
-    mesh_buf_t            b;
+    mesh_buf_t          b;
     uint64_t            index, since;
     mesh_snapshot_t    *full, *d;
     mesh_policies_t    *p;
@@ -271,7 +271,7 @@ START_TEST(contract_regex_registryd_accepts_the_module_reads)
     };
     char               yaml[1024];
     size_t             i;
-    mesh_buf_t           b;
+    mesh_buf_t         b;
     uint64_t           index;
     mesh_snapshot_t   *s;
     mesh_policies_t   *p;

@@ -42,7 +42,7 @@ START_TEST(events_json_has_every_field)
 {
     char         *t;
     size_t        n;
-    mesh_buf_t      b;
+    mesh_buf_t    b;
     uint64_t      upto;
     rd_events_t  *ev;
 
@@ -76,7 +76,7 @@ START_TEST(events_render_after_index_and_max)
 {
     char         *t;
     size_t        n;
-    mesh_buf_t      b;
+    mesh_buf_t    b;
     uint64_t      upto, i;
     rd_events_t  *ev;
     int           truncated;
@@ -121,7 +121,7 @@ START_TEST(events_ring_drops_oldest_and_says_truncated)
 {
     char         *t;
     size_t        n;
-    mesh_buf_t      b;
+    mesh_buf_t    b;
     uint64_t      upto, i;
     rd_events_t  *ev;
     int           truncated;
@@ -161,7 +161,7 @@ END_TEST
 START_TEST(events_start_index_is_not_kept)
 {
     size_t        n;
-    mesh_buf_t      b;
+    mesh_buf_t    b;
     uint64_t      upto;
     rd_events_t  *ev;
     int           truncated;
@@ -195,7 +195,7 @@ START_TEST(events_sse_frames_one_event_each)
 {
     char         *t;
     size_t        n;
-    mesh_buf_t      b;
+    mesh_buf_t    b;
     uint64_t      upto;
     rd_events_t  *ev;
 
@@ -247,7 +247,7 @@ START_TEST(events_registry_records_each_change)
     int             status;
     char            dir[4096], err[RD_ERR_LEN], *t;
     size_t          n;
-    mesh_buf_t        b;
+    mesh_buf_t      b;
     uint64_t        index, upto;
     rd_op_t        *op;
     rd_store_t     *store;

@@ -19,7 +19,7 @@ assert_has(const char *text, const char *line)
 START_TEST(metrics_render_shows_gauges)
 {
     char                 *t;
-    mesh_buf_t              b;
+    mesh_buf_t            b;
     rd_metrics_gauges_t   g = { .index = 42, .passing = 3, .critical = 2,
                                 .waiters = 5, .queued = 7, .store_ok = 1 };
 
@@ -44,7 +44,7 @@ END_TEST
 START_TEST(metrics_request_counts_by_route_and_code)
 {
     char                 *t;
-    mesh_buf_t              b;
+    mesh_buf_t            b;
     rd_metrics_gauges_t   g = { .store_ok = 1 };
 
     /* the policies route is served by rd_api only, unused elsewhere here */

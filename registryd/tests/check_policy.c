@@ -266,7 +266,7 @@ static json_t *
 normalized(const char *yaml, size_t *ndocs)
 {
     json_t           *v;
-    mesh_buf_t          b;
+    mesh_buf_t        b;
     rd_policy_t      *p;
     json_error_t      jerr;
     rd_policy_err_t   e;
@@ -515,7 +515,7 @@ END_TEST
 START_TEST(policy_stored_form_round_trips)
 {
     char          err[RD_ERR_LEN];
-    mesh_buf_t      b;
+    mesh_buf_t    b;
     rd_policy_t  *p, *q;
 
     p = parse_ok("rt", DR_SUBSETS "---\n" VS_V2);
@@ -582,7 +582,7 @@ START_TEST(policy_registry_put_check_delete_reload)
 {
     char              dir[PATH_MAX], err[RD_ERR_LEN] = "";
     json_t           *snap, *pols;
-    mesh_buf_t          b;
+    mesh_buf_t        b;
     uint64_t          index, i2;
     rd_store_t       *store;
     rd_registry_t    *reg;

@@ -925,7 +925,7 @@ START_TEST(registry_instance_to_json_stored_round_trips)
 {
     char            err[RD_ERR_LEN];
     json_t         *obj;
-    mesh_buf_t        b;
+    mesh_buf_t      b;
     const char     *field;
     rd_instance_t  *in, *back;
 

@@ -64,7 +64,7 @@ parse(const char *data, size_t len)
 START_TEST(snapshot_build_empty_registry_is_valid_json)
 {
     json_t    *v;
-    mesh_buf_t   b;
+    mesh_buf_t  b;
     uint64_t   index = 99;
 
     mesh_buf_init(&b, 0);
@@ -91,7 +91,7 @@ START_TEST(snapshot_build_sorts_services_by_name_and_instances_by_id)
     };
     size_t     i, j;
     json_t    *v, *svcs, *insts, *in;
-    mesh_buf_t   b;
+    mesh_buf_t  b;
     uint64_t   index = 0;
 
     /* inserted out of order */
@@ -195,7 +195,7 @@ END_TEST
 START_TEST(snapshot_get_json_matches_build)
 {
     json_t               *v;
-    mesh_buf_t              b;
+    mesh_buf_t            b;
     uint64_t              index;
     rd_snapshot_t        *s;
     rd_snapshot_cache_t   c;
@@ -308,7 +308,7 @@ START_TEST(snapshot_delta_holds_changes_since_index_only)
 {
     char               err[RD_ERR_LEN] = "";
     json_t            *v, *svcs, *svc;
-    mesh_buf_t           b;
+    mesh_buf_t         b;
     uint64_t           index, since;
     rd_events_t       *ev;
     rd_snapshot_ask_t  ask;
