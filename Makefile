@@ -33,7 +33,8 @@ COMMON_CHECK_SRCS = $(wildcard common/tests/check_*.c)
 
 RD_LIB_SRCS = registryd/rd_log.c registryd/rd_util.c \
               registryd/rd_conf.c registryd/rd_store.c \
-              registryd/rd_store_sqlite.c registryd/rd_registry.c \
+              registryd/rd_store_sqlite.c registryd/rd_store_etcd.c \
+              registryd/rd_etcd.c registryd/rd_registry.c \
               registryd/rd_instance.c registryd/rd_registry_writer.c \
               registryd/rd_snapshot.c registryd/rd_metrics.c \
               registryd/rd_api.c registryd/rd_api_read.c \

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 
 #include "mesh_alloc.h"
@@ -25,7 +26,9 @@
 static const char  rd_usage[] =
     "usage: registryd [--config FILE] [--listen ADDR:PORT] [--data-dir DIR]\n"
     "                 [--token-file FILE] [--log-level debug|info|warn|error]"
-    "\n";
+    "\n"
+    "                 [--store sqlite|etcd] [--etcd-endpoints URL,URL...]\n"
+    "                 [--etcd-prefix /PREFIX/]\n";
 
 
 static int
@@ -43,6 +46,9 @@ rd_parse_args(int argc, char **argv, rd_conf_t *conf)
         { "--data-dir", "data_dir" },
         { "--token-file", "token_file" },
         { "--log-level", "log_level" },
+        { "--store", "store" },
+        { "--etcd-endpoints", "etcd_endpoints" },
+        { "--etcd-prefix", "etcd_prefix" },
         { NULL, NULL }
     };
 
@@ -126,7 +132,7 @@ int
 main(int argc, char **argv)
 {
     int             sig, rc = 1;
-    char            err[RD_ERR_LEN];
+    char            err[RD_ERR_LEN], where[1024];
     char           *token = NULL;
     sigset_t        set;
     rd_api_t       *api = NULL;
@@ -135,13 +141,29 @@ main(int argc, char **argv)
     rd_events_t    *events = NULL;
     rd_store_t     *store = NULL;
     rd_registry_t  *reg = NULL;
+    rd_store_conf_t sc;
 
-    /* jansson allocates as registryd does: never NULL (mesh_alloc.h) */
+    /* jansson and libcurl allocate as registryd does: never NULL
+     * (mesh_alloc.h); before any other use of either */
     json_set_alloc_funcs(mesh_xmalloc, free);
+
+    if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, mesh_xmalloc, free,
+                             mesh_xrealloc, mesh_xstrdup, mesh_xcalloc)
+        != CURLE_OK)
+    {
+        fprintf(stderr, "registryd: cannot initialize libcurl\n");
+        return 1;
+    }
 
     rd_conf_init(&conf);
 
     if (rd_parse_args(argc, argv, &conf) != 0) {
+        rd_conf_free(&conf);
+        return 2;
+    }
+
+    if (rd_conf_check(&conf, err) != 0) {
+        fprintf(stderr, "registryd: %s\n", err);
         rd_conf_free(&conf);
         return 2;
     }
@@ -163,7 +185,14 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    store = rd_store_open("sqlite", conf.data_dir, err);
+    sc.backend = conf.store;
+    sc.data_dir = conf.data_dir;
+    sc.etcd_endpoints = conf.etcd_endpoints;
+    sc.etcd_prefix = conf.etcd_prefix;
+    sc.etcd_timeout = conf.etcd_timeout;
+    sc.etcd_max_txn_ops = conf.etcd_max_txn_ops;
+
+    store = rd_store_open(&sc, err);
     if (store == NULL) {
         rd_error("%s", err);
         goto done;
@@ -196,8 +225,16 @@ main(int argc, char **argv)
         goto done;
     }
 
+    if (strcmp(conf.store, "etcd") == 0) {
+        snprintf(where, sizeof(where), "etcd %s under %s",
+                 conf.etcd_endpoints, conf.etcd_prefix);
+
+    } else {
+        snprintf(where, sizeof(where), "%s", conf.data_dir);
+    }
+
     rd_info("registryd %s listening on %s, data in %s, index %llu, "
-            "%zu instances%s", RD_VERSION, conf.listen, conf.data_dir,
+            "%zu instances%s", RD_VERSION, conf.listen, where,
             (unsigned long long) rd_registry_index(reg), reg->count,
             token ? ", token required for writes" : "");
 

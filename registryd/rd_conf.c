@@ -11,6 +11,7 @@
 
 #include "mesh_alloc.h"
 #include "rd_conf.h"
+#include "rd_etcd.h"
 #include "mesh_token.h"
 #include "rd_util.h"
 
@@ -20,7 +21,10 @@ typedef enum {
     RD_OPT_LOG_LEVEL,
     RD_OPT_SIZE,
     RD_OPT_DURATION,
-    RD_OPT_INT
+    RD_OPT_INT,
+    RD_OPT_STORE,
+    RD_OPT_URLS,                /* comma-separated, or a YAML sequence */
+    RD_OPT_PREFIX
 } rd_opt_type_e;
 
 typedef struct {
@@ -55,6 +59,14 @@ static const rd_opt_t  rd_opts[] = {
       1000, 86400000, "90s" },
     { "events_max_clients", RD_OPT_INT, RD_OFF(events_max_clients), 0,
       100000, "256" },
+    { "store", RD_OPT_STORE, RD_OFF(store), 0, 0, "sqlite" },
+    { "etcd_endpoints", RD_OPT_URLS, RD_OFF(etcd_endpoints), 0, 0, NULL },
+    { "etcd_prefix", RD_OPT_PREFIX, RD_OFF(etcd_prefix), 0, 0,
+      "/ngx-mesh/" },
+    { "etcd_timeout", RD_OPT_DURATION, RD_OFF(etcd_timeout), 100, 60000,
+      "2s" },
+    { "etcd_max_txn_ops", RD_OPT_INT, RD_OFF(etcd_max_txn_ops), 3, 1000000,
+      "128" },
     { NULL, 0, 0, 0, 0, NULL }
 };
 
@@ -78,7 +90,7 @@ int
 rd_conf_set(rd_conf_t *conf, const char *name, const char *value, char *err)
 {
     int              port;
-    char             host[MESH_ADDR_LEN];
+    char             host[MESH_ADDR_LEN], why[RD_ERR_LEN];
     char           **sp;
     int64_t          v, *ip;
     const rd_opt_t  *o;
@@ -111,6 +123,44 @@ rd_conf_set(rd_conf_t *conf, const char *name, const char *value, char *err)
         }
         free(*sp);
         *sp = mesh_xstrdup(value);
+        return 0;
+
+    case RD_OPT_STORE:
+        if (strcmp(value, "sqlite") != 0 && strcmp(value, "etcd") != 0) {
+            snprintf(err, RD_ERR_LEN, "%s: \"%s\" is not one of sqlite, "
+                     "etcd", name, value);
+            return -1;
+        }
+        free(*sp);
+        *sp = mesh_xstrdup(value);
+        return 0;
+
+    case RD_OPT_URLS:
+        if (rd_etcd_endpoints_check(value, why) != 0) {
+            snprintf(err, RD_ERR_LEN, "%s: %s", name, why);
+            return -1;
+        }
+        free(*sp);
+        *sp = mesh_xstrdup(value);
+        return 0;
+
+    case RD_OPT_PREFIX:
+        if (value[0] != '/' || strlen(value) > 256
+            || strpbrk(value, " \t\r\n") != NULL)
+        {
+            snprintf(err, RD_ERR_LEN, "%s: \"%s\" must be a key prefix "
+                     "starting with \"/\" (at most 256 bytes, no spaces)",
+                     name, value);
+            return -1;
+        }
+        free(*sp);
+        /* a folder of keys: it ends in '/' */
+        if (value[strlen(value) - 1] == '/') {
+            *sp = mesh_xstrdup(value);
+        } else {
+            *sp = mesh_xmalloc(strlen(value) + 2);
+            sprintf(*sp, "%s/", value);
+        }
         return 0;
 
     case RD_OPT_LOG_LEVEL:
@@ -182,7 +232,8 @@ rd_conf_free(rd_conf_t *conf)
 
     for (o = rd_opts; o->name; o++) {
         if (o->type == RD_OPT_STRING || o->type == RD_OPT_HOSTPORT
-            || o->type == RD_OPT_LOG_LEVEL)
+            || o->type == RD_OPT_LOG_LEVEL || o->type == RD_OPT_STORE
+            || o->type == RD_OPT_URLS || o->type == RD_OPT_PREFIX)
         {
             char **sp = (char **) ((char *) conf + o->offset);
             free(*sp);
@@ -193,10 +244,24 @@ rd_conf_free(rd_conf_t *conf)
 
 
 int
+rd_conf_check(const rd_conf_t *conf, char *err)
+{
+    if (strcmp(conf->store, "etcd") == 0 && conf->etcd_endpoints == NULL) {
+        snprintf(err, RD_ERR_LEN, "store etcd: etcd_endpoints is not set "
+                 "(e.g. --etcd-endpoints http://127.0.0.1:2379)");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
 rd_conf_load_file(rd_conf_t *conf, const char *path, char *err)
 {
-    int            rc = -1, depth = 0, done = 0;
+    int            rc = -1, depth = 0, done = 0, inlist = 0;
     FILE          *f;
+    mesh_buf_t     list = { NULL, 0, 0 };
     char           key[128], msg[RD_ERR_LEN];
     yaml_event_t   ev;
     yaml_parser_t  parser;
@@ -239,6 +304,14 @@ rd_conf_load_file(rd_conf_t *conf, const char *path, char *err)
             break;
 
         case YAML_SEQUENCE_START_EVENT:
+            if (key[0] && depth == 1 && !inlist
+                && rd_conf_find(key)->type == RD_OPT_URLS)
+            {
+                inlist = 1;
+                mesh_buf_init(&list, 256);
+                break;
+            }
+
             snprintf(err, RD_ERR_LEN, "%s:%zu: %s", path,
                      ev.start_mark.line + 1,
                      key[0] ? "option takes a scalar value"
@@ -246,12 +319,39 @@ rd_conf_load_file(rd_conf_t *conf, const char *path, char *err)
             yaml_event_delete(&ev);
             goto fail;
 
+        case YAML_SEQUENCE_END_EVENT:
+            /* the end of a list option's sequence */
+            inlist = 0;
+
+            if (rd_conf_set(conf, key, list.len ? mesh_buf_cstr(&list) : "",
+                            msg)
+                != 0)
+            {
+                snprintf(err, RD_ERR_LEN, "%s:%zu: %s", path,
+                         ev.start_mark.line + 1, msg);
+                yaml_event_delete(&ev);
+                goto fail;
+            }
+
+            mesh_buf_free(&list);
+            key[0] = '\0';
+            break;
+
         case YAML_SCALAR_EVENT:
             if (depth != 1) {
                 snprintf(err, RD_ERR_LEN, "%s:%zu: expected a mapping of "
                          "options", path, ev.start_mark.line + 1);
                 yaml_event_delete(&ev);
                 goto fail;
+            }
+
+            if (inlist) {
+                if (list.len) {
+                    mesh_buf_addc(&list, ',');
+                }
+
+                mesh_buf_adds(&list, (char *) ev.data.scalar.value);
+                break;
             }
 
             if (key[0] == '\0') {
@@ -289,6 +389,7 @@ rd_conf_load_file(rd_conf_t *conf, const char *path, char *err)
 
 fail:
 
+    mesh_buf_free(&list);
     yaml_parser_delete(&parser);
     fclose(f);
     return rc;

@@ -24,6 +24,11 @@ typedef struct {
     int64_t   events_keep;        /* events kept for GET /v1/events */
     int64_t   events_max_clients; /* open event streams (SSE) */
     int64_t   proxy_gone_after;   /* ms without a poll: "gone" */
+    char     *store;              /* "sqlite" or "etcd" */
+    char     *etcd_endpoints;     /* "http://h:p,http://h:p" */
+    char     *etcd_prefix;        /* "/ngx-mesh/": ends in '/' */
+    int64_t   etcd_timeout;       /* ms, one call to etcd */
+    int64_t   etcd_max_txn_ops;   /* etcd's --max-txn-ops */
 } rd_conf_t;
 
 /* fill defaults */
@@ -34,7 +39,11 @@ void rd_conf_free(rd_conf_t *conf);
 int rd_conf_set(rd_conf_t *conf, const char *name, const char *value,
     char *err);
 
-/* read a YAML mapping of option: value; errors say "FILE:LINE: reason" */
+/* what one option cannot say: an etcd store needs its endpoints */
+int rd_conf_check(const rd_conf_t *conf, char *err);
+
+/* read a YAML mapping of option: value (a list, as etcd_endpoints takes,
+ * as a YAML sequence); errors say "FILE:LINE: reason" */
 int rd_conf_load_file(rd_conf_t *conf, const char *path, char *err);
 
 /* the token in conf->token_file (common/mesh_token), NULL without one */

@@ -623,11 +623,7 @@ rd_health_create(rd_registry_t *reg, char *err)
 {
     rd_health_t  *h;
 
-    /* libcurl allocates as registryd does (mesh_alloc.h) */
-    if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, mesh_xmalloc, free,
-                             mesh_xrealloc, mesh_xstrdup, mesh_xcalloc)
-        != CURLE_OK)
-    {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         snprintf(err, RD_ERR_LEN, "cannot initialize libcurl");
         return NULL;
     }

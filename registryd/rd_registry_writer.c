@@ -70,9 +70,15 @@ rd_registry_submit(rd_registry_t *reg, rd_op_t *op)
 void *
 rd_registry_writer(void *arg)
 {
-    size_t          n;
+    size_t          n, max;
     rd_op_t        *batch, *last;
     rd_registry_t  *reg = arg;
+
+    max = RD_BATCH_MAX;
+
+    if (reg->store->batch_max && reg->store->batch_max < max) {
+        max = reg->store->batch_max;
+    }
 
     for ( ;; ) {
         pthread_mutex_lock(&reg->qlock);
@@ -86,10 +92,10 @@ rd_registry_writer(void *arg)
             break;
         }
 
-        /* take up to RD_BATCH_MAX ops */
+        /* take up to RD_BATCH_MAX ops, or what the store takes */
         batch = reg->qhead;
         last = batch;
-        for (n = 1; n < RD_BATCH_MAX && last->next; n++) {
+        for (n = 1; n < max && last->next; n++) {
             last = last->next;
         }
 
@@ -249,7 +255,7 @@ rd_registry_event(rd_registry_t *reg, const rd_op_t *op, int64_t time)
 void
 rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
 {
-    int                 ok;
+    int                 ok, rc = 0;
     char                err[RD_ERR_LEN];
     char               *keys;
     size_t              n, nops, i, size;
@@ -422,7 +428,8 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
 
     if (nops) {
         t0 = rd_now_ms();
-        ok = (rd_store_commit(reg->store, sops, nops, index, err) == 0);
+        rc = rd_store_commit(reg->store, sops, nops, index, err);
+        ok = (rc == 0);
         rd_metrics_commit(rd_now_ms() - t0, nops, ok);
 
         if (!ok) {
@@ -486,7 +493,9 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
             }
 
             if (op->index) {
-                op->status = 500;
+                /* a store that refused: 500; one that is out of reach,
+                 * or silent, or ahead of this replica: 503, try again */
+                op->status = (rc == -1) ? 500 : 503;
                 op->index = 0;
                 snprintf(op->err, sizeof(op->err), "%s", err);
             }
@@ -510,7 +519,7 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
     for (op = batch; op; op = next) {
         next = op->next;
 
-        if (op->index == 0 && op->status != 500) {
+        if (op->index == 0 && op->status != 500 && op->status != 503) {
             op->index = ok ? index : reg->index;
         }
 

@@ -11,24 +11,26 @@
 
 static const rd_store_backend_t  *rd_store_backends[] = {
     &rd_store_sqlite,
+    &rd_store_etcd,
     NULL
 };
 
 
 rd_store_t *
-rd_store_open(const char *backend, const char *location, char *err)
+rd_store_open(const rd_store_conf_t *sc, char *err)
 {
     rd_store_t                 *s;
     const rd_store_backend_t  **b;
 
     for (b = rd_store_backends; *b; b++) {
-        if (strcmp((*b)->name, backend) == 0) {
+        if (strcmp((*b)->name, sc->backend) == 0) {
             break;
         }
     }
 
     if (*b == NULL) {
-        snprintf(err, RD_ERR_LEN, "unknown store backend \"%s\"", backend);
+        snprintf(err, RD_ERR_LEN, "unknown store backend \"%s\"",
+                 sc->backend);
         return NULL;
     }
 
@@ -36,7 +38,7 @@ rd_store_open(const char *backend, const char *location, char *err)
 
     s->backend = *b;
 
-    if (s->backend->open(s, location, err) != 0) {
+    if (s->backend->open(s, sc, err) != 0) {
         free(s);
         return NULL;
     }

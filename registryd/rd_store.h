@@ -1,12 +1,13 @@
 /*
  * rd_store: durable key-value storage of the registry, behind a small
- * interface so that more than one backend can serve it (SQLite now; etcd
- * for several registryd replicas later).
+ * interface that more than one backend serves: SQLite (one registryd on
+ * one machine, rd_store_sqlite.c) and etcd (several registryd replicas
+ * over an etcd cluster, rd_store_etcd.c).
  *
  * Keys are "instances/<service>/<id>" and "policies/<name>"; values are
  * JSON text. The store also keeps the registry index. A commit applies a
  * batch of operations and the new index atomically and returns only once
- * they are durable.
+ * they are durable (etcd: committed by a quorum).
  */
 
 #ifndef RD_STORE_H
@@ -18,6 +19,21 @@
 #include "rd_log.h"
 
 typedef struct rd_store_s  rd_store_t;
+
+/* rd_store_commit() results besides 0 and -1 (failed, nothing applied) */
+#define RD_STORE_CONFLICT  -2   /* another writer moved the store on: this
+                                   one must catch up and decide again */
+#define RD_STORE_UNKNOWN   -3   /* no answer: it may have been applied */
+#define RD_STORE_DOWN      -4   /* the store cannot be reached */
+
+typedef struct {
+    const char  *backend;           /* "sqlite" or "etcd" */
+    const char  *data_dir;          /* sqlite: the database's folder */
+    const char  *etcd_endpoints;    /* "http://h:p,http://h:p" */
+    const char  *etcd_prefix;       /* "/ngx-mesh/" */
+    int64_t      etcd_timeout;      /* ms, one call */
+    int64_t      etcd_max_txn_ops;  /* etcd's --max-txn-ops */
+} rd_store_conf_t;
 
 typedef struct {
     int          del;           /* 1: delete key, value unused */
@@ -32,7 +48,7 @@ typedef int (*rd_store_load_pt)(void *data, const char *key,
 
 typedef struct {
     const char  *name;
-    int        (*open)(rd_store_t *s, const char *location, char *err);
+    int        (*open)(rd_store_t *s, const rd_store_conf_t *sc, char *err);
     int        (*load)(rd_store_t *s, rd_store_load_pt cb, void *data,
                        uint64_t *index, char *err);
     int        (*commit)(rd_store_t *s, const rd_store_op_t *ops, size_t n,
@@ -47,12 +63,17 @@ struct rd_store_s {
     uint64_t                   id;      /* the registry's id, set by open:
                                            the same for as long as the
                                            stored data lives */
+    size_t                     batch_max; /* ops in one commit at most;
+                                             0: no limit */
 };
 
 extern const rd_store_backend_t  rd_store_sqlite;
+extern const rd_store_backend_t  rd_store_etcd;
 
-/* backend "sqlite": location is the data directory */
-rd_store_t *rd_store_open(const char *backend, const char *location,
+rd_store_t *rd_store_open(const rd_store_conf_t *sc, char *err);
+
+/* an etcd store's endpoints replaced (a config reload, tests) */
+int rd_store_etcd_endpoints(rd_store_t *s, const char *endpoints,
     char *err);
 int rd_store_load(rd_store_t *s, rd_store_load_pt cb, void *data,
     uint64_t *index, char *err);

@@ -24,7 +24,8 @@ typedef struct {
     sqlite3_stmt  *set_index;
 } rd_sqlite_t;
 
-static int rd_sqlite_open(rd_store_t *s, const char *location, char *err);
+static int rd_sqlite_open(rd_store_t *s, const rd_store_conf_t *sc,
+    char *err);
 static int rd_sqlite_load(rd_store_t *s, rd_store_load_pt cb, void *data,
     uint64_t *index, char *err);
 static int rd_sqlite_commit(rd_store_t *s, const rd_store_op_t *ops,
@@ -96,9 +97,10 @@ rd_mkdir_p(const char *path, char *err)
 
 
 static int
-rd_sqlite_open(rd_store_t *s, const char *location, char *err)
+rd_sqlite_open(rd_store_t *s, const rd_store_conf_t *sc, char *err)
 {
     char           path[4096], *msg;
+    const char    *location = sc->data_dir;
     rd_sqlite_t   *q;
     sqlite3_stmt  *st;
 

@@ -8,6 +8,7 @@ PKGS="build-essential pkg-config perl curl
       libmicrohttpd-dev libjansson-dev libsqlite3-dev libyaml-dev
       libcurl4-openssl-dev libpcre2-dev zlib1g-dev libssl-dev
       check libsubunit-dev
+      etcd-server etcd-client
       wrk haproxy prometheus valgrind strace"
 
 missing=""

@@ -233,6 +233,91 @@ START_TEST(conf_load_good_file_sets_every_key)
 END_TEST
 
 
+START_TEST(conf_store_options_check_their_values)
+{
+    char  err[RD_ERR_LEN] = "";
+
+    ck_assert_str_eq(conf.store, "sqlite");
+    ck_assert_str_eq(conf.etcd_prefix, "/ngx-mesh/");
+    ck_assert_int_eq(conf.etcd_timeout, 2000);
+    ck_assert_int_eq(conf.etcd_max_txn_ops, 128);
+    ck_assert_ptr_null(conf.etcd_endpoints);
+    ck_assert_int_eq(rd_conf_check(&conf, err), 0);
+
+    ck_assert_int_eq(rd_conf_set(&conf, "store", "postgres", err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "sqlite, etcd"));
+
+    /* etcd without endpoints is refused as a whole */
+    ck_assert_int_eq(rd_conf_set(&conf, "store", "etcd", err), 0);
+    ck_assert_int_eq(rd_conf_check(&conf, err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "etcd_endpoints"));
+
+    ck_assert_int_eq(rd_conf_set(&conf, "etcd_endpoints",
+                                 "http://127.0.0.1:2379,"
+                                 "https://10.0.0.2:2379", err), 0);
+    ck_assert_int_eq(rd_conf_check(&conf, err), 0);
+
+    ck_assert_int_eq(rd_conf_set(&conf, "etcd_endpoints", "127.0.0.1:2379",
+                                 err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "etcd_endpoints"));
+    ck_assert_int_eq(rd_conf_set(&conf, "etcd_endpoints",
+                                 "http://127.0.0.1:2379/v3", err), -1);
+    ck_assert_int_eq(rd_conf_set(&conf, "etcd_endpoints",
+                                 "http://a:1,,http://b:2", err), -1);
+    ck_assert_int_eq(rd_conf_set(&conf, "etcd_endpoints", "", err), -1);
+    /* a rejected value leaves the last good one */
+    ck_assert_str_eq(conf.etcd_endpoints,
+                     "http://127.0.0.1:2379,https://10.0.0.2:2379");
+
+    /* a prefix is a folder of keys */
+    ck_assert_int_eq(rd_conf_set(&conf, "etcd_prefix", "/mesh/prod", err),
+                     0);
+    ck_assert_str_eq(conf.etcd_prefix, "/mesh/prod/");
+    ck_assert_int_eq(rd_conf_set(&conf, "etcd_prefix", "mesh/", err), -1);
+    ck_assert_int_eq(rd_conf_set(&conf, "etcd_prefix", "/a b/", err), -1);
+
+    ck_assert_int_eq(rd_conf_set(&conf, "etcd_max_txn_ops", "2", err), -1);
+    ck_assert_int_eq(rd_conf_set(&conf, "etcd_timeout", "50ms", err), -1);
+}
+END_TEST
+
+
+START_TEST(conf_load_etcd_endpoints_as_a_yaml_sequence)
+{
+    char  path[PATH_MAX], err[RD_ERR_LEN];
+
+    ck_assert_int_eq(load_text(
+        "store: etcd\n"
+        "etcd_endpoints:\n"
+        "  - http://127.0.0.1:2379\n"
+        "  - http://127.0.0.1:22379\n"
+        "etcd_prefix: /mesh/\n"
+        "log_level: warn\n", path, err), 0);
+
+    ck_assert_str_eq(conf.store, "etcd");
+    ck_assert_str_eq(conf.etcd_endpoints,
+                     "http://127.0.0.1:2379,http://127.0.0.1:22379");
+    ck_assert_str_eq(conf.etcd_prefix, "/mesh/");
+    ck_assert_str_eq(conf.log_level, "warn");
+
+    ck_assert_int_eq(load_text(
+        "etcd_endpoints: [http://a:1, http://b:2]\n", path, err), 0);
+    ck_assert_str_eq(conf.etcd_endpoints, "http://a:1,http://b:2");
+
+    /* a bad member names the file, the line and the option */
+    ck_assert_int_eq(load_text(
+        "etcd_endpoints:\n"
+        "  - http://a:1\n"
+        "  - b:2\n", path, err), -1);
+    ck_assert_ptr_nonnull(strstr(err, path));
+    ck_assert_ptr_nonnull(strstr(err, "etcd_endpoints"));
+
+    /* other options still take scalars only */
+    ck_assert_int_eq(load_text("log_level: [warn]\n", path, err), -1);
+}
+END_TEST
+
+
 START_TEST(conf_load_empty_file_keeps_defaults)
 {
     char  path[PATH_MAX], err[RD_ERR_LEN];
@@ -418,6 +503,8 @@ conf_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, conf_load_good_file_sets_every_key);
     tcase_add_test(tc, conf_load_empty_file_keeps_defaults);
+    tcase_add_test(tc, conf_store_options_check_their_values);
+    tcase_add_test(tc, conf_load_etcd_endpoints_as_a_yaml_sequence);
     tcase_add_test(tc, conf_load_unknown_key_reports_file_and_line);
     tcase_add_test(tc, conf_load_bad_value_reports_file_line_and_option);
     tcase_add_test(tc, conf_load_nested_mapping_is_rejected);

@@ -74,6 +74,12 @@ main(void)
         return 2;
     }
 
+    /* the etcd the etcd store's tests run against */
+    if (ck_etcd_start(ck_root) != 0) {
+        ck_rmrf(ck_root);
+        return EXIT_FAILURE;
+    }
+
     sr = srunner_create(util_suite());
     srunner_add_suite(sr, conf_suite());
     srunner_add_suite(sr, store_suite());
@@ -89,6 +95,7 @@ main(void)
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
 
+    ck_etcd_stop();
     ck_rmrf(ck_root);
 
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -85,8 +85,7 @@ ck_reg_open(const char *location, rd_store_t **sp)
     char            err[RD_ERR_LEN] = "";
     rd_registry_t  *r;
 
-    *sp = rd_store_open("sqlite", location, err);
-    ck_assert_msg(*sp != NULL, "store: %s", err);
+    *sp = ck_store_open(location);
 
     r = rd_registry_create(*sp, err);
     ck_assert_msg(r != NULL, "registry: %s", err);
@@ -651,14 +650,32 @@ START_TEST(registry_load_skips_bad_keys_and_values)
 END_TEST
 
 
-/* make every store commit fail (on = 1) or work again (on = 0), through a
- * second connection to the same database */
-static void
+static int  fails_with;         /* the status a failed commit gives */
+
+
+/*
+ * make every store commit fail (on = 1) or work again (on = 0); returns
+ * what the error then says. SQLite: a trigger, through a second
+ * connection to the same database; etcd: the store is sent to an
+ * endpoint where nothing listens, as a config reload would.
+ */
+static const char *
 inject_commit_failure(int on)
 {
+    char  err[RD_ERR_LEN];
+
+    if (strcmp(ck_backend, "etcd") == 0) {
+        fails_with = 503;
+        ck_assert_msg(rd_store_etcd_endpoints(store,
+                          on ? "http://127.0.0.1:1" : ck_etcd_endpoints(),
+                          err) == 0, "%s", err);
+        return "127.0.0.1:1";
+    }
+
     char     path[PATH_MAX + 32], *msg = NULL;
     sqlite3  *db;
 
+    fails_with = 500;
     snprintf(path, sizeof(path), "%s/registry.db", dir);
     ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
     ck_assert_msg(sqlite3_exec(db, on
@@ -667,31 +684,34 @@ inject_commit_failure(int on)
         : "DROP TRIGGER fail_index;", NULL, NULL, &msg) == SQLITE_OK,
         "%s", msg ? msg : "?");
     sqlite3_close(db);
+
+    return "injected failure";
 }
 
 
-START_TEST(registry_commit_failure_gives_500_and_changes_nothing)
+START_TEST(registry_commit_failure_gives_5xx_and_changes_nothing)
 {
     rd_op_t      *op;
+    const char   *says;
     ck_waiter_t   w;
 
     start();
     ck_assert_int_eq(ck_do(reg, ck_op_put("orders", "o1", BODY), NULL), 201);
-    inject_commit_failure(1);
+    says = inject_commit_failure(1);
 
     ck_waiter_init(&w);
     op = ck_op_put("orders", "o2", BODY);
     ck_submit(reg, &w, op);
     ck_wait(&w, 1);
-    ck_assert_int_eq(op->status, 500);
-    ck_assert_msg(strstr(op->err, "injected failure") != NULL, "err: %s",
-                  op->err);
+    /* a store that fails: 500; one out of reach: 503 */
+    ck_assert_int_eq(op->status, fails_with);
+    ck_assert_msg(strstr(op->err, says) != NULL, "err: %s", op->err);
     ck_assert_uint_eq(op->body.len, 0);
     rd_op_free(op);
     ck_waiter_free(&w);
 
     ck_assert_int_eq(ck_do(reg, rd_op_create(RD_OP_DEL, "orders", "o1"),
-                           NULL), 500);
+                           NULL), fails_with);
     ck_assert_int_eq(reg->store_ok, 0);
     ck_assert_uint_eq(rd_registry_index(reg), 1);
     ck_assert_int_eq(lookup("orders", "o1").found, 1);
@@ -1255,16 +1275,10 @@ START_TEST(registry_on_change_runs_per_commit_not_for_404)
 END_TEST
 
 
-Suite *
-registry_suite(void)
+/* the registry's semantics, the same over every store backend */
+static void
+registry_writer_tests(TCase *tc)
 {
-    Suite  *s;
-    TCase  *tc;
-
-    s = suite_create("registry");
-
-    tc = tcase_create("writer");
-    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc,
         registry_create_on_empty_store_has_index_0_and_no_instances);
     tcase_add_test(tc, registry_put_new_gives_201_and_index_1);
@@ -1280,9 +1294,36 @@ registry_suite(void)
     tcase_add_test(tc, registry_stop_drains_queued_ops);
     tcase_add_test(tc, registry_state_survives_free_and_reopen);
     tcase_add_test(tc, registry_load_skips_bad_keys_and_values);
-    tcase_add_test(tc, registry_commit_failure_gives_500_and_changes_nothing);
+    tcase_add_test(tc, registry_commit_failure_gives_5xx_and_changes_nothing);
     tcase_add_test(tc, registry_on_change_runs_per_commit_not_for_404);
-    suite_add_tcase(s, tc);
+}
+
+
+static void
+registry_ttl_tests(TCase *tc)
+{
+    tcase_add_test(tc, registry_heartbeat_unknown_gives_minus_1);
+    tcase_add_test(tc, registry_heartbeat_passing_gives_0_and_index);
+    tcase_add_test(tc, registry_scan_ttl_expired_turns_critical);
+    tcase_add_test(tc, registry_health_op_passing_restores_critical_instance);
+    tcase_add_test(tc, registry_scan_ttl_fresh_instance_stays_passing);
+    tcase_add_test(tc, registry_scan_ttl_twice_queues_one_op);
+    tcase_add_test(tc, registry_heartbeat_before_writer_cancels_ttl_transition);
+    tcase_add_test(tc, registry_scan_ttl_retries_after_failed_commit);
+    tcase_add_test(tc,
+        registry_scan_ttl_critical_past_deregister_after_removes);
+}
+
+
+Suite *
+registry_suite(void)
+{
+    Suite  *s;
+    TCase  *tc;
+
+    s = suite_create("registry");
+
+    ck_add_tcases(s, "writer", setup, teardown, registry_writer_tests);
 
     tc = tcase_create("instance");
     tcase_add_loop_test(tc, registry_instance_from_json_rejects_each_bad_field,
@@ -1294,19 +1335,7 @@ registry_suite(void)
     tcase_add_test(tc, registry_instance_to_json_stored_round_trips);
     suite_add_tcase(s, tc);
 
-    tc = tcase_create("ttl");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, registry_heartbeat_unknown_gives_minus_1);
-    tcase_add_test(tc, registry_heartbeat_passing_gives_0_and_index);
-    tcase_add_test(tc, registry_scan_ttl_expired_turns_critical);
-    tcase_add_test(tc, registry_health_op_passing_restores_critical_instance);
-    tcase_add_test(tc, registry_scan_ttl_fresh_instance_stays_passing);
-    tcase_add_test(tc, registry_scan_ttl_twice_queues_one_op);
-    tcase_add_test(tc, registry_heartbeat_before_writer_cancels_ttl_transition);
-    tcase_add_test(tc, registry_scan_ttl_retries_after_failed_commit);
-    tcase_add_test(tc,
-        registry_scan_ttl_critical_past_deregister_after_removes);
-    suite_add_tcase(s, tc);
+    ck_add_tcases(s, "ttl", setup, teardown, registry_ttl_tests);
 
     return s;
 }

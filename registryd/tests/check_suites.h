@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "rd_registry.h"
+#include "rd_store.h"
 
 Suite *util_suite(void);
 Suite *conf_suite(void);
@@ -32,6 +33,23 @@ void ck_rmrf(const char *path);
 /* write text to dir/name and put the path in out */
 void ck_write_file(const char *dir, const char *name, const char *text,
     char *out, size_t size);
+
+
+/* the store backend as a parameter (check_backend.c) */
+
+extern const char  *ck_backend;         /* "sqlite" or "etcd" */
+
+/* the tests add() adds, once per backend: test cases NAME-sqlite and
+ * NAME-etcd, each with setup and teardown around every test */
+void ck_add_tcases(Suite *s, const char *name, SFun setup, SFun teardown,
+    void (*add)(TCase *tc));
+/* the current backend's store for dir (etcd: a prefix named after dir) */
+void ck_store_conf(rd_store_conf_t *sc, const char *dir);
+rd_store_t *ck_store_open(const char *dir);
+/* the runner's etcd: started under root before the suites run */
+int ck_etcd_start(const char *root);
+void ck_etcd_stop(void);
+const char *ck_etcd_endpoints(void);
 
 
 /* registry helpers (check_registry.c), shared with the snapshot suite */

@@ -587,6 +587,107 @@ sub _tail {
 ############################################################################
 # backends
 
+# etcd: a cluster of members on loopback ports of the test's own, each
+# in its own process group and data dir under the test's dir
+
+sub _etcd_member_cmd {
+    my ($self, $m) = @_;
+    my $cluster = join ',',
+        map { "$_->{name}=http://127.0.0.1:$_->{peer}" } @{ $self->{etcd} };
+
+    return ('/usr/bin/etcd', '--name', $m->{name},
+            '--data-dir', "$self->{dir}/etcd-$m->{name}",
+            '--listen-client-urls', "http://127.0.0.1:$m->{client}",
+            '--advertise-client-urls', "http://127.0.0.1:$m->{client}",
+            '--listen-peer-urls', "http://127.0.0.1:$m->{peer}",
+            '--initial-advertise-peer-urls', "http://127.0.0.1:$m->{peer}",
+            '--initial-cluster', $cluster,
+            '--initial-cluster-state', 'new',
+            '--initial-cluster-token', "mesh-test-$$",
+            '--max-txn-ops', '1024');
+}
+
+sub _etcd_spawn {
+    my ($self, $m) = @_;
+    my @cmd = $self->_etcd_member_cmd($m);
+    my $log = "$self->{dir}/etcd-$m->{name}.log";
+
+    $m->{pid} = $self->_spawn("etcd $m->{name}", sub {
+        _redirect($log, $log);
+        exec { $cmd[0] } @cmd or die "exec $cmd[0]: $!\n";
+    });
+}
+
+# the member answers /health as part of a cluster with a leader
+sub etcd_healthy {
+    my ($self, $i) = @_;
+    my $m = $self->{etcd}[$i] or croak "no etcd member $i";
+    my $r = HTTP::Tiny->new(timeout => 1, keep_alive => 0)
+        ->get("http://127.0.0.1:$m->{client}/health");
+    return $r->{status} == 200 && $r->{content} =~ /"health":\s*"true"/;
+}
+
+# start $n members (3 by default); returns their endpoints, comma-separated
+sub start_etcd_cluster {
+    my ($self, %opt) = @_;
+    my $n = $opt{members} // 3;
+
+    croak "no /usr/bin/etcd (scripts/deps.sh installs etcd-server)"
+        unless -x '/usr/bin/etcd';
+    croak "etcd already running" if $self->{etcd};
+
+    $self->{etcd} = [ map { { name => "e$_", client => $self->port,
+                              peer => $self->port } } 1 .. $n ];
+    $self->_etcd_spawn($_) for @{ $self->{etcd} };
+
+    my $end = time + 30;
+    while (time < $end) {
+        return $self->etcd_endpoints
+            unless grep { !$self->etcd_healthy($_) } 0 .. $n - 1;
+        sleep 0.1;
+    }
+
+    croak "the etcd cluster did not become healthy within 30 s:\n"
+        . join '', map { _tail($self->read_file(
+                             "$self->{dir}/etcd-$_->{name}.log") // '') }
+                   @{ $self->{etcd} };
+}
+
+sub etcd_endpoints {
+    my ($self) = @_;
+    return join ',', map { "http://127.0.0.1:$_->{client}" }
+                     @{ $self->{etcd} || [] };
+}
+
+sub etcd_endpoint {
+    my ($self, $i) = @_;
+    return "http://127.0.0.1:$self->{etcd}[$i]{client}";
+}
+
+# kill -9 member $i (0-based)
+sub kill_etcd_member {
+    my ($self, $i) = @_;
+    my $m = $self->{etcd}[$i] or croak "no etcd member $i";
+    return unless $m->{pid};
+    $self->_stop_group(delete $m->{pid}, 'KILL', 5);
+}
+
+# start member $i again on its data dir (it rejoins the cluster)
+sub start_etcd_member {
+    my ($self, $i) = @_;
+    my $m = $self->{etcd}[$i] or croak "no etcd member $i";
+    croak "etcd member $i is running" if $m->{pid};
+    $self->_etcd_spawn($m);
+}
+
+# registryd arguments for a store on this test's etcd cluster
+sub etcd_store_args {
+    my ($self, %opt) = @_;
+    return ('--store', 'etcd', '--etcd-endpoints',
+            $opt{endpoints} // $self->etcd_endpoints,
+            '--etcd-prefix', $opt{prefix} // '/mesh-test/');
+}
+
 sub start_backend {
     my ($self, %opt) = @_;
     my $name = $opt{name} // croak "start_backend needs a name";
