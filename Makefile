@@ -36,6 +36,7 @@ RD_LIB_SRCS = registryd/rd_log.c registryd/rd_util.c \
               registryd/rd_store_sqlite.c registryd/rd_store_etcd.c \
               registryd/rd_etcd.c registryd/rd_registry.c \
               registryd/rd_instance.c registryd/rd_registry_writer.c \
+              registryd/rd_registry_follow.c \
               registryd/rd_snapshot.c registryd/rd_metrics.c \
               registryd/rd_api.c registryd/rd_api_read.c \
               registryd/rd_api_wait.c registryd/rd_api_write.c \

@@ -62,6 +62,12 @@ rd_api_send(rd_req_t *rq, int status, struct MHD_Response *resp,
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(resp, "X-Mesh-Index", idx);
 
+    /* a replica that cannot follow its shared store answers from the last
+     * state it knew, and says so */
+    if (rd_registry_stale(rq->api->reg, NULL, 0)) {
+        MHD_add_response_header(resp, "X-Mesh-Stale", "1");
+    }
+
     rc = MHD_queue_response(rq->conn, (unsigned int) status, resp);
     MHD_destroy_response(resp);
 

@@ -29,7 +29,22 @@ rd_api_healthz(rd_req_t *rq)
 
     index = rd_registry_index(api->reg);
 
-    if (!api->reg->store_ok || rd_store_check(api->reg->store, err) != 0) {
+    if (rd_registry_stale(api->reg, err, sizeof(err))) {
+        /* reads go on from memory; writes wait for the store */
+        mesh_buf_init(&b, 256);
+        mesh_buf_adds(&b, "{\"status\":\"stale\",\"index\":");
+        mesh_buf_add_u64(&b, index);
+        mesh_buf_adds(&b, ",\"store\":");
+        mesh_buf_add_json_str(&b, err);
+        mesh_buf_adds(&b, "}\n");
+
+        return rd_api_json(rq, 200, &b, index);
+    }
+
+    if (!api->reg->store_ok
+        || (!api->reg->following && rd_store_check(api->reg->store, err)
+                                    != 0))
+    {
         return rd_api_error(rq, 500, api->reg->store_ok
                                      ? err : "store commits are failing",
                             NULL);

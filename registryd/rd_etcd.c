@@ -356,6 +356,149 @@ rd_etcd_call(rd_etcd_t *e, const char *path, json_t *req, json_t **res,
 }
 
 
+/* streams */
+
+typedef struct {
+    mesh_buf_t        line;
+    rd_etcd_line_pt   cb;
+    void             *data;
+    volatile int     *stop;
+    int               ended;        /* cb asked to end */
+} rd_etcd_stream_t;
+
+
+static size_t
+rd_etcd_stream_cb(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    char              *nl;
+    size_t             n = size * nmemb, left;
+    rd_etcd_stream_t  *st = arg;
+
+    left = n;
+
+    while (left) {
+        nl = memchr(ptr, '\n', left);
+
+        if (nl == NULL) {
+            if (st->line.len + left > RD_ETCD_ANSWER_MAX) {
+                return 0;
+            }
+
+            mesh_buf_add(&st->line, ptr, left);
+            break;
+        }
+
+        mesh_buf_add(&st->line, ptr, (size_t) (nl - ptr));
+        left -= (size_t) (nl - ptr) + 1;
+        ptr = nl + 1;
+
+        if (st->line.len) {
+            mesh_buf_cstr(&st->line);
+
+            if (st->cb(st->data, st->line.data, st->line.len) != 0) {
+                st->ended = 1;
+                return 0;
+            }
+        }
+
+        st->line.len = 0;
+    }
+
+    return n;
+}
+
+
+static int
+rd_etcd_stream_progress(void *arg, curl_off_t dt, curl_off_t dn,
+    curl_off_t ut, curl_off_t un)
+{
+    rd_etcd_stream_t  *st = arg;
+
+    (void) dt;
+    (void) dn;
+    (void) ut;
+    (void) un;
+
+    return *st->stop ? 1 : 0;
+}
+
+
+int
+rd_etcd_stream(rd_etcd_t *e, const char *path, json_t *req,
+    rd_etcd_line_pt cb, void *data, volatile int *stop, char *err)
+{
+    int                 rc;
+    char                url[1024], *body;
+    size_t              tries;
+    double              connect;
+    CURLcode            crc;
+    rd_etcd_stream_t    st;
+    struct curl_slist  *hdrs;
+
+    body = json_dumps(req, JSON_COMPACT);
+    rc = RD_ETCD_DOWN;
+
+    st.cb = cb;
+    st.data = data;
+    st.stop = stop;
+    mesh_buf_init(&st.line, 4096);
+
+    for (tries = 0; tries < e->nendpoints && !*stop; tries++) {
+        snprintf(url, sizeof(url), "%s%s", e->endpoints[e->current], path);
+        st.line.len = 0;
+        st.ended = 0;
+
+        hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+
+        curl_easy_reset(e->curl);
+        curl_easy_setopt(e->curl, CURLOPT_URL, url);
+        curl_easy_setopt(e->curl, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(e->curl, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(e->curl, CURLOPT_POSTFIELDSIZE, (long) strlen(body));
+        curl_easy_setopt(e->curl, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e->curl, CURLOPT_CONNECTTIMEOUT_MS,
+                         (long) (e->timeout_ms < 1000 ? e->timeout_ms
+                                                      : 1000));
+        curl_easy_setopt(e->curl, CURLOPT_NOPROXY, "*");
+        curl_easy_setopt(e->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(e->curl, CURLOPT_USERAGENT, "registryd");
+        /* a member that dies without a word is noticed within seconds */
+        curl_easy_setopt(e->curl, CURLOPT_TCP_KEEPALIVE, 1L);
+        curl_easy_setopt(e->curl, CURLOPT_TCP_KEEPIDLE, 2L);
+        curl_easy_setopt(e->curl, CURLOPT_TCP_KEEPINTVL, 1L);
+        curl_easy_setopt(e->curl, CURLOPT_WRITEFUNCTION, rd_etcd_stream_cb);
+        curl_easy_setopt(e->curl, CURLOPT_WRITEDATA, &st);
+        curl_easy_setopt(e->curl, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(e->curl, CURLOPT_XFERINFOFUNCTION,
+                         rd_etcd_stream_progress);
+        curl_easy_setopt(e->curl, CURLOPT_XFERINFODATA, &st);
+
+        crc = curl_easy_perform(e->curl);
+        curl_slist_free_all(hdrs);
+
+        connect = 0;
+        curl_easy_getinfo(e->curl, CURLINFO_CONNECT_TIME, &connect);
+
+        if (crc != CURLE_OK && !st.ended && !*stop) {
+            snprintf(err, RD_ERR_LEN, "store etcd: %s%s: %s",
+                     e->endpoints[e->current], path,
+                     curl_easy_strerror(crc));
+            e->current = (e->current + 1) % e->nendpoints;
+        }
+
+        if (connect > 0 || st.ended) {
+            rc = RD_ETCD_OK;
+            break;
+        }
+    }
+
+    mesh_buf_free(&st.line);
+    free(body);
+
+    return rc;
+}
+
+
 /* keys and numbers */
 
 static const char  rd_b64[] =

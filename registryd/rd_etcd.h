@@ -52,6 +52,17 @@ size_t rd_etcd_endpoints_n(rd_etcd_t *e);
 int rd_etcd_call(rd_etcd_t *e, const char *path, json_t *req, json_t **res,
     char *err);
 
+/*
+ * A streaming call (the watch): each line the server sends goes to cb as
+ * it arrives; the call returns when the server ends the stream, the
+ * connection fails, cb returns non-zero, or *stop becomes non-zero.
+ * Returns RD_ETCD_OK when it ended after a connection was made,
+ * RD_ETCD_DOWN when no endpoint could be reached.
+ */
+typedef int (*rd_etcd_line_pt)(void *data, const char *line, size_t len);
+int rd_etcd_stream(rd_etcd_t *e, const char *path, json_t *req,
+    rd_etcd_line_pt cb, void *data, volatile int *stop, char *err);
+
 /* the prefixed key, base64, as a JSON string; "" + 1 is the prefix's end */
 json_t *rd_etcd_key(rd_etcd_t *e, const char *key);
 json_t *rd_etcd_prefix_end(rd_etcd_t *e);

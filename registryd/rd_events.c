@@ -249,3 +249,83 @@ rd_events_render(rd_events_t *ev, uint64_t after, size_t max, int format,
 
     return count;
 }
+
+
+/* the reasons an event can give: static strings, as the writer's are */
+static const char  *rd_event_reasons[] = {
+    "api", "ttl", "heartbeat", "check", "deregister_after", NULL
+};
+
+
+void
+rd_event_to_note(mesh_buf_t *b, const rd_event_t *e)
+{
+    mesh_buf_adds(b, "{\"i\":");
+    mesh_buf_add_u64(b, e->index);
+    mesh_buf_printf(b, ",\"t\":%lld,\"y\":%d,\"s\":", (long long) e->time,
+                    e->type);
+    mesh_buf_add_json_str(b, e->service);
+    mesh_buf_adds(b, ",\"d\":");
+    mesh_buf_add_json_str(b, e->id);
+
+    if (e->reason) {
+        mesh_buf_adds(b, ",\"r\":");
+        mesh_buf_add_json_str(b, e->reason);
+    }
+
+    mesh_buf_addc(b, '}');
+}
+
+
+int
+rd_event_from_note(json_t *o, rd_event_t *e)
+{
+    size_t       k;
+    json_t      *i, *t, *y, *sv, *d, *r;
+    const char  *reason;
+
+    i = json_object_get(o, "i");
+    t = json_object_get(o, "t");
+    y = json_object_get(o, "y");
+    sv = json_object_get(o, "s");
+    d = json_object_get(o, "d");
+    r = json_object_get(o, "r");
+
+    if (!json_is_integer(i) || !json_is_integer(t) || !json_is_integer(y)
+        || !json_is_string(sv) || !json_is_string(d)
+        || json_integer_value(y) < 0 || json_integer_value(y) >= RD_EV_COUNT)
+    {
+        return -1;
+    }
+
+    e->index = (uint64_t) json_integer_value(i);
+    e->time = (int64_t) json_integer_value(t);
+    e->type = (int) json_integer_value(y);
+    snprintf(e->service, sizeof(e->service), "%s", json_string_value(sv));
+    snprintf(e->id, sizeof(e->id), "%s", json_string_value(d));
+    e->reason = NULL;
+
+    reason = json_is_string(r) ? json_string_value(r) : NULL;
+
+    for (k = 0; reason && rd_event_reasons[k]; k++) {
+        if (strcmp(reason, rd_event_reasons[k]) == 0) {
+            e->reason = rd_event_reasons[k];
+        }
+    }
+
+    return 0;
+}
+
+
+void
+rd_events_restart(rd_events_t *ev, uint64_t index)
+{
+    pthread_mutex_lock(&ev->lock);
+
+    ev->head = 0;
+    ev->n = 0;
+    ev->gone = index;
+    ev->last = index;
+
+    pthread_mutex_unlock(&ev->lock);
+}

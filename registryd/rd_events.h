@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "mesh_buf.h"
 #include "rd_util.h"
 
@@ -95,5 +97,17 @@ const char *rd_event_type_name(int type);
 uint64_t rd_events_recorded(int type);
 /* one event as a JSON object */
 void rd_event_to_json(mesh_buf_t *b, const rd_event_t *e);
+
+/*
+ * An event as a shared store keeps it for the other replicas, in the
+ * note of its commit: {"i":index,"t":ms,"y":type,"s":"svc","d":"id",
+ * "r":"reason"}; and back (-1: not an event)
+ */
+void rd_event_to_note(mesh_buf_t *b, const rd_event_t *e);
+int rd_event_from_note(json_t *o, rd_event_t *e);
+
+/* the changes up to index are not kept any more (a replica that read
+ * the whole registry again): the ring starts over after index */
+void rd_events_restart(rd_events_t *ev, uint64_t index);
 
 #endif

@@ -366,7 +366,7 @@ rd_registry_sorted(rd_registry_t *reg, size_t *n)
 }
 
 
-static int
+int
 rd_registry_load_one(void *data, const char *key, const char *value,
     size_t len, char *err)
 {
@@ -497,6 +497,13 @@ rd_registry_free(rd_registry_t *reg)
         rd_registry_stop(reg);
     }
 
+    while (reg->rhead) {
+        rd_op_t  *op = reg->rhead;
+
+        reg->rhead = op->next;
+        rd_op_free(op);
+    }
+
     if (reg->buckets) {
         for (i = 0; i < reg->nbuckets; i++) {
             for (in = reg->buckets[i]; in; in = next) {
@@ -538,6 +545,13 @@ rd_registry_start(rd_registry_t *reg, char *err)
     }
 
     reg->running = 1;
+
+    /* a store other replicas write: their changes come in from now */
+    if (rd_registry_follow(reg, err) != 0) {
+        rd_registry_stop(reg);
+        return -1;
+    }
+
     return 0;
 }
 
@@ -548,6 +562,8 @@ rd_registry_stop(rd_registry_t *reg)
     if (!reg->running) {
         return;
     }
+
+    rd_registry_unfollow(reg);
 
     pthread_mutex_lock(&reg->qlock);
     reg->stopping = 1;

@@ -65,7 +65,9 @@ enum {
     RD_OP_DEL,
     RD_OP_HEALTH,
     RD_OP_POLICY_PUT,               /* id: the policy name */
-    RD_OP_POLICY_DEL
+    RD_OP_POLICY_DEL,
+    RD_OP_REMOTE                    /* another replica's commit, or a
+                                       reload, from a shared store */
 };
 
 typedef struct rd_op_s  rd_op_t;
@@ -100,6 +102,15 @@ struct rd_op_s {
     char            err[RD_ERR_LEN];
     rd_policy_err_t perr;                 /* POLICY_PUT refused: 400 */
     size_t          ndocs;                /* POLICY_PUT: documents */
+    int             has_ev;               /* the change's event, made */
+    rd_event_t      ev;                   /* when it was decided */
+
+    /* REMOTE: the change as the store told it (owned by the op) */
+    rd_store_op_t  *rops;
+    size_t          nrops;
+    int             reload;
+    int64_t         rev;
+    char           *note;
 
     rd_op_done_pt   done;                 /* NULL: free the op */
     void           *data;
@@ -145,6 +156,15 @@ typedef struct {
     rd_op_t                *qhead;
     rd_op_t                *qtail;
     size_t                  qlen;
+
+    /* a shared store's changes by others, for the writer to apply, in
+     * order, before it decides anything new (under qlock) */
+    rd_op_t                *rhead;
+    rd_op_t                *rtail;
+    int64_t                 remote_rev;   /* the newest one queued */
+    int                     following;    /* the store is followed */
+    int                     follow_ok;    /* and its changes come in */
+    char                    follow_err[RD_ERR_LEN];
     int                     stopping;
     int                     running;
     pthread_t               writer;
@@ -161,6 +181,10 @@ void rd_registry_free(rd_registry_t *reg);
 int rd_registry_start(rd_registry_t *reg, char *err);
 /* drains the queue, then stops the writer */
 void rd_registry_stop(rd_registry_t *reg);
+
+/* a replica over a shared store that cannot follow its changes now: 1,
+ * with why; its reads answer from the last state it knew */
+int rd_registry_stale(rd_registry_t *reg, char *why, size_t size);
 
 uint64_t rd_registry_index(rd_registry_t *reg);
 /* the store's id: a new registry (new data) has another */

@@ -13,7 +13,10 @@
 
 #include "rd_registry.h"
 
-#define RD_BATCH_MAX   8192
+#define RD_BATCH_MAX          8192
+#define RD_CONFLICT_TIMEOUT   10000   /* ms a batch may be decided
+                                         again, behind other replicas */
+#define RD_CATCH_UP_TIMEOUT   5000    /* ms to wait for their changes */
 #define RD_KEY_MAX     (2 * RD_NAME_MAX + 16)
 
 typedef struct {
@@ -48,5 +51,14 @@ void rd_registry_set(rd_registry_t *reg, const char *service, const char *id,
 void rd_registry_refresh_sorted(rd_registry_t *reg);
 void *rd_registry_writer(void *arg);
 void rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch);
+int rd_registry_load_one(void *data, const char *key, const char *value,
+    size_t len, char *err);
+
+/* rd_registry_follow.c: a store other replicas write too */
+int rd_registry_follow(rd_registry_t *reg, char *err);
+void rd_registry_unfollow(rd_registry_t *reg);
+void rd_registry_apply_remote(rd_registry_t *reg, rd_op_t *op);
+void rd_registry_apply_remotes(rd_registry_t *reg);
+int rd_registry_catch_up(rd_registry_t *reg, int64_t rev, int64_t timeout);
 
 #endif

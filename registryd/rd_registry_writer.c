@@ -39,9 +39,19 @@ rd_op_free(rd_op_t *op)
         return;
     }
 
+    size_t  i;
+
     rd_instance_free(op->inst);
     rd_policy_free(op->policy);
     mesh_buf_free(&op->body);
+
+    for (i = 0; i < op->nrops; i++) {
+        free((char *) op->rops[i].key);
+        free((char *) op->rops[i].value);
+    }
+
+    free(op->rops);
+    free(op->note);
     free(op);
 }
 
@@ -83,8 +93,15 @@ rd_registry_writer(void *arg)
     for ( ;; ) {
         pthread_mutex_lock(&reg->qlock);
 
-        while (reg->qhead == NULL && !reg->stopping) {
+        while (reg->qhead == NULL && reg->rhead == NULL && !reg->stopping) {
             pthread_cond_wait(&reg->qcond, &reg->qlock);
+        }
+
+        if (reg->rhead) {
+            /* other replicas' commits first, in their order */
+            pthread_mutex_unlock(&reg->qlock);
+            rd_registry_apply_remotes(reg);
+            continue;
         }
 
         if (reg->qhead == NULL) {
@@ -195,71 +212,117 @@ rd_registry_decide_policy(rd_registry_t *reg, rd_policy_views_t *pv,
 }
 
 
-/* the event of a committed op, before it is applied; write lock held */
+/*
+ * The event of an op decided with a change, made when it is decided
+ * (prev: the instance's health before it), appended when it is applied
+ * and noted in the commit for other replicas.
+ */
 static void
-rd_registry_event(rd_registry_t *reg, const rd_op_t *op, int64_t time)
+rd_registry_op_event(rd_op_t *op, int prev, int64_t time)
 {
-    rd_event_t      e;
-    rd_instance_t  *cur;
+    rd_event_t  *e = &op->ev;
 
-    if (reg->events == NULL) {
-        return;
-    }
-
-    e.index = op->index;
-    e.time = time;
-    e.reason = NULL;
-    snprintf(e.service, sizeof(e.service), "%s", op->service);
-    snprintf(e.id, sizeof(e.id), "%s", op->id);
+    op->has_ev = 1;
+    e->index = op->index;
+    e->time = time;
+    e->reason = NULL;
+    snprintf(e->service, sizeof(e->service), "%s", op->service);
+    snprintf(e->id, sizeof(e->id), "%s", op->id);
 
     switch (op->type) {
 
     case RD_OP_PUT:
-        e.type = (op->status == 201) ? RD_EV_REGISTERED : RD_EV_UPDATED;
+        e->type = (op->status == 201) ? RD_EV_REGISTERED : RD_EV_UPDATED;
         break;
 
     case RD_OP_DEL:
-        e.type = RD_EV_DEREGISTERED;
-        e.reason = op->reason ? op->reason
-                              : op->internal ? "deregister_after" : "api";
+        e->type = RD_EV_DEREGISTERED;
+        e->reason = op->reason ? op->reason
+                               : op->internal ? "deregister_after" : "api";
         break;
 
     case RD_OP_HEALTH:
         /* the TTL or the check changed its mind, the health did not */
-        cur = rd_registry_find(reg, op->service, op->id);
-        if (cur && cur->health == op->health) {
+        if (prev == op->health) {
+            op->has_ev = 0;
             return;
         }
 
-        e.type = (op->health == RD_HEALTH_PASSING) ? RD_EV_PASSING
-                                                   : RD_EV_CRITICAL;
-        e.reason = op->reason ? op->reason
-                              : op->internal ? "ttl" : "heartbeat";
+        e->type = (op->health == RD_HEALTH_PASSING) ? RD_EV_PASSING
+                                                    : RD_EV_CRITICAL;
+        e->reason = op->reason ? op->reason
+                               : op->internal ? "ttl" : "heartbeat";
         break;
 
     case RD_OP_POLICY_PUT:
-        e.type = RD_EV_POLICY_APPLIED;
-        e.service[0] = '\0';
+        e->type = RD_EV_POLICY_APPLIED;
+        e->service[0] = '\0';
         break;
 
     default: /* RD_OP_POLICY_DEL */
-        e.type = RD_EV_POLICY_DELETED;
-        e.service[0] = '\0';
+        e->type = RD_EV_POLICY_DELETED;
+        e->service[0] = '\0';
         break;
     }
-
-    rd_events_append(reg->events, &e);
 }
+
+
+/* an op decided again, after its batch was refused as behind */
+static void
+rd_op_reset(rd_op_t *op)
+{
+    op->status = 0;
+    op->index = 0;
+    op->err[0] = '\0';
+    op->has_ev = 0;
+
+    if (op->type == RD_OP_HEALTH || op->type == RD_OP_DEL) {
+        /* the copy the decision made */
+        rd_instance_free(op->inst);
+        op->inst = NULL;
+    }
+}
+
+
+/* the note of a commit for the other replicas: its events */
+static char *
+rd_registry_note(rd_op_t *batch)
+{
+    int          first;
+    rd_op_t     *op;
+    mesh_buf_t   b;
+
+    mesh_buf_init(&b, 1024);
+    mesh_buf_addc(&b, '[');
+    first = 1;
+
+    for (op = batch; op; op = op->next) {
+        if (op->index && op->has_ev) {
+            if (!first) {
+                mesh_buf_addc(&b, ',');
+            }
+
+            rd_event_to_note(&b, &op->ev);
+            first = 0;
+        }
+    }
+
+    mesh_buf_addc(&b, ']');
+
+    return mesh_buf_cstr(&b);
+}
+
+
 
 
 void
 rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
 {
-    int                 ok, rc = 0;
+    int                 ok, rc = 0, tries;
     char                err[RD_ERR_LEN];
-    char               *keys;
+    char               *keys, *note;
     size_t              n, nops, i, size;
-    int64_t             now, t0, wall;
+    int64_t             now, t0, wall, first;
     uint64_t            index;
     rd_op_t            *op, *next;
     mesh_buf_t         *vals;
@@ -281,14 +344,23 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
     sops = mesh_xcalloc(n, sizeof(rd_store_op_t));
     vals = mesh_xcalloc(n, sizeof(mesh_buf_t));
     keys = mesh_xmalloc(n * RD_KEY_MAX);
+    tries = 0;
+    first = rd_now_ms();
+
+again:
 
     index = reg->index;
     nops = 0;
     now = rd_now_ms();
+    wall = rd_wall_ms();
 
     /* decide each op against the table as the batch has changed it */
 
     for (op = batch; op; op = op->next) {
+
+        if (tries) {
+            rd_op_reset(op);
+        }
 
         if (op->type == RD_OP_POLICY_PUT || op->type == RD_OP_POLICY_DEL) {
             if (rd_registry_decide_policy(reg, &pv, op, index + 1) != 0) {
@@ -297,6 +369,7 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
 
             index++;
             op->index = index;
+            rd_registry_op_event(op, 0, wall);
 
             if (op->policy) {
                 mesh_buf_init(&vals[nops], op->policy->yaml_len * 2 + 256);
@@ -401,6 +474,7 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
 
         index++;
         op->index = index;
+        rd_registry_op_event(op, cur ? cur->health : -1, wall);
 
         if (in) {
             in->modify_index = index;
@@ -428,8 +502,36 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
 
     if (nops) {
         t0 = rd_now_ms();
-        rc = rd_store_commit(reg->store, sops, nops, index, err);
+        note = reg->store->notes ? rd_registry_note(batch) : NULL;
+        rc = rd_store_commit(reg->store, sops, nops, index, note, err);
+        free(note);
         ok = (rc == 0);
+
+        if (rc == RD_STORE_CONFLICT
+            && rd_now_ms() - first < RD_CONFLICT_TIMEOUT)
+        {
+            /* another replica committed first: apply what it did, then
+             * decide this batch again on that state */
+            rd_metrics_commit(rd_now_ms() - t0, nops, 0);
+
+            for (i = 0; i < nops; i++) {
+                mesh_buf_free(&vals[i]);
+            }
+
+            memset(ov.slots, 0, size * sizeof(rd_overlay_slot_t));
+            free(pv.v);
+            memset(&pv, 0, sizeof(pv));
+
+            rd_debug("store: behind another replica (revision %lld), "
+                     "deciding %zu ops again", (long long)
+                     reg->store->behind, n);
+
+            rd_registry_catch_up(reg, reg->store->behind,
+                                 RD_CATCH_UP_TIMEOUT);
+            tries++;
+            goto again;
+        }
+
         rd_metrics_commit(rd_now_ms() - t0, nops, ok);
 
         if (!ok) {
@@ -440,8 +542,6 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
     }
 
     if (ok && nops) {
-        wall = rd_wall_ms();
-
         pthread_rwlock_wrlock(&reg->lock);
 
         for (op = batch; op; op = op->next) {
@@ -449,7 +549,9 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
                 continue;
             }
 
-            rd_registry_event(reg, op, wall);
+            if (op->has_ev && reg->events) {
+                rd_events_append(reg->events, &op->ev);
+            }
 
             if (op->type == RD_OP_POLICY_PUT) {
                 rd_registry_set_policy(reg, op->id, op->policy);

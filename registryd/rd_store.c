@@ -57,9 +57,9 @@ rd_store_load(rd_store_t *s, rd_store_load_pt cb, void *data,
 
 int
 rd_store_commit(rd_store_t *s, const rd_store_op_t *ops, size_t n,
-    uint64_t index, char *err)
+    uint64_t index, const char *note, char *err)
 {
-    return s->backend->commit(s, ops, n, index, err);
+    return s->backend->commit(s, ops, n, index, note, err);
 }
 
 
@@ -79,4 +79,34 @@ rd_store_close(rd_store_t *s)
 
     s->backend->close(s);
     free(s);
+}
+
+
+int
+rd_store_follow(rd_store_t *s, rd_store_follow_pt cb, rd_store_state_pt state,
+    void *data, char *err)
+{
+    if (s->backend->follow == NULL) {
+        return 0;
+    }
+
+    return s->backend->follow(s, cb, state, data, err);
+}
+
+
+void
+rd_store_unfollow(rd_store_t *s)
+{
+    if (s && s->backend->unfollow) {
+        s->backend->unfollow(s);
+    }
+}
+
+
+void
+rd_store_applied(rd_store_t *s, uint64_t index, int64_t rev)
+{
+    if (s->backend->applied) {
+        s->backend->applied(s, index, rev);
+    }
 }

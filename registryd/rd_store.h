@@ -46,15 +46,46 @@ typedef struct {
 typedef int (*rd_store_load_pt)(void *data, const char *key,
     const char *value, size_t len, char *err);
 
+/*
+ * A store that others write too (etcd) tells its follower about each of
+ * their commits, in the order they were committed: the keys it changed
+ * (value NULL: deleted), the registry index after it, the store's
+ * revision of it, and the note its writer committed with it (the events,
+ * as a JSON array). A reload (after a gap the store can no longer fill)
+ * holds every key instead, and no note.
+ */
+typedef struct {
+    int                    reload;
+    uint64_t               index;
+    int64_t                rev;
+    const rd_store_op_t   *ops;
+    size_t                 nops;
+    const char            *note;        /* NULL: none */
+} rd_store_change_t;
+
+/* called on the store's own thread */
+typedef void (*rd_store_follow_pt)(void *data, const rd_store_change_t *ch);
+
+/* the follower's state, for its /healthz and headers */
+typedef void (*rd_store_state_pt)(void *data, int connected,
+    const char *why);
+
 typedef struct {
     const char  *name;
     int        (*open)(rd_store_t *s, const rd_store_conf_t *sc, char *err);
     int        (*load)(rd_store_t *s, rd_store_load_pt cb, void *data,
                        uint64_t *index, char *err);
     int        (*commit)(rd_store_t *s, const rd_store_op_t *ops, size_t n,
-                         uint64_t index, char *err);
+                         uint64_t index, const char *note, char *err);
     int        (*check)(rd_store_t *s, char *err);
     void       (*close)(rd_store_t *s);
+
+    /* NULL for a store nobody else writes (SQLite) */
+    int        (*follow)(rd_store_t *s, rd_store_follow_pt cb,
+                         rd_store_state_pt state, void *data, char *err);
+    void       (*unfollow)(rd_store_t *s);
+    /* the follower applied a change: later commits build on it */
+    void       (*applied)(rd_store_t *s, uint64_t index, int64_t rev);
 } rd_store_backend_t;
 
 struct rd_store_s {
@@ -65,6 +96,11 @@ struct rd_store_s {
                                            stored data lives */
     size_t                     batch_max; /* ops in one commit at most;
                                              0: no limit */
+    int64_t                    behind;  /* after RD_STORE_CONFLICT: the
+                                           revision to have applied
+                                           before deciding again */
+    int                        notes;   /* commit keeps a note (events)
+                                           for the followers */
 };
 
 extern const rd_store_backend_t  rd_store_sqlite;
@@ -78,7 +114,12 @@ int rd_store_etcd_endpoints(rd_store_t *s, const char *endpoints,
 int rd_store_load(rd_store_t *s, rd_store_load_pt cb, void *data,
     uint64_t *index, char *err);
 int rd_store_commit(rd_store_t *s, const rd_store_op_t *ops, size_t n,
-    uint64_t index, char *err);
+    uint64_t index, const char *note, char *err);
+/* 0 and nothing done for a store nobody else writes */
+int rd_store_follow(rd_store_t *s, rd_store_follow_pt cb,
+    rd_store_state_pt state, void *data, char *err);
+void rd_store_unfollow(rd_store_t *s);
+void rd_store_applied(rd_store_t *s, uint64_t index, int64_t rev);
 int rd_store_check(rd_store_t *s, char *err);
 void rd_store_close(rd_store_t *s);
 

@@ -26,6 +26,7 @@
  */
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,12 +42,25 @@
 #define RD_ETCD_PAGE  1000      /* keys per range call in a load */
 
 typedef struct {
-    rd_etcd_t  *etcd;
-    int64_t     index_mod;      /* mod_revision of the index key as last
-                                   read or written; 0: absent */
-    uint64_t    index;          /* its value */
-    uint64_t    batch;          /* our last batch number */
-    char        writer[48];     /* "writers/<replica>" */
+    rd_etcd_t           *etcd;
+    int64_t              index_mod;   /* mod_revision of the index key as
+                                         last read, written or applied;
+                                         0: absent */
+    uint64_t             index;       /* its value */
+    uint64_t             batch;       /* our last batch number */
+    char                 writer[48];  /* "writers/<replica>" */
+    int64_t              load_rev;    /* the revision load read at */
+
+    /* the follower: its thread, its own client, where it is */
+    rd_store_conf_t      conf;
+    char                *endpoints;
+    char                *prefix;
+    pthread_t            thread;
+    int                  following;
+    volatile int         stop;
+    rd_store_follow_pt   cb;
+    rd_store_state_pt    state;
+    void                *data;
 } rd_etcd_store_t;
 
 static int rd_etcd_store_open(rd_store_t *s, const rd_store_conf_t *sc,
@@ -54,9 +68,14 @@ static int rd_etcd_store_open(rd_store_t *s, const rd_store_conf_t *sc,
 static int rd_etcd_store_load(rd_store_t *s, rd_store_load_pt cb,
     void *data, uint64_t *index, char *err);
 static int rd_etcd_store_commit(rd_store_t *s, const rd_store_op_t *ops,
-    size_t n, uint64_t index, char *err);
+    size_t n, uint64_t index, const char *note, char *err);
 static int rd_etcd_store_check(rd_store_t *s, char *err);
 static void rd_etcd_store_close(rd_store_t *s);
+static int rd_etcd_store_follow(rd_store_t *s, rd_store_follow_pt cb,
+    rd_store_state_pt state, void *data, char *err);
+static void rd_etcd_store_unfollow(rd_store_t *s);
+static void rd_etcd_store_applied(rd_store_t *s, uint64_t index,
+    int64_t rev);
 
 const rd_store_backend_t  rd_store_etcd = {
     "etcd",
@@ -64,7 +83,10 @@ const rd_store_backend_t  rd_store_etcd = {
     rd_etcd_store_load,
     rd_etcd_store_commit,
     rd_etcd_store_check,
-    rd_etcd_store_close
+    rd_etcd_store_close,
+    rd_etcd_store_follow,
+    rd_etcd_store_unfollow,
+    rd_etcd_store_applied
 };
 
 
@@ -241,7 +263,15 @@ rd_etcd_store_open(rd_store_t *s, const rd_store_conf_t *sc, char *err)
     /* a transaction holds at most this many operations (etcd's
      * --max-txn-ops); two of them are the index and the writer's key */
     s->batch_max = (size_t) sc->etcd_max_txn_ops - 2;
+    s->notes = 1;
     s->impl = q;
+
+    /* the follower opens a client of its own, on the same settings */
+    q->conf = *sc;
+    q->endpoints = mesh_xstrdup(sc->etcd_endpoints);
+    q->prefix = mesh_xstrdup(sc->etcd_prefix);
+    q->conf.etcd_endpoints = q->endpoints;
+    q->conf.etcd_prefix = q->prefix;
 
     return 0;
 
@@ -250,6 +280,38 @@ fail:
     rd_etcd_free(q->etcd);
     free(q);
     return -1;
+}
+
+
+/*
+ * The index key's value: {"index":N,"events":[...]}; note (may be NULL)
+ * gets the events as JSON text (free it), or NULL
+ */
+static int
+rd_etcd_index_value(const char *value, size_t len, uint64_t *index,
+    char **note)
+{
+    json_t        *v, *n, *ev;
+    json_error_t   jerr;
+
+    v = json_loadb(value, len, 0, &jerr);
+    n = json_object_get(v, "index");
+
+    if (!json_is_integer(n) || json_integer_value(n) < 0) {
+        json_decref(v);
+        return -1;
+    }
+
+    *index = (uint64_t) json_integer_value(n);
+
+    if (note) {
+        ev = json_object_get(v, "events");
+        *note = json_is_array(ev) ? json_dumps(ev, JSON_COMPACT) : NULL;
+    }
+
+    json_decref(v);
+
+    return 0;
 }
 
 
@@ -262,48 +324,44 @@ rd_etcd_own_key(const char *key)
 }
 
 
+/*
+ * Every key of the registry under the prefix, in pages, all at one
+ * revision (*rev: 0 for the latest; set to the one read at), and the
+ * index key's value and mod_revision at that revision (0, 0: none yet).
+ */
 static int
-rd_etcd_store_load(rd_store_t *s, rd_store_load_pt cb, void *data,
-    uint64_t *index, char *err)
+rd_etcd_range_all(rd_etcd_t *e, int64_t *rev, rd_store_load_pt cb,
+    void *data, uint64_t *index, int64_t *index_mod, char *err)
 {
-    int               rc;
-    size_t            i, plen;
-    json_t           *req, *res, *kvs, *kv, *k;
-    int64_t           rev;
-    mesh_buf_t        key, value;
-    rd_etcd_store_t  *q = s->impl;
+    int          rc;
+    size_t       i, plen;
+    json_t      *req, *res, *kvs, *kv, *k;
+    mesh_buf_t   key, value;
 
-    if (rd_etcd_read_num(q, "index", "index", &q->index, &q->index_mod, err)
-        != 0)
-    {
-        return -1;
-    }
-
-    *index = q->index;
-
-    /* every key under the prefix, in pages, all at one revision: the
-     * index key's or later, so the page set is at least that state */
-
-    plen = strlen(rd_etcd_prefix(q->etcd));
-    rev = 0;
+    plen = strlen(rd_etcd_prefix(e));
+    *index = 0;
+    *index_mod = 0;
     mesh_buf_init(&key, 256);
     mesh_buf_init(&value, 1024);
 
-    req = json_pack("{s:o,s:o,s:i}", "key", rd_etcd_key(q->etcd, ""),
-                    "range_end", rd_etcd_prefix_end(q->etcd),
+    req = json_pack("{s:o,s:o,s:i}", "key", rd_etcd_key(e, ""),
+                    "range_end", rd_etcd_prefix_end(e),
                     "limit", RD_ETCD_PAGE);
+
+    if (*rev) {
+        json_object_set_new(req, "revision", rd_etcd_num_json(*rev));
+    }
+
     rc = -1;
 
     for ( ;; ) {
-        if (rd_etcd_call(q->etcd, "/v3/kv/range", req, &res, err)
-            != RD_ETCD_OK)
-        {
+        if (rd_etcd_call(e, "/v3/kv/range", req, &res, err) != RD_ETCD_OK) {
             goto done;
         }
 
-        if (rev == 0) {
-            rev = rd_etcd_num(json_object_get(res, "header"), "revision");
-            json_object_set_new(req, "revision", rd_etcd_num_json(rev));
+        if (*rev == 0) {
+            *rev = rd_etcd_num(json_object_get(res, "header"), "revision");
+            json_object_set_new(req, "revision", rd_etcd_num_json(*rev));
         }
 
         kvs = json_object_get(res, "kvs");
@@ -319,9 +377,24 @@ rd_etcd_store_load(rd_store_t *s, rd_store_load_pt cb, void *data,
                 || rd_etcd_kv_value(kv, &value) != 0)
             {
                 snprintf(err, RD_ERR_LEN, "store etcd: a key or value "
-                         "under %s is not base64", rd_etcd_prefix(q->etcd));
+                         "under %s is not base64", rd_etcd_prefix(e));
                 json_decref(res);
                 goto done;
+            }
+
+            if (key.len >= plen && strcmp(key.data + plen, "index") == 0) {
+                if (rd_etcd_index_value(value.data, value.len, index,
+                                        NULL) != 0)
+                {
+                    snprintf(err, RD_ERR_LEN, "store etcd: the key "
+                             "%sindex does not hold a registry index",
+                             rd_etcd_prefix(e));
+                    json_decref(res);
+                    goto done;
+                }
+
+                *index_mod = rd_etcd_num(kv, "mod_revision");
+                continue;
             }
 
             if (key.len < plen || rd_etcd_own_key(key.data + plen)) {
@@ -363,6 +436,28 @@ done:
 }
 
 
+static int
+rd_etcd_store_load(rd_store_t *s, rd_store_load_pt cb, void *data,
+    uint64_t *index, char *err)
+{
+    rd_etcd_store_t  *q = s->impl;
+
+    /* the follower goes on from the revision read at */
+    q->load_rev = 0;
+
+    if (rd_etcd_range_all(q->etcd, &q->load_rev, cb, data, &q->index,
+                          &q->index_mod, err)
+        != 0)
+    {
+        return -1;
+    }
+
+    *index = q->index;
+
+    return 0;
+}
+
+
 /* the ops of a batch, the last op of a key only (etcd refuses a
  * transaction that names a key twice) */
 static json_t *
@@ -396,13 +491,25 @@ rd_etcd_ops(rd_etcd_t *e, const rd_store_op_t *ops, size_t n)
 
 
 static json_t *
-rd_etcd_index_put(rd_etcd_store_t *q, uint64_t index)
+rd_etcd_index_put(rd_etcd_store_t *q, uint64_t index, const char *note)
 {
-    char  v[64];
+    json_t      *put;
+    mesh_buf_t   v;
 
-    snprintf(v, sizeof(v), "{\"index\":%" PRIu64 "}", index);
+    mesh_buf_init(&v, 64 + (note ? strlen(note) : 0));
+    mesh_buf_printf(&v, "{\"index\":%" PRIu64, index);
 
-    return rd_etcd_put(q->etcd, "index", v, strlen(v));
+    if (note) {
+        mesh_buf_adds(&v, ",\"events\":");
+        mesh_buf_adds(&v, note);
+    }
+
+    mesh_buf_addc(&v, '}');
+
+    put = rd_etcd_put(q->etcd, "index", v.data, v.len);
+    mesh_buf_free(&v);
+
+    return put;
 }
 
 
@@ -436,7 +543,7 @@ rd_etcd_settle(rd_etcd_store_t *q, uint64_t batch, uint64_t index,
     req = json_pack("{s:o,s:[o]}",
                     "compare", rd_etcd_index_unchanged(q->etcd,
                                                        q->index_mod),
-                    "success", rd_etcd_index_put(q, q->index));
+                    "success", rd_etcd_index_put(q, q->index, NULL));
 
     rc = rd_etcd_call(q->etcd, "/v3/kv/txn", req, &res, e2);
     json_decref(req);
@@ -486,10 +593,10 @@ rd_etcd_settle(rd_etcd_store_t *q, uint64_t batch, uint64_t index,
 
 static int
 rd_etcd_store_commit(rd_store_t *s, const rd_store_op_t *ops, size_t n,
-    uint64_t index, char *err)
+    uint64_t index, const char *note, char *err)
 {
     int               rc, tries;
-    json_t           *req, *res, *list;
+    json_t           *req, *res, *list, *kv;
     uint64_t          batch;
     rd_etcd_store_t  *q = s->impl;
 
@@ -503,12 +610,14 @@ rd_etcd_store_commit(rd_store_t *s, const rd_store_op_t *ops, size_t n,
 
         /* a shallow copy: the ops are shared, the two keys are this
          * try's own */
-        req = json_pack("{s:o,s:o}",
+        req = json_pack("{s:o,s:o,s:[{s:{s:o}}]}",
                         "compare", rd_etcd_index_unchanged(q->etcd,
                                                            q->index_mod),
-                        "success", json_copy(list));
+                        "success", json_copy(list),
+                        "failure", "request_range",
+                        "key", rd_etcd_key(q->etcd, "index"));
         json_array_append_new(json_object_get(req, "success"),
-                              rd_etcd_index_put(q, index));
+                              rd_etcd_index_put(q, index, note));
         json_array_append_new(json_object_get(req, "success"),
                               rd_etcd_writer_put(q, batch));
 
@@ -540,6 +649,11 @@ rd_etcd_store_commit(rd_store_t *s, const rd_store_op_t *ops, size_t n,
     }
 
     if (!json_is_true(json_object_get(res, "succeeded"))) {
+        /* where the index key is now: what to catch up with */
+        kv = json_array_get(json_object_get(res, "responses"), 0);
+        kv = json_object_get(json_object_get(kv, "response_range"), "kvs");
+        s->behind = rd_etcd_num(json_array_get(kv, 0), "mod_revision");
+
         json_decref(res);
         snprintf(err, RD_ERR_LEN, "store etcd: the registry in etcd moved "
                  "on since this replica read it");
@@ -581,9 +695,402 @@ rd_etcd_store_close(rd_store_t *s)
         return;
     }
 
+    rd_etcd_store_unfollow(s);
     rd_etcd_free(q->etcd);
+    free(q->endpoints);
+    free(q->prefix);
     free(q);
     s->impl = NULL;
+}
+
+
+/*
+ * The follower: a watch on the prefix from the revision after the last
+ * one this replica has, on a thread and a client of its own. The events
+ * of one revision come in one watch response; a revision that wrote the
+ * index key is a registry commit, handed to the follower's callback with
+ * its changed keys and the note (events) its writer put in the index key.
+ * A watch that ends is opened again from where it was; one whose start
+ * was compacted away is replaced by a full read (a reload).
+ */
+
+typedef struct {
+    rd_etcd_store_t  *q;
+    rd_store_t       *s;
+    int64_t           from;         /* the next revision to deliver */
+    int               compacted;
+    int               created;
+    char              err[RD_ERR_LEN];
+
+    /* the revision being gathered */
+    int64_t           rev;
+    int               has_index;
+    uint64_t          index;
+    char             *note;
+    rd_store_op_t    *ops;
+    size_t            nops;
+    size_t            cap;
+} rd_etcd_watch_t;
+
+
+static void
+rd_etcd_watch_add(rd_etcd_watch_t *w, int del, const char *key,
+    const char *value, size_t len)
+{
+    if (w->nops == w->cap) {
+        w->cap = w->cap ? 2 * w->cap : 64;
+        w->ops = mesh_xrealloc(w->ops, w->cap * sizeof(rd_store_op_t));
+    }
+
+    w->ops[w->nops].del = del;
+    w->ops[w->nops].key = mesh_xstrdup(key);
+    w->ops[w->nops].value = del ? NULL : mesh_xstrndup(value, len);
+    w->ops[w->nops].value_len = del ? 0 : len;
+    w->nops++;
+}
+
+
+static void
+rd_etcd_watch_clear(rd_etcd_watch_t *w)
+{
+    size_t  i;
+
+    for (i = 0; i < w->nops; i++) {
+        free((char *) w->ops[i].key);
+        free((char *) w->ops[i].value);
+    }
+
+    w->nops = 0;
+    w->has_index = 0;
+    free(w->note);
+    w->note = NULL;
+}
+
+
+/* the revision gathered is complete: deliver it if it was a commit */
+static void
+rd_etcd_watch_flush(rd_etcd_watch_t *w)
+{
+    rd_store_change_t  ch;
+
+    if (w->rev == 0) {
+        return;
+    }
+
+    if (w->has_index) {
+        ch.reload = 0;
+        ch.index = w->index;
+        ch.rev = w->rev;
+        ch.ops = w->ops;
+        ch.nops = w->nops;
+        ch.note = w->note;
+        w->q->cb(w->q->data, &ch);
+    }
+
+    w->from = w->rev + 1;
+    w->rev = 0;
+    rd_etcd_watch_clear(w);
+}
+
+
+static int
+rd_etcd_watch_line(void *data, const char *line, size_t len)
+{
+    size_t            i, plen;
+    json_t           *root, *res, *events, *ev, *kv, *k, *t;
+    int64_t           rev;
+    const char       *name;
+    mesh_buf_t        key, value;
+    json_error_t      jerr;
+    rd_etcd_watch_t  *w = data;
+
+    root = json_loadb(line, len, 0, &jerr);
+    res = json_object_get(root, "result");
+
+    if (res == NULL) {
+        snprintf(w->err, sizeof(w->err), "store etcd: the watch ended: %s",
+                 json_is_string(json_object_get(json_object_get(root,
+                                "error"), "message"))
+                 ? json_string_value(json_object_get(json_object_get(root,
+                                     "error"), "message"))
+                 : "an answer that is not a watch response");
+        json_decref(root);
+        return 1;
+    }
+
+    if (rd_etcd_num(res, "compact_revision") > 0) {
+        w->compacted = 1;
+        json_decref(root);
+        return 1;
+    }
+
+    if (json_is_true(json_object_get(res, "canceled"))) {
+        snprintf(w->err, sizeof(w->err), "store etcd: the watch was "
+                 "canceled");
+        json_decref(root);
+        return 1;
+    }
+
+    if (json_is_true(json_object_get(res, "created")) && !w->created) {
+        w->created = 1;
+
+        if (w->q->state) {
+            w->q->state(w->q->data, 1, NULL);
+        }
+    }
+
+    events = json_object_get(res, "events");
+    plen = strlen(w->q->prefix);
+    mesh_buf_init(&key, 256);
+    mesh_buf_init(&value, 1024);
+
+    json_array_foreach(events, i, ev) {
+        kv = json_object_get(ev, "kv");
+        rev = rd_etcd_num(kv, "mod_revision");
+
+        if (rev != w->rev) {
+            rd_etcd_watch_flush(w);
+            w->rev = rev;
+        }
+
+        key.len = 0;
+        value.len = 0;
+        k = json_object_get(kv, "key");
+
+        if (rd_etcd_unb64(json_is_string(k) ? json_string_value(k) : "",
+                          &key) != 0
+            || rd_etcd_kv_value(kv, &value) != 0
+            || key.len < plen)
+        {
+            continue;
+        }
+
+        name = key.data + plen;
+        t = json_object_get(ev, "type");
+
+        if (json_is_string(t) && strcmp(json_string_value(t), "DELETE") == 0)
+        {
+            if (!rd_etcd_own_key(name)) {
+                rd_etcd_watch_add(w, 1, name, NULL, 0);
+            }
+
+            continue;
+        }
+
+        if (strcmp(name, "index") == 0) {
+            free(w->note);
+            w->note = NULL;
+
+            if (rd_etcd_index_value(value.data, value.len, &w->index,
+                                    &w->note) == 0)
+            {
+                w->has_index = 1;
+            }
+
+            continue;
+        }
+
+        if (!rd_etcd_own_key(name)) {
+            rd_etcd_watch_add(w, 0, name, value.data, value.len);
+        }
+    }
+
+    /* a revision's events all come in one response */
+    rd_etcd_watch_flush(w);
+
+    mesh_buf_free(&key);
+    mesh_buf_free(&value);
+    json_decref(root);
+
+    return 0;
+}
+
+
+static int
+rd_etcd_reload_one(void *data, const char *key, const char *value,
+    size_t len, char *err)
+{
+    (void) err;
+
+    rd_etcd_watch_add(data, 0, key, value, len);
+
+    return 0;
+}
+
+
+/* the watch's start was compacted away: read everything again */
+static int
+rd_etcd_watch_reload(rd_etcd_watch_t *w, rd_etcd_t *e)
+{
+    int64_t            rev, mod;
+    uint64_t           index;
+    rd_store_change_t  ch;
+
+    rev = 0;
+    rd_etcd_watch_clear(w);
+
+    if (rd_etcd_range_all(e, &rev, rd_etcd_reload_one, w, &index, &mod,
+                          w->err)
+        != 0)
+    {
+        rd_etcd_watch_clear(w);
+        return -1;
+    }
+
+    rd_warn("store etcd: the changes after revision %lld are "
+           "compacted away; read the registry again at revision %lld",
+           (long long) w->from - 1, (long long) rev);
+
+    ch.reload = 1;
+    ch.index = index;
+    ch.rev = mod;
+    ch.ops = w->ops;
+    ch.nops = w->nops;
+    ch.note = NULL;
+    w->q->cb(w->q->data, &ch);
+
+    rd_etcd_watch_clear(w);
+    w->from = rev + 1;
+    w->compacted = 0;
+
+    return 0;
+}
+
+
+static void *
+rd_etcd_follow_loop(void *arg)
+{
+    int               backoff, waited, told;
+    char              err[RD_ERR_LEN];
+    json_t           *req;
+    rd_etcd_t        *e;
+    rd_store_t       *s = arg;
+    rd_etcd_watch_t   w;
+    rd_etcd_store_t  *q = s->impl;
+
+    memset(&w, 0, sizeof(w));
+    w.q = q;
+    w.s = s;
+    w.from = q->load_rev + 1;
+
+    e = rd_etcd_create(q->endpoints, q->prefix, q->conf.etcd_timeout, err);
+    if (e == NULL) {
+        rd_error("%s", err);
+        return NULL;
+    }
+
+    backoff = 100;
+    told = 0;
+
+    while (!q->stop) {
+        w.created = 0;
+        w.err[0] = '\0';
+
+        req = json_pack("{s:{s:o,s:o,s:o,s:b}}", "create_request",
+                        "key", rd_etcd_key(e, ""),
+                        "range_end", rd_etcd_prefix_end(e),
+                        "start_revision", rd_etcd_num_json(w.from),
+                        "progress_notify", 1);
+
+        if (rd_etcd_stream(e, "/v3/watch", req, rd_etcd_watch_line, &w,
+                           &q->stop, err)
+            != RD_ETCD_OK && w.err[0] == '\0')
+        {
+            snprintf(w.err, sizeof(w.err), "%s", err);
+        }
+
+        json_decref(req);
+        rd_etcd_watch_clear(&w);
+        w.rev = 0;
+
+        if (q->stop) {
+            break;
+        }
+
+        if (w.compacted) {
+            if (rd_etcd_watch_reload(&w, e) == 0) {
+                continue;
+            }
+        }
+
+        if (w.created) {
+            backoff = 100;
+            told = 0;
+        }
+
+        if (w.err[0] == '\0') {
+            snprintf(w.err, sizeof(w.err), "store etcd: the watch ended");
+        }
+
+        if (q->state) {
+            q->state(q->data, 0, w.err);
+        }
+
+        if (!told) {
+            rd_warn("%s; watching again from revision %lld",
+                   w.err, (long long) w.from);
+            told = 1;
+        }
+
+        for (waited = 0; waited < backoff && !q->stop; waited += 20) {
+            usleep(20000);
+        }
+
+        backoff = backoff < 1000 ? backoff * 2 : 2000;
+    }
+
+    rd_etcd_watch_clear(&w);
+    free(w.ops);
+    rd_etcd_free(e);
+
+    return NULL;
+}
+
+
+static int
+rd_etcd_store_follow(rd_store_t *s, rd_store_follow_pt cb,
+    rd_store_state_pt state, void *data, char *err)
+{
+    rd_etcd_store_t  *q = s->impl;
+
+    q->cb = cb;
+    q->state = state;
+    q->data = data;
+    q->stop = 0;
+
+    if (pthread_create(&q->thread, NULL, rd_etcd_follow_loop, s) != 0) {
+        snprintf(err, RD_ERR_LEN, "cannot start the etcd watch thread");
+        return -1;
+    }
+
+    q->following = 1;
+
+    return 0;
+}
+
+
+static void
+rd_etcd_store_unfollow(rd_store_t *s)
+{
+    rd_etcd_store_t  *q = s->impl;
+
+    if (q == NULL || !q->following) {
+        return;
+    }
+
+    q->stop = 1;
+    pthread_join(q->thread, NULL);
+    q->following = 0;
+}
+
+
+static void
+rd_etcd_store_applied(rd_store_t *s, uint64_t index, int64_t rev)
+{
+    rd_etcd_store_t  *q = s->impl;
+
+    q->index = index;
+    q->index_mod = rev;
 }
 
 

@@ -29,7 +29,7 @@ static int rd_sqlite_open(rd_store_t *s, const rd_store_conf_t *sc,
 static int rd_sqlite_load(rd_store_t *s, rd_store_load_pt cb, void *data,
     uint64_t *index, char *err);
 static int rd_sqlite_commit(rd_store_t *s, const rd_store_op_t *ops,
-    size_t n, uint64_t index, char *err);
+    size_t n, uint64_t index, const char *note, char *err);
 static int rd_sqlite_check(rd_store_t *s, char *err);
 static void rd_sqlite_close(rd_store_t *s);
 
@@ -39,7 +39,10 @@ const rd_store_backend_t  rd_store_sqlite = {
     rd_sqlite_load,
     rd_sqlite_commit,
     rd_sqlite_check,
-    rd_sqlite_close
+    rd_sqlite_close,
+    NULL,
+    NULL,
+    NULL
 };
 
 static const char  rd_sqlite_schema[] =
@@ -256,11 +259,13 @@ rd_sqlite_step(rd_sqlite_t *q, sqlite3_stmt *st, char *err)
 
 static int
 rd_sqlite_commit(rd_store_t *s, const rd_store_op_t *ops, size_t n,
-    uint64_t index, char *err)
+    uint64_t index, const char *note, char *err)
 {
     char         *msg;
     size_t        i;
     rd_sqlite_t  *q = s->impl;
+
+    (void) note;                /* nobody else reads this store */
 
     if (sqlite3_exec(q->db, "BEGIN IMMEDIATE", NULL, NULL, &msg)
         != SQLITE_OK)

@@ -88,7 +88,8 @@ is $r->{status}, 200, 'a deregistration: 200';
 delete $acked{'svc1/i1'};
 
 my $before = index_now();
-my $id_before = $t->api(GET => '/v1/services')->{headers}{'x-mesh-registry'};
+my $id_before = $t->api(GET => '/v1/snapshot')->{json}{registry};
+ok $id_before, "the registry's id: $id_before";
 
 # kill -9 and start again: everything comes back from etcd
 
@@ -101,7 +102,7 @@ is $t->api(GET => '/v1/services/svc1/instances/i1')->{status}, 404,
     'the deregistered instance stays gone';
 is $t->api(GET => '/v1/policies/orders')->{status}, 200,
     'the policy is there';
-is $t->api(GET => '/v1/services')->{headers}{'x-mesh-registry'}, $id_before,
+is $t->api(GET => '/v1/snapshot')->{json}{registry}, $id_before,
     'the registry id is the one etcd keeps';
 ok !-e "$data/registry.db", 'nothing was written to the data dir';
 
@@ -145,10 +146,29 @@ $r = $t->api(GET => '/v1/services/orders/instances/o1');
 is $r->{status}, 200, 'reads still answer';
 is $r->{json}{port}, 9002, 'with the last state this replica knew';
 
+# marked stale once the watch is gone too (the last member is killed)
+$t->kill_etcd_member(2);
+$wait = time + 10;
+my $hz;
+while (time < $wait) {
+    $hz = $t->api(GET => '/healthz');
+    last if ($hz->{json}{status} // '') eq 'stale';
+    sleep 0.1;
+}
+is $hz->{json}{status}, 'stale', 'etcd gone: /healthz says stale';
+like $hz->{json}{store} // '', qr/store etcd/, 'and why';
+$r = $t->api(GET => '/v1/services/orders/instances/o1');
+is $r->{status}, 200, 'reads answer';
+is $r->{headers}{'x-mesh-stale'}, '1', 'marked X-Mesh-Stale: 1';
+$r = $t->api(GET => '/v1/snapshot');
+is $r->{status}, 200, 'the snapshot answers';
+is $r->{json}{index}, index_now(), 'at the last index known';
+
 # the members back: writes work again, registryd not restarted
 
 $t->start_etcd_member(0);
 $t->start_etcd_member(1);
+$t->start_etcd_member(2);
 
 my $end = time + 30;
 my $st = 0;
@@ -159,7 +179,15 @@ while (time < $end) {
 }
 like $st, qr/^2/, 'etcd has a quorum again: writes succeed, no restart';
 
-is $t->api(GET => '/healthz')->{status}, 200, '/healthz says ok again';
+$end = time + 10;
+while (time < $end) {
+    $hz = $t->api(GET => '/healthz');
+    last if ($hz->{json}{status} // '') eq 'ok';
+    sleep 0.1;
+}
+is $hz->{json}{status}, 'ok', '/healthz says ok again: the watch is back';
+ok !defined $t->api(GET => '/healthz')->{headers}{'x-mesh-stale'},
+    'no X-Mesh-Stale any more';
 
 # and what was acknowledged across all of it is in etcd
 

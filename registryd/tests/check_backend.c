@@ -28,14 +28,14 @@ static char   ck_etcd_dir[256];
 static char   ck_etcd_urls[256];
 
 
-static void
+void
 ck_use_sqlite(void)
 {
     ck_backend = "sqlite";
 }
 
 
-static void
+void
 ck_use_etcd(void)
 {
     ck_backend = "etcd";
@@ -46,21 +46,27 @@ void
 ck_add_tcases(Suite *s, const char *name, SFun setup, SFun teardown,
     void (*add)(TCase *tc))
 {
-    char    n[128];
-    TCase  *tc;
+    TCase        *tc;
+    static char   names[16][64];
+    static int    nnames;
 
     /* tcase_create() keeps the pointer: the names live on */
-    snprintf(n, sizeof(n), "%s-sqlite", name);
-    tc = tcase_create(strdup(n));
+    if (nnames + 2 > 16) {
+        fprintf(stderr, "check: more than 8 ck_add_tcases()\n");
+        exit(2);
+    }
+
+    snprintf(names[nnames], sizeof(names[0]), "%s-sqlite", name);
+    tc = tcase_create(names[nnames++]);
     tcase_add_checked_fixture(tc, ck_use_sqlite, NULL);
     tcase_add_checked_fixture(tc, setup, teardown);
     add(tc);
     suite_add_tcase(s, tc);
 
-    snprintf(n, sizeof(n), "%s-etcd", name);
-    tc = tcase_create(strdup(n));
+    snprintf(names[nnames], sizeof(names[0]), "%s-etcd", name);
+    tc = tcase_create(names[nnames++]);
     tcase_set_timeout(tc, 30);
-    tcase_add_checked_fixture(tc, ck_use_etcd, NULL);
+    tcase_add_checked_fixture(tc, ck_use_etcd, ck_use_sqlite);
     tcase_add_checked_fixture(tc, setup, teardown);
     add(tc);
     suite_add_tcase(s, tc);

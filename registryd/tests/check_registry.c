@@ -10,8 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "check_suites.h"
+#include "rd_etcd.h"
 #include "rd_registry.h"
 
 static char            dir[PATH_MAX];
@@ -640,7 +642,7 @@ START_TEST(registry_load_skips_bad_keys_and_values)
     ops[2] = (rd_store_op_t) { 0, "instances/noslash", BODY, strlen(BODY) };
     ops[3] = (rd_store_op_t) { 0, "instances/orders/o2", "{not json", 9 };
     ops[4] = (rd_store_op_t) { 0, "policies/p1", "{}", 2 };
-    ck_assert_int_eq(rd_store_commit(store, ops, 5, 12, err), 0);
+    ck_assert_int_eq(rd_store_commit(store, ops, 5, 12, NULL, err), 0);
 
     reopen();
     ck_assert_uint_eq(rd_registry_index(reg), 12);
@@ -1275,6 +1277,270 @@ START_TEST(registry_on_change_runs_per_commit_not_for_404)
 END_TEST
 
 
+/* replicas: two registries over one etcd prefix, as two registryd */
+
+static rd_registry_t  *reg2;
+static rd_store_t     *store2;
+
+
+static void
+replica_setup(void)
+{
+    char  err[RD_ERR_LEN] = "";
+
+    ck_tmpdir(dir, sizeof(dir));
+    reg = ck_reg_open(dir, &store);
+    reg->events = rd_events_create(1000, rd_registry_index(reg));
+    reg2 = ck_reg_open(dir, &store2);
+    reg2->events = rd_events_create(1000, rd_registry_index(reg2));
+    ck_assert_msg(rd_registry_start(reg, err) == 0, "%s", err);
+}
+
+
+static void
+replica_teardown(void)
+{
+    rd_events_t  *e1 = reg->events, *e2 = reg2->events;
+
+    ck_reg_close(reg, store);
+    ck_reg_close(reg2, store2);
+    rd_events_free(e1);
+    rd_events_free(e2);
+    reg = NULL;
+    reg2 = NULL;
+    ck_rmrf(dir);
+}
+
+
+/* wait (at most 10 s) until r has applied index */
+static void
+wait_index(rd_registry_t *r, uint64_t index)
+{
+    int  i;
+
+    for (i = 0; i < 1000 && rd_registry_index(r) < index; i++) {
+        usleep(10000);
+    }
+
+    ck_assert_uint_eq(rd_registry_index(r), index);
+}
+
+
+static void
+event_line(void *data, const rd_event_t *e)
+{
+    mesh_buf_t  *b = data;
+
+    mesh_buf_printf(b, "%llu %d %s/%s %s\n", (unsigned long long) e->index,
+                    e->type, e->service, e->id, e->reason ? e->reason : "-");
+}
+
+
+/* the events of r as lines, for comparing replicas */
+static char *
+events_of(rd_registry_t *r)
+{
+    mesh_buf_t  b;
+
+    mesh_buf_init(&b, 1024);
+    ck_assert_int_eq(rd_events_since(r->events, 0, UINT64_MAX, event_line,
+                                     &b), 0);
+
+    return mesh_buf_cstr(&b);
+}
+
+
+static char *
+table_of(rd_registry_t *r)
+{
+    size_t           i, n;
+    mesh_buf_t       b;
+    rd_instance_t  **all;
+
+    mesh_buf_init(&b, 1024);
+    pthread_rwlock_rdlock(&r->lock);
+    all = rd_registry_sorted(r, &n);
+
+    for (i = 0; i < n; i++) {
+        mesh_buf_printf(&b, "%s/%s %s:%d w%d h%d c%llu m%llu\n",
+                        all[i]->service, all[i]->id, all[i]->address,
+                        all[i]->port, all[i]->weight, all[i]->health,
+                        (unsigned long long) all[i]->create_index,
+                        (unsigned long long) all[i]->modify_index);
+    }
+
+    free(all);
+    pthread_rwlock_unlock(&r->lock);
+
+    return mesh_buf_cstr(&b);
+}
+
+
+START_TEST(replica_sees_the_other_replicas_commits_with_their_events)
+{
+    char      err[RD_ERR_LEN] = "", *a, *b;
+    uint64_t  index;
+
+    ck_assert_msg(rd_registry_start(reg2, err) == 0, "%s", err);
+
+    ck_assert_int_eq(ck_do(reg, ck_op_put("orders", "o1", BODY), &index),
+                     201);
+    ck_assert_uint_eq(index, 1);
+    wait_index(reg2, 1);
+
+    pthread_rwlock_rdlock(&reg2->lock);
+    ck_assert_ptr_nonnull(rd_registry_find(reg2, "orders", "o1"));
+    pthread_rwlock_unlock(&reg2->lock);
+
+    /* the other way, and a delete */
+    ck_assert_int_eq(ck_do(reg2, ck_op_put("orders", "o2", BODY), &index),
+                     201);
+    ck_assert_uint_eq(index, 2);
+    ck_assert_int_eq(ck_do(reg2, rd_op_create(RD_OP_DEL, "orders", "o1"),
+                           &index), 200);
+    ck_assert_uint_eq(index, 3);
+    wait_index(reg, 3);
+
+    a = table_of(reg);
+    b = table_of(reg2);
+    ck_assert_str_eq(a, b);
+    ck_assert_ptr_null(strstr(a, "orders/o1 "));
+    free(a);
+    free(b);
+
+    a = events_of(reg);
+    b = events_of(reg2);
+    ck_assert_str_eq(a, b);
+    ck_assert_ptr_nonnull(strstr(a, "3 2 orders/o1 api"));
+    free(a);
+    free(b);
+}
+END_TEST
+
+
+typedef struct {
+    rd_registry_t  *r;
+    const char     *prefix;
+    int             ok;
+} writer_arg_t;
+
+
+static void *
+write_many(void *arg)
+{
+    int            i;
+    char           id[32];
+    writer_arg_t  *w = arg;
+
+    for (i = 0; i < 60; i++) {
+        snprintf(id, sizeof(id), "%s%d", w->prefix, i);
+        int st = ck_do(w->r, ck_op_put("svc", id, BODY), NULL);
+        if (st != 201) fprintf(stderr, "DEBUG %s: %d\n", id, st);
+        w->ok += (st == 201);
+    }
+
+    return NULL;
+}
+
+
+START_TEST(replicas_writing_at_once_end_in_one_state)
+{
+    char          err[RD_ERR_LEN] = "", *a, *b;
+    pthread_t     t1, t2, t3, t4;
+    writer_arg_t  w1 = { NULL, "a", 0 }, w2 = { NULL, "b", 0 };
+    writer_arg_t  w3 = { NULL, "c", 0 }, w4 = { NULL, "d", 0 };
+
+    ck_assert_msg(rd_registry_start(reg2, err) == 0, "%s", err);
+
+    /* two writers on each replica: their commits race in etcd */
+    w1.r = reg;
+    w2.r = reg2;
+    w3.r = reg;
+    w4.r = reg2;
+    pthread_create(&t1, NULL, write_many, &w1);
+    pthread_create(&t2, NULL, write_many, &w2);
+    pthread_create(&t3, NULL, write_many, &w3);
+    pthread_create(&t4, NULL, write_many, &w4);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    pthread_join(t3, NULL);
+    pthread_join(t4, NULL);
+
+    ck_assert_int_eq(w1.ok + w2.ok + w3.ok + w4.ok, 240);
+
+    wait_index(reg, 240);
+    wait_index(reg2, 240);
+
+    a = table_of(reg);
+    b = table_of(reg2);
+    ck_assert_str_eq(a, b);
+    free(a);
+    free(b);
+
+    a = events_of(reg);
+    b = events_of(reg2);
+    ck_assert_str_eq(a, b);
+    free(a);
+    free(b);
+
+    /* and etcd holds that state: a third replica reads it */
+    reopen();
+    ck_assert_uint_eq(rd_registry_index(reg), 240);
+    ck_assert_uint_eq(reg->count, 240);
+}
+END_TEST
+
+
+START_TEST(replica_behind_a_compaction_reads_everything_again)
+{
+    char       err[RD_ERR_LEN] = "", *a, *b, req[128];
+    json_t    *q, *res;
+    rd_etcd_t *e;
+
+    /* reg2 loaded at index 0 and does not follow yet */
+    ck_assert_int_eq(ck_do(reg, ck_op_put("orders", "o1", BODY), NULL), 201);
+    ck_assert_int_eq(ck_do(reg, ck_op_put("orders", "o2", BODY), NULL), 201);
+    ck_assert_int_eq(ck_do(reg, rd_op_create(RD_OP_DEL, "orders", "o1"),
+                           NULL), 200);
+
+    /* the history reg2 would watch from is compacted away */
+    e = rd_etcd_create(ck_etcd_endpoints(), "/", 3000, err);
+    ck_assert_ptr_nonnull(e);
+    q = json_pack("{s:s}", "key", "AA==");
+    ck_assert_int_eq(rd_etcd_call(e, "/v3/kv/range", q, &res, err),
+                     RD_ETCD_OK);
+    snprintf(req, sizeof(req), "{\"revision\":\"%lld\"}",
+             (long long) rd_etcd_num(json_object_get(res, "header"),
+                                     "revision"));
+    json_decref(q);
+    json_decref(res);
+    q = json_loads(req, 0, NULL);
+    ck_assert_msg(rd_etcd_call(e, "/v3/kv/compaction", q, &res, err)
+                  == RD_ETCD_OK, "%s", err);
+    json_decref(q);
+    json_decref(res);
+    rd_etcd_free(e);
+
+    ck_assert_msg(rd_registry_start(reg2, err) == 0, "%s", err);
+    wait_index(reg2, 3);
+
+    a = table_of(reg);
+    b = table_of(reg2);
+    ck_assert_str_eq(a, b);
+    free(a);
+    free(b);
+
+    /* the events before the reload are not known there: said so */
+    ck_assert_int_eq(rd_events_since(reg2->events, 0, UINT64_MAX,
+                                     event_line, NULL), -1);
+
+    /* and it follows from there on */
+    ck_assert_int_eq(ck_do(reg, ck_op_put("orders", "o3", BODY), NULL), 201);
+    wait_index(reg2, 4);
+}
+END_TEST
+
+
 /* the registry's semantics, the same over every store backend */
 static void
 registry_writer_tests(TCase *tc)
@@ -1336,6 +1602,16 @@ registry_suite(void)
     suite_add_tcase(s, tc);
 
     ck_add_tcases(s, "ttl", setup, teardown, registry_ttl_tests);
+
+    tc = tcase_create("replicas-etcd");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, ck_use_etcd, ck_use_sqlite);
+    tcase_add_checked_fixture(tc, replica_setup, replica_teardown);
+    tcase_add_test(tc,
+        replica_sees_the_other_replicas_commits_with_their_events);
+    tcase_add_test(tc, replicas_writing_at_once_end_in_one_state);
+    tcase_add_test(tc, replica_behind_a_compaction_reads_everything_again);
+    suite_add_tcase(s, tc);
 
     return s;
 }

@@ -176,13 +176,13 @@ START_TEST(store_commit_then_reopen_load_finds_values_and_index)
     put(&ops[1], "instances/orders/o1", "{\"port\":1}");
     put(&ops[2], "instances/auth/a1", "{\"port\":3}");
     put(&ops[3], "policies/p", "{}");
-    ck_assert_int_eq(rd_store_commit(s, ops, 4, 4, err), 0);
+    ck_assert_int_eq(rd_store_commit(s, ops, 4, 4, NULL, err), 0);
 
     /* replace one, delete one, delete one that never was */
     put(&ops[0], "instances/orders/o1", "{\"port\":11}");
     del(&ops[1], "instances/orders/o2");
     del(&ops[2], "instances/none/x");
-    ck_assert_int_eq(rd_store_commit(s, ops, 3, 7, err), 0);
+    ck_assert_int_eq(rd_store_commit(s, ops, 3, 7, NULL, err), 0);
 
     rd_store_close(s);
 
@@ -219,10 +219,10 @@ START_TEST(store_commit_same_key_twice_in_batch_keeps_last)
     del(&ops[1], "k");
     put(&ops[2], "k", "3");
     put(&ops[3], "gone", "x");
-    ck_assert_int_eq(rd_store_commit(s, ops, 4, 1, err), 0);
+    ck_assert_int_eq(rd_store_commit(s, ops, 4, 1, NULL, err), 0);
 
     del(&ops[0], "gone");
-    ck_assert_int_eq(rd_store_commit(s, ops, 1, 2, err), 0);
+    ck_assert_int_eq(rd_store_commit(s, ops, 1, 2, NULL, err), 0);
 
     ck_assert_int_eq(rd_store_load(s, collect, &l, &index, err), 0);
     ck_assert_uint_eq(index, 2);
@@ -250,7 +250,7 @@ START_TEST(store_commit_value_len_bounds_the_value)
     op.key = "k";
     op.value = "{\"a\":1}garbage";
     op.value_len = 7;
-    ck_assert_int_eq(rd_store_commit(s, &op, 1, 1, err), 0);
+    ck_assert_int_eq(rd_store_commit(s, &op, 1, 1, NULL, err), 0);
 
     ck_assert_int_eq(rd_store_load(s, collect, &l, &index, err), 0);
     ck_assert_uint_eq(l.n, 1);
@@ -270,7 +270,7 @@ START_TEST(store_commit_empty_batch_moves_index)
     rd_store_t  *s;
 
     s = open_store(dir);
-    ck_assert_int_eq(rd_store_commit(s, NULL, 0, 42, err), 0);
+    ck_assert_int_eq(rd_store_commit(s, NULL, 0, 42, NULL, err), 0);
     rd_store_close(s);
 
     s = open_store(dir);
@@ -294,7 +294,7 @@ START_TEST(store_load_callback_error_stops_and_reports)
     put(&ops[0], "a", "1");
     put(&ops[1], "b", "2");
     put(&ops[2], "c", "3");
-    ck_assert_int_eq(rd_store_commit(s, ops, 3, 3, err), 0);
+    ck_assert_int_eq(rd_store_commit(s, ops, 3, 3, NULL, err), 0);
 
     l.stop_at = 2;
     ck_assert_int_eq(rd_store_load(s, collect, &l, &index, err), -1);
@@ -367,11 +367,12 @@ START_TEST(store_etcd_commit_behind_another_replica_is_a_conflict)
     ck_assert_uint_eq(l.n, 0);
 
     put(&op, "instances/s/x", "{\"a\":1}");
-    ck_assert_int_eq(rd_store_commit(a, &op, 1, 1, err), 0);
+    ck_assert_int_eq(rd_store_commit(a, &op, 1, 1, NULL, err), 0);
 
     /* b decided on index 0: refused, and nothing of it is stored */
     put(&op, "instances/s/y", "{\"b\":1}");
-    ck_assert_int_eq(rd_store_commit(b, &op, 1, 1, err), RD_STORE_CONFLICT);
+    ck_assert_int_eq(rd_store_commit(b, &op, 1, 1, NULL, err),
+                     RD_STORE_CONFLICT);
     ck_assert_ptr_nonnull(strstr(err, "moved on"));
 
     /* once it has read what a wrote, b commits */
@@ -381,11 +382,12 @@ START_TEST(store_etcd_commit_behind_another_replica_is_a_conflict)
     ck_assert_str_eq(l.keys[0], "instances/s/x");
     loaded_free(&l);
 
-    ck_assert_int_eq(rd_store_commit(b, &op, 1, 2, err), 0);
+    ck_assert_int_eq(rd_store_commit(b, &op, 1, 2, NULL, err), 0);
 
     /* and now a is the one behind */
     put(&op, "instances/s/z", "{}");
-    ck_assert_int_eq(rd_store_commit(a, &op, 1, 2, err), RD_STORE_CONFLICT);
+    ck_assert_int_eq(rd_store_commit(a, &op, 1, 2, NULL, err),
+                     RD_STORE_CONFLICT);
 
     ck_assert_int_eq(rd_store_load(a, collect, &l, &index, err), 0);
     ck_assert_uint_eq(index, 2);
@@ -434,7 +436,7 @@ START_TEST(store_etcd_moves_on_to_the_next_endpoint)
     ck_assert_msg(s != NULL, "open: %s", err);
 
     put(&op, "instances/s/x", "{}");
-    ck_assert_int_eq(rd_store_commit(s, &op, 1, 1, err), 0);
+    ck_assert_int_eq(rd_store_commit(s, &op, 1, 1, NULL, err), 0);
     ck_assert_int_eq(rd_store_load(s, collect, &l, &index, err), 0);
     ck_assert_uint_eq(index, 1);
     ck_assert_uint_eq(l.n, 1);
@@ -464,7 +466,8 @@ START_TEST(store_etcd_batches_fit_a_transaction_and_load_reads_every_page)
             put(&ops[k], keys[i + k], "{}");
         }
 
-        ck_assert_int_eq(rd_store_commit(s, ops, k, i / 100 + 1, err), 0);
+        ck_assert_int_eq(rd_store_commit(s, ops, k, i / 100 + 1, NULL,
+                                         err), 0);
     }
 
     rd_store_close(s);
@@ -494,13 +497,6 @@ store_tests(TCase *tc)
 }
 
 
-static void
-use_etcd(void)
-{
-    ck_backend = "etcd";
-}
-
-
 Suite *
 store_suite(void)
 {
@@ -512,6 +508,7 @@ store_suite(void)
     ck_add_tcases(s, "store", setup, teardown, store_tests);
 
     tc = tcase_create("sqlite");
+    tcase_add_checked_fixture(tc, ck_use_sqlite, NULL);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, store_open_sqlite_creates_nested_dir_and_db);
     tcase_add_test(tc, store_open_under_a_file_fails_with_message);
@@ -519,7 +516,7 @@ store_suite(void)
 
     tc = tcase_create("etcd");
     tcase_set_timeout(tc, 60);
-    tcase_add_checked_fixture(tc, use_etcd, NULL);
+    tcase_add_checked_fixture(tc, ck_use_etcd, ck_use_sqlite);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, store_etcd_replicas_share_the_id);
     tcase_add_test(tc, store_etcd_commit_behind_another_replica_is_a_conflict);

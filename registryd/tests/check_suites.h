@@ -39,6 +39,11 @@ void ck_write_file(const char *dir, const char *name, const char *text,
 
 extern const char  *ck_backend;         /* "sqlite" or "etcd" */
 
+/* fixtures that choose it: every test case sets its own (without fork,
+ * the last one set stays) */
+void ck_use_sqlite(void);
+void ck_use_etcd(void);
+
 /* the tests add() adds, once per backend: test cases NAME-sqlite and
  * NAME-etcd, each with setup and teardown around every test */
 void ck_add_tcases(Suite *s, const char *name, SFun setup, SFun teardown,
