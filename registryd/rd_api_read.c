@@ -36,7 +36,8 @@ rd_api_healthz(rd_req_t *rq)
         mesh_buf_add_u64(&b, index);
         mesh_buf_adds(&b, ",\"store\":");
         mesh_buf_add_json_str(&b, err);
-        mesh_buf_adds(&b, "}\n");
+        mesh_buf_adds(&b, rd_registry_leader(api->reg)
+                          ? ",\"leader\":true}\n" : ",\"leader\":false}\n");
 
         return rd_api_json(rq, 200, &b, index);
     }
@@ -50,10 +51,13 @@ rd_api_healthz(rd_req_t *rq)
                             NULL);
     }
 
+    /* leader: this process runs the health checks and TTL expiry (on
+     * a store of its own, always) */
     mesh_buf_init(&b, 64);
     mesh_buf_adds(&b, "{\"status\":\"ok\",\"index\":");
     mesh_buf_add_u64(&b, index);
-    mesh_buf_adds(&b, "}\n");
+    mesh_buf_adds(&b, rd_registry_leader(api->reg)
+                      ? ",\"leader\":true}\n" : ",\"leader\":false}\n");
 
     return rd_api_json(rq, 200, &b, index);
 }

@@ -596,7 +596,11 @@ rd_health_loop(void *arg)
         }
 
         wake = now + RD_HEALTH_TICK_MS;
-        rd_health_start_probes(h, now, &wake);
+
+        /* on a shared store, the leader alone probes */
+        if (rd_registry_leader(h->reg)) {
+            rd_health_start_probes(h, now, &wake);
+        }
 
         curl_multi_perform(h->multi, &running);
         rd_health_http_done(h, rd_now_ms());

@@ -462,6 +462,11 @@ rd_registry_create(rd_store_t *store, char *err)
 
     pthread_rwlock_init(&reg->lock, NULL);
     pthread_mutex_init(&reg->sort_lock, NULL);
+    pthread_mutex_init(&reg->seen_lock, NULL);
+
+    /* a store of its own: this process is the only one, it leads; on a
+     * shared one it waits to be elected (rd_registry_follow.c) */
+    reg->leader = (store->backend->follow == NULL);
     pthread_mutex_init(&reg->qlock, NULL);
     pthread_cond_init(&reg->qcond, NULL);
 
@@ -527,6 +532,8 @@ rd_registry_free(rd_registry_t *reg)
         free(reg->added);
         free(reg->sorted);
         pthread_mutex_destroy(&reg->sort_lock);
+        pthread_mutex_destroy(&reg->seen_lock);
+        mesh_buf_free(&reg->seen);
         pthread_rwlock_destroy(&reg->lock);
         pthread_mutex_destroy(&reg->qlock);
         pthread_cond_destroy(&reg->qcond);
@@ -612,6 +619,11 @@ rd_registry_heartbeat(rd_registry_t *reg, const char *service,
 
     pthread_rwlock_unlock(&reg->lock);
 
+    /* the replica that expires TTLs may be another */
+    if (rc == 0) {
+        rd_registry_seen_here(reg, service, id);
+    }
+
     return rc;
 }
 
@@ -623,6 +635,11 @@ rd_registry_scan_ttl(rd_registry_t *reg)
     int64_t         now, seen;
     rd_op_t        *op, *head, **tail;
     rd_instance_t  *in;
+
+    /* on a shared store, the leader alone expires TTLs */
+    if (!rd_registry_leader(reg)) {
+        return;
+    }
 
     now = rd_now_ms();
     head = NULL;

@@ -165,6 +165,12 @@ typedef struct {
     int                     following;    /* the store is followed */
     int                     follow_ok;    /* and its changes come in */
     char                    follow_err[RD_ERR_LEN];
+
+    /* one process of a shared store leads: it runs the health checks
+     * and the TTL expiry (atomic; always 1 on a store of its own) */
+    int                     leader;
+    pthread_mutex_t         seen_lock;    /* heartbeats for the others */
+    mesh_buf_t              seen;
     int                     stopping;
     int                     running;
     pthread_t               writer;
@@ -185,6 +191,9 @@ void rd_registry_stop(rd_registry_t *reg);
 /* a replica over a shared store that cannot follow its changes now: 1,
  * with why; its reads answer from the last state it knew */
 int rd_registry_stale(rd_registry_t *reg, char *why, size_t size);
+
+/* 1 when this process runs the health checks and TTL expiry */
+int rd_registry_leader(rd_registry_t *reg);
 
 uint64_t rd_registry_index(rd_registry_t *reg);
 /* the store's id: a new registry (new data) has another */

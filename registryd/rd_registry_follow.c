@@ -81,17 +81,145 @@ rd_registry_follow_state(void *data, int connected, const char *why)
 }
 
 
+/* store thread: this process leads now, or no longer */
+static void
+rd_registry_lead(void *data, int leader)
+{
+    size_t          i;
+    int64_t         now;
+    rd_instance_t  *in;
+    rd_registry_t  *reg = data;
+
+    if (leader && !rd_registry_leader(reg)) {
+        /* every instance gets one full TTL from the new leader: what it
+         * knew of heartbeats through others may be a tick old */
+        now = rd_now_ms();
+        pthread_rwlock_rdlock(&reg->lock);
+
+        for (i = 0; i < reg->nbuckets; i++) {
+            for (in = reg->buckets[i]; in; in = in->next) {
+                __atomic_store_n(&in->last_seen, now, __ATOMIC_RELAXED);
+            }
+        }
+
+        pthread_rwlock_unlock(&reg->lock);
+    }
+
+    __atomic_store_n(&reg->leader, leader, __ATOMIC_RELEASE);
+}
+
+
+/* store thread: heartbeats through another process ("svc/id\n" each) */
+static void
+rd_registry_seen(void *data, const char *list, size_t len)
+{
+    char            svc[RD_NAME_MAX + 1], id[RD_NAME_MAX + 1];
+    int64_t         now;
+    const char     *p, *end, *nl, *slash;
+    rd_instance_t  *in;
+    rd_registry_t  *reg = data;
+
+    now = rd_now_ms();
+    end = list + len;
+
+    pthread_rwlock_rdlock(&reg->lock);
+
+    for (p = list; p < end; p = nl + 1) {
+        nl = memchr(p, '\n', (size_t) (end - p));
+        if (nl == NULL) {
+            break;
+        }
+
+        slash = memchr(p, '/', (size_t) (nl - p));
+        if (slash == NULL || slash - p > RD_NAME_MAX
+            || nl - slash - 1 > RD_NAME_MAX)
+        {
+            continue;
+        }
+
+        memcpy(svc, p, (size_t) (slash - p));
+        svc[slash - p] = '\0';
+        memcpy(id, slash + 1, (size_t) (nl - slash - 1));
+        id[nl - slash - 1] = '\0';
+
+        in = rd_registry_find(reg, svc, id);
+        if (in) {
+            __atomic_store_n(&in->last_seen, now, __ATOMIC_RELAXED);
+        }
+    }
+
+    pthread_rwlock_unlock(&reg->lock);
+}
+
+
+/* store thread: the heartbeats here since the last take, for the others */
+static void
+rd_registry_take_seen(void *data, mesh_buf_t *b)
+{
+    rd_registry_t  *reg = data;
+
+    pthread_mutex_lock(&reg->seen_lock);
+
+    if (reg->seen.len) {
+        mesh_buf_add(b, reg->seen.data, reg->seen.len);
+        reg->seen.len = 0;
+    }
+
+    pthread_mutex_unlock(&reg->seen_lock);
+}
+
+
+/* API thread: a heartbeat the other replicas must hear of */
+void
+rd_registry_seen_here(rd_registry_t *reg, const char *service,
+    const char *id)
+{
+    if (!reg->following) {
+        return;
+    }
+
+    pthread_mutex_lock(&reg->seen_lock);
+
+    /* a bound: a tick's heartbeats, however many clients */
+    if (reg->seen.len < RD_SEEN_MAX) {
+        mesh_buf_adds(&reg->seen, service);
+        mesh_buf_addc(&reg->seen, '/');
+        mesh_buf_adds(&reg->seen, id);
+        mesh_buf_addc(&reg->seen, '\n');
+    }
+
+    pthread_mutex_unlock(&reg->seen_lock);
+}
+
+
+int
+rd_registry_leader(rd_registry_t *reg)
+{
+    return __atomic_load_n(&reg->leader, __ATOMIC_ACQUIRE);
+}
+
+
 int
 rd_registry_follow(rd_registry_t *reg, char *err)
 {
+    rd_store_hooks_t  h;
+
     if (reg->store->backend->follow == NULL) {
+        /* a store of its own: this process is the only one */
+        __atomic_store_n(&reg->leader, 1, __ATOMIC_RELEASE);
         return 0;
     }
 
+    h.change = rd_registry_remote;
+    h.state = rd_registry_follow_state;
+    h.leader = rd_registry_lead;
+    h.seen = rd_registry_seen;
+    h.take = rd_registry_take_seen;
+    h.data = reg;
+
     reg->following = 1;
 
-    return rd_store_follow(reg->store, rd_registry_remote,
-                           rd_registry_follow_state, reg, err);
+    return rd_store_follow(reg->store, &h, err);
 }
 
 

@@ -17,6 +17,7 @@
 #define RD_CONFLICT_TIMEOUT   10000   /* ms a batch may be decided
                                          again, behind other replicas */
 #define RD_CATCH_UP_TIMEOUT   5000    /* ms to wait for their changes */
+#define RD_SEEN_MAX           (1024 * 1024)   /* heartbeats per tick */
 #define RD_KEY_MAX     (2 * RD_NAME_MAX + 16)
 
 typedef struct {
@@ -57,6 +58,8 @@ int rd_registry_load_one(void *data, const char *key, const char *value,
 /* rd_registry_follow.c: a store other replicas write too */
 int rd_registry_follow(rd_registry_t *reg, char *err);
 void rd_registry_unfollow(rd_registry_t *reg);
+void rd_registry_seen_here(rd_registry_t *reg, const char *service,
+    const char *id);
 void rd_registry_apply_remote(rd_registry_t *reg, rd_op_t *op);
 void rd_registry_apply_remotes(rd_registry_t *reg);
 int rd_registry_catch_up(rd_registry_t *reg, int64_t rev, int64_t timeout);

@@ -83,14 +83,13 @@ rd_store_close(rd_store_t *s)
 
 
 int
-rd_store_follow(rd_store_t *s, rd_store_follow_pt cb, rd_store_state_pt state,
-    void *data, char *err)
+rd_store_follow(rd_store_t *s, const rd_store_hooks_t *hooks, char *err)
 {
     if (s->backend->follow == NULL) {
         return 0;
     }
 
-    return s->backend->follow(s, cb, state, data, err);
+    return s->backend->follow(s, hooks, err);
 }
 
 

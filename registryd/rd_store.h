@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mesh_buf.h"
 #include "rd_log.h"
 
 typedef struct rd_store_s  rd_store_t;
@@ -63,12 +64,27 @@ typedef struct {
     const char            *note;        /* NULL: none */
 } rd_store_change_t;
 
-/* called on the store's own thread */
-typedef void (*rd_store_follow_pt)(void *data, const rd_store_change_t *ch);
-
-/* the follower's state, for its /healthz and headers */
-typedef void (*rd_store_state_pt)(void *data, int connected,
-    const char *why);
+/*
+ * What a shared store tells its user, on the store's own threads:
+ *
+ *   change   another writer's commit, or a reload
+ *   state    the follower is connected, or not and why
+ *   leader   this process holds the store's leadership (1) or not (0):
+ *            one process at a time runs what must run once (health
+ *            checks, TTL expiry)
+ *   seen     instances heartbeated through another process, a list of
+ *            "service/id\n" (they are alive now)
+ *   take     the instances heartbeated here since the last take, for the
+ *            others, into b ("service/id\n" each)
+ */
+typedef struct {
+    void   (*change)(void *data, const rd_store_change_t *ch);
+    void   (*state)(void *data, int connected, const char *why);
+    void   (*leader)(void *data, int leader);
+    void   (*seen)(void *data, const char *list, size_t len);
+    void   (*take)(void *data, mesh_buf_t *b);
+    void    *data;
+} rd_store_hooks_t;
 
 typedef struct {
     const char  *name;
@@ -80,9 +96,9 @@ typedef struct {
     int        (*check)(rd_store_t *s, char *err);
     void       (*close)(rd_store_t *s);
 
-    /* NULL for a store nobody else writes (SQLite) */
-    int        (*follow)(rd_store_t *s, rd_store_follow_pt cb,
-                         rd_store_state_pt state, void *data, char *err);
+    /* NULL for a store nobody else writes (SQLite): its one user leads */
+    int        (*follow)(rd_store_t *s, const rd_store_hooks_t *hooks,
+                         char *err);
     void       (*unfollow)(rd_store_t *s);
     /* the follower applied a change: later commits build on it */
     void       (*applied)(rd_store_t *s, uint64_t index, int64_t rev);
@@ -116,8 +132,8 @@ int rd_store_load(rd_store_t *s, rd_store_load_pt cb, void *data,
 int rd_store_commit(rd_store_t *s, const rd_store_op_t *ops, size_t n,
     uint64_t index, const char *note, char *err);
 /* 0 and nothing done for a store nobody else writes */
-int rd_store_follow(rd_store_t *s, rd_store_follow_pt cb,
-    rd_store_state_pt state, void *data, char *err);
+int rd_store_follow(rd_store_t *s, const rd_store_hooks_t *hooks,
+    char *err);
 void rd_store_unfollow(rd_store_t *s);
 void rd_store_applied(rd_store_t *s, uint64_t index, int64_t rev);
 int rd_store_check(rd_store_t *s, char *err);

@@ -8,6 +8,10 @@
  *   index              {"index":N}: the registry index
  *   id                 the registry's id, written once by the first replica
  *   writers/<replica>  {"batch":K}: the last commit of each replica
+ *   leader             the replica that runs health checks and TTLs, on
+ *                      its lease
+ *   seen/<replica>     instances heartbeated through that replica lately,
+ *                      on its lease
  *
  * A commit is one etcd transaction: its puts and deletes and the new
  * index, on the condition that the index key is still the one this
@@ -38,6 +42,7 @@
 #include "mesh_alloc.h"
 #include "rd_etcd.h"
 #include "rd_store.h"
+#include "rd_util.h"
 
 #define RD_ETCD_PAGE  1000      /* keys per range call in a load */
 
@@ -56,11 +61,10 @@ typedef struct {
     char                *endpoints;
     char                *prefix;
     pthread_t            thread;
+    pthread_t            session;
     int                  following;
     volatile int         stop;
-    rd_store_follow_pt   cb;
-    rd_store_state_pt    state;
-    void                *data;
+    rd_store_hooks_t     hooks;
 } rd_etcd_store_t;
 
 static int rd_etcd_store_open(rd_store_t *s, const rd_store_conf_t *sc,
@@ -71,8 +75,8 @@ static int rd_etcd_store_commit(rd_store_t *s, const rd_store_op_t *ops,
     size_t n, uint64_t index, const char *note, char *err);
 static int rd_etcd_store_check(rd_store_t *s, char *err);
 static void rd_etcd_store_close(rd_store_t *s);
-static int rd_etcd_store_follow(rd_store_t *s, rd_store_follow_pt cb,
-    rd_store_state_pt state, void *data, char *err);
+static int rd_etcd_store_follow(rd_store_t *s, const rd_store_hooks_t *h,
+    char *err);
 static void rd_etcd_store_unfollow(rd_store_t *s);
 static void rd_etcd_store_applied(rd_store_t *s, uint64_t index,
     int64_t rev);
@@ -320,7 +324,9 @@ static int
 rd_etcd_own_key(const char *key)
 {
     return strcmp(key, "index") == 0 || strcmp(key, "id") == 0
-           || strncmp(key, "writers/", 8) == 0;
+           || strcmp(key, "leader") == 0
+           || strncmp(key, "writers/", 8) == 0
+           || strncmp(key, "seen/", 5) == 0;
 }
 
 
@@ -784,7 +790,7 @@ rd_etcd_watch_flush(rd_etcd_watch_t *w)
         ch.ops = w->ops;
         ch.nops = w->nops;
         ch.note = w->note;
-        w->q->cb(w->q->data, &ch);
+        w->q->hooks.change(w->q->hooks.data, &ch);
     }
 
     w->from = w->rev + 1;
@@ -834,9 +840,7 @@ rd_etcd_watch_line(void *data, const char *line, size_t len)
     if (json_is_true(json_object_get(res, "created")) && !w->created) {
         w->created = 1;
 
-        if (w->q->state) {
-            w->q->state(w->q->data, 1, NULL);
-        }
+        w->q->hooks.state(w->q->hooks.data, 1, NULL);
     }
 
     events = json_object_get(res, "events");
@@ -872,6 +876,14 @@ rd_etcd_watch_line(void *data, const char *line, size_t len)
         {
             if (!rd_etcd_own_key(name)) {
                 rd_etcd_watch_add(w, 1, name, NULL, 0);
+            }
+
+            continue;
+        }
+
+        if (strncmp(name, "seen/", 5) == 0) {
+            if (strcmp(name + 5, w->q->writer + 8) != 0) {
+                w->q->hooks.seen(w->q->hooks.data, value.data, value.len);
             }
 
             continue;
@@ -947,7 +959,7 @@ rd_etcd_watch_reload(rd_etcd_watch_t *w, rd_etcd_t *e)
     ch.ops = w->ops;
     ch.nops = w->nops;
     ch.note = NULL;
-    w->q->cb(w->q->data, &ch);
+    w->q->hooks.change(w->q->hooks.data, &ch);
 
     rd_etcd_watch_clear(w);
     w->from = rev + 1;
@@ -1022,9 +1034,7 @@ rd_etcd_follow_loop(void *arg)
             snprintf(w.err, sizeof(w.err), "store etcd: the watch ended");
         }
 
-        if (q->state) {
-            q->state(q->data, 0, w.err);
-        }
+        q->hooks.state(q->hooks.data, 0, w.err);
 
         if (!told) {
             rd_warn("%s; watching again from revision %lld",
@@ -1047,19 +1057,245 @@ rd_etcd_follow_loop(void *arg)
 }
 
 
+/*
+ * The session: a lease this process keeps alive (RD_ETCD_LEASE_TTL s),
+ * the leader key held on it when this process is elected, and the
+ * instances heartbeated here lately, put under seen/<replica> on it.
+ * When the process dies the lease runs out, the key goes, and another
+ * replica takes the lead within the lease's TTL and a tick.
+ */
+
+#define RD_ETCD_LEASE_TTL  3        /* s */
+#define RD_ETCD_TICK       250      /* ms */
+
+
+static int64_t
+rd_etcd_lease_grant(rd_etcd_t *e)
+{
+    int64_t   id;
+    json_t   *req, *res;
+    char      err[RD_ERR_LEN];
+
+    req = json_pack("{s:i}", "TTL", RD_ETCD_LEASE_TTL);
+
+    if (rd_etcd_call(e, "/v3/lease/grant", req, &res, err) != RD_ETCD_OK) {
+        json_decref(req);
+        return 0;
+    }
+
+    json_decref(req);
+    id = rd_etcd_num(res, "ID");
+    json_decref(res);
+
+    return id;
+}
+
+
+/* 1: alive; 0: gone (expired); -1: etcd did not answer */
 static int
-rd_etcd_store_follow(rd_store_t *s, rd_store_follow_pt cb,
-    rd_store_state_pt state, void *data, char *err)
+rd_etcd_lease_keepalive(rd_etcd_t *e, int64_t lease)
+{
+    int       rc;
+    json_t   *req, *res;
+    char      err[RD_ERR_LEN];
+
+    req = json_pack("{s:o}", "ID", rd_etcd_num_json(lease));
+    rc = rd_etcd_call(e, "/v3/lease/keepalive", req, &res, err);
+    json_decref(req);
+
+    if (rc != RD_ETCD_OK) {
+        return -1;
+    }
+
+    rc = rd_etcd_num(json_object_get(res, "result"), "TTL") > 0;
+    json_decref(res);
+
+    return rc;
+}
+
+
+static void
+rd_etcd_lease_revoke(rd_etcd_t *e, int64_t lease)
+{
+    json_t  *req, *res;
+    char     err[RD_ERR_LEN];
+
+    req = json_pack("{s:o}", "ID", rd_etcd_num_json(lease));
+
+    if (rd_etcd_call(e, "/v3/lease/revoke", req, &res, err) == RD_ETCD_OK) {
+        json_decref(res);
+    }
+
+    json_decref(req);
+}
+
+
+/* 1: this process holds the leader key now */
+static int
+rd_etcd_campaign(rd_etcd_store_t *q, rd_etcd_t *e, int64_t lease)
+{
+    int       won;
+    json_t   *req, *res, *put;
+    char      err[RD_ERR_LEN];
+
+    /* a read first: a held key costs no raft proposal */
+    req = json_pack("{s:o,s:b}", "key", rd_etcd_key(e, "leader"),
+                    "count_only", 1);
+
+    if (rd_etcd_call(e, "/v3/kv/range", req, &res, err) != RD_ETCD_OK) {
+        json_decref(req);
+        return 0;
+    }
+
+    json_decref(req);
+    won = (rd_etcd_num(res, "count") == 0);
+    json_decref(res);
+
+    if (!won) {
+        return 0;
+    }
+
+    put = json_object();
+    json_object_set_new(put, "key", rd_etcd_key(e, "leader"));
+    json_object_set_new(put, "value", rd_etcd_b64(q->writer + 8,
+                                                  strlen(q->writer + 8)));
+    json_object_set_new(put, "lease", rd_etcd_num_json(lease));
+
+    req = json_pack("{s:[{s:s,s:o,s:s,s:s}],s:[{s:o}]}",
+                    "compare", "target", "CREATE",
+                    "key", rd_etcd_key(e, "leader"),
+                    "create_revision", "0", "result", "EQUAL",
+                    "success", "request_put", put);
+
+    won = 0;
+
+    if (rd_etcd_call(e, "/v3/kv/txn", req, &res, err) == RD_ETCD_OK) {
+        won = json_is_true(json_object_get(res, "succeeded"));
+        json_decref(res);
+    }
+
+    json_decref(req);
+
+    return won;
+}
+
+
+static void *
+rd_etcd_session_loop(void *arg)
+{
+    int               leader, alive, waited;
+    char              err[RD_ERR_LEN], seen[64];
+    json_t           *req, *res, *put;
+    int64_t           lease, now, last_alive;
+    rd_etcd_t        *e;
+    mesh_buf_t        pending;
+    rd_store_t       *s = arg;
+    rd_etcd_store_t  *q = s->impl;
+
+    e = rd_etcd_create(q->endpoints, q->prefix, q->conf.etcd_timeout, err);
+    if (e == NULL) {
+        rd_error("%s", err);
+        return NULL;
+    }
+
+    snprintf(seen, sizeof(seen), "seen/%s", q->writer + 8);
+    mesh_buf_init(&pending, 4096);
+
+    lease = 0;
+    leader = 0;
+    last_alive = 0;
+
+    while (!q->stop) {
+        now = rd_now_ms();
+
+        if (lease == 0) {
+            lease = rd_etcd_lease_grant(e);
+            last_alive = now;
+
+        } else if (now - last_alive >= 1000) {
+            alive = rd_etcd_lease_keepalive(e, lease);
+
+            if (alive == 1) {
+                last_alive = now;
+
+            } else if (alive == 0
+                       || now - last_alive > RD_ETCD_LEASE_TTL * 1000)
+            {
+                /* gone, or as good as gone: another may lead by now */
+                lease = 0;
+            }
+        }
+
+        if (leader && lease == 0) {
+            leader = 0;
+            rd_warn("store etcd: this replica's lease ran out: it no "
+                    "longer runs the health checks and TTLs");
+            q->hooks.leader(q->hooks.data, 0);
+        }
+
+        if (lease && !leader && rd_etcd_campaign(q, e, lease)) {
+            leader = 1;
+            rd_info("store etcd: this replica leads: it runs the health "
+                    "checks and TTLs");
+            q->hooks.leader(q->hooks.data, 1);
+        }
+
+        pending.len = 0;
+        q->hooks.take(q->hooks.data, &pending);
+
+        if (pending.len && lease) {
+            put = rd_etcd_put(e, seen, pending.data, pending.len);
+            json_object_set_new(json_object_get(put, "request_put"),
+                                "lease", rd_etcd_num_json(lease));
+            req = json_pack("{s:[o]}", "success", put);
+
+            if (rd_etcd_call(e, "/v3/kv/txn", req, &res, err)
+                == RD_ETCD_OK)
+            {
+                json_decref(res);
+            }
+
+            json_decref(req);
+        }
+
+        for (waited = 0; waited < RD_ETCD_TICK && !q->stop; waited += 25) {
+            usleep(25000);
+        }
+    }
+
+    /* a clean stop hands the lead over at once */
+    if (lease) {
+        rd_etcd_lease_revoke(e, lease);
+    }
+
+    if (leader) {
+        q->hooks.leader(q->hooks.data, 0);
+    }
+
+    mesh_buf_free(&pending);
+    rd_etcd_free(e);
+
+    return NULL;
+}
+
+
+static int
+rd_etcd_store_follow(rd_store_t *s, const rd_store_hooks_t *h, char *err)
 {
     rd_etcd_store_t  *q = s->impl;
 
-    q->cb = cb;
-    q->state = state;
-    q->data = data;
+    q->hooks = *h;
     q->stop = 0;
 
     if (pthread_create(&q->thread, NULL, rd_etcd_follow_loop, s) != 0) {
         snprintf(err, RD_ERR_LEN, "cannot start the etcd watch thread");
+        return -1;
+    }
+
+    if (pthread_create(&q->session, NULL, rd_etcd_session_loop, s) != 0) {
+        q->stop = 1;
+        pthread_join(q->thread, NULL);
+        snprintf(err, RD_ERR_LEN, "cannot start the etcd session thread");
         return -1;
     }
 
@@ -1080,6 +1316,7 @@ rd_etcd_store_unfollow(rd_store_t *s)
 
     q->stop = 1;
     pthread_join(q->thread, NULL);
+    pthread_join(q->session, NULL);
     q->following = 0;
 }
 
