@@ -27,10 +27,15 @@
 #define CTL_DEFAULT_TIMEOUT  10000              /* ms */
 #define CTL_MAX_BODY         (64 * 1024 * 1024) /* response and file limit */
 #define CTL_NAME_MAX         MESH_NAME_MAX
+#define CTL_URLS_MAX         8
 
 
 typedef struct {
-    char         url[1024];     /* registry base URL, no trailing slash */
+    char         url[1024];     /* registry base URL, no trailing slash:
+                                   the one of urls in use */
+    char         urls[CTL_URLS_MAX][1024];   /* --registry A,B: in turn */
+    size_t       nurls;
+    size_t       cur;
     const char  *token_file;
     char        *token;
     long         timeout_ms;

@@ -109,12 +109,14 @@ ctl_load_token(ctl_t *c, char *err)
 
 
 /*
- * One request.  Returns 0 when an HTTP answer arrived (any status, in r),
- * -1 when none did.
+ * One request to the registry in use.  Returns 0 when an HTTP answer
+ * arrived (any status, in r), -1 when none did; *unreached: the registry
+ * could not be reached at all (the next one may be).
  */
 static int
-ctl_http(ctl_t *c, const char *method, const char *path, const char *ctype,
-    const char *body, size_t len, ctl_resp_t *r, char *err)
+ctl_http_once(ctl_t *c, const char *method, const char *path,
+    const char *ctype, const char *body, size_t len, ctl_resp_t *r,
+    int *unreached, char *err)
 {
     CURL               *h;
     CURLcode            rc;
@@ -201,6 +203,9 @@ ctl_http(ctl_t *c, const char *method, const char *path, const char *ctype,
 
     mesh_buf_free(&r->body);
 
+    *unreached = (rc == CURLE_COULDNT_CONNECT
+                  || rc == CURLE_COULDNT_RESOLVE_HOST);
+
     switch (rc) {
 
     case CURLE_COULDNT_CONNECT:
@@ -224,6 +229,38 @@ ctl_http(ctl_t *c, const char *method, const char *path, const char *ctype,
                          cerr[0] ? cerr : curl_easy_strerror(rc));
     }
 
+}
+
+
+/*
+ * One request, to the registries of --registry in turn: one that cannot
+ * be reached is left for the next (writes are PUT and DELETE: sending
+ * one again is safe).
+ */
+static int
+ctl_http(ctl_t *c, const char *method, const char *path, const char *ctype,
+    const char *body, size_t len, ctl_resp_t *r, char *err)
+{
+    int     unreached;
+    size_t  tries;
+
+    for (tries = 0; ; tries++) {
+        unreached = 0;
+
+        if (ctl_http_once(c, method, path, ctype, body, len, r, &unreached,
+                          err)
+            == 0)
+        {
+            return 0;
+        }
+
+        if (!unreached || tries + 1 >= c->nurls) {
+            return -1;
+        }
+
+        c->cur = (c->cur + 1) % c->nurls;
+        memcpy(c->url, c->urls[c->cur], sizeof(c->url));
+    }
 }
 
 

@@ -241,32 +241,59 @@ static const struct option  ctl_global_options[] = {
 int
 ctl_global_set(ctl_t *c, int opt, const char *v, char *err)
 {
-    int        rc;
-    size_t     len;
-    long long  ms;
+    int          rc;
+    char        *url;
+    size_t       len;
+    long long    ms;
+    const char  *p, *comma;
 
     switch (opt) {
 
     case CTL_O_REGISTRY:
-        if (v[0] == '\0') {
-            return ctl_error(err, CTL_EUSAGE, "--registry needs a URL");
+        /* one URL, or several (replicas), comma-separated, tried in turn */
+        c->nurls = 0;
+
+        for (p = v; ; p = comma + 1) {
+            comma = strchr(p, ',');
+            len = comma ? (size_t) (comma - p) : strlen(p);
+
+            if (len == 0) {
+                return ctl_error(err, CTL_EUSAGE, "--registry needs a URL");
+            }
+
+            if (c->nurls == CTL_URLS_MAX) {
+                return ctl_error(err, CTL_EUSAGE, "--registry: more than %d "
+                                 "URLs", CTL_URLS_MAX);
+            }
+
+            url = c->urls[c->nurls];
+
+            if (memmem(p, len, "://", 3) == NULL) {
+                rc = snprintf(url, sizeof(c->urls[0]), "http://%.*s",
+                              (int) len, p);
+
+            } else {
+                rc = snprintf(url, sizeof(c->urls[0]), "%.*s", (int) len, p);
+            }
+
+            if (rc < 0 || (size_t) rc >= sizeof(c->urls[0])) {
+                return ctl_error(err, CTL_EUSAGE, "--registry: URL too long");
+            }
+
+            len = strlen(url);
+            while (len > 0 && url[len - 1] == '/') {
+                url[--len] = '\0';
+            }
+
+            c->nurls++;
+
+            if (comma == NULL) {
+                break;
+            }
         }
 
-        if (strstr(v, "://") == NULL) {
-            rc = snprintf(c->url, sizeof(c->url), "http://%s", v);
-
-        } else {
-            rc = snprintf(c->url, sizeof(c->url), "%s", v);
-        }
-
-        if (rc < 0 || (size_t) rc >= sizeof(c->url)) {
-            return ctl_error(err, CTL_EUSAGE, "--registry: URL too long");
-        }
-
-        len = strlen(c->url);
-        while (len > 0 && c->url[len - 1] == '/') {
-            c->url[--len] = '\0';
-        }
+        c->cur = 0;
+        memcpy(c->url, c->urls[0], sizeof(c->url));
 
         return 1;
 

@@ -638,8 +638,7 @@ main(int argc, char **argv)
     err[0] = '\0';
 
     env = getenv("MESH_REGISTRY");
-    snprintf(ctl.url, sizeof(ctl.url), "%s",
-             env && env[0] ? env : CTL_DEFAULT_URL);
+    ctl_global_set(&ctl, CTL_O_REGISTRY, CTL_DEFAULT_URL, err);
 
     rc = 0;
 

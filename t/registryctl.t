@@ -237,6 +237,31 @@ fails(sub { $t->run($t->bin('registryctl'), '--registry',
     1, qr{^registryctl: cannot reach registry http://127\.0\.0\.1:$port: Connection refused$},
     'registry down');
 
+# several registries (replicas): one that cannot be reached is left for
+# the next; all down names the last one tried
+($code, $out, $err) = $t->run($t->bin('registryctl'), '--registry',
+                              "http://127.0.0.1:$port,"
+                              . $t->registryd_url, 'list');
+is $code, 0, '--registry DOWN,UP: the second answers' or diag $err;
+like $out, qr/^shop\s/m, 'with its services';
+
+($code, $out, $err) = $t->run($t->bin('registryctl'), '--registry',
+                              "127.0.0.1:$port," . $t->registryd_url . '/',
+                              '--token-file', $tok,
+                              qw(register shop s9 127.0.0.1:8089));
+is $code, 0, 'a write through the list too' or diag $err;
+is instance('shop', 's9')->{json}{port}, 8089, 'and it is there';
+
+my $port2 = $t->port;
+fails(sub { $t->run($t->bin('registryctl'), '--registry',
+                    "http://127.0.0.1:$port,http://127.0.0.1:$port2",
+                    'list') },
+    1, qr{^registryctl: cannot reach registry http://127\.0\.0\.1:$port2: },
+    'all down: the last one tried is named');
+fails(sub { $t->run($t->bin('registryctl'), '--registry',
+                    "http://127.0.0.1:$port,,x", 'list') },
+    2, qr/--registry needs a URL/, 'an empty member of the list: usage');
+
 # a listener that never answers: the timeout ends the wait
 
 my $silent = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
