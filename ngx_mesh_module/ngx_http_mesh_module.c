@@ -46,7 +46,7 @@ static ngx_conf_num_bounds_t  ngx_http_mesh_panic_bounds = {
 static ngx_command_t  ngx_http_mesh_commands[] = {
 
     { ngx_string("mesh_registry"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_mesh_registry,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -267,9 +267,11 @@ ngx_http_mesh_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_mesh_main_conf_t  *mmcf = conf;
 
-    size_t       add;
-    ngx_str_t   *value;
-    ngx_url_t   *u;
+    size_t                     add;
+    ngx_str_t                 *value;
+    ngx_url_t                 *u;
+    ngx_uint_t                 i, j;
+    ngx_http_mesh_registry_t  *reg;
 
     if (mmcf->registry) {
         return "is duplicate";
@@ -277,43 +279,78 @@ ngx_http_mesh_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (ngx_strncasecmp(value[1].data, (u_char *) "http://", 7) != 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid registry URL \"%V\" in \"%V\" directive, "
-                           "it must start with \"http://\"", &value[1],
-                           &cmd->name);
+    if (ngx_array_init(&mmcf->registries, cf->pool, cf->args->nelts - 1,
+                       sizeof(ngx_http_mesh_registry_t))
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
-    add = 7;
+    /* one URL, or one per registryd replica: polled in turn, the next
+     * one when the one in use cannot be reached */
 
-    u = ngx_pcalloc(cf->pool, sizeof(ngx_url_t));
-    if (u == NULL) {
-        return NGX_CONF_ERROR;
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncasecmp(value[i].data, (u_char *) "http://", 7) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid registry URL \"%V\" in \"%V\" "
+                               "directive, it must start with \"http://\"",
+                               &value[i], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        for (j = 1; j < i; j++) {
+            if (value[j].len == value[i].len
+                && ngx_strncasecmp(value[j].data, value[i].data,
+                                   value[i].len) == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "registry URL \"%V\" is given twice in "
+                                   "\"%V\" directive", &value[i],
+                                   &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        add = 7;
+
+        u = ngx_pcalloc(cf->pool, sizeof(ngx_url_t));
+        if (u == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        u->url.len = value[i].len - add;
+        u->url.data = value[i].data + add;
+        u->default_port = 7770;
+        u->uri_part = 1;
+        u->no_resolve = 0;
+
+        if (ngx_parse_url(cf->pool, u) != NGX_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid registry URL \"%V\" in \"%V\" "
+                               "directive%s%s", &value[i], &cmd->name,
+                               u->err ? ": " : "", u->err ? u->err : "");
+            return NGX_CONF_ERROR;
+        }
+
+        if (u->naddrs == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "no address for registry \"%V\" in \"%V\" "
+                               "directive", &value[i], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        reg = ngx_array_push(&mmcf->registries);
+        if (reg == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        reg->url = u;
+        reg->uri = value[i];
     }
 
-    u->url.len = value[1].len - add;
-    u->url.data = value[1].data + add;
-    u->default_port = 7770;
-    u->uri_part = 1;
-    u->no_resolve = 0;
-
-    if (ngx_parse_url(cf->pool, u) != NGX_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid registry URL \"%V\" in \"%V\" "
-                           "directive%s%s", &value[1], &cmd->name,
-                           u->err ? ": " : "", u->err ? u->err : "");
-        return NGX_CONF_ERROR;
-    }
-
-    if (u->naddrs == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "no address for registry \"%V\" in \"%V\" directive",
-                           &value[1], &cmd->name);
-        return NGX_CONF_ERROR;
-    }
-
-    mmcf->registry = u;
+    mmcf->registry = ((ngx_http_mesh_registry_t *)
+                      mmcf->registries.elts)[0].url;
     mmcf->registry_uri = value[1];
 
     return NGX_CONF_OK;

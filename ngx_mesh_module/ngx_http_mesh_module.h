@@ -181,6 +181,8 @@ typedef struct {
 
     ngx_pid_t                      poll_owner;
     ngx_msec_t                     poll_expire;
+    ngx_uint_t                     reg_current; /* the registry polled:
+                                                   of mmcf->registries */
 
     ngx_uint_t                     reg_state;
     int64_t                        last_sync;   /* unix ms */
@@ -334,9 +336,18 @@ struct ngx_http_mesh_srv_conf_s {
 };
 
 
+/* one URL of mesh_registry: a registryd (replicas: several) */
 typedef struct {
-    ngx_url_t                     *registry;    /* mesh_registry */
+    ngx_url_t                     *url;
+    ngx_str_t                      uri;         /* as written */
+} ngx_http_mesh_registry_t;
+
+
+typedef struct {
+    ngx_url_t                     *registry;    /* mesh_registry: the first */
     ngx_str_t                      registry_uri;
+    ngx_array_t                    registries;  /* ngx_http_mesh_registry_t:
+                                                   tried in turn */
     ngx_str_t                      cache_file;  /* mesh_cache_file */
     size_t                         zone_size;   /* mesh_zone */
     ngx_flag_t                     metrics;     /* mesh_metrics */

@@ -49,7 +49,10 @@ typedef struct {
     ngx_uint_t                     owner;       /* this worker polls */
     ngx_uint_t                     failures;    /* cannot reach it */
     ngx_uint_t                     refusals;    /* cannot use its answer */
-    ngx_uint_t                     addr;        /* the address to try */
+    ngx_uint_t                     addr;        /* the address to try, over
+                                                   every address of every
+                                                   URL of mesh_registry */
+    ngx_uint_t                     reg;         /* the URL it is of */
     ngx_uint_t                     waited;      /* this poll asked to wait */
     ngx_atomic_uint_t              subscription; /* of this poll */
     uint64_t                       asked_index;
@@ -92,6 +95,10 @@ static void ngx_http_mesh_poll_reset(ngx_http_mesh_poll_t *p);
 static void ngx_http_mesh_poll_next(ngx_http_mesh_poll_t *p,
     ngx_msec_t delay);
 static void ngx_http_mesh_release_lease(ngx_http_mesh_poll_t *p);
+static ngx_http_mesh_registry_t *ngx_http_mesh_poll_target(
+    ngx_http_mesh_poll_t *p, ngx_addr_t **addr);
+static ngx_uint_t ngx_http_mesh_poll_first_addr(ngx_http_mesh_poll_t *p,
+    ngx_uint_t reg);
 
 
 static ngx_http_mesh_poll_t  ngx_http_mesh_poll;
@@ -224,6 +231,11 @@ ngx_http_mesh_lease_handler(ngx_event_t *ev)
         sh->poll_expire = now + NGX_HTTP_MESH_LEASE;
         took = 1;
 
+        /* go on with the registry the last owner polled */
+        p->reg = sh->reg_current < p->mmcf->registries.nelts
+                 ? sh->reg_current : 0;
+        p->addr = ngx_http_mesh_poll_first_addr(p, p->reg);
+
     } else if (p->owner) {
         lost = 1;
     }
@@ -233,7 +245,7 @@ ngx_http_mesh_lease_handler(ngx_event_t *ev)
     if (took) {
         ngx_log_error(NGX_LOG_INFO, p->log, 0,
                       "mesh: this worker now polls the registry %V",
-                      &p->mmcf->registry_uri);
+                      &ngx_http_mesh_poll_target(p, NULL)->uri);
         p->owner = 1;
         p->failures = 0;
         p->refusals = 0;
@@ -344,7 +356,7 @@ ngx_http_mesh_poll_request(ngx_http_mesh_poll_t *p)
     ngx_atomic_uint_t       sub;
     ngx_http_mesh_zone_t   *zone;
 
-    u = p->mmcf->registry;
+    u = ngx_http_mesh_poll_target(p, NULL)->url;
     zone = &p->mmcf->zone;
 
     services = ngx_http_mesh_subscription(zone, &slen, &sub, p->log);
@@ -432,8 +444,7 @@ static void
 ngx_http_mesh_poll_start(ngx_http_mesh_poll_t *p)
 {
     ngx_int_t           rc;
-    ngx_url_t          *u;
-    ngx_uint_t          i;
+    ngx_addr_t         *addr;
     ngx_connection_t   *c;
 
     if (p->retry.timer_set) {
@@ -468,14 +479,13 @@ ngx_http_mesh_poll_start(ngx_http_mesh_poll_t *p)
     p->active = 1;
     p->reused = 0;
 
-    u = p->mmcf->registry;
-    i = p->addr % u->naddrs;
+    (void) ngx_http_mesh_poll_target(p, &addr);
 
     ngx_memzero(&p->pc, sizeof(ngx_peer_connection_t));
 
-    p->pc.sockaddr = u->addrs[i].sockaddr;
-    p->pc.socklen = u->addrs[i].socklen;
-    p->pc.name = &u->addrs[i].name;
+    p->pc.sockaddr = addr->sockaddr;
+    p->pc.socklen = addr->socklen;
+    p->pc.name = &addr->name;
     p->pc.get = ngx_event_get_peer;
     p->conn_log = *p->log;
     p->conn_log.log_level = NGX_LOG_CRIT;
@@ -501,6 +511,69 @@ ngx_http_mesh_poll_start(ngx_http_mesh_poll_t *p)
     }
 
     ngx_http_mesh_poll_write(c->write);
+}
+
+
+/* the first position of registry reg in p->addr's order */
+static ngx_uint_t
+ngx_http_mesh_poll_first_addr(ngx_http_mesh_poll_t *p, ngx_uint_t reg)
+{
+    ngx_uint_t                 i, n;
+    ngx_http_mesh_registry_t  *regs;
+
+    regs = p->mmcf->registries.elts;
+    n = 0;
+
+    for (i = 0; i < reg; i++) {
+        n += regs[i].url->naddrs;
+    }
+
+    return n;
+}
+
+
+/*
+ * The registry to poll and its address: p->addr runs over every address
+ * of every URL of mesh_registry, in order. A move to another URL is
+ * logged and shown in the status.
+ */
+static ngx_http_mesh_registry_t *
+ngx_http_mesh_poll_target(ngx_http_mesh_poll_t *p, ngx_addr_t **addr)
+{
+    ngx_uint_t                 i, k, total;
+    ngx_http_mesh_zone_t      *zone;
+    ngx_http_mesh_registry_t  *regs;
+
+    regs = p->mmcf->registries.elts;
+    total = 0;
+
+    for (i = 0; i < p->mmcf->registries.nelts; i++) {
+        total += regs[i].url->naddrs;
+    }
+
+    k = p->addr % total;
+
+    for (i = 0; k >= regs[i].url->naddrs; i++) {
+        k -= regs[i].url->naddrs;
+    }
+
+    if (addr) {
+        *addr = &regs[i].url->addrs[k];
+    }
+
+    if (i != p->reg) {
+        ngx_log_error(NGX_LOG_WARN, p->log, 0,
+                      "mesh: registry %V cannot be reached, polling %V",
+                      &regs[p->reg].uri, &regs[i].uri);
+        p->reg = i;
+
+        zone = &p->mmcf->zone;
+        ngx_shmtx_lock(&zone->shpool->mutex);
+        zone->sh->reg_current = i;
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+    }
+
+    return &regs[i];
 }
 
 
@@ -935,7 +1008,7 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
     if (p->failures || p->refusals) {
         ngx_log_error(NGX_LOG_NOTICE, p->log, 0,
                       "mesh: registry %V is back, index %uL",
-                      &p->mmcf->registry_uri, index);
+                      &ngx_http_mesh_poll_target(p, NULL)->uri, index);
     }
 
     p->failures = 0;
@@ -1014,7 +1087,8 @@ ngx_http_mesh_poll_report(ngx_http_mesh_poll_t *p, const char *reason)
 
     ngx_log_error(NGX_LOG_WARN, p->log, 0,
                   "mesh: registry %V: %s; routing on index %uL",
-                  &p->mmcf->registry_uri, reason, p->mmcf->zone.sh->index);
+                  &ngx_http_mesh_poll_target(p, NULL)->uri, reason,
+                  p->mmcf->zone.sh->index);
 }
 
 
@@ -1046,9 +1120,12 @@ ngx_http_mesh_poll_fail(ngx_http_mesh_poll_t *p, ngx_err_t err,
     ngx_http_mesh_set_reg_state(&p->mmcf->zone, NGX_HTTP_MESH_REG_STALE,
                                 (char *) msg);
 
-    /* the next address of the registry, if it has several */
+    /* the next address of the registry, if it has several, or the next
+     * registry (a replica): the index routed on stays, and a replica of
+     * the same registry goes on from it */
     p->addr++;
     p->failures++;
+    (void) ngx_http_mesh_poll_target(p, NULL);
 
     delay = p->failures < 3 ? 250 * p->failures : 1000;
 

@@ -73,6 +73,31 @@ ngx_http_mesh_json_str(u_char *p, u_char *s, size_t len)
 }
 
 
+/* a Prometheus label value: backslash, quote and newline escaped (the
+ * room: 2 * len) */
+static u_char *
+ngx_http_mesh_prom_label(u_char *p, u_char *s, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        if (s[i] == '\\' || s[i] == '"') {
+            *p++ = '\\';
+            *p++ = s[i];
+
+        } else if (s[i] == '\n') {
+            *p++ = '\\';
+            *p++ = 'n';
+
+        } else {
+            *p++ = s[i];
+        }
+    }
+
+    return p;
+}
+
+
 static size_t
 ngx_http_mesh_json_len(u_char *s, size_t len)
 {
@@ -432,12 +457,15 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
     ngx_msec_t                   now;
     ngx_pid_t                    poller;
     ngx_uint_t                   i, j, k, state, first, members, fmt, st;
+    ngx_uint_t                   current;
+    ngx_str_t                   *url;
     ngx_chain_t                  out;
     ngx_http_mesh_sum_t          sum, one;
     ngx_http_mesh_peer_t        *peer;
     ngx_http_mesh_zone_t        *zone;
     ngx_http_mesh_target_t      *t;
     ngx_http_mesh_srv_conf_t   **ups;
+    ngx_http_mesh_registry_t    *regs;
     ngx_http_mesh_main_conf_t   *mmcf;
 
     static const char  *states[] = { "none", "synced", "stale", "error" };
@@ -473,6 +501,7 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
     state = NGX_HTTP_MESH_REG_NONE;
     last_sync = 0;
     poller = 0;
+    current = 0;
     err[0] = '\0';
 
     if (zone->sh) {
@@ -483,6 +512,7 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
         state = zone->sh->reg_state;
         last_sync = zone->sh->last_sync;
         poller = zone->sh->poll_owner;
+        current = zone->sh->reg_current;
         ngx_cpystrn(err, zone->sh->last_error, sizeof(err));
         ngx_shmtx_unlock(&zone->shpool->mutex);
     }
@@ -497,8 +527,15 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
 
     /* size: generous per service and per instance bounds */
 
-    size = 4096 + ngx_http_mesh_json_len(mmcf->registry_uri.data,
-                                         mmcf->registry_uri.len)
+    /* the registry polled: one of mesh_registry's URLs (replicas) */
+    url = NULL;
+
+    if (mmcf->registry) {
+        regs = mmcf->registries.elts;
+        url = &regs[current < mmcf->registries.nelts ? current : 0].uri;
+    }
+
+    size = 4096 + (url ? 2 * ngx_http_mesh_json_len(url->data, url->len) : 0)
            + ngx_http_mesh_json_len(err, ngx_strlen(err));
 
     for (i = 0; i < mmcf->upstreams.nelts; i++) {
@@ -543,6 +580,16 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
         p = ngx_sprintf(p, "nginx_mesh_registry_last_sync_seconds %.3f\n",
                         (double) last_sync / 1000);
 
+        if (url) {
+            p = ngx_http_mesh_prom_header(p, "registry_info", "gauge",
+                                          "The registry polled now (one of "
+                                          "mesh_registry's URLs): 1.");
+            p = ngx_cpymem(p, "nginx_mesh_registry_info{url=\"",
+                           sizeof("nginx_mesh_registry_info{url=\"") - 1);
+            p = ngx_http_mesh_prom_label(p, url->data, url->len);
+            p = ngx_cpymem(p, "\"} 1\n", sizeof("\"} 1\n") - 1);
+        }
+
         for (i = 0; ngx_http_mesh_families[i].name; i++) {
             p = ngx_http_mesh_prom_header(p, ngx_http_mesh_families[i].name,
                                           ngx_http_mesh_families[i].type,
@@ -554,8 +601,14 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
     }
 
     p = ngx_sprintf(p, "{\"index\":%uL,\"registry\":{\"url\":", index);
-    p = ngx_http_mesh_json_str(p, mmcf->registry_uri.data,
-                               mmcf->registry_uri.len);
+
+    if (url) {
+        p = ngx_http_mesh_json_str(p, url->data, url->len);
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
     p = ngx_sprintf(p, ",\"state\":\"%s\",\"stale\":%s,\"last_sync_ms\":%L,"
                     "\"poller_pid\":%P,\"last_error\":", states[state],
                     state == NGX_HTTP_MESH_REG_SYNCED ? "false" : "true",
