@@ -104,5 +104,7 @@ int ctl_call(ctl_t *c, const char *method, const char *path, const char *ctype,
 void ctl_print_index(json_t *j);
 int ctl_cmd_list(ctl_t *c, int argc, char **argv, char *err);
 int ctl_cmd_proxies(ctl_t *c, int argc, char **argv, char *err);
+int ctl_cmd_export(ctl_t *c, int argc, char **argv, char *err);
+int ctl_cmd_import(ctl_t *c, int argc, char **argv, char *err);
 
 #endif

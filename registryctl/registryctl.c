@@ -46,6 +46,8 @@ const ctl_cmd_t  ctl_commands[] = {
     { "apply", ctl_cmd_apply, "apply -f FILE [--name N]" },
     { "policies", ctl_cmd_policies, "policies [NAME]" },
     { "proxies", ctl_cmd_proxies, "proxies [--json]" },
+    { "export", ctl_cmd_export, "export" },
+    { "import", ctl_cmd_import, "import FILE" },
     { "version", ctl_cmd_version, "version" },
     { "help", ctl_cmd_help, "help" },
     { NULL, NULL, NULL }

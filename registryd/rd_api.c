@@ -237,6 +237,11 @@ rd_api_route(rd_req_t *rq, const char *url, const char **bad)
         return RD_M_GET;
     }
 
+    if (strcmp(url, "/v1/export") == 0) {
+        rq->route = RD_ROUTE_EXPORT;
+        return RD_M_GET;
+    }
+
     if (strcmp(url, "/v1/services") == 0 || strcmp(url, "/v1/services/") == 0)
     {
         rq->route = RD_ROUTE_SERVICES;
@@ -422,6 +427,9 @@ rd_api_dispatch(rd_req_t *rq)
 
     case RD_ROUTE_PROXIES:
         return rd_api_proxies(rq);
+
+    case RD_ROUTE_EXPORT:
+        return rd_api_export(rq);
 
     case RD_ROUTE_HEARTBEAT:
         return rd_api_heartbeat(rq);

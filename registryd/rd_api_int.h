@@ -122,6 +122,7 @@ int rd_api_snapshot_ask(rd_req_t *rq, rd_snapshot_ask_t *ask,
 enum MHD_Result rd_api_send_snapshot(rd_req_t *rq);
 void rd_api_unlink_waiter(rd_api_t *api, rd_req_t *rq);
 enum MHD_Result rd_api_proxies(rd_req_t *rq);
+enum MHD_Result rd_api_export(rd_req_t *rq);
 enum MHD_Result rd_api_snapshot(rd_req_t *rq);
 int rd_api_ready(rd_req_t *rq);
 enum MHD_Result rd_api_wait(rd_req_t *rq, int64_t wait, int state);

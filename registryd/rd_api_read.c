@@ -309,3 +309,66 @@ fail:
 
     return -1;
 }
+
+
+/*
+ * GET /v1/export: the whole registry at one index, as registryctl import
+ * sends it again (to this registry, another one, another store): every
+ * instance as registered (its health is not kept: a registration starts
+ * passing) and every policy's YAML as applied.
+ */
+enum MHD_Result
+rd_api_export(rd_req_t *rq)
+{
+    size_t           i, n;
+    uint64_t         index;
+    mesh_buf_t       b;
+    rd_policy_t     *p;
+    rd_registry_t   *reg = rq->api->reg;
+    rd_instance_t  **all;
+
+    mesh_buf_init(&b, 4096);
+
+    pthread_rwlock_rdlock(&reg->lock);
+
+    index = reg->index;
+    all = rd_registry_sorted(reg, &n);
+
+    mesh_buf_printf(&b, "{\"format\":\"ngx-mesh-export/1\","
+                    "\"registry\":\"%016llx\",\"index\":",
+                    (unsigned long long) rd_registry_id(reg));
+    mesh_buf_add_u64(&b, index);
+    mesh_buf_adds(&b, ",\"instances\":[");
+
+    for (i = 0; i < n; i++) {
+        if (i) {
+            mesh_buf_addc(&b, ',');
+        }
+
+        mesh_buf_adds(&b, "\n");
+        rd_instance_to_json(&b, all[i], RD_JSON_FULL);
+    }
+
+    mesh_buf_adds(&b, "],\"policies\":[");
+
+    for (i = 0; i < reg->npolicies; i++) {
+        p = reg->policies[i];
+
+        if (i) {
+            mesh_buf_addc(&b, ',');
+        }
+
+        mesh_buf_adds(&b, "\n{\"name\":");
+        mesh_buf_add_json_str(&b, p->name);
+        mesh_buf_adds(&b, ",\"yaml\":");
+        mesh_buf_add_json_str(&b, p->yaml);
+        mesh_buf_addc(&b, '}');
+    }
+
+    pthread_rwlock_unlock(&reg->lock);
+    free(all);
+
+    mesh_buf_adds(&b, "]}\n");
+
+    return rd_api_json(rq, 200, &b, index);
+}
