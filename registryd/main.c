@@ -28,7 +28,7 @@ static const char  rd_usage[] =
     "                 [--token-file FILE] [--log-level debug|info|warn|error]"
     "\n"
     "                 [--store sqlite|etcd] [--etcd-endpoints URL,URL...]\n"
-    "                 [--etcd-prefix /PREFIX/]\n";
+    "                 [--etcd-prefix /PREFIX/] [--etcd-history D]\n";
 
 
 static int
@@ -49,6 +49,7 @@ rd_parse_args(int argc, char **argv, rd_conf_t *conf)
         { "--store", "store" },
         { "--etcd-endpoints", "etcd_endpoints" },
         { "--etcd-prefix", "etcd_prefix" },
+        { "--etcd-history", "etcd_history" },
         { NULL, NULL }
     };
 
@@ -191,6 +192,7 @@ main(int argc, char **argv)
     sc.etcd_prefix = conf.etcd_prefix;
     sc.etcd_timeout = conf.etcd_timeout;
     sc.etcd_max_txn_ops = conf.etcd_max_txn_ops;
+    sc.etcd_history = conf.etcd_history;
 
     store = rd_store_open(&sc, err);
     if (store == NULL) {

@@ -67,6 +67,8 @@ static const rd_opt_t  rd_opts[] = {
       "2s" },
     { "etcd_max_txn_ops", RD_OPT_INT, RD_OFF(etcd_max_txn_ops), 3, 1000000,
       "128" },
+    { "etcd_history", RD_OPT_DURATION, RD_OFF(etcd_history), 1000,
+      604800000, "5m" },
     { NULL, 0, 0, 0, 0, NULL }
 };
 

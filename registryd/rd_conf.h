@@ -29,6 +29,7 @@ typedef struct {
     char     *etcd_prefix;        /* "/ngx-mesh/": ends in '/' */
     int64_t   etcd_timeout;       /* ms, one call to etcd */
     int64_t   etcd_max_txn_ops;   /* etcd's --max-txn-ops */
+    int64_t   etcd_history;       /* ms of etcd history kept */
 } rd_conf_t;
 
 /* fill defaults */

@@ -34,6 +34,7 @@ typedef struct {
     const char  *etcd_prefix;       /* "/ngx-mesh/" */
     int64_t      etcd_timeout;      /* ms, one call */
     int64_t      etcd_max_txn_ops;  /* etcd's --max-txn-ops */
+    int64_t      etcd_history;      /* ms of history the leader keeps */
 } rd_store_conf_t;
 
 typedef struct {

@@ -1180,13 +1180,77 @@ rd_etcd_campaign(rd_etcd_store_t *q, rd_etcd_t *e, int64_t lease)
 }
 
 
+/* the store's revision now; 0: etcd did not answer */
+static int64_t
+rd_etcd_revision(rd_etcd_t *e)
+{
+    char      err[RD_ERR_LEN];
+    json_t   *req, *res;
+    int64_t   rev;
+
+    req = json_pack("{s:o,s:b}", "key", rd_etcd_key(e, "index"),
+                    "count_only", 1);
+
+    if (rd_etcd_call(e, "/v3/kv/range", req, &res, err) != RD_ETCD_OK) {
+        json_decref(req);
+        return 0;
+    }
+
+    json_decref(req);
+    rev = rd_etcd_num(json_object_get(res, "header"), "revision");
+    json_decref(res);
+
+    return rev;
+}
+
+
+/*
+ * The leader compacts etcd's history: every etcd_history it drops what
+ * came before the revision it saw one etcd_history earlier, so a watch
+ * can resume after an outage that long (a longer one reads everything
+ * again). Every commit writes the index key: without this the history
+ * would grow for ever.
+ */
+static void
+rd_etcd_compact(rd_etcd_store_t *q, rd_etcd_t *e, int64_t now,
+    int64_t *at, int64_t *keep)
+{
+    char      err[RD_ERR_LEN];
+    json_t   *req, *res;
+    int64_t   rev;
+
+    if (now < *at) {
+        return;
+    }
+
+    *at = now + q->conf.etcd_history;
+    rev = rd_etcd_revision(e);
+
+    if (*keep > 0) {
+        req = json_pack("{s:o}", "revision", rd_etcd_num_json(*keep));
+
+        if (rd_etcd_call(e, "/v3/kv/compaction", req, &res, err)
+            == RD_ETCD_OK)
+        {
+            rd_debug("store etcd: history before revision %lld compacted",
+                     (long long) *keep);
+            json_decref(res);
+        }
+
+        json_decref(req);
+    }
+
+    *keep = rev;
+}
+
+
 static void *
 rd_etcd_session_loop(void *arg)
 {
     int               leader, alive, waited;
     char              err[RD_ERR_LEN], seen[64];
     json_t           *req, *res, *put;
-    int64_t           lease, now, last_alive;
+    int64_t           lease, now, last_alive, compact_at, keep;
     rd_etcd_t        *e;
     mesh_buf_t        pending;
     rd_store_t       *s = arg;
@@ -1204,6 +1268,8 @@ rd_etcd_session_loop(void *arg)
     lease = 0;
     leader = 0;
     last_alive = 0;
+    compact_at = 0;
+    keep = 0;
 
     while (!q->stop) {
         now = rd_now_ms();
@@ -1238,6 +1304,15 @@ rd_etcd_session_loop(void *arg)
             rd_info("store etcd: this replica leads: it runs the health "
                     "checks and TTLs");
             q->hooks.leader(q->hooks.data, 1);
+        }
+
+        if (leader) {
+            rd_etcd_compact(q, e, now, &compact_at, &keep);
+
+        } else {
+            /* a new leader starts its own count */
+            compact_at = 0;
+            keep = 0;
         }
 
         pending.len = 0;

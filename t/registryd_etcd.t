@@ -197,5 +197,27 @@ all_acked_present('after the outage and a restart');
 is $t->api(GET => '/v1/services/lost/instances/l1')->{status}, 404,
     'the write refused with 503 was not applied';
 
+# the leader compacts etcd's history (etcd_history: 1s here)
+
+$t->kill_registryd;
+$t->start_registryd(data_dir => $data,
+                    args => [ $t->etcd_store_args, '--etcd-history', '1s' ]);
+register('compact', 'c1', 40001);
+
+my $ep = $t->etcd_endpoint(0);
+my $compacted;
+$end = time + 15;
+while (time < $end) {
+    my $x = $t->json_req(POST => "$ep/v3/kv/range",
+                         '{"key":"AA==","revision":"2"}');
+    if (($x->{content} // '') =~ /compacted/) {
+        $compacted = 1;
+        last;
+    }
+    sleep 0.2;
+}
+ok $compacted, 'the history before the last etcd_history is compacted away';
+all_acked_present('after a compaction');
+
 $t->done_checks;
 done_testing;

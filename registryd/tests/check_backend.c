@@ -96,6 +96,7 @@ ck_store_conf(rd_store_conf_t *sc, const char *dir)
     sc->etcd_prefix = prefix;
     sc->etcd_timeout = 3000;
     sc->etcd_max_txn_ops = 128;
+    sc->etcd_history = 300000;
 }
 
 
