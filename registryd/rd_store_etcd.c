@@ -666,8 +666,10 @@ rd_etcd_store_commit(rd_store_t *s, const rd_store_op_t *ops, size_t n,
         return RD_STORE_CONFLICT;
     }
 
-    q->index_mod = rd_etcd_num(json_object_get(res, "header"), "revision");
     q->index = index;
+    __atomic_store_n(&q->index_mod,
+                     rd_etcd_num(json_object_get(res, "header"), "revision"),
+                     __ATOMIC_RELEASE);
     json_decref(res);
 
     return 0;
@@ -863,13 +865,28 @@ rd_etcd_watch_line(void *data, const char *line, size_t len)
 
         if (rd_etcd_unb64(json_is_string(k) ? json_string_value(k) : "",
                           &key) != 0
-            || rd_etcd_kv_value(kv, &value) != 0
             || key.len < plen)
         {
             continue;
         }
 
         name = key.data + plen;
+
+        /*
+         * A registry revision this replica has already (its own commit,
+         * mostly: every one comes back through the watch): not decoded.
+         * Heartbeats are read whatever their revision.
+         */
+        if (rev <= __atomic_load_n(&w->q->index_mod, __ATOMIC_ACQUIRE)
+            && strncmp(name, "seen/", 5) != 0)
+        {
+            continue;
+        }
+
+        if (rd_etcd_kv_value(kv, &value) != 0) {
+            continue;
+        }
+
         t = json_object_get(ev, "type");
 
         if (json_is_string(t) && strcmp(json_string_value(t), "DELETE") == 0)
@@ -1402,7 +1419,7 @@ rd_etcd_store_applied(rd_store_t *s, uint64_t index, int64_t rev)
     rd_etcd_store_t  *q = s->impl;
 
     q->index = index;
-    q->index_mod = rev;
+    __atomic_store_n(&q->index_mod, rev, __ATOMIC_RELEASE);
 }
 
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -185,6 +186,9 @@ ck_etcd_start(const char *root)
     }
 
     if (ck_etcd_pid == 0) {
+        /* it ends with the runner, however the runner ends */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+
         if (freopen("/dev/null", "w", stdout) == NULL
             || freopen("/dev/null", "w", stderr) == NULL)
         {
