@@ -165,3 +165,19 @@ mesh_buf_cstr(mesh_buf_t *b)
     b->data[b->len] = '\0';
     return b->data;
 }
+
+
+size_t
+mesh_buf_sink(char *ptr, size_t size, size_t nmemb, void *sink)
+{
+    size_t            n = size * nmemb;
+    mesh_buf_sink_t  *k = sink;
+
+    if (k->b->len + n > k->max) {
+        return 0;
+    }
+
+    mesh_buf_add(k->b, ptr, n);
+
+    return n;
+}

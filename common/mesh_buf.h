@@ -30,4 +30,17 @@ void mesh_buf_add_json_str(mesh_buf_t *b, const char *s);
 /* ensure a terminating NUL after len (not counted) and return data */
 char *mesh_buf_cstr(mesh_buf_t *b);
 
+/*
+ * A buffer that takes what a transfer writes, up to max bytes: for
+ * libcurl's CURLOPT_WRITEFUNCTION (the same signature; common/ does not
+ * include curl) with a mesh_buf_sink_t as CURLOPT_WRITEDATA. Past max it
+ * takes nothing and returns 0, which ends the transfer.
+ */
+typedef struct {
+    mesh_buf_t  *b;
+    size_t       max;
+} mesh_buf_sink_t;
+
+size_t mesh_buf_sink(char *ptr, size_t size, size_t nmemb, void *sink);
+
 #endif

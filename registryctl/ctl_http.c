@@ -18,22 +18,6 @@
 /* HTTP */
 
 static size_t
-ctl_write_cb(char *ptr, size_t size, size_t nmemb, void *data)
-{
-    mesh_buf_t  *b = data;
-    size_t       n = size * nmemb;
-
-    if (b->len + n > CTL_MAX_BODY) {
-        return 0;
-    }
-
-    mesh_buf_add(b, ptr, n);
-
-    return n;
-}
-
-
-static size_t
 ctl_header_cb(char *ptr, size_t size, size_t nmemb, void *data)
 {
     ctl_resp_t  *r = data;
@@ -122,6 +106,7 @@ ctl_http_once(ctl_t *c, const char *method, const char *path,
     CURLcode            rc;
     char                url[2048], hdr[1024], cerr[CURL_ERROR_SIZE];
     long                oserr;
+    mesh_buf_sink_t     sink;
     struct curl_slist  *hdrs = NULL;
 
     memset(r, 0, sizeof(*r));
@@ -166,8 +151,10 @@ ctl_http_once(ctl_t *c, const char *method, const char *path,
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, ctl_write_cb);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &r->body);
+    sink.b = &r->body;
+    sink.max = CTL_MAX_BODY;
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, mesh_buf_sink);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, ctl_header_cb);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");

@@ -213,19 +213,23 @@ rd_etcd_prefix(rd_etcd_t *e)
 }
 
 
-static size_t
-rd_etcd_write_cb(char *ptr, size_t size, size_t nmemb, void *data)
+/* what every call sets: a POST of body (JSON) to url, never proxied */
+static void
+rd_etcd_setup(rd_etcd_t *e, const char *url, struct curl_slist *hdrs,
+    const char *body)
 {
-    mesh_buf_t  *b = data;
-    size_t       n = size * nmemb;
-
-    if (b->len + n > RD_ETCD_ANSWER_MAX) {
-        return 0;
-    }
-
-    mesh_buf_add(b, ptr, n);
-
-    return n;
+    curl_easy_reset(e->curl);
+    curl_easy_setopt(e->curl, CURLOPT_URL, url);
+    curl_easy_setopt(e->curl, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(e->curl, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(e->curl, CURLOPT_POSTFIELDSIZE, (long) strlen(body));
+    curl_easy_setopt(e->curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e->curl, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long) (e->timeout_ms < 1000 ? e->timeout_ms : 1000));
+    /* registryd talks to its etcd directly, never through a proxy */
+    curl_easy_setopt(e->curl, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(e->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e->curl, CURLOPT_USERAGENT, "registryd");
 }
 
 
@@ -236,6 +240,7 @@ rd_etcd_post(rd_etcd_t *e, const char *path, const char *body,
 {
     char                url[1024];
     double              connect;
+    mesh_buf_sink_t     sink;
     struct curl_slist  *hdrs;
 
     snprintf(url, sizeof(url), "%s%s", e->endpoints[e->current], path);
@@ -243,21 +248,13 @@ rd_etcd_post(rd_etcd_t *e, const char *path, const char *body,
     hdrs = curl_slist_append(NULL, "Content-Type: application/json");
     hdrs = curl_slist_append(hdrs, "Expect:");
 
-    curl_easy_reset(e->curl);
-    curl_easy_setopt(e->curl, CURLOPT_URL, url);
-    curl_easy_setopt(e->curl, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(e->curl, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(e->curl, CURLOPT_POSTFIELDSIZE, (long) strlen(body));
-    curl_easy_setopt(e->curl, CURLOPT_NOSIGNAL, 1L);
+    rd_etcd_setup(e, url, hdrs, body);
     curl_easy_setopt(e->curl, CURLOPT_TIMEOUT_MS, (long) e->timeout_ms);
-    curl_easy_setopt(e->curl, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long) (e->timeout_ms < 1000 ? e->timeout_ms : 1000));
-    /* registryd talks to its etcd directly, never through a proxy */
-    curl_easy_setopt(e->curl, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(e->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e->curl, CURLOPT_USERAGENT, "registryd");
-    curl_easy_setopt(e->curl, CURLOPT_WRITEFUNCTION, rd_etcd_write_cb);
-    curl_easy_setopt(e->curl, CURLOPT_WRITEDATA, answer);
+
+    sink.b = answer;
+    sink.max = RD_ETCD_ANSWER_MAX;
+    curl_easy_setopt(e->curl, CURLOPT_WRITEFUNCTION, mesh_buf_sink);
+    curl_easy_setopt(e->curl, CURLOPT_WRITEDATA, &sink);
 
     *crc = curl_easy_perform(e->curl);
 
@@ -450,18 +447,7 @@ rd_etcd_stream(rd_etcd_t *e, const char *path, json_t *req,
 
         hdrs = curl_slist_append(NULL, "Content-Type: application/json");
 
-        curl_easy_reset(e->curl);
-        curl_easy_setopt(e->curl, CURLOPT_URL, url);
-        curl_easy_setopt(e->curl, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(e->curl, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(e->curl, CURLOPT_POSTFIELDSIZE, (long) strlen(body));
-        curl_easy_setopt(e->curl, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(e->curl, CURLOPT_CONNECTTIMEOUT_MS,
-                         (long) (e->timeout_ms < 1000 ? e->timeout_ms
-                                                      : 1000));
-        curl_easy_setopt(e->curl, CURLOPT_NOPROXY, "*");
-        curl_easy_setopt(e->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(e->curl, CURLOPT_USERAGENT, "registryd");
+        rd_etcd_setup(e, url, hdrs, body);
         /* a member that dies without a word is noticed within seconds */
         curl_easy_setopt(e->curl, CURLOPT_TCP_KEEPALIVE, 1L);
         curl_easy_setopt(e->curl, CURLOPT_TCP_KEEPIDLE, 2L);

@@ -271,6 +271,32 @@ START_TEST(buf_json_str_mixed_and_utf8_parse_back)
 END_TEST
 
 
+START_TEST(buf_sink_takes_up_to_max_then_nothing)
+{
+    char             chunk[] = "0123456789";
+    mesh_buf_t       b;
+    mesh_buf_sink_t  k;
+
+    mesh_buf_init(&b, 0);
+    k.b = &b;
+    k.max = 25;
+
+    /* as libcurl calls it: size 1, nmemb bytes */
+    ck_assert_uint_eq(mesh_buf_sink(chunk, 1, 10, &k), 10);
+    ck_assert_uint_eq(mesh_buf_sink(chunk, 1, 10, &k), 10);
+    ck_assert_uint_eq(b.len, 20);
+
+    /* past max: nothing taken, 0 ends the transfer */
+    ck_assert_uint_eq(mesh_buf_sink(chunk, 1, 10, &k), 0);
+    ck_assert_uint_eq(b.len, 20);
+    ck_assert_uint_eq(mesh_buf_sink(chunk, 1, 5, &k), 5);
+    ck_assert_str_eq(mesh_buf_cstr(&b), "0123456789012345678901234");
+
+    mesh_buf_free(&b);
+}
+END_TEST
+
+
 Suite *
 buf_suite(void)
 {
@@ -294,6 +320,7 @@ buf_suite(void)
     tcase_add_test(tc, buf_json_str_escapes_quote_and_backslash);
     tcase_add_test(tc, buf_json_str_escapes_control_chars);
     tcase_add_test(tc, buf_json_str_mixed_and_utf8_parse_back);
+    tcase_add_test(tc, buf_sink_takes_up_to_max_then_nothing);
     suite_add_tcase(s, tc);
 
     return s;
