@@ -34,6 +34,8 @@ COMMON_CHECK_SRCS = $(wildcard common/tests/check_*.c)
 RD_LIB_SRCS = registryd/rd_log.c registryd/rd_util.c \
               registryd/rd_conf.c registryd/rd_store.c \
               registryd/rd_store_sqlite.c registryd/rd_store_etcd.c \
+              registryd/rd_store_etcd_watch.c \
+              registryd/rd_store_etcd_session.c \
               registryd/rd_etcd.c registryd/rd_registry.c \
               registryd/rd_instance.c registryd/rd_registry_writer.c \
               registryd/rd_registry_follow.c \

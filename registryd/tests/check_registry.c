@@ -1285,6 +1285,7 @@ END_TEST
 
 static rd_registry_t  *reg2;
 static rd_store_t     *store2;
+static rd_events_t    *events1, *events2;   /* a reopen() drops reg's */
 
 
 static void
@@ -1294,9 +1295,11 @@ replica_setup(void)
 
     ck_tmpdir(dir, sizeof(dir));
     reg = ck_reg_open(dir, &store);
-    reg->events = rd_events_create(1000, rd_registry_index(reg));
+    events1 = rd_events_create(1000, rd_registry_index(reg));
+    reg->events = events1;
     reg2 = ck_reg_open(dir, &store2);
-    reg2->events = rd_events_create(1000, rd_registry_index(reg2));
+    events2 = rd_events_create(1000, rd_registry_index(reg2));
+    reg2->events = events2;
     ck_assert_msg(rd_registry_start(reg, err) == 0, "%s", err);
 }
 
@@ -1304,12 +1307,10 @@ replica_setup(void)
 static void
 replica_teardown(void)
 {
-    rd_events_t  *e1 = reg->events, *e2 = reg2->events;
-
     ck_reg_close(reg, store);
     ck_reg_close(reg2, store2);
-    rd_events_free(e1);
-    rd_events_free(e2);
+    rd_events_free(events1);
+    rd_events_free(events2);
     reg = NULL;
     reg2 = NULL;
     ck_rmrf(dir);
