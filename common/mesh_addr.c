@@ -150,3 +150,96 @@ mesh_addr_text(const struct sockaddr *sa, char *buf, size_t size)
         snprintf(buf, size, "[%s]:%u", host, ntohs(sin6->sin6_port));
     }
 }
+
+
+int
+mesh_cidr_parse(const char *s, size_t len, mesh_cidr_t *out)
+{
+    int               bits, max;
+    char              lit[MESH_ADDR_LEN];
+    size_t            n, i;
+    const char       *slash;
+    mesh_sockaddr_t   sa;
+
+    slash = memchr(s, '/', len);
+    n = slash ? (size_t) (slash - s) : len;
+
+    if (n == 0 || n >= sizeof(lit)) {
+        return -1;
+    }
+
+    memcpy(lit, s, n);
+    lit[n] = '\0';
+
+    if (mesh_addr_sockaddr(lit, 0, &sa) != 0) {
+        return -1;
+    }
+
+    memset(out, 0, sizeof(mesh_cidr_t));
+    out->family = sa.u.sa.sa_family;
+
+    if (out->family == AF_INET) {
+        memcpy(out->addr, &sa.u.sin.sin_addr, 4);
+        max = 32;
+
+    } else {
+        memcpy(out->addr, &sa.u.sin6.sin6_addr, 16);
+        max = 128;
+    }
+
+    bits = max;
+
+    if (slash) {
+        if (slash + 1 == s + len || len - n - 1 > 3) {
+            return -1;
+        }
+
+        bits = 0;
+
+        for (i = n + 1; i < len; i++) {
+            if (s[i] < '0' || s[i] > '9') {
+                return -1;
+            }
+
+            bits = bits * 10 + (s[i] - '0');
+        }
+
+        if (bits > max) {
+            return -1;
+        }
+    }
+
+    out->bits = bits;
+
+    return 0;
+}
+
+
+int
+mesh_cidr_match(const mesh_cidr_t *net, const struct sockaddr *sa)
+{
+    int                   i, bits;
+    unsigned char         mask;
+    const unsigned char  *a;
+
+    if (sa == NULL || sa->sa_family != net->family) {
+        return 0;
+    }
+
+    a = (net->family == AF_INET)
+        ? (const unsigned char *) &((const struct sockaddr_in *) sa)->sin_addr
+        : (const unsigned char *)
+              &((const struct sockaddr_in6 *) sa)->sin6_addr;
+
+    bits = net->bits;
+
+    for (i = 0; bits > 0; i++, bits -= 8) {
+        mask = (unsigned char) (bits >= 8 ? 0xff : (0xff << (8 - bits)));
+
+        if ((a[i] & mask) != (net->addr[i] & mask)) {
+            return 0;
+        }
+    }
+
+    return 1;
+}

@@ -51,6 +51,19 @@ int mesh_hostport_parse(const char *s, char *host, size_t size, int *port,
 
 void mesh_addr_text(const struct sockaddr *sa, char *buf, size_t size);
 
+/* a network: "127.0.0.0/8", "::1/128", "10.1.2.3" (a host) */
+typedef struct {
+    int             family;             /* AF_INET or AF_INET6 */
+    unsigned char   addr[16];           /* network byte order */
+    int             bits;               /* prefix length */
+} mesh_cidr_t;
+
+/* 0, or -1 when s is not an IP literal with an optional /BITS */
+int mesh_cidr_parse(const char *s, size_t len, mesh_cidr_t *out);
+
+/* 1 when the socket address is inside the network */
+int mesh_cidr_match(const mesh_cidr_t *net, const struct sockaddr *sa);
+
 /* the family a host of s would be given: '4', or '6' in brackets */
 int mesh_hostport_family(const char *s);
 

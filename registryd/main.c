@@ -235,6 +235,13 @@ main(int argc, char **argv)
         snprintf(where, sizeof(where), "%s", conf.data_dir);
     }
 
+    if (token == NULL && rd_conf_exposed(&conf)) {
+        rd_warn("listening on %s, not a loopback address, without a token: "
+                "writes are taken from trusted_networks only (%s); set "
+                "token_file to take them from elsewhere", conf.listen,
+                conf.trusted_networks);
+    }
+
     rd_info("registryd %s listening on %s, data in %s, index %llu, "
             "%zu instances%s", RD_VERSION, conf.listen, where,
             (unsigned long long) rd_registry_index(reg), reg->count,

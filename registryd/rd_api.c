@@ -328,6 +328,34 @@ rd_api_allow(int methods)
 }
 
 
+/*
+ * Protected mode: without a token, a write is taken from a client in
+ * trusted_networks only (loopback by default), as Redis takes commands
+ * from loopback only without a password.
+ */
+static int
+rd_api_trusted(rd_req_t *rq)
+{
+    size_t                           i;
+    const struct sockaddr           *sa;
+    const union MHD_ConnectionInfo  *info;
+
+    info = MHD_get_connection_info(rq->conn,
+                                   MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    sa = info ? info->client_addr : NULL;
+
+    mesh_addr_text(sa, rq->peer, sizeof(rq->peer));
+
+    for (i = 0; i < rq->api->ntrusted; i++) {
+        if (mesh_cidr_match(&rq->api->trusted[i], sa)) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 static int
 rd_api_authorized(rd_req_t *rq)
 {
@@ -538,8 +566,20 @@ rd_api_begin(rd_req_t *rq, const char *url, const char *method)
         return rd_api_not_allowed(rq, rd_api_allow(allowed));
     }
 
-    if (rq->method != RD_M_GET && !rd_api_authorized(rq)) {
-        return rd_api_error(rq, 401, "missing or wrong bearer token", NULL);
+    if (rq->method != RD_M_GET) {
+        if (rq->api->token == NULL && !rd_api_trusted(rq)) {
+            char msg[RD_ERR_LEN];
+
+            snprintf(msg, sizeof(msg), "no token is configured: writes are "
+                     "taken from trusted_networks only (%s), not from %s",
+                     rq->api->conf->trusted_networks, rq->peer);
+            return rd_api_error(rq, 403, msg, NULL);
+        }
+
+        if (!rd_api_authorized(rq)) {
+            return rd_api_error(rq, 401, "missing or wrong bearer token",
+                                NULL);
+        }
     }
 
     if (rq->route == RD_ROUTE_INSTANCE && rq->method == RD_M_PUT) {
@@ -889,6 +929,9 @@ rd_api_create(rd_registry_t *reg, const rd_conf_t *conf, const char *token,
     api->reg = reg;
     api->conf = conf;
     api->token = token ? mesh_xstrdup(token) : NULL;
+    api->ntrusted = rd_conf_networks(conf->trusted_networks, api->trusted,
+                                     sizeof(api->trusted)
+                                     / sizeof(api->trusted[0]));
     rd_snapshot_cache_init(&api->snaps, reg);
 
     api->proxies = rd_proxies_create(conf->proxy_gone_after);

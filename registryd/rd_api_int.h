@@ -64,6 +64,8 @@ struct rd_req_s {
     uint64_t                checked;    /* changes seen up to here are
                                            not about it */
 
+    char                    peer[MESH_ADDR_TEXT_LEN];   /* a refused
+                                                           writer's */
     char                    proxy[RD_PROXY_NAME_MAX + 1];  /* X-Mesh-Proxy
                                            name of a waiting poll */
 
@@ -85,6 +87,9 @@ struct rd_api_s {
     rd_registry_t          *reg;
     const rd_conf_t        *conf;
     char                   *token;
+    mesh_cidr_t             trusted[64];  /* trusted_networks: writes
+                                             without a token from these */
+    size_t                  ntrusted;
     rd_snapshot_cache_t     snaps;
     rd_proxies_t           *proxies;
 

@@ -24,6 +24,7 @@ typedef enum {
     RD_OPT_INT,
     RD_OPT_STORE,
     RD_OPT_URLS,                /* comma-separated, or a YAML sequence */
+    RD_OPT_NETS,                /* the same */
     RD_OPT_PREFIX
 } rd_opt_type_e;
 
@@ -69,8 +70,91 @@ static const rd_opt_t  rd_opts[] = {
       "128" },
     { "etcd_history", RD_OPT_DURATION, RD_OFF(etcd_history), 1000,
       604800000, "5m" },
+    { "trusted_networks", RD_OPT_NETS, RD_OFF(trusted_networks), 0, 0,
+      "127.0.0.0/8,::1/128" },
     { NULL, 0, 0, 0, 0, NULL }
 };
+
+
+#define RD_NETS_MAX  64
+
+
+/* "127.0.0.0/8,::1/128": networks, comma-separated, at most RD_NETS_MAX */
+static int
+rd_conf_nets_check(const char *list, char *why)
+{
+    size_t        n, count;
+    mesh_cidr_t   net;
+    const char   *p, *comma;
+
+    count = 0;
+
+    for (p = list; ; p = comma + 1) {
+        comma = strchr(p, ',');
+        n = comma ? (size_t) (comma - p) : strlen(p);
+
+        if (mesh_cidr_parse(p, n, &net) != 0) {
+            snprintf(why, RD_ERR_LEN, "\"%.*s\" is not a network "
+                     "(ADDR or ADDR/BITS)", (int) (n > 64 ? 64 : n), p);
+            return -1;
+        }
+
+        if (++count > RD_NETS_MAX) {
+            snprintf(why, RD_ERR_LEN, "more than %d networks", RD_NETS_MAX);
+            return -1;
+        }
+
+        if (comma == NULL) {
+            return 0;
+        }
+    }
+}
+
+
+size_t
+rd_conf_networks(const char *list, mesh_cidr_t *nets, size_t max)
+{
+    size_t       n, count;
+    const char  *p, *comma;
+
+    count = 0;
+
+    for (p = list; list && count < max; p = comma + 1) {
+        comma = strchr(p, ',');
+        n = comma ? (size_t) (comma - p) : strlen(p);
+
+        if (mesh_cidr_parse(p, n, &nets[count]) == 0) {
+            count++;
+        }
+
+        if (comma == NULL) {
+            break;
+        }
+    }
+
+    return count;
+}
+
+
+int
+rd_conf_exposed(const rd_conf_t *conf)
+{
+    int               port;
+    char              host[MESH_ADDR_LEN];
+    mesh_cidr_t       lo4, lo6;
+    mesh_sockaddr_t   sa;
+
+    if (mesh_hostport_parse(conf->listen, host, sizeof(host), &port, &sa)
+        != MESH_ADDR_OK)
+    {
+        return 1;
+    }
+
+    mesh_cidr_parse("127.0.0.0/8", 11, &lo4);
+    mesh_cidr_parse("::1", 3, &lo6);
+
+    return !mesh_cidr_match(&lo4, &sa.u.sa) && !mesh_cidr_match(&lo6, &sa.u.sa);
+}
 
 
 static const rd_opt_t *
@@ -139,6 +223,15 @@ rd_conf_set(rd_conf_t *conf, const char *name, const char *value, char *err)
 
     case RD_OPT_URLS:
         if (rd_etcd_endpoints_check(value, why) != 0) {
+            snprintf(err, RD_ERR_LEN, "%s: %s", name, why);
+            return -1;
+        }
+        free(*sp);
+        *sp = mesh_xstrdup(value);
+        return 0;
+
+    case RD_OPT_NETS:
+        if (rd_conf_nets_check(value, why) != 0) {
             snprintf(err, RD_ERR_LEN, "%s: %s", name, why);
             return -1;
         }
@@ -235,7 +328,8 @@ rd_conf_free(rd_conf_t *conf)
     for (o = rd_opts; o->name; o++) {
         if (o->type == RD_OPT_STRING || o->type == RD_OPT_HOSTPORT
             || o->type == RD_OPT_LOG_LEVEL || o->type == RD_OPT_STORE
-            || o->type == RD_OPT_URLS || o->type == RD_OPT_PREFIX)
+            || o->type == RD_OPT_URLS || o->type == RD_OPT_NETS
+            || o->type == RD_OPT_PREFIX)
         {
             char **sp = (char **) ((char *) conf + o->offset);
             free(*sp);
@@ -307,7 +401,8 @@ rd_conf_load_file(rd_conf_t *conf, const char *path, char *err)
 
         case YAML_SEQUENCE_START_EVENT:
             if (key[0] && depth == 1 && !inlist
-                && rd_conf_find(key)->type == RD_OPT_URLS)
+                && (rd_conf_find(key)->type == RD_OPT_URLS
+                    || rd_conf_find(key)->type == RD_OPT_NETS))
             {
                 inlist = 1;
                 mesh_buf_init(&list, 256);

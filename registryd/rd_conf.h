@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "mesh_addr.h"
 #include "rd_log.h"
 
 typedef struct {
@@ -30,6 +31,8 @@ typedef struct {
     int64_t   etcd_timeout;       /* ms, one call to etcd */
     int64_t   etcd_max_txn_ops;   /* etcd's --max-txn-ops */
     int64_t   etcd_history;       /* ms of etcd history kept */
+    char     *trusted_networks;   /* "127.0.0.0/8,::1/128": writes
+                                     without a token from these only */
 } rd_conf_t;
 
 /* fill defaults */
@@ -42,6 +45,12 @@ int rd_conf_set(rd_conf_t *conf, const char *name, const char *value,
 
 /* what one option cannot say: an etcd store needs its endpoints */
 int rd_conf_check(const rd_conf_t *conf, char *err);
+
+/* 1 when listen is not a loopback address (a warning without a token) */
+int rd_conf_exposed(const rd_conf_t *conf);
+
+/* trusted_networks as networks; their count, at most max */
+size_t rd_conf_networks(const char *list, mesh_cidr_t *nets, size_t max);
 
 /* read a YAML mapping of option: value (a list, as etcd_endpoints takes,
  * as a YAML sequence); errors say "FILE:LINE: reason" */

@@ -229,6 +229,60 @@ START_TEST(addr_text_writes_v4_and_bracketed_v6)
 END_TEST
 
 
+static int
+in_net(const char *net, const char *ip)
+{
+    mesh_cidr_t      c;
+    mesh_sockaddr_t  sa;
+
+    ck_assert_int_eq(mesh_cidr_parse(net, strlen(net), &c), 0);
+    ck_assert_int_eq(mesh_addr_sockaddr(ip, 80, &sa), 0);
+
+    return mesh_cidr_match(&c, &sa.u.sa);
+}
+
+
+START_TEST(cidr_matches_by_prefix_and_family)
+{
+    ck_assert_int_eq(in_net("127.0.0.0/8", "127.0.0.1"), 1);
+    ck_assert_int_eq(in_net("127.0.0.0/8", "127.255.1.2"), 1);
+    ck_assert_int_eq(in_net("127.0.0.0/8", "128.0.0.1"), 0);
+    ck_assert_int_eq(in_net("127.0.0.1/32", "127.0.0.2"), 0);
+    ck_assert_int_eq(in_net("127.0.0.1", "127.0.0.1"), 1);
+    ck_assert_int_eq(in_net("10.1.2.0/23", "10.1.3.200"), 1);
+    ck_assert_int_eq(in_net("10.1.2.0/23", "10.1.4.1"), 0);
+    ck_assert_int_eq(in_net("10.0.0.0/0", "192.168.1.1"), 1);
+    ck_assert_int_eq(in_net("::1/128", "::1"), 1);
+    ck_assert_int_eq(in_net("::1/128", "::2"), 0);
+    ck_assert_int_eq(in_net("fd00::/8", "fd12:3456::1"), 1);
+    ck_assert_int_eq(in_net("fd00::/8", "fe80::1"), 0);
+
+    /* a family never matches the other's */
+    ck_assert_int_eq(in_net("0.0.0.0/0", "::1"), 0);
+    ck_assert_int_eq(in_net("::/0", "127.0.0.1"), 0);
+}
+END_TEST
+
+
+START_TEST(cidr_refuses_bad_networks)
+{
+    mesh_cidr_t  c;
+
+    ck_assert_int_eq(mesh_cidr_parse("localhost", 9, &c), -1);
+    ck_assert_int_eq(mesh_cidr_parse("10.0.0.0/33", 11, &c), -1);
+    ck_assert_int_eq(mesh_cidr_parse("::/129", 6, &c), -1);
+    ck_assert_int_eq(mesh_cidr_parse("10.0.0.0/", 9, &c), -1);
+    ck_assert_int_eq(mesh_cidr_parse("10.0.0.0/x", 10, &c), -1);
+    ck_assert_int_eq(mesh_cidr_parse("/8", 2, &c), -1);
+    ck_assert_int_eq(mesh_cidr_parse("", 0, &c), -1);
+
+    /* len bounds the text: "10.0.0.0/8,..." read up to the comma */
+    ck_assert_int_eq(mesh_cidr_parse("10.0.0.0/8,::1", 10, &c), 0);
+    ck_assert_int_eq(c.bits, 8);
+}
+END_TEST
+
+
 Suite *
 addr_suite(void)
 {
@@ -242,6 +296,11 @@ addr_suite(void)
     tcase_add_test(tc, addr_valid_rejects_hostnames_and_junk);
     tcase_add_test(tc, addr_sockaddr_fills_family_port_and_length);
     tcase_add_test(tc, addr_text_writes_v4_and_bracketed_v6);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("cidr");
+    tcase_add_test(tc, cidr_matches_by_prefix_and_family);
+    tcase_add_test(tc, cidr_refuses_bad_networks);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("hostport");

@@ -282,6 +282,40 @@ START_TEST(conf_store_options_check_their_values)
 END_TEST
 
 
+START_TEST(conf_trusted_networks_and_exposure)
+{
+    char         err[RD_ERR_LEN] = "";
+    mesh_cidr_t  nets[8];
+
+    /* loopback by default: protected mode */
+    ck_assert_str_eq(conf.trusted_networks, "127.0.0.0/8,::1/128");
+    ck_assert_uint_eq(rd_conf_networks(conf.trusted_networks, nets, 8), 2);
+
+    ck_assert_int_eq(rd_conf_set(&conf, "trusted_networks",
+                                 "10.0.0.0/8,192.168.1.7,fd00::/8", err), 0);
+    ck_assert_uint_eq(rd_conf_networks(conf.trusted_networks, nets, 8), 3);
+    ck_assert_int_eq(nets[1].bits, 32);
+
+    ck_assert_int_eq(rd_conf_set(&conf, "trusted_networks", "10.0.0.0/33",
+                                 err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "is not a network"));
+    ck_assert_int_eq(rd_conf_set(&conf, "trusted_networks", "", err), -1);
+    ck_assert_int_eq(rd_conf_set(&conf, "trusted_networks", "lan", err), -1);
+
+    /* listening elsewhere than loopback is worth a warning */
+    ck_assert_int_eq(rd_conf_exposed(&conf), 0);
+    ck_assert_int_eq(rd_conf_set(&conf, "listen", "[::1]:7770", err), 0);
+    ck_assert_int_eq(rd_conf_exposed(&conf), 0);
+    ck_assert_int_eq(rd_conf_set(&conf, "listen", "127.0.0.2:7770", err), 0);
+    ck_assert_int_eq(rd_conf_exposed(&conf), 0);
+    ck_assert_int_eq(rd_conf_set(&conf, "listen", "0.0.0.0:7770", err), 0);
+    ck_assert_int_eq(rd_conf_exposed(&conf), 1);
+    ck_assert_int_eq(rd_conf_set(&conf, "listen", "10.1.2.3:7770", err), 0);
+    ck_assert_int_eq(rd_conf_exposed(&conf), 1);
+}
+END_TEST
+
+
 START_TEST(conf_load_etcd_endpoints_as_a_yaml_sequence)
 {
     char  path[PATH_MAX], err[RD_ERR_LEN];
@@ -504,6 +538,7 @@ conf_suite(void)
     tcase_add_test(tc, conf_load_good_file_sets_every_key);
     tcase_add_test(tc, conf_load_empty_file_keeps_defaults);
     tcase_add_test(tc, conf_store_options_check_their_values);
+    tcase_add_test(tc, conf_trusted_networks_and_exposure);
     tcase_add_test(tc, conf_load_etcd_endpoints_as_a_yaml_sequence);
     tcase_add_test(tc, conf_load_unknown_key_reports_file_and_line);
     tcase_add_test(tc, conf_load_bad_value_reports_file_line_and_option);
