@@ -881,11 +881,17 @@ rd_api_unescape(void *cls, struct MHD_Connection *conn, char *s)
 }
 
 
+static pthread_mutex_t  rd_api_log_lock = PTHREAD_MUTEX_INITIALIZER;
+static int64_t          rd_api_limit_logged = -10000;
+static size_t           rd_api_limit_quiet;
+
+
 static void
 rd_api_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    char  line[512];
-    size_t  n;
+    char     line[512];
+    size_t   n, quiet;
+    int64_t  now;
 
     (void) cls;
 
@@ -893,6 +899,43 @@ rd_api_mhd_log(void *cls, const char *fmt, va_list ap)
     n = strlen(line);
     while (n && line[n - 1] == '\n') {
         line[--n] = '\0';
+    }
+
+    /* a client that goes away, or is turned away for its address, is
+     * its own business: a thousand of them must not flood the log */
+    if (strcasestr(line, "disconnect") || strcasestr(line, "reset by")
+        || strcasestr(line, "closed by remote")
+        || strcasestr(line, "timed out") || strcasestr(line, "timeout")
+        || strcasestr(line, "broken pipe"))
+    {
+        rd_debug("http: %s", line);
+        return;
+    }
+
+    /* connections turned away (the limit, or one address's): said once,
+     * then how many more every 10 s at most */
+    if (strcasestr(line, "connection limit")) {
+        now = rd_now_ms();
+
+        pthread_mutex_lock(&rd_api_log_lock);
+
+        if (now - rd_api_limit_logged < 10000) {
+            rd_api_limit_quiet++;
+            pthread_mutex_unlock(&rd_api_log_lock);
+            return;
+        }
+
+        quiet = rd_api_limit_quiet;
+        rd_api_limit_quiet = 0;
+        rd_api_limit_logged = now;
+
+        pthread_mutex_unlock(&rd_api_log_lock);
+
+        if (quiet) {
+            rd_warn("http: %s (and %zu more turned away since the last "
+                    "such line)", line, quiet);
+            return;
+        }
     }
 
     rd_warn("http: %s", line);
@@ -949,6 +992,9 @@ rd_api_create(rd_registry_t *reg, const rd_conf_t *conf, const char *token,
                    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) conf->threads,
                    MHD_OPTION_CONNECTION_LIMIT,
                    (unsigned int) conf->connection_limit,
+                   /* one host cannot take every slot from the pollers */
+                   MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                   (unsigned int) conf->connections_per_address,
                    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 120,
                    MHD_OPTION_NOTIFY_COMPLETED, rd_api_completed, api,
                    MHD_OPTION_UNESCAPE_CALLBACK, rd_api_unescape, NULL,

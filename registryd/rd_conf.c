@@ -54,6 +54,8 @@ static const rd_opt_t  rd_opts[] = {
     { "connection_limit", RD_OPT_INT, RD_OFF(connection_limit), 16, 1000000,
       "16384" },
     { "threads", RD_OPT_INT, RD_OFF(threads), 1, 64, "2" },
+    { "connections_per_address", RD_OPT_INT,
+      RD_OFF(connections_per_address), 0, 1000000, "1024" },
     { "events_keep", RD_OPT_INT, RD_OFF(events_keep), 1, 10000000,
       "10000" },
     { "proxy_gone_after", RD_OPT_DURATION, RD_OFF(proxy_gone_after),

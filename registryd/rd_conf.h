@@ -21,6 +21,7 @@ typedef struct {
     int64_t   max_wait;           /* ms, cap of ?wait= */
     int64_t   default_wait;       /* ms */
     int64_t   connection_limit;
+    int64_t   connections_per_address;    /* 0: no limit */
     int64_t   threads;            /* HTTP threads */
     int64_t   events_keep;        /* events kept for GET /v1/events */
     int64_t   events_max_clients; /* open event streams (SSE) */

@@ -1,0 +1,85 @@
+#!/usr/bin/perl
+
+# Bounded clients: one address cannot hold more than
+# connections_per_address connections (the others are closed at once, the
+# rest of the world is served), and clients that go away mid-request are
+# not worth a warning each.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use Test::More;
+use HTTP::Tiny;
+use IO::Socket::INET;
+use MeshTest;
+
+my $t = MeshTest->new;
+
+plan skip_all => 'no registryd' unless -x $t->bin('registryd');
+
+my $cfg = $t->write_file('registryd.yaml', "connections_per_address: 4\n");
+my $url = $t->start_registryd(args => [ '--config', $cfg ]);
+my $port = $t->registryd_port;
+
+sub get_from {
+    my ($addr) = @_;
+    return HTTP::Tiny->new(timeout => 3, keep_alive => 0,
+                           local_address => $addr)->get("$url/healthz");
+}
+
+my $warns = sub { scalar(() = ($t->read_file($t->registryd_log) // '')
+                                   =~ /\[warn\]/g) };
+my $warns0 = $warns->();
+
+# 127.0.0.2 takes its four connections and holds them
+my @held;
+for (1 .. 4) {
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                  LocalAddr => '127.0.0.2', Proto => 'tcp')
+        or die "connect: $!";
+    push @held, $s;
+}
+sleep 0.3;
+
+my $r = get_from('127.0.0.2');
+isnt $r->{status}, 200, 'a fifth connection from 127.0.0.2 is refused'
+    or diag $r->{content};
+is get_from('127.0.0.1')->{status}, 200, '127.0.0.1 is served meanwhile';
+is get_from('127.0.0.3')->{status}, 200, 'and 127.0.0.3';
+
+# 200 more from it: turned away, and said once
+for (1 .. 200) {
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                  LocalAddr => '127.0.0.2', Proto => 'tcp');
+    close $s if $s;
+}
+sleep 0.3;
+my $said = $warns->() - $warns0;
+ok $said >= 1 && $said <= 2,
+    "201 connections turned away: $said warning line(s), not 201";
+
+close $_ for @held;
+@held = ();
+sleep 0.3;
+is get_from('127.0.0.2')->{status}, 200,
+    'its connections closed, 127.0.0.2 is served again';
+
+# 200 clients that send half a request and go away
+
+my $before = () = ($t->read_file($t->registryd_log) // '') =~ /\[warn\]/g;
+for my $i (1 .. 200) {
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                  LocalAddr => '127.0.0.' . (10 + $i % 50),
+                                  Proto => 'tcp') or next;
+    print $s "PUT /v1/services/a/instances/b HTTP/1.1\r\nHost: x\r\n"
+           . "Content-Length: 100\r\n\r\n{\"addr";
+    close $s;
+}
+sleep 1;
+is get_from('127.0.0.1')->{status}, 200, 'registryd serves after them';
+my $after = () = ($t->read_file($t->registryd_log) // '') =~ /\[warn\]/g;
+is $after - $before, 0, 'and wrote no warning about them';
+
+$t->done_checks;
+done_testing;
