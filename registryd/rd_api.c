@@ -525,14 +525,39 @@ rd_api_is_yaml(const char *ct)
 }
 
 
+/* MHD_get_connection_values: lengths[0] the Content-Length, lengths[1]
+ * another one that disagrees with it */
+static enum MHD_Result
+rd_api_content_length(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+    const char  **lengths = cls;
+
+    (void) kind;
+
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) != 0) {
+        return MHD_YES;
+    }
+
+    if (lengths[0] && strcmp(lengths[0], value) != 0) {
+        lengths[1] = value;
+        return MHD_NO;
+    }
+
+    lengths[0] = value;
+
+    return MHD_YES;
+}
+
+
 /* checks made on the first call, before any body is read */
 static enum MHD_Result
 rd_api_begin(rd_req_t *rq, const char *url, const char *method)
 {
-    int          allowed;
-    char        *end;
-    const char  *bad, *ct, *cl;
-    unsigned long long  len;
+    int                  allowed;
+    char                *end;
+    const char          *bad, *ct, *cl, *ex, *lengths[2];
+    unsigned long long   len;
 
     if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
         rq->method = RD_M_GET;
@@ -607,12 +632,37 @@ rd_api_begin(rd_req_t *rq, const char *url, const char *method)
         }
     }
 
-    cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
-                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+    /* two lengths that disagree: which body is it? (request smuggling) */
+    lengths[0] = NULL;
+    lengths[1] = NULL;
+    (void) MHD_get_connection_values(rq->conn, MHD_HEADER_KIND,
+                                     rd_api_content_length, lengths);
+
+    if (lengths[1]) {
+        return rd_api_error(rq, 400, "two different Content-Length headers",
+                            NULL);
+    }
+
+    cl = lengths[0];
+
     if (cl) {
         len = strtoull(cl, &end, 10);
         if (len > (unsigned long long) rq->api->conf->max_body) {
-            return rd_api_error(rq, 413, "request body too large", NULL);
+            ex = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+                                             MHD_HTTP_HEADER_EXPECT);
+
+            /* a client that waits for 100 Continue reads the 413 now;
+             * one that sends the body at once would get a reset before
+             * it reads an early answer: its body is read and dropped
+             * (up to RD_DRAIN_MAX), then it gets the 413 */
+            if ((ex && strcasecmp(ex, "100-continue") == 0)
+                || len > RD_DRAIN_MAX)
+            {
+                return rd_api_error(rq, 413, "request body too large",
+                                    NULL);
+            }
+
+            rq->too_large = 1;
         }
     }
 

@@ -20,6 +20,8 @@
 #define RD_TICK_MS  10
 #define RD_PING_MS    15000     /* a comment to idle event streams */
 #define RD_HANGUP_MS  1000      /* look for streams whose client left */
+#define RD_DRAIN_MAX  (64 * 1024 * 1024)  /* an oversized body read and
+                                             dropped before its 413 */
 
 typedef struct rd_req_s  rd_req_t;
 

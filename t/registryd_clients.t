@@ -81,5 +81,45 @@ is get_from('127.0.0.1')->{status}, 200, 'registryd serves after them';
 my $after = () = ($t->read_file($t->registryd_log) // '') =~ /\[warn\]/g;
 is $after - $before, 0, 'and wrote no warning about them';
 
+# a body over max_body sent whole, without Expect: 100-continue (as
+# Python's http.client does): the 413 can be read, every time
+
+my $big = '{"address":"127.0.0.1","port":1,"labels":{"v":"'
+          . ('x' x (3 * 1024 * 1024)) . '"}}';
+my $read413 = 0;
+for (1 .. 5) {
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                  Proto => 'tcp') or die "connect: $!";
+    my $req = "PUT /v1/services/big/instances/b1 HTTP/1.1\r\nHost: x\r\n"
+            . "Content-Type: application/json\r\nContent-Length: "
+            . length($big) . "\r\nConnection: close\r\n\r\n" . $big;
+    local $SIG{PIPE} = 'IGNORE';
+    my $off = 0;
+    while ($off < length $req) {
+        my $n = syswrite($s, $req, 65536, $off);
+        last unless $n;
+        $off += $n;
+    }
+    my $ans = '';
+    while (sysread($s, my $buf, 65536)) { $ans .= $buf }
+    close $s;
+    $read413++ if $off == length($req) && $ans =~ m{^HTTP/1\.1 413 }
+                  && $ans =~ /request body too large/;
+}
+is $read413, 5, 'a 3 MB body sent whole: the 413 read 5 times of 5';
+is $t->api(GET => '/v1/services/big/instances/b1')->{status}, 404,
+    'and nothing stored';
+
+# two Content-Length headers that disagree: 400, nothing stored
+my $r2 = $t->raw_http("PUT /v1/services/two/instances/t1 HTTP/1.1\r\n"
+    . "Host: x\r\nContent-Type: application/json\r\n"
+    . "Content-Length: 33\r\nContent-Length: 5\r\nConnection: close\r\n"
+    . "\r\n" . '{"address":"127.0.0.1","port":1}');
+ok $r2 && ($r2->{status} // 0) == 400,
+    'two different Content-Length headers: 400'
+    or diag explain $r2;
+is $t->api(GET => '/v1/services/two/instances/t1')->{status}, 404,
+    'nothing stored';
+
 $t->done_checks;
 done_testing;
