@@ -222,6 +222,14 @@ main(int argc, char **argv)
     }
 
     health = rd_health_create(reg, err);
+
+    if (health) {
+        mesh_cidr_t  nets[64];
+
+        rd_health_networks(health, nets,
+                           rd_conf_networks(conf.probe_networks, nets, 64));
+    }
+
     if (health == NULL || rd_health_start(health, err) != 0) {
         rd_error("%s", err);
         goto done;

@@ -1025,6 +1025,8 @@ rd_api_create(rd_registry_t *reg, const rd_conf_t *conf, const char *token,
     api->ntrusted = rd_conf_networks(conf->trusted_networks, api->trusted,
                                      sizeof(api->trusted)
                                      / sizeof(api->trusted[0]));
+    api->nprobe = rd_conf_networks(conf->probe_networks, api->probe,
+                                   sizeof(api->probe) / sizeof(api->probe[0]));
     rd_snapshot_cache_init(&api->snaps, reg);
 
     api->proxies = rd_proxies_create(conf->proxy_gone_after);

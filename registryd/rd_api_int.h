@@ -92,6 +92,8 @@ struct rd_api_s {
     mesh_cidr_t             trusted[64];  /* trusted_networks: writes
                                              without a token from these */
     size_t                  ntrusted;
+    mesh_cidr_t             probe[64];    /* probe_networks */
+    size_t                  nprobe;       /* 0: any address */
     rd_snapshot_cache_t     snaps;
     rd_proxies_t           *proxies;
 

@@ -56,6 +56,35 @@ rd_api_submit(rd_req_t *rq, rd_op_t *op)
 }
 
 
+/*
+ * Health checks are not an open proxy: with probe_networks set, a check
+ * may only name an instance inside them (whoever registers cannot make
+ * registryd knock on any address of its network).
+ */
+static int
+rd_api_probe_allowed(rd_api_t *api, const char *address)
+{
+    size_t           i;
+    mesh_sockaddr_t  sa;
+
+    if (api->nprobe == 0) {
+        return 1;
+    }
+
+    if (mesh_addr_sockaddr(address, 0, &sa) != 0) {
+        return 0;
+    }
+
+    for (i = 0; i < api->nprobe; i++) {
+        if (mesh_cidr_match(&api->probe[i], &sa.u.sa)) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 enum MHD_Result
 rd_api_put_instance(rd_req_t *rq)
 {
@@ -87,6 +116,16 @@ rd_api_put_instance(rd_req_t *rq)
     }
 
     json_decref(obj);
+
+    if (in->check && !rd_api_probe_allowed(rq->api, in->address)) {
+        snprintf(err, sizeof(err), "a health check would probe %s, outside "
+                 "probe_networks (%s)", in->address,
+                 rq->api->conf->probe_networks);
+        rd_instance_free(in);
+        rd_op_free(op);
+        return rd_api_error(rq, 400, err, "check");
+    }
+
     op->inst = in;
 
     return rd_api_submit(rq, op);

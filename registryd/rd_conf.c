@@ -74,6 +74,7 @@ static const rd_opt_t  rd_opts[] = {
       604800000, "5m" },
     { "trusted_networks", RD_OPT_NETS, RD_OFF(trusted_networks), 0, 0,
       "127.0.0.0/8,::1/128" },
+    { "probe_networks", RD_OPT_NETS, RD_OFF(probe_networks), 0, 0, NULL },
     { NULL, 0, 0, 0, 0, NULL }
 };
 

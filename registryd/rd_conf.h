@@ -34,6 +34,8 @@ typedef struct {
     int64_t   etcd_history;       /* ms of etcd history kept */
     char     *trusted_networks;   /* "127.0.0.0/8,::1/128": writes
                                      without a token from these only */
+    char     *probe_networks;     /* NULL: health checks probe any
+                                     address; else only these */
 } rd_conf_t;
 
 /* fill defaults */

@@ -67,10 +67,39 @@ struct rd_health_s {
     struct curl_waitfd *wfds;
     rd_target_t      **wtargets;
     size_t             wcap;
+
+    mesh_cidr_t        probe[64];       /* probe_networks; none: any */
+    size_t             nprobe;
 };
 
 
 /* the prober */
+
+/* probe_networks: an instance outside them is never probed (one stored
+ * before the setting came is left as it is) */
+static int
+rd_health_may_probe(rd_health_t *h, const char *address)
+{
+    size_t           i;
+    mesh_sockaddr_t  sa;
+
+    if (h->nprobe == 0) {
+        return 1;
+    }
+
+    if (mesh_addr_sockaddr(address, 0, &sa) != 0) {
+        return 0;
+    }
+
+    for (i = 0; i < h->nprobe; i++) {
+        if (mesh_cidr_match(&h->probe[i], &sa.u.sa)) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
 
 static int64_t
 rd_health_now_us(void)
@@ -198,7 +227,7 @@ rd_health_refresh(rd_health_t *h, int64_t now)
     for (i = 0; i < n; i++) {
         in = all[i];
 
-        if (in->check == NULL) {
+        if (in->check == NULL || !rd_health_may_probe(h, in->address)) {
             continue;
         }
 
@@ -719,4 +748,16 @@ rd_health_free(rd_health_t *h)
     free(h);
 
     curl_global_cleanup();
+}
+
+
+void
+rd_health_networks(rd_health_t *h, const mesh_cidr_t *nets, size_t n)
+{
+    if (n > sizeof(h->probe) / sizeof(h->probe[0])) {
+        n = sizeof(h->probe) / sizeof(h->probe[0]);
+    }
+
+    memcpy(h->probe, nets, n * sizeof(mesh_cidr_t));
+    h->nprobe = n;
 }

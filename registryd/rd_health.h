@@ -25,6 +25,9 @@
 typedef struct rd_health_s  rd_health_t;
 
 rd_health_t *rd_health_create(rd_registry_t *reg, char *err);
+/* probe_networks: only instances inside them are probed (call before
+ * rd_health_start) */
+void rd_health_networks(rd_health_t *h, const mesh_cidr_t *nets, size_t n);
 /* starts the prober thread */
 int rd_health_start(rd_health_t *h, char *err);
 /* stops the prober thread promptly (aborts probes in flight); before

@@ -94,6 +94,33 @@ is $r->{status}, 201, 'with the token: 201 from 127.0.0.2';
 $r = from('127.0.0.2', PUT => '/v1/services/web/instances/w4', $inst);
 is $r->{status}, 401, 'without it: 401';
 
+# health checks are not an open proxy: with probe_networks, a check may
+# only probe an instance inside them
+
+$t->stop_registryd;
+my $probe = $t->write_file('probe.yaml', "probe_networks: [127.0.0.1/32]\n");
+$url = $t->start_registryd(args => [ '--config', $probe ]);
+my $bport = $t->start_backend(name => 'p1');
+
+$r = $t->api(PUT => '/v1/services/p/instances/out',
+             { address => '127.0.0.5', port => $bport,
+               check => { tcp => JSON::PP::true, interval => '200ms' } });
+is $r->{status}, 400, 'a check on 127.0.0.5, outside probe_networks: 400';
+is $r->{json}{field}, 'check', 'field check';
+like $r->{json}{error}, qr/would probe 127\.0\.0\.5, outside probe_networks \(127\.0\.0\.1\/32\)/,
+    'the reason names the address and the networks';
+is $t->api(GET => '/v1/services/p/instances/out')->{status}, 404,
+    'nothing stored';
+
+# the same address without a check is fine; inside, a check is too
+is $t->api(PUT => '/v1/services/p/instances/nocheck',
+           { address => '127.0.0.5', port => 1 })->{status}, 201,
+    'without a check: 201';
+$r = $t->api(PUT => '/v1/services/p/instances/in',
+             { address => '127.0.0.1', port => $bport,
+               check => { tcp => JSON::PP::true, interval => '200ms' } });
+is $r->{status}, 201, 'a check on 127.0.0.1, inside: 201';
+
 # a bad network stops registryd at start, naming it
 $t->stop_registryd;
 my $bad = $t->write_file('bad.yaml', "trusted_networks: [10.0.0.0/33]\n");

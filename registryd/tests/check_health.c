@@ -506,6 +506,49 @@ START_TEST(health_prober_tcp_up_stays_passing_down_turns_critical)
 END_TEST
 
 
+START_TEST(health_prober_leaves_instances_outside_probe_networks)
+{
+    int           down, i;
+    char          err[RD_ERR_LEN], body[256];
+    mesh_cidr_t   net;
+    rd_health_t  *h;
+
+    close(listener(&down));         /* nothing listens there */
+
+    start();
+    snprintf(body, sizeof(body), "{\"address\":\"127.0.0.1\",\"port\":%d,"
+             "\"check\":{\"tcp\":true,\"interval\":\"100ms\"}}", down);
+    ck_do(reg, ck_op_put("svc", "in", body), NULL);
+    snprintf(body, sizeof(body), "{\"address\":\"127.0.0.2\",\"port\":%d,"
+             "\"check\":{\"tcp\":true,\"interval\":\"100ms\"}}", down);
+    ck_do(reg, ck_op_put("svc", "out", body), NULL);
+
+    /* stored before probe_networks said 127.0.0.1/32 only */
+    ck_assert_int_eq(mesh_cidr_parse("127.0.0.1/32", 12, &net), 0);
+
+    h = rd_health_create(reg, err);
+    ck_assert_msg(h != NULL, "%s", err);
+    rd_health_networks(h, &net, 1);
+    ck_assert_msg(rd_health_start(h, err) == 0, "%s", err);
+
+    for (i = 0; i < 100 && health_of("in", NULL) != RD_HEALTH_CRITICAL;
+         i++)
+    {
+        usleep(50000);
+    }
+
+    usleep(500000);                 /* five intervals more */
+
+    ck_assert_int_eq(health_of("in", NULL), RD_HEALTH_CRITICAL);
+    ck_assert_int_eq(health_of("out", NULL), RD_HEALTH_PASSING);
+
+    rd_health_stop(h);
+    rd_registry_stop(reg);
+    rd_health_free(h);
+}
+END_TEST
+
+
 Suite *
 health_suite(void)
 {
@@ -531,6 +574,7 @@ health_suite(void)
     tcase_add_test(tc, health_ttl_and_check_critical_if_either_says_so);
     tcase_add_test(tc, health_critical_check_survives_restart);
     tcase_add_test(tc, health_prober_tcp_up_stays_passing_down_turns_critical);
+    tcase_add_test(tc, health_prober_leaves_instances_outside_probe_networks);
     suite_add_tcase(s, tc);
 
     return s;
