@@ -1092,6 +1092,8 @@ rd_api_quiesce(rd_api_t *api)
 void
 rd_api_free(rd_api_t *api)
 {
+    size_t  k;
+
     if (api == NULL) {
         return;
     }
@@ -1118,5 +1120,14 @@ rd_api_free(rd_api_t *api)
     pthread_mutex_destroy(&api->tlock);
     pthread_cond_destroy(&api->tcond);
     free(api->token);
+    for (k = 0; k < RD_PEER_BUCKETS; k++) {
+        while (api->peers[k]) {
+            rd_peer_t  *p = api->peers[k];
+
+            api->peers[k] = p->next;
+            free(p);
+        }
+    }
+
     free(api);
 }

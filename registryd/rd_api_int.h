@@ -22,6 +22,16 @@
 #define RD_HANGUP_MS  1000      /* look for streams whose client left */
 #define RD_DRAIN_MAX  (64 * 1024 * 1024)  /* an oversized body read and
                                              dropped before its 413 */
+#define RD_PEER_BUCKETS  1024
+
+/* one client address's waiting requests (long-polls, event streams) */
+typedef struct rd_peer_s  rd_peer_t;
+
+struct rd_peer_s {
+    rd_peer_t              *next;
+    unsigned char           key[17];    /* family, address */
+    size_t                  n;
+};
 
 typedef struct rd_req_s  rd_req_t;
 
@@ -68,6 +78,8 @@ struct rd_req_s {
 
     char                    peer[MESH_ADDR_TEXT_LEN];   /* a refused
                                                            writer's */
+    unsigned char           peer_key[17];   /* counted in api->peers */
+    int                     peer_counted;
     char                    proxy[RD_PROXY_NAME_MAX + 1];  /* X-Mesh-Proxy
                                            name of a waiting poll */
 
@@ -94,6 +106,7 @@ struct rd_api_s {
     size_t                  ntrusted;
     mesh_cidr_t             probe[64];    /* probe_networks */
     size_t                  nprobe;       /* 0: any address */
+    rd_peer_t              *peers[RD_PEER_BUCKETS];   /* under lock */
     rd_snapshot_cache_t     snaps;
     rd_proxies_t           *proxies;
 
@@ -135,6 +148,8 @@ enum MHD_Result rd_api_export(rd_req_t *rq);
 enum MHD_Result rd_api_snapshot(rd_req_t *rq);
 int rd_api_ready(rd_req_t *rq);
 enum MHD_Result rd_api_wait(rd_req_t *rq, int64_t wait, int state);
+int rd_api_peer_take(rd_api_t *api, rd_req_t *rq);
+void rd_api_peer_give(rd_api_t *api, rd_req_t *rq);
 enum MHD_Result rd_api_send_events(rd_req_t *rq);
 void rd_api_unlink_stream(rd_api_t *api, rd_req_t *rq);
 int rd_api_hung_up(int fd);

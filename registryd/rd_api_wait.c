@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mesh_alloc.h"
 #include "rd_api_int.h"
 
 
@@ -135,6 +136,7 @@ rd_api_unlink_waiter(rd_api_t *api, rd_req_t *rq)
     rq->next = NULL;
     rq->waiting = 0;
     api->nwaiters--;
+    rd_api_peer_give(api, rq);
 }
 
 
@@ -335,6 +337,104 @@ rd_api_ready(rd_req_t *rq)
 }
 
 
+/*
+ * waits_per_address: one host's long-polls and event streams are counted
+ * (api->lock held), so that it cannot take every connection from the
+ * nginx pollers. 0: counted; -1: that address is at its limit.
+ */
+int
+rd_api_peer_take(rd_api_t *api, rd_req_t *rq)
+{
+    size_t                           b, i;
+    uint32_t                         h;
+    rd_peer_t                       *p;
+    const struct sockaddr           *sa;
+    const union MHD_ConnectionInfo  *info;
+
+    if (api->conf->waits_per_address == 0 || rq->peer_counted) {
+        return 0;
+    }
+
+    info = MHD_get_connection_info(rq->conn,
+                                   MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    sa = info ? info->client_addr : NULL;
+
+    memset(rq->peer_key, 0, sizeof(rq->peer_key));
+
+    if (sa && sa->sa_family == AF_INET) {
+        rq->peer_key[0] = 4;
+        memcpy(rq->peer_key + 1,
+               &((const struct sockaddr_in *) sa)->sin_addr, 4);
+
+    } else if (sa && sa->sa_family == AF_INET6) {
+        rq->peer_key[0] = 6;
+        memcpy(rq->peer_key + 1,
+               &((const struct sockaddr_in6 *) sa)->sin6_addr, 16);
+    }
+
+    h = 2166136261u;
+    for (i = 0; i < sizeof(rq->peer_key); i++) {
+        h = (h ^ rq->peer_key[i]) * 16777619u;
+    }
+
+    b = h % RD_PEER_BUCKETS;
+
+    for (p = api->peers[b]; p; p = p->next) {
+        if (memcmp(p->key, rq->peer_key, sizeof(p->key)) == 0) {
+            break;
+        }
+    }
+
+    if (p == NULL) {
+        p = mesh_xcalloc(1, sizeof(rd_peer_t));
+        memcpy(p->key, rq->peer_key, sizeof(p->key));
+        p->next = api->peers[b];
+        api->peers[b] = p;
+    }
+
+    if (p->n >= (size_t) api->conf->waits_per_address) {
+        return -1;
+    }
+
+    p->n++;
+    rq->peer_counted = 1;
+
+    return 0;
+}
+
+
+void
+rd_api_peer_give(rd_api_t *api, rd_req_t *rq)
+{
+    size_t       b, i;
+    uint32_t     h;
+    rd_peer_t  **pp, *p;
+
+    if (!rq->peer_counted) {
+        return;
+    }
+
+    rq->peer_counted = 0;
+
+    h = 2166136261u;
+    for (i = 0; i < sizeof(rq->peer_key); i++) {
+        h = (h ^ rq->peer_key[i]) * 16777619u;
+    }
+
+    b = h % RD_PEER_BUCKETS;
+
+    for (pp = &api->peers[b]; (p = *pp); pp = &p->next) {
+        if (memcmp(p->key, rq->peer_key, sizeof(p->key)) == 0) {
+            if (--p->n == 0) {
+                *pp = p->next;
+                free(p);
+            }
+            return;
+        }
+    }
+}
+
+
 /* wait for the next change (state WAIT_INDEX or WAIT_EVENTS) or for
  * wait ms: suspend first, then become visible */
 enum MHD_Result
@@ -347,6 +447,16 @@ rd_api_wait(rd_req_t *rq, int64_t wait, int state)
                                    MHD_CONNECTION_INFO_CONNECTION_FD);
     rq->fd = info ? info->connect_fd : -1;
 
+    pthread_mutex_lock(&api->lock);
+
+    if (rd_api_peer_take(api, rq) != 0) {
+        pthread_mutex_unlock(&api->lock);
+        return rd_api_error(rq, 429, "too many long-polls and event streams "
+                            "from this address (waits_per_address)", NULL);
+    }
+
+    pthread_mutex_unlock(&api->lock);
+
     rq->deadline = rd_now_ms() + wait;
     rq->state = state;
 
@@ -357,6 +467,7 @@ rd_api_wait(rd_req_t *rq, int64_t wait, int state)
     pthread_mutex_lock(&api->lock);
 
     if (api->stopping || rd_api_ready(rq)) {
+        rd_api_peer_give(api, rq);
         pthread_mutex_unlock(&api->lock);
         MHD_resume_connection(rq->conn);
         return MHD_YES;
@@ -509,6 +620,7 @@ rd_api_unlink_stream(rd_api_t *api, rd_req_t *rq)
     rq->snext = NULL;
     rq->streaming = 0;
     api->nstreams--;
+    rd_api_peer_give(api, rq);
 }
 
 
@@ -584,6 +696,12 @@ rd_api_stream(rd_req_t *rq, uint64_t after)
         snprintf(msg, sizeof(msg), "too many event streams (at most %lld)",
                  (long long) api->conf->events_max_clients);
         return rd_api_error(rq, 503, msg, NULL);
+    }
+
+    if (rd_api_peer_take(api, rq) != 0) {
+        pthread_mutex_unlock(&api->lock);
+        return rd_api_error(rq, 429, "too many long-polls and event streams "
+                            "from this address (waits_per_address)", NULL);
     }
 
     info = MHD_get_connection_info(rq->conn,

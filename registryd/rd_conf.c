@@ -56,6 +56,8 @@ static const rd_opt_t  rd_opts[] = {
     { "threads", RD_OPT_INT, RD_OFF(threads), 1, 64, "2" },
     { "connections_per_address", RD_OPT_INT,
       RD_OFF(connections_per_address), 0, 1000000, "1024" },
+    { "waits_per_address", RD_OPT_INT, RD_OFF(waits_per_address), 0,
+      1000000, "256" },
     { "events_keep", RD_OPT_INT, RD_OFF(events_keep), 1, 10000000,
       "10000" },
     { "proxy_gone_after", RD_OPT_DURATION, RD_OFF(proxy_gone_after),

@@ -22,6 +22,8 @@ typedef struct {
     int64_t   default_wait;       /* ms */
     int64_t   connection_limit;
     int64_t   connections_per_address;    /* 0: no limit */
+    int64_t   waits_per_address;  /* long-polls and event streams of one
+                                     client address; 0: no limit */
     int64_t   threads;            /* HTTP threads */
     int64_t   events_keep;        /* events kept for GET /v1/events */
     int64_t   events_max_clients; /* open event streams (SSE) */

@@ -18,7 +18,8 @@ my $t = MeshTest->new;
 
 plan skip_all => 'no registryd' unless -x $t->bin('registryd');
 
-my $cfg = $t->write_file('registryd.yaml', "connections_per_address: 4\n");
+my $cfg = $t->write_file('registryd.yaml',
+                         "connections_per_address: 4\nwaits_per_address: 2\n");
 my $url = $t->start_registryd(args => [ '--config', $cfg ]);
 my $port = $t->registryd_port;
 
@@ -40,7 +41,7 @@ for (1 .. 4) {
         or die "connect: $!";
     push @held, $s;
 }
-sleep 0.3;
+sleep 0.5;
 
 my $r = get_from('127.0.0.2');
 isnt $r->{status}, 200, 'a fifth connection from 127.0.0.2 is refused'
@@ -80,6 +81,32 @@ sleep 1;
 is get_from('127.0.0.1')->{status}, 200, 'registryd serves after them';
 my $after = () = ($t->read_file($t->registryd_log) // '') =~ /\[warn\]/g;
 is $after - $before, 0, 'and wrote no warning about them';
+
+# waits_per_address: one host's long-polls and event streams are bounded
+
+my $index = $t->api(GET => '/healthz')->{json}{index};
+my @polls;
+for my $path ("/v1/snapshot?index=$index&wait=30s",
+              "/v1/events?index=$index&wait=30s") {
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                  LocalAddr => '127.0.0.4', Proto => 'tcp')
+        or die "connect: $!";
+    print $s "GET $path HTTP/1.1\r\nHost: x\r\n\r\n";
+    push @polls, $s;
+}
+sleep 0.3;
+my $third = HTTP::Tiny->new(timeout => 5, local_address => '127.0.0.4')
+    ->get("$url/v1/snapshot?index=$index&wait=30s");
+is $third->{status}, 429, 'a third long-poll from 127.0.0.4: 429';
+like $third->{content}, qr/waits_per_address/, 'naming the setting';
+my $other = HTTP::Tiny->new(timeout => 5, local_address => '127.0.0.5')
+    ->get("$url/v1/snapshot?index=$index&wait=0s");
+is $other->{status}, 200, 'another address still polls';
+close $_ for @polls;
+sleep 0.5;
+$r = HTTP::Tiny->new(timeout => 5, local_address => '127.0.0.4')
+    ->get("$url/v1/snapshot?index=$index&wait=0s");
+is $r->{status}, 200, 'its polls ended: 127.0.0.4 polls again';
 
 # a body over max_body sent whole, without Expect: 100-continue (as
 # Python's http.client does): the 413 can be read, every time
