@@ -21,6 +21,12 @@
 
 static ngx_int_t ngx_http_mesh_get_peer(ngx_peer_connection_t *pc,
     void *data);
+#if (NGX_HTTP_SSL)
+static ngx_int_t ngx_http_mesh_set_session(ngx_peer_connection_t *pc,
+    void *data);
+static void ngx_http_mesh_save_session(ngx_peer_connection_t *pc,
+    void *data);
+#endif
 static void ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
 static void ngx_http_mesh_cleanup_peer(void *data);
@@ -429,6 +435,13 @@ ngx_http_mesh_init_peer(ngx_http_request_t *r,
     r->upstream->peer.free = ngx_http_mesh_free_peer;
     r->upstream->peer.tries = n ? n : 1;
 
+#if (NGX_HTTP_SSL)
+    /* proxy_pass https:// calls these whenever proxy_ssl_session_reuse
+     * is on (the default) */
+    r->upstream->peer.set_session = ngx_http_mesh_set_session;
+    r->upstream->peer.save_session = ngx_http_mesh_save_session;
+#endif
+
     ngx_http_set_ctx(r, pd, ngx_http_mesh_module);
 
     return NGX_OK;
@@ -647,6 +660,33 @@ ngx_http_mesh_count(ngx_http_mesh_stat_t *st, ngx_uint_t status,
     (void) __sync_fetch_and_add(&st->win_requests[slot], 1);
     (void) __sync_fetch_and_add(&st->win_latency[slot], ms);
 }
+
+
+#if (NGX_HTTP_SSL)
+
+/*
+ * TLS to the instances: a new connection makes a full handshake; TLS
+ * sessions are not kept per instance (members come and go with every
+ * view; keepalive connections to the upstream keep the cost down).
+ */
+static ngx_int_t
+ngx_http_mesh_set_session(ngx_peer_connection_t *pc, void *data)
+{
+    (void) pc;
+    (void) data;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mesh_save_session(ngx_peer_connection_t *pc, void *data)
+{
+    (void) pc;
+    (void) data;
+}
+
+#endif
 
 
 static void

@@ -733,8 +733,21 @@ sub start_backend_nginx {
     my $d = "$self->{dir}/backend-$name";
     mkdir $d;
     my @ports = map { $self->port } 1 .. $n;
-    my $listen = join '', map { "        listen 127.0.0.1:$_;\n" } @ports;
+    my $ssl = $opt{ssl} ? ' ssl' : '';
+    my $listen = join '', map { "        listen 127.0.0.1:$_$ssl;\n" } @ports;
     my $files = $n + 64;
+
+    # ssl => { cert, key, client_ca }: HTTPS, and with client_ca a client
+    # certificate signed by it is required (mutual TLS)
+    if ($opt{ssl}) {
+        $listen .= "        ssl_certificate $opt{ssl}{cert};\n"
+                 . "        ssl_certificate_key $opt{ssl}{key};\n";
+        $listen .= "        ssl_client_certificate $opt{ssl}{client_ca};\n"
+                 . "        ssl_verify_client on;\n"
+            if $opt{ssl}{client_ca};
+    }
+    my $dn = $opt{ssl} ? '        add_header X-Client-DN $ssl_client_s_dn '
+                        . "always;\n" : '';
 
     $self->write_file("backend-$name/nginx.conf", <<"EOF");
 daemon off;
@@ -759,7 +772,7 @@ http {
 $listen
         location / {
             add_header X-Backend p\$server_port always;
-            return 200 "p\$server_port\\n";
+$dn            return 200 "p\$server_port\\n";
         }
     }
 }
