@@ -243,3 +243,28 @@ mesh_cidr_match(const mesh_cidr_t *net, const struct sockaddr *sa)
 
     return 1;
 }
+
+
+int
+mesh_cidr_match_any(const mesh_cidr_t *nets, size_t n,
+    const struct sockaddr *sa, const char *ip)
+{
+    size_t           i;
+    mesh_sockaddr_t  a;
+
+    if (sa == NULL) {
+        if (ip == NULL || mesh_addr_sockaddr(ip, 0, &a) != 0) {
+            return 0;
+        }
+
+        sa = &a.u.sa;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (mesh_cidr_match(&nets[i], sa)) {
+            return 1;
+        }
+    }
+
+    return 0;
+}

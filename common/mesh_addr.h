@@ -64,6 +64,11 @@ int mesh_cidr_parse(const char *s, size_t len, mesh_cidr_t *out);
 /* 1 when the socket address is inside the network */
 int mesh_cidr_match(const mesh_cidr_t *net, const struct sockaddr *sa);
 
+/* 1 when the socket address, or the IP literal ip (sa NULL), is inside
+ * one of the n networks */
+int mesh_cidr_match_any(const mesh_cidr_t *nets, size_t n,
+    const struct sockaddr *sa, const char *ip);
+
 /* the family a host of s would be given: '4', or '6' in brackets */
 int mesh_hostport_family(const char *s);
 

@@ -336,7 +336,6 @@ rd_api_allow(int methods)
 static int
 rd_api_trusted(rd_req_t *rq)
 {
-    size_t                           i;
     const struct sockaddr           *sa;
     const union MHD_ConnectionInfo  *info;
 
@@ -346,13 +345,9 @@ rd_api_trusted(rd_req_t *rq)
 
     mesh_addr_text(sa, rq->peer, sizeof(rq->peer));
 
-    for (i = 0; i < rq->api->ntrusted; i++) {
-        if (mesh_cidr_match(&rq->api->trusted[i], sa)) {
-            return 1;
-        }
-    }
-
-    return 0;
+    return sa != NULL
+           && mesh_cidr_match_any(rq->api->trusted, rq->api->ntrusted, sa,
+                                  NULL);
 }
 
 

@@ -64,24 +64,8 @@ rd_api_submit(rd_req_t *rq, rd_op_t *op)
 static int
 rd_api_probe_allowed(rd_api_t *api, const char *address)
 {
-    size_t           i;
-    mesh_sockaddr_t  sa;
-
-    if (api->nprobe == 0) {
-        return 1;
-    }
-
-    if (mesh_addr_sockaddr(address, 0, &sa) != 0) {
-        return 0;
-    }
-
-    for (i = 0; i < api->nprobe; i++) {
-        if (mesh_cidr_match(&api->probe[i], &sa.u.sa)) {
-            return 1;
-        }
-    }
-
-    return 0;
+    return api->nprobe == 0
+           || mesh_cidr_match_any(api->probe, api->nprobe, NULL, address);
 }
 
 

@@ -80,24 +80,8 @@ struct rd_health_s {
 static int
 rd_health_may_probe(rd_health_t *h, const char *address)
 {
-    size_t           i;
-    mesh_sockaddr_t  sa;
-
-    if (h->nprobe == 0) {
-        return 1;
-    }
-
-    if (mesh_addr_sockaddr(address, 0, &sa) != 0) {
-        return 0;
-    }
-
-    for (i = 0; i < h->nprobe; i++) {
-        if (mesh_cidr_match(&h->probe[i], &sa.u.sa)) {
-            return 1;
-        }
-    }
-
-    return 0;
+    return h->nprobe == 0
+           || mesh_cidr_match_any(h->probe, h->nprobe, NULL, address);
 }
 
 

@@ -264,6 +264,26 @@ START_TEST(cidr_matches_by_prefix_and_family)
 END_TEST
 
 
+START_TEST(cidr_match_any_of_a_list)
+{
+    mesh_cidr_t      nets[2];
+    mesh_sockaddr_t  sa;
+
+    ck_assert_int_eq(mesh_cidr_parse("10.0.0.0/8", 10, &nets[0]), 0);
+    ck_assert_int_eq(mesh_cidr_parse("::1", 3, &nets[1]), 0);
+
+    ck_assert_int_eq(mesh_cidr_match_any(nets, 2, NULL, "10.9.9.9"), 1);
+    ck_assert_int_eq(mesh_cidr_match_any(nets, 2, NULL, "::1"), 1);
+    ck_assert_int_eq(mesh_cidr_match_any(nets, 2, NULL, "11.0.0.1"), 0);
+    ck_assert_int_eq(mesh_cidr_match_any(nets, 2, NULL, "nowhere"), 0);
+    ck_assert_int_eq(mesh_cidr_match_any(nets, 0, NULL, "10.0.0.1"), 0);
+
+    ck_assert_int_eq(mesh_addr_sockaddr("10.1.1.1", 80, &sa), 0);
+    ck_assert_int_eq(mesh_cidr_match_any(nets, 2, &sa.u.sa, NULL), 1);
+}
+END_TEST
+
+
 START_TEST(cidr_refuses_bad_networks)
 {
     mesh_cidr_t  c;
@@ -301,6 +321,7 @@ addr_suite(void)
     tc = tcase_create("cidr");
     tcase_add_test(tc, cidr_matches_by_prefix_and_family);
     tcase_add_test(tc, cidr_refuses_bad_networks);
+    tcase_add_test(tc, cidr_match_any_of_a_list);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("hostport");
