@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -501,12 +502,21 @@ fail:
 int
 rd_conf_read_token(const rd_conf_t *conf, char **out, char *err)
 {
-    char  tok[MESH_TOKEN_MAX + 1];
+    char         tok[MESH_TOKEN_MAX + 1];
+    struct stat  st;
 
     *out = NULL;
 
     if (conf->token_file == NULL) {
         return 0;
+    }
+
+    /* a secret others on the machine can read is no secret */
+    if (stat(conf->token_file, &st) == 0 && (st.st_mode & 077)) {
+        snprintf(err, RD_ERR_LEN, "token file %s can be read or written by "
+                 "group or others (mode %04o): chmod 600 it",
+                 conf->token_file, (unsigned int) (st.st_mode & 07777));
+        return -1;
     }
 
     if (mesh_token_read(conf->token_file, tok, sizeof(tok), err, RD_ERR_LEN)

@@ -94,6 +94,8 @@ is $r->{status}, 201, 'with the token: 201 from 127.0.0.2';
 $r = from('127.0.0.2', PUT => '/v1/services/web/instances/w4', $inst);
 is $r->{status}, 401, 'without it: 401';
 
+my ($code, $out, $err);
+
 # health checks are not an open proxy: with probe_networks, a check may
 # only probe an instance inside them
 
@@ -121,10 +123,19 @@ $r = $t->api(PUT => '/v1/services/p/instances/in',
                check => { tcp => JSON::PP::true, interval => '200ms' } });
 is $r->{status}, 201, 'a check on 127.0.0.1, inside: 201';
 
+# a token file others can read is refused at start
+my $loose = $t->write_file('loose-token', "s3cret\n");
+chmod 0644, $loose;
+($code, $out, $err) = $t->run($t->bin('registryd'), '--token-file', $loose,
+                               '--listen', '127.0.0.1:' . $t->port);
+isnt $code, 0, 'a token file of mode 0644: registryd does not start';
+like $err, qr/token file \S+ can be read or written by group or others \(mode 0644\): chmod 600 it/,
+    'and says so';
+
 # a bad network stops registryd at start, naming it
 $t->stop_registryd;
 my $bad = $t->write_file('bad.yaml', "trusted_networks: [10.0.0.0/33]\n");
-my ($code, $out, $err) = $t->run($t->bin('registryd'), '--config', $bad);
+($code, $out, $err) = $t->run($t->bin('registryd'), '--config', $bad);
 isnt $code, 0, 'a bad trusted_networks: registryd does not start';
 like $err, qr/trusted_networks: "10\.0\.0\.0\/33" is not a network/,
     'and says why';

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "check_suites.h"
 #include "rd_conf.h"
@@ -484,6 +485,7 @@ START_TEST(conf_read_token_trims_surrounding_whitespace)
     char  *tok, path[PATH_MAX], err[RD_ERR_LEN];
 
     ck_write_file(dir, "token", "  \ts3cret-token \r\n\n", path, sizeof(path));
+    ck_assert_int_eq(chmod(path, 0600), 0);
     ck_assert_int_eq(rd_conf_set(&conf, "token_file", path, err), 0);
     ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), 0);
     ck_assert_ptr_nonnull(tok);
@@ -491,11 +493,35 @@ START_TEST(conf_read_token_trims_surrounding_whitespace)
     free(tok);
 
     ck_write_file(dir, "token", "abc", path, sizeof(path));
+    ck_assert_int_eq(chmod(path, 0400), 0);
     ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), 0);
     ck_assert_str_eq(tok, "abc");
     free(tok);
 
     /* the rules of the file: common/tests/check_token.c */
+}
+END_TEST
+
+
+START_TEST(conf_read_token_refuses_a_file_others_can_read)
+{
+    char  *tok, path[PATH_MAX], err[RD_ERR_LEN] = "";
+
+    ck_write_file(dir, "token", "s3cret\n", path, sizeof(path));
+    ck_assert_int_eq(rd_conf_set(&conf, "token_file", path, err), 0);
+
+    ck_assert_int_eq(chmod(path, 0644), 0);
+    ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), -1);
+    ck_assert_ptr_null(tok);
+    ck_assert_ptr_nonnull(strstr(err, "mode 0644"));
+    ck_assert_ptr_nonnull(strstr(err, "chmod 600"));
+
+    ck_assert_int_eq(chmod(path, 0620), 0);
+    ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), -1);
+
+    ck_assert_int_eq(chmod(path, 0600), 0);
+    ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), 0);
+    free(tok);
 }
 END_TEST
 
@@ -553,6 +579,7 @@ conf_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, conf_read_token_without_file_gives_null);
     tcase_add_test(tc, conf_read_token_trims_surrounding_whitespace);
+    tcase_add_test(tc, conf_read_token_refuses_a_file_others_can_read);
     tcase_add_test(tc, conf_read_token_missing_file_is_an_error);
     suite_add_tcase(s, tc);
 

@@ -517,6 +517,7 @@ sub start_registryd {
     if (defined $opt{token}) {
         $self->{token} = $opt{token};
         $self->{token_file} = $self->write_file('token', "$opt{token}\n");
+        chmod 0600, $self->{token_file};      # registryd refuses 0644
         push @cmd, '--token-file', $self->{token_file};
     } else {
         delete $self->{token};
