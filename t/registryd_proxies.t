@@ -139,9 +139,16 @@ like $out, qr/^fake1\s+\S+\s+gone\s/m, '... and the gone one';
     '--registry', $t->registryd_url, 'proxies', '--json');
 ok eval { MeshTest->decode_json($out)->{proxies} }, '... --json';
 
+# gone: proxy_gone_after (2 s) after registryd saw its long-poll end
+# (its hang-up scan runs every second): within 2-3 s, 6 s allowed
 $t->stop_nginx;
-sleep 2.5;
-($mine) = grep { $_->{name} eq $mine->{name} } values %{ proxies() };
+my $name = $mine->{name};
+my $end = time + 6;
+while (time < $end) {
+    ($mine) = grep { $_->{name} eq $name } values %{ proxies() };
+    last if ($mine->{state} // '') eq 'gone';
+    sleep 0.1;
+}
 is $mine->{state}, 'gone', 'nginx stopped: gone';
 
 $t->done_checks;
