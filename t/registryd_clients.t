@@ -13,6 +13,7 @@ use Test::More;
 use HTTP::Tiny;
 use IO::Socket::INET;
 use MeshTest;
+use Time::HiRes qw(time sleep);
 
 my $t = MeshTest->new;
 
@@ -43,7 +44,13 @@ for (1 .. 4) {
 }
 sleep 0.5;
 
-my $r = get_from('127.0.0.2');
+# (once registryd has taken the four in: tried a few times)
+my $r;
+for (1 .. 10) {
+    $r = get_from('127.0.0.2');
+    last if $r->{status} != 200;
+    sleep 0.2;
+}
 isnt $r->{status}, 200, 'a fifth connection from 127.0.0.2 is refused'
     or diag $r->{content};
 is get_from('127.0.0.1')->{status}, 200, '127.0.0.1 is served meanwhile';
@@ -94,7 +101,14 @@ for my $path ("/v1/snapshot?index=$index&wait=30s",
     print $s "GET $path HTTP/1.1\r\nHost: x\r\n\r\n";
     push @polls, $s;
 }
-sleep 0.3;
+
+# until registryd holds both (its waiters gauge), 5 s at most
+my $end = time + 5;
+while (time < $end) {
+    last if ($t->http(GET => "$url/metrics")->{content} // '')
+            =~ /^registryd_snapshot_waiters (\d+)$/m && $1 >= 2;
+    sleep 0.05;
+}
 my $third = HTTP::Tiny->new(timeout => 5, local_address => '127.0.0.4')
     ->get("$url/v1/snapshot?index=$index&wait=30s");
 is $third->{status}, 429, 'a third long-poll from 127.0.0.4: 429';
