@@ -40,7 +40,8 @@ RD_LIB_SRCS = registryd/rd_log.c registryd/rd_util.c \
               registryd/rd_instance.c registryd/rd_registry_writer.c \
               registryd/rd_registry_follow.c \
               registryd/rd_snapshot.c registryd/rd_metrics.c \
-              registryd/rd_api.c registryd/rd_api_read.c \
+              registryd/rd_api.c registryd/rd_api_server.c \
+              registryd/rd_api_read.c \
               registryd/rd_api_wait.c registryd/rd_api_write.c \
               registryd/rd_policy.c \
               registryd/rd_policy_yaml.c registryd/rd_policy_dr.c \

@@ -134,6 +134,11 @@ enum MHD_Result rd_api_json(rd_req_t *rq, int status, mesh_buf_t *b,
     uint64_t index);
 enum MHD_Result rd_api_error(rd_req_t *rq, int status, const char *msg,
     const char *field);
+enum MHD_Result rd_api_handler(void *cls, struct MHD_Connection *conn,
+    const char *url, const char *method, const char *version,
+    const char *upload_data, size_t *upload_data_size, void **con_cls);
+void rd_api_completed(void *cls, struct MHD_Connection *conn,
+    void **con_cls, enum MHD_RequestTerminationCode toe);
 enum MHD_Result rd_api_healthz(rd_req_t *rq);
 enum MHD_Result rd_api_metrics(rd_req_t *rq);
 enum MHD_Result rd_api_services(rd_req_t *rq);
