@@ -23,13 +23,14 @@
 #define RD_DRAIN_MAX  (64 * 1024 * 1024)  /* an oversized body read and
                                              dropped before its 413 */
 #define RD_PEER_BUCKETS  1024
+#define RD_PEER_KEY      17     /* family byte, 16 address bytes */
 
 /* one client address's waiting requests (long-polls, event streams) */
 typedef struct rd_peer_s  rd_peer_t;
 
 struct rd_peer_s {
     rd_peer_t              *next;
-    unsigned char           key[17];    /* family, address */
+    unsigned char           key[RD_PEER_KEY];   /* family, address */
     size_t                  n;
 };
 
@@ -78,7 +79,7 @@ struct rd_req_s {
 
     char                    peer[MESH_ADDR_TEXT_LEN];   /* a refused
                                                            writer's */
-    unsigned char           peer_key[17];   /* counted in api->peers */
+    unsigned char           peer_key[RD_PEER_KEY];   /* counted in api->peers */
     int                     peer_counted;
     char                    proxy[RD_PROXY_NAME_MAX + 1];  /* X-Mesh-Proxy
                                            name of a waiting poll */

@@ -337,6 +337,23 @@ rd_api_ready(rd_req_t *rq)
 }
 
 
+/* FNV-1a of an address key */
+static size_t
+rd_api_peer_bucket(const unsigned char *key)
+{
+    size_t    i;
+    uint32_t  h;
+
+    h = 2166136261u;
+
+    for (i = 0; i < RD_PEER_KEY; i++) {
+        h = (h ^ key[i]) * 16777619u;
+    }
+
+    return h % RD_PEER_BUCKETS;
+}
+
+
 /*
  * waits_per_address: one host's long-polls and event streams are counted
  * (api->lock held), so that it cannot take every connection from the
@@ -345,8 +362,7 @@ rd_api_ready(rd_req_t *rq)
 int
 rd_api_peer_take(rd_api_t *api, rd_req_t *rq)
 {
-    size_t                           b, i;
-    uint32_t                         h;
+    size_t                           b;
     rd_peer_t                       *p;
     const struct sockaddr           *sa;
     const union MHD_ConnectionInfo  *info;
@@ -372,12 +388,7 @@ rd_api_peer_take(rd_api_t *api, rd_req_t *rq)
                &((const struct sockaddr_in6 *) sa)->sin6_addr, 16);
     }
 
-    h = 2166136261u;
-    for (i = 0; i < sizeof(rq->peer_key); i++) {
-        h = (h ^ rq->peer_key[i]) * 16777619u;
-    }
-
-    b = h % RD_PEER_BUCKETS;
+    b = rd_api_peer_bucket(rq->peer_key);
 
     for (p = api->peers[b]; p; p = p->next) {
         if (memcmp(p->key, rq->peer_key, sizeof(p->key)) == 0) {
@@ -406,8 +417,7 @@ rd_api_peer_take(rd_api_t *api, rd_req_t *rq)
 void
 rd_api_peer_give(rd_api_t *api, rd_req_t *rq)
 {
-    size_t       b, i;
-    uint32_t     h;
+    size_t       b;
     rd_peer_t  **pp, *p;
 
     if (!rq->peer_counted) {
@@ -415,13 +425,7 @@ rd_api_peer_give(rd_api_t *api, rd_req_t *rq)
     }
 
     rq->peer_counted = 0;
-
-    h = 2166136261u;
-    for (i = 0; i < sizeof(rq->peer_key); i++) {
-        h = (h ^ rq->peer_key[i]) * 16777619u;
-    }
-
-    b = h % RD_PEER_BUCKETS;
+    b = rd_api_peer_bucket(rq->peer_key);
 
     for (pp = &api->peers[b]; (p = *pp); pp = &p->next) {
         if (memcmp(p->key, rq->peer_key, sizeof(p->key)) == 0) {

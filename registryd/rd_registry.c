@@ -367,13 +367,43 @@ rd_registry_sorted(rd_registry_t *reg, size_t *n)
 
 
 int
+rd_registry_key_split(const char *key, char *svc, char *id)
+{
+    size_t       n;
+    const char  *p, *slash;
+
+    if (strncmp(key, "instances/", 10) != 0) {
+        return -1;
+    }
+
+    p = key + 10;
+    slash = strchr(p, '/');
+
+    if (slash == NULL || (size_t) (slash - p) > RD_NAME_MAX
+        || !mesh_name_valid(p, (size_t) (slash - p))
+        || !mesh_name_valid(slash + 1, strlen(slash + 1)))
+    {
+        return -1;
+    }
+
+    n = (size_t) (slash - p);
+    memcpy(svc, p, n);
+    svc[n] = '\0';
+    snprintf(id, RD_NAME_MAX + 1, "%s", slash + 1);
+
+    return 0;
+}
+
+
+int
 rd_registry_load_one(void *data, const char *key, const char *value,
     size_t len, char *err)
 {
-    char             svc[RD_NAME_MAX + 1], msg[RD_ERR_LEN];
+    char             svc[RD_NAME_MAX + 1], id[RD_NAME_MAX + 1];
+    char             msg[RD_ERR_LEN];
     json_t          *obj;
     int64_t          now;
-    const char      *p, *slash, *field;
+    const char      *field;
     json_error_t     jerr;
     rd_registry_t   *reg = data;
     rd_instance_t   *in;
@@ -403,18 +433,10 @@ rd_registry_load_one(void *data, const char *key, const char *value,
         return 0;           /* later kinds */
     }
 
-    p = key + 10;
-    slash = strchr(p, '/');
-    if (slash == NULL || (size_t) (slash - p) > RD_NAME_MAX
-        || !mesh_name_valid(p, (size_t) (slash - p))
-        || !mesh_name_valid(slash + 1, strlen(slash + 1)))
-    {
+    if (rd_registry_key_split(key, svc, id) != 0) {
         rd_warn("store: skipping bad key \"%s\"", key);
         return 0;
     }
-
-    memcpy(svc, p, (size_t) (slash - p));
-    svc[slash - p] = '\0';
 
     obj = json_loadb(value, len, 0, &jerr);
     in = rd_instance_create();
@@ -430,7 +452,7 @@ rd_registry_load_one(void *data, const char *key, const char *value,
     json_decref(obj);
 
     snprintf(in->service, sizeof(in->service), "%s", svc);
-    snprintf(in->id, sizeof(in->id), "%s", slash + 1);
+    snprintf(in->id, sizeof(in->id), "%s", id);
 
     /* TTLs restart: every instance gets one full ttl to check in */
     now = rd_now_ms();

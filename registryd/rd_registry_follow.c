@@ -258,35 +258,6 @@ rd_registry_stale(rd_registry_t *reg, char *why, size_t size)
 }
 
 
-/* "instances/<service>/<id>" -> service and id; -1: not an instance key */
-static int
-rd_registry_key_split(const char *key, char *svc, char *id)
-{
-    size_t       n;
-    const char  *p, *slash;
-
-    if (strncmp(key, "instances/", 10) != 0) {
-        return -1;
-    }
-
-    p = key + 10;
-    slash = strchr(p, '/');
-
-    if (slash == NULL || (size_t) (slash - p) > RD_NAME_MAX
-        || strlen(slash + 1) > RD_NAME_MAX)
-    {
-        return -1;
-    }
-
-    n = (size_t) (slash - p);
-    memcpy(svc, p, n);
-    svc[n] = '\0';
-    snprintf(id, RD_NAME_MAX + 1, "%s", slash + 1);
-
-    return 0;
-}
-
-
 static int
 rd_registry_key_cmp(const void *a, const void *b)
 {

@@ -41,6 +41,9 @@ typedef struct {
 
 uint64_t rd_registry_hash(const char *service, const char *id);
 void rd_registry_key(char *key, const char *service, const char *id);
+/* the reverse: "instances/<service>/<id>" with valid names -> service and
+ * id (RD_NAME_MAX + 1 bytes each); -1: not such a key */
+int rd_registry_key_split(const char *key, char *svc, char *id);
 size_t rd_policy_pos(rd_policy_t *const *v, size_t n, const char *name,
     int *found);
 rd_policy_t *rd_policy_array_set(rd_policy_t ***v, size_t *n, size_t *cap,
