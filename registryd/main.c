@@ -14,6 +14,7 @@
 
 #include "mesh_alloc.h"
 #include "rd_api.h"
+#include "rd_auth.h"
 #include "rd_conf.h"
 #include "rd_health.h"
 #include "rd_events.h"
@@ -25,8 +26,8 @@
 
 static const char  rd_usage[] =
     "usage: registryd [--config FILE] [--listen ADDR:PORT] [--data-dir DIR]\n"
-    "                 [--token-file FILE] [--log-level debug|info|warn|error]"
-    "\n"
+    "                 [--token-file FILE | --tokens-file FILE]\n"
+    "                 [--log-level debug|info|warn|error]\n"
     "                 [--store sqlite|etcd] [--etcd-endpoints URL,URL...]\n"
     "                 [--etcd-prefix /PREFIX/] [--etcd-history D]\n";
 
@@ -45,6 +46,7 @@ rd_parse_args(int argc, char **argv, rd_conf_t *conf)
         { "--listen", "listen" },
         { "--data-dir", "data_dir" },
         { "--token-file", "token_file" },
+        { "--tokens-file", "tokens_file" },
         { "--log-level", "log_level" },
         { "--store", "store" },
         { "--etcd-endpoints", "etcd_endpoints" },
@@ -134,7 +136,7 @@ main(int argc, char **argv)
 {
     int             sig, rc = 1;
     char            err[RD_ERR_LEN], where[1024];
-    char           *token = NULL;
+    rd_auth_t      *auth = NULL;
     sigset_t        set;
     rd_api_t       *api = NULL;
     rd_conf_t       conf;
@@ -171,7 +173,8 @@ main(int argc, char **argv)
 
     rd_log_level = rd_log_parse_level(conf.log_level);
 
-    if (rd_conf_read_token(&conf, &token, err) != 0) {
+    auth = rd_auth_create(&conf, err);
+    if (auth == NULL) {
         rd_error("%s", err);
         goto done;
     }
@@ -183,6 +186,7 @@ main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -215,7 +219,7 @@ main(int argc, char **argv)
         goto done;
     }
 
-    api = rd_api_create(reg, &conf, token, err);
+    api = rd_api_create(reg, &conf, auth, err);
     if (api == NULL) {
         rd_error("%s", err);
         goto done;
@@ -243,21 +247,31 @@ main(int argc, char **argv)
         snprintf(where, sizeof(where), "%s", conf.data_dir);
     }
 
-    if (token == NULL && rd_conf_exposed(&conf)) {
+    if (rd_auth_count(auth) == 0 && rd_conf_exposed(&conf)) {
         rd_warn("listening on %s, not a loopback address, without a token: "
                 "writes are taken from trusted_networks only (%s); set "
-                "token_file to take them from elsewhere", conf.listen,
+                "tokens_file to take them from elsewhere", conf.listen,
                 conf.trusted_networks);
     }
 
     rd_info("registryd %s listening on %s, data in %s, index %llu, "
             "%zu instances%s", RD_VERSION, conf.listen, where,
             (unsigned long long) rd_registry_index(reg), reg->count,
-            token ? ", token required for writes" : "");
+            rd_auth_count(auth) ? ", tokens required" : "");
 
-    if (sigwait(&set, &sig) == 0) {
-        rd_info("signal %d: stopping", sig);
+    /* SIGHUP reads the tokens again; the connections stay */
+    while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+        size_t  n;
+
+        if (rd_auth_reload(auth, &n, err) != 0) {
+            rd_error("reload: %s; the %zu tokens in use stay", err, n);
+
+        } else {
+            rd_info("reload: %zu tokens in use", n);
+        }
     }
+
+    rd_info("signal %d: stopping", sig);
 
     rc = 0;
 
@@ -271,7 +285,7 @@ done:
     rd_registry_free(reg);
     rd_events_free(events);
     rd_store_close(store);
-    free(token);
+    rd_auth_free(auth);
     rd_conf_free(&conf);
 
     if (rc == 0) {

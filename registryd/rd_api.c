@@ -108,10 +108,11 @@ rd_api_json(rd_req_t *rq, int status, mesh_buf_t *b, uint64_t index)
 }
 
 
-enum MHD_Result
-rd_api_error(rd_req_t *rq, int status, const char *msg, const char *field)
+static struct MHD_Response *
+rd_api_error_response(int status, const char *msg, const char *field)
 {
-    mesh_buf_t  b;
+    mesh_buf_t            b;
+    struct MHD_Response  *resp;
 
     mesh_buf_init(&b, 128);
     mesh_buf_adds(&b, "{\"error\":");
@@ -127,7 +128,21 @@ rd_api_error(rd_req_t *rq, int status, const char *msg, const char *field)
     rd_debug("%d %s%s%s", status, msg, field ? " field " : "",
              field ? field : "");
 
-    return rd_api_json(rq, status, &b, rd_registry_index(rq->api->reg));
+    resp = MHD_create_response_from_buffer_with_free_callback(
+               b.len, b.data, rd_free_buf_cb);
+    if (resp == NULL) {
+        mesh_buf_free(&b);
+    }
+
+    return resp;
+}
+
+
+enum MHD_Result
+rd_api_error(rd_req_t *rq, int status, const char *msg, const char *field)
+{
+    return rd_api_send(rq, status, rd_api_error_response(status, msg, field),
+                       "application/json", rd_registry_index(rq->api->reg));
 }
 
 
@@ -333,27 +348,93 @@ rd_api_trusted(rd_req_t *rq)
 }
 
 
-static int
-rd_api_authorized(rd_req_t *rq)
-{
-    const char  *h;
+/*
+ * Who the client is (a bearer token, a client certificate) and whether it
+ * may do what the route asks: the answer to a refusal, or MHD_NO - 1
+ * (never an MHD_Result) when the request goes on.
+ */
+#define RD_API_GO_ON  ((enum MHD_Result) -1)
 
-    if (rq->api->token == NULL) {
-        return 1;
+static enum MHD_Result
+rd_api_authorize(rd_req_t *rq)
+{
+    char                  who[RD_AUTH_NAME_MAX + 1], reason[RD_ERR_LEN];
+    rd_need_e             need;
+    const char           *h, *bearer;
+    rd_auth_e             rc;
+    struct MHD_Response  *resp;
+
+    if (rq->route == RD_ROUTE_HEALTHZ) {
+        return RD_API_GO_ON;    /* a load balancer's check: no secrets */
     }
 
+    if (rq->method == RD_M_GET) {
+        need = RD_NEED_READ;
+
+    } else if (rq->route == RD_ROUTE_POLICIES) {
+        need = RD_NEED_POLICIES;
+
+    } else if (rq->route == RD_ROUTE_INSTANCE
+               || rq->route == RD_ROUTE_HEARTBEAT)
+    {
+        need = RD_NEED_WRITE;
+
+    } else {
+        need = RD_NEED_ADMIN;
+    }
+
+    bearer = NULL;
     h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
                                     MHD_HTTP_HEADER_AUTHORIZATION);
-    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
-        return 0;
+    if (h) {
+        if (strncasecmp(h, "Bearer ", 7) != 0) {
+            h = "";             /* another scheme: a wrong credential */
+
+        } else {
+            h += 7;
+            while (*h == ' ') {
+                h++;
+            }
+        }
+
+        bearer = h;
     }
 
-    h += 7;
-    while (*h == ' ') {
-        h++;
+    rc = rd_auth_check(rq->api->auth, bearer, rq->subject[0] ? rq->subject
+                                                             : NULL,
+                       need, rq->svc, who, reason);
+
+    switch (rc) {
+
+    case RD_AUTH_ALLOW:
+        return RD_API_GO_ON;
+
+    case RD_AUTH_OPEN:
+        if (need == RD_NEED_READ || rd_api_trusted(rq)) {
+            return RD_API_GO_ON;
+        }
+
+        snprintf(reason, sizeof(reason), "no token is configured: writes "
+                 "are taken from trusted_networks only (%s), not from %s",
+                 rq->api->conf->trusted_networks, rq->peer);
+        return rd_api_error(rq, 403, reason, NULL);
+
+    case RD_AUTH_FORBIDDEN:
+        rd_debug("token %s refused", who);
+        return rd_api_error(rq, 403, reason, NULL);
+
+    default:
+        break;
     }
 
-    return rd_secure_equal(h, rq->api->token);
+    resp = rd_api_error_response(401, reason, NULL);
+    if (resp) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Bearer realm=\"registryd\"");
+    }
+
+    return rd_api_send(rq, 401, resp, "application/json",
+                       rd_registry_index(rq->api->reg));
 }
 
 
@@ -534,6 +615,7 @@ rd_api_begin(rd_req_t *rq, const char *url, const char *method)
     int                  allowed;
     char                *end;
     const char          *bad, *ct, *cl, *ex, *lengths[2];
+    enum MHD_Result      rc;
     unsigned long long   len;
 
     if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
@@ -568,20 +650,9 @@ rd_api_begin(rd_req_t *rq, const char *url, const char *method)
         return rd_api_not_allowed(rq, rd_api_allow(allowed));
     }
 
-    if (rq->method != RD_M_GET) {
-        if (rq->api->token == NULL && !rd_api_trusted(rq)) {
-            char msg[RD_ERR_LEN];
-
-            snprintf(msg, sizeof(msg), "no token is configured: writes are "
-                     "taken from trusted_networks only (%s), not from %s",
-                     rq->api->conf->trusted_networks, rq->peer);
-            return rd_api_error(rq, 403, msg, NULL);
-        }
-
-        if (!rd_api_authorized(rq)) {
-            return rd_api_error(rq, 401, "missing or wrong bearer token",
-                                NULL);
-        }
+    rc = rd_api_authorize(rq);
+    if (rc != RD_API_GO_ON) {
+        return rc;
     }
 
     if (rq->route == RD_ROUTE_INSTANCE && rq->method == RD_M_PUT) {

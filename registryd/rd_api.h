@@ -7,13 +7,14 @@
 #ifndef RD_API_H
 #define RD_API_H
 
+#include "rd_auth.h"
 #include "rd_conf.h"
 #include "rd_registry.h"
 
 typedef struct rd_api_s  rd_api_t;
 
 rd_api_t *rd_api_create(rd_registry_t *reg, const rd_conf_t *conf,
-    const char *token, char *err);
+    rd_auth_t *auth, char *err);
 
 /* stop accepting, answer waiters, refuse new writes; before
  * rd_registry_stop() so that every queued write is still answered */

@@ -24,6 +24,7 @@
                                              dropped before its 413 */
 #define RD_PEER_BUCKETS  1024
 #define RD_PEER_KEY      17     /* family byte, 16 address bytes */
+#define RD_SUBJECT_MAX   512
 
 /* one client address's waiting requests (long-polls, event streams) */
 typedef struct rd_peer_s  rd_peer_t;
@@ -81,6 +82,8 @@ struct rd_req_s {
                                                            writer's */
     unsigned char           peer_key[RD_PEER_KEY];   /* counted in api->peers */
     int                     peer_counted;
+    char                    subject[RD_SUBJECT_MAX + 1];  /* verified
+                                           client certificate's, or "" */
     char                    proxy[RD_PROXY_NAME_MAX + 1];  /* X-Mesh-Proxy
                                            name of a waiting poll */
 
@@ -101,7 +104,7 @@ struct rd_api_s {
     struct MHD_Daemon      *mhd;
     rd_registry_t          *reg;
     const rd_conf_t        *conf;
-    char                   *token;
+    rd_auth_t              *auth;       /* main's: reloaded on SIGHUP */
     mesh_cidr_t             trusted[64];  /* trusted_networks: writes
                                              without a token from these */
     size_t                  ntrusted;

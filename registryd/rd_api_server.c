@@ -258,7 +258,7 @@ rd_api_mhd_log(void *cls, const char *fmt, va_list ap)
 
 
 rd_api_t *
-rd_api_create(rd_registry_t *reg, const rd_conf_t *conf, const char *token,
+rd_api_create(rd_registry_t *reg, const rd_conf_t *conf, rd_auth_t *auth,
     char *err)
 {
     int               port;
@@ -286,7 +286,7 @@ rd_api_create(rd_registry_t *reg, const rd_conf_t *conf, const char *token,
 
     api->reg = reg;
     api->conf = conf;
-    api->token = token ? mesh_xstrdup(token) : NULL;
+    api->auth = auth;
     api->ntrusted = rd_conf_networks(conf->trusted_networks, api->trusted,
                                      sizeof(api->trusted)
                                      / sizeof(api->trusted[0]));
@@ -384,7 +384,6 @@ rd_api_free(rd_api_t *api)
     pthread_mutex_destroy(&api->lock);
     pthread_mutex_destroy(&api->tlock);
     pthread_cond_destroy(&api->tcond);
-    free(api->token);
     for (k = 0; k < RD_PEER_BUCKETS; k++) {
         while (api->peers[k]) {
             rd_peer_t  *p = api->peers[k];

@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <stddef.h>
-#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +12,6 @@
 #include "mesh_alloc.h"
 #include "rd_conf.h"
 #include "rd_etcd.h"
-#include "mesh_token.h"
 #include "rd_util.h"
 
 typedef enum {
@@ -44,6 +42,7 @@ static const rd_opt_t  rd_opts[] = {
     { "listen", RD_OPT_HOSTPORT, RD_OFF(listen), 0, 0, "127.0.0.1:7770" },
     { "data_dir", RD_OPT_STRING, RD_OFF(data_dir), 0, 0, "./var/registryd" },
     { "token_file", RD_OPT_STRING, RD_OFF(token_file), 0, 0, NULL },
+    { "tokens_file", RD_OPT_STRING, RD_OFF(tokens_file), 0, 0, NULL },
     { "log_level", RD_OPT_LOG_LEVEL, RD_OFF(log_level), 0, 0, "info" },
     { "max_body", RD_OPT_SIZE, RD_OFF(max_body), 1024, 64 * 1048576,
       "1m" },
@@ -496,35 +495,4 @@ fail:
     yaml_parser_delete(&parser);
     fclose(f);
     return rc;
-}
-
-
-int
-rd_conf_read_token(const rd_conf_t *conf, char **out, char *err)
-{
-    char         tok[MESH_TOKEN_MAX + 1];
-    struct stat  st;
-
-    *out = NULL;
-
-    if (conf->token_file == NULL) {
-        return 0;
-    }
-
-    /* a secret others on the machine can read is no secret */
-    if (stat(conf->token_file, &st) == 0 && (st.st_mode & 077)) {
-        snprintf(err, RD_ERR_LEN, "token file %s can be read or written by "
-                 "group or others (mode %04o): chmod 600 it",
-                 conf->token_file, (unsigned int) (st.st_mode & 07777));
-        return -1;
-    }
-
-    if (mesh_token_read(conf->token_file, tok, sizeof(tok), err, RD_ERR_LEN)
-        != 0)
-    {
-        return -1;
-    }
-
-    *out = mesh_xstrdup(tok);
-    return 0;
 }

@@ -14,7 +14,8 @@
 typedef struct {
     char     *listen;             /* "127.0.0.1:7770" */
     char     *data_dir;           /* "./var/registryd" */
-    char     *token_file;         /* NULL: no auth */
+    char     *token_file;         /* one token, every scope */
+    char     *tokens_file;        /* named tokens with scopes (rd_auth) */
     char     *log_level;          /* "info" */
     int64_t   max_body;           /* bytes */
     int64_t   ttl_scan_interval;  /* ms */
@@ -60,8 +61,5 @@ size_t rd_conf_networks(const char *list, mesh_cidr_t *nets, size_t max);
 /* read a YAML mapping of option: value (a list, as etcd_endpoints takes,
  * as a YAML sequence); errors say "FILE:LINE: reason" */
 int rd_conf_load_file(rd_conf_t *conf, const char *path, char *err);
-
-/* the token in conf->token_file (common/mesh_token), NULL without one */
-int rd_conf_read_token(const rd_conf_t *conf, char **out, char *err);
 
 #endif

@@ -124,16 +124,19 @@ is $code, 0, 'get exits 0' or diag $err;
 $j = eval { $t->decode_json($out) };
 is $j->{port}, 8081, 'get prints the instance as JSON';
 
-# reads need no token
+# with a token configured, reads need it too
 
 ($code, $out, $err) = $t->registryctl('list');
-is $code, 0, 'list works without a token' or diag $err;
+is $code, 1, 'list without a token: exit 1';
+like $err, qr/^registryctl: 401 Unauthorized: a bearer token is needed/,
+    'list without a token: the reason';
 
 # MESH_REGISTRY is the default registry URL
 
 {
     local $ENV{MESH_REGISTRY} = $t->registryd_url;
-    ($code, $out, $err) = $t->run($t->bin('registryctl'), 'list');
+    ($code, $out, $err) = $t->run($t->bin('registryctl'), '--token-file',
+                                  $tok, 'list');
     is $code, 0, 'MESH_REGISTRY names the registry' or diag $err;
     like $out, qr/^shop\s/m, 'and list reads it';
 }
@@ -241,7 +244,8 @@ fails(sub { $t->run($t->bin('registryctl'), '--registry',
 # the next; all down names the last one tried
 ($code, $out, $err) = $t->run($t->bin('registryctl'), '--registry',
                               "http://127.0.0.1:$port,"
-                              . $t->registryd_url, 'list');
+                              . $t->registryd_url, '--token-file', $tok,
+                              'list');
 is $code, 0, '--registry DOWN,UP: the second answers' or diag $err;
 like $out, qr/^shop\s/m, 'with its services';
 

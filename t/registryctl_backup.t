@@ -73,7 +73,8 @@ EOF
 # export
 
 my $file = $s->dir . '/backup.json';
-my ($code, $out, $err) = $s->registryctl('export');
+my ($code, $out, $err) = $s->registryctl('--token-file', $s->token_file,
+                                        'export');
 is $code, 0, 'export exits 0' or diag $err;
 $s->write_file('backup.json', $out);
 
@@ -94,7 +95,8 @@ like $out, qr/^imported 20 instances and 2 policies into \S+ \(index \d+\)$/,
 
 # what the etcd registry exports now is the same registry
 
-my ($code2, $out2) = $e->registryctl('export');
+my ($code2, $out2) = $e->registryctl('--token-file', $e->token_file,
+                                     'export');
 my $doc2 = JSON::PP->new->decode($out2);
 
 sub by_key { my ($l, @k) = @_; return { map { my $x = $_;

@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 
-# With --token-file, every mutating request needs the right bearer token
-# (401 otherwise, and nothing changes); reads stay open.
+# With --token-file, every request but GET /healthz needs the right bearer
+# token (401 otherwise, and nothing changes): the token has every scope.
+# Scoped tokens: t/registryd_scopes.t.
 
 use strict;
 use warnings;
@@ -61,14 +62,27 @@ for my $m (@mutations) {
 
 is_deeply state(), $before, 'nothing changed after the 401s';
 
-# reads stay open
+# reads need the token too (the topology is no one else's business); the
+# health check of a load balancer does not
 
 for my $path ('/v1/services', '/v1/services/auth', $I, '/v1/snapshot',
-              '/healthz', '/metrics')
+              '/v1/events', '/v1/proxies', '/v1/export', '/metrics')
 {
-    $r = $t->http(GET => $t->registryd_url . $path);
-    is $r->{status}, 200, "GET $path without a token: 200";
+    $r = $t->json_req(GET => $t->registryd_url . $path);
+    is $r->{status}, 401, "GET $path without a token: 401";
+    like $r->{headers}{'www-authenticate'} // '', qr/^Bearer realm=/,
+        "GET $path without a token: WWW-Authenticate";
+    like $r->{json}{error} // '', qr/anonymous_read is off/,
+        "GET $path without a token: says why";
+    $r = $t->http(GET => $t->registryd_url . $path, undef,
+                  { Authorization => 'Bearer wrong' });
+    is $r->{status}, 401, "GET $path with a wrong token: 401";
+    $r = $t->api(GET => $path);
+    is $r->{status}, 200, "GET $path with the token: 200";
 }
+
+$r = $t->http(GET => $t->registryd_url . '/healthz');
+is $r->{status}, 200, 'GET /healthz without a token: 200';
 
 # the right bearer works for every mutation
 

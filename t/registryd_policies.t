@@ -129,7 +129,7 @@ my $w = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                               PeerPort => $t->registryd_port, Proto => 'tcp')
     or die "connect: $!";
 print $w "GET /v1/snapshot?index=0&wait=20s HTTP/1.1\r\nHost: x\r\n"
-    . "Connection: close\r\n\r\n";
+    . "Authorization: Bearer pol-token\r\nConnection: close\r\n\r\n";
 select undef, undef, undef, 0.2;
 
 my $t0 = time;
@@ -376,11 +376,12 @@ my ($code, $out, $err) = $t->registryctl('--token-file', $tok, 'apply', '-f',
 is $code, 0, 'registryctl apply -f exits 0' or diag $err;
 like $out, qr/^applied policy orders-dest/, '... named after the file';
 
-($code, $out, $err) = $t->registryctl('policies');
+($code, $out, $err) = $t->registryctl('--token-file', $tok, 'policies');
 is $code, 0, 'registryctl policies exits 0';
 like $out, qr/"orders-dest"/, '... lists it';
 
-($code, $out, $err) = $t->registryctl('policies', 'orders-dest');
+($code, $out, $err) = $t->registryctl('--token-file', $tok, 'policies',
+                                      'orders-dest');
 is $code, 0, 'registryctl policies NAME exits 0';
 my $one = eval { JSON::PP->new->decode($out) } || {};
 is $one->{yaml}, $DR, '... prints the policy, its YAML as sent';

@@ -1,12 +1,12 @@
 /*
- * check_conf: defaults, rd_conf_set, YAML files and the token file.
+ * check_conf: defaults, rd_conf_set and YAML files (the token files:
+ * check_auth.c).
  */
 
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "check_suites.h"
 #include "rd_conf.h"
@@ -470,75 +470,6 @@ START_TEST(conf_load_missing_file_fails_naming_it)
 END_TEST
 
 
-START_TEST(conf_read_token_without_file_gives_null)
-{
-    char  *tok = (char *) 1, err[RD_ERR_LEN];
-
-    ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), 0);
-    ck_assert_ptr_null(tok);
-}
-END_TEST
-
-
-START_TEST(conf_read_token_trims_surrounding_whitespace)
-{
-    char  *tok, path[PATH_MAX], err[RD_ERR_LEN];
-
-    ck_write_file(dir, "token", "  \ts3cret-token \r\n\n", path, sizeof(path));
-    ck_assert_int_eq(chmod(path, 0600), 0);
-    ck_assert_int_eq(rd_conf_set(&conf, "token_file", path, err), 0);
-    ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), 0);
-    ck_assert_ptr_nonnull(tok);
-    ck_assert_str_eq(tok, "s3cret-token");
-    free(tok);
-
-    ck_write_file(dir, "token", "abc", path, sizeof(path));
-    ck_assert_int_eq(chmod(path, 0400), 0);
-    ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), 0);
-    ck_assert_str_eq(tok, "abc");
-    free(tok);
-
-    /* the rules of the file: common/tests/check_token.c */
-}
-END_TEST
-
-
-START_TEST(conf_read_token_refuses_a_file_others_can_read)
-{
-    char  *tok, path[PATH_MAX], err[RD_ERR_LEN] = "";
-
-    ck_write_file(dir, "token", "s3cret\n", path, sizeof(path));
-    ck_assert_int_eq(rd_conf_set(&conf, "token_file", path, err), 0);
-
-    ck_assert_int_eq(chmod(path, 0644), 0);
-    ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), -1);
-    ck_assert_ptr_null(tok);
-    ck_assert_ptr_nonnull(strstr(err, "mode 0644"));
-    ck_assert_ptr_nonnull(strstr(err, "chmod 600"));
-
-    ck_assert_int_eq(chmod(path, 0620), 0);
-    ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), -1);
-
-    ck_assert_int_eq(chmod(path, 0600), 0);
-    ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), 0);
-    free(tok);
-}
-END_TEST
-
-
-START_TEST(conf_read_token_missing_file_is_an_error)
-{
-    char  *tok, path[PATH_MAX], err[RD_ERR_LEN] = "";
-
-    snprintf(path, sizeof(path), "%s/no-token", dir);
-    ck_assert_int_eq(rd_conf_set(&conf, "token_file", path, err), 0);
-    ck_assert_int_eq(rd_conf_read_token(&conf, &tok, err), -1);
-    ck_assert_ptr_null(tok);
-    ck_assert_ptr_nonnull(strstr(err, path));
-}
-END_TEST
-
-
 Suite *
 conf_suite(void)
 {
@@ -573,14 +504,6 @@ conf_suite(void)
     tcase_add_test(tc, conf_load_top_level_scalar_is_rejected);
     tcase_add_test(tc, conf_load_invalid_yaml_reports_file_and_line);
     tcase_add_test(tc, conf_load_missing_file_fails_naming_it);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("token");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, conf_read_token_without_file_gives_null);
-    tcase_add_test(tc, conf_read_token_trims_surrounding_whitespace);
-    tcase_add_test(tc, conf_read_token_refuses_a_file_others_can_read);
-    tcase_add_test(tc, conf_read_token_missing_file_is_an_error);
     suite_add_tcase(s, tc);
 
     return s;

@@ -82,6 +82,7 @@ main(void)
 
     sr = srunner_create(util_suite());
     srunner_add_suite(sr, conf_suite());
+    srunner_add_suite(sr, auth_suite());
     srunner_add_suite(sr, store_suite());
     srunner_add_suite(sr, registry_suite());
     srunner_add_suite(sr, snapshot_suite());

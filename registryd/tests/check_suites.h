@@ -17,6 +17,7 @@
 
 Suite *util_suite(void);
 Suite *conf_suite(void);
+Suite *auth_suite(void);
 Suite *store_suite(void);
 Suite *registry_suite(void);
 Suite *snapshot_suite(void);

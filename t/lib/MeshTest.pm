@@ -62,12 +62,14 @@ package MeshTest;
 #                            -1 on timeout.
 #
 # registryd
-#   start_registryd(%opt)    token => TEXT, args => [...], data_dir => DIR,
+#   start_registryd(%opt)    token => TEXT (token_file), or tokens => YAML
+#                            (tokens_file) with bearer => the SECRET api()
+#                            sends; args => [...], data_dir => DIR,
 #                            port => N; waits (<= 10 s) for GET /healthz 200;
 #                            returns the base URL.  Dies if it does not come
 #                            up (with the tail of its log).
 #   registryd_url, registryd_port, registryd_pid, registryd_log (path),
-#   data_dir, token, token_file
+#   data_dir, token, token_file, tokens_file
 #   stop_registryd(%opt)     SIGTERM (or signal => NAME), wait (timeout =>
 #                            s, default 10), then SIGKILL; returns the wait
 #                            status ($?: 0 means exit code 0)
@@ -496,6 +498,7 @@ sub registryd_log { "$_[0]{dir}/registryd.log" }
 sub data_dir { $_[0]{registryd_opt}{data_dir} // "$_[0]{dir}/registry" }
 sub token { $_[0]{token} }
 sub token_file { $_[0]{token_file} }
+sub tokens_file { $_[0]{tokens_file} }
 
 sub start_registryd {
     my ($self, %opt) = @_;
@@ -519,6 +522,13 @@ sub start_registryd {
         $self->{token_file} = $self->write_file('token', "$opt{token}\n");
         chmod 0600, $self->{token_file};      # registryd refuses 0644
         push @cmd, '--token-file', $self->{token_file};
+    } elsif (defined $opt{tokens}) {
+        # a tokens file (YAML); bearer => SECRET is what api() sends
+        $self->{token} = $opt{bearer};
+        $self->{tokens_file} = $self->write_file('tokens.yaml',
+                                                 $opt{tokens});
+        chmod 0600, $self->{tokens_file};
+        push @cmd, '--tokens-file', $self->{tokens_file};
     } else {
         delete $self->{token};
         delete $self->{token_file};
