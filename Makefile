@@ -7,7 +7,8 @@
 
 BUILD     ?= build
 CC        ?= cc
-PKGS       = libmicrohttpd jansson sqlite3 yaml-0.1 libcurl zlib libpcre2-8
+PKGS       = libmicrohttpd gnutls jansson sqlite3 yaml-0.1 libcurl zlib \
+             libpcre2-8
 CFLAGS    ?= -O2 -g
 WARN       = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
              -Wno-format-truncation
@@ -41,6 +42,7 @@ RD_LIB_SRCS = registryd/rd_log.c registryd/rd_util.c \
               registryd/rd_registry_follow.c \
               registryd/rd_snapshot.c registryd/rd_metrics.c \
               registryd/rd_api.c registryd/rd_api_server.c \
+              registryd/rd_api_tls.c \
               registryd/rd_api_read.c \
               registryd/rd_api_wait.c registryd/rd_api_write.c \
               registryd/rd_policy.c \

@@ -37,6 +37,10 @@ typedef struct {
     size_t       nurls;
     size_t       cur;
     const char  *token_file;
+    const char  *cacert;        /* PEM CA(s) that sign registryd's
+                                   certificate; NULL: the system's */
+    const char  *cert;          /* PEM client certificate and key */
+    const char  *key;
     char        *token;
     long         timeout_ms;
     CURL        *curl;
@@ -62,6 +66,9 @@ enum {
     CTL_O_REGISTRY = 256,
     CTL_O_TOKEN_FILE,
     CTL_O_TIMEOUT,
+    CTL_O_CACERT,
+    CTL_O_CERT,
+    CTL_O_KEY,
     CTL_O_HELP,
     CTL_O_VERSION,
     CTL_O_WEIGHT,

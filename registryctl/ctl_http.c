@@ -159,6 +159,15 @@ ctl_http_once(ctl_t *c, const char *method, const char *path,
     curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 
+    if (c->cacert) {
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert);
+    }
+
+    if (c->cert) {
+        curl_easy_setopt(h, CURLOPT_SSLCERT, c->cert);
+        curl_easy_setopt(h, CURLOPT_SSLKEY, c->key ? c->key : c->cert);
+    }
+
     /* a registry on loopback is never reached through a proxy */
     if (getenv("no_proxy") == NULL && getenv("NO_PROXY") == NULL) {
         curl_easy_setopt(h, CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
@@ -206,6 +215,11 @@ ctl_http_once(ctl_t *c, const char *method, const char *path,
     case CURLE_OPERATION_TIMEDOUT:
         return ctl_error(err, -1, "registry %s: no answer within %ldms",
                          c->url, c->timeout_ms);
+
+    case CURLE_PEER_FAILED_VERIFICATION:
+        return ctl_error(err, -1, "registry %s: its certificate does not "
+                         "verify (%s); --cacert names the CA that signs it",
+                         c->url, cerr[0] ? cerr : curl_easy_strerror(rc));
 
     case CURLE_WRITE_ERROR:
         return ctl_error(err, -1, "registry %s: answer larger than %d "

@@ -224,7 +224,7 @@ ctl_check_args(const char *cmd, int npos, int min, int max, char *err)
 
 /*
  * Options, read with getopt_long: the global ones (--registry,
- * --token-file, --timeout) anywhere, before the command or among its
+ * --token-file, --timeout, --cacert, --cert, --key) anywhere, before the command or among its
  * own, "--name VALUE" or "--name=VALUE", options and arguments in any
  * order.
  */
@@ -233,6 +233,9 @@ static const struct option  ctl_global_options[] = {
     { "registry", required_argument, NULL, CTL_O_REGISTRY },
     { "token-file", required_argument, NULL, CTL_O_TOKEN_FILE },
     { "timeout", required_argument, NULL, CTL_O_TIMEOUT },
+    { "cacert", required_argument, NULL, CTL_O_CACERT },
+    { "cert", required_argument, NULL, CTL_O_CERT },
+    { "key", required_argument, NULL, CTL_O_KEY },
     { NULL, 0, NULL, 0 }
 };
 
@@ -299,6 +302,18 @@ ctl_global_set(ctl_t *c, int opt, const char *v, char *err)
 
     case CTL_O_TOKEN_FILE:
         c->token_file = v;
+        return 1;
+
+    case CTL_O_CACERT:
+        c->cacert = v;
+        return 1;
+
+    case CTL_O_CERT:
+        c->cert = v;
+        return 1;
+
+    case CTL_O_KEY:
+        c->key = v;
         return 1;
 
     case CTL_O_TIMEOUT:

@@ -569,7 +569,8 @@ ctl_usage(FILE *f)
     const ctl_cmd_t  *cc;
 
     fprintf(f,
-        "usage: registryctl [--registry URL] [--token-file F] [--timeout D] "
+        "usage: registryctl [--registry URL] [--token-file F] [--timeout D]\n"
+        "                   [--cacert PEM] [--cert PEM --key PEM] "
         "COMMAND ...\n"
         "\n"
         "commands:\n");
@@ -584,6 +585,9 @@ ctl_usage(FILE *f)
         "  --registry URL    registryd base URL (default: $MESH_REGISTRY, "
         "else " CTL_DEFAULT_URL ")\n"
         "  --token-file F    send the token in F as Authorization: Bearer\n"
+        "  --cacert PEM      https: the CA that signs registryd's "
+        "certificate\n"
+        "  --cert PEM, --key PEM  https: a client certificate and its key\n"
         "  --timeout D       request timeout, e.g. 10s, 500ms "
         "(default 10s)\n"
         "  --weight N        1..1000 (default 1)\n"

@@ -29,7 +29,8 @@ static const char  rd_usage[] =
     "                 [--token-file FILE | --tokens-file FILE]\n"
     "                 [--log-level debug|info|warn|error]\n"
     "                 [--store sqlite|etcd] [--etcd-endpoints URL,URL...]\n"
-    "                 [--etcd-prefix /PREFIX/] [--etcd-history D]\n";
+    "                 [--etcd-prefix /PREFIX/] [--etcd-history D]\n"
+    "                 [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]\n";
 
 
 static int
@@ -52,6 +53,9 @@ rd_parse_args(int argc, char **argv, rd_conf_t *conf)
         { "--etcd-endpoints", "etcd_endpoints" },
         { "--etcd-prefix", "etcd_prefix" },
         { "--etcd-history", "etcd_history" },
+        { "--tls-cert", "tls_cert" },
+        { "--tls-key", "tls_key" },
+        { "--tls-client-ca", "tls_client_ca" },
         { NULL, NULL }
     };
 

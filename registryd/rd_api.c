@@ -368,6 +368,13 @@ rd_api_authorize(rd_req_t *rq)
         return RD_API_GO_ON;    /* a load balancer's check: no secrets */
     }
 
+    /* mutual TLS: no request without a certificate of tls_client_ca */
+    if (rq->api->tls_ca && rd_api_tls_client(rq, reason) != 0) {
+        resp = rd_api_error_response(401, reason, NULL);
+        return rd_api_send(rq, 401, resp, "application/json",
+                           rd_registry_index(rq->api->reg));
+    }
+
     if (rq->method == RD_M_GET) {
         need = RD_NEED_READ;
 

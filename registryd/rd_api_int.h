@@ -105,6 +105,10 @@ struct rd_api_s {
     rd_registry_t          *reg;
     const rd_conf_t        *conf;
     rd_auth_t              *auth;       /* main's: reloaded on SIGHUP */
+    char                   *tls_cert;   /* PEM texts, NULL: plain HTTP */
+    char                   *tls_key;
+    char                   *tls_ca;     /* NULL: no client certificates */
+    struct MHD_OptionItem   tls_opts[4];
     mesh_cidr_t             trusted[64];  /* trusted_networks: writes
                                              without a token from these */
     size_t                  ntrusted;
@@ -162,6 +166,9 @@ void rd_api_peer_give(rd_api_t *api, rd_req_t *rq);
 enum MHD_Result rd_api_send_events(rd_req_t *rq);
 void rd_api_unlink_stream(rd_api_t *api, rd_req_t *rq);
 int rd_api_hung_up(int fd);
+int rd_api_tls_load(rd_api_t *api, const rd_conf_t *conf, char *err);
+void rd_api_tls_free(rd_api_t *api);
+int rd_api_tls_client(rd_req_t *rq, char *reason);
 void rd_api_wake_streams(rd_api_t *api, int ping, int hangups);
 enum MHD_Result rd_api_events(rd_req_t *rq);
 enum MHD_Result rd_api_submit(rd_req_t *rq, rd_op_t *op);

@@ -216,10 +216,13 @@ rd_api_mhd_log(void *cls, const char *fmt, va_list ap)
         line[--n] = '\0';
     }
 
-    /* a client that goes away, or is turned away for its address, is
-     * its own business: a thousand of them must not flood the log */
+    /* a client that goes away, is turned away for its address, or fails
+     * its TLS handshake (plain HTTP to HTTPS, a scanner) is its own
+     * business: a thousand of them must not flood the log */
     if (strcasestr(line, "disconnect") || strcasestr(line, "reset by")
         || strcasestr(line, "closed by remote")
+        || strcasestr(line, "handshake") || strcasestr(line, "TLS packet")
+        || strcasestr(line, "TLS alert")
         || strcasestr(line, "timed out") || strcasestr(line, "timeout")
         || strcasestr(line, "broken pipe"))
     {
@@ -299,6 +302,14 @@ rd_api_create(rd_registry_t *reg, const rd_conf_t *conf, rd_auth_t *auth,
     pthread_mutex_init(&api->tlock, NULL);
     pthread_cond_init(&api->tcond, NULL);
 
+    if (rd_api_tls_load(api, conf, err) != 0) {
+        goto fail;
+    }
+
+    if (api->tls_cert) {
+        flags |= MHD_USE_TLS;
+    }
+
     reg->on_change = rd_api_on_change;
     reg->on_change_data = api;
 
@@ -315,11 +326,16 @@ rd_api_create(rd_registry_t *reg, const rd_conf_t *conf, rd_auth_t *auth,
                    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 120,
                    MHD_OPTION_NOTIFY_COMPLETED, rd_api_completed, api,
                    MHD_OPTION_UNESCAPE_CALLBACK, rd_api_unescape, NULL,
+                   MHD_OPTION_ARRAY, api->tls_opts,
                    MHD_OPTION_END);
 
     if (api->mhd == NULL) {
         snprintf(err, RD_ERR_LEN, "cannot listen on %s: %s", conf->listen,
-                 errno ? strerror(errno) : "libmicrohttpd failed to start");
+                 errno == EADDRINUSE || errno == EACCES ? strerror(errno)
+                 : api->tls_cert ? "libmicrohttpd failed to start (the line "
+                                   "above says why: tls_cert, tls_key?)"
+                 : errno ? strerror(errno)
+                 : "libmicrohttpd failed to start");
         goto fail;
     }
 
@@ -376,6 +392,8 @@ rd_api_free(rd_api_t *api)
     if (api->mhd) {
         MHD_stop_daemon(api->mhd);
     }
+
+    rd_api_tls_free(api);
 
     api->reg->on_change = NULL;
 

@@ -77,6 +77,9 @@ static const rd_opt_t  rd_opts[] = {
     { "trusted_networks", RD_OPT_NETS, RD_OFF(trusted_networks), 0, 0,
       "127.0.0.0/8,::1/128" },
     { "probe_networks", RD_OPT_NETS, RD_OFF(probe_networks), 0, 0, NULL },
+    { "tls_cert", RD_OPT_STRING, RD_OFF(tls_cert), 0, 0, NULL },
+    { "tls_key", RD_OPT_STRING, RD_OFF(tls_key), 0, 0, NULL },
+    { "tls_client_ca", RD_OPT_STRING, RD_OFF(tls_client_ca), 0, 0, NULL },
     { NULL, 0, 0, 0, 0, NULL }
 };
 
@@ -350,6 +353,20 @@ rd_conf_check(const rd_conf_t *conf, char *err)
     if (strcmp(conf->store, "etcd") == 0 && conf->etcd_endpoints == NULL) {
         snprintf(err, RD_ERR_LEN, "store etcd: etcd_endpoints is not set "
                  "(e.g. --etcd-endpoints http://127.0.0.1:2379)");
+        return -1;
+    }
+
+    if ((conf->tls_cert == NULL) != (conf->tls_key == NULL)) {
+        snprintf(err, RD_ERR_LEN, "tls_cert and tls_key go together: "
+                 "%s is set, %s is not", conf->tls_cert ? "tls_cert"
+                                                       : "tls_key",
+                 conf->tls_cert ? "tls_key" : "tls_cert");
+        return -1;
+    }
+
+    if (conf->tls_client_ca && conf->tls_cert == NULL) {
+        snprintf(err, RD_ERR_LEN, "tls_client_ca needs tls_cert and "
+                 "tls_key: client certificates come with HTTPS");
         return -1;
     }
 

@@ -37,6 +37,9 @@ typedef struct {
     int64_t   etcd_history;       /* ms of etcd history kept */
     char     *trusted_networks;   /* "127.0.0.0/8,::1/128": writes
                                      without a token from these only */
+    char     *tls_cert;           /* PEM; with tls_key: HTTPS */
+    char     *tls_key;
+    char     *tls_client_ca;      /* PEM; client certificates required */
     char     *probe_networks;     /* NULL: health checks probe any
                                      address; else only these */
 } rd_conf_t;

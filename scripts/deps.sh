@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS="build-essential pkg-config perl curl
       nginx nginx-dev
-      libmicrohttpd-dev libjansson-dev libsqlite3-dev libyaml-dev
+      libmicrohttpd-dev libgnutls28-dev libjansson-dev libsqlite3-dev libyaml-dev
       libcurl4-openssl-dev libpcre2-dev zlib1g-dev libssl-dev
       check libsubunit-dev
       etcd-server etcd-client

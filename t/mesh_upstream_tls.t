@@ -20,34 +20,12 @@ my $t = MeshTest->new;
 plan skip_all => 'no module at ' . $t->module_path unless -f $t->module_path;
 plan skip_all => 'no registryd' unless -x $t->bin('registryd');
 
-my $d = $t->dir;
-
-sub ssl {
-    my ($what, @cmd) = @_;
-    my ($code, $out, $err) = $t->run('openssl', @cmd);
-    $code == 0 or BAIL_OUT("openssl $what: $err");
-}
-
 # a CA, another one, the instances' certificate (for orders.mesh and
 # 127.0.0.1) and nginx's client certificate, all signed by the first CA
-
-for my $ca (qw(ca other-ca)) {
-    ssl("$ca key", 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
-        '-keyout', "$d/$ca.key", '-out', "$d/$ca.crt", '-days', '2',
-        '-subj', "/CN=mesh test $ca");
-}
-
-$t->write_file('server.ext', "subjectAltName=DNS:orders.mesh,IP:127.0.0.1\n");
-for my $c ([ 'server', '/CN=orders.mesh', 'server.ext' ],
-           [ 'client', '/CN=nginx-mesh-client', undef ]) {
-    my ($name, $subj, $ext) = @$c;
-    ssl("$name key", 'req', '-newkey', 'rsa:2048', '-nodes',
-        '-keyout', "$d/$name.key", '-out', "$d/$name.csr", '-subj', $subj);
-    ssl("$name cert", 'x509', '-req', '-in', "$d/$name.csr",
-        '-CA', "$d/ca.crt", '-CAkey', "$d/ca.key", '-CAcreateserial',
-        '-out', "$d/$name.crt", '-days', '2',
-        $ext ? ('-extfile', "$d/$ext") : ());
-}
+my $d = $t->make_certs(certs => [
+    [ 'server', '/CN=orders.mesh', 'DNS:orders.mesh,IP:127.0.0.1' ],
+    [ 'client', '/CN=nginx-mesh-client' ],
+]);
 
 $t->start_registryd;
 

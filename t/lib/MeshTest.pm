@@ -77,6 +77,13 @@ package MeshTest;
 #   restart_registryd        stop, start again with the same port, data dir,
 #                            token and args
 #
+# Certificates (openssl, made at run time in the test's directory)
+#   make_certs(certs => [[NAME, SUBJECT, SAN or undef, CA], ...])
+#                            two CAs, "ca" and "other-ca", then each
+#                            NAME.crt/NAME.key signed by CA ("ca" when
+#                            undef); SAN like "DNS:x,IP:127.0.0.1".  Keys
+#                            are mode 0600.  Returns the directory.
+#
 # Backends (tiny forked HTTP/1.1 servers, keep-alive, one process per
 # connection): every request gets 200, body NAME, headers "X-Backend: NAME",
 # "X-Request-Uri: URI" and "X-Conn-Requests: N" (N-th request on this
@@ -734,6 +741,47 @@ sub start_backend {
 # many instances at once: one nginx (a single process) listening on
 # $opt{ports} loopback ports, each answering 200 with "X-Backend: pPORT";
 # returns the ports. Stopped like any backend (stop_backend NAME).
+sub make_certs {
+    my ($self, %opt) = @_;
+    my $d = "$self->{dir}/pki";
+    mkdir $d;
+
+    my $ssl = sub {
+        my ($what, @cmd) = @_;
+        my ($code, $out, $err) = $self->run('openssl', @cmd);
+        croak "openssl $what: $err" unless $code == 0;
+    };
+
+    for my $ca (qw(ca other-ca)) {
+        $ssl->("$ca", 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+               '-keyout', "$d/$ca.key", '-out', "$d/$ca.crt", '-days', '2',
+               '-subj', "/CN=mesh test $ca");
+    }
+
+    for my $c (@{ $opt{certs} || [] }) {
+        my ($name, $subj, $san, $ca) = @$c;
+        $ca //= 'ca';
+        my @ext;
+        if (defined $san) {
+            open my $fh, '>', "$d/$name.ext" or croak "$name.ext: $!";
+            print $fh "subjectAltName=$san
+";
+            close $fh;
+            @ext = ('-extfile', "$d/$name.ext");
+        }
+        $ssl->("$name key", 'req', '-newkey', 'rsa:2048', '-nodes',
+               '-keyout', "$d/$name.key", '-out', "$d/$name.csr",
+               '-subj', $subj);
+        $ssl->("$name cert", 'x509', '-req', '-in', "$d/$name.csr",
+               '-CA', "$d/$ca.crt", '-CAkey', "$d/$ca.key",
+               '-CAcreateserial', '-out', "$d/$name.crt", '-days', '2',
+               @ext);
+        chmod 0600, "$d/$name.key";
+    }
+
+    return $d;
+}
+
 sub start_backend_nginx {
     my ($self, %opt) = @_;
     my $name = $opt{name} // croak "start_backend_nginx needs a name";

@@ -1,0 +1,188 @@
+/*
+ * rd_api_tls: HTTPS for the API. The certificate, key and client CA are
+ * read once at start and handed to libmicrohttpd (GnuTLS); with a client
+ * CA, each request's client certificate is verified here, and its subject
+ * (RFC 4514, "CN=ci,O=example") is what a token's `subject` names.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+
+#include "mesh_alloc.h"
+#include "rd_api_int.h"
+
+#define RD_PEM_MAX  (1024 * 1024)
+
+
+/* a PEM file's text, NUL-terminated; NULL with the reason in err */
+static char *
+rd_api_tls_read(const char *path, const char *what, int secret, char *err)
+{
+    char         *text;
+    FILE         *f;
+    size_t        n;
+    struct stat   st;
+
+    f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, RD_ERR_LEN, "%s %s: %s", what, path, strerror(errno));
+        return NULL;
+    }
+
+    /* a key others can read is no secret; group may (Debian's ssl-cert) */
+    if (secret && fstat(fileno(f), &st) == 0 && (st.st_mode & 007)) {
+        snprintf(err, RD_ERR_LEN, "%s %s can be read or written by others "
+                 "(mode %04o): chmod 600 (or 640 for a group) it", what,
+                 path, (unsigned int) (st.st_mode & 07777));
+        fclose(f);
+        return NULL;
+    }
+
+    text = mesh_xmalloc(RD_PEM_MAX + 1);
+    n = fread(text, 1, RD_PEM_MAX + 1, f);
+    fclose(f);
+
+    if (n == 0 || n > RD_PEM_MAX || strstr(text, "-----BEGIN ") == NULL) {
+        snprintf(err, RD_ERR_LEN, "%s %s: %s", what, path,
+                 n > RD_PEM_MAX ? "larger than 1 MB" : "not a PEM file");
+        free(text);
+        return NULL;
+    }
+
+    text[n] = '\0';
+    return text;
+}
+
+
+int
+rd_api_tls_load(rd_api_t *api, const rd_conf_t *conf, char *err)
+{
+    size_t  n = 0;
+
+    if (conf->tls_cert == NULL) {
+        api->tls_opts[0].option = MHD_OPTION_END;
+        return 0;
+    }
+
+    api->tls_cert = rd_api_tls_read(conf->tls_cert, "tls_cert", 0, err);
+    if (api->tls_cert == NULL) {
+        return -1;
+    }
+
+    api->tls_key = rd_api_tls_read(conf->tls_key, "tls_key", 1, err);
+    if (api->tls_key == NULL) {
+        return -1;
+    }
+
+    api->tls_opts[n].option = MHD_OPTION_HTTPS_MEM_CERT;
+    api->tls_opts[n].value = 0;
+    api->tls_opts[n++].ptr_value = api->tls_cert;
+
+    api->tls_opts[n].option = MHD_OPTION_HTTPS_MEM_KEY;
+    api->tls_opts[n].value = 0;
+    api->tls_opts[n++].ptr_value = api->tls_key;
+
+    if (conf->tls_client_ca) {
+        api->tls_ca = rd_api_tls_read(conf->tls_client_ca, "tls_client_ca",
+                                      0, err);
+        if (api->tls_ca == NULL) {
+            return -1;
+        }
+
+        /* libmicrohttpd then asks each client for a certificate */
+        api->tls_opts[n].option = MHD_OPTION_HTTPS_MEM_TRUST;
+        api->tls_opts[n].value = 0;
+        api->tls_opts[n++].ptr_value = api->tls_ca;
+    }
+
+    api->tls_opts[n].option = MHD_OPTION_END;
+    api->tls_opts[n].value = 0;
+    api->tls_opts[n].ptr_value = NULL;
+
+    return 0;
+}
+
+
+void
+rd_api_tls_free(rd_api_t *api)
+{
+    free(api->tls_cert);
+    free(api->tls_key);
+    free(api->tls_ca);
+}
+
+
+/*
+ * With tls_client_ca: the request's client certificate, verified against
+ * it (GnuTLS checks the chain, the dates and the signatures); its subject
+ * goes to rq->subject. 0, or -1 with the reason when there is none or it
+ * does not verify.
+ */
+int
+rd_api_tls_client(rd_req_t *rq, char *reason)
+{
+    int                              rc;
+    unsigned int                     status, n;
+    gnutls_datum_t                   dn;
+    gnutls_session_t                 session;
+    gnutls_x509_crt_t                crt;
+    const gnutls_datum_t            *certs;
+    const union MHD_ConnectionInfo  *info;
+
+    rq->subject[0] = '\0';
+
+    info = MHD_get_connection_info(rq->conn,
+                                   MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (info == NULL || info->tls_session == NULL) {
+        snprintf(reason, RD_ERR_LEN, "no TLS session");
+        return -1;
+    }
+
+    session = (gnutls_session_t) info->tls_session;
+
+    certs = gnutls_certificate_get_peers(session, &n);
+    if (certs == NULL || n == 0) {
+        snprintf(reason, RD_ERR_LEN, "a client certificate signed by "
+                 "tls_client_ca is needed");
+        return -1;
+    }
+
+    if (gnutls_certificate_verify_peers2(session, &status) != 0
+        || status != 0)
+    {
+        snprintf(reason, RD_ERR_LEN, "the client certificate does not "
+                 "verify against tls_client_ca");
+        return -1;
+    }
+
+    if (gnutls_x509_crt_init(&crt) != 0) {
+        snprintf(reason, RD_ERR_LEN, "cannot read the client certificate");
+        return -1;
+    }
+
+    rc = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER);
+
+    if (rc == 0) {
+        rc = gnutls_x509_crt_get_dn3(crt, &dn, 0);
+    }
+
+    gnutls_x509_crt_deinit(crt);
+
+    if (rc != 0) {
+        snprintf(reason, RD_ERR_LEN, "cannot read the client certificate's "
+                 "subject");
+        return -1;
+    }
+
+    snprintf(rq->subject, sizeof(rq->subject), "%.*s", (int) dn.size,
+             (const char *) dn.data);
+    gnutls_free(dn.data);
+
+    return 0;
+}
