@@ -109,7 +109,7 @@ is $r->{status}, 400, 'without a client certificate the instance refuses';
 $r = $c->get('/wrongca/');
 is $r->{status}, 502, 'with a CA that did not sign the instance: 502';
 
-my $log = $t->read_file("$d/error.log") // '';
+my $log = $t->read_file($t->dir . "/error.log") // "";
 like $log, qr/upstream SSL certificate verify error/,
     'and nginx says why';
 
