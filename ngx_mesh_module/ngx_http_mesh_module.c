@@ -9,6 +9,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_mesh_module.h"
+#include "mesh_token.h"
 
 
 static ngx_int_t ngx_http_mesh_preconfiguration(ngx_conf_t *cf);
@@ -17,6 +18,8 @@ static char *ngx_http_mesh_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_mesh_create_srv_conf(ngx_conf_t *cf);
 static char *ngx_http_mesh_registry(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_mesh_token_file(ngx_conf_t *cf,
+    ngx_http_mesh_main_conf_t *mmcf, ngx_str_t *value);
 static char *ngx_http_mesh_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mesh_status_instances(ngx_conf_t *cf,
@@ -51,6 +54,38 @@ static ngx_command_t  ngx_http_mesh_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
+
+#if (NGX_HTTP_SSL)
+
+    { ngx_string("mesh_registry_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mesh_main_conf_t, ssl_trusted_certificate),
+      NULL },
+
+    { ngx_string("mesh_registry_ssl_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mesh_main_conf_t, ssl_certificate),
+      NULL },
+
+    { ngx_string("mesh_registry_ssl_certificate_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mesh_main_conf_t, ssl_certificate_key),
+      NULL },
+
+    { ngx_string("mesh_registry_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mesh_main_conf_t, ssl_verify),
+      NULL },
+
+#endif
 
     { ngx_string("mesh_cache_file"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -179,6 +214,9 @@ ngx_http_mesh_create_main_conf(ngx_conf_t *cf)
     mmcf->zone_size = NGX_CONF_UNSET_SIZE;
     mmcf->metrics = NGX_CONF_UNSET;
     mmcf->instances = NGX_CONF_UNSET;
+#if (NGX_HTTP_SSL)
+    mmcf->ssl_verify = NGX_CONF_UNSET;
+#endif
 
     if (ngx_array_init(&mmcf->upstreams, cf->pool, 4,
                        sizeof(ngx_http_mesh_srv_conf_t *))
@@ -210,6 +248,12 @@ ngx_http_mesh_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_value(mmcf->metrics, 1);
     ngx_conf_init_value(mmcf->instances, 1);
+
+#if (NGX_HTTP_SSL)
+    if (ngx_http_mesh_ssl_conf(cf, mmcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+#endif
 
     if (mmcf->upstreams.nelts == 0 && mmcf->registry == NULL) {
         return NGX_CONF_OK;
@@ -291,11 +335,35 @@ ngx_http_mesh_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 1; i < cf->args->nelts; i++) {
 
-        if (ngx_strncasecmp(value[i].data, (u_char *) "http://", 7) != 0) {
+        if (ngx_strncmp(value[i].data, "token_file=", 11) == 0) {
+            if (ngx_http_mesh_token_file(cf, mmcf, &value[i]) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncasecmp(value[i].data, (u_char *) "https://", 8) == 0) {
+#if (NGX_HTTP_SSL)
+            add = 8;
+#else
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "registry URL \"%V\" in \"%V\" directive "
+                               "needs nginx built with SSL", &value[i],
+                               &cmd->name);
+            return NGX_CONF_ERROR;
+#endif
+
+        } else if (ngx_strncasecmp(value[i].data, (u_char *) "http://", 7)
+                   == 0)
+        {
+            add = 7;
+
+        } else {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid registry URL \"%V\" in \"%V\" "
-                               "directive, it must start with \"http://\"",
-                               &value[i], &cmd->name);
+                               "directive, it must start with \"http://\" "
+                               "or \"https://\"", &value[i], &cmd->name);
             return NGX_CONF_ERROR;
         }
 
@@ -311,8 +379,6 @@ ngx_http_mesh_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return NGX_CONF_ERROR;
             }
         }
-
-        add = 7;
 
         u = ngx_pcalloc(cf->pool, sizeof(ngx_url_t));
         if (u == NULL) {
@@ -345,15 +411,104 @@ ngx_http_mesh_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
+        ngx_memzero(reg, sizeof(ngx_http_mesh_registry_t));
+
         reg->url = u;
         reg->uri = value[i];
+
+#if (NGX_HTTP_SSL)
+        if (add == 8) {
+            reg->ssl = 1;
+
+            if (ngx_http_mesh_ssl_name(cf, reg) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+        }
+#endif
     }
 
-    mmcf->registry = ((ngx_http_mesh_registry_t *)
-                      mmcf->registries.elts)[0].url;
-    mmcf->registry_uri = value[1];
+    if (mmcf->registries.nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no registry URL in \"%V\" directive",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    reg = mmcf->registries.elts;
+    mmcf->registry = reg[0].url;
+    mmcf->registry_uri = reg[0].uri;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * token_file=PATH: the bearer token the poll sends (a token with the read
+ * scope), read here, at start and on every reload; a file group or others
+ * can read is refused, as registryd refuses its own.
+ */
+static ngx_int_t
+ngx_http_mesh_token_file(ngx_conf_t *cf, ngx_http_mesh_main_conf_t *mmcf,
+    ngx_str_t *value)
+{
+    char             tok[MESH_TOKEN_MAX + 1], err[NGX_MAX_ERROR_STR];
+    size_t           len;
+    ngx_str_t        path;
+    ngx_file_info_t  fi;
+
+    if (mmcf->token.data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"token_file=\" is given twice in "
+                           "\"mesh_registry\" directive");
+        return NGX_ERROR;
+    }
+
+    path.len = value->len - 11;
+    path.data = value->data + 11;
+
+    if (path.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"token_file=\" needs a path in "
+                           "\"mesh_registry\" directive");
+        return NGX_ERROR;
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_file_info(path.data, &fi) == 0 && (fi.st_mode & 077)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "mesh_registry token_file \"%V\" can be read or "
+                           "written by group or others (mode 0%ui%ui%ui): "
+                           "chmod 600 it", &path,
+                           (ngx_uint_t) (fi.st_mode >> 6) & 7,
+                           (ngx_uint_t) (fi.st_mode >> 3) & 7,
+                           (ngx_uint_t) fi.st_mode & 7);
+        return NGX_ERROR;
+    }
+
+    if (mesh_token_read((char *) path.data, tok, sizeof(tok), err,
+                        sizeof(err))
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "mesh_registry %s", err);
+        return NGX_ERROR;
+    }
+
+    len = ngx_strlen(tok);
+
+    mmcf->token.data = ngx_pnalloc(cf->pool, len);
+    if (mmcf->token.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(mmcf->token.data, tok, len);
+    mmcf->token.len = len;
+
+    ngx_explicit_memzero(tok, sizeof(tok));
+
+    return NGX_OK;
 }
 
 

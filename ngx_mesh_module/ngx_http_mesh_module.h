@@ -340,6 +340,11 @@ struct ngx_http_mesh_srv_conf_s {
 typedef struct {
     ngx_url_t                     *url;
     ngx_str_t                      uri;         /* as written */
+    ngx_uint_t                     ssl;         /* https:// */
+    ngx_uint_t                     ssl_ip;      /* its host is an address */
+    u_char                        *ssl_name;    /* its host, for SNI and the
+                                                   certificate: a C string
+                                                   without brackets */
 } ngx_http_mesh_registry_t;
 
 
@@ -348,6 +353,15 @@ typedef struct {
     ngx_str_t                      registry_uri;
     ngx_array_t                    registries;  /* ngx_http_mesh_registry_t:
                                                    tried in turn */
+    ngx_str_t                      token;       /* token_file=: sent as
+                                                   Authorization: Bearer */
+#if (NGX_HTTP_SSL)
+    ngx_ssl_t                     *ssl;         /* for https:// URLs */
+    ngx_str_t                      ssl_trusted_certificate;
+    ngx_str_t                      ssl_certificate;
+    ngx_str_t                      ssl_certificate_key;
+    ngx_flag_t                     ssl_verify;
+#endif
     ngx_str_t                      cache_file;  /* mesh_cache_file */
     size_t                         zone_size;   /* mesh_zone */
     ngx_flag_t                     metrics;     /* mesh_metrics */
@@ -413,6 +427,20 @@ void ngx_http_mesh_sweep_stats(ngx_http_mesh_zone_t *zone,
 void ngx_http_mesh_slot_take(ngx_http_mesh_zone_t *zone, ngx_log_t *log);
 void ngx_http_mesh_slot_leave(ngx_http_mesh_zone_t *zone);
 void ngx_http_mesh_slot_check(ngx_http_mesh_zone_t *zone, ngx_log_t *log);
+
+/* ngx_http_mesh_registry_ssl.c */
+#if (NGX_HTTP_SSL)
+ngx_int_t ngx_http_mesh_ssl_name(ngx_conf_t *cf,
+    ngx_http_mesh_registry_t *reg);
+char *ngx_http_mesh_ssl_conf(ngx_conf_t *cf,
+    ngx_http_mesh_main_conf_t *mmcf);
+ngx_int_t ngx_http_mesh_ssl_handshake(ngx_connection_t *c, ngx_ssl_t *ssl,
+    ngx_http_mesh_registry_t *reg, ngx_connection_handler_pt handler);
+ngx_int_t ngx_http_mesh_ssl_verify(ngx_connection_t *c,
+    ngx_http_mesh_main_conf_t *mmcf, ngx_http_mesh_registry_t *reg,
+    u_char *reason, size_t size);
+void ngx_http_mesh_ssl_close(ngx_connection_t *c);
+#endif
 
 /* ngx_http_mesh_answer.c */
 ngx_int_t ngx_http_mesh_answer_header(ngx_http_mesh_answer_t *a, u_char *buf,

@@ -79,6 +79,12 @@ static void ngx_http_mesh_retry_handler(ngx_event_t *ev);
 static void ngx_http_mesh_poll_start(ngx_http_mesh_poll_t *p);
 static ngx_int_t ngx_http_mesh_poll_request(ngx_http_mesh_poll_t *p);
 static void ngx_http_mesh_poll_write(ngx_event_t *wev);
+#if (NGX_HTTP_SSL)
+static void ngx_http_mesh_poll_handshake(ngx_http_mesh_poll_t *p,
+    ngx_connection_t *c);
+static void ngx_http_mesh_poll_handshaked(ngx_connection_t *c);
+#endif
+static void ngx_http_mesh_poll_drop(ngx_http_mesh_poll_t *p);
 static void ngx_http_mesh_poll_read(ngx_event_t *rev);
 static void ngx_http_mesh_idle_read(ngx_event_t *rev);
 static void ngx_http_mesh_idle_write(ngx_event_t *wev);
@@ -382,7 +388,8 @@ ngx_http_mesh_poll_request(ngx_http_mesh_poll_t *p)
         uri.len--;
     }
 
-    size = uri.len + slen + u->host.len + p->name.len + 1024;
+    size = uri.len + slen + u->host.len + p->name.len + p->mmcf->token.len
+           + 1024;
 
     if (p->req) {
         ngx_free(p->req);
@@ -431,10 +438,19 @@ ngx_http_mesh_poll_request(ngx_http_mesh_poll_t *p)
                               "X-Mesh-Proxy: name=\"%V\"; "
                               "nginx=" NGINX_VERSION "; "
                               "module=" NGX_HTTP_MESH_VERSION "; "
-                              "index=%uL; zone=%uz/%uz; stale=%ui\r\n\r\n",
+                              "index=%uL; zone=%uz/%uz; stale=%ui\r\n",
                               &u->host, &p->name, index, used,
                               p->mmcf->zone_size, stale)
                  - p->req;
+
+    if (p->mmcf->token.len) {
+        p->req_len = ngx_slprintf(p->req + p->req_len, last,
+                                  "Authorization: Bearer %V\r\n",
+                                  &p->mmcf->token)
+                     - p->req;
+    }
+
+    p->req_len = ngx_slprintf(p->req + p->req_len, last, "\r\n") - p->req;
 
     return NGX_OK;
 }
@@ -608,6 +624,13 @@ ngx_http_mesh_poll_write(ngx_event_t *wev)
         return;
     }
 
+#if (NGX_HTTP_SSL)
+    if (ngx_http_mesh_poll_target(p, NULL)->ssl && c->ssl == NULL) {
+        ngx_http_mesh_poll_handshake(p, c);
+        return;
+    }
+#endif
+
     while (p->sent < p->req_len) {
         n = c->send(c, p->req + p->sent, p->req_len - p->sent);
 
@@ -661,6 +684,69 @@ ngx_http_mesh_poll_write(ngx_event_t *wev)
         ngx_http_mesh_poll_read(c->read);
     }
 }
+
+
+#if (NGX_HTTP_SSL)
+
+/* an https:// registry: TLS first, then the request */
+static void
+ngx_http_mesh_poll_handshake(ngx_http_mesh_poll_t *p, ngx_connection_t *c)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_mesh_ssl_handshake(c, p->mmcf->ssl,
+                                     ngx_http_mesh_poll_target(p, NULL),
+                                     ngx_http_mesh_poll_handshaked);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_mesh_poll_fail(p, 0, "cannot start TLS");
+        return;
+    }
+
+    if (rc == NGX_AGAIN) {
+        if (!c->write->timer_set) {
+            ngx_add_timer(c->write, NGX_HTTP_MESH_CONNECT_TIMEOUT);
+        }
+
+        return;
+    }
+
+    ngx_http_mesh_poll_handshaked(c);
+}
+
+
+static void
+ngx_http_mesh_poll_handshaked(ngx_connection_t *c)
+{
+    u_char                 reason[MESH_ERR_LEN];
+    ngx_http_mesh_poll_t  *p;
+
+    p = c->data;
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (ngx_http_mesh_ssl_verify(c, p->mmcf,
+                                 ngx_http_mesh_poll_target(p, NULL),
+                                 reason, sizeof(reason))
+        != NGX_OK)
+    {
+        ngx_http_mesh_poll_fail(p, 0, (char *) reason);
+        return;
+    }
+
+    c->read->handler = ngx_http_mesh_poll_read;
+    c->write->handler = ngx_http_mesh_poll_write;
+
+    ngx_http_mesh_poll_write(c->write);
+}
+
+#endif
 
 
 static void
@@ -865,9 +951,9 @@ static void
 ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
 {
     char                    err[MESH_ERR_LEN];
-    u_char                  reason[MESH_ERR_LEN + 64];
-    u_char                 *plain, *packed;
-    size_t                  plen, pklen;
+    u_char                  reason[MESH_ERR_LEN + 64], msg[200];
+    u_char                 *plain, *packed, *e;
+    size_t                  plen, pklen, n;
     uint64_t                index;
     ngx_int_t               rc;
     ngx_msec_t              delay, took;
@@ -898,15 +984,32 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
     } else {
         /* close it, the answer stays in the buffer */
         p->len = body + blen - p->buf;
-        ngx_close_connection(c);
-        p->pc.connection = NULL;
+        ngx_http_mesh_poll_drop(p);
         p->idle = 0;
         p->active = 0;
     }
 
     if (p->ans.status != 200) {
-        ngx_snprintf(reason, sizeof(reason), "the registry answered %ui%Z",
-                     p->ans.status);
+        /* its reason ({"error": "..."}) says what to fix: a token
+         * without the read scope, a missing client certificate */
+        e = ngx_strlcasestrn(body, body + ngx_min(blen, 512),
+                             (u_char *) "\"error\":\"", 9 - 1);
+        n = 0;
+
+        /* the JSON string, its \" and \\ read back */
+        for (e = e ? e + 9 : NULL;
+             e && e < body + blen && *e != '"' && n < sizeof(msg) - 1;
+             e++)
+        {
+            if (*e == '\\' && e + 1 < body + blen) {
+                e++;
+            }
+
+            msg[n++] = *e;
+        }
+
+        ngx_snprintf(reason, sizeof(reason), "the registry answered %ui%s%*s%Z",
+                     p->ans.status, n ? ": " : "", n, msg);
         ngx_http_mesh_poll_fail(p, 0, (char *) reason);
         return;
     }
@@ -1152,13 +1255,35 @@ ngx_http_mesh_poll_refuse(ngx_http_mesh_poll_t *p, const char *reason)
 }
 
 
+/* the connection goes (TLS shut down first), the poll's state stays */
+static void
+ngx_http_mesh_poll_drop(ngx_http_mesh_poll_t *p)
+{
+    ngx_pool_t  *pool;
+
+    if (p->pc.connection == NULL) {
+        return;
+    }
+
+    pool = p->pc.connection->pool;
+
+#if (NGX_HTTP_SSL)
+    ngx_http_mesh_ssl_close(p->pc.connection);
+#endif
+
+    ngx_close_connection(p->pc.connection);
+    p->pc.connection = NULL;
+
+    if (pool) {
+        ngx_destroy_pool(pool);
+    }
+}
+
+
 static void
 ngx_http_mesh_poll_close(ngx_http_mesh_poll_t *p)
 {
-    if (p->pc.connection) {
-        ngx_close_connection(p->pc.connection);
-        p->pc.connection = NULL;
-    }
+    ngx_http_mesh_poll_drop(p);
 
     p->active = 0;
     p->idle = 0;
