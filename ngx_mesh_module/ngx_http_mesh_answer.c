@@ -6,7 +6,7 @@
 
 /*
  * Reading the registry's answer: the HTTP/1.x header block, a chunked
- * body, a gzip one. Plain buffers in, plain buffers out: the poller owns
+ * body, a gzip one, a refusal's reason. Plain buffers in, plain buffers out: the poller owns
  * the connection and decides what a failure means.
  */
 
@@ -328,4 +328,36 @@ failed:
     ngx_free(buf);
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * A refusal's reason, for the status: the "error" string of registryd's
+ * JSON answer ({"error": "..."}), its \" and \\ read back, in buf (size
+ * bytes, NUL-terminated); "" without one.
+ */
+void
+ngx_http_mesh_answer_error(u_char *body, size_t len, u_char *buf,
+    size_t size)
+{
+    u_char  *p, *end;
+    size_t   n;
+
+    end = body + len;
+    n = 0;
+
+    p = ngx_strlcasestrn(body, body + ngx_min(len, 512),
+                         (u_char *) "\"error\":\"", 9 - 1);
+
+    for (p = p ? p + 9 : NULL; p && p < end && *p != '"' && n < size - 1;
+         p++)
+    {
+        if (*p == '\\' && p + 1 < end) {
+            p++;
+        }
+
+        buf[n++] = *p;
+    }
+
+    buf[n] = '\0';
 }

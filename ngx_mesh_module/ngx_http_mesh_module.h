@@ -449,6 +449,8 @@ ngx_int_t ngx_http_mesh_dechunk(u_char *p, u_char *end, size_t *len,
     u_char **last);
 ngx_int_t ngx_http_mesh_inflate(u_char *in, size_t len, size_t limit,
     u_char **out, size_t *outlen, ngx_log_t *log);
+void ngx_http_mesh_answer_error(u_char *body, size_t len, u_char *buf,
+    size_t size);
 
 /* ngx_http_mesh_cache.c */
 void ngx_http_mesh_cache_init(ngx_http_mesh_main_conf_t *mmcf,

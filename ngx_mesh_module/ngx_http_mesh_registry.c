@@ -9,8 +9,9 @@
  * the registry for the services this nginx routes, over a kept-alive
  * connection (every resolved address in turn), and applies each answer to
  * the zone once for the whole nginx. One file for one state machine:
- * the lease, the connection, the request, reading (ngx_http_mesh_answer.c
- * decodes), applying, and what each failure leads to (backoff, the state
+ * the lease, the connection (TLS: ngx_http_mesh_registry_ssl.c makes and
+ * checks it), the request, reading (ngx_http_mesh_answer.c decodes),
+ * applying, and what each failure leads to (backoff, the state
  * the status shows, one log line per distinct failure); split further it
  * would spread one machine's states over several files.
  */
@@ -952,8 +953,8 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
 {
     char                    err[MESH_ERR_LEN];
     u_char                  reason[MESH_ERR_LEN + 64], msg[200];
-    u_char                 *plain, *packed, *e;
-    size_t                  plen, pklen, n;
+    u_char                 *plain, *packed;
+    size_t                  plen, pklen;
     uint64_t                index;
     ngx_int_t               rc;
     ngx_msec_t              delay, took;
@@ -990,26 +991,12 @@ ngx_http_mesh_poll_done(ngx_http_mesh_poll_t *p, u_char *body, size_t blen)
     }
 
     if (p->ans.status != 200) {
-        /* its reason ({"error": "..."}) says what to fix: a token
-         * without the read scope, a missing client certificate */
-        e = ngx_strlcasestrn(body, body + ngx_min(blen, 512),
-                             (u_char *) "\"error\":\"", 9 - 1);
-        n = 0;
+        /* its reason says what to fix: a token without the read
+         * scope, a missing client certificate */
+        ngx_http_mesh_answer_error(body, blen, msg, sizeof(msg));
 
-        /* the JSON string, its \" and \\ read back */
-        for (e = e ? e + 9 : NULL;
-             e && e < body + blen && *e != '"' && n < sizeof(msg) - 1;
-             e++)
-        {
-            if (*e == '\\' && e + 1 < body + blen) {
-                e++;
-            }
-
-            msg[n++] = *e;
-        }
-
-        ngx_snprintf(reason, sizeof(reason), "the registry answered %ui%s%*s%Z",
-                     p->ans.status, n ? ": " : "", n, msg);
+        ngx_snprintf(reason, sizeof(reason), "the registry answered %ui%s%s%Z",
+                     p->ans.status, msg[0] ? ": " : "", msg);
         ngx_http_mesh_poll_fail(p, 0, (char *) reason);
         return;
     }
