@@ -164,7 +164,7 @@ rd_hexval(char c)
 }
 
 
-static size_t
+size_t
 rd_api_unescape(void *cls, struct MHD_Connection *conn, char *s)
 {
     int     hi, lo;
@@ -196,15 +196,18 @@ rd_api_unescape(void *cls, struct MHD_Connection *conn, char *s)
 }
 
 
+/* libmicrohttpd's lines a client can cause at will: connections turned
+ * away for a limit (0), malformed requests and the rest (1) */
 static pthread_mutex_t  rd_api_log_lock = PTHREAD_MUTEX_INITIALIZER;
-static int64_t          rd_api_limit_logged = -10000;
-static size_t           rd_api_limit_quiet;
+static int64_t          rd_api_logged[2] = { -10000, -10000 };
+static size_t           rd_api_quiet[2];
 
 
 static void
 rd_api_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char     line[512];
+    int      k;
     size_t   n, quiet;
     int64_t  now;
 
@@ -230,30 +233,29 @@ rd_api_mhd_log(void *cls, const char *fmt, va_list ap)
         return;
     }
 
-    /* connections turned away (the limit, or one address's): said once,
-     * then how many more every 10 s at most */
-    if (strcasestr(line, "connection limit")) {
-        now = rd_now_ms();
+    /* connections turned away (the limit, or one address's), malformed
+     * requests: said once, then how many more every 10 s at most */
+    k = strcasestr(line, "connection limit") ? 0 : 1;
+    now = rd_now_ms();
 
-        pthread_mutex_lock(&rd_api_log_lock);
+    pthread_mutex_lock(&rd_api_log_lock);
 
-        if (now - rd_api_limit_logged < 10000) {
-            rd_api_limit_quiet++;
-            pthread_mutex_unlock(&rd_api_log_lock);
-            return;
-        }
-
-        quiet = rd_api_limit_quiet;
-        rd_api_limit_quiet = 0;
-        rd_api_limit_logged = now;
-
+    if (now - rd_api_logged[k] < 10000) {
+        rd_api_quiet[k]++;
         pthread_mutex_unlock(&rd_api_log_lock);
+        return;
+    }
 
-        if (quiet) {
-            rd_warn("http: %s (and %zu more turned away since the last "
-                    "such line)", line, quiet);
-            return;
-        }
+    quiet = rd_api_quiet[k];
+    rd_api_quiet[k] = 0;
+    rd_api_logged[k] = now;
+
+    pthread_mutex_unlock(&rd_api_log_lock);
+
+    if (quiet) {
+        rd_warn("http: %s (and %zu more %s since the last such line)", line,
+                quiet, k == 0 ? "turned away" : "like it");
+        return;
     }
 
     rd_warn("http: %s", line);

@@ -162,5 +162,20 @@ ok $r2 && ($r2->{status} // 0) == 400,
 is $t->api(GET => '/v1/services/two/instances/t1')->{status}, 404,
     'nothing stored';
 
+# 300 malformed requests (not HTTP at all): one warning line, not 300
+$before = $warns->();
+for my $i (1 .. 300) {
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                  LocalAddr => '127.0.0.' . (10 + $i % 50),
+                                  Proto => 'tcp') or next;
+    print $s "\x16\x03\x01 not http at all\r\n\r\n";
+    sysread $s, my $buf, 512;
+    close $s;
+}
+is get_from('127.0.0.1')->{status}, 200, 'registryd serves after them';
+$said = $warns->() - $before;
+ok $said >= 1 && $said <= 2,
+    "300 malformed requests: $said warning line(s), not 300";
+
 $t->done_checks;
 done_testing;
