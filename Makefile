@@ -59,7 +59,7 @@ MODULE_SRCS = config $(wildcard ngx_mesh_module/*.c ngx_mesh_module/*.h) \
 MESH_CFLAGS     = $(CFLAGS) $(WARN) -std=gnu11 -Icommon
 
 .PHONY: all deps registryd module test test-unit test-t test-asan run \
-        bench clean
+        bench clean fuzz fuzz-smoke
 
 all: deps registryd module
 
@@ -103,7 +103,7 @@ $(BUILD)/ngx_http_mesh_module.so: $(MODULE_SRCS)
 	bash scripts/build-module.sh $(BUILD)
 
 test: all $(BUILD)/check_registryd $(BUILD)/check_common
-	$(MAKE) --no-print-directory test-unit test-t
+	$(MAKE) --no-print-directory test-unit fuzz-smoke test-t
 
 test-unit: $(BUILD)/check_registryd $(BUILD)/check_common
 	CK_DEFAULT_TIMEOUT=60 $(BUILD)/check_common
@@ -126,6 +126,43 @@ test-asan: deps module
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    MESH_BUILD=$(abspath build/asan) MESH_MODULE=$(abspath $(BUILD))/ngx_http_mesh_module.so \
 	    prove -It/lib t/registryd_*.t t/registryctl*.t
+
+# libFuzzer targets (clang, with ASan and UBSan) for every parser that
+# takes outside input: fuzz/fuzz_NAME.c, seeds in fuzz/corpus/NAME/.
+# make fuzz runs each for FUZZ_TIME seconds (or FUZZ_RUNS executions);
+# make test a smoke of each (FUZZ_SMOKE seconds). What they find goes to $(BUILD)/fuzz/; the corpus
+# in the tree is read, never written.
+FUZZ_CC      = clang
+FUZZ_TARGETS = snapshot policies instance policy_yaml conf url
+FUZZ_TIME   ?= 60
+FUZZ_RUNS   ?=
+FUZZ_SMOKE  ?= 3
+FUZZ_CFLAGS  = -g -O1 -fno-omit-frame-pointer \
+               -fsanitize=address,undefined -fno-sanitize-recover=all \
+               $(WARN) -Wno-unknown-warning-option -std=gnu11 -D_GNU_SOURCE \
+               -Iregistryd -Icommon \
+               $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_OBJS    = $(RD_LIB_SRCS:%.c=$(BUILD)/fuzz/obj/%.o)
+FUZZ_BINS    = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+
+$(BUILD)/fuzz/obj/%.o: %.c $(RD_HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) \
+	    $(RD_LIBS)
+
+fuzz: deps $(FUZZ_BINS)
+	@for f in $(FUZZ_TARGETS); do \
+	    bash scripts/fuzz-run $(BUILD) $$f $(FUZZ_TIME) $(FUZZ_RUNS) \
+	        || exit 1; \
+	done
+
+fuzz-smoke: $(FUZZ_BINS)
+	@for f in $(FUZZ_TARGETS); do \
+	    bash scripts/fuzz-run $(BUILD) $$f $(FUZZ_SMOKE) || exit 1; \
+	done
 
 run: all
 	bash scripts/run-demo.sh $(BUILD)

@@ -201,7 +201,7 @@ rd_api_segment(const char **p, char *out)
  * Sets rq->route, svc and id. Returns the methods the route allows, or 0
  * for an unknown path; -1 for a path of the right shape with a bad name.
  */
-static int
+int
 rd_api_route(rd_req_t *rq, const char *url, const char **bad)
 {
     int          rc;

@@ -166,6 +166,8 @@ void rd_api_peer_give(rd_api_t *api, rd_req_t *rq);
 enum MHD_Result rd_api_send_events(rd_req_t *rq);
 void rd_api_unlink_stream(rd_api_t *api, rd_req_t *rq);
 int rd_api_hung_up(int fd);
+size_t rd_api_unescape(void *cls, struct MHD_Connection *conn, char *s);
+int rd_api_route(rd_req_t *rq, const char *url, const char **bad);
 int rd_api_tls_load(rd_api_t *api, const rd_conf_t *conf, char *err);
 void rd_api_tls_free(rd_api_t *api);
 int rd_api_tls_client(rd_req_t *rq, char *reason);

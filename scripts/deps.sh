@@ -7,7 +7,7 @@ PKGS="build-essential pkg-config perl curl
       nginx nginx-dev
       libmicrohttpd-dev libgnutls28-dev libjansson-dev libsqlite3-dev libyaml-dev
       libcurl4-openssl-dev libpcre2-dev zlib1g-dev libssl-dev
-      check libsubunit-dev libio-socket-ssl-perl
+      check libsubunit-dev libio-socket-ssl-perl clang libclang-rt-dev
       etcd-server etcd-client
       wrk haproxy prometheus valgrind strace"
 
