@@ -563,7 +563,7 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
     size_t                   *lens, idlen;
     ngx_int_t                 rc;
     ngx_str_t                 id, sid;
-    ngx_uint_t                i, j, n;
+    ngx_uint_t                i, j, n, ended;
     ngx_addr_t                addr;
     ngx_pool_t               *pool;
     const char              **servers;
@@ -790,16 +790,29 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
          * un-ejects in Envoy.
          */
         st = peer[t->number].stat;
+        ended = 0;
 
-        if (!in->healthy) {
-            st->critical = 1;
+        /* under the zone's lock, as an ejection writes them (a read
+         * without it only saves taking the lock when nothing changes) */
+        if (in->healthy ? st->critical != 0 : st->critical == 0) {
+            ngx_shmtx_lock(&mmcf->zone.shpool->mutex);
 
-        } else if (st->critical) {
-            st->critical = 0;
+            if (!in->healthy) {
+                st->critical = 1;
 
-            if (ngx_http_mesh_ejected(st, ngx_current_msec)) {
-                st->ejected_until = ngx_current_msec;
-                st->returning = 0;
+            } else if (st->critical) {
+                st->critical = 0;
+
+                if (ngx_http_mesh_ejected(st, ngx_current_msec)) {
+                    st->ejected_until = ngx_current_msec;
+                    st->returning = 0;
+                    ended = 1;
+                }
+            }
+
+            ngx_shmtx_unlock(&mmcf->zone.shpool->mutex);
+
+            if (ended) {
                 ngx_http_mesh_epoch_bump(&mmcf->zone, t);
                 ngx_log_error(NGX_LOG_NOTICE, log, 0,
                               "mesh: instance \"%V\" (%V) of service \"%V\" "
