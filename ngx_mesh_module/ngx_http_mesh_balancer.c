@@ -480,9 +480,9 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
     ngx_http_mesh_peer_data_t  *pd = data;
 
     int                         i;
-    uint32_t                    budget;
+    uint32_t                    budget, cur;
     ngx_msec_t                  now;
-    ngx_uint_t                  n, tried;
+    ngx_uint_t                  n, tried, reserved;
     mesh_accept_pt              accept;
     ngx_http_mesh_peer_t       *peer;
     ngx_http_mesh_target_t     *t;
@@ -524,7 +524,13 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
                        &pd->conf->service, t->healthy, n);
     }
 
-    /* a retry takes a share of the service's retry budget */
+    /*
+     * A retry takes a share of the service's retry budget: checked and
+     * taken in one step, so that workers retrying at once cannot all see
+     * the last share free; given back if no instance is picked.
+     */
+
+    reserved = 0;
 
     if (tried && t->service && !pd->refused) {
         budget = t->service->active / 5;
@@ -532,14 +538,22 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
             budget = 3;
         }
 
-        if (t->service->retries_active >= budget) {
-            ngx_log_error(NGX_LOG_WARN, pc->log, 0,
-                          "mesh: retry budget of service \"%V\" exhausted "
-                          "(%uD retries in flight), not retrying",
-                          &pd->conf->service, t->service->retries_active);
-            pc->name = &pd->conf->upstream->host;
-            return NGX_BUSY;
-        }
+        do {
+            cur = t->service->retries_active;
+
+            if (cur >= budget) {
+                ngx_log_error(NGX_LOG_WARN, pc->log, 0,
+                              "mesh: retry budget of service \"%V\" "
+                              "exhausted (%uD retries in flight), not "
+                              "retrying", &pd->conf->service, cur);
+                pc->name = &pd->conf->upstream->host;
+                return NGX_BUSY;
+            }
+
+        } while (!__sync_bool_compare_and_swap(&t->service->retries_active,
+                                               cur, cur + 1));
+
+        reserved = 1;
     }
 
     /* the first try of a target without a cap takes any of the set */
@@ -577,6 +591,10 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
     if (i < 0) {
         pc->name = &pd->conf->upstream->host;
 
+        if (reserved) {
+            (void) __sync_fetch_and_sub(&t->service->retries_active, 1);
+        }
+
         if (!tried) {
             ngx_log_error(NGX_LOG_ERR, pc->log, 0,
                           "mesh: no healthy instance of service \"%V\"%s%V%s "
@@ -613,8 +631,7 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
              * real try: it costs no one extra work, and a killed instance
              * must not turn a burst of them into client errors.
              */
-            if (!pd->refused) {
-                (void) __sync_fetch_and_add(&t->service->retries_active, 1);
+            if (reserved) {
                 pd->retrying = 1;
             }
         }
