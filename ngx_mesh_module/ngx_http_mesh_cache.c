@@ -373,3 +373,108 @@ done:
 
     return rc;
 }
+
+
+/*
+ * The workers write mesh_cache_file (a file of their own in its
+ * directory, renamed over it): a directory they cannot write would show
+ * only at the first write, and the cold start the file is for would find
+ * none. Said when the configuration is read (nginx -t too), naming the
+ * directory and the user; the user is nginx's "user" when the master is
+ * root (as given so far, or nginx's default, NGX_USER).
+ */
+void
+ngx_http_mesh_cache_check(ngx_conf_t *cf, ngx_str_t *file)
+{
+    int               i, n;
+    char             *name;
+    u_char           *dir, *slash;
+    uid_t             uid;
+    gid_t             gid, groups[64];
+    ngx_uint_t        ok;
+    struct passwd    *pw;
+    ngx_file_info_t   fi;
+    ngx_core_conf_t  *ccf;
+
+    dir = ngx_pnalloc(cf->pool, file->len + 1);
+    if (dir == NULL) {
+        return;
+    }
+
+    ngx_cpystrn(dir, file->data, file->len + 1);
+
+    for (slash = dir + file->len; slash > dir && *slash != '/'; slash--) {
+        /* void */
+    }
+
+    if (slash == dir) {
+        slash++;                /* "/file": the root */
+    }
+
+    *slash = '\0';
+
+    if (ngx_file_info(dir, &fi) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_WARN, cf->log, ngx_errno,
+                      "mesh_cache_file \"%V\": no directory \"%s\", the "
+                      "cache file cannot be kept", file, dir);
+        return;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cf->cycle->conf_ctx,
+                                           ngx_core_module);
+
+    name = NULL;
+    uid = geteuid();
+    gid = getegid();
+
+    if (uid == 0 && ccf->user != (uid_t) NGX_CONF_UNSET_UINT) {
+        name = ccf->username;
+        uid = ccf->user;
+        gid = ccf->group;
+
+    } else if (uid == 0) {
+        pw = getpwnam(NGX_USER);
+        if (pw == NULL) {
+            return;             /* nginx will say so itself */
+        }
+
+        name = NGX_USER;
+        uid = pw->pw_uid;
+        gid = pw->pw_gid;
+    }
+
+    if (uid == 0) {
+        return;
+    }
+
+    if (fi.st_uid == uid) {
+        ok = (fi.st_mode & (S_IWUSR|S_IXUSR)) == (S_IWUSR|S_IXUSR);
+
+    } else {
+        ok = (fi.st_mode & (S_IWOTH|S_IXOTH)) == (S_IWOTH|S_IXOTH);
+
+        n = 64;
+        groups[0] = gid;
+
+        if (name == NULL || getgrouplist(name, gid, groups, &n) == -1)
+        {
+            n = 1;
+        }
+
+        for (i = 0; i < n; i++) {
+            if (groups[i] == fi.st_gid) {
+                ok = (fi.st_mode & (S_IWGRP|S_IXGRP)) == (S_IWGRP|S_IXGRP);
+                break;
+            }
+        }
+    }
+
+    if (!ok) {
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                      "mesh_cache_file \"%V\": the workers' user \"%s\" "
+                      "cannot write its directory \"%s\", the cache file "
+                      "cannot be kept (nginx would start without routes "
+                      "while the registry is down)", file,
+                      name ? name : "(this user)", dir);
+    }
+}

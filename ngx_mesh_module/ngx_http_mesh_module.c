@@ -236,10 +236,12 @@ ngx_http_mesh_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_str_t  name = ngx_string("ngx_http_mesh");
 
-    if (mmcf->cache_file.len
-        && ngx_conf_full_name(cf->cycle, &mmcf->cache_file, 0) != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
+    if (mmcf->cache_file.len) {
+        if (ngx_conf_full_name(cf->cycle, &mmcf->cache_file, 0) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_http_mesh_cache_check(cf, &mmcf->cache_file);
     }
 
     if (mmcf->zone_size == NGX_CONF_UNSET_SIZE) {

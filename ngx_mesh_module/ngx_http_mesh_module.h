@@ -453,6 +453,7 @@ void ngx_http_mesh_answer_error(u_char *body, size_t len, u_char *buf,
     size_t size);
 
 /* ngx_http_mesh_cache.c */
+void ngx_http_mesh_cache_check(ngx_conf_t *cf, ngx_str_t *file);
 void ngx_http_mesh_cache_init(ngx_http_mesh_main_conf_t *mmcf,
     ngx_log_t *log);
 void ngx_http_mesh_cache_dirty(void);
