@@ -120,12 +120,8 @@ like $t->read_file('error.log'),
 is inst(pol => 'bad')->{requests}, 2, 'status: "bad" of pol tried twice';
 
 my $i = inst(pol => 'bad');
-SKIP: {
-    skip 'this status has no "ejected" state yet', 1
-        unless exists $i->{ejections};
-    is $i->{state}, 'ejected', 'status: "bad" of pol is ejected'
-        or diag explain $i;
-}
+is $i->{state}, 'ejected', 'status: "bad" of pol is ejected'
+    or diag explain $i;
 
 # its ejection (1 s) ends
 my $wait = $t0 + 1.3 - time;

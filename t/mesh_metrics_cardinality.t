@@ -126,13 +126,8 @@ sub check {
         }
     }
 
-    SKIP: {
-        my $promtool = $t->promtool;
-        skip 'promtool not installed', 1 unless $promtool;
-        my ($rc, $out, $err) = $t->run({ stdin => $m->{text} }, $promtool,
-                                       'check', 'metrics');
-        is $rc, 0, "$what: promtool check metrics passes" or diag "$out$err";
-    }
+    my ($rc, $out) = $t->promtool_check($m->{text});
+    is $rc, 0, "$what: promtool check metrics passes" or diag $out;
 }
 
 # 1. off in one upstream: orders loses its member series, the others keep
@@ -176,13 +171,10 @@ is $oa->{latency_ms}{count}, $ob->{latency_ms}{count},
     'mesh_metrics off: latency no longer counted';
 is $oa->{instances_by_state}{healthy}, 3,
     'mesh_metrics off: instances_by_state still there';
-SKIP: {
-    my $promtool = $t->promtool;
-    skip 'promtool not installed', 1 unless $promtool;
-    my ($rc, $out, $err) = $t->run({ stdin => $t->mesh_prometheus->{text} },
-                                   $promtool, 'check', 'metrics');
+{
+    my ($rc, $out) = $t->promtool_check($t->mesh_prometheus->{text});
     is $rc, 0, 'mesh_metrics off: promtool check metrics passes'
-        or diag "$out$err";
+        or diag $out;
 }
 
 # 5. a duplicate is refused

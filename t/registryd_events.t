@@ -335,15 +335,8 @@ sub sse_events { grep { defined $_->{id} } @{ $_[0]{frames} } }
     like $m, qr/^registryd_http_requests_total\{route="events",code="200"\} \d+$/m,
         'metrics: requests of the events route';
 
-    my $promtool = (grep { -x "$_/promtool" } split /:/, $ENV{PATH})[0];
-    SKIP: {
-        skip 'promtool not installed (Debian package prometheus; '
-            . 'scripts/deps.sh installs it)', 1 unless $promtool;
-        my ($rc, $out, $err) = $t->run({ stdin => $m }, "$promtool/promtool",
-                                       'check', 'metrics');
-        is $rc, 0, 'promtool check metrics passes on /metrics'
-            or diag "$out$err";
-    }
+    my ($rc, $out) = $t->promtool_check($m);
+    is $rc, 0, 'promtool check metrics passes on /metrics' or diag $out;
 }
 
 ###########################################################################

@@ -156,6 +156,8 @@ package MeshTest;
 #                            labels include those given (undef if none)
 #   promtool                 path of promtool, or undef (Debian package
 #                            prometheus; scripts/deps.sh installs it)
+#   promtool_check(TEXT)     (exit code, output) of promtool check metrics;
+#                            (-1, why) without promtool: a failure
 #
 # Load (fast raw-socket HTTP/1.1 clients)
 #   client(port => N, keepalive => 0|1, timeout => s,
@@ -1590,6 +1592,18 @@ sub prom_sum {
 sub promtool {
     my $d = (grep { -x "$_/promtool" } split /:/, $ENV{PATH} // '')[0];
     return $d ? "$d/promtool" : undef;
+}
+
+# promtool check metrics on text: (exit code, its output); without
+# promtool (-1, why): a failure, not a skip (scripts/deps.sh installs it)
+sub promtool_check {
+    my ($self, $text) = @_;
+    my $p = $self->promtool
+        or return (-1, "promtool not installed (Debian package prometheus; "
+                       . "scripts/deps.sh installs it)\n");
+    my ($rc, $out, $err) = $self->run({ stdin => $text }, $p, 'check',
+                                      'metrics');
+    return ($rc, $out . $err);
 }
 
 ############################################################################
