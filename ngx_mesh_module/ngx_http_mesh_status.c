@@ -14,6 +14,16 @@
 #define NGX_HTTP_MESH_STATUS_JSON        0
 #define NGX_HTTP_MESH_STATUS_PROMETHEUS  1
 
+/*
+ * The answer is a chain of buffers of this size, taken from the request's
+ * pool as they fill, so that a request holds about the size of its answer
+ * whatever the number of instances.  A record too large for one (very long
+ * names) gets a buffer of its own, twice as large until it fits, up to
+ * NGX_HTTP_MESH_STATUS_GROW times.
+ */
+#define NGX_HTTP_MESH_STATUS_BUFFER      16384
+#define NGX_HTTP_MESH_STATUS_GROW        10
+
 
 /* counters of one instance, or summed over a service */
 typedef struct {
@@ -33,12 +43,108 @@ typedef struct {
 } ngx_http_mesh_sum_t;
 
 
+typedef struct ngx_http_mesh_status_s  ngx_http_mesh_status_t;
+
+/*
+ * A record writes one part of the answer (the head, a service's header or
+ * totals, an instance, a Prometheus family's lines for one service or
+ * member) between p and end, and returns where it stopped: end when it
+ * did not fit.  It reads the status and changes nothing, so that it can
+ * be written again in a new buffer.
+ */
+typedef u_char *(*ngx_http_mesh_record_pt)(ngx_http_mesh_status_t *st,
+    u_char *p, u_char *end);
+
+
+struct ngx_http_mesh_status_s {
+    ngx_http_request_t            *request;
+    ngx_http_mesh_main_conf_t     *mmcf;
+
+    /* the answer */
+    ngx_chain_t                   *out;
+    ngx_chain_t                  **last;        /* the last link's next */
+    ngx_buf_t                     *buf;         /* the one being filled */
+    off_t                          size;
+
+    /* the registry, read once under the zone's lock */
+    uint64_t                       index;
+    int64_t                        last_sync;
+    ngx_pid_t                      poller;
+    ngx_uint_t                     reg_state;
+    ngx_str_t                     *url;         /* NULL: no mesh_registry */
+    u_char                         err[256];
+
+    ngx_msec_t                     now;
+    uint64_t                       slot;
+
+    /* what the next record is about */
+    ngx_uint_t                     family;      /* Prometheus */
+    ngx_uint_t                     svc;         /* the service's first
+                                                   upstream in mmcf's */
+    ngx_uint_t                     first;       /* the first service */
+    ngx_http_mesh_target_t        *target;
+    ngx_uint_t                     k;           /* an instance of target */
+    ngx_uint_t                     state;       /* ... and its state */
+    ngx_http_mesh_sum_t            sum;         /* its counters, or the
+                                                   service's */
+};
+
+
+typedef struct {
+    const char                    *name;
+    const char                    *type;
+    const char                    *help;
+    ngx_uint_t                     member;      /* a series per member */
+} ngx_http_mesh_family_t;
+
+
 static ngx_int_t ngx_http_mesh_status_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mesh_write(ngx_http_mesh_status_t *st,
+    ngx_http_mesh_record_pt record);
+static ngx_uint_t ngx_http_mesh_same_service(ngx_http_mesh_srv_conf_t *a,
+    ngx_http_mesh_srv_conf_t *b);
+static ngx_uint_t ngx_http_mesh_first_upstream(ngx_http_mesh_main_conf_t *mmcf,
+    ngx_uint_t i);
+static ngx_uint_t ngx_http_mesh_service(ngx_http_mesh_status_t *st,
+    ngx_uint_t i);
+static ngx_uint_t ngx_http_mesh_members(ngx_http_mesh_status_t *st);
+static ngx_uint_t ngx_http_mesh_state(ngx_http_mesh_peer_t *peer,
+    ngx_msec_t now);
 static void ngx_http_mesh_add(ngx_http_mesh_sum_t *sum,
     ngx_http_mesh_stat_t *st, uint64_t now_slot);
-static u_char *ngx_http_mesh_json_counters(u_char *p,
+static void ngx_http_mesh_instance_sum(ngx_http_mesh_status_t *st);
+static void ngx_http_mesh_service_sum(ngx_http_mesh_status_t *st,
+    ngx_uint_t *states);
+
+static ngx_int_t ngx_http_mesh_json(ngx_http_mesh_status_t *st);
+static u_char *ngx_http_mesh_json_head(ngx_http_mesh_status_t *st, u_char *p,
+    u_char *end);
+static u_char *ngx_http_mesh_json_service(ngx_http_mesh_status_t *st,
+    u_char *p, u_char *end);
+static u_char *ngx_http_mesh_json_instance(ngx_http_mesh_status_t *st,
+    u_char *p, u_char *end);
+static u_char *ngx_http_mesh_json_totals(ngx_http_mesh_status_t *st,
+    u_char *p, u_char *end);
+static u_char *ngx_http_mesh_json_tail(ngx_http_mesh_status_t *st, u_char *p,
+    u_char *end);
+static u_char *ngx_http_mesh_json_counters(u_char *p, u_char *end,
     ngx_http_mesh_sum_t *sum);
-static u_char *ngx_http_mesh_json_str(u_char *p, u_char *s, size_t len);
+static u_char *ngx_http_mesh_json_str(u_char *p, u_char *end, u_char *s,
+    size_t len);
+
+static ngx_int_t ngx_http_mesh_prometheus(ngx_http_mesh_status_t *st);
+static u_char *ngx_http_mesh_prom_head(ngx_http_mesh_status_t *st, u_char *p,
+    u_char *end);
+static u_char *ngx_http_mesh_prom_help(ngx_http_mesh_status_t *st, u_char *p,
+    u_char *end);
+static u_char *ngx_http_mesh_prom_member(ngx_http_mesh_status_t *st,
+    u_char *p, u_char *end);
+static u_char *ngx_http_mesh_prom_service(ngx_http_mesh_status_t *st,
+    u_char *p, u_char *end);
+static u_char *ngx_http_mesh_prom_header(u_char *p, u_char *end,
+    const char *name, const char *type, const char *help);
+static u_char *ngx_http_mesh_prom_label(u_char *p, u_char *end, u_char *s,
+    size_t len);
 
 
 static const ngx_msec_t  ngx_http_mesh_bounds[] = {
@@ -47,6 +153,38 @@ static const ngx_msec_t  ngx_http_mesh_bounds[] = {
 
 static const char  *ngx_http_mesh_states[] = {
     "healthy", "unhealthy", "ejected"
+};
+
+
+/* in this order: ngx_http_mesh_prom_member() and _service() switch on it */
+static const ngx_http_mesh_family_t  ngx_http_mesh_families[] = {
+    { "requests_total", "counter",
+      "Requests sent to a member (tries, retries included).", 1 },
+    { "responses_total", "counter",
+      "Responses from a member by status class.", 1 },
+    { "failures_total", "counter",
+      "Tries to a member that failed (connect error, timeout, next).", 1 },
+    { "ejections_total", "counter",
+      "Times a member was ejected by outlier detection.", 1 },
+    { "active_requests", "gauge", "Requests in flight to a member.", 1 },
+    { "member_weight", "gauge", "A member's registered weight.", 1 },
+    { "member_state", "gauge",
+      "A member's state: healthy, unhealthy (registry) or ejected.", 1 },
+    { "consecutive_failures", "gauge",
+      "A member's current run of failed tries.", 1 },
+    { "service_requests_total", "counter",
+      "Requests sent to a service's members.", 0 },
+    { "service_responses_total", "counter",
+      "Responses from a service's members by status class.", 0 },
+    { "retries_total", "counter", "Retries to another member.", 0 },
+    { "service_ejections_total", "counter",
+      "Ejections of a service's members.", 0 },
+    { "instances", "gauge", "A service's members by state.", 0 },
+    { "upstream_latency_seconds", "histogram",
+      "Time to the end of a member's response.", 0 },
+    { "service_active_requests", "gauge",
+      "Requests in flight to a service.", 0 },
+    { NULL, NULL, NULL, 0 }
 };
 
 
@@ -62,46 +200,266 @@ ngx_http_mesh_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-static u_char *
-ngx_http_mesh_json_str(u_char *p, u_char *s, size_t len)
+static ngx_int_t
+ngx_http_mesh_status_handler(ngx_http_request_t *r)
 {
-    *p++ = '"';
-    p = (u_char *) ngx_escape_json(p, s, len);
-    *p++ = '"';
+    ngx_int_t                   rc;
+    ngx_str_t                   format;
+    ngx_uint_t                  fmt, current;
+    ngx_http_mesh_zone_t       *zone;
+    ngx_http_mesh_status_t     *st;
+    ngx_http_mesh_registry_t   *regs;
+    ngx_http_mesh_main_conf_t  *mmcf;
 
-    return p;
-}
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
 
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
 
-/* a Prometheus label value: backslash, quote and newline escaped (the
- * room: 2 * len) */
-static u_char *
-ngx_http_mesh_prom_label(u_char *p, u_char *s, size_t len)
-{
-    size_t  i;
+    fmt = NGX_HTTP_MESH_STATUS_JSON;
 
-    for (i = 0; i < len; i++) {
-        if (s[i] == '\\' || s[i] == '"') {
-            *p++ = '\\';
-            *p++ = s[i];
+    if (ngx_http_arg(r, (u_char *) "format", 6, &format) == NGX_OK) {
+        if (format.len == 10
+            && ngx_strncmp(format.data, "prometheus", 10) == 0)
+        {
+            fmt = NGX_HTTP_MESH_STATUS_PROMETHEUS;
 
-        } else if (s[i] == '\n') {
-            *p++ = '\\';
-            *p++ = 'n';
-
-        } else {
-            *p++ = s[i];
+        } else if (!(format.len == 4
+                     && ngx_strncmp(format.data, "json", 4) == 0))
+        {
+            return NGX_HTTP_BAD_REQUEST;
         }
     }
 
-    return p;
+    st = ngx_pcalloc(r->pool, sizeof(ngx_http_mesh_status_t));
+    if (st == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     st->out = NULL;
+     *     st->buf = NULL;
+     *     st->size = 0;
+     *     st->index = 0;
+     *     st->last_sync = 0;
+     *     st->poller = 0;
+     *     st->reg_state = NGX_HTTP_MESH_REG_NONE;
+     *     st->url = NULL;
+     *     st->err[0] = '\0';
+     */
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mesh_module);
+    zone = &mmcf->zone;
+
+    st->request = r;
+    st->mmcf = mmcf;
+    st->last = &st->out;
+
+    current = 0;
+
+    if (zone->sh) {
+        (void) ngx_http_mesh_sync(mmcf, r->connection->log);
+
+        ngx_shmtx_lock(&zone->shpool->mutex);
+        st->index = zone->sh->index;
+        st->reg_state = zone->sh->reg_state;
+        st->last_sync = zone->sh->last_sync;
+        st->poller = zone->sh->poll_owner;
+        current = zone->sh->reg_current;
+        ngx_cpystrn(st->err, zone->sh->last_error, sizeof(st->err));
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+    }
+
+    if (st->reg_state > NGX_HTTP_MESH_REG_ERROR) {
+        st->reg_state = NGX_HTTP_MESH_REG_NONE;
+    }
+
+    /* the registry polled: one of mesh_registry's URLs (replicas) */
+
+    if (mmcf->registry) {
+        regs = mmcf->registries.elts;
+        st->url = &regs[current < mmcf->registries.nelts ? current : 0].uri;
+    }
+
+    st->now = ngx_current_msec;
+    st->slot = st->now / NGX_HTTP_MESH_WINDOW;
+
+    if (fmt == NGX_HTTP_MESH_STATUS_PROMETHEUS) {
+        rc = ngx_http_mesh_prometheus(st);
+
+    } else {
+        rc = ngx_http_mesh_json(st);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    st->buf->last_buf = (r == r->main) ? 1 : 0;
+    st->buf->last_in_chain = 1;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = st->size;
+
+    if (fmt == NGX_HTTP_MESH_STATUS_PROMETHEUS) {
+        ngx_str_set(&r->headers_out.content_type,
+                    "text/plain; version=0.0.4; charset=utf-8");
+
+    } else {
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+    }
+
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    return ngx_http_output_filter(r, st->out);
 }
 
 
-static size_t
-ngx_http_mesh_json_len(u_char *s, size_t len)
+/*
+ * Writes a record after the answer's last one: in the buffer being filled
+ * if it fits there, else whole in a new buffer.  A record cut at the end of
+ * a buffer is left out of it (its last does not move): every write of a
+ * record is bounded by its buffer's end, and what is in the chain is only
+ * whole records.
+ */
+static ngx_int_t
+ngx_http_mesh_write(ngx_http_mesh_status_t *st,
+    ngx_http_mesh_record_pt record)
 {
-    return len + ngx_escape_json(NULL, s, len) + 2;
+    u_char       *p;
+    size_t        size;
+    ngx_buf_t    *b;
+    ngx_uint_t    n;
+    ngx_chain_t  *cl;
+
+    b = st->buf;
+
+    if (b) {
+        p = record(st, b->last, b->end);
+
+        if (p < b->end) {
+            st->size += p - b->last;
+            b->last = p;
+            return NGX_OK;
+        }
+    }
+
+    size = NGX_HTTP_MESH_STATUS_BUFFER;
+
+    for (n = 0; n <= NGX_HTTP_MESH_STATUS_GROW; n++) {
+
+        b = ngx_create_temp_buf(st->request->pool, size);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = record(st, b->last, b->end);
+
+        if (p < b->end) {
+            goto done;
+        }
+
+        (void) ngx_pfree(st->request->pool, b->start);
+        size *= 2;
+    }
+
+    ngx_log_error(NGX_LOG_ALERT, st->request->connection->log, 0,
+                  "mesh status: a record does not fit in %uz bytes",
+                  size / 2);
+
+    return NGX_ERROR;
+
+done:
+
+    cl = ngx_alloc_chain_link(st->request->pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    *st->last = cl;
+    st->last = &cl->next;
+    st->buf = b;
+
+    st->size += p - b->last;
+    b->last = p;
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_mesh_same_service(ngx_http_mesh_srv_conf_t *a,
+    ngx_http_mesh_srv_conf_t *b)
+{
+    return a->service.len == b->service.len
+           && ngx_strncmp(a->service.data, b->service.data,
+                          a->service.len) == 0;
+}
+
+
+/* a service is reported once, at the first upstream naming it */
+static ngx_uint_t
+ngx_http_mesh_first_upstream(ngx_http_mesh_main_conf_t *mmcf, ngx_uint_t i)
+{
+    ngx_uint_t                  j;
+    ngx_http_mesh_srv_conf_t  **ups;
+
+    ups = mmcf->upstreams.elts;
+
+    for (j = 0; j < i; j++) {
+        if (ngx_http_mesh_same_service(ups[j], ups[i])) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* the next records are about the service of upstream i, if it is first */
+static ngx_uint_t
+ngx_http_mesh_service(ngx_http_mesh_status_t *st, ngx_uint_t i)
+{
+    ngx_http_mesh_srv_conf_t  **ups;
+
+    if (!ngx_http_mesh_first_upstream(st->mmcf, i)) {
+        return 0;
+    }
+
+    ups = st->mmcf->upstreams.elts;
+
+    st->svc = i;
+    st->target = ups[i]->view ? &ups[i]->view->targets[0] : NULL;
+
+    return 1;
+}
+
+
+/* mesh_status_instances of the service */
+static ngx_uint_t
+ngx_http_mesh_members(ngx_http_mesh_status_t *st)
+{
+    ngx_http_mesh_srv_conf_t  **ups;
+
+    ups = st->mmcf->upstreams.elts;
+
+    return (ups[st->svc]->instances == NGX_CONF_UNSET)
+           ? (ngx_uint_t) st->mmcf->instances
+           : (ngx_uint_t) ups[st->svc]->instances;
 }
 
 
@@ -157,602 +515,562 @@ ngx_http_mesh_add(ngx_http_mesh_sum_t *sum, ngx_http_mesh_stat_t *st,
 }
 
 
-/* a service's totals come from its own counters, states from its members */
+/* the counters of instance k of the target, for its record */
 static void
-ngx_http_mesh_service_totals(ngx_http_mesh_sum_t *sum,
-    ngx_http_mesh_target_t *t, uint64_t slot)
+ngx_http_mesh_instance_sum(ngx_http_mesh_status_t *st)
 {
-    ngx_uint_t  states[3];
+    ngx_memzero(&st->sum, sizeof(ngx_http_mesh_sum_t));
+    ngx_http_mesh_add(&st->sum, st->target->peer[st->k].stat, st->slot);
+}
 
-    ngx_memcpy(states, sum->states, sizeof(states));
-    ngx_memzero(sum, sizeof(ngx_http_mesh_sum_t));
-    ngx_memcpy(sum->states, states, sizeof(states));
 
-    if (t && t->service) {
-        ngx_http_mesh_add(sum, t->service, slot);
+/*
+ * A service's totals come from its own counters, so that they never go
+ * down when an instance leaves; its members by state from the instances.
+ */
+static void
+ngx_http_mesh_service_sum(ngx_http_mesh_status_t *st, ngx_uint_t *states)
+{
+    ngx_memzero(&st->sum, sizeof(ngx_http_mesh_sum_t));
+    ngx_memcpy(st->sum.states, states, sizeof(st->sum.states));
+
+    if (st->target && st->target->service) {
+        ngx_http_mesh_add(&st->sum, st->target->service, st->slot);
     }
 }
 
 
+static ngx_int_t
+ngx_http_mesh_json(ngx_http_mesh_status_t *st)
+{
+    ngx_uint_t               i, k, members, states[3];
+    ngx_http_mesh_target_t  *t;
+
+    if (ngx_http_mesh_write(st, ngx_http_mesh_json_head) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    st->first = 1;
+
+    for (i = 0; i < st->mmcf->upstreams.nelts; i++) {
+
+        if (!ngx_http_mesh_service(st, i)) {
+            continue;
+        }
+
+        if (ngx_http_mesh_write(st, ngx_http_mesh_json_service) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        st->first = 0;
+
+        t = st->target;
+        members = ngx_http_mesh_members(st);
+        ngx_memzero(states, sizeof(states));
+
+        for (k = 0; t && k < t->number; k++) {
+            st->k = k;
+            st->state = ngx_http_mesh_state(&t->peer[k], st->now);
+            states[st->state]++;
+
+            if (!members) {
+                continue;
+            }
+
+            ngx_http_mesh_instance_sum(st);
+
+            if (ngx_http_mesh_write(st, ngx_http_mesh_json_instance)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
+        ngx_http_mesh_service_sum(st, states);
+
+        if (ngx_http_mesh_write(st, ngx_http_mesh_json_totals) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return ngx_http_mesh_write(st, ngx_http_mesh_json_tail);
+}
+
+
 static u_char *
-ngx_http_mesh_json_counters(u_char *p, ngx_http_mesh_sum_t *sum)
+ngx_http_mesh_json_head(ngx_http_mesh_status_t *st, u_char *p, u_char *end)
+{
+    static const char  *states[] = { "none", "synced", "stale", "error" };
+
+    p = ngx_slprintf(p, end, "{\"index\":%uL,\"registry\":{\"url\":",
+                     st->index);
+
+    if (st->url) {
+        p = ngx_http_mesh_json_str(p, end, st->url->data, st->url->len);
+
+    } else {
+        p = ngx_slprintf(p, end, "null");
+    }
+
+    p = ngx_slprintf(p, end, ",\"state\":\"%s\",\"stale\":%s,"
+                     "\"last_sync_ms\":%L,\"poller_pid\":%P,"
+                     "\"last_error\":", states[st->reg_state],
+                     st->reg_state == NGX_HTTP_MESH_REG_SYNCED
+                     ? "false" : "true",
+                     st->last_sync, st->poller);
+
+    if (st->err[0]) {
+        p = ngx_http_mesh_json_str(p, end, st->err, ngx_strlen(st->err));
+
+    } else {
+        p = ngx_slprintf(p, end, "null");
+    }
+
+    return ngx_slprintf(p, end, "},\"services\":[");
+}
+
+
+/* a service's name, upstreams and balancer, up to its instances */
+static u_char *
+ngx_http_mesh_json_service(ngx_http_mesh_status_t *st, u_char *p,
+    u_char *end)
+{
+    ngx_uint_t                  j;
+    ngx_http_mesh_srv_conf_t  **ups, *us;
+
+    ups = st->mmcf->upstreams.elts;
+    us = ups[st->svc];
+
+    p = ngx_slprintf(p, end, "%s{\"name\":", st->first ? "" : ",");
+    p = ngx_http_mesh_json_str(p, end, us->service.data, us->service.len);
+    p = ngx_slprintf(p, end, ",\"upstreams\":[");
+
+    for (j = st->svc; j < st->mmcf->upstreams.nelts; j++) {
+        if (!ngx_http_mesh_same_service(ups[j], us)) {
+            continue;
+        }
+
+        if (j != st->svc) {
+            p = ngx_slprintf(p, end, ",");
+        }
+
+        p = ngx_http_mesh_json_str(p, end, ups[j]->upstream->host.data,
+                                   ups[j]->upstream->host.len);
+    }
+
+    return ngx_slprintf(p, end, "],\"balancer\":\"%s\",\"instances\":[",
+                        ngx_http_mesh_balancer_name(st->target
+                                                    ? st->target->balancer
+                                                    : us->balancer));
+}
+
+
+static u_char *
+ngx_http_mesh_json_instance(ngx_http_mesh_status_t *st, u_char *p,
+    u_char *end)
+{
+    ngx_http_mesh_peer_t  *peer;
+
+    peer = &st->target->peer[st->k];
+
+    p = ngx_slprintf(p, end, "%s{\"id\":", st->k ? "," : "");
+    p = ngx_http_mesh_json_str(p, end, peer->id.data, peer->id.len);
+    p = ngx_slprintf(p, end, ",\"server\":");
+    p = ngx_http_mesh_json_str(p, end, peer->name.data, peer->name.len);
+    p = ngx_slprintf(p, end, ",\"weight\":%d,\"state\":\"%s\","
+                     "\"active\":%uD,\"consecutive_failures\":%uD,",
+                     st->target->mp[st->k].weight,
+                     ngx_http_mesh_states[st->state],
+                     peer->stat->active,
+                     ngx_max(ngx_max(peer->stat->consecutive_5xx,
+                                     peer->stat->consecutive_gateway),
+                             peer->stat->consecutive_local));
+    p = ngx_http_mesh_json_counters(p, end, &st->sum);
+
+    return ngx_slprintf(p, end, "}");
+}
+
+
+/* the end of a service's instances, and its totals */
+static u_char *
+ngx_http_mesh_json_totals(ngx_http_mesh_status_t *st, u_char *p,
+    u_char *end)
+{
+    p = ngx_slprintf(p, end, "],\"instances_by_state\":{\"healthy\":%ui,"
+                     "\"unhealthy\":%ui,\"ejected\":%ui},\"active\":%uL,"
+                     "\"retries\":%uL,",
+                     st->sum.states[0], st->sum.states[1], st->sum.states[2],
+                     st->sum.active,
+                     (st->target && st->target->service)
+                     ? st->target->service->retries : 0);
+    p = ngx_http_mesh_json_counters(p, end, &st->sum);
+
+    return ngx_slprintf(p, end, "}");
+}
+
+
+static u_char *
+ngx_http_mesh_json_tail(ngx_http_mesh_status_t *st, u_char *p, u_char *end)
+{
+    return ngx_slprintf(p, end, "]}\n");
+}
+
+
+static u_char *
+ngx_http_mesh_json_counters(u_char *p, u_char *end, ngx_http_mesh_sum_t *sum)
 {
     ngx_uint_t  i;
     uint64_t    cum;
 
-    p = ngx_sprintf(p, "\"requests\":%uL,\"responses\":{\"1xx\":%uL,"
-                    "\"2xx\":%uL,\"3xx\":%uL,\"4xx\":%uL,\"5xx\":%uL},"
-                    "\"failures\":%uL,\"ejections\":%uL,"
-                    "\"latency_ms\":{\"buckets\":[",
-                    sum->requests, sum->responses[0], sum->responses[1],
-                    sum->responses[2], sum->responses[3], sum->responses[4],
-                    sum->failures, sum->ejections);
+    p = ngx_slprintf(p, end, "\"requests\":%uL,\"responses\":{\"1xx\":%uL,"
+                     "\"2xx\":%uL,\"3xx\":%uL,\"4xx\":%uL,\"5xx\":%uL},"
+                     "\"failures\":%uL,\"ejections\":%uL,"
+                     "\"latency_ms\":{\"buckets\":[",
+                     sum->requests, sum->responses[0], sum->responses[1],
+                     sum->responses[2], sum->responses[3],
+                     sum->responses[4], sum->failures, sum->ejections);
 
     cum = 0;
 
     for (i = 0; i < NGX_HTTP_MESH_LATENCY_BUCKETS - 1; i++) {
         cum += sum->latency[i];
-        p = ngx_sprintf(p, "%s{\"le\":%M,\"count\":%uL}", i ? "," : "",
-                        ngx_http_mesh_bounds[i], cum);
+        p = ngx_slprintf(p, end, "%s{\"le\":%M,\"count\":%uL}",
+                         i ? "," : "", ngx_http_mesh_bounds[i], cum);
     }
 
     cum += sum->latency[i];
 
-    p = ngx_sprintf(p, ",{\"le\":\"+Inf\",\"count\":%uL}],\"sum\":%uL,"
-                    "\"count\":%uL},"
-                    "\"rate_10s\":%.2f,\"rate_60s\":%.2f,"
-                    "\"mean_latency_ms_10s\":%.1f,"
-                    "\"mean_latency_ms_60s\":%.1f",
-                    cum, sum->latency_sum, cum,
-                    (double) sum->win10_requests / 10,
-                    (double) sum->win60_requests / 60,
-                    sum->win10_requests
-                    ? (double) sum->win10_latency / sum->win10_requests : 0.0,
-                    sum->win60_requests
-                    ? (double) sum->win60_latency / sum->win60_requests
-                    : 0.0);
+    return ngx_slprintf(p, end, ",{\"le\":\"+Inf\",\"count\":%uL}],"
+                        "\"sum\":%uL,\"count\":%uL},"
+                        "\"rate_10s\":%.2f,\"rate_60s\":%.2f,"
+                        "\"mean_latency_ms_10s\":%.1f,"
+                        "\"mean_latency_ms_60s\":%.1f",
+                        cum, sum->latency_sum, cum,
+                        (double) sum->win10_requests / 10,
+                        (double) sum->win60_requests / 60,
+                        sum->win10_requests
+                        ? (double) sum->win10_latency / sum->win10_requests
+                        : 0.0,
+                        sum->win60_requests
+                        ? (double) sum->win60_latency / sum->win60_requests
+                        : 0.0);
+}
+
+
+/* a JSON string, quoted and escaped; end if it does not fit */
+static u_char *
+ngx_http_mesh_json_str(u_char *p, u_char *end, u_char *s, size_t len)
+{
+    if ((size_t) (end - p) < len + ngx_escape_json(NULL, s, len) + 2) {
+        return end;
+    }
+
+    *p++ = '"';
+    p = (u_char *) ngx_escape_json(p, s, len);
+    *p++ = '"';
 
     return p;
 }
 
 
-static u_char *
-ngx_http_mesh_prom_header(u_char *p, const char *name, const char *type,
-    const char *help)
+static ngx_int_t
+ngx_http_mesh_prometheus(ngx_http_mesh_status_t *st)
 {
-    return ngx_sprintf(p, "# HELP nginx_mesh_%s %s\n"
-                          "# TYPE nginx_mesh_%s %s\n",
-                       name, help, name, type);
-}
+    ngx_uint_t                     f, i, k, states[3];
+    ngx_http_mesh_target_t        *t;
+    const ngx_http_mesh_family_t  *fm;
 
+    if (ngx_http_mesh_write(st, ngx_http_mesh_prom_head) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
-/* the Prometheus series of one family for every service (and member) */
-static u_char *
-ngx_http_mesh_prom_family(u_char *p, ngx_http_request_t *r,
-    ngx_uint_t family, ngx_http_mesh_main_conf_t *mmcf, ngx_msec_t now,
-    uint64_t slot)
-{
-    ngx_uint_t                   i, j, k, c, members;
-    uint64_t                     cum;
-    ngx_http_mesh_sum_t          sum, one;
-    ngx_http_mesh_peer_t        *peer;
-    ngx_http_mesh_target_t      *t;
-    ngx_http_mesh_srv_conf_t   **ups;
+    for (f = 0; ngx_http_mesh_families[f].name; f++) {
+        fm = &ngx_http_mesh_families[f];
+        st->family = f;
 
-    ups = mmcf->upstreams.elts;
-
-    for (i = 0; i < mmcf->upstreams.nelts; i++) {
-
-        for (j = 0; j < i; j++) {
-            if (ups[j]->service.len == ups[i]->service.len
-                && ngx_strncmp(ups[j]->service.data, ups[i]->service.data,
-                               ups[i]->service.len) == 0)
-            {
-                break;
-            }
+        if (ngx_http_mesh_write(st, ngx_http_mesh_prom_help) != NGX_OK) {
+            return NGX_ERROR;
         }
 
-        if (j < i) {
-            continue;           /* one entry per service */
-        }
+        for (i = 0; i < st->mmcf->upstreams.nelts; i++) {
 
-        t = ups[i]->view ? &ups[i]->view->targets[0] : NULL;
-
-        members = (ups[i]->instances == NGX_CONF_UNSET)
-                  ? (ngx_uint_t) mmcf->instances
-                  : (ngx_uint_t) ups[i]->instances;
-
-        ngx_memzero(&sum, sizeof(ngx_http_mesh_sum_t));
-
-        for (k = 0; t && k < t->number; k++) {
-            peer = &t->peer[k];
-            ngx_http_mesh_add(&sum, peer->stat, slot);
-            sum.states[ngx_http_mesh_state(peer, now)]++;
-
-            if (!members) {
+            if (!ngx_http_mesh_service(st, i)) {
                 continue;
             }
 
-            ngx_memzero(&one, sizeof(ngx_http_mesh_sum_t));
-            ngx_http_mesh_add(&one, peer->stat, slot);
+            t = st->target;
 
-            switch (family) {
-
-            case 0:
-                p = ngx_sprintf(p, "nginx_mesh_requests_total{service=\"%V\","
-                                "member=\"%V\"} %uL\n", &ups[i]->service,
-                                &peer->id, one.requests);
-                break;
-
-            case 1:
-                for (c = 0; c < 5; c++) {
-                    p = ngx_sprintf(p, "nginx_mesh_responses_total{service="
-                                    "\"%V\",member=\"%V\",code=\"%uixx\"} "
-                                    "%uL\n", &ups[i]->service, &peer->id,
-                                    c + 1, one.responses[c]);
+            if (fm->member) {
+                if (!ngx_http_mesh_members(st)) {
+                    continue;
                 }
-                break;
 
-            case 2:
-                p = ngx_sprintf(p, "nginx_mesh_failures_total{service=\"%V\","
-                                "member=\"%V\"} %uL\n", &ups[i]->service,
-                                &peer->id, one.failures);
-                break;
+                for (k = 0; t && k < t->number; k++) {
+                    st->k = k;
+                    st->state = ngx_http_mesh_state(&t->peer[k], st->now);
+                    ngx_http_mesh_instance_sum(st);
 
-            case 3:
-                p = ngx_sprintf(p, "nginx_mesh_ejections_total{service="
-                                "\"%V\",member=\"%V\"} %uL\n",
-                                &ups[i]->service, &peer->id, one.ejections);
-                break;
+                    if (ngx_http_mesh_write(st, ngx_http_mesh_prom_member)
+                        != NGX_OK)
+                    {
+                        return NGX_ERROR;
+                    }
+                }
 
-            case 4:
-                p = ngx_sprintf(p, "nginx_mesh_active_requests{service=\"%V\","
-                                "member=\"%V\"} %uL\n", &ups[i]->service,
-                                &peer->id, one.active);
-                break;
+                continue;
+            }
 
-            case 5:
-                p = ngx_sprintf(p, "nginx_mesh_member_weight{service=\"%V\","
-                                "member=\"%V\",server=\"%V\"} %d\n",
-                                &ups[i]->service, &peer->id, &peer->name,
-                                t->mp[k].weight);
-                break;
+            ngx_memzero(states, sizeof(states));
 
-            case 6:
-                p = ngx_sprintf(p, "nginx_mesh_member_state{service=\"%V\","
-                                "member=\"%V\",state=\"%s\"} 1\n",
-                                &ups[i]->service, &peer->id,
-                                ngx_http_mesh_states[
-                                    ngx_http_mesh_state(peer, now)]);
-                break;
+            for (k = 0; t && k < t->number; k++) {
+                states[ngx_http_mesh_state(&t->peer[k], st->now)]++;
+            }
 
-            case 7:
-                p = ngx_sprintf(p, "nginx_mesh_consecutive_failures{service="
-                                "\"%V\",member=\"%V\"} %uD\n",
-                                &ups[i]->service, &peer->id,
-                                ngx_max(ngx_max(peer->stat->consecutive_5xx,
-                                            peer->stat->consecutive_gateway),
-                                        peer->stat->consecutive_local));
-                break;
+            ngx_http_mesh_service_sum(st, states);
+
+            if (ngx_http_mesh_write(st, ngx_http_mesh_prom_service)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
             }
         }
+    }
 
-        ngx_http_mesh_service_totals(&sum, t, slot);
+    return NGX_OK;
+}
 
-        switch (family) {
 
-        case 8:
-            p = ngx_sprintf(p, "nginx_mesh_service_requests_total{service="
-                            "\"%V\"} %uL\n", &ups[i]->service, sum.requests);
-            break;
+/* the registry's series */
+static u_char *
+ngx_http_mesh_prom_head(ngx_http_mesh_status_t *st, u_char *p, u_char *end)
+{
+    p = ngx_http_mesh_prom_header(p, end, "registry_index", "gauge",
+                                  "The registry index this nginx routes "
+                                  "on.");
+    p = ngx_slprintf(p, end, "nginx_mesh_registry_index %uL\n", st->index);
+    p = ngx_http_mesh_prom_header(p, end, "registry_stale", "gauge",
+                                  "1 when the last registry poll failed "
+                                  "or none succeeded yet.");
+    p = ngx_slprintf(p, end, "nginx_mesh_registry_stale %d\n",
+                     st->reg_state != NGX_HTTP_MESH_REG_SYNCED);
+    p = ngx_http_mesh_prom_header(p, end, "registry_last_sync_seconds",
+                                  "gauge",
+                                  "Unix time of the last successful "
+                                  "registry poll.");
+    p = ngx_slprintf(p, end, "nginx_mesh_registry_last_sync_seconds %.3f\n",
+                     (double) st->last_sync / 1000);
 
-        case 9:
-            for (c = 0; c < 5; c++) {
-                p = ngx_sprintf(p, "nginx_mesh_service_responses_total{"
-                                "service=\"%V\",code=\"%uixx\"} %uL\n",
-                                &ups[i]->service, c + 1, sum.responses[c]);
-            }
-            break;
+    if (st->url == NULL) {
+        return p;
+    }
 
-        case 10:
-            p = ngx_sprintf(p, "nginx_mesh_retries_total{service=\"%V\"} "
-                            "%uL\n", &ups[i]->service,
-                            (t && t->service) ? t->service->retries : 0);
-            break;
+    p = ngx_http_mesh_prom_header(p, end, "registry_info", "gauge",
+                                  "The registry polled now (one of "
+                                  "mesh_registry's URLs): 1.");
+    p = ngx_slprintf(p, end, "nginx_mesh_registry_info{url=\"");
+    p = ngx_http_mesh_prom_label(p, end, st->url->data, st->url->len);
 
-        case 11:
-            p = ngx_sprintf(p, "nginx_mesh_service_ejections_total{service="
-                            "\"%V\"} %uL\n", &ups[i]->service,
-                            sum.ejections);
-            break;
+    return ngx_slprintf(p, end, "\"} 1\n");
+}
 
-        case 12:
-            for (c = 0; c < 3; c++) {
-                p = ngx_sprintf(p, "nginx_mesh_instances{service=\"%V\","
-                                "state=\"%s\"} %ui\n", &ups[i]->service,
-                                ngx_http_mesh_states[c], sum.states[c]);
-            }
-            break;
 
-        case 13:
-            cum = 0;
+static u_char *
+ngx_http_mesh_prom_help(ngx_http_mesh_status_t *st, u_char *p, u_char *end)
+{
+    const ngx_http_mesh_family_t  *fm;
 
-            for (c = 0; c < NGX_HTTP_MESH_LATENCY_BUCKETS - 1; c++) {
-                cum += sum.latency[c];
-                p = ngx_sprintf(p, "nginx_mesh_upstream_latency_seconds_bucket"
-                                "{service=\"%V\",le=\"%.3f\"} %uL\n",
-                                &ups[i]->service,
-                                (double) ngx_http_mesh_bounds[c] / 1000, cum);
-            }
+    fm = &ngx_http_mesh_families[st->family];
 
-            cum += sum.latency[c];
+    return ngx_http_mesh_prom_header(p, end, fm->name, fm->type, fm->help);
+}
 
-            p = ngx_sprintf(p, "nginx_mesh_upstream_latency_seconds_bucket"
-                            "{service=\"%V\",le=\"+Inf\"} %uL\n"
+
+/* the family's series of instance k of the target */
+static u_char *
+ngx_http_mesh_prom_member(ngx_http_mesh_status_t *st, u_char *p,
+    u_char *end)
+{
+    ngx_uint_t                  c;
+    ngx_str_t                  *svc;
+    ngx_http_mesh_peer_t       *peer;
+    ngx_http_mesh_sum_t        *one;
+    ngx_http_mesh_srv_conf_t  **ups;
+
+    ups = st->mmcf->upstreams.elts;
+    svc = &ups[st->svc]->service;
+    peer = &st->target->peer[st->k];
+    one = &st->sum;
+
+    switch (st->family) {
+
+    case 0:
+        return ngx_slprintf(p, end, "nginx_mesh_requests_total{service="
+                            "\"%V\",member=\"%V\"} %uL\n", svc, &peer->id,
+                            one->requests);
+
+    case 1:
+        for (c = 0; c < 5; c++) {
+            p = ngx_slprintf(p, end, "nginx_mesh_responses_total{service="
+                             "\"%V\",member=\"%V\",code=\"%uixx\"} %uL\n",
+                             svc, &peer->id, c + 1, one->responses[c]);
+        }
+
+        return p;
+
+    case 2:
+        return ngx_slprintf(p, end, "nginx_mesh_failures_total{service="
+                            "\"%V\",member=\"%V\"} %uL\n", svc, &peer->id,
+                            one->failures);
+
+    case 3:
+        return ngx_slprintf(p, end, "nginx_mesh_ejections_total{service="
+                            "\"%V\",member=\"%V\"} %uL\n", svc, &peer->id,
+                            one->ejections);
+
+    case 4:
+        return ngx_slprintf(p, end, "nginx_mesh_active_requests{service="
+                            "\"%V\",member=\"%V\"} %uL\n", svc, &peer->id,
+                            one->active);
+
+    case 5:
+        return ngx_slprintf(p, end, "nginx_mesh_member_weight{service="
+                            "\"%V\",member=\"%V\",server=\"%V\"} %d\n",
+                            svc, &peer->id, &peer->name,
+                            st->target->mp[st->k].weight);
+
+    case 6:
+        return ngx_slprintf(p, end, "nginx_mesh_member_state{service="
+                            "\"%V\",member=\"%V\",state=\"%s\"} 1\n",
+                            svc, &peer->id,
+                            ngx_http_mesh_states[st->state]);
+
+    case 7:
+        return ngx_slprintf(p, end, "nginx_mesh_consecutive_failures{"
+                            "service=\"%V\",member=\"%V\"} %uD\n",
+                            svc, &peer->id,
+                            ngx_max(ngx_max(peer->stat->consecutive_5xx,
+                                        peer->stat->consecutive_gateway),
+                                    peer->stat->consecutive_local));
+    }
+
+    return p;
+}
+
+
+/* the family's series of the service */
+static u_char *
+ngx_http_mesh_prom_service(ngx_http_mesh_status_t *st, u_char *p,
+    u_char *end)
+{
+    ngx_uint_t                  c;
+    uint64_t                    cum;
+    ngx_str_t                  *svc;
+    ngx_http_mesh_sum_t        *sum;
+    ngx_http_mesh_srv_conf_t  **ups;
+
+    ups = st->mmcf->upstreams.elts;
+    svc = &ups[st->svc]->service;
+    sum = &st->sum;
+
+    switch (st->family) {
+
+    case 8:
+        return ngx_slprintf(p, end, "nginx_mesh_service_requests_total{"
+                            "service=\"%V\"} %uL\n", svc, sum->requests);
+
+    case 9:
+        for (c = 0; c < 5; c++) {
+            p = ngx_slprintf(p, end, "nginx_mesh_service_responses_total{"
+                             "service=\"%V\",code=\"%uixx\"} %uL\n",
+                             svc, c + 1, sum->responses[c]);
+        }
+
+        return p;
+
+    case 10:
+        return ngx_slprintf(p, end, "nginx_mesh_retries_total{service="
+                            "\"%V\"} %uL\n", svc,
+                            (st->target && st->target->service)
+                            ? st->target->service->retries : 0);
+
+    case 11:
+        return ngx_slprintf(p, end, "nginx_mesh_service_ejections_total{"
+                            "service=\"%V\"} %uL\n", svc, sum->ejections);
+
+    case 12:
+        for (c = 0; c < 3; c++) {
+            p = ngx_slprintf(p, end, "nginx_mesh_instances{service=\"%V\","
+                             "state=\"%s\"} %ui\n", svc,
+                             ngx_http_mesh_states[c], sum->states[c]);
+        }
+
+        return p;
+
+    case 13:
+        cum = 0;
+
+        for (c = 0; c < NGX_HTTP_MESH_LATENCY_BUCKETS - 1; c++) {
+            cum += sum->latency[c];
+            p = ngx_slprintf(p, end, "nginx_mesh_upstream_latency_seconds_"
+                             "bucket{service=\"%V\",le=\"%.3f\"} %uL\n",
+                             svc, (double) ngx_http_mesh_bounds[c] / 1000,
+                             cum);
+        }
+
+        cum += sum->latency[c];
+
+        return ngx_slprintf(p, end, "nginx_mesh_upstream_latency_seconds_"
+                            "bucket{service=\"%V\",le=\"+Inf\"} %uL\n"
                             "nginx_mesh_upstream_latency_seconds_sum"
                             "{service=\"%V\"} %.3f\n"
                             "nginx_mesh_upstream_latency_seconds_count"
                             "{service=\"%V\"} %uL\n",
-                            &ups[i]->service, cum, &ups[i]->service,
-                            (double) sum.latency_sum / 1000,
-                            &ups[i]->service, cum);
-            break;
+                            svc, cum, svc, (double) sum->latency_sum / 1000,
+                            svc, cum);
 
-        case 14:
-            p = ngx_sprintf(p, "nginx_mesh_service_active_requests{service="
-                            "\"%V\"} %uL\n", &ups[i]->service, sum.active);
-            break;
-        }
+    case 14:
+        return ngx_slprintf(p, end, "nginx_mesh_service_active_requests{"
+                            "service=\"%V\"} %uL\n", svc, sum->active);
     }
 
     return p;
 }
 
 
-static const struct {
-    const char  *name;
-    const char  *type;
-    const char  *help;
-} ngx_http_mesh_families[] = {
-    { "requests_total", "counter",
-      "Requests sent to a member (tries, retries included)." },
-    { "responses_total", "counter",
-      "Responses from a member by status class." },
-    { "failures_total", "counter",
-      "Tries to a member that failed (connect error, timeout, next)." },
-    { "ejections_total", "counter",
-      "Times a member was ejected by outlier detection." },
-    { "active_requests", "gauge", "Requests in flight to a member." },
-    { "member_weight", "gauge", "A member's registered weight." },
-    { "member_state", "gauge",
-      "A member's state: healthy, unhealthy (registry) or ejected." },
-    { "consecutive_failures", "gauge",
-      "A member's current run of failed tries." },
-    { "service_requests_total", "counter",
-      "Requests sent to a service's members." },
-    { "service_responses_total", "counter",
-      "Responses from a service's members by status class." },
-    { "retries_total", "counter", "Retries to another member." },
-    { "service_ejections_total", "counter",
-      "Ejections of a service's members." },
-    { "instances", "gauge", "A service's members by state." },
-    { "upstream_latency_seconds", "histogram",
-      "Time to the end of a member's response." },
-    { "service_active_requests", "gauge",
-      "Requests in flight to a service." },
-    { NULL, NULL, NULL }
-};
-
-
-static ngx_int_t
-ngx_http_mesh_status_handler(ngx_http_request_t *r)
+static u_char *
+ngx_http_mesh_prom_header(u_char *p, u_char *end, const char *name,
+    const char *type, const char *help)
 {
-    u_char                      *p, err[256];
-    size_t                       size;
-    int64_t                      last_sync;
-    uint64_t                     index, slot;
-    ngx_int_t                    rc;
-    ngx_str_t                    format;
-    ngx_buf_t                   *b;
-    ngx_msec_t                   now;
-    ngx_pid_t                    poller;
-    ngx_uint_t                   i, j, k, state, first, members, fmt, st;
-    ngx_uint_t                   current;
-    ngx_str_t                   *url;
-    ngx_chain_t                  out;
-    ngx_http_mesh_sum_t          sum, one;
-    ngx_http_mesh_peer_t        *peer;
-    ngx_http_mesh_zone_t        *zone;
-    ngx_http_mesh_target_t      *t;
-    ngx_http_mesh_srv_conf_t   **ups;
-    ngx_http_mesh_registry_t    *regs;
-    ngx_http_mesh_main_conf_t   *mmcf;
+    return ngx_slprintf(p, end, "# HELP nginx_mesh_%s %s\n"
+                                "# TYPE nginx_mesh_%s %s\n",
+                        name, help, name, type);
+}
 
-    static const char  *states[] = { "none", "synced", "stale", "error" };
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
+/* a Prometheus label value: backslash, quote and newline escaped; end if
+ * it does not fit */
+static u_char *
+ngx_http_mesh_prom_label(u_char *p, u_char *end, u_char *s, size_t len)
+{
+    size_t  i;
+
+    if ((size_t) (end - p) < 2 * len) {
+        return end;
     }
 
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
+    for (i = 0; i < len; i++) {
+        if (s[i] == '\\' || s[i] == '"') {
+            *p++ = '\\';
+            *p++ = s[i];
 
-    fmt = NGX_HTTP_MESH_STATUS_JSON;
+        } else if (s[i] == '\n') {
+            *p++ = '\\';
+            *p++ = 'n';
 
-    if (ngx_http_arg(r, (u_char *) "format", 6, &format) == NGX_OK) {
-        if (format.len == 10
-            && ngx_strncmp(format.data, "prometheus", 10) == 0)
-        {
-            fmt = NGX_HTTP_MESH_STATUS_PROMETHEUS;
-
-        } else if (!(format.len == 4
-                     && ngx_strncmp(format.data, "json", 4) == 0))
-        {
-            return NGX_HTTP_BAD_REQUEST;
+        } else {
+            *p++ = s[i];
         }
     }
 
-    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mesh_module);
-    zone = &mmcf->zone;
-
-    index = 0;
-    state = NGX_HTTP_MESH_REG_NONE;
-    last_sync = 0;
-    poller = 0;
-    current = 0;
-    err[0] = '\0';
-
-    if (zone->sh) {
-        (void) ngx_http_mesh_sync(mmcf, r->connection->log);
-
-        ngx_shmtx_lock(&zone->shpool->mutex);
-        index = zone->sh->index;
-        state = zone->sh->reg_state;
-        last_sync = zone->sh->last_sync;
-        poller = zone->sh->poll_owner;
-        current = zone->sh->reg_current;
-        ngx_cpystrn(err, zone->sh->last_error, sizeof(err));
-        ngx_shmtx_unlock(&zone->shpool->mutex);
-    }
-
-    if (state > NGX_HTTP_MESH_REG_ERROR) {
-        state = NGX_HTTP_MESH_REG_NONE;
-    }
-
-    now = ngx_current_msec;
-    slot = now / NGX_HTTP_MESH_WINDOW;
-    ups = mmcf->upstreams.elts;
-
-    /* size: generous per service and per instance bounds */
-
-    /* the registry polled: one of mesh_registry's URLs (replicas) */
-    url = NULL;
-
-    if (mmcf->registry) {
-        regs = mmcf->registries.elts;
-        url = &regs[current < mmcf->registries.nelts ? current : 0].uri;
-    }
-
-    size = 4096 + (url ? 2 * ngx_http_mesh_json_len(url->data, url->len) : 0)
-           + ngx_http_mesh_json_len(err, ngx_strlen(err));
-
-    for (i = 0; i < mmcf->upstreams.nelts; i++) {
-        size += 4096 + 4 * ngx_http_mesh_json_len(ups[i]->service.data,
-                                                  ups[i]->service.len)
-                + ngx_http_mesh_json_len(ups[i]->upstream->host.data,
-                                         ups[i]->upstream->host.len);
-
-        t = ups[i]->view ? &ups[i]->view->targets[0] : NULL;
-
-        for (k = 0; t && k < t->number; k++) {
-            peer = &t->peer[k];
-            size += 3072 + 16 * (ups[i]->service.len + peer->id.len)
-                    + ngx_http_mesh_json_len(peer->id.data, peer->id.len)
-                    + ngx_http_mesh_json_len(peer->name.data,
-                                             peer->name.len);
-        }
-    }
-
-    b = ngx_create_temp_buf(r->pool, size);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = b->last;
-
-    if (fmt == NGX_HTTP_MESH_STATUS_PROMETHEUS) {
-
-        p = ngx_http_mesh_prom_header(p, "registry_index", "gauge",
-                                      "The registry index this nginx routes "
-                                      "on.");
-        p = ngx_sprintf(p, "nginx_mesh_registry_index %uL\n", index);
-        p = ngx_http_mesh_prom_header(p, "registry_stale", "gauge",
-                                      "1 when the last registry poll failed "
-                                      "or none succeeded yet.");
-        p = ngx_sprintf(p, "nginx_mesh_registry_stale %d\n",
-                        state != NGX_HTTP_MESH_REG_SYNCED);
-        p = ngx_http_mesh_prom_header(p, "registry_last_sync_seconds",
-                                      "gauge",
-                                      "Unix time of the last successful "
-                                      "registry poll.");
-        p = ngx_sprintf(p, "nginx_mesh_registry_last_sync_seconds %.3f\n",
-                        (double) last_sync / 1000);
-
-        if (url) {
-            p = ngx_http_mesh_prom_header(p, "registry_info", "gauge",
-                                          "The registry polled now (one of "
-                                          "mesh_registry's URLs): 1.");
-            p = ngx_cpymem(p, "nginx_mesh_registry_info{url=\"",
-                           sizeof("nginx_mesh_registry_info{url=\"") - 1);
-            p = ngx_http_mesh_prom_label(p, url->data, url->len);
-            p = ngx_cpymem(p, "\"} 1\n", sizeof("\"} 1\n") - 1);
-        }
-
-        for (i = 0; ngx_http_mesh_families[i].name; i++) {
-            p = ngx_http_mesh_prom_header(p, ngx_http_mesh_families[i].name,
-                                          ngx_http_mesh_families[i].type,
-                                          ngx_http_mesh_families[i].help);
-            p = ngx_http_mesh_prom_family(p, r, i, mmcf, now, slot);
-        }
-
-        goto send;
-    }
-
-    p = ngx_sprintf(p, "{\"index\":%uL,\"registry\":{\"url\":", index);
-
-    if (url) {
-        p = ngx_http_mesh_json_str(p, url->data, url->len);
-
-    } else {
-        p = ngx_cpymem(p, "null", 4);
-    }
-
-    p = ngx_sprintf(p, ",\"state\":\"%s\",\"stale\":%s,\"last_sync_ms\":%L,"
-                    "\"poller_pid\":%P,\"last_error\":", states[state],
-                    state == NGX_HTTP_MESH_REG_SYNCED ? "false" : "true",
-                    last_sync, poller);
-
-    if (err[0]) {
-        p = ngx_http_mesh_json_str(p, err, ngx_strlen(err));
-
-    } else {
-        p = ngx_cpymem(p, "null", 4);
-    }
-
-    p = ngx_cpymem(p, "},\"services\":[", sizeof("},\"services\":[") - 1);
-
-    first = 1;
-
-    for (i = 0; i < mmcf->upstreams.nelts; i++) {
-
-        /* one entry per service, at its first upstream */
-        for (j = 0; j < i; j++) {
-            if (ups[j]->service.len == ups[i]->service.len
-                && ngx_strncmp(ups[j]->service.data, ups[i]->service.data,
-                               ups[i]->service.len) == 0)
-            {
-                break;
-            }
-        }
-
-        if (j < i) {
-            continue;
-        }
-
-        if (!first) {
-            *p++ = ',';
-        }
-
-        first = 0;
-
-        t = ups[i]->view ? &ups[i]->view->targets[0] : NULL;
-
-        members = (ups[i]->instances == NGX_CONF_UNSET)
-                  ? (ngx_uint_t) mmcf->instances
-                  : (ngx_uint_t) ups[i]->instances;
-
-        p = ngx_cpymem(p, "{\"name\":", sizeof("{\"name\":") - 1);
-        p = ngx_http_mesh_json_str(p, ups[i]->service.data,
-                                   ups[i]->service.len);
-        p = ngx_cpymem(p, ",\"upstreams\":[", sizeof(",\"upstreams\":[") - 1);
-
-        for (j = i; j < mmcf->upstreams.nelts; j++) {
-            if (ups[j]->service.len != ups[i]->service.len
-                || ngx_strncmp(ups[j]->service.data, ups[i]->service.data,
-                               ups[i]->service.len) != 0)
-            {
-                continue;
-            }
-
-            if (j != i) {
-                *p++ = ',';
-            }
-
-            p = ngx_http_mesh_json_str(p, ups[j]->upstream->host.data,
-                                       ups[j]->upstream->host.len);
-        }
-
-        p = ngx_sprintf(p, "],\"balancer\":\"%s\",\"instances\":[",
-                        ngx_http_mesh_balancer_name(t ? t->balancer
-                                                    : ups[i]->balancer));
-
-        ngx_memzero(&sum, sizeof(ngx_http_mesh_sum_t));
-
-        for (k = 0; t && k < t->number; k++) {
-            peer = &t->peer[k];
-            st = ngx_http_mesh_state(peer, now);
-
-            ngx_http_mesh_add(&sum, peer->stat, slot);
-            sum.states[st]++;
-
-            if (!members) {
-                continue;
-            }
-
-            ngx_memzero(&one, sizeof(ngx_http_mesh_sum_t));
-            ngx_http_mesh_add(&one, peer->stat, slot);
-
-            if (k) {
-                *p++ = ',';
-            }
-
-            p = ngx_cpymem(p, "{\"id\":", sizeof("{\"id\":") - 1);
-            p = ngx_http_mesh_json_str(p, peer->id.data, peer->id.len);
-            p = ngx_cpymem(p, ",\"server\":", sizeof(",\"server\":") - 1);
-            p = ngx_http_mesh_json_str(p, peer->name.data, peer->name.len);
-            p = ngx_sprintf(p, ",\"weight\":%d,\"state\":\"%s\","
-                            "\"active\":%uD,\"consecutive_failures\":%uD,",
-                            t->mp[k].weight, ngx_http_mesh_states[st],
-                            peer->stat->active,
-                            ngx_max(ngx_max(peer->stat->consecutive_5xx,
-                                            peer->stat->consecutive_gateway),
-                                    peer->stat->consecutive_local));
-            p = ngx_http_mesh_json_counters(p, &one);
-            *p++ = '}';
-        }
-
-        ngx_http_mesh_service_totals(&sum, t, slot);
-
-        p = ngx_sprintf(p, "],\"instances_by_state\":{\"healthy\":%ui,"
-                        "\"unhealthy\":%ui,\"ejected\":%ui},\"active\":%uL,"
-                        "\"retries\":%uL,",
-                        sum.states[0], sum.states[1], sum.states[2],
-                        sum.active,
-                        (t && t->service) ? t->service->retries : 0);
-        p = ngx_http_mesh_json_counters(p, &sum);
-        *p++ = '}';
-    }
-
-    p = ngx_cpymem(p, "]}\n", 3);
-
-send:
-
-    b->last = p;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = b->last - b->pos;
-
-    if (fmt == NGX_HTTP_MESH_STATUS_PROMETHEUS) {
-        ngx_str_set(&r->headers_out.content_type,
-                    "text/plain; version=0.0.4; charset=utf-8");
-
-    } else {
-        ngx_str_set(&r->headers_out.content_type, "application/json");
-    }
-
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    rc = ngx_http_send_header(r);
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return p;
 }
