@@ -174,6 +174,7 @@ bench: all
 	bash scripts/bench-cost $(BUILD)
 	bash scripts/bench-failover $(BUILD)
 	perl scripts/bench-scale $(BUILD)
+	perl scripts/bench-status $(BUILD)
 
 clean:
 	rm -rf $(BUILD)
