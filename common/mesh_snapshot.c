@@ -17,6 +17,7 @@
 
 #include "mesh_addr.h"
 #include "mesh_json.h"
+#include "mesh_name.h"
 #include "mesh_snapshot.h"
 
 
@@ -489,6 +490,13 @@ mesh_snapshot_service_obj(mesh_json_t *j, mesh_service_item_t *item)
                 return -1;
             }
 
+            /* names reach log lines and Prometheus labels as they are */
+            if (!mesh_name_valid(svc->name, strlen(svc->name))) {
+                mesh_json_error(j, j->key_at, "service \"name\" is not "
+                                MESH_NAME_RULE);
+                return -1;
+            }
+
         } else if (mesh_json_key_is(key, klen, "instances")) {
             if (seen & MESH_F_INSTANCES) {
                 goto duplicate;
@@ -684,6 +692,12 @@ mesh_snapshot_removed(mesh_json_t *j, mesh_service_t *svc)
             return -1;
         }
 
+        if (!mesh_name_valid(id, strlen(id))) {
+            mesh_json_error(j, j->pos, "a removed id is not "
+                            MESH_NAME_RULE);
+            return -1;
+        }
+
         if (n == cap) {
             cap = cap ? 2 * cap : 8;
             nids = mesh_arena_alloc(j->arena, cap * sizeof(char *));
@@ -782,6 +796,12 @@ mesh_snapshot_instance(mesh_json_t *j, mesh_instance_item_t *item)
 
             if (in->id[0] == '\0') {
                 mesh_json_error(j, at, "empty instance \"id\"");
+                return -1;
+            }
+
+            if (!mesh_name_valid(in->id, strlen(in->id))) {
+                mesh_json_error(j, at, "instance \"id\" is not "
+                                MESH_NAME_RULE);
                 return -1;
             }
 

@@ -284,18 +284,20 @@ START_TEST(snapshot_escapes_and_unicode)
     const mesh_instance_t  *in;
 
     s = ck_parse(CK_DOC_INST(
-        "\"id\":\"q\\\"b\\\\s\\/\\b\\f\\n\\r\\t\","
+        "\"id\":\"i\","
         "\"address\":\"127.0.0.1\",\"port\":80,"
         "\"zone\":\"\\u00e9\\u4E2D\\ud83d\\ude00\","
         "\"labels\":{\"k\\u0065y\":"
         "\"caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80\","
-        "\"\\u0041\":\"\\u007f\\u0080\\u07ff\\u0800\\uffff\\udbff\\udfff\"}"));
+        "\"\\u0041\":\"\\u007f\\u0080\\u07ff\\u0800\\uffff\\udbff\\udfff\","
+        "\"z\":\"q\\\"b\\\\s\\/\\b\\f\\n\\r\\t\"}"));
 
     in = ck_instance(s, "s", 0);
-    ck_assert_str_eq(in->id, "q\"b\\s/\b\f\n\r\t");
+    ck_assert_str_eq(in->id, "i");
     ck_assert_str_eq(in->zone, "\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80");
 
-    ck_assert_uint_eq(in->nlabels, 2);
+    ck_assert_uint_eq(in->nlabels, 3);
+    ck_assert_str_eq(in->labels[2].value, "q\"b\\s/\b\f\n\r\t");
     ck_assert_str_eq(in->labels[0].key, "A");
     ck_assert_str_eq(in->labels[0].value,
                      "\x7f\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf"
@@ -421,12 +423,10 @@ START_TEST(snapshot_duplicates_rejected)
 
     ck_parse_fails("{\"index\":1,\"index\":1}", 21, "duplicate field");
 
-    /* a name with a newline in it still makes a one-line error */
+    /* a name with a newline in it is refused, in a one-line error */
 
-    dup_inst = CK_DOC_INSTS("{\"id\":\"a\\nb\",\"address\":\"::1\",\"port\":1},"
-                            "{\"id\":\"a\\nb\",\"address\":\"::1\","
-                            "\"port\":1}");
-    ck_parse_fails(dup_inst, strlen(dup_inst), "duplicate instance \"a?b\"");
+    dup_inst = CK_DOC_INSTS("{\"id\":\"a\\nb\",\"address\":\"::1\",\"port\":1}");
+    ck_parse_fails(dup_inst, strlen(dup_inst), "instance \"id\" is not");
 }
 END_TEST
 
@@ -486,6 +486,16 @@ static const ck_bad_t  ck_bad[] = {
       "empty instance" },
     { CK_DOC_INST("\"id\":1,\"address\":\"127.0.0.1\",\"port\":80"), 0,
       "\"id\" must be a string" },
+    /* names reach log lines and Prometheus labels: the rule holds */
+    { CK_DOC_INST("\"id\":\"a\\\"b\",\"address\":\"::1\",\"port\":80"), 0,
+      "instance \"id\" is not [A-Za-z0-9]" },
+    { CK_DOC_INST("\"id\":\"-a\",\"address\":\"::1\",\"port\":80"), 0,
+      "instance \"id\" is not" },
+    { "{\"index\":1,\"services\":[{\"name\":\"a b\",\"instances\":[]}]}",
+      0, "service \"name\" is not" },
+    { "{\"index\":1,\"delta\":true,\"services\":[{\"name\":\"a\","
+      "\"instances\":[],\"removed\":[\"x}\"]}]}", 0,
+      "a removed id is not" },
     { CK_DOC_INST(CK_INST ",\"port\":81"), 0, "duplicate field \"port\"" },
     { CK_DOC_INST("\"id\":\"i\",\"address\":\"127.0.0.1\",\"port\":0"), 0,
       "\"port\" must be an integer 1..65535" },
@@ -901,7 +911,7 @@ START_TEST(snapshot_many_labels_and_long_strings)
     doc = malloc(8 * 1024 * 1024);
     ck_assert_ptr_nonnull(doc);
 
-    /* 20,000 labels, backwards; an id of 1,000,000 escaped characters */
+    /* 20,000 labels, backwards; a zone of 1,000,000 escaped characters */
 
     p = doc;
     p += sprintf(p, "{\"index\":1,\"services\":[{\"name\":\"s\",\"instances\":"
@@ -911,7 +921,7 @@ START_TEST(snapshot_many_labels_and_long_strings)
         p += sprintf(p, "%s\"k%05zu\":\"v%zu\"", i ? "," : "", 19999 - i, i);
     }
 
-    p += sprintf(p, "},\"id\":\"");
+    p += sprintf(p, "},\"id\":\"i\",\"zone\":\"");
 
     for (i = 0; i < 1000000; i++) {
         p += sprintf(p, "%s", i % 2 ? "\\u00e9" : "a");
@@ -927,8 +937,8 @@ START_TEST(snapshot_many_labels_and_long_strings)
     ck_assert_str_eq(in->labels[0].key, "k00000");
     ck_assert_str_eq(in->labels[0].value, "v19999");
     ck_assert_str_eq(in->labels[19999].key, "k19999");
-    ck_assert_uint_eq(strlen(in->id), 1500000);
-    ck_assert_str_eq(in->id + 1499997, "a\xc3\xa9");
+    ck_assert_uint_eq(strlen(in->zone), 1500000);
+    ck_assert_str_eq(in->zone + 1499997, "a\xc3\xa9");
 
     mesh_snapshot_free(s);
     free(doc);
