@@ -40,6 +40,8 @@ static ngx_int_t ngx_http_mesh_hash_key(ngx_http_request_t *r,
 static ngx_inline void ngx_http_mesh_count(ngx_http_mesh_stat_t *st,
     ngx_uint_t status, ngx_uint_t bucket, ngx_msec_t ms, uint64_t window,
     ngx_uint_t slot);
+static ngx_inline void ngx_http_mesh_win_add(uint64_t *word,
+    uint64_t window, uint64_t n);
 
 
 /* the 10 s window of the rates, worked out once per window */
@@ -665,17 +667,29 @@ ngx_http_mesh_count(ngx_http_mesh_stat_t *st, ngx_uint_t status,
     (void) __sync_fetch_and_add(&st->latency[bucket], 1);
     (void) __sync_fetch_and_add(&st->latency_sum, ms);
 
-    if (st->win_slot[slot] != window) {
-        if (__sync_bool_compare_and_swap(&st->win_slot[slot],
-                                         st->win_slot[slot], window))
-        {
-            st->win_requests[slot] = 0;
-            st->win_latency[slot] = 0;
-        }
-    }
+    ngx_http_mesh_win_add(&st->win_requests[slot], window, 1);
+    ngx_http_mesh_win_add(&st->win_latency[slot], window, ms);
+}
 
-    (void) __sync_fetch_and_add(&st->win_requests[slot], 1);
-    (void) __sync_fetch_and_add(&st->win_latency[slot], ms);
+
+/* n more in a window slot's word: counted, or the word started again */
+static ngx_inline void
+ngx_http_mesh_win_add(uint64_t *word, uint64_t window, uint64_t n)
+{
+    uint64_t  old, tag, v;
+
+    tag = ngx_http_mesh_win_tag(window);
+
+    do {
+        old = *word;
+        v = ((old & ~NGX_HTTP_MESH_WIN_VALUE) == tag)
+            ? (old & NGX_HTTP_MESH_WIN_VALUE) + n : n;
+
+        if (v > NGX_HTTP_MESH_WIN_VALUE) {
+            v = NGX_HTTP_MESH_WIN_VALUE;
+        }
+
+    } while (!__sync_bool_compare_and_swap(word, old, tag | v));
 }
 
 

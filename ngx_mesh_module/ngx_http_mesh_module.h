@@ -57,6 +57,17 @@ typedef struct {
 #define NGX_HTTP_MESH_WINDOW_SLOTS    7    /* of 10 s: the last 60 s */
 #define NGX_HTTP_MESH_WINDOW          10000
 
+/*
+ * A window slot's counter is one word: the window's id in its top 24 bits,
+ * the count in the low 40, so that a new window starting and an increment
+ * cannot lose each other (one compare-and-swap does both).
+ */
+#define NGX_HTTP_MESH_WIN_VALUE       (((uint64_t) 1 << 40) - 1)
+#define ngx_http_mesh_win_tag(id)     (((uint64_t) (id) & 0xffffff) << 40)
+#define ngx_http_mesh_win_value(w, id)                                       \
+    ((((w) & ~NGX_HTTP_MESH_WIN_VALUE) == ngx_http_mesh_win_tag(id))         \
+     ? ((w) & NGX_HTTP_MESH_WIN_VALUE) : 0)
+
 
 /*
  * Counters in shared memory, found by name: "service/id" per instance,
@@ -90,9 +101,10 @@ typedef struct {
     uint32_t                       critical;    /* last seen critical in
                                                    the registry */
     ngx_msec_t                     ejected_until;         /* lock */
-    uint64_t                       win_slot[NGX_HTTP_MESH_WINDOW_SLOTS];
     uint64_t                       win_requests[NGX_HTTP_MESH_WINDOW_SLOTS];
     uint64_t                       win_latency[NGX_HTTP_MESH_WINDOW_SLOTS];
+                                                /* tagged with their window
+                                                   (NGX_HTTP_MESH_WIN_*) */
     ngx_msec_t                     absent;      /* not in the snapshot
                                                    since, 0: present */
     uint32_t                       held[NGX_HTTP_MESH_SLOTS];  /* of active,

@@ -479,7 +479,7 @@ ngx_http_mesh_add(ngx_http_mesh_sum_t *sum, ngx_http_mesh_stat_t *st,
     uint64_t now_slot)
 {
     ngx_uint_t  i, k;
-    uint64_t    id;
+    uint64_t    id, req, lat;
 
     sum->requests += st->requests;
     sum->failures += st->failures;
@@ -500,17 +500,20 @@ ngx_http_mesh_add(ngx_http_mesh_sum_t *sum, ngx_http_mesh_stat_t *st,
         id = now_slot - k;
         i = id % NGX_HTTP_MESH_WINDOW_SLOTS;
 
-        if (st->win_slot[i] != id) {
+        req = ngx_http_mesh_win_value(st->win_requests[i], id);
+        lat = ngx_http_mesh_win_value(st->win_latency[i], id);
+
+        if (req == 0 && lat == 0) {
             continue;
         }
 
         if (k == 1) {
-            sum->win10_requests += st->win_requests[i];
-            sum->win10_latency += st->win_latency[i];
+            sum->win10_requests += req;
+            sum->win10_latency += lat;
         }
 
-        sum->win60_requests += st->win_requests[i];
-        sum->win60_latency += st->win_latency[i];
+        sum->win60_requests += req;
+        sum->win60_latency += lat;
     }
 }
 
