@@ -189,10 +189,13 @@ package MeshTest;
 #   load_start(%opt) / load_wait(HANDLE)   the same, in the background
 #
 # HTTP (timeouts of 10 s; responses are HTTP::Tiny hashes)
-#   http(METHOD, URL, BODY, \%headers)
-#   json_req(METHOD, URL, BODY, \%headers)   same, adds {json} (decoded
-#                            body, or undef when it is not JSON)
-#   api(METHOD, PATH, DATA, \%headers)      registryd request: DATA as a
+#   http(METHOD, URL, BODY, \%headers, \%tls)   \%tls: this request's own
+#                            ca, client_cert, client_key (undef: none), in
+#                            place of start_registryd's, on a connection
+#                            of its own
+#   json_req(METHOD, URL, BODY, \%headers, \%tls)   same, adds {json}
+#                            (decoded body, or undef when it is not JSON)
+#   api(METHOD, PATH, DATA, \%headers, \%tls)      registryd request: DATA as a
 #                            reference is encoded as JSON, a plain string
 #                            is sent as is; Content-Type application/json
 #                            unless given.  With a token, the bearer is
@@ -624,6 +627,49 @@ sub _tail {
 }
 
 ############################################################################
+# certificates
+
+sub make_certs {
+    my ($self, %opt) = @_;
+    my $d = "$self->{dir}/pki";
+    mkdir $d;
+
+    my $ssl = sub {
+        my ($what, @cmd) = @_;
+        my ($code, $out, $err) = $self->run('openssl', @cmd);
+        croak "openssl $what: $err" unless $code == 0;
+    };
+
+    for my $ca (qw(ca other-ca)) {
+        $ssl->("$ca", 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+               '-keyout', "$d/$ca.key", '-out', "$d/$ca.crt", '-days', '2',
+               '-subj', "/CN=mesh test $ca");
+    }
+
+    for my $c (@{ $opt{certs} || [] }) {
+        my ($name, $subj, $san, $ca) = @$c;
+        $ca //= 'ca';
+        my @ext;
+        if (defined $san) {
+            open my $fh, '>', "$d/$name.ext" or croak "$name.ext: $!";
+            print $fh "subjectAltName=$san\n";
+            close $fh;
+            @ext = ('-extfile', "$d/$name.ext");
+        }
+        $ssl->("$name key", 'req', '-newkey', 'rsa:2048', '-nodes',
+               '-keyout', "$d/$name.key", '-out', "$d/$name.csr",
+               '-subj', $subj);
+        $ssl->("$name cert", 'x509', '-req', '-in', "$d/$name.csr",
+               '-CA', "$d/$ca.crt", '-CAkey', "$d/$ca.key",
+               '-CAcreateserial', '-out', "$d/$name.crt", '-days', '2',
+               @ext);
+        chmod 0600, "$d/$name.key";
+    }
+
+    return $d;
+}
+
+############################################################################
 # backends
 
 # etcd: a cluster of members on loopback ports of the test's own, each
@@ -762,47 +808,6 @@ sub start_backend {
 # many instances at once: one nginx (a single process) listening on
 # $opt{ports} loopback ports, each answering 200 with "X-Backend: pPORT";
 # returns the ports. Stopped like any backend (stop_backend NAME).
-sub make_certs {
-    my ($self, %opt) = @_;
-    my $d = "$self->{dir}/pki";
-    mkdir $d;
-
-    my $ssl = sub {
-        my ($what, @cmd) = @_;
-        my ($code, $out, $err) = $self->run('openssl', @cmd);
-        croak "openssl $what: $err" unless $code == 0;
-    };
-
-    for my $ca (qw(ca other-ca)) {
-        $ssl->("$ca", 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
-               '-keyout', "$d/$ca.key", '-out', "$d/$ca.crt", '-days', '2',
-               '-subj', "/CN=mesh test $ca");
-    }
-
-    for my $c (@{ $opt{certs} || [] }) {
-        my ($name, $subj, $san, $ca) = @$c;
-        $ca //= 'ca';
-        my @ext;
-        if (defined $san) {
-            open my $fh, '>', "$d/$name.ext" or croak "$name.ext: $!";
-            print $fh "subjectAltName=$san
-";
-            close $fh;
-            @ext = ('-extfile', "$d/$name.ext");
-        }
-        $ssl->("$name key", 'req', '-newkey', 'rsa:2048', '-nodes',
-               '-keyout', "$d/$name.key", '-out', "$d/$name.csr",
-               '-subj', $subj);
-        $ssl->("$name cert", 'x509', '-req', '-in', "$d/$name.csr",
-               '-CA', "$d/$ca.crt", '-CAkey', "$d/$ca.key",
-               '-CAcreateserial', '-out', "$d/$name.crt", '-days', '2',
-               @ext);
-        chmod 0600, "$d/$name.key";
-    }
-
-    return $d;
-}
-
 sub start_backend_nginx {
     my ($self, %opt) = @_;
     my $name = $opt{name} // croak "start_backend_nginx needs a name";
@@ -1348,25 +1353,31 @@ sub stop_nginx {
 sub _reset_ua { delete $_[0]{ua} }
 
 # with a TLS registryd: trust its ca, present its client_cert
+# with a TLS registryd: trust its ca, present its client_cert; $tls (a
+# request's own ca, client_cert, client_key) makes a user agent for one
+# request
 sub _ua {
-    my ($self) = @_;
-    my $tls = $self->{registryd_tls};
-    return $self->{ua} //= HTTP::Tiny->new(timeout => 10, keep_alive => 1,
-        agent => 'MeshTest/0.1',
+    my ($self, $tls) = @_;
+    my $own = $tls;
+    $tls = { %{ $self->{registryd_tls} || {} }, %$tls } if $own;
+    $tls //= $self->{registryd_tls};
+    my @opt = (timeout => 10, agent => 'MeshTest/0.1',
         $tls ? (verify_SSL => 1, SSL_options => {
                     SSL_ca_file => $tls->{ca},
                     $tls->{client_cert}
                         ? (SSL_cert_file => $tls->{client_cert},
                            SSL_key_file => $tls->{client_key}) : () })
              : ());
+    return HTTP::Tiny->new(@opt, keep_alive => 0) if $own;
+    return $self->{ua} //= HTTP::Tiny->new(@opt, keep_alive => 1);
 }
 
 sub http {
-    my ($self, $method, $url, $body, $headers) = @_;
+    my ($self, $method, $url, $body, $headers, $tls) = @_;
     my %args;
     $args{content} = $body if defined $body;
     $args{headers} = { %$headers } if $headers;
-    return $self->_ua->request($method, $url, \%args);
+    return $self->_ua($tls)->request($method, $url, \%args);
 }
 
 sub json_req {
@@ -1378,7 +1389,7 @@ sub json_req {
 }
 
 sub api {
-    my ($self, $method, $path, $data, $headers) = @_;
+    my ($self, $method, $path, $data, $headers, $tls) = @_;
     my %h = %{ $headers || {} };
     my %lc = map { lc($_) => $_ } keys %h;
 
@@ -1397,7 +1408,8 @@ sub api {
 
     delete $h{$_} for grep { !defined $h{$_} } keys %h;
 
-    return $self->json_req($method, $self->registryd_url . $path, $body, \%h);
+    return $self->json_req($method, $self->registryd_url . $path, $body, \%h,
+                           $tls);
 }
 
 sub parse_http {
