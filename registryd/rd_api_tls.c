@@ -24,6 +24,7 @@
 static char *
 rd_api_tls_read(const char *path, const char *what, int secret, char *err)
 {
+    int           bad;
     char         *text;
     FILE         *f;
     size_t        n;
@@ -44,19 +45,80 @@ rd_api_tls_read(const char *path, const char *what, int secret, char *err)
         return NULL;
     }
 
-    text = mesh_xmalloc(RD_PEM_MAX + 1);
+    text = mesh_xmalloc(RD_PEM_MAX + 2);
     n = fread(text, 1, RD_PEM_MAX + 1, f);
+    bad = ferror(f) ? errno : 0;
     fclose(f);
 
-    if (n == 0 || n > RD_PEM_MAX || strstr(text, "-----BEGIN ") == NULL) {
+    /* terminated before it is searched: the rest of the buffer is not
+     * the file's */
+    text[n] = '\0';
+
+    if (bad || n == 0 || n > RD_PEM_MAX
+        || strstr(text, "-----BEGIN ") == NULL)
+    {
         snprintf(err, RD_ERR_LEN, "%s %s: %s", what, path,
-                 n > RD_PEM_MAX ? "larger than 1 MB" : "not a PEM file");
+                 bad ? strerror(bad)
+                 : n > RD_PEM_MAX ? "larger than 1 MB" : "not a PEM file");
         free(text);
         return NULL;
     }
 
-    text[n] = '\0';
     return text;
+}
+
+
+/*
+ * The texts read as GnuTLS will read them when libmicrohttpd starts, so
+ * that a certificate that is not one, a key that is not its own or a CA
+ * file without a certificate stops registryd naming the files.
+ */
+static int
+rd_api_tls_check(rd_api_t *api, const rd_conf_t *conf, char *err)
+{
+    int                                rc;
+    gnutls_datum_t                     cert, key, ca;
+    gnutls_certificate_credentials_t   cred;
+
+    if (gnutls_certificate_allocate_credentials(&cred) != 0) {
+        snprintf(err, RD_ERR_LEN, "cannot initialize GnuTLS");
+        return -1;
+    }
+
+    cert.data = (unsigned char *) api->tls_cert;
+    cert.size = (unsigned int) strlen(api->tls_cert);
+    key.data = (unsigned char *) api->tls_key;
+    key.size = (unsigned int) strlen(api->tls_key);
+
+    rc = gnutls_certificate_set_x509_key_mem2(cred, &cert, &key,
+                                              GNUTLS_X509_FMT_PEM, NULL, 0);
+    if (rc < 0) {
+        snprintf(err, RD_ERR_LEN, "tls_cert %s, tls_key %s: %s",
+                 conf->tls_cert, conf->tls_key, gnutls_strerror(rc));
+        goto fail;
+    }
+
+    if (api->tls_ca) {
+        ca.data = (unsigned char *) api->tls_ca;
+        ca.size = (unsigned int) strlen(api->tls_ca);
+
+        rc = gnutls_certificate_set_x509_trust_mem(cred, &ca,
+                                                   GNUTLS_X509_FMT_PEM);
+        if (rc <= 0) {
+            snprintf(err, RD_ERR_LEN, "tls_client_ca %s: %s",
+                     conf->tls_client_ca, rc == 0 ? "no certificate in it"
+                                                  : gnutls_strerror(rc));
+            goto fail;
+        }
+    }
+
+    gnutls_certificate_free_credentials(cred);
+    return 0;
+
+fail:
+
+    gnutls_certificate_free_credentials(cred);
+    return -1;
 }
 
 
@@ -99,6 +161,10 @@ rd_api_tls_load(rd_api_t *api, const rd_conf_t *conf, char *err)
         api->tls_opts[n].option = MHD_OPTION_HTTPS_MEM_TRUST;
         api->tls_opts[n].value = 0;
         api->tls_opts[n++].ptr_value = api->tls_ca;
+    }
+
+    if (rd_api_tls_check(api, conf, err) != 0) {
+        return -1;
     }
 
     api->tls_opts[n].option = MHD_OPTION_END;
