@@ -24,7 +24,6 @@
                                              dropped before its 413 */
 #define RD_PEER_BUCKETS  1024
 #define RD_PEER_KEY      17     /* family byte, 16 address bytes */
-#define RD_SUBJECT_MAX   512
 
 /* one client address's waiting requests (long-polls, event streams) */
 typedef struct rd_peer_s  rd_peer_t;
@@ -82,7 +81,7 @@ struct rd_req_s {
                                                            writer's */
     unsigned char           peer_key[RD_PEER_KEY];   /* counted in api->peers */
     int                     peer_counted;
-    char                    subject[RD_SUBJECT_MAX + 1];  /* verified
+    char                    subject[RD_AUTH_SUBJECT_MAX + 1];  /* verified
                                            client certificate's, or "" */
     char                    proxy[RD_PROXY_NAME_MAX + 1];  /* X-Mesh-Proxy
                                            name of a waiting poll */

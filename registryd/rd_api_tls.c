@@ -246,6 +246,16 @@ rd_api_tls_client(rd_req_t *rq, char *reason)
         return -1;
     }
 
+    /* whole or not at all: a subject cut short could be a token's */
+    if (dn.size > RD_AUTH_SUBJECT_MAX || memchr(dn.data, '\0', dn.size)) {
+        snprintf(reason, RD_ERR_LEN, "the client certificate's subject %s",
+                 dn.size > RD_AUTH_SUBJECT_MAX
+                 ? "is longer than " RD_AUTH_SUBJECT_MAX_TEXT " characters"
+                 : "holds a NUL byte");
+        gnutls_free(dn.data);
+        return -1;
+    }
+
     snprintf(rq->subject, sizeof(rq->subject), "%.*s", (int) dn.size,
              (const char *) dn.data);
     gnutls_free(dn.data);

@@ -307,6 +307,13 @@ rd_auth_token(rd_auth_ctx_t *c, yaml_node_t *n, rd_auth_token_t *t)
                 goto failed;
             }
 
+            if (strlen(t->subject) > RD_AUTH_SUBJECT_MAX) {
+                rd_auth_fail(c, vn, "a subject has at most "
+                             RD_AUTH_SUBJECT_MAX_TEXT " characters%s",
+                             NULL);
+                goto failed;
+            }
+
         } else if (k && strcmp(k, "scopes") == 0) {
             if (vn->type != YAML_SEQUENCE_NODE) {
                 rd_auth_fail(c, vn, "scopes is a list, e.g. [read]%s",

@@ -16,6 +16,8 @@
 
 #define RD_AUTH_NAME_MAX    64
 #define RD_AUTH_SECRET_MIN  16      /* a tokens file's secrets */
+#define RD_AUTH_SUBJECT_MAX 512     /* a client certificate's subject */
+#define RD_AUTH_SUBJECT_MAX_TEXT  "512"
 
 /* what a request needs */
 typedef enum {

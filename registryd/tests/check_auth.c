@@ -358,6 +358,37 @@ START_TEST(auth_bad_tokens_files_name_file_and_line)
 END_TEST
 
 
+/* a certificate's subject is compared whole: one longer than registryd
+ * keeps could never match, and a cut one could match the wrong token */
+START_TEST(auth_subject_longer_than_512_is_refused)
+{
+    char         text[2048], subj[RD_AUTH_SUBJECT_MAX + 2], err[RD_ERR_LEN];
+    rd_auth_t   *auth;
+    const char  *e;
+
+    memset(subj, 'x', sizeof(subj) - 1);
+    memcpy(subj, "CN=", 3);
+    subj[sizeof(subj) - 1] = '\0';
+
+    snprintf(text, sizeof(text), "tokens:\n  - name: long\n"
+             "    subject: \"%s\"\n    scopes: [read]\n", subj);
+    e = tokens_error(text);
+    ck_assert_msg(strstr(e, "tokens.yaml:3: a subject has at most 512 "
+                         "characters") != NULL, "%s", e);
+
+    subj[RD_AUTH_SUBJECT_MAX] = '\0';
+    snprintf(text, sizeof(text), "tokens:\n  - name: long\n"
+             "    subject: \"%s\"\n    scopes: [read]\n", subj);
+    tokens_file(text);
+    auth = rd_auth_create(&conf, err);
+    ck_assert_msg(auth != NULL, "%s", err);
+    ck_assert_int_eq(check(auth, NULL, subj, RD_NEED_READ, NULL, err),
+                     RD_AUTH_ALLOW);
+    rd_auth_free(auth);
+}
+END_TEST
+
+
 START_TEST(auth_reload_swaps_or_keeps)
 {
     char        reason[RD_ERR_LEN], err[RD_ERR_LEN];
@@ -424,6 +455,7 @@ auth_suite(void)
     tcase_add_test(tc, auth_scopes_decide);
     tcase_add_test(tc, auth_anonymous_read_lets_reads_only);
     tcase_add_test(tc, auth_bad_tokens_files_name_file_and_line);
+    tcase_add_test(tc, auth_subject_longer_than_512_is_refused);
     tcase_add_test(tc, auth_reload_swaps_or_keeps);
     suite_add_tcase(s, tc);
 
