@@ -258,8 +258,10 @@ main(int argc, char **argv)
                 conf.trusted_networks);
     }
 
-    rd_info("registryd %s listening on %s, data in %s, index %llu, "
-            "%zu instances%s", RD_VERSION, conf.listen, where,
+    rd_info("registryd %s listening on %s%s, data in %s, index %llu, "
+            "%zu instances%s", RD_VERSION, conf.listen,
+            conf.tls_client_ca ? " (HTTPS, client certificates required)"
+            : conf.tls_cert ? " (HTTPS)" : "", where,
             (unsigned long long) rd_registry_index(reg), reg->count,
             rd_auth_count(auth) ? ", tokens required" : "");
 
