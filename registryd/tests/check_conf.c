@@ -317,6 +317,70 @@ START_TEST(conf_trusted_networks_and_exposure)
 END_TEST
 
 
+/* HTTPS takes a certificate and its key, both or neither */
+START_TEST(conf_check_tls_cert_and_key_go_together)
+{
+    char  path[PATH_MAX], err[RD_ERR_LEN] = "";
+
+    ck_assert_ptr_null(conf.tls_cert);
+    ck_assert_ptr_null(conf.tls_key);
+    ck_assert_ptr_null(conf.tls_client_ca);
+    ck_assert_int_eq(rd_conf_check(&conf, err), 0);
+
+    ck_assert_int_eq(rd_conf_set(&conf, "tls_cert", "/etc/r/cert.pem", err),
+                     0);
+    ck_assert_int_eq(rd_conf_check(&conf, err), -1);
+    ck_assert_str_eq(err, "tls_cert and tls_key go together: tls_cert is "
+                     "set, tls_key is not");
+
+    ck_assert_int_eq(rd_conf_set(&conf, "tls_key", "/etc/r/key.pem", err),
+                     0);
+    ck_assert_int_eq(rd_conf_check(&conf, err), 0);
+
+    /* the key alone, from a config file */
+    rd_conf_free(&conf);
+    rd_conf_init(&conf);
+    ck_assert_int_eq(load_text("tls_key: /etc/r/key.pem\n", path, err), 0);
+    ck_assert_str_eq(conf.tls_key, "/etc/r/key.pem");
+    ck_assert_int_eq(rd_conf_check(&conf, err), -1);
+    ck_assert_str_eq(err, "tls_cert and tls_key go together: tls_key is "
+                     "set, tls_cert is not");
+
+    ck_assert_int_eq(rd_conf_set(&conf, "tls_cert", "", err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "empty"));
+}
+END_TEST
+
+
+/* client certificates are asked for during a TLS handshake only */
+START_TEST(conf_check_tls_client_ca_needs_https)
+{
+    char  path[PATH_MAX], err[RD_ERR_LEN] = "";
+
+    ck_assert_int_eq(rd_conf_set(&conf, "tls_client_ca", "/etc/r/ca.pem",
+                                 err), 0);
+    ck_assert_int_eq(rd_conf_check(&conf, err), -1);
+    ck_assert_str_eq(err, "tls_client_ca needs tls_cert and tls_key: "
+                     "client certificates come with HTTPS");
+
+    /* with the key but not the certificate, the pair is what is wrong */
+    ck_assert_int_eq(rd_conf_set(&conf, "tls_key", "/etc/r/key.pem", err),
+                     0);
+    ck_assert_int_eq(rd_conf_check(&conf, err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "tls_key is set, tls_cert is not"));
+
+    rd_conf_free(&conf);
+    rd_conf_init(&conf);
+    ck_assert_int_eq(load_text("tls_cert: /etc/r/cert.pem\n"
+                               "tls_key: /etc/r/key.pem\n"
+                               "tls_client_ca: /etc/r/ca.pem\n", path, err),
+                     0);
+    ck_assert_str_eq(conf.tls_client_ca, "/etc/r/ca.pem");
+    ck_assert_int_eq(rd_conf_check(&conf, err), 0);
+}
+END_TEST
+
+
 START_TEST(conf_load_etcd_endpoints_as_a_yaml_sequence)
 {
     char  path[PATH_MAX], err[RD_ERR_LEN];
@@ -496,6 +560,8 @@ conf_suite(void)
     tcase_add_test(tc, conf_load_empty_file_keeps_defaults);
     tcase_add_test(tc, conf_store_options_check_their_values);
     tcase_add_test(tc, conf_trusted_networks_and_exposure);
+    tcase_add_test(tc, conf_check_tls_cert_and_key_go_together);
+    tcase_add_test(tc, conf_check_tls_client_ca_needs_https);
     tcase_add_test(tc, conf_load_etcd_endpoints_as_a_yaml_sequence);
     tcase_add_test(tc, conf_load_unknown_key_reports_file_and_line);
     tcase_add_test(tc, conf_load_bad_value_reports_file_line_and_option);
