@@ -185,6 +185,41 @@ rd_api_tls_free(rd_api_t *api)
 
 
 /*
+ * A certificate whose extended key usage, when it has one, does not allow
+ * TLS client authentication (a server's) is not a client's.
+ */
+static int
+rd_api_tls_client_usage(gnutls_x509_crt_t crt)
+{
+    int           rc;
+    char          oid[128];
+    size_t        size;
+    unsigned int  i;
+
+    for (i = 0; i < 64; i++) {
+        size = sizeof(oid);
+        rc = gnutls_x509_crt_get_key_purpose_oid(crt, i, oid, &size, NULL);
+
+        if (rc == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE) {
+            return i == 0;      /* no extended key usage: any use */
+        }
+
+        if (rc < 0) {
+            return 0;
+        }
+
+        if (strcmp(oid, GNUTLS_KP_TLS_WWW_CLIENT) == 0
+            || strcmp(oid, GNUTLS_KP_ANY) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
  * With tls_client_ca: the request's client certificate, verified against
  * it (GnuTLS checks the chain, the dates and the signatures); its subject
  * goes to rq->subject. 0, or -1 with the reason when there is none or it
@@ -233,6 +268,13 @@ rd_api_tls_client(rd_req_t *rq, char *reason)
     }
 
     rc = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER);
+
+    if (rc == 0 && !rd_api_tls_client_usage(crt)) {
+        gnutls_x509_crt_deinit(crt);
+        snprintf(reason, RD_ERR_LEN, "the client certificate is not for "
+                 "client authentication (its extended key usage)");
+        return -1;
+    }
 
     if (rc == 0) {
         rc = gnutls_x509_crt_get_dn3(crt, &dn, 0);

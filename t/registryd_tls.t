@@ -38,6 +38,9 @@ my $d = $t->make_certs(certs => [
     [ 'ops', '/O=example/CN=ops' ],             # no token names it
     [ 'rogue', '/O=example/CN=ci', undef, 'other-ca' ],   # ci's subject
     [ 'long', $long_subj ],
+    # ci's subject, signed by the CA, but made for servers only
+    [ 'server-ci', '/O=example/CN=ci', 'DNS:ci.example', undef,
+      'extendedKeyUsage=serverAuth' ],
 ]);
 
 # what registryd reads is what openssl's RFC 2253 form shows
@@ -316,6 +319,9 @@ my @attacks = (
       403, qr/^token "deploy-orders" lacks scope policies/ ],
     [ ops => 'deploy', PUT => '/v1/services/payments/instances/evil', $inst,
       undef, 403, qr/^token "deploy-orders" lacks scope write:payments/ ],
+    # a certificate made for servers only stands for no client
+    [ 'server-ci' => undef, PUT => '/v1/policies/orders', $DR, \%yaml,
+      401, qr/^the client certificate is not for client authentication/ ],
     # a subject is compared whole, never cut to registryd's buffer
     [ long => undef, PUT => '/v1/services/orders/instances/evil', $inst,
       undef, 401, qr/^the client certificate's subject is longer than 512 characters$/ ],

@@ -84,8 +84,10 @@ package MeshTest;
 #   make_certs(certs => [[NAME, SUBJECT, SAN or undef, CA], ...])
 #                            two CAs, "ca" and "other-ca", then each
 #                            NAME.crt/NAME.key signed by CA ("ca" when
-#                            undef); SAN like "DNS:x,IP:127.0.0.1".  Keys
-#                            are mode 0600.  Returns the directory.
+#                            undef); SAN like "DNS:x,IP:127.0.0.1"; a fifth
+#                            element adds extension lines (openssl -extfile
+#                            form).  Keys are mode 0600.  Returns the
+#                            directory.
 #
 # Backends (tiny forked HTTP/1.1 servers, keep-alive, one process per
 # connection): every request gets 200, body NAME, headers "X-Backend: NAME",
@@ -647,12 +649,13 @@ sub make_certs {
     }
 
     for my $c (@{ $opt{certs} || [] }) {
-        my ($name, $subj, $san, $ca) = @$c;
+        my ($name, $subj, $san, $ca, $more) = @$c;
         $ca //= 'ca';
         my @ext;
-        if (defined $san) {
+        if (defined $san || defined $more) {
             open my $fh, '>', "$d/$name.ext" or croak "$name.ext: $!";
-            print $fh "subjectAltName=$san\n";
+            print $fh "subjectAltName=$san\n" if defined $san;
+            print $fh "$more\n" if defined $more;
             close $fh;
             @ext = ('-extfile', "$d/$name.ext");
         }
