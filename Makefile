@@ -145,6 +145,8 @@ FUZZ_CFLAGS  = -g -O1 -fno-omit-frame-pointer \
 FUZZ_OBJS    = $(RD_LIB_SRCS:%.c=$(BUILD)/fuzz/obj/%.o)
 FUZZ_BINS    = $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 
+.SECONDARY: $(FUZZ_OBJS)
+
 $(BUILD)/fuzz/obj/%.o: %.c $(RD_HDRS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
