@@ -42,13 +42,18 @@ rd_api_healthz(rd_req_t *rq)
         return rd_api_json(rq, 200, &b, index);
     }
 
-    if (!api->reg->store_ok
-        || (!api->reg->following && rd_store_check(api->reg->store, err)
-                                    != 0))
-    {
-        return rd_api_error(rq, 500, api->reg->store_ok
-                                     ? err : "store commits are failing",
-                            NULL);
+    if (!api->reg->store_ok) {
+        /* what the last commit said (a full disk, an I/O error) */
+        pthread_mutex_lock(&api->reg->qlock);
+        snprintf(err, sizeof(err), "store commits are failing: %s",
+                 api->reg->store_err);
+        pthread_mutex_unlock(&api->reg->qlock);
+
+        return rd_api_error(rq, 500, err, NULL);
+    }
+
+    if (!api->reg->following && rd_store_check(api->reg->store, err) != 0) {
+        return rd_api_error(rq, 500, err, NULL);
     }
 
     /* leader: this process runs the health checks and TTL expiry (on

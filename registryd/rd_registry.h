@@ -150,6 +150,8 @@ typedef struct {
 
     rd_store_t             *store;
     int                     store_ok;
+    char                    store_err[RD_ERR_LEN];  /* the last commit's
+                                           failure, under qlock */
 
     pthread_mutex_t         qlock;
     pthread_cond_t          qcond;

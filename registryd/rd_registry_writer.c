@@ -536,6 +536,10 @@ again:
 
         if (!ok) {
             rd_error("%s", err);
+
+            pthread_mutex_lock(&reg->qlock);
+            snprintf(reg->store_err, sizeof(reg->store_err), "%s", err);
+            pthread_mutex_unlock(&reg->qlock);
         }
 
         reg->store_ok = ok;

@@ -261,6 +261,7 @@ static int
 rd_sqlite_commit(rd_store_t *s, const rd_store_op_t *ops, size_t n,
     uint64_t index, const char *note, char *err)
 {
+    int           full;
     char         *msg;
     size_t        i;
     rd_sqlite_t  *q = s->impl;
@@ -307,7 +308,22 @@ rd_sqlite_commit(rd_store_t *s, const rd_store_op_t *ops, size_t n,
 
 fail:
 
+    /*
+     * A full disk is a state to wait out, not a refusal: the write is
+     * answered 503 (try again), nothing of it is kept, and writes go on
+     * once there is room (the data already committed is untouched).
+     */
+    full = (sqlite3_extended_errcode(q->db) & 0xff) == SQLITE_FULL;
+
     sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+
+    if (full) {
+        snprintf(err, RD_ERR_LEN, "store: the disk of %s is full: the write "
+                 "is not taken; try again when there is room",
+                 sqlite3_db_filename(q->db, "main"));
+        return RD_STORE_DOWN;
+    }
+
     return -1;
 }
 
