@@ -113,7 +113,9 @@ test-t:
 	MESH_BUILD=$(abspath $(BUILD)) prove -It/lib t/
 
 # registryd and its unit tests under AddressSanitizer + UBSan, in their own
-# build folder; the daemon's integration tests run against that build too.
+# build folder; the daemon's integration tests run against that build too,
+# and the module's against nginx itself and the module built with the
+# sanitizers (scripts/build-nginx-asan.sh).
 test-asan: deps module
 	$(MAKE) --no-print-directory BUILD=build/asan \
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
@@ -126,6 +128,11 @@ test-asan: deps module
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    MESH_BUILD=$(abspath build/asan) MESH_MODULE=$(abspath $(BUILD))/ngx_http_mesh_module.so \
 	    prove -It/lib t/registryd_*.t t/registryctl*.t
+	bash scripts/build-nginx-asan.sh build/asan
+	UBSAN_OPTIONS=print_stacktrace=1 MESH_BUILD=$(abspath build/asan) \
+	    MESH_NGINX=$(abspath build/asan)/nginx \
+	    MESH_MODULE=$(abspath build/asan)/ngx_http_mesh_module.so \
+	    prove -It/lib t/module_load.t t/mesh_*.t
 
 # libFuzzer targets (clang, with ASan and UBSan) for every parser that
 # takes outside input: fuzz/fuzz_NAME.c, seeds in fuzz/corpus/NAME/.
