@@ -1202,10 +1202,14 @@ sub nginx_prelude {
     my $workers = $opt{workers} // $self->{workers} // 2;
     my $daemon = ($opt{daemon} // $self->{daemon}) ? 'on' : 'off';
 
+    # env: nginx passes its environment on to a new binary (USR2) only as
+    # told; under the sanitizers (_nginx_env) their options must follow
     return <<"EOF";
 daemon $daemon;
 master_process on;
 worker_processes $workers;
+env ASAN_OPTIONS;
+env UBSAN_OPTIONS;
 ${user}error_log $d/error.log $level;
 pid $d/nginx.pid;
 load_module $self->{module};
