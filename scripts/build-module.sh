@@ -19,28 +19,11 @@ if [ ! -f "$src/configure" ] && [ ! -f "$src/auto/configure" ]; then
     exit 1
 fi
 
-flags=()
-if [ -f "$src/conf_flags" ]; then
-    # shellcheck disable=SC1091
-    . "$src/conf_flags"
-    flags=("${NGX_CONF_FLAGS[@]}")
-else
-    flags=(--with-compat --with-threads --with-http_ssl_module)
-fi
+# shellcheck source=scripts/nginx-configure.sh
+. "$top/scripts/nginx-configure.sh"
 
-stamp=$out/.configure-stamp
-want="$src ${flags[*]} $top"
-
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] \
-        || [ "$top/config" -nt "$stamp" ]; then
-    rm -rf "$tree"
-    cp -a "$src" "$tree"
-    cd "$tree"
-    if [ -f configure ]; then cfg=./configure; else cfg=./auto/configure; fi
-    $cfg "${flags[@]}" --add-dynamic-module="$top" > "$out/configure.log" 2>&1 \
-        || { tail -30 "$out/configure.log" >&2; exit 1; }
-    echo "$want" > "$stamp"
-fi
+ngx_configure "$src" "$tree" "$out/.configure-stamp" "$out/configure.log" \
+    "$src/conf_flags" "$top" || exit 1
 
 cd "$tree"
 make -s -f objs/Makefile modules > "$out/make.log" 2>&1 \

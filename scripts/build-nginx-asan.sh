@@ -64,16 +64,6 @@ if [ ! -f "$src/src/core/nginx.c" ]; then
     exit 1
 fi
 
-flags=()
-if [ -f "$dev/conf_flags" ]; then
-    # the flags Debian built its nginx with (nginx-dev)
-    # shellcheck disable=SC1091
-    . "$dev/conf_flags"
-    flags=("${NGX_CONF_FLAGS[@]}")
-else
-    flags=(--with-compat --with-threads --with-http_ssl_module)
-fi
-
 # nginx itself passes NULL with a length of 0 to memcpy() (ngx_pstrdup
 # at start): not ours to report, so that check is left out
 san="-fsanitize=address,undefined -fno-sanitize=nonnull-attribute"
@@ -81,20 +71,13 @@ san="$san -fno-sanitize-recover=all"
 cc_opt="-O1 -g -fno-omit-frame-pointer $san"
 ld_opt="$san"
 
-stamp=$out/.nginx-asan-stamp
-want="$src ${flags[*]} $cc_opt $top"
+# shellcheck source=scripts/nginx-configure.sh
+. "$top/scripts/nginx-configure.sh"
 
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] \
-        || [ "$top/config" -nt "$stamp" ]; then
-    rm -rf "$tree"
-    cp -a "$src" "$tree"
-    cd "$tree"
-    if [ -f configure ]; then cfg=./configure; else cfg=./auto/configure; fi
-    $cfg "${flags[@]}" --with-cc-opt="$cc_opt" --with-ld-opt="$ld_opt" \
-        --add-dynamic-module="$top" > "$out/nginx-asan-configure.log" 2>&1 \
-        || { tail -30 "$out/nginx-asan-configure.log" >&2; exit 1; }
-    echo "$want" > "$stamp"
-fi
+# with the flags Debian built its nginx with (nginx-dev's conf_flags)
+ngx_configure "$src" "$tree" "$out/.nginx-asan-stamp" \
+    "$out/nginx-asan-configure.log" "$dev/conf_flags" "$top" \
+    --with-cc-opt="$cc_opt" --with-ld-opt="$ld_opt" || exit 1
 
 cd "$tree"
 jobs=$(nproc 2>/dev/null || echo 2)
