@@ -93,9 +93,11 @@ rd_parse_document(rd_pctx_t *c, yaml_node_t *root, const char *policy,
         } else if (strcmp(k, "spec") == 0) {
             spec = v;
 
-        } else {
-            return rd_unknown(c, kn, k, "apiVersion,kind,metadata,spec",
-                              "status");
+        } else if (strcmp(k, "status") != 0) {
+            /* status: what Kubernetes reports of a stored object, not
+             * part of the policy (kubectl get -o yaml): ignored */
+            return rd_unknown(c, kn, k, "apiVersion,kind,metadata,spec "
+                              "(and status, ignored)", NULL);
         }
 
         rd_path_pop(c, old);

@@ -424,6 +424,48 @@ rd_parse_retries(rd_pctx_t *c, yaml_node_t *n, json_t **out)
 }
 
 
+/*
+ * gateways: a VirtualService applies to the mesh's sidecars when the list
+ * holds "mesh" (or there is none); one only for ingress gateways is not
+ * the mesh's to route, so it is refused rather than applied to the mesh.
+ */
+static int
+rd_parse_gateways(rd_pctx_t *c, yaml_node_t *n)
+{
+    int                mesh;
+    size_t             i, old;
+    const char        *s;
+    yaml_node_t       *iv;
+    yaml_node_item_t  *it;
+
+    if (rd_check_seq(c, n, 1) != 0) {
+        return -1;
+    }
+
+    mesh = 0;
+
+    rd_foreach_item(c, n, it, i, iv) {
+        old = rd_path_idx(c, i);
+
+        if (rd_get_str(c, iv, &s) != 0) {
+            return -1;
+        }
+
+        mesh |= (strcmp(s, "mesh") == 0);
+        rd_path_pop(c, old);
+    }
+
+    if (!mesh) {
+        return rd_perr(c, n, "gateways without \"mesh\": this "
+                       "VirtualService is for ingress gateways, which "
+                       "ngx_mesh does not route; add \"mesh\" to apply it "
+                       "to the mesh");
+    }
+
+    return 0;
+}
+
+
 static int
 rd_parse_http(rd_pctx_t *c, yaml_node_t *n, json_t *o)
 {
@@ -596,8 +638,13 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
                 rd_path_pop(c, old2);
             }
 
+        } else if (strcmp(k, "gateways") == 0) {
+            if (rd_parse_gateways(c, v) != 0) {
+                goto done;
+            }
+
         } else {
-            rd_unknown(c, kn, k, "hosts,http", "gateways,tls,tcp,exportTo");
+            rd_unknown(c, kn, k, "hosts,http,gateways", "tls,tcp,exportTo");
             goto done;
         }
 

@@ -598,7 +598,8 @@ rd_parse_labels(rd_pctx_t *c, yaml_node_t *n, int nonempty, json_t **out)
 }
 
 
-/* metadata: name; namespace, labels and annotations accepted, not kept */
+/* metadata: name; namespace, labels and annotations accepted, not kept;
+ * what Kubernetes adds to a stored object (kubectl get -o yaml) ignored */
 int
 rd_parse_metadata(rd_pctx_t *c, yaml_node_t *n, const char **name)
 {
@@ -645,12 +646,16 @@ rd_parse_metadata(rd_pctx_t *c, yaml_node_t *n, const char **name)
                 rd_path_pop(c, old2);
             }
 
-        } else {
-            return rd_unknown(c, kn, k, "name,namespace,labels,annotations",
-                              "uid,resourceVersion,generation,"
-                              "creationTimestamp,deletionTimestamp,"
-                              "ownerReferences,finalizers,managedFields,"
-                              "generateName");
+        } else if (!rd_in_list("uid,resourceVersion,generation,"
+                               "creationTimestamp,deletionTimestamp,"
+                               "deletionGracePeriodSeconds,ownerReferences,"
+                               "finalizers,managedFields,generateName,"
+                               "selfLink", k))
+        {
+            return rd_unknown(c, kn, k, "name,namespace,labels,annotations "
+                              "(and what Kubernetes adds: uid, "
+                              "resourceVersion, generation, "
+                              "creationTimestamp, managedFields...)", NULL);
         }
 
         rd_path_pop(c, old);

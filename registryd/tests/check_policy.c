@@ -56,9 +56,9 @@ static const bad_t  bad[] = {
     { "apiVersion: mesh/v1\nkind: DestinationRule\nmetadata: {name: -x}\n"
       "spec: {host: a}\n", "metadata.name", 3, 18, 0, "not a valid name" },
     { "apiVersion: mesh/v1\nkind: DestinationRule\nmetadata: {name: d, "
-      "uid: x}\nspec: {host: a}\n", "metadata.uid", 3, 21, 0,
-      "unsupported field" },
-    { DR "status: {}\n", "status", 7, 1, 0, "unsupported field" },
+      "owner: x}\nspec: {host: a}\n", "metadata.owner", 3, 21, 0,
+      "unknown field" },
+    { DR "state: {}\n", "state", 7, 1, 0, "unknown field" },
     { DR "  host: carts\n", "spec.host", 7, 3, 0, "duplicate key" },
     { "apiVersion: mesh/v1\nkind: DestinationRule\nmetadata: {name: d}\n"
       "spec: {subsets: []}\n", "spec.host", 4, 7, 0, "is required" },
@@ -206,8 +206,8 @@ static const bad_t  bad[] = {
       "spec:\n  hosts: []\n  http: []\n", "spec.hosts", 5, 10, 0,
       "not be empty" },
     { "apiVersion: mesh/v1\nkind: VirtualService\nmetadata: {name: v}\n"
-      "spec:\n  hosts: [orders]\n  gateways: [gw]\n", "spec.gateways", 6, 3,
-      0, "unsupported field" },
+      "spec:\n  hosts: [orders]\n  gateways: [gw]\n", "spec.gateways", 6, 13,
+      0, "gateways without \"mesh\"" },
     /* 60: several documents */
     { DR "---\n" DR, "metadata.name", 11, 9, 1, "duplicate DestinationRule" },
     { DR "---\n" "apiVersion: mesh/v1\nkind: DestinationRule\n"
@@ -444,6 +444,45 @@ START_TEST(policy_parse_empty_documents_are_skipped)
     json_t  *v;
 
     v = normalized("---\n" DR "---\n---\n", &n);
+    ck_assert_uint_eq(n, 1);
+    json_decref(v);
+}
+END_TEST
+
+
+/* what kubectl get -o yaml adds is ignored; gateways naming the mesh are
+ * taken */
+START_TEST(policy_parse_takes_kubectl_output_and_mesh_gateways)
+{
+    size_t   n;
+    json_t  *v;
+
+    v = normalized("apiVersion: networking.istio.io/v1\n"
+                   "kind: VirtualService\n"
+                   "metadata:\n"
+                   "  name: reviews\n"
+                   "  namespace: default\n"
+                   "  uid: 4b7f1c2e-0000-4000-8000-000000000001\n"
+                   "  resourceVersion: \"123456\"\n"
+                   "  generation: 3\n"
+                   "  creationTimestamp: \"2026-12-06T10:00:00Z\"\n"
+                   "  annotations:\n"
+                   "    kubectl.kubernetes.io/last-applied-configuration: "
+                   "\"{}\"\n"
+                   "  managedFields:\n"
+                   "  - manager: kubectl\n"
+                   "    operation: Update\n"
+                   "    fieldsV1: {f:spec: {}}\n"
+                   "spec:\n"
+                   "  hosts: [orders]\n"
+                   "  gateways: [mesh, bookinfo-gateway]\n"
+                   "  http:\n"
+                   "  - route:\n"
+                   "    - destination: {host: orders}\n"
+                   "status:\n"
+                   "  observedGeneration: 3\n"
+                   "  conditions: [{type: Reconciled, status: \"True\"}]\n",
+                   &n);
     ck_assert_uint_eq(n, 1);
     json_decref(v);
 }
@@ -714,6 +753,7 @@ policy_suite(void)
     tcase_add_test(tc, policy_parse_destination_rule_normalizes);
     tcase_add_test(tc, policy_parse_virtual_service_normalizes);
     tcase_add_test(tc, policy_parse_empty_documents_are_skipped);
+    tcase_add_test(tc, policy_parse_takes_kubectl_output_and_mesh_gateways);
     tcase_add_test(tc, policy_check_subsets_and_hosts_across_policies);
     tcase_add_test(tc, policy_stored_form_round_trips);
     suite_add_tcase(s, tc);
