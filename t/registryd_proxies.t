@@ -143,7 +143,7 @@ ok eval { MeshTest->decode_json($out)->{proxies} }, '... --json';
 # (its hang-up scan runs every second): within 2-3 s, 6 s allowed
 $t->stop_nginx;
 my $name = $mine->{name};
-my $end = time + 6;
+$end = time + 6;
 while (time < $end) {
     ($mine) = grep { $_->{name} eq $name } values %{ proxies() };
     last if ($mine->{state} // '') eq 'gone';
