@@ -45,9 +45,10 @@ RD_LIB_SRCS = registryd/rd_log.c registryd/rd_util.c \
               registryd/rd_api_tls.c \
               registryd/rd_api_read.c \
               registryd/rd_api_wait.c registryd/rd_api_write.c \
+              registryd/rd_api_objects.c \
               registryd/rd_policy.c \
               registryd/rd_policy_yaml.c registryd/rd_policy_dr.c \
-              registryd/rd_policy_vs.c \
+              registryd/rd_policy_vs.c registryd/rd_policy_obj.c \
               registryd/rd_events.c registryd/rd_auth.c
 RD_LIB_SRCS += registryd/rd_check.c registryd/rd_health.c \
                registryd/rd_proxies.c $(COMMON_SRCS)
@@ -76,7 +77,7 @@ $(BUILD)/registryd: registryd/main.c $(RD_LIB_SRCS) $(RD_HDRS)
 # (it includes nothing from registryd/)
 CTL_SRCS = registryctl/registryctl.c registryctl/ctl_util.c \
            registryctl/ctl_http.c registryctl/ctl_show.c \
-           registryctl/ctl_backup.c \
+           registryctl/ctl_backup.c registryctl/ctl_objects.c \
            common/mesh_units.c common/mesh_name.c common/mesh_addr.c \
            common/mesh_token.c common/mesh_alloc.c common/mesh_buf.c
 CTL_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -Iregistryctl \

@@ -78,6 +78,8 @@ enum {
     CTL_O_LABEL,
     CTL_O_FILE,
     CTL_O_NAME,
+    CTL_O_NAMESPACE,
+    CTL_O_OUTPUT,
     CTL_O_FLAG = 1000           /* + the flag's place in its list */
 };
 
@@ -113,5 +115,10 @@ int ctl_cmd_list(ctl_t *c, int argc, char **argv, char *err);
 int ctl_cmd_proxies(ctl_t *c, int argc, char **argv, char *err);
 int ctl_cmd_export(ctl_t *c, int argc, char **argv, char *err);
 int ctl_cmd_import(ctl_t *c, int argc, char **argv, char *err);
+/* ctl_objects.c */
+const char *ctl_object_kind(const char *s);
+int ctl_objects_send(ctl_t *c, const char *file, int del, char *err);
+int ctl_cmd_delete(ctl_t *c, int argc, char **argv, char *err);
+int ctl_get_objects(ctl_t *c, int argc, char **argv, char *err);
 
 #endif

@@ -42,8 +42,11 @@ const ctl_cmd_t  ctl_commands[] = {
     { "deregister", ctl_cmd_deregister, "deregister SVC ID" },
     { "heartbeat", ctl_cmd_heartbeat, "heartbeat SVC ID" },
     { "list", ctl_cmd_list, "list [SVC] [--json]" },
-    { "get", ctl_cmd_get, "get SVC ID" },
+    { "get", ctl_cmd_get, "get SVC ID | get KIND [NAME] [-n NS] "
+      "[-o yaml|json]" },
     { "apply", ctl_cmd_apply, "apply -f FILE [--name N]" },
+    { "delete", ctl_cmd_delete, "delete -f FILE | delete KIND NAME "
+      "[-n NS]" },
     { "policies", ctl_cmd_policies, "policies [NAME]" },
     { "proxies", ctl_cmd_proxies, "proxies [--json]" },
     { "export", ctl_cmd_export, "export" },
@@ -356,6 +359,11 @@ ctl_cmd_get(ctl_t *c, int argc, char **argv, char *err)
     json_t      *res;
     ctl_resp_t   r;
 
+    /* get virtualservices, get vs reviews: objects */
+    if (argc > 0 && argv[0][0] != '-' && ctl_object_kind(argv[0]) != NULL) {
+        return ctl_get_objects(c, argc, argv, err);
+    }
+
     rc = ctl_instance_path(c, "get", argc, argv, path, sizeof(path), pos, err);
     if (rc != 0) {
         return rc;
@@ -417,8 +425,8 @@ static int
 ctl_cmd_apply(ctl_t *c, int argc, char **argv, char *err)
 {
     int          rc, npos;
-    char         path[512], name[CTL_NAME_MAX + 1];
-    const char  *file, *nm, *base, *dot;
+    char         path[512];
+    const char  *file, *nm;
     ctl_apply_t  ap = { NULL, NULL };
     json_t      *res;
     mesh_buf_t   b = { NULL, 0, 0 };
@@ -438,33 +446,12 @@ ctl_cmd_apply(ctl_t *c, int argc, char **argv, char *err)
                          "(usage: registryctl %s)", ctl_usage_of("apply"));
     }
 
+    /* without --name, as kubectl applies: each document an object */
     if (nm == NULL) {
-        if (strcmp(file, "-") == 0) {
-            return ctl_error(err, CTL_EUSAGE,
-                             "apply: --name is required with -f -");
-        }
+        return ctl_objects_send(c, file, 0, err);
+    }
 
-        base = strrchr(file, '/');
-        base = base ? base + 1 : file;
-        dot = strrchr(base, '.');
-
-        if (dot == NULL || dot == base) {
-            dot = base + strlen(base);
-        }
-
-        snprintf(name, sizeof(name), "%.*s", (int) (dot - base), base);
-
-        if ((size_t) (dot - base) > CTL_NAME_MAX
-            || !mesh_name_valid(name, strlen(name)))
-        {
-            return ctl_error(err, CTL_EUSAGE,
-                             "apply: policy name \"%.64s\" from the file name "
-                             "is invalid; pass --name N", name);
-        }
-
-        nm = name;
-
-    } else if ((rc = ctl_check_name("policy name", nm, err)) != 0) {
+    if ((rc = ctl_check_name("policy name", nm, err)) != 0) {
         return rc;
     }
 

@@ -198,6 +198,48 @@ rd_api_segment(const char **p, char *out)
 
 
 /*
+ * /v1/objects, /v1/objects/delete, /v1/objects/KIND/NAMESPACE/NAME: the
+ * last as the policy name it is stored under, in rq->id
+ */
+static int
+rd_api_route_objects(rd_req_t *rq, const char *p, const char **bad)
+{
+    int   kind;
+    char  seg[3][RD_NAME_MAX + 1], err[RD_ERR_LEN];
+
+    rq->route = RD_ROUTE_OBJECTS;
+
+    if (*p == '\0' || strcmp(p, "/") == 0) {
+        return RD_M_GET | RD_M_POST;
+    }
+
+    if (strcmp(p, "/delete") == 0) {
+        rq->objects_delete = 1;
+        return RD_M_POST;
+    }
+
+    p++;
+
+    for (int i = 0; i < 3; i++) {
+        if (rd_api_segment(&p, seg[i]) != 0 || (i < 2) == (*p == '\0')) {
+            *bad = "object";
+            return 0;
+        }
+    }
+
+    kind = rd_policy_kind_parse(seg[0]);
+    if (kind < 0
+        || rd_policy_obj_name(kind, seg[1], seg[2], rq->id, err) != 0)
+    {
+        *bad = "object";
+        return 0;
+    }
+
+    return RD_M_GET | RD_M_DELETE;
+}
+
+
+/*
  * Sets rq->route, svc and id. Returns the methods the route allows, or 0
  * for an unknown path; -1 for a path of the right shape with a bad name.
  */
@@ -264,6 +306,12 @@ rd_api_route(rd_req_t *rq, const char *url, const char **bad)
         return RD_M_GET | RD_M_PUT | RD_M_DELETE;
     }
 
+    if (strncmp(url, "/v1/objects", 11) == 0
+        && (url[11] == '\0' || url[11] == '/'))
+    {
+        return rd_api_route_objects(rq, url + 11, bad);
+    }
+
     if (strncmp(url, "/v1/services/", 13) != 0) {
         rq->route = RD_ROUTE_OTHER;
         return 0;
@@ -319,6 +367,12 @@ rd_api_allow(int methods)
         return "GET, HEAD";
     case RD_M_PUT:
         return "PUT";
+    case RD_M_POST:
+        return "POST";
+    case RD_M_GET | RD_M_POST:
+        return "GET, HEAD, POST";
+    case RD_M_GET | RD_M_DELETE:
+        return "GET, HEAD, DELETE";
     default:
         return "GET, HEAD, PUT, DELETE";
     }
@@ -378,7 +432,9 @@ rd_api_authorize(rd_req_t *rq)
     if (rq->method == RD_M_GET) {
         need = RD_NEED_READ;
 
-    } else if (rq->route == RD_ROUTE_POLICIES) {
+    } else if (rq->route == RD_ROUTE_POLICIES
+               || rq->route == RD_ROUTE_OBJECTS)
+    {
         need = RD_NEED_POLICIES;
 
     } else if (rq->route == RD_ROUTE_INSTANCE
@@ -454,7 +510,15 @@ rd_api_op_answer(rd_req_t *rq)
 
     rq->op = NULL;
 
-    if (op->status == 400 && op->type == RD_OP_POLICY_PUT) {
+    if (op->type == RD_OP_POLICY_GROUP && op->status < 500) {
+        rc = rd_api_objects_answer(rq, op);
+
+    } else if (op->status == 404 && rq->route == RD_ROUTE_OBJECTS) {
+        rc = rd_api_error(rq, 404, "unknown object (an object that a "
+                          "policy of several documents holds is deleted "
+                          "with that policy)", "name");
+
+    } else if (op->status == 400 && op->type == RD_OP_POLICY_PUT) {
         rc = rd_api_policy_error(rq, &op->perr);
 
     } else if (op->status == 404 && op->type == RD_OP_POLICY_DEL) {
@@ -544,6 +608,13 @@ rd_api_dispatch(rd_req_t *rq)
 
         return rd_api_submit(rq, op);
 
+    case RD_ROUTE_OBJECTS:
+        if (rq->method == RD_M_GET) {
+            return rq->id[0] ? rd_api_get_object(rq) : rd_api_objects(rq);
+        }
+
+        return rd_api_objects_write(rq);
+
     case RD_ROUTE_INSTANCE:
         if (rq->method == RD_M_GET) {
             return rd_api_get_instance(rq);
@@ -631,6 +702,8 @@ rd_api_begin(rd_req_t *rq, const char *url, const char *method)
         rq->method = RD_M_PUT;
     } else if (strcmp(method, "DELETE") == 0) {
         rq->method = RD_M_DELETE;
+    } else if (strcmp(method, "POST") == 0) {
+        rq->method = RD_M_POST;
     } else {
         rq->method = RD_M_OTHER;
     }
@@ -674,7 +747,9 @@ rd_api_begin(rd_req_t *rq, const char *url, const char *method)
         }
     }
 
-    if (rq->route == RD_ROUTE_POLICIES && rq->method == RD_M_PUT) {
+    if ((rq->route == RD_ROUTE_POLICIES && rq->method == RD_M_PUT)
+        || (rq->route == RD_ROUTE_OBJECTS && rq->method == RD_M_POST))
+    {
         ct = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
                                          MHD_HTTP_HEADER_CONTENT_TYPE);
         if (!rd_api_is_yaml(ct)) {

@@ -48,7 +48,8 @@ enum {
     RD_M_GET = 1,
     RD_M_PUT = 2,
     RD_M_DELETE = 4,
-    RD_M_OTHER = 8
+    RD_M_OTHER = 8,
+    RD_M_POST = 16
 };
 
 struct rd_req_s {
@@ -70,6 +71,7 @@ struct rd_req_s {
     int                     waiting;
 
     int                     has_index;  /* events: ?index= given */
+    int                     objects_delete;  /* POST /v1/objects/delete */
 
     /* a snapshot wait of a subscription: woken only by what concerns it */
     rd_subscription_t       sub;
@@ -179,6 +181,10 @@ enum MHD_Result rd_api_policy_error(rd_req_t *rq, const rd_policy_err_t *e);
 enum MHD_Result rd_api_put_policy(rd_req_t *rq);
 enum MHD_Result rd_api_policies(rd_req_t *rq);
 enum MHD_Result rd_api_get_policy(rd_req_t *rq);
+enum MHD_Result rd_api_objects(rd_req_t *rq);
+enum MHD_Result rd_api_get_object(rd_req_t *rq);
+enum MHD_Result rd_api_objects_write(rd_req_t *rq);
+enum MHD_Result rd_api_objects_answer(rd_req_t *rq, rd_op_t *op);
 void rd_api_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     enum MHD_RequestTerminationCode toe);
 

@@ -12,7 +12,7 @@
 
 static const char *const  rd_route_names[RD_ROUTE_COUNT] = {
     "healthz", "metrics", "services", "service", "instance", "heartbeat",
-    "snapshot", "policies", "other", "events", "proxies", "export"
+    "snapshot", "policies", "other", "events", "proxies", "export", "objects"
 };
 
 static const int  rd_codes[RD_NCODES] = {

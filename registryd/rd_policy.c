@@ -31,13 +31,13 @@
 
 static int
 rd_parse_document(rd_pctx_t *c, yaml_node_t *root, const char *policy,
-    json_t *names, json_t **out)
+    json_t *names, json_t **out, rd_policy_obj_t *obj)
 {
     int                kind = -1, rc;
     char               key[RD_NAME_MAX + 8];
     size_t             old;
     json_t            *o, *first;
-    const char        *k, *s, *api = NULL, *name = NULL;
+    const char        *k, *s, *api = NULL, *name = NULL, *ns = NULL;
     yaml_node_t       *kn, *v, *spec = NULL, *meta = NULL, *kind_node = NULL;
     yaml_node_t       *name_node = NULL;
     yaml_node_pair_t  *p;
@@ -116,7 +116,7 @@ rd_parse_document(rd_pctx_t *c, yaml_node_t *root, const char *policy,
     }
 
     old = rd_path_key(c, "metadata");
-    if (rd_parse_metadata(c, meta, &name) != 0) {
+    if (rd_parse_metadata(c, meta, &name, &ns) != 0) {
         return -1;
     }
     rd_path_pop(c, old);
@@ -145,6 +145,11 @@ rd_parse_document(rd_pctx_t *c, yaml_node_t *root, const char *policy,
     }
 
     c->doc_name = name;
+
+    obj->kind = kind;
+    obj->document = c->document;
+    snprintf(obj->ns, sizeof(obj->ns), "%s", ns ? ns : "default");
+    snprintf(obj->name, sizeof(obj->name), "%s", name);
 
     o = rd_jobj();
     rd_jset(o, "policy", json_string(policy));
@@ -338,10 +343,20 @@ rd_policy_parse(const char *name, const char *yaml, size_t len,
             continue;
         }
 
-        if (rd_parse_document(&c, root, name, names, &doc) != 0) {
+        if ((p->nobjs & (p->nobjs + 1)) == 0) {
+            p->objs = mesh_xrealloc(p->objs, (2 * p->nobjs + 1)
+                                             * sizeof(rd_policy_obj_t));
+        }
+
+        if (rd_parse_document(&c, root, name, names, &doc,
+                              &p->objs[p->nobjs])
+            != 0)
+        {
             yaml_document_delete(&ydoc);
             goto fail_parser;
         }
+
+        p->nobjs++;
 
         rd_jpush(p->docs, doc);
         ndocs++;
@@ -419,6 +434,36 @@ fail:
 
 
 void
+rd_policy_rename(rd_policy_t *p, const char *name)
+{
+    size_t      i;
+    mesh_buf_t  snap;
+
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    mesh_buf_init(&snap, p->snap_len + 64);
+
+    for (i = 0; i < json_array_size(p->docs); i++) {
+        json_t  *doc = json_array_get(p->docs, i);
+        char    *s;
+
+        rd_jset(doc, "policy", json_string(name));
+        s = json_dumps(doc, JSON_COMPACT);
+
+        if (i) {
+            mesh_buf_adds(&snap, ",\n");
+        }
+        mesh_buf_adds(&snap, s);
+        free(s);
+    }
+
+    free(p->snap);
+    mesh_buf_cstr(&snap);
+    p->snap = snap.data;
+    p->snap_len = snap.len;
+}
+
+
+void
 rd_policy_free(rd_policy_t *p)
 {
     if (p == NULL) {
@@ -431,6 +476,7 @@ rd_policy_free(rd_policy_t *p)
     free(p->hosts);
     free(p->subsets);
     free(p->routes);
+    free(p->objs);
     free(p);
 }
 

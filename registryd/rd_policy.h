@@ -53,6 +53,14 @@ typedef struct {
     int    document;
 } rd_policy_ref_t;
 
+/* an object as Kubernetes keys it: kind, namespace, metadata.name */
+typedef struct {
+    int    kind;
+    char   ns[RD_NAME_MAX + 1];             /* "default" when not given */
+    char   name[RD_NAME_MAX + 1];
+    int    document;
+} rd_policy_obj_t;
+
 typedef struct {
     char              name[RD_NAME_MAX + 1];
     char             *yaml;     /* as sent, NUL-terminated */
@@ -68,6 +76,8 @@ typedef struct {
     size_t            nsubsets;
     rd_policy_ref_t  *routes;   /* route destinations naming a subset */
     size_t            nroutes;
+    rd_policy_obj_t  *objs;     /* one per document, in stream order */
+    size_t            nobjs;
 
     uint64_t          create_index;
     uint64_t          modify_index;
@@ -99,7 +109,44 @@ void rd_policy_to_stored(mesh_buf_t *b, const rd_policy_t *p);
 rd_policy_t *rd_policy_from_stored(const char *name, const char *value,
     size_t len, char *err);
 
+/* no error yet: line, column and document -1 */
+void rd_err_init(rd_policy_err_t *e);
+
 /* the 400 body: {"error", "field", "line", "column", "document"} */
 void rd_policy_err_to_json(mesh_buf_t *b, const rd_policy_err_t *e);
+
+/* the policy's name changed, in its normalized documents too */
+void rd_policy_rename(rd_policy_t *p, const char *name);
+
+
+/* objects (rd_policy_obj.c): one document, known by kind, namespace and
+ * metadata.name, stored as the policy "virtualservice.NAMESPACE.NAME" */
+
+/* a document of a YAML stream */
+typedef struct {
+    size_t   start;             /* byte offset of its first line */
+    size_t   end;
+    int      line;              /* lines before it in the stream */
+    int      document;          /* its number in the stream */
+    int      empty;             /* "---" alone, or null */
+} rd_policy_part_t;
+
+int rd_policy_split(const char *yaml, size_t len, rd_policy_part_t **parts,
+    size_t *nparts, rd_policy_err_t *e);
+rd_policy_t *rd_policy_parse_object(const char *yaml,
+    const rd_policy_part_t *pt, rd_policy_err_t *e);
+int rd_policy_identity(const char *yaml, const rd_policy_part_t *pt,
+    rd_policy_obj_t *o, rd_policy_err_t *e);
+void rd_policy_err_shift(rd_policy_err_t *e, const rd_policy_part_t *pt);
+
+/* "VirtualService"; from "vs", "virtualservices", ...: the kind or -1 */
+const char *rd_policy_kind_name(int kind);
+int rd_policy_kind_parse(const char *s);
+/* out: RD_NAME_MAX + 1 bytes; -1 with err (RD_ERR_LEN) when the
+ * identity does not make a policy name */
+int rd_policy_obj_name(int kind, const char *ns, const char *name,
+    char *out, char *err);
+/* the identity a policy name says, or -1 for another name */
+int rd_policy_obj_from_name(const char *policy, rd_policy_obj_t *o);
 
 #endif

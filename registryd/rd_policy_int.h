@@ -67,7 +67,6 @@ void rd_jset(json_t *obj, const char *key, json_t *v);
 void rd_jpush(json_t *arr, json_t *v);
 json_t *rd_jobj(void);
 json_t *rd_jarr(void);
-void rd_err_init(rd_policy_err_t *e);
 size_t rd_path_key(rd_pctx_t *c, const char *key);
 size_t rd_path_idx(rd_pctx_t *c, size_t i);
 void rd_path_pop(rd_pctx_t *c, size_t old);
@@ -93,7 +92,8 @@ int rd_unknown(rd_pctx_t *c, yaml_node_t *kn, const char *k,
 int rd_missing(rd_pctx_t *c, yaml_node_t *parent, const char *key);
 int rd_check_seq(rd_pctx_t *c, yaml_node_t *n, int nonempty);
 int rd_parse_labels(rd_pctx_t *c, yaml_node_t *n, int nonempty, json_t **out);
-int rd_parse_metadata(rd_pctx_t *c, yaml_node_t *n, const char **name);
+int rd_parse_metadata(rd_pctx_t *c, yaml_node_t *n, const char **name,
+    const char **ns);
 int rd_get_header_name(rd_pctx_t *c, yaml_node_t *n, const char *s,
     int lowercase);
 int rd_parse_dr(rd_pctx_t *c, yaml_node_t *n, json_t *out);

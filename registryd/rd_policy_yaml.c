@@ -598,10 +598,12 @@ rd_parse_labels(rd_pctx_t *c, yaml_node_t *n, int nonempty, json_t **out)
 }
 
 
-/* metadata: name; namespace, labels and annotations accepted, not kept;
- * what Kubernetes adds to a stored object (kubectl get -o yaml) ignored */
+/* metadata: name and namespace (the object's identity, with its kind);
+ * labels and annotations accepted, not kept; what Kubernetes adds to a
+ * stored object (kubectl get -o yaml) ignored */
 int
-rd_parse_metadata(rd_pctx_t *c, yaml_node_t *n, const char **name)
+rd_parse_metadata(rd_pctx_t *c, yaml_node_t *n, const char **name,
+    const char **ns)
 {
     const char        *k, *s, *ann;
     size_t             old, old2;
@@ -614,6 +616,7 @@ rd_parse_metadata(rd_pctx_t *c, yaml_node_t *n, const char **name)
     }
 
     *name = NULL;
+    *ns = NULL;
 
     rd_foreach_pair(c, n, p, k, kn, v) {
         old = rd_path_key(c, k);
@@ -624,7 +627,7 @@ rd_parse_metadata(rd_pctx_t *c, yaml_node_t *n, const char **name)
             }
 
         } else if (strcmp(k, "namespace") == 0) {
-            if (rd_get_name(c, v, "namespace", &s) != 0) {
+            if (rd_get_name(c, v, "namespace", ns) != 0) {
                 return -1;
             }
 

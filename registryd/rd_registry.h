@@ -66,6 +66,8 @@ enum {
     RD_OP_HEALTH,
     RD_OP_POLICY_PUT,               /* id: the policy name */
     RD_OP_POLICY_DEL,
+    RD_OP_POLICY_GROUP,             /* members: policy puts and deletes,
+                                       all taken or none */
     RD_OP_REMOTE                    /* another replica's commit, or a
                                        reload, from a shared store */
 };
@@ -82,6 +84,10 @@ struct rd_op_s {
     rd_instance_t  *inst;                 /* PUT: owned by the op */
     rd_policy_t    *policy;               /* POLICY_PUT: owned by the op
                                              until applied */
+    rd_op_t        *members;              /* POLICY_GROUP: its ops, in the
+                                             order of the request */
+    rd_policy_part_t part;                /* a member: its document in
+                                             the request, for errors */
     int             health;               /* HEALTH: wanted state; once
                                              decided, the instance's */
     int             internal;             /* queued by the TTL scan */
@@ -100,7 +106,11 @@ struct rd_op_s {
     uint64_t        index;
     mesh_buf_t      body;                 /* PUT: stored instance JSON */
     char            err[RD_ERR_LEN];
-    rd_policy_err_t perr;                 /* POLICY_PUT refused: 400 */
+    rd_policy_err_t perr;                 /* POLICY_PUT refused: 400;
+                                             GROUP: the member's, as in
+                                             the request's body */
+    int             unchanged;            /* a member PUT of the very
+                                             YAML stored: not written */
     size_t          ndocs;                /* POLICY_PUT: documents */
     int             has_ev;               /* the change's event, made */
     rd_event_t      ev;                   /* when it was decided */

@@ -39,7 +39,13 @@ rd_op_free(rd_op_t *op)
         return;
     }
 
-    size_t  i;
+    size_t    i;
+    rd_op_t  *m, *next;
+
+    for (m = op->members; m; m = next) {
+        next = m->next;
+        rd_op_free(m);
+    }
 
     rd_instance_free(op->inst);
     rd_policy_free(op->policy);
@@ -156,6 +162,24 @@ rd_overlay_slot(rd_overlay_t *ov, const char *service, const char *id)
 }
 
 
+/* pv: a copy of the table's pointers, made on the first policy op */
+static void
+rd_policy_views_init(rd_registry_t *reg, rd_policy_views_t *pv)
+{
+    if (pv->init) {
+        return;
+    }
+
+    pv->init = 1;
+    pv->n = reg->npolicies;
+    pv->cap = reg->npolicies + 16;
+    pv->v = mesh_xmalloc(pv->cap * sizeof(rd_policy_t *));
+    if (reg->npolicies) {
+        memcpy(pv->v, reg->policies, reg->npolicies * sizeof(rd_policy_t *));
+    }
+}
+
+
 /*
  * A policy op against the policies as the batch has changed them (pv: a
  * copy of the table's pointers, made on the first policy op; the
@@ -170,16 +194,7 @@ rd_registry_decide_policy(rd_registry_t *reg, rd_policy_views_t *pv,
     size_t         i;
     rd_policy_t   *cur;
 
-    if (!pv->init) {
-        pv->init = 1;
-        pv->n = reg->npolicies;
-        pv->cap = reg->npolicies + 16;
-        pv->v = mesh_xmalloc(pv->cap * sizeof(rd_policy_t *));
-        if (reg->npolicies) {
-            memcpy(pv->v, reg->policies,
-                   reg->npolicies * sizeof(rd_policy_t *));
-        }
-    }
+    rd_policy_views_init(reg, pv);
 
     op->err[0] = '\0';
     i = rd_policy_pos(pv->v, pv->n, op->id, &found);
@@ -207,6 +222,125 @@ rd_registry_decide_policy(rd_registry_t *reg, rd_policy_views_t *pv,
     op->policy->create_index = cur ? cur->create_index : index;
     op->policy->modify_index = index;
     rd_policy_array_set(&pv->v, &pv->n, &pv->cap, op->id, op->policy);
+
+    return 0;
+}
+
+
+/*
+ * A group: its members decided one after another against the table as
+ * the earlier ones left it, deletions and DestinationRules before
+ * VirtualServices (whose routes may name a subset a rule of the same
+ * group defines); each change gets its own index from index + 1 on. A
+ * refused member refuses the group and leaves the table as it was. 0:
+ * changes to commit (op->index the last one's); -1: none (400, or
+ * nothing to change).
+ */
+static void rd_registry_op_event(rd_op_t *op, int prev, int64_t time);
+
+static int
+rd_registry_decide_group(rd_registry_t *reg, rd_policy_views_t *pv,
+    rd_op_t *op, uint64_t index, int64_t wall)
+{
+    int            found, rc = 0;
+    size_t         i, nsaved;
+    rd_op_t       *m, *next, *first, **last, *vs, **vs_last;
+    uint64_t       idx = index;
+    rd_policy_t  **saved, *cur;
+
+    /* the order of decision, which is the order of the indexes: the
+     * VirtualServices moved behind the rest (the answer tells them in
+     * the request's order again) */
+    first = NULL;
+    last = &first;
+    vs = NULL;
+    vs_last = &vs;
+
+    for (m = op->members; m; m = next) {
+        next = m->next;
+        m->next = NULL;
+
+        if (m->type == RD_OP_POLICY_PUT
+            && m->policy->objs[0].kind == RD_POLICY_VS)
+        {
+            *vs_last = m;
+            vs_last = &m->next;
+
+        } else {
+            *last = m;
+            last = &m->next;
+        }
+    }
+
+    *last = vs;
+    op->members = first;
+
+    rd_policy_views_init(reg, pv);
+
+    nsaved = pv->n;
+    saved = mesh_xmalloc((nsaved + 1) * sizeof(rd_policy_t *));
+    if (nsaved) {
+        memcpy(saved, pv->v, nsaved * sizeof(rd_policy_t *));
+    }
+
+    for (m = op->members; m; m = m->next) {
+        m->unchanged = 0;
+
+        if (m->type == RD_OP_POLICY_PUT) {
+            i = rd_policy_pos(pv->v, pv->n, m->id, &found);
+            cur = found ? pv->v[i] : NULL;
+
+            if (cur && cur->yaml_len == m->policy->yaml_len
+                && memcmp(cur->yaml, m->policy->yaml, cur->yaml_len) == 0)
+            {
+                m->status = 200;
+                m->unchanged = 1;
+                continue;
+            }
+        }
+
+        if (rd_registry_decide_policy(reg, pv, m, idx + 1) != 0) {
+            if (m->status == 404) {
+                continue;       /* a deletion of what is not there */
+            }
+
+            op->perr = m->perr;
+            rd_policy_err_shift(&op->perr, &m->part);
+            op->status = 400;
+            snprintf(op->err, sizeof(op->err), "%s", op->perr.msg);
+            rc = -1;
+            break;
+        }
+
+        idx++;
+        m->index = idx;
+        rd_registry_op_event(m, 0, wall);
+    }
+
+    if (rc != 0) {
+        /* none of it: the table as before the group, no index taken */
+        if (nsaved) {
+            memcpy(pv->v, saved, nsaved * sizeof(rd_policy_t *));
+        }
+        pv->n = nsaved;
+
+        for (m = op->members; m; m = m->next) {
+            m->index = 0;
+            m->has_ev = 0;
+        }
+
+        free(saved);
+        return -1;
+    }
+
+    free(saved);
+    op->status = 200;
+
+    if (idx == index) {
+        return -1;              /* nothing changes */
+    }
+
+    op->index = idx;
 
     return 0;
 }
@@ -276,6 +410,10 @@ rd_op_reset(rd_op_t *op)
     op->err[0] = '\0';
     op->has_ev = 0;
 
+    for (rd_op_t *m = op->members; m; m = m->next) {
+        rd_op_reset(m);
+    }
+
     if (op->type == RD_OP_HEALTH || op->type == RD_OP_DEL) {
         /* the copy the decision made */
         rd_instance_free(op->inst);
@@ -289,7 +427,7 @@ static char *
 rd_registry_note(rd_op_t *batch)
 {
     int          first;
-    rd_op_t     *op;
+    rd_op_t     *op, *m;
     mesh_buf_t   b;
 
     mesh_buf_init(&b, 1024);
@@ -297,13 +435,19 @@ rd_registry_note(rd_op_t *batch)
     first = 1;
 
     for (op = batch; op; op = op->next) {
-        if (op->index && op->has_ev) {
-            if (!first) {
-                mesh_buf_addc(&b, ',');
+        for (m = op->members ? op->members : op; m; m = m->next) {
+            if (m->index && m->has_ev) {
+                if (!first) {
+                    mesh_buf_addc(&b, ',');
+                }
+
+                rd_event_to_note(&b, &m->ev);
+                first = 0;
             }
 
-            rd_event_to_note(&b, &op->ev);
-            first = 0;
+            if (m == op) {
+                break;
+            }
         }
     }
 
@@ -324,7 +468,7 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
     size_t              n, nops, i, size;
     int64_t             now, t0, wall, first;
     uint64_t            index;
-    rd_op_t            *op, *next;
+    rd_op_t            *op, *next, *m;
     mesh_buf_t         *vals;
     rd_overlay_t        ov;
     rd_store_op_t      *sops;
@@ -335,6 +479,9 @@ rd_registry_commit_batch(rd_registry_t *reg, rd_op_t *batch)
     n = 0;
     for (op = batch; op; op = op->next) {
         n++;
+        for (m = op->members; m; m = m->next) {
+            n++;                /* a store key each */
+        }
     }
 
     for (size = 4; size < 2 * n; size *= 2) { /* void */ }
@@ -360,6 +507,35 @@ again:
 
         if (tries) {
             rd_op_reset(op);
+        }
+
+        if (op->type == RD_OP_POLICY_GROUP) {
+            if (rd_registry_decide_group(reg, &pv, op, index, wall) != 0) {
+                continue;
+            }
+
+            for (m = op->members; m; m = m->next) {
+                if (m->index == 0) {
+                    continue;
+                }
+
+                if (m->policy) {
+                    mesh_buf_init(&vals[nops],
+                                  m->policy->yaml_len * 2 + 256);
+                    rd_policy_to_stored(&vals[nops], m->policy);
+                    sops[nops].value = vals[nops].data;
+                    sops[nops].value_len = vals[nops].len;
+                }
+
+                snprintf(keys + nops * RD_KEY_MAX, RD_KEY_MAX,
+                         "policies/%s", m->id);
+                sops[nops].key = keys + nops * RD_KEY_MAX;
+                sops[nops].del = (m->policy == NULL);
+                nops++;
+            }
+
+            index = op->index;
+            continue;
         }
 
         if (op->type == RD_OP_POLICY_PUT || op->type == RD_OP_POLICY_DEL) {
@@ -557,6 +733,19 @@ again:
                 rd_events_append(reg->events, &op->ev);
             }
 
+            for (m = op->members; m; m = m->next) {
+                if (m->index == 0) {
+                    continue;
+                }
+
+                if (m->has_ev && reg->events) {
+                    rd_events_append(reg->events, &m->ev);
+                }
+
+                rd_registry_set_policy(reg, m->id, m->policy);
+                m->policy = NULL;
+            }
+
             if (op->type == RD_OP_POLICY_PUT) {
                 rd_registry_set_policy(reg, op->id, op->policy);
                 op->policy = NULL;
@@ -572,7 +761,7 @@ again:
                 }
                 rd_registry_set(reg, op->service, op->id, in);
 
-            } else {
+            } else if (op->type != RD_OP_POLICY_GROUP) {
                 rd_registry_set(reg, op->service, op->id, NULL);
             }
         }

@@ -19,6 +19,7 @@ typedef enum {
     RD_ROUTE_EVENTS,
     RD_ROUTE_PROXIES,
     RD_ROUTE_EXPORT,
+    RD_ROUTE_OBJECTS,
     RD_ROUTE_COUNT
 } rd_route_e;
 

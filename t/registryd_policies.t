@@ -372,9 +372,9 @@ is $r->{status}, 400, 'a route to a subset now undefined: 400';
 my $tok = $t->token_file;
 my $file = $t->write_file('orders-dest.yaml', $DR);
 my ($code, $out, $err) = $t->registryctl('--token-file', $tok, 'apply', '-f',
-                                         $file);
-is $code, 0, 'registryctl apply -f exits 0' or diag $err;
-like $out, qr/^applied policy orders-dest/, '... named after the file';
+                                         $file, '--name', 'orders-dest');
+is $code, 0, 'registryctl apply -f --name exits 0' or diag $err;
+like $out, qr/^applied policy orders-dest/, '... a policy of that name';
 
 ($code, $out, $err) = $t->registryctl('--token-file', $tok, 'policies');
 is $code, 0, 'registryctl policies exits 0';
