@@ -551,6 +551,83 @@ START_TEST(policy_check_subsets_and_hosts_across_policies)
 END_TEST
 
 
+/* objects: a stream cut into documents whose errors tell the stream's
+ * lines, identities and the policy names they make */
+START_TEST(policy_objects_split_and_name)
+{
+    size_t             n;
+    const char        *s;
+    rd_policy_t       *p;
+    rd_policy_obj_t    o;
+    rd_policy_err_t    e;
+    rd_policy_part_t  *v;
+    char               name[RD_NAME_MAX + 1], err[RD_ERR_LEN];
+
+    s = "# a comment\n"
+        "apiVersion: networking.istio.io/v1\n"
+        "kind: DestinationRule\n"
+        "metadata: {name: r, namespace: shop}\n"
+        "spec: {host: r}\n"
+        "---\n"
+        "---\n"
+        "apiVersion: networking.istio.io/v1\n"
+        "kind: VirtualService\n"
+        "metadata: {name: r}\n"
+        "spec:\n"
+        "  hosts: [r]\n"
+        "  http: [{route: [{destination: {host: r}, weight: 7}]}]\n";
+
+    ck_assert_int_eq(rd_policy_split(s, strlen(s), &v, &n, &e), 0);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_int_eq(v[0].start, 0);
+    ck_assert_int_eq(v[0].empty, 0);
+    ck_assert_int_eq(v[1].empty, 1);
+    ck_assert_int_eq(v[1].line, 5);
+    ck_assert_int_eq(v[2].line, 6);
+    ck_assert_int_eq(v[2].empty, 0);
+    ck_assert_int_eq(v[2].document, 2);
+    ck_assert_uint_eq(v[2].end, strlen(s));
+
+    p = rd_policy_parse_object(s, &v[0], &e);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_str_eq(p->name, "destinationrule.shop.r");
+    ck_assert_ptr_nonnull(strstr(p->snap,
+                                 "\"policy\":\"destinationrule.shop.r\""));
+    rd_policy_free(p);
+
+    /* the weight of a single route must be 100: line 13 of the stream */
+    p = rd_policy_parse_object(s, &v[2], &e);
+    ck_assert_ptr_null(p);
+    ck_assert_int_eq(e.line, 13);
+    ck_assert_int_eq(e.document, 2);
+
+    ck_assert_int_eq(rd_policy_identity(s, &v[2], &o, &e), 0);
+    ck_assert_int_eq(o.kind, RD_POLICY_VS);
+    ck_assert_str_eq(o.ns, "default");
+    ck_assert_str_eq(o.name, "r");
+    free(v);
+
+    ck_assert_int_eq(rd_policy_obj_name(RD_POLICY_VS, "a", "b.c", name, err),
+                     0);
+    ck_assert_str_eq(name, "virtualservice.a.b.c");
+    ck_assert_int_eq(rd_policy_obj_from_name(name, &o), 0);
+    ck_assert_str_eq(o.ns, "a");
+    ck_assert_str_eq(o.name, "b.c");
+    ck_assert_int_eq(rd_policy_obj_from_name("orders", &o), -1);
+    ck_assert_int_eq(rd_policy_obj_name(RD_POLICY_DR, "a.b", "c", name, err),
+                     -1);
+    ck_assert_int_eq(rd_policy_kind_parse("VirtualServices"), RD_POLICY_VS);
+    ck_assert_int_eq(rd_policy_kind_parse("dr"), RD_POLICY_DR);
+    ck_assert_int_eq(rd_policy_kind_parse("pods"), -1);
+
+    /* a syntax error: the stream's line */
+    s = "kind: VirtualService\n---\nspec: [\n";
+    ck_assert_int_eq(rd_policy_split(s, strlen(s), &v, &n, &e), -1);
+    ck_assert_int_eq(e.line, 4);
+}
+END_TEST
+
+
 START_TEST(policy_stored_form_round_trips)
 {
     char          err[RD_ERR_LEN];
@@ -756,6 +833,7 @@ policy_suite(void)
     tcase_add_test(tc, policy_parse_takes_kubectl_output_and_mesh_gateways);
     tcase_add_test(tc, policy_check_subsets_and_hosts_across_policies);
     tcase_add_test(tc, policy_stored_form_round_trips);
+    tcase_add_test(tc, policy_objects_split_and_name);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("registry");
