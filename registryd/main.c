@@ -194,6 +194,9 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* before the store's policies are read */
+    rd_policy_set_suffixes(conf.domain_suffixes);
+
     sc.backend = conf.store;
     sc.data_dir = conf.data_dir;
     sc.etcd_endpoints = conf.etcd_endpoints;

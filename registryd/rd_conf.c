@@ -12,6 +12,7 @@
 #include "mesh_alloc.h"
 #include "rd_conf.h"
 #include "rd_etcd.h"
+#include "rd_policy.h"
 #include "rd_util.h"
 
 typedef enum {
@@ -24,7 +25,8 @@ typedef enum {
     RD_OPT_STORE,
     RD_OPT_URLS,                /* comma-separated, or a YAML sequence */
     RD_OPT_NETS,                /* the same */
-    RD_OPT_PREFIX
+    RD_OPT_PREFIX,
+    RD_OPT_DOMAINS              /* the same; "" for none */
 } rd_opt_type_e;
 
 typedef struct {
@@ -80,11 +82,81 @@ static const rd_opt_t  rd_opts[] = {
     { "tls_cert", RD_OPT_STRING, RD_OFF(tls_cert), 0, 0, NULL },
     { "tls_key", RD_OPT_STRING, RD_OFF(tls_key), 0, 0, NULL },
     { "tls_client_ca", RD_OPT_STRING, RD_OFF(tls_client_ca), 0, 0, NULL },
+    { "domain_suffixes", RD_OPT_DOMAINS, RD_OFF(domain_suffixes), 0, 0,
+      "*.svc.cluster.local" },
     { NULL, 0, 0, 0, 0, NULL }
 };
 
 
 #define RD_NETS_MAX  64
+
+
+/*
+ * "*.svc.cluster.local,corp.example": DNS suffixes (lowercase labels of
+ * letters, digits and hyphens), each with an optional "*." for one label
+ * more (a Kubernetes namespace), at most RD_POLICY_SUFFIXES_MAX
+ */
+static int
+rd_conf_domains_check(const char *list, char *why)
+{
+    size_t       n, count, label;
+    const char  *p, *comma, *s, *end;
+
+    if (list[0] == '\0') {
+        return 0;
+    }
+
+    count = 0;
+
+    for (p = list; ; p = comma + 1) {
+        comma = strchr(p, ',');
+        n = comma ? (size_t) (comma - p) : strlen(p);
+        s = p;
+        end = p + n;
+
+        if (n > 2 && s[0] == '*' && s[1] == '.') {
+            s += 2;
+        }
+
+        label = 0;
+
+        for ( /* void */ ; s < end; s++) {
+            if (*s == '.') {
+                if (label == 0) {
+                    break;
+                }
+                label = 0;
+
+            } else if ((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')
+                       || (*s == '-' && label > 0))
+            {
+                if (++label > 63) {
+                    break;
+                }
+
+            } else {
+                break;
+            }
+        }
+
+        if (n == 0 || n > RD_POLICY_SUFFIX_LEN || s < end || label == 0) {
+            snprintf(why, RD_ERR_LEN, "\"%.*s\" is not a DNS suffix "
+                     "(lowercase labels, an optional \"*.\" first)",
+                     (int) (n > 64 ? 64 : n), p);
+            return -1;
+        }
+
+        if (++count > RD_POLICY_SUFFIXES_MAX) {
+            snprintf(why, RD_ERR_LEN, "more than %d suffixes",
+                     RD_POLICY_SUFFIXES_MAX);
+            return -1;
+        }
+
+        if (comma == NULL) {
+            return 0;
+        }
+    }
+}
 
 
 /* "127.0.0.0/8,::1/128": networks, comma-separated, at most RD_NETS_MAX */
@@ -238,6 +310,15 @@ rd_conf_set(rd_conf_t *conf, const char *name, const char *value, char *err)
         *sp = mesh_xstrdup(value);
         return 0;
 
+    case RD_OPT_DOMAINS:
+        if (rd_conf_domains_check(value, why) != 0) {
+            snprintf(err, RD_ERR_LEN, "%s: %s", name, why);
+            return -1;
+        }
+        free(*sp);
+        *sp = mesh_xstrdup(value);
+        return 0;
+
     case RD_OPT_NETS:
         if (rd_conf_nets_check(value, why) != 0) {
             snprintf(err, RD_ERR_LEN, "%s: %s", name, why);
@@ -337,7 +418,7 @@ rd_conf_free(rd_conf_t *conf)
         if (o->type == RD_OPT_STRING || o->type == RD_OPT_HOSTPORT
             || o->type == RD_OPT_LOG_LEVEL || o->type == RD_OPT_STORE
             || o->type == RD_OPT_URLS || o->type == RD_OPT_NETS
-            || o->type == RD_OPT_PREFIX)
+            || o->type == RD_OPT_PREFIX || o->type == RD_OPT_DOMAINS)
         {
             char **sp = (char **) ((char *) conf + o->offset);
             free(*sp);
@@ -424,7 +505,8 @@ rd_conf_load_file(rd_conf_t *conf, const char *path, char *err)
         case YAML_SEQUENCE_START_EVENT:
             if (key[0] && depth == 1 && !inlist
                 && (rd_conf_find(key)->type == RD_OPT_URLS
-                    || rd_conf_find(key)->type == RD_OPT_NETS))
+                    || rd_conf_find(key)->type == RD_OPT_NETS
+                    || rd_conf_find(key)->type == RD_OPT_DOMAINS))
             {
                 inlist = 1;
                 mesh_buf_init(&list, 256);

@@ -40,6 +40,8 @@ typedef struct {
     char     *tls_cert;           /* PEM; with tls_key: HTTPS */
     char     *tls_key;
     char     *tls_client_ca;      /* PEM; client certificates required */
+    char     *domain_suffixes;    /* policy hosts: FQDN suffixes that
+                                     map NAME.SUFFIX to service NAME */
     char     *probe_networks;     /* NULL: health checks probe any
                                      address; else only these */
 } rd_conf_t;

@@ -21,6 +21,8 @@
 #include "rd_util.h"
 
 #define RD_POLICY_PATH_MAX  256
+#define RD_POLICY_SUFFIXES_MAX  16
+#define RD_POLICY_SUFFIX_LEN    253
 
 enum {
     RD_POLICY_DR = 0,           /* DestinationRule */
@@ -108,6 +110,14 @@ void rd_policy_to_stored(mesh_buf_t *b, const rd_policy_t *p);
 /* from a store value (the YAML is parsed again); NULL with err */
 rd_policy_t *rd_policy_from_stored(const char *name, const char *value,
     size_t len, char *err);
+
+/*
+ * The DNS suffixes a policy host may carry ("*.svc.cluster.local,
+ * corp.example", as rd_conf checked it): "reviews.prod.svc.cluster.local"
+ * and "reviews.corp.example" name the service "reviews". Set at start,
+ * before any policy is read.
+ */
+void rd_policy_set_suffixes(const char *list);
 
 /* no error yet: line, column and document -1 */
 void rd_err_init(rd_policy_err_t *e);

@@ -82,6 +82,7 @@ int rd_get_nonempty(rd_pctx_t *c, yaml_node_t *n, size_t max,
     const char **out);
 int rd_get_name(rd_pctx_t *c, yaml_node_t *n, const char *what,
     const char **out);
+int rd_get_host(rd_pctx_t *c, yaml_node_t *n, const char **out);
 int rd_get_int(rd_pctx_t *c, yaml_node_t *n, long long min, long long max,
     long long *out);
 int rd_get_bool(rd_pctx_t *c, yaml_node_t *n, int *out);

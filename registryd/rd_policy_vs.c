@@ -160,9 +160,7 @@ rd_parse_destination(rd_pctx_t *c, yaml_node_t *n, json_t *o)
         old = rd_path_key(c, k);
 
         if (strcmp(k, "host") == 0) {
-            if (rd_get_name(c, v, "host (a registry service name)", &s)
-                != 0)
-            {
+            if (rd_get_host(c, v, &s) != 0) {
                 return -1;
             }
             host = s;
@@ -601,9 +599,7 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
 
             rd_foreach_item(c, v, it, i, iv) {
                 old2 = rd_path_idx(c, i);
-                if (rd_get_name(c, iv, "host (a registry service name)", &s)
-                    != 0)
-                {
+                if (rd_get_host(c, iv, &s) != 0) {
                     goto done;
                 }
 

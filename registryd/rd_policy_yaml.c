@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yaml.h>
 
 #include "mesh_alloc.h"
@@ -355,6 +356,103 @@ rd_get_name(rd_pctx_t *c, yaml_node_t *n, const char *what,
     if (!mesh_name_valid(*out, strlen(*out))) {
         return rd_perr(c, n, "\"%.64s\" is not a valid %s: names are "
                        "[A-Za-z0-9][A-Za-z0-9._-]{0,127}", *out, what);
+    }
+
+    return 0;
+}
+
+
+static char    rd_suffixes[RD_POLICY_SUFFIXES_MAX][RD_POLICY_SUFFIX_LEN + 1];
+static size_t  rd_nsuffixes;
+
+
+void
+rd_policy_set_suffixes(const char *list)
+{
+    size_t       n;
+    const char  *p, *comma;
+
+    rd_nsuffixes = 0;
+
+    for (p = list; p && *p && rd_nsuffixes < RD_POLICY_SUFFIXES_MAX;
+         p = comma + 1)
+    {
+        comma = strchr(p, ',');
+        n = comma ? (size_t) (comma - p) : strlen(p);
+
+        snprintf(rd_suffixes[rd_nsuffixes++], RD_POLICY_SUFFIX_LEN + 1,
+                 "%.*s", (int) n, p);
+
+        if (comma == NULL) {
+            break;
+        }
+    }
+}
+
+
+/*
+ * A host: a registry service name, or a DNS name that one of the
+ * suffixes turns into one ("reviews.prod.svc.cluster.local" with
+ * "*.svc.cluster.local": "reviews"); the name is cut in the node's own
+ * text, which the document owns.
+ */
+int
+rd_get_host(rd_pctx_t *c, yaml_node_t *n, const char **out)
+{
+    char         *s, *dot, was[72];
+    size_t        i, len, xl, end;
+    const char   *x;
+
+    if (rd_get_str(c, n, out) != 0) {
+        return -1;
+    }
+
+    s = (char *) *out;
+    len = strlen(s);
+    snprintf(was, sizeof(was), "%.64s", s);
+
+    if (strchr(s, '*') != NULL) {
+        return rd_perr(c, n, "\"%s\": wildcard hosts are not supported: a "
+                       "host names one registry service", was);
+    }
+
+    for (i = 0; i < rd_nsuffixes; i++) {
+        x = rd_suffixes[i];
+        if (x[0] == '*') {
+            x += 2;
+        }
+
+        xl = strlen(x);
+
+        if (len <= xl + 1 || s[len - xl - 1] != '.'
+            || strcasecmp(s + len - xl, x) != 0)
+        {
+            continue;
+        }
+
+        end = len - xl - 1;
+
+        if (x != rd_suffixes[i]) {
+            /* one label more: the namespace */
+            s[end] = '\0';
+            dot = strrchr(s, '.');
+            s[end] = '.';
+
+            if (dot == NULL || dot == s) {
+                continue;
+            }
+
+            end = dot - s;
+        }
+
+        s[end] = '\0';
+        break;
+    }
+
+    if (!mesh_name_valid(s, strlen(s))) {
+        return rd_perr(c, n, "\"%s\" is not a valid host: a registry "
+                       "service name ([A-Za-z0-9][A-Za-z0-9._-]{0,127}) or "
+                       "NAME.SUFFIX for a domain_suffixes entry", was);
     }
 
     return 0;

@@ -312,5 +312,57 @@ is $code, 1, '... again: exits 1';
 is $code, 2, 'delete of another kind: usage error';
 like $err, qr/not a kind/, '... saying so';
 
+###########################################################################
+# hosts as Kubernetes names them: NAME.NAMESPACE.svc.cluster.local is
+# the service NAME (domain_suffixes, default *.svc.cluster.local)
+
+my $fqdn = $t->write_file('reviews-fqdn.yaml', <<'EOF');
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+  namespace: prod
+spec:
+  host: reviews.prod.svc.cluster.local
+  subsets:
+  - name: v3
+    labels:
+      version: v3
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+  namespace: prod
+spec:
+  hosts:
+  - reviews.prod.svc.cluster.local
+  http:
+  - route:
+    - destination:
+        host: reviews.prod.svc.cluster.local
+        subset: v3
+EOF
+($code, $out, $err) = ctl('apply', '-f', $fqdn);
+is $code, 0, 'apply -f with FQDN hosts' or diag $err;
+like $out, qr{^virtualservice prod/reviews created}m, '... prod/reviews';
+settle();
+is versions(20), 'v3=20', '... routes the service reviews to v3';
+($code, $out, $err) = ctl('get', 'vs', '-n', 'prod');
+like $out, qr/^prod\s+reviews\s+reviews\s/m, '... its host is the service';
+
+$r = $t->api(POST => '/v1/objects', <<'EOF',
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: any
+spec:
+  host: "*.example.com"
+EOF
+             { 'Content-Type' => 'application/yaml' });
+is $r->{status}, 400, 'a wildcard host: 400';
+like $r->{json}{error}, qr/wildcard hosts are not supported/, '... saying why';
+is $r->{json}{field}, 'spec.host', '... naming the field';
+
 $t->done_checks;
 done_testing;

@@ -317,6 +317,26 @@ START_TEST(conf_trusted_networks_and_exposure)
 END_TEST
 
 
+/* the DNS suffixes of policy hosts */
+START_TEST(conf_domain_suffixes)
+{
+    char  err[RD_ERR_LEN] = "";
+
+    ck_assert_str_eq(conf.domain_suffixes, "*.svc.cluster.local");
+    ck_assert_int_eq(rd_conf_set(&conf, "domain_suffixes",
+                                 "*.svc.corp.internal,mesh.example", err), 0);
+    ck_assert_int_eq(rd_conf_set(&conf, "domain_suffixes", "", err), 0);
+    ck_assert_int_eq(rd_conf_set(&conf, "domain_suffixes", "Corp.Example",
+                                 err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "is not a DNS suffix"));
+    ck_assert_int_eq(rd_conf_set(&conf, "domain_suffixes", "a..b", err), -1);
+    ck_assert_int_eq(rd_conf_set(&conf, "domain_suffixes", "*.*.x", err), -1);
+    ck_assert_int_eq(rd_conf_set(&conf, "domain_suffixes", "x,", err), -1);
+    ck_assert_int_eq(rd_conf_set(&conf, "domain_suffixes", "-x.y", err), -1);
+}
+END_TEST
+
+
 /* HTTPS takes a certificate and its key, both or neither */
 START_TEST(conf_check_tls_cert_and_key_go_together)
 {
@@ -560,6 +580,7 @@ conf_suite(void)
     tcase_add_test(tc, conf_load_empty_file_keeps_defaults);
     tcase_add_test(tc, conf_store_options_check_their_values);
     tcase_add_test(tc, conf_trusted_networks_and_exposure);
+    tcase_add_test(tc, conf_domain_suffixes);
     tcase_add_test(tc, conf_check_tls_cert_and_key_go_together);
     tcase_add_test(tc, conf_check_tls_client_ca_needs_https);
     tcase_add_test(tc, conf_load_etcd_endpoints_as_a_yaml_sequence);

@@ -551,6 +551,69 @@ START_TEST(policy_check_subsets_and_hosts_across_policies)
 END_TEST
 
 
+/* hosts: DNS names that domain_suffixes turn into service names */
+START_TEST(policy_hosts_fqdn_map_to_services)
+{
+    size_t            n;
+    json_t           *v, *d;
+    rd_policy_t      *p;
+    rd_policy_err_t   e;
+    const char       *y;
+
+    rd_policy_set_suffixes("*.svc.cluster.local,corp.example");
+
+    v = normalized("apiVersion: networking.istio.io/v1\n"
+                   "kind: DestinationRule\n"
+                   "metadata: {name: r}\n"
+                   "spec: {host: reviews.prod.svc.cluster.local}\n"
+                   "---\n"
+                   "apiVersion: networking.istio.io/v1\n"
+                   "kind: VirtualService\n"
+                   "metadata: {name: r}\n"
+                   "spec:\n"
+                   "  hosts: [reviews.default.svc.Cluster.Local]\n"
+                   "  http: [{route: [{destination: {host: reviews}}]}]\n"
+                   "---\n"
+                   "apiVersion: networking.istio.io/v1\n"
+                   "kind: DestinationRule\n"
+                   "metadata: {name: s}\n"
+                   "spec: {host: ratings.corp.example}\n", &n);
+    ck_assert_uint_eq(n, 3);
+    d = json_array_get(v, 0);
+    ck_assert_str_eq(json_string_value(json_object_get(d, "host")),
+                     "reviews");
+    d = json_array_get(v, 1);
+    ck_assert_str_eq(json_string_value(
+        json_array_get(json_object_get(d, "hosts"), 0)), "reviews");
+    d = json_array_get(v, 2);
+    ck_assert_str_eq(json_string_value(json_object_get(d, "host")),
+                     "ratings");
+    json_decref(v);
+
+    y = "apiVersion: networking.istio.io/v1\n"
+        "kind: DestinationRule\n"
+        "metadata: {name: r}\n"
+        "spec: {host: \"*.example.com\"}\n";
+    p = rd_policy_parse("pol", y, strlen(y), &e);
+    ck_assert_ptr_null(p);
+    ck_assert_ptr_nonnull(strstr(e.msg, "wildcard hosts are not supported"));
+    ck_assert_str_eq(e.field, "spec.host");
+
+    /* without the suffixes, an FQDN is a service name of its own */
+    rd_policy_set_suffixes(NULL);
+    y = "apiVersion: networking.istio.io/v1\n"
+        "kind: DestinationRule\n"
+        "metadata: {name: r}\n"
+        "spec: {host: reviews.prod.svc.cluster.local}\n";
+    v = normalized(y, &n);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(v, 0),
+                                                       "host")),
+                     "reviews.prod.svc.cluster.local");
+    json_decref(v);
+}
+END_TEST
+
+
 /* objects: a stream cut into documents whose errors tell the stream's
  * lines, identities and the policy names they make */
 START_TEST(policy_objects_split_and_name)
@@ -834,6 +897,7 @@ policy_suite(void)
     tcase_add_test(tc, policy_check_subsets_and_hosts_across_policies);
     tcase_add_test(tc, policy_stored_form_round_trips);
     tcase_add_test(tc, policy_objects_split_and_name);
+    tcase_add_test(tc, policy_hosts_fqdn_map_to_services);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("registry");
