@@ -4,6 +4,8 @@
 #   make test       unit tests (check) and integration tests (prove)
 #   make test-asan  registryd and its unit tests under ASan + UBSan
 #   make bench      benchmark scripts
+#   make man        man pages (scdoc) into $(BUILD)/man
+#   make deb        Debian packages into $(BUILD)/deb
 
 BUILD     ?= build
 CC        ?= cc
@@ -60,7 +62,7 @@ MODULE_SRCS = config $(wildcard ngx_mesh_module/*.c ngx_mesh_module/*.h) \
 MESH_CFLAGS     = $(CFLAGS) $(WARN) -std=gnu11 -Icommon
 
 .PHONY: all deps registryd module test test-unit test-t test-asan run \
-        bench clean fuzz fuzz-smoke
+        bench clean fuzz fuzz-smoke man deb
 
 all: deps registryd module
 
@@ -71,7 +73,8 @@ registryd: $(BUILD)/registryd $(BUILD)/registryctl
 
 $(BUILD)/registryd: registryd/main.c $(RD_LIB_SRCS) $(RD_HDRS)
 	@mkdir -p $(BUILD)
-	$(CC) $(RD_CFLAGS) -o $@ registryd/main.c $(RD_LIB_SRCS) $(RD_LIBS)
+	$(CC) $(RD_CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ registryd/main.c \
+	    $(RD_LIB_SRCS) $(RD_LIBS)
 
 # registryctl: the CLI and the common/ code it shares with registryd
 # (it includes nothing from registryd/)
@@ -86,7 +89,7 @@ CTL_LIBS   = $(shell pkg-config --libs libcurl jansson 2>/dev/null)
 
 $(BUILD)/registryctl: $(CTL_SRCS) registryctl/ctl.h $(COMMON_HDRS)
 	@mkdir -p $(BUILD)
-	$(CC) $(CTL_CFLAGS) -o $@ $(CTL_SRCS) $(CTL_LIBS)
+	$(CC) $(CTL_CFLAGS) $(CPPFLAGS) $(LDFLAGS) -o $@ $(CTL_SRCS) $(CTL_LIBS)
 
 $(BUILD)/check_registryd: $(CHECK_SRCS) $(RD_LIB_SRCS) $(RD_HDRS)
 	@mkdir -p $(BUILD)
@@ -173,6 +176,21 @@ fuzz-smoke: $(FUZZ_BINS)
 	@for f in $(FUZZ_TARGETS); do \
 	    bash scripts/fuzz-run $(BUILD) $$f $(FUZZ_SMOKE) || exit 1; \
 	done
+
+# man pages: man/NAME.SECTION.scd (scdoc) into $(BUILD)/man/NAME.SECTION
+MAN_PAGES = $(patsubst man/%.scd,$(BUILD)/man/%,$(wildcard man/*.scd))
+
+man: $(MAN_PAGES)
+
+$(BUILD)/man/%: man/%.scd
+	@mkdir -p $(BUILD)/man
+	scdoc < $< > $@
+
+# the Debian packages (debian/): libnginx-mod-http-mesh and
+# ngx-mesh-registryd, built from a copy of the tree in $(BUILD)/deb,
+# where dpkg-buildpackage leaves them; again only when a file changed
+deb: deps
+	bash scripts/build-deb.sh $(BUILD)
 
 run: all
 	bash scripts/run-demo.sh $(BUILD)

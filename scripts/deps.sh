@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian packages ngx_mesh needs to build, test and run.
 # Idempotent: does nothing when every package is already installed.
+# The last line is for make deb and t/package.t: building the Debian
+# packages (dpkg-buildpackage, debhelper; scdoc for the man pages),
+# checking them (lintian, man, systemd-analyze) and what they need
+# installed (adduser and usermod for the registryd account).
 set -euo pipefail
 
 PKGS="build-essential pkg-config perl curl
@@ -9,7 +13,8 @@ PKGS="build-essential pkg-config perl curl
       libcurl4-openssl-dev libpcre2-dev zlib1g-dev libssl-dev
       check libsubunit-dev libio-socket-ssl-perl clang libclang-rt-dev
       etcd-server etcd-client
-      wrk haproxy prometheus valgrind strace"
+      wrk haproxy prometheus valgrind strace
+      dpkg-dev debhelper scdoc lintian man-db systemd adduser passwd"
 
 missing=""
 for p in $PKGS; do
