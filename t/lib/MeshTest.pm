@@ -71,7 +71,11 @@ package MeshTest;
 #                            client_cert, client_key }: HTTPS (api() and
 #                            http() trust ca and present client_cert);
 #                            args => [...], data_dir => DIR,
-#                            port => N; waits (<= 10 s) for GET /healthz 200;
+#                            port => N; command => [ARGV]: run this
+#                            command line as it is instead (another
+#                            registryd, as a service would; it must
+#                            listen on port => N); waits (<= 10 s) for
+#                            GET /healthz 200;
 #                            returns the base URL.  Dies if it does not come
 #                            up (with the tail of its log).
 #   registryd_url, registryd_port, registryd_pid, registryd_log (path),
@@ -531,7 +535,7 @@ sub start_registryd {
 
     croak "registryd already running" if $self->{registryd};
 
-    my $bin = $self->bin('registryd');
+    my $bin = $opt{command} ? $opt{command}[0] : $self->bin('registryd');
     croak "no registryd binary at $bin" unless -x $bin;
 
     $self->{ports}{REGISTRY} = $opt{port} if $opt{port};
@@ -572,6 +576,7 @@ sub start_registryd {
     }
 
     push @cmd, @{ $opt{args} || [] };
+    @cmd = @{ $opt{command} } if $opt{command};
 
     my $log = $self->registryd_log;
     my $pid = $self->_spawn('registryd', sub {
