@@ -33,7 +33,19 @@ my $MODCONF = '/usr/share/nginx/modules-available/mod-http-mesh.conf';
 my $ENABLED = '/etc/nginx/modules-enabled/50-mod-http-mesh.conf';
 my $WANTS = '/etc/systemd/system/multi-user.target.wants/registryd.service';
 
-BAIL_OUT('t/package.t installs packages: it runs as root') if $> != 0;
+# what END puts back: set before anything can fail
+my $had_user = getpwnam('registryd') ? 1 : 0;
+my $made_policy = 0;
+my $purged = 1;
+
+# a failure that leaves nothing more to test
+sub give_up {
+    fail($_[0]);
+    done_testing;
+    exit 1;
+}
+
+give_up('t/package.t installs packages: it runs as root') if $> != 0;
 
 my $t = MeshTest->new(log_level => 'info');
 
@@ -51,19 +63,15 @@ sub status_of {
 
 for my $p (@PKGS) {
     if (status_of($p) ne '' && status_of($p) ne 'un') {
-        BAIL_OUT("$p is on this machine (" . status_of($p) . "): "
-                 . "t/package.t would purge it; dpkg --purge it first");
+        give_up("$p is on this machine (" . status_of($p) . "): "
+                . "t/package.t would purge it; dpkg --purge it first");
     }
 }
-
-my $had_user = getpwnam('registryd') ? 1 : 0;
-my $made_policy = 0;
-my $purged = 1;
 
 END {
     # whatever happened: the packages purged, the machine as found
     if (!$purged) {
-        system('dpkg', '--purge', @PKGS);
+        system("dpkg --purge @PKGS >/dev/null 2>&1");
     }
     unlink '/usr/sbin/policy-rc.d' if $made_policy;
     if (!$had_user && getpwnam('registryd')) {
@@ -82,7 +90,7 @@ is $code, 0, 'make deb builds' or diag "$out$err";
 my %deb;
 for my $p (@PKGS) {
     ($deb{$p}) = glob("$build/deb/${p}_*_*.deb");
-    ok $deb{$p} && -f $deb{$p}, "$p .deb built" or BAIL_OUT('no packages');
+    ok $deb{$p} && -f $deb{$p}, "$p .deb built" or give_up('no packages');
 }
 my ($changes) = glob("$build/deb/ngx-mesh_*_*.changes");
 ok $changes, 'a .changes file';
