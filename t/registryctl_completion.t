@@ -109,11 +109,20 @@ is_deeply complete(@conn, 'heartbeat', 'orders', ''), ['o1', 'o2'],
     'heartbeat SVC: its instance ids';
 is_deeply complete(@conn, 'list', 'p'), ['payments'], 'list: a service';
 is_deeply complete(@conn, 'get', 'payments', ''), ['p1'], 'get SVC: ids';
-is_deeply complete(@conn, 'get', 'd'), ['destinationrules'],
-    'get: destinationrules';
+is_deeply complete(@conn, 'get', 'd'), ['destinationrules', 'dr'],
+    'get: destinationrules, dr';
 is_deeply complete(@conn, 'get', ''),
-    [sort qw(orders payments virtualservices destinationrules)],
+    [sort qw(orders payments virtualservices destinationrules vs dr)],
     'get: kinds and services';
+is_deeply complete(@conn, 'get', 'vs', '-o', ''), ['json', 'yaml'],
+    'get -o: yaml or json';
+is_deeply complete(@conn, 'get', 'vs', '-'), [sort '-n', '-o',
+    '--registry', '--token-file', '--timeout', '--cacert', '--cert', '--key',
+    '--help', '--version'], 'get: -n, -o and the global options';
+is_deeply complete(@conn, 'delete', 'vi'), ['virtualservices'],
+    'delete: a kind';
+is_deeply complete('delete', '-f', "$d/pol/or"), ["$d/pol/orders.yaml"],
+    'delete -f: a file';
 is_deeply complete("--registry=$url", "--token-file=$tok", 'list', ''),
     ['orders', 'payments'], 'the --opt=value forms are passed on too';
 is_deeply complete('--registry', $url, 'list', ''), [],
