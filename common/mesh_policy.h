@@ -69,10 +69,67 @@ typedef struct {
     size_t                nheaders;
 } mesh_match_t;
 
+/* one header operation: set (replace) or add a value, or remove */
 typedef struct {
-    const char   *subset;           /* NULL: the whole service */
-    int           weight;           /* 0..100 */
-    const char   *host;             /* destination.host, one of hosts[] */
+    const char   *name;             /* lowercase */
+    size_t        name_len;
+    const char   *value;            /* NULL for a removal */
+    size_t        value_len;
+} mesh_header_op_t;
+
+typedef struct {
+    mesh_header_op_t  *set;         /* replace every value, or add */
+    size_t             nset;
+    mesh_header_op_t  *add;         /* add one more value */
+    size_t             nadd;
+    mesh_header_op_t  *remove;      /* name only */
+    size_t             nremove;
+} mesh_header_ops_t;
+
+/* Istio's Headers: on the request sent upstream, on the response sent
+ * back */
+typedef struct {
+    mesh_header_ops_t  request;
+    mesh_header_ops_t  response;
+} mesh_headers_t;
+
+/* fault injection; ppm: requests per million it applies to */
+typedef struct {
+    int64_t       delay;            /* ms, -1: no delay */
+    uint32_t      delay_ppm;
+    int           abort_status;     /* 0: no abort */
+    uint32_t      abort_ppm;
+} mesh_fault_t;
+
+typedef struct {
+    const char   *uri;              /* NULL: not rewritten; else the
+                                       matched prefix (or the whole path
+                                       when the match was not a prefix)
+                                       replaced by it */
+    const char   *authority;        /* NULL: not rewritten */
+} mesh_rewrite_t;
+
+/* a route answered with a redirect, not sent upstream */
+typedef struct {
+    const char   *uri;              /* NULL: the request's path */
+    const char   *authority;        /* NULL: the request's */
+    const char   *scheme;           /* NULL: the request's */
+    int           port;             /* 0: the request's */
+    int           code;             /* 301 when not given */
+} mesh_redirect_t;
+
+/* a route answered by nginx itself */
+typedef struct {
+    int           status;
+    const char   *body;             /* NULL: none */
+    size_t        body_len;
+} mesh_direct_response_t;
+
+typedef struct {
+    const char     *subset;         /* NULL: the whole service */
+    int             weight;         /* 0..100 */
+    const char     *host;           /* destination.host */
+    mesh_headers_t  headers;        /* route[].headers */
 } mesh_destination_t;
 
 typedef struct {
@@ -85,6 +142,13 @@ typedef struct {
     int64_t              per_try_timeout;   /* ms, -1: not set */
     unsigned             retry_on;          /* MESH_RETRY_*, 0: not set */
     int64_t              timeout;           /* ms, -1: not set */
+
+    mesh_fault_t         fault;             /* delay -1, abort 0: none */
+    mesh_rewrite_t       rewrite;
+    mesh_headers_t       headers;           /* http[].headers */
+    /* a route with one of these has no destinations (nroutes 0) */
+    mesh_redirect_t         *redirect;      /* NULL: none */
+    mesh_direct_response_t  *direct;        /* NULL: none */
 } mesh_http_route_t;
 
 typedef struct {
