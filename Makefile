@@ -81,6 +81,8 @@ $(BUILD)/registryd: registryd/main.c $(RD_LIB_SRCS) $(RD_HDRS)
 CTL_SRCS = registryctl/registryctl.c registryctl/ctl_util.c \
            registryctl/ctl_http.c registryctl/ctl_show.c \
            registryctl/ctl_backup.c registryctl/ctl_objects.c \
+           registryctl/ctl_register.c registryctl/ctl_run.c \
+           registryctl/ctl_watch.c \
            common/mesh_units.c common/mesh_name.c common/mesh_addr.c \
            common/mesh_token.c common/mesh_alloc.c common/mesh_buf.c
 CTL_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -Iregistryctl \

@@ -1,7 +1,9 @@
 /*
  * ctl: what registryctl's parts share (registryctl.c: the commands and
  * main; ctl_util.c: buffers, validation, options; ctl_http.c: requests
- * to registryd; ctl_show.c: list and proxies, as tables or JSON).
+ * to registryd; ctl_show.c: list and proxies, as tables or JSON;
+ * ctl_register.c: a registration from the command line; ctl_run.c: run;
+ * ctl_watch.c: watch).
  */
 
 #ifndef CTL_H
@@ -44,6 +46,8 @@ typedef struct {
     char        *token;
     long         timeout_ms;
     CURL        *curl;
+    int          exit_code;     /* a command that succeeded exits with it
+                                   (run: its COMMAND's status) */
 } ctl_t;
 
 
@@ -52,6 +56,32 @@ typedef struct {
     char        reason[64];     /* reason phrase from the status line */
     mesh_buf_t  body;
 } ctl_resp_t;
+
+
+/* a request a command drives itself (ctl_xfer_start) */
+typedef struct {
+    ctl_resp_t          r;
+    mesh_buf_sink_t     sink;
+    struct curl_slist  *hdrs;
+    long                timeout_ms;
+    CURLcode            rc;
+    unsigned            active:1;   /* in the multi handle */
+    unsigned            done:1;     /* ended: rc says how */
+    unsigned            unreached:1;
+    char                cerr[CURL_ERROR_SIZE];
+} ctl_xfer_t;
+
+
+/* register's and run's options: the instance as the command line gives
+ * it (ctl_register_take collects, ctl_register_body checks and builds) */
+typedef struct {
+    json_t       *labels;
+    const char   *ttl;
+    const char   *zone;
+    const char   *dereg;
+    const char   *weight;
+    const char   *check;        /* run only: --check SPEC */
+} ctl_register_t;
 
 
 typedef int (*ctl_cmd_pt)(ctl_t *c, int argc, char **argv, char *err);
@@ -80,13 +110,18 @@ enum {
     CTL_O_NAME,
     CTL_O_NAMESPACE,
     CTL_O_OUTPUT,
+    CTL_O_CHECK,
+    CTL_O_WAIT_PORT,
+    CTL_O_JSON,
+    CTL_O_INDEX,
     CTL_O_FLAG = 1000           /* + the flag's place in its list */
 };
 
 #define CTL_OPTS_MAX  16
 
 
-extern const ctl_cmd_t  ctl_commands[];
+extern const ctl_cmd_t      ctl_commands[];
+extern const struct option  ctl_register_options[];
 
 int ctl_error(char *err, int rc, const char *fmt, ...);
 int ctl_read_file(const char *path, mesh_buf_t *b, char *err);
@@ -111,6 +146,21 @@ int ctl_simple_args(ctl_t *c, const char *cmd, int argc, char **argv,
 int ctl_call(ctl_t *c, const char *method, const char *path, const char *ctype,
     const char *body, size_t len, ctl_resp_t *r, json_t **json, char *err);
 void ctl_print_index(json_t *j);
+int ctl_load_token(ctl_t *c, char *err);
+int ctl_xfer_start(ctl_t *c, CURLM *m, ctl_xfer_t *x, const char *method,
+    const char *path, const char *body, long timeout_ms, char *err);
+void ctl_xfer_poll(CURLM *m, ctl_xfer_t *x, struct curl_waitfd *fds,
+    unsigned nfds, int timeout_ms);
+int ctl_xfer_end(ctl_t *c, CURLM *m, ctl_xfer_t *x, json_t **json,
+    char *err);
+void ctl_xfer_free(ctl_t *c, CURLM *m, ctl_xfer_t *x);
+int ctl_register_take(void *ctx, int opt, const char *v, char *err);
+int ctl_register_body(ctl_register_t *reg, const char **pos, json_t *req,
+    char *addr, size_t size, int *port, char *err);
+int ctl_check_spec(const char *spec, json_t **check, char *err);
+int ctl_cmd_register(ctl_t *c, int argc, char **argv, char *err);
+int ctl_cmd_run(ctl_t *c, int argc, char **argv, char *err);
+int ctl_cmd_watch(ctl_t *c, int argc, char **argv, char *err);
 int ctl_cmd_list(ctl_t *c, int argc, char **argv, char *err);
 int ctl_cmd_proxies(ctl_t *c, int argc, char **argv, char *err);
 int ctl_cmd_export(ctl_t *c, int argc, char **argv, char *err);

@@ -71,7 +71,9 @@ ctl_status_text(long status)
 }
 
 
-static int
+/* the token of --token-file, read once: before a command starts
+ * anything (run), or with its first request */
+int
 ctl_load_token(ctl_t *c, char *err)
 {
     char  tok[MESH_TOKEN_MAX + 1];
@@ -93,23 +95,22 @@ ctl_load_token(ctl_t *c, char *err)
 
 
 /*
- * One request to the registry in use.  Returns 0 when an HTTP answer
- * arrived (any status, in r), -1 when none did; *unreached: the registry
- * could not be reached at all (the next one may be).
+ * A request to the registry in use, set up on c->curl (x holds what the
+ * transfer writes to and must live until it ends; so must body):
+ * performed at once by ctl_http_once, or driven by a command's own loop
+ * through a curl multi handle (ctl_xfer_start).  timeout_ms 0: --timeout.
  */
 static int
-ctl_http_once(ctl_t *c, const char *method, const char *path,
-    const char *ctype, const char *body, size_t len, ctl_resp_t *r,
-    int *unreached, char *err)
+ctl_http_setup(ctl_t *c, ctl_xfer_t *x, const char *method,
+    const char *path, const char *ctype, const char *body, size_t len,
+    long timeout_ms, char *err)
 {
-    CURL               *h;
-    CURLcode            rc;
-    char                url[2048], hdr[1024], cerr[CURL_ERROR_SIZE];
-    long                oserr;
-    mesh_buf_sink_t     sink;
-    struct curl_slist  *hdrs = NULL;
+    CURL  *h;
+    char   url[2048], hdr[1024];
 
-    memset(r, 0, sizeof(*r));
+    memset(x, 0, sizeof(*x));
+
+    x->timeout_ms = timeout_ms ? timeout_ms : c->timeout_ms;
 
     if (ctl_load_token(c, err) != 0) {
         return -1;
@@ -129,34 +130,34 @@ ctl_http_once(ctl_t *c, const char *method, const char *path,
 
     snprintf(url, sizeof(url), "%s%s", c->url, path);
 
-    hdrs = curl_slist_append(hdrs, "Expect:");
-    hdrs = curl_slist_append(hdrs, "Accept: application/json");
+    x->hdrs = curl_slist_append(x->hdrs, "Expect:");
+    x->hdrs = curl_slist_append(x->hdrs, "Accept: application/json");
 
     /* "Content-Type:" alone stops libcurl from adding its own */
     snprintf(hdr, sizeof(hdr), "Content-Type:%s%s", ctype ? " " : "",
              ctype ? ctype : "");
-    hdrs = curl_slist_append(hdrs, hdr);
+    x->hdrs = curl_slist_append(x->hdrs, hdr);
 
     if (c->token) {
         snprintf(hdr, sizeof(hdr), "Authorization: Bearer %s", c->token);
-        hdrs = curl_slist_append(hdrs, hdr);
+        x->hdrs = curl_slist_append(x->hdrs, hdr);
     }
 
-    cerr[0] = '\0';
-
     curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->hdrs);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "registryctl/" CTL_VERSION);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
-    sink.b = &r->body;
-    sink.max = CTL_MAX_BODY;
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, x->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                     x->timeout_ms < c->timeout_ms ? x->timeout_ms
+                                                   : c->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->cerr);
+    x->sink.b = &x->r.body;
+    x->sink.max = CTL_MAX_BODY;
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, mesh_buf_sink);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &x->sink);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, ctl_header_cb);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &x->r);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 
     if (c->cacert) {
@@ -183,24 +184,38 @@ ctl_http_once(ctl_t *c, const char *method, const char *path,
                          (curl_off_t) (body ? len : 0));
     }
 
-    rc = curl_easy_perform(h);
+    return 0;
+}
+
+
+/*
+ * The end of a transfer set up by ctl_http_setup: 0 when an HTTP answer
+ * arrived (any status, in x->r), -1 when none did; x->unreached: the
+ * registry could not be reached at all (the next one may be).
+ */
+static int
+ctl_http_result(ctl_t *c, ctl_xfer_t *x, CURLcode rc, char *err)
+{
+    long  oserr;
 
     oserr = 0;
-    curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_easy_getinfo(c->curl, CURLINFO_OS_ERRNO, &oserr);
+    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &x->r.status);
 
-    curl_slist_free_all(hdrs);
+    curl_slist_free_all(x->hdrs);
+    x->hdrs = NULL;
 
     if (rc == CURLE_OK) {
-        mesh_buf_cstr(&r->body);
+        mesh_buf_cstr(&x->r.body);
 
         return 0;
     }
 
-    mesh_buf_free(&r->body);
+    mesh_buf_free(&x->r.body);
+    x->r.status = 0;
 
-    *unreached = (rc == CURLE_COULDNT_CONNECT
-                  || rc == CURLE_COULDNT_RESOLVE_HOST);
+    x->unreached = (rc == CURLE_COULDNT_CONNECT
+                    || rc == CURLE_COULDNT_RESOLVE_HOST);
 
     switch (rc) {
 
@@ -214,12 +229,13 @@ ctl_http_once(ctl_t *c, const char *method, const char *path,
 
     case CURLE_OPERATION_TIMEDOUT:
         return ctl_error(err, -1, "registry %s: no answer within %ldms",
-                         c->url, c->timeout_ms);
+                         c->url, x->timeout_ms);
 
     case CURLE_PEER_FAILED_VERIFICATION:
         return ctl_error(err, -1, "registry %s: its certificate does not "
                          "verify (%s); --cacert names the CA that signs it",
-                         c->url, cerr[0] ? cerr : curl_easy_strerror(rc));
+                         c->url, x->cerr[0] ? x->cerr
+                                            : curl_easy_strerror(rc));
 
     case CURLE_WRITE_ERROR:
         return ctl_error(err, -1, "registry %s: answer larger than %d "
@@ -227,9 +243,32 @@ ctl_http_once(ctl_t *c, const char *method, const char *path,
 
     default:
         return ctl_error(err, -1, "registry %s: %s", c->url,
-                         cerr[0] ? cerr : curl_easy_strerror(rc));
+                         x->cerr[0] ? x->cerr : curl_easy_strerror(rc));
+    }
+}
+
+
+/* one request to the registry in use, performed at once */
+static int
+ctl_http_once(ctl_t *c, const char *method, const char *path,
+    const char *ctype, const char *body, size_t len, ctl_resp_t *r,
+    int *unreached, char *err)
+{
+    int         rc;
+    ctl_xfer_t  x;
+
+    if (ctl_http_setup(c, &x, method, path, ctype, body, len, 0, err) != 0) {
+        curl_slist_free_all(x.hdrs);
+        *r = x.r;
+        return -1;
     }
 
+    rc = ctl_http_result(c, &x, curl_easy_perform(c->curl), err);
+
+    *r = x.r;
+    *unreached = x.unreached;
+
+    return rc;
 }
 
 
@@ -410,4 +449,126 @@ ctl_print_index(json_t *j)
     }
 
     printf("\n");
+}
+
+
+/*
+ * Requests a command drives itself (run, watch), one at a time on
+ * c->curl, through the curl multi handle m: its loop waits with
+ * ctl_xfer_poll on the transfer and on its own descriptors (a signalfd)
+ * at once, so that a registry that is slow to answer never holds up a
+ * signal.
+ */
+int
+ctl_xfer_start(ctl_t *c, CURLM *m, ctl_xfer_t *x, const char *method,
+    const char *path, const char *body, long timeout_ms, char *err)
+{
+    if (ctl_http_setup(c, x, method, path, body ? "application/json" : NULL,
+                       body, body ? strlen(body) : 0, timeout_ms, err)
+        != 0)
+    {
+        curl_slist_free_all(x->hdrs);
+        x->hdrs = NULL;
+        return -1;
+    }
+
+    if (curl_multi_add_handle(m, c->curl) != CURLM_OK) {
+        curl_slist_free_all(x->hdrs);
+        x->hdrs = NULL;
+        return ctl_error(err, -1, "cannot start a request (libcurl)");
+    }
+
+    x->active = 1;
+
+    return 0;
+}
+
+
+/*
+ * Waits at most timeout_ms for the transfer (if one is active) or one of
+ * fds, then moves the transfer on; x->done is set when it has ended.
+ */
+void
+ctl_xfer_poll(CURLM *m, ctl_xfer_t *x, struct curl_waitfd *fds,
+    unsigned nfds, int timeout_ms)
+{
+    int       running, left;
+    CURLMsg  *msg;
+
+    curl_multi_poll(m, fds, nfds, timeout_ms, NULL);
+
+    if (!x->active) {
+        return;
+    }
+
+    curl_multi_perform(m, &running);
+
+    while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+        if (msg->msg == CURLMSG_DONE) {
+            x->rc = msg->data.result;
+            x->done = 1;
+        }
+    }
+}
+
+
+/*
+ * The end of a transfer that is done: 0 for a 2xx answer (its JSON in
+ * *json when json is not NULL), -1 with the reason; x->r.status is the
+ * answer's status (0: none came), x->unreached says the registry could
+ * not be reached, and the next request then goes to the next registry
+ * of --registry.
+ */
+int
+ctl_xfer_end(ctl_t *c, CURLM *m, ctl_xfer_t *x, json_t **json, char *err)
+{
+    int  rc;
+
+    curl_multi_remove_handle(m, c->curl);
+    x->active = 0;
+    x->done = 0;
+
+    if (json) {
+        *json = NULL;
+    }
+
+    rc = ctl_http_result(c, x, x->rc, err);
+
+    if (rc != 0) {
+        if (x->unreached && c->nurls > 1) {
+            c->cur = (c->cur + 1) % c->nurls;
+            memcpy(c->url, c->urls[c->cur], sizeof(c->url));
+        }
+
+        return -1;
+    }
+
+    if (ctl_check_status(&x->r, err) != 0) {
+        return -1;
+    }
+
+    if (json) {
+        *json = json_loadb(x->r.body.data, x->r.body.len, 0, NULL);
+        if (*json == NULL) {
+            return ctl_error(err, -1, "registry %s: %ld answer is not JSON",
+                             c->url, x->r.status);
+        }
+    }
+
+    return 0;
+}
+
+
+/* a transfer given up before its end (x may be inactive) */
+void
+ctl_xfer_free(ctl_t *c, CURLM *m, ctl_xfer_t *x)
+{
+    if (x->active) {
+        curl_multi_remove_handle(m, c->curl);
+        x->active = 0;
+    }
+
+    curl_slist_free_all(x->hdrs);
+    x->hdrs = NULL;
+    mesh_buf_free(&x->r.body);
 }

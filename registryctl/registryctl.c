@@ -25,7 +25,6 @@
 #include "ctl.h"
 
 
-static int ctl_cmd_register(ctl_t *c, int argc, char **argv, char *err);
 static int ctl_cmd_deregister(ctl_t *c, int argc, char **argv, char *err);
 static int ctl_cmd_heartbeat(ctl_t *c, int argc, char **argv, char *err);
 static int ctl_cmd_get(ctl_t *c, int argc, char **argv, char *err);
@@ -39,6 +38,9 @@ const ctl_cmd_t  ctl_commands[] = {
     { "register", ctl_cmd_register,
       "register SVC ID ADDR:PORT [--weight N] [--ttl D] [--zone Z] "
       "[--deregister-after D] [--label k=v]..." },
+    { "run", ctl_cmd_run,
+      "run SVC ID ADDR:PORT [--ttl D] [--check SPEC] [--wait-port] "
+      "[register's options] -- COMMAND [ARG]..." },
     { "deregister", ctl_cmd_deregister, "deregister SVC ID" },
     { "heartbeat", ctl_cmd_heartbeat, "heartbeat SVC ID" },
     { "list", ctl_cmd_list, "list [SVC] [--json]" },
@@ -49,6 +51,7 @@ const ctl_cmd_t  ctl_commands[] = {
       "[-n NS]" },
     { "policies", ctl_cmd_policies, "policies [NAME]" },
     { "proxies", ctl_cmd_proxies, "proxies [--json]" },
+    { "watch", ctl_cmd_watch, "watch [SVC] [--json] [--index N]" },
     { "export", ctl_cmd_export, "export" },
     { "import", ctl_cmd_import, "import FILE" },
     { "version", ctl_cmd_version, "version" },
@@ -71,200 +74,6 @@ ctl_error(char *err, int rc, const char *fmt, ...)
 
 
 /* commands */
-
-/* register's own options */
-typedef struct {
-    json_t       *labels;
-    const char   *ttl;
-    const char   *zone;
-    const char   *dereg;
-    const char   *weight;
-} ctl_register_t;
-
-
-static const struct option  ctl_register_options[] = {
-    { "weight", required_argument, NULL, CTL_O_WEIGHT },
-    { "ttl", required_argument, NULL, CTL_O_TTL },
-    { "zone", required_argument, NULL, CTL_O_ZONE },
-    { "deregister-after", required_argument, NULL, CTL_O_DEREGISTER_AFTER },
-    { "label", required_argument, NULL, CTL_O_LABEL },
-    { NULL, 0, NULL, 0 }
-};
-
-
-static int
-ctl_register_take(void *ctx, int opt, const char *v, char *err)
-{
-    ctl_register_t  *reg = ctx;
-
-    char         key[CTL_NAME_MAX + 1];
-    const char  *eq;
-
-    switch (opt) {
-
-    case CTL_O_WEIGHT:
-        reg->weight = v;
-        return 1;
-
-    case CTL_O_TTL:
-        reg->ttl = v;
-        return 1;
-
-    case CTL_O_ZONE:
-        reg->zone = v;
-        return 1;
-
-    case CTL_O_DEREGISTER_AFTER:
-        reg->dereg = v;
-        return 1;
-
-    case CTL_O_LABEL:
-        eq = strchr(v, '=');
-        if (eq == NULL || eq == v || eq - v >= CTL_NAME_MAX) {
-            return ctl_error(err, CTL_EUSAGE,
-                             "invalid --label \"%.64s\": expected k=v", v);
-        }
-
-        snprintf(key, sizeof(key), "%.*s", (int) (eq - v), v);
-
-        if (!mesh_name_valid(key, strlen(key))) {
-            return ctl_error(err, CTL_EUSAGE,
-                             "invalid label key \"%.64s\": must match "
-                             MESH_NAME_RULE, key);
-        }
-
-        if (json_object_set_new(reg->labels, key, json_string(eq + 1)) != 0)
-        {
-            return ctl_error(err, CTL_EUSAGE,
-                             "invalid --label \"%.64s\": value is not UTF-8",
-                             v);
-        }
-
-        return 1;
-    }
-
-    return 0;
-}
-
-
-static int
-ctl_cmd_register(ctl_t *c, int argc, char **argv, char *err)
-{
-    int             rc, npos;
-    int             port;
-    long            weight;
-    char            addr[MESH_ADDR_LEN], path[512], *body;
-    const char     *pos[3];
-    const char     *ttl, *zone, *dereg, *wstr;
-    json_t         *req, *labels, *res;
-    ctl_resp_t      r;
-    ctl_register_t  reg;
-
-    req = json_object();
-    labels = json_object();
-
-    reg.labels = labels;
-    reg.ttl = NULL;
-    reg.zone = NULL;
-    reg.dereg = NULL;
-    reg.weight = NULL;
-
-    rc = ctl_args(c, "register", argc, argv, ctl_register_options, ":",
-                  ctl_register_take, &reg, pos, 3, &npos, err);
-    if (rc < 0) {
-        goto done;
-    }
-
-    ttl = reg.ttl;
-    zone = reg.zone;
-    dereg = reg.dereg;
-    wstr = reg.weight;
-
-    if ((rc = ctl_check_args("register", npos, 3, 3, err)) != 0
-        || (rc = ctl_check_name("service name", pos[0], err)) != 0
-        || (rc = ctl_check_name("instance id", pos[1], err)) != 0
-        || (rc = ctl_parse_addr_port(pos[2], addr, sizeof(addr), &port,
-                                     err)) != 0)
-    {
-        goto done;
-    }
-
-    json_object_set_new(req, "address", json_string(addr));
-    json_object_set_new(req, "port", json_integer(port));
-
-    if (wstr) {
-        if (ctl_parse_long(wstr, 1, 1000, &weight) != 0) {
-            rc = ctl_error(err, CTL_EUSAGE,
-                           "invalid --weight \"%.32s\": weight must be "
-                           "1..1000", wstr);
-            goto done;
-        }
-
-        json_object_set_new(req, "weight", json_integer(weight));
-    }
-
-    if (zone) {
-        if (zone[0] == '\0' || strlen(zone) > CTL_NAME_MAX) {
-            rc = ctl_error(err, CTL_EUSAGE,
-                           "invalid --zone: must be 1..128 bytes");
-            goto done;
-        }
-
-        if (json_object_set_new(req, "zone", json_string(zone)) != 0) {
-            rc = ctl_error(err, CTL_EUSAGE, "invalid --zone: not UTF-8");
-            goto done;
-        }
-    }
-
-    if (ttl) {
-        if ((rc = ctl_check_ttl("--ttl", ttl, err)) != 0) {
-            goto done;
-        }
-
-        json_object_set_new(req, "ttl", json_string(ttl));
-    }
-
-    if (dereg) {
-        if ((rc = ctl_check_ttl("--deregister-after", dereg, err)) != 0) {
-            goto done;
-        }
-
-        json_object_set_new(req, "deregister_after", json_string(dereg));
-    }
-
-    if (json_object_size(labels) > 0) {
-        json_object_set(req, "labels", labels);
-    }
-
-    body = json_dumps(req, JSON_COMPACT);
-
-    snprintf(path, sizeof(path), "/v1/services/%s/instances/%s",
-             pos[0], pos[1]);
-
-    rc = ctl_call(c, "PUT", path, "application/json", body, strlen(body),
-                  &r, &res, err);
-    free(body);
-
-    if (rc != 0) {
-        goto done;
-    }
-
-    printf("%s %s/%s %s%s%s:%d", r.status == 201 ? "registered" : "updated",
-           pos[0], pos[1], strchr(addr, ':') ? "[" : "", addr,
-           strchr(addr, ':') ? "]" : "", port);
-    ctl_print_index(res);
-
-    json_decref(res);
-    mesh_buf_free(&r.body);
-
-done:
-
-    json_decref(req);
-    json_decref(labels);
-
-    return rc;
-}
-
 
 static int
 ctl_instance_path(ctl_t *c, const char *cmd, int argc, char **argv,
@@ -583,7 +392,13 @@ ctl_usage(FILE *f)
         "  --deregister-after D  remove an instance critical that long\n"
         "  --zone Z          zone name\n"
         "  --label k=v       label, repeatable\n"
-        "  --json            list: print the registry's JSON\n"
+        "  --check SPEC      run: the instance's health check, tcp or "
+        "http:/PATH,\n"
+        "                    then ,interval=D,timeout=D,status=S,...\n"
+        "  --wait-port       run: register once ADDR:PORT accepts "
+        "connections\n"
+        "  --json            list, proxies, watch: print JSON\n"
+        "  --index N         watch: start after index N (default: now)\n"
         "  -f FILE           apply: policy YAML file ('-' for stdin, "
         "needs --name)\n"
         "  --name N          apply: policy name (default: file name "
@@ -718,7 +533,7 @@ main(int argc, char **argv)
             return 1;
         }
 
-        return 0;
+        return ctl.exit_code;
     }
 
     fprintf(stderr, "registryctl: %s\n", err[0] ? err : "failed");
