@@ -224,6 +224,13 @@ package MeshTest;
 # CLI
 #   registryctl(ARGS)        runs registryctl --registry URL ARGS; returns
 #                            (exit code, stdout, stderr)
+#   start_registryctl(ARGS)  the same in the background (run, watch): its
+#                            own process group, stopped at the end;
+#                            returns its pid
+#   registryctl_output(PID)  (stdout, stderr) it has written so far
+#   wait_registryctl(PID [, TIMEOUT])  waits at most TIMEOUT s (default
+#                            10) for it to exit: its exit code (128+signal
+#                            if killed), undef while it runs
 #
 # End
 #   done_checks(%opt)        two (or three) tests: no [alert]/[emerg] in the
@@ -1867,6 +1874,37 @@ sub registryctl {
     my $opt = ref $args[0] eq 'HASH' ? shift @args : {};
     return $self->run($opt, $self->bin('registryctl'),
                       '--registry', $self->registryd_url, @args);
+}
+
+sub start_registryctl {
+    my ($self, @args) = @_;
+    my $n = ++$self->{runs};
+    my ($out, $err) = ("$self->{dir}/ctl-$n.out", "$self->{dir}/ctl-$n.err");
+    my @cmd = ($self->bin('registryctl'), '--registry', $self->registryd_url,
+               @args);
+
+    my $pid = $self->_spawn("registryctl @args", sub {
+        _redirect($out, $err);
+        exec { $cmd[0] } @cmd or die "exec $cmd[0]: $!\n";
+    });
+
+    $self->{ctl}{$pid} = [$out, $err];
+    return $pid;
+}
+
+sub registryctl_output {
+    my ($self, $pid) = @_;
+    my $f = $self->{ctl}{$pid} or croak "no registryctl $pid";
+    return map { $self->read_file($_) // '' } @$f;
+}
+
+sub wait_registryctl {
+    my ($self, $pid, $timeout) = @_;
+    my $status = _reap($pid, $timeout // 10);
+
+    return undef unless defined $status;
+    $self->_finish_group($pid);
+    return $status & 127 ? 128 + ($status & 127) : $status >> 8;
 }
 
 ############################################################################
