@@ -301,10 +301,13 @@ ctl_watch_answer(ctl_watch_t *w, json_t *res)
                 (unsigned long long) (first ? first - 1 : upto));
 
     } else if (upto < w->index && json_array_size(events) == 0) {
+        /* all it keeps is new to us: from its oldest kept event on */
         fprintf(stderr, "registryctl: watch: the registry's index went back "
                 "from %llu to %llu (another registry, or its data was "
-                "lost); going on from there\n",
+                "lost); going on from the oldest event it keeps\n",
                 (unsigned long long) w->index, (unsigned long long) upto);
+        w->index = 0;
+        return 0;
     }
 
     json_array_foreach(events, i, e) {
