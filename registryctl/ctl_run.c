@@ -454,7 +454,7 @@ ctl_run_signals_read(ctl_run_t *run)
 }
 
 
-static int
+static void
 ctl_run_loop(ctl_run_t *run)
 {
     int                 timeout, n;
@@ -522,8 +522,6 @@ ctl_run_loop(ctl_run_t *run)
             ctl_run_answer(run, ctl_run_now());
         }
     }
-
-    return 0;
 }
 
 
