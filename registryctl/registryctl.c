@@ -399,10 +399,14 @@ ctl_usage(FILE *f)
         "connections\n"
         "  --json            list, proxies, watch: print JSON\n"
         "  --index N         watch: start after index N (default: now)\n"
-        "  -f FILE           apply: policy YAML file ('-' for stdin, "
-        "needs --name)\n"
-        "  --name N          apply: policy name (default: file name "
-        "without extension)\n"
+        "  -f FILE           apply, delete: YAML file ('-' for stdin)\n"
+        "  --name N          apply: store the file as the one policy N "
+        "(without:\n"
+        "                    each document an object, by kind, namespace "
+        "and name)\n"
+        "  -n NS             get, delete: the objects' namespace "
+        "(default: default)\n"
+        "  -o yaml|json      get: one object's YAML as applied, or JSON\n"
         "\n"
         "Exit status 0 on success, 1 on errors, 2 on usage errors.\n");
 }
