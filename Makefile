@@ -21,7 +21,8 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
 # common/: the nginx-free code the three programs share: the wire format
 # (snapshot, deltas, policy model), packed services, regexes, the balancer
-# and ring cores, names, addresses, durations, the token file; and, for
+# and ring cores, names, addresses, durations, the token file, the Accept
+# header (the status location's negotiation); and, for
 # registryd and registryctl only, allocation and the growable buffer
 # (the module's own list is in config)
 COMMON_SRCS = common/mesh_json.c common/mesh_snapshot.c \
@@ -30,7 +31,7 @@ COMMON_SRCS = common/mesh_json.c common/mesh_snapshot.c \
               common/mesh_policy_pack.c common/mesh_regex.c \
               common/mesh_balancer.c common/mesh_units.c common/mesh_name.c \
               common/mesh_addr.c common/mesh_token.c common/mesh_alloc.c \
-              common/mesh_buf.c
+              common/mesh_buf.c common/mesh_accept.c
 COMMON_HDRS = $(wildcard common/*.h)
 COMMON_CHECK_SRCS = $(wildcard common/tests/check_*.c)
 

@@ -19,6 +19,7 @@ Suite *name_suite(void);
 Suite *addr_suite(void);
 Suite *token_suite(void);
 Suite *buf_suite(void);
+Suite *accept_suite(void);
 
 
 int
@@ -38,6 +39,7 @@ main(void)
     srunner_add_suite(sr, addr_suite());
     srunner_add_suite(sr, token_suite());
     srunner_add_suite(sr, buf_suite());
+    srunner_add_suite(sr, accept_suite());
 
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
