@@ -58,7 +58,9 @@ RD_LIB_SRCS += registryd/rd_check.c registryd/rd_health.c \
 RD_HDRS     = $(wildcard registryd/*.h) $(COMMON_HDRS)
 CHECK_SRCS  = $(wildcard registryd/tests/check_*.c)
 
-MODULE_SRCS = config $(wildcard ngx_mesh_module/*.c ngx_mesh_module/*.h) \
+MODULE_SRCS = config config.make \
+              $(wildcard ngx_mesh_module/*.c ngx_mesh_module/*.h) \
+              ngx_mesh_module/dashboard.html ngx_mesh_module/dashboard.sh \
               $(COMMON_SRCS) $(COMMON_HDRS)
 MESH_CFLAGS     = $(CFLAGS) $(WARN) -std=gnu11 -Icommon
 

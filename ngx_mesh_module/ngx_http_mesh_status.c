@@ -14,6 +14,7 @@
 
 #define NGX_HTTP_MESH_STATUS_JSON        0
 #define NGX_HTTP_MESH_STATUS_PROMETHEUS  1
+#define NGX_HTTP_MESH_STATUS_HTML        2
 
 /*
  * The answer is a chain of buffers of this size, taken from the request's
@@ -82,7 +83,7 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
 {
     ngx_int_t                   rc;
     ngx_str_t                   format;
-    ngx_uint_t                  fmt, current;
+    ngx_uint_t                  fmt, current, vary;
     ngx_http_mesh_zone_t       *zone;
     ngx_http_mesh_status_t     *st;
     ngx_http_mesh_registry_t   *regs;
@@ -97,7 +98,13 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    /*
+     * ?format= names the answer; without it the Accept header chooses
+     * between the JSON and the page, and the answer says it varies so
+     */
+
     fmt = NGX_HTTP_MESH_STATUS_JSON;
+    vary = 0;
 
     if (ngx_http_arg(r, (u_char *) "format", 6, &format) == NGX_OK) {
         if (format.len == 10
@@ -105,11 +112,27 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
         {
             fmt = NGX_HTTP_MESH_STATUS_PROMETHEUS;
 
+        } else if (format.len == 4
+                   && ngx_strncmp(format.data, "html", 4) == 0)
+        {
+            fmt = NGX_HTTP_MESH_STATUS_HTML;
+
         } else if (!(format.len == 4
                      && ngx_strncmp(format.data, "json", 4) == 0))
         {
             return NGX_HTTP_BAD_REQUEST;
         }
+
+    } else {
+        vary = 1;
+
+        if (ngx_http_mesh_dashboard_wanted(r)) {
+            fmt = NGX_HTTP_MESH_STATUS_HTML;
+        }
+    }
+
+    if (fmt == NGX_HTTP_MESH_STATUS_HTML) {
+        return ngx_http_mesh_dashboard(r, vary);
     }
 
     st = ngx_pcalloc(r->pool, sizeof(ngx_http_mesh_status_t));
@@ -193,6 +216,10 @@ ngx_http_mesh_status_handler(ngx_http_request_t *r)
     }
 
     r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    if (vary && ngx_http_mesh_vary_accept(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     rc = ngx_http_send_header(r);
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {

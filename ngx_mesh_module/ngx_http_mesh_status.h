@@ -7,7 +7,9 @@
 /*
  * The status location's parts: the answer's state and its records, the
  * bounded writer and the counters (ngx_http_mesh_status.c, which also
- * writes the JSON), and the Prometheus text (ngx_http_mesh_prometheus.c).
+ * writes the JSON), the Prometheus text (ngx_http_mesh_prometheus.c), and
+ * the page for browsers (ngx_http_mesh_dashboard.c; its bytes in the
+ * ngx_http_mesh_dashboard_html.c made at build time).
  */
 
 
@@ -98,6 +100,10 @@ typedef struct {
 extern const ngx_msec_t  ngx_http_mesh_bounds[];
 extern const char       *ngx_http_mesh_states[];
 
+/* dashboard.html, made into C by dashboard.sh */
+extern const u_char      ngx_http_mesh_dashboard_html[];
+extern const size_t      ngx_http_mesh_dashboard_size;
+
 
 ngx_int_t ngx_http_mesh_write(ngx_http_mesh_status_t *st,
     ngx_http_mesh_record_pt record);
@@ -111,6 +117,10 @@ void ngx_http_mesh_service_sum(ngx_http_mesh_status_t *st,
     ngx_uint_t *states);
 
 ngx_int_t ngx_http_mesh_prometheus(ngx_http_mesh_status_t *st);
+
+ngx_uint_t ngx_http_mesh_dashboard_wanted(ngx_http_request_t *r);
+ngx_int_t ngx_http_mesh_vary_accept(ngx_http_request_t *r);
+ngx_int_t ngx_http_mesh_dashboard(ngx_http_request_t *r, ngx_uint_t vary);
 
 
 #endif /* _NGX_HTTP_MESH_STATUS_H_INCLUDED_ */

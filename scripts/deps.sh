@@ -14,7 +14,8 @@ PKGS="build-essential pkg-config perl curl
       check libsubunit-dev libio-socket-ssl-perl clang libclang-rt-dev
       etcd-server etcd-client
       wrk haproxy prometheus valgrind strace
-      dpkg-dev debhelper scdoc lintian man-db systemd adduser passwd"
+      dpkg-dev debhelper scdoc lintian man-db systemd adduser passwd
+      chromium chromium-driver fonts-dejavu-core"
 
 missing=""
 for p in $PKGS; do

@@ -7,8 +7,9 @@
 # TREE becomes a fresh copy of SRC, configured with FLAGS_FILE's
 # NGX_CONF_FLAGS (nginx-dev's conf_flags; a minimal set without it), the
 # options and --add-dynamic-module=TOP, unless STAMP says that was done
-# with the same inputs and TOP/config is older. configure's output goes
-# to LOG; on a failure its tail goes to stderr and it returns 1.
+# with the same inputs and TOP/config and TOP/config.make are older.
+# configure's output goes to LOG; on a failure its tail goes to stderr and
+# it returns 1.
 
 ngx_configure() {
     local src=$1 tree=$2 stamp=$3 log=$4 flags_file=$5 top=$6 want cfg
@@ -26,7 +27,8 @@ ngx_configure() {
     want="$src ${flags[*]} $* $top"
 
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
-            && [ ! "$top/config" -nt "$stamp" ]; then
+            && [ ! "$top/config" -nt "$stamp" ] \
+            && [ ! "$top/config.make" -nt "$stamp" ]; then
         return 0
     fi
 
