@@ -149,7 +149,7 @@ test-asan: deps module
 # make test a smoke of each (FUZZ_SMOKE seconds). What they find goes to $(BUILD)/fuzz/; the corpus
 # in the tree is read, never written.
 FUZZ_CC      = clang
-FUZZ_TARGETS = snapshot policies instance policy_yaml conf url
+FUZZ_TARGETS = snapshot policies instance policy_yaml conf url accept
 FUZZ_TIME   ?= 60
 FUZZ_RUNS   ?=
 FUZZ_SMOKE  ?= 3
