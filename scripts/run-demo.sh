@@ -210,6 +210,8 @@ ngx_mesh demo is running on loopback.  Ctrl-C stops everything.
   registryd   $registry          data: $tmp/registry
   backends    127.0.0.1:$bport..$((bport + 2))      registered as service "demo", weights 1,2,3
   nginx       http://127.0.0.1:$port        config: $fe/nginx.conf
+  dashboard   http://127.0.0.1:$port/mesh/status   open it in a browser: live per
+              instance state, weight, rates, latency, ejections, registry
 
 Try:
   $ctl list
@@ -223,7 +225,8 @@ Try:
   curl -s $registry/metrics
   for i in 1 2 3 4 5 6; do curl -s http://127.0.0.1:$port/; done   # 1:2:3 via the mesh
   $ctl deregister demo demo-3      # then the loop above: demo-3 is gone, no reload
-  curl -s http://127.0.0.1:$port/mesh/status                         # the module's view
+  curl -s http://127.0.0.1:$port/mesh/status                         # the module's view (JSON;
+                                                                     # a browser gets the dashboard)
   curl -s http://127.0.0.1:$port/static/                             # stock upstream
   curl -s http://127.0.0.1:$port/registry/v1/services
 
