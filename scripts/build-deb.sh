@@ -19,7 +19,7 @@ deb=$out/deb
 stamp=$deb/.stamp
 
 # what the packages are built from
-inputs=(Makefile config common ngx_mesh_module registryd registryctl
+inputs=(Makefile config config.make common ngx_mesh_module registryd registryctl
         man completion debian conf docs README.md)
 
 cd "$top"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages ngx_mesh needs to build, test and run.
 # Idempotent: does nothing when every package is already installed.
-# The last line is for make deb and t/package.t: building the Debian
+# The dpkg-dev line is for make deb and t/package.t: building the Debian
 # packages (dpkg-buildpackage, debhelper; scdoc for the man pages),
 # checking them (lintian, man, systemd-analyze) and what they need
-# installed (adduser and usermod for the registryd account).
+# installed (adduser and usermod for the registryd account). The last
+# one for t/mesh_dashboard.t and scripts/dashboard-screenshot: a headless
+# browser (chromium, driven through chromedriver) and a font for it.
 set -euo pipefail
 
 PKGS="build-essential pkg-config perl curl
