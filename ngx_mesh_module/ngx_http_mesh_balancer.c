@@ -30,10 +30,6 @@ static void ngx_http_mesh_save_session(ngx_peer_connection_t *pc,
 static void ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
 static void ngx_http_mesh_cleanup_peer(void *data);
-static ngx_http_mesh_route_t *ngx_http_mesh_find_route(ngx_http_request_t *r,
-    ngx_http_mesh_view_t *view);
-static ngx_int_t ngx_http_mesh_route_conf(ngx_http_request_t *r,
-    mesh_http_route_t *route);
 static ngx_int_t ngx_http_mesh_hash_key(ngx_http_request_t *r,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_target_t *t,
     ngx_str_t *key);
@@ -106,8 +102,8 @@ ngx_http_mesh_cleanup_peer(void *data)
 }
 
 
-static ngx_table_elt_t *
-ngx_http_mesh_header(ngx_http_request_t *r, const char *name, size_t len)
+ngx_table_elt_t *
+ngx_http_mesh_header_in(ngx_http_request_t *r, const char *name, size_t len)
 {
     ngx_uint_t        i;
     ngx_list_part_t  *part;
@@ -137,15 +133,22 @@ ngx_http_mesh_header(ngx_http_request_t *r, const char *name, size_t len)
 }
 
 
-/* the first http[] route whose match fits; NULL when none does */
-static ngx_http_mesh_route_t *
-ngx_http_mesh_find_route(ngx_http_request_t *r, ngx_http_mesh_view_t *view)
+/*
+ * The first http[] route whose match fits; NULL when none does. *prefix:
+ * the length of the path prefix the fitting match item's uri matched (0
+ * when it matched no prefix), which a rewrite replaces.
+ */
+ngx_http_mesh_route_t *
+ngx_http_mesh_find_route(ngx_http_request_t *r, ngx_http_mesh_view_t *view,
+    size_t *prefix)
 {
     ngx_uint_t            i, k, h, fits;
     mesh_match_t         *m;
     ngx_table_elt_t      *hdr;
     mesh_http_route_t    *route;
     mesh_header_match_t  *hm;
+
+    *prefix = 0;
 
     for (i = 0; i < view->nroutes; i++) {
         route = view->routes[i].route;
@@ -167,7 +170,7 @@ ngx_http_mesh_find_route(ngx_http_request_t *r, ngx_http_mesh_view_t *view)
 
             for (h = 0; fits && h < m->nheaders; h++) {
                 hm = &m->headers[h];
-                hdr = ngx_http_mesh_header(r, hm->name, hm->name_len);
+                hdr = ngx_http_mesh_header_in(r, hm->name, hm->name_len);
 
                 if (hdr == NULL
                     || !mesh_string_match(&hm->match, (char *) hdr->value.data,
@@ -179,6 +182,10 @@ ngx_http_mesh_find_route(ngx_http_request_t *r, ngx_http_mesh_view_t *view)
             }
 
             if (fits) {
+                if (m->uri && m->uri->kind == MESH_MATCH_PREFIX) {
+                    *prefix = m->uri->len;
+                }
+
                 return &view->routes[i];
             }
         }
@@ -192,7 +199,7 @@ ngx_http_mesh_find_route(ngx_http_request_t *r, ngx_http_mesh_view_t *view)
  * A route's retries and timeout: the upstream conf is the location's,
  * shared by its requests, so this request gets a copy of its own.
  */
-static ngx_int_t
+ngx_int_t
 ngx_http_mesh_route_conf(ngx_http_request_t *r, mesh_http_route_t *route)
 {
     ngx_msec_t                 t;
@@ -285,7 +292,7 @@ ngx_http_mesh_hash_key(ngx_http_request_t *r, ngx_http_mesh_srv_conf_t *mscf,
     switch (t->hash) {
 
     case NGX_HTTP_MESH_HASH_HEADER:
-        h = ngx_http_mesh_header(r, (char *) t->hash_name.data,
+        h = ngx_http_mesh_header_in(r, (char *) t->hash_name.data,
                                  t->hash_name.len);
         if (h) {
             *key = h->value;
@@ -323,22 +330,25 @@ ngx_http_mesh_hash_key(ngx_http_request_t *r, ngx_http_mesh_srv_conf_t *mscf,
 }
 
 
-ngx_int_t
-ngx_http_mesh_init_peer(ngx_http_request_t *r,
-    ngx_http_upstream_srv_conf_t *us)
+/*
+ * The request's data for upstream mscf: made by the route phase (which
+ * decided the route before the request went upstream) or here, by
+ * init_peer. It lives in a pool cleanup, which lets go of the view.
+ */
+ngx_http_mesh_peer_data_t *
+ngx_http_mesh_peer_data(ngx_http_request_t *r,
+    ngx_http_mesh_srv_conf_t *mscf)
 {
-    int                          d;
-    ngx_str_t                    key;
-    ngx_uint_t                   n;
     ngx_pool_cleanup_t          *cln;
-    ngx_http_mesh_view_t        *view;
-    ngx_http_mesh_route_t       *rt;
-    ngx_http_mesh_target_t      *t;
-    ngx_http_mesh_srv_conf_t    *mscf;
     ngx_http_mesh_main_conf_t   *mmcf;
     ngx_http_mesh_peer_data_t   *pd;
 
-    mscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_mesh_module);
+    pd = ngx_http_get_module_ctx(r, ngx_http_mesh_module);
+
+    if (pd && pd->conf == mscf) {
+        return pd;
+    }
+
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mesh_module);
 
     if (ngx_http_mesh_worker.cycle != ngx_cycle
@@ -348,11 +358,9 @@ ngx_http_mesh_init_peer(ngx_http_request_t *r,
         (void) ngx_http_mesh_sync(mmcf, r->connection->log);
     }
 
-    /* the request's data lives in its cleanup, which lets go of the view */
-
     cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_mesh_peer_data_t));
     if (cln == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     pd = cln->data;
@@ -373,21 +381,67 @@ ngx_http_mesh_init_peer(ngx_http_request_t *r,
     pd->retrying = 0;
     pd->refused = 0;
     pd->request = r;
+    pd->routed = 0;
+    pd->delaying = 0;
+    pd->dest = -1;
+    pd->prefix = 0;
+    pd->authority.len = 0;
+    pd->authority.data = NULL;
 
     cln->handler = ngx_http_mesh_cleanup_peer;
 
-    view = mscf->view;
+    if (mscf->view) {
+        mscf->view->refs++;
+        pd->view = mscf->view;
+    }
+
+    ngx_http_set_ctx(r, pd, ngx_http_mesh_module);
+
+    return pd;
+}
+
+
+ngx_int_t
+ngx_http_mesh_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us)
+{
+    int                          d;
+    ngx_str_t                    key;
+    ngx_uint_t                   n;
+    ngx_http_mesh_view_t        *view;
+    ngx_http_mesh_route_t       *rt;
+    ngx_http_mesh_target_t      *t;
+    ngx_http_mesh_srv_conf_t    *mscf;
+    ngx_http_mesh_peer_data_t   *pd;
+
+    mscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_mesh_module);
+
+    pd = ngx_http_mesh_peer_data(r, mscf);
+    if (pd == NULL) {
+        return NGX_ERROR;
+    }
+
+    view = pd->view;
     t = NULL;
 
-    if (view) {
-        view->refs++;
-        pd->view = view;
+    if (pd->routed) {
+        /* the route phase decided: the route, its destination, and the
+         * route's retries and timeout */
+        t = pd->target;
 
+        if (pd->route && ngx_http_mesh_route_conf(r, pd->route->route)
+                         != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else if (view) {
         t = &view->targets[0];
 
         if (view->vs) {
-            rt = ngx_http_mesh_find_route(r, view);
+            rt = ngx_http_mesh_find_route(r, view, &pd->prefix);
             pd->route = rt;
+            pd->routed = 1;
             t = NULL;
 
             if (rt == NULL) {
@@ -399,6 +453,7 @@ ngx_http_mesh_init_peer(ngx_http_request_t *r,
             } else {
                 d = mesh_route_pick(rt->route, (uint32_t) ngx_random());
                 t = (d >= 0) ? rt->dest[d] : NULL;
+                pd->dest = d;
 
                 if (ngx_http_mesh_route_conf(r, rt->route) != NGX_OK) {
                     return NGX_ERROR;
@@ -443,8 +498,6 @@ ngx_http_mesh_init_peer(ngx_http_request_t *r,
     r->upstream->peer.set_session = ngx_http_mesh_set_session;
     r->upstream->peer.save_session = ngx_http_mesh_save_session;
 #endif
-
-    ngx_http_set_ctx(r, pd, ngx_http_mesh_module);
 
     return NGX_OK;
 }

@@ -156,7 +156,7 @@ static ngx_command_t  ngx_http_mesh_commands[] = {
 
 static ngx_http_module_t  ngx_http_mesh_module_ctx = {
     ngx_http_mesh_preconfiguration,        /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_mesh_route_init,              /* postconfiguration */
 
     ngx_http_mesh_create_main_conf,        /* create main configuration */
     ngx_http_mesh_init_main_conf,          /* init main configuration */

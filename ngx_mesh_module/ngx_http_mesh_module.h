@@ -405,6 +405,15 @@ typedef struct {
                                                    connect: its retry is
                                                    no extra work */
     ngx_http_request_t            *request;
+
+    /* the VirtualService's route, decided once (by the route phase, or
+     * by init_peer where that phase did not run) */
+    ngx_uint_t                     routed;
+    ngx_uint_t                     delaying;    /* a fault delay runs */
+    ngx_int_t                      dest;        /* route[] picked, or -1 */
+    size_t                         prefix;      /* the path prefix the
+                                                   match took, or 0 */
+    ngx_str_t                      authority;   /* rewritten, or empty */
 } ngx_http_mesh_peer_data_t;
 
 
@@ -529,6 +538,19 @@ void ngx_http_mesh_failed(ngx_http_mesh_peer_data_t *pd,
 /* ngx_http_mesh_balancer.c */
 ngx_int_t ngx_http_mesh_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
+ngx_http_mesh_peer_data_t *ngx_http_mesh_peer_data(ngx_http_request_t *r,
+    ngx_http_mesh_srv_conf_t *mscf);
+ngx_http_mesh_route_t *ngx_http_mesh_find_route(ngx_http_request_t *r,
+    ngx_http_mesh_view_t *view, size_t *prefix);
+ngx_int_t ngx_http_mesh_route_conf(ngx_http_request_t *r,
+    mesh_http_route_t *route);
+ngx_table_elt_t *ngx_http_mesh_header_in(ngx_http_request_t *r,
+    const char *name, size_t len);
+
+/* ngx_http_mesh_route.c */
+ngx_int_t ngx_http_mesh_route_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_mesh_variable_authority(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 
 /* ngx_http_mesh_status.c */
 char *ngx_http_mesh_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

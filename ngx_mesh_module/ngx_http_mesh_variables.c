@@ -30,6 +30,9 @@ static ngx_http_variable_t  ngx_http_mesh_vars[] = {
     { ngx_string("mesh_index"), NULL, ngx_http_mesh_variable_index, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("mesh_authority"), NULL, ngx_http_mesh_variable_authority,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
       ngx_http_null_variable
 };
 

@@ -4,8 +4,8 @@
 # conditions, exact, prefix and regex (the regex must match the whole
 # value), select their route; routes are tried in order and the first
 # that fits wins; a match item fits when all its conditions do, a route
-# when any item does; a request no route fits is answered 502 with an
-# [error] line naming the VirtualService.
+# when any item does; a request no route fits is answered 404, as Istio
+# answers it, with an [info] line naming the VirtualService.
 
 use strict;
 use warnings;
@@ -144,49 +144,49 @@ my @cases = (
     # header exact
     [ '/',        { 'X-Mode' => 'gold' },        'a' ],
     [ '/x/y?z=1', { 'x-mode' => 'gold' },        'a' ],
-    [ '/',        { 'X-Mode' => 'golden' },      502 ],
-    [ '/',        { 'X-Mode' => 'Gold' },        502 ],
+    [ '/',        { 'X-Mode' => 'golden' },      404 ],
+    [ '/',        { 'X-Mode' => 'Gold' },        404 ],
     [ '/',        { 'X-Alt' => 'yes' },          'a' ],    # second item
     # header prefix
     [ '/',        { 'X-Mode' => 'silver' },      'b' ],
     [ '/',        { 'X-Mode' => 'sil' },         'b' ],
-    [ '/',        { 'X-Mode' => 'si' },          502 ],
-    [ '/',        { 'X-Mode' => 'xsilver' },     502 ],
+    [ '/',        { 'X-Mode' => 'si' },          404 ],
+    [ '/',        { 'X-Mode' => 'xsilver' },     404 ],
     # header regex: whole value
     [ '/',        { 'X-Mode' => 'bronze-12' },   'c' ],
     [ '/',        { 'X-Mode' => 'br0nze-7' },    'c' ],
-    [ '/',        { 'X-Mode' => 'bronze-12x' },  502 ],
-    [ '/',        { 'X-Mode' => 'xbronze-1' },   502 ],
-    [ '/',        { 'X-Mode' => 'bronze-' },     502 ],
+    [ '/',        { 'X-Mode' => 'bronze-12x' },  404 ],
+    [ '/',        { 'X-Mode' => 'xbronze-1' },   404 ],
+    [ '/',        { 'X-Mode' => 'bronze-' },     404 ],
     # uri exact (the path, without the query string)
     [ '/exact',          {}, 'd' ],
     [ '/exact?q=1&r=2',  {}, 'd' ],
-    [ '/exact/',         {}, 502 ],
-    [ '/exactly',        {}, 502 ],
-    [ '/Exact',          {}, 502 ],
+    [ '/exact/',         {}, 404 ],
+    [ '/exactly',        {}, 404 ],
+    [ '/Exact',          {}, 404 ],
     # an item fits when all its conditions do
     [ '/both/x',  { 'X-Both' => '1' },           'd' ],
-    [ '/both/x',  {},                            502 ],
-    [ '/both/x',  { 'X-Both' => '2' },           502 ],
-    [ '/',        { 'X-Both' => '1' },           502 ],
+    [ '/both/x',  {},                            404 ],
+    [ '/both/x',  { 'X-Both' => '2' },           404 ],
+    [ '/',        { 'X-Both' => '1' },           404 ],
     # uri prefix
     [ '/api/',           {}, 'e' ],
     [ '/api/orders/1',   {}, 'e' ],
-    [ '/api',            {}, 502 ],
-    [ '/apix/',          {}, 502 ],
+    [ '/api',            {}, 404 ],
+    [ '/apix/',          {}, 404 ],
     # uri regex: whole path
     [ '/v1',             {}, 'f' ],
     [ '/v12',            {}, 'f' ],
     [ '/v12?x=/v1/x',    {}, 'f' ],
-    [ '/v1/x',           {}, 502 ],
-    [ '/v',              {}, 502 ],
-    [ '/vx',             {}, 502 ],
-    [ '/a/v1',           {}, 502 ],
+    [ '/v1/x',           {}, 404 ],
+    [ '/v',              {}, 404 ],
+    [ '/vx',             {}, 404 ],
+    [ '/a/v1',           {}, 404 ],
     # several headers in one item: all must fit
     [ '/', { 'X-A' => '1', 'X-B' => '23' },      'g' ],
-    [ '/', { 'X-A' => '1' },                     502 ],
-    [ '/', { 'X-B' => '2' },                     502 ],
-    [ '/', { 'X-A' => '11', 'X-B' => '2' },      502 ],
+    [ '/', { 'X-A' => '1' },                     404 ],
+    [ '/', { 'X-B' => '2' },                     404 ],
+    [ '/', { 'X-A' => '11', 'X-B' => '2' },      404 ],
     # first fitting route wins
     [ '/exact',   { 'X-Mode' => 'gold' },        'a' ],
     [ '/api/x',   { 'X-Mode' => 'silver' },      'b' ],
@@ -194,8 +194,8 @@ my @cases = (
     [ '/api/x',   { 'X-A' => '1', 'X-B' => '2' }, 'e' ],
     [ '/v1',      { 'X-A' => '1', 'X-B' => '2' }, 'f' ],
     # no route fits
-    [ '/',        {},                            502 ],
-    [ '/other',   { 'X-Other' => 'gold' },       502 ],
+    [ '/',        {},                            404 ],
+    [ '/other',   { 'X-Other' => 'gold' },       404 ],
 );
 
 sub desc {
@@ -222,8 +222,10 @@ for my $ka (1, 0) {
 cmp_ok $slow, '<', 1, sprintf('every answer is fast (slowest %.1f ms)',
                               1000 * $slow);
 
-like $t->read_file('error.log') // '', qr/\[error\][^\n]*orders-routes/,
-    'the 502 is logged as an [error] naming the VirtualService';
+like $t->read_file('error.log') // '',
+    qr/\[info\][^\n]*no route of VirtualService "orders-routes"[^\n]*404/,
+    'the 404 is logged at [info], naming the VirtualService (Istio: 404, '
+    . 'and nothing wrong with the proxy)';
 
 # a catch-all route at the end takes the rest
 

@@ -1,0 +1,660 @@
+
+/*
+ * Copyright (C) ngx_mesh authors
+ */
+
+
+/*
+ * A VirtualService route decided before the request goes upstream, in
+ * the precontent phase of a location whose proxy_pass names a mesh
+ * upstream: no route fits (404, as Istio), directResponse, redirect, a
+ * fault delay (a timer: the worker goes on) and abort, the destination
+ * picked, the URI and authority rewritten, the request's headers
+ * changed. A header filter changes the response's. init_peer takes the
+ * decision from the request's data.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_mesh_module.h"
+
+
+#define NGX_HTTP_MESH_PPM  1000000
+
+
+static ngx_int_t ngx_http_mesh_route_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mesh_route_go(ngx_http_request_t *r,
+    ngx_http_mesh_peer_data_t *pd);
+static void ngx_http_mesh_delay_done(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mesh_respond(ngx_http_request_t *r,
+    ngx_uint_t status, const char *body, size_t len);
+static ngx_int_t ngx_http_mesh_redirect(ngx_http_request_t *r,
+    mesh_redirect_t *rd);
+static ngx_int_t ngx_http_mesh_rewrite(ngx_http_request_t *r,
+    ngx_http_mesh_peer_data_t *pd, mesh_rewrite_t *rw);
+static ngx_int_t ngx_http_mesh_request_headers(ngx_http_request_t *r,
+    mesh_header_ops_t *ops);
+static void ngx_http_mesh_response_headers(ngx_http_request_t *r,
+    mesh_header_ops_t *ops);
+static ngx_int_t ngx_http_mesh_header_filter(ngx_http_request_t *r);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+
+/*
+ * The proxy module keeps its location conf private; it begins with its
+ * ngx_http_upstream_conf_t, whose first field is the upstream that
+ * proxy_pass names (nginx's layout since 0.6).
+ */
+extern ngx_module_t  ngx_http_proxy_module;
+
+
+ngx_int_t
+ngx_http_mesh_route_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_mesh_route_handler;
+
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_mesh_header_filter;
+
+    return NGX_OK;
+}
+
+
+/* the mesh upstream this location proxies to, or NULL */
+static ngx_http_mesh_srv_conf_t *
+ngx_http_mesh_location_upstream(ngx_http_request_t *r)
+{
+    ngx_http_upstream_conf_t      *ucf;
+    ngx_http_mesh_srv_conf_t      *mscf;
+    ngx_http_upstream_srv_conf_t  *uscf;
+
+    if (r->content_handler == NULL) {
+        return NULL;
+    }
+
+    ucf = ngx_http_get_module_loc_conf(r, ngx_http_proxy_module);
+    if (ucf == NULL) {
+        return NULL;
+    }
+
+    uscf = ucf->upstream;
+
+    /* an implicit upstream (proxy_pass http://127.0.0.1:8080) has none */
+    if (uscf == NULL || uscf->srv_conf == NULL) {
+        return NULL;
+    }
+
+    mscf = ngx_http_conf_upstream_srv_conf(uscf, ngx_http_mesh_module);
+
+    if (mscf == NULL || mscf->service.len == 0 || mscf->upstream != uscf) {
+        return NULL;
+    }
+
+    return mscf;
+}
+
+
+static ngx_inline ngx_uint_t
+ngx_http_mesh_roll(uint32_t ppm)
+{
+    return ppm >= NGX_HTTP_MESH_PPM
+           || (ppm && (uint32_t) (ngx_random() % NGX_HTTP_MESH_PPM) < ppm);
+}
+
+
+static ngx_int_t
+ngx_http_mesh_route_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                   rc;
+    mesh_http_route_t          *route;
+    ngx_http_mesh_route_t      *rt;
+    ngx_http_mesh_srv_conf_t   *mscf;
+    ngx_http_mesh_peer_data_t  *pd;
+
+    pd = ngx_http_get_module_ctx(r, ngx_http_mesh_module);
+
+    if (pd) {
+        if (pd->delaying) {
+            /* the delay is over: on with the route */
+            pd->delaying = 0;
+            return ngx_http_mesh_route_go(r, pd);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    mscf = ngx_http_mesh_location_upstream(r);
+    if (mscf == NULL) {
+        return NGX_DECLINED;
+    }
+
+    pd = ngx_http_mesh_peer_data(r, mscf);
+    if (pd == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (pd->view == NULL || pd->view->vs == NULL) {
+        return NGX_DECLINED;        /* init_peer takes the service */
+    }
+
+    rt = ngx_http_mesh_find_route(r, pd->view, &pd->prefix);
+    pd->route = rt;
+    pd->routed = 1;
+
+    if (rt == NULL) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "mesh: no route of VirtualService \"%s\" fits the "
+                      "request to service \"%V\": 404",
+                      pd->view->vs->name, &mscf->service);
+        return NGX_HTTP_NOT_FOUND;
+    }
+
+    route = rt->route;
+
+    if (route->direct) {
+        return ngx_http_mesh_respond(r, route->direct->status,
+                                     route->direct->body,
+                                     route->direct->body_len);
+    }
+
+    if (route->redirect) {
+        return ngx_http_mesh_redirect(r, route->redirect);
+    }
+
+    if (route->fault.delay >= 0 && ngx_http_mesh_roll(route->fault.delay_ppm))
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mesh: fault delay %L ms", route->fault.delay);
+
+        pd->delaying = 1;
+
+        if (route->fault.delay > 0) {
+            r->read_event_handler = ngx_http_test_reading;
+            r->write_event_handler = ngx_http_mesh_delay_done;
+            r->connection->write->delayed = 1;
+            ngx_add_timer(r->connection->write,
+                          (ngx_msec_t) route->fault.delay);
+            return NGX_AGAIN;
+        }
+
+        pd->delaying = 0;
+    }
+
+    rc = ngx_http_mesh_route_go(r, pd);
+
+    return rc;
+}
+
+
+/* after the delay, if any: the abort, the destination, the rewrites */
+static ngx_int_t
+ngx_http_mesh_route_go(ngx_http_request_t *r, ngx_http_mesh_peer_data_t *pd)
+{
+    int                   d;
+    mesh_http_route_t    *route;
+    mesh_destination_t   *dest;
+
+    route = pd->route->route;
+
+    if (route->fault.abort_status
+        && ngx_http_mesh_roll(route->fault.abort_ppm))
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mesh: fault abort %d", route->fault.abort_status);
+
+        return ngx_http_mesh_respond(r, route->fault.abort_status,
+                                     "fault filter abort", 18);
+    }
+
+    d = mesh_route_pick(route, (uint32_t) ngx_random());
+    pd->dest = d;
+    pd->target = (d >= 0) ? pd->route->dest[d] : NULL;
+
+    if (ngx_http_mesh_rewrite(r, pd, &route->rewrite) != NGX_OK
+        || ngx_http_mesh_request_headers(r, &route->headers.request)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (d >= 0) {
+        dest = &route->routes[d];
+
+        if (ngx_http_mesh_request_headers(r, &dest->headers.request)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_mesh_delay_done(ngx_http_request_t *r)
+{
+    ngx_event_t  *wev;
+
+    wev = r->connection->write;
+
+    if (wev->delayed) {
+        /* not the timer: a write event while waiting */
+        if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        }
+
+        return;
+    }
+
+    if (ngx_handle_read_event(r->connection->read, 0) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = ngx_http_core_run_phases;
+
+    ngx_http_core_run_phases(r);
+}
+
+
+/* an answer of nginx's own: directResponse, a fault's abort */
+static ngx_int_t
+ngx_http_mesh_respond(ngx_http_request_t *r, ngx_uint_t status,
+    const char *body, size_t len)
+{
+    ngx_int_t                  rc;
+    ngx_str_t                  type = ngx_string("text/plain");
+    ngx_http_complex_value_t   cv;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ngx_memzero(&cv, sizeof(ngx_http_complex_value_t));
+    cv.value.data = (u_char *) body;
+    cv.value.len = body ? len : 0;
+
+    rc = ngx_http_send_response(r, status, cv.value.len ? &type : NULL, &cv);
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}
+
+
+/*
+ * A redirect: scheme://authority[:port]path?args, each part the
+ * request's unless the route gives it (Istio replaces the whole path)
+ */
+static ngx_int_t
+ngx_http_mesh_redirect(ngx_http_request_t *r, mesh_redirect_t *rd)
+{
+    u_char                    *p, *colon;
+    size_t                     len;
+    ngx_int_t                  rc;
+    ngx_str_t                  scheme, host, path;
+    ngx_http_complex_value_t   cv;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (rd->scheme) {
+        scheme.data = (u_char *) rd->scheme;
+        scheme.len = ngx_strlen(rd->scheme);
+
+    } else {
+#if (NGX_HTTP_SSL)
+        if (r->connection->ssl) {
+            ngx_str_set(&scheme, "https");
+        } else
+#endif
+        {
+            ngx_str_set(&scheme, "http");
+        }
+    }
+
+    if (rd->authority) {
+        host.data = (u_char *) rd->authority;
+        host.len = ngx_strlen(rd->authority);
+
+    } else if (r->headers_in.server.len) {
+        host = r->headers_in.server;
+
+    } else {
+        host = r->connection->listening->addr_text;
+    }
+
+    if (rd->port) {
+        /* the port replaces the one the authority has */
+        colon = ngx_strlchr(host.data, host.data + host.len, ':');
+        if (colon && ngx_strlchr(host.data, host.data + host.len, ']')
+                     == NULL)
+        {
+            host.len = colon - host.data;
+        }
+    }
+
+    if (rd->uri) {
+        path.data = (u_char *) rd->uri;
+        path.len = ngx_strlen(rd->uri);
+
+    } else {
+        path = r->uri;
+    }
+
+    len = scheme.len + 3 + host.len + 1 + NGX_INT_T_LEN + path.len * 3
+          + 1 + r->args.len;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memzero(&cv, sizeof(ngx_http_complex_value_t));
+    cv.value.data = p;
+
+    p = ngx_sprintf(p, "%V://%V", &scheme, &host);
+
+    if (rd->port) {
+        p = ngx_sprintf(p, ":%d", rd->port);
+    }
+
+    p = (u_char *) ngx_escape_uri(p, path.data, path.len, NGX_ESCAPE_URI);
+
+    if (r->args.len) {
+        *p++ = '?';
+        p = ngx_cpymem(p, r->args.data, r->args.len);
+    }
+
+    cv.value.len = p - cv.value.data;
+
+    rc = ngx_http_send_response(r, rd->code, NULL, &cv);
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}
+
+
+/*
+ * rewrite.uri replaces the path prefix the match took, or the whole path
+ * when the match took none; proxy_pass without a URI then sends r->uri
+ * (no longer the request line's). rewrite.authority is what
+ * $mesh_authority says.
+ */
+static ngx_int_t
+ngx_http_mesh_rewrite(ngx_http_request_t *r, ngx_http_mesh_peer_data_t *pd,
+    mesh_rewrite_t *rw)
+{
+    u_char  *p;
+    size_t   len, keep;
+
+    if (rw->authority) {
+        pd->authority.data = (u_char *) rw->authority;
+        pd->authority.len = ngx_strlen(rw->authority);
+    }
+
+    if (rw->uri == NULL) {
+        return NGX_OK;
+    }
+
+    len = ngx_strlen(rw->uri);
+    keep = (pd->prefix && pd->prefix <= r->uri.len)
+           ? r->uri.len - pd->prefix : 0;
+
+    p = ngx_pnalloc(r->pool, len + keep);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, rw->uri, len);
+    ngx_memcpy(p + len, r->uri.data + r->uri.len - keep, keep);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mesh: rewrite \"%V\" to \"%*s\"", &r->uri,
+                   len + keep, p);
+
+    r->uri.data = p;
+    r->uri.len = len + keep;
+    r->valid_unparsed_uri = 0;
+
+    return NGX_OK;
+}
+
+
+/* is header h named by one of ops' list? */
+static ngx_uint_t
+ngx_http_mesh_named(ngx_table_elt_t *h, mesh_header_op_t *ops, size_t n)
+{
+    size_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (h->key.len == ops[i].name_len
+            && ngx_strncasecmp(h->key.data, (u_char *) ops[i].name,
+                               ops[i].name_len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_http_mesh_push_header(ngx_list_t *list, mesh_header_op_t *op)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(list);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->key.data = (u_char *) op->name;
+    h->key.len = op->name_len;
+    h->value.data = (u_char *) op->value;
+    h->value.len = op->value_len;
+    h->lowcase_key = (u_char *) op->name;       /* stored lowercase */
+    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The request's headers as the proxy sends them: a list without the
+ * removed ones and without the old values of the set ones, then the set
+ * and added ones. The list is made again (an ngx_list_t cannot lose an
+ * element); the old one stays in the pool, where headers_in's pointers
+ * still find their values.
+ */
+static ngx_int_t
+ngx_http_mesh_request_headers(ngx_http_request_t *r, mesh_header_ops_t *ops)
+{
+    size_t            k;
+    ngx_uint_t        i;
+    ngx_list_t        list;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *nh;
+
+    if (ops->nset == 0 && ops->nadd == 0 && ops->nremove == 0) {
+        return NGX_OK;
+    }
+
+    if (ops->nset || ops->nremove) {
+        if (ngx_list_init(&list, r->pool, 20, sizeof(ngx_table_elt_t))
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        part = &r->headers_in.headers.part;
+        h = part->elts;
+
+        for (i = 0; /* void */ ; i++) {
+
+            if (i >= part->nelts) {
+                if (part->next == NULL) {
+                    break;
+                }
+
+                part = part->next;
+                h = part->elts;
+                i = 0;
+            }
+
+            if (ngx_http_mesh_named(&h[i], ops->remove, ops->nremove)
+                || ngx_http_mesh_named(&h[i], ops->set, ops->nset))
+            {
+                continue;
+            }
+
+            nh = ngx_list_push(&list);
+            if (nh == NULL) {
+                return NGX_ERROR;
+            }
+
+            *nh = h[i];
+        }
+
+        r->headers_in.headers = list;
+    }
+
+    for (k = 0; k < ops->nset; k++) {
+        if (ngx_http_mesh_push_header(&r->headers_in.headers, &ops->set[k])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    for (k = 0; k < ops->nadd; k++) {
+        if (ngx_http_mesh_push_header(&r->headers_in.headers, &ops->add[k])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the response's: headers nginx writes itself (Server, Date,
+ * Content-Length...) are not in the list and stay as nginx writes them */
+static void
+ngx_http_mesh_response_headers(ngx_http_request_t *r, mesh_header_ops_t *ops)
+{
+    size_t            k;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    if (ops->nset || ops->nremove) {
+        part = &r->headers_out.headers.part;
+        h = part->elts;
+
+        for (i = 0; /* void */ ; i++) {
+
+            if (i >= part->nelts) {
+                if (part->next == NULL) {
+                    break;
+                }
+
+                part = part->next;
+                h = part->elts;
+                i = 0;
+            }
+
+            if (h[i].hash
+                && (ngx_http_mesh_named(&h[i], ops->remove, ops->nremove)
+                    || ngx_http_mesh_named(&h[i], ops->set, ops->nset)))
+            {
+                h[i].hash = 0;          /* the header filter skips it */
+            }
+        }
+    }
+
+    for (k = 0; k < ops->nset; k++) {
+        (void) ngx_http_mesh_push_header(&r->headers_out.headers,
+                                         &ops->set[k]);
+    }
+
+    for (k = 0; k < ops->nadd; k++) {
+        (void) ngx_http_mesh_push_header(&r->headers_out.headers,
+                                         &ops->add[k]);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_mesh_header_filter(ngx_http_request_t *r)
+{
+    mesh_http_route_t          *route;
+    ngx_http_mesh_peer_data_t  *pd;
+
+    pd = ngx_http_get_module_ctx(r, ngx_http_mesh_module);
+
+    if (pd && pd->route && pd->routed) {
+        route = pd->route->route;
+
+        ngx_http_mesh_response_headers(r, &route->headers.response);
+
+        if (pd->dest >= 0 && (size_t) pd->dest < route->nroutes) {
+            ngx_http_mesh_response_headers(r,
+                &route->routes[pd->dest].headers.response);
+        }
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+/* $mesh_authority: rewrite.authority, else the request's Host */
+ngx_int_t
+ngx_http_mesh_variable_authority(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                   s;
+    ngx_http_mesh_peer_data_t  *pd;
+
+    pd = ngx_http_get_module_ctx(r, ngx_http_mesh_module);
+
+    if (pd && pd->authority.len) {
+        s = pd->authority;
+
+    } else if (r->headers_in.host) {
+        s = r->headers_in.host->value;
+
+    } else {
+        s = r->headers_in.server;
+    }
+
+    v->len = s.len;
+    v->data = s.data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
