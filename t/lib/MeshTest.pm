@@ -98,7 +98,8 @@ package MeshTest;
 #
 # Backends (tiny forked HTTP/1.1 servers, keep-alive, one process per
 # connection): every request gets 200, body NAME, headers "X-Backend: NAME",
-# "X-Request-Uri: URI" and "X-Conn-Requests: N" (N-th request on this
+# "X-Request-Uri: URI", "X-Request-Host: HOST", "X-Seen-NAME: VALUE" for
+# each X- header it had and "X-Conn-Requests: N" (N-th request on this
 # connection, from 1: shows upstream keepalive at work).
 #   start_backend(name => NAME, delay => SECONDS, events => 1,
 #                 status => CODE)
@@ -988,7 +989,7 @@ sub _backend_conn {
         my %h;
         for (@hl) {
             my ($k, $v) = /^([^:]+):\s*(.*?)\s*$/ or next;
-            $h{lc $k} = $v;
+            $h{lc $k} = exists $h{lc $k} ? "$h{lc $k}, $v" : $v;
         }
 
         if (($h{'transfer-encoding'} // '') =~ /chunked/i) {
@@ -1019,7 +1020,7 @@ sub _backend_conn {
         sleep $delay if $delay > 0;
 
         my $resp = _backend_response($name, $method, $uri, $keep, ++$nreq,
-                                     $status);
+                                     $status, \%h);
 
         while (length $resp) {
             my $n = syswrite($c, $resp);
@@ -1036,16 +1037,24 @@ my %REASON = (200 => 'OK', 404 => 'Not Found', 409 => 'Conflict',
               503 => 'Service Unavailable', 504 => 'Gateway Timeout');
 
 sub _backend_response {
-    my ($name, $method, $uri, $keep, $nreq, $status) = @_;
+    my ($name, $method, $uri, $keep, $nreq, $status, $h) = @_;
     my $body = $method eq 'HEAD' ? '' : $name;
     $status //= 200;
+
+    # what the request carried: its Host, and its X- headers (several of
+    # one name joined by ", ") as X-Seen-NAME
+    my $seen = '';
+    if ($h) {
+        $seen .= "X-Request-Host: $h->{host}\r\n" if defined $h->{host};
+        $seen .= "X-Seen-$_: $h->{$_}\r\n" for sort grep { /^x-/ } keys %$h;
+    }
 
     return "HTTP/1.1 $status " . ($REASON{$status} // 'Status') . "\r\n"
         . "Content-Type: text/plain\r\n"
         . "Content-Length: " . length($name) . "\r\n"
         . "X-Backend: $name\r\n"
         . "X-Request-Uri: $uri\r\n"
-        . "X-Conn-Requests: $nreq\r\n"
+        . "X-Conn-Requests: $nreq\r\n" . $seen
         . "Connection: " . ($keep ? 'keep-alive' : 'close') . "\r\n"
         . "\r\n" . $body;
 }
@@ -1064,7 +1073,7 @@ sub _take_request {
     my %h;
     for (@hl) {
         my ($k, $v) = /^([^:]+):\s*(.*?)\s*$/ or next;
-        $h{lc $k} = $v;
+        $h{lc $k} = exists $h{lc $k} ? "$h{lc $k}, $v" : $v;
     }
 
     my $end = $hend;
@@ -1096,7 +1105,7 @@ sub _take_request {
     my $conn = lc($h{connection} // '');
     my $keep = $proto eq 'HTTP/1.1' ? $conn ne 'close'
                                     : $conn eq 'keep-alive';
-    return [ $method, $uri, $keep ];
+    return [ $method, $uri, $keep, \%h ];
 }
 
 # one process, every connection: a select loop; responses wait $delay
@@ -1186,10 +1195,10 @@ sub _backend_events {
                     $drop->($st);
                     last;
                 }
-                my ($method, $uri, $keep) = @$req;
+                my ($method, $uri, $keep, $h) = @$req;
                 push @{ $st->{queue} }, [ $now + $delay,
                     _backend_response($name, $method, $uri, $keep, ++$st->{n},
-                                      $status),
+                                      $status, $h),
                     $keep ];
                 $rsel->remove($s) unless $keep;
                 last unless $keep;
