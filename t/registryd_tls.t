@@ -354,7 +354,8 @@ is as(undef, undef, GET => '/healthz')->{status}, 200,
 
 # registryctl with client certificates
 ($code, $out, $err) = $t->registryctl('--cacert', "$d/ca.crt",
-    '--cert', "$d/ci.crt", '--key', "$d/ci.key", 'apply', '-f', $policy_file);
+    '--cert', "$d/ci.crt", '--key', "$d/ci.key", 'apply', '-f', $policy_file,
+    '--name', 'orders');
 is $code, 0, 'registryctl --cert ci.crt apply: exit 0' or diag $err;
 
 ($code, $out, $err) = $t->registryctl('--cacert', "$d/ca.crt",
