@@ -113,8 +113,14 @@ rd_parse_match(rd_pctx_t *c, yaml_node_t *n, json_t *o)
             rd_foreach_pair(c, v, hp, h, hk, hv) {
                 old2 = rd_path_key(c, h);
 
-                if (rd_get_header_name(c, hk, h, 1) != 0) {
+                /* names are case-insensitive: taken in any case (Istio's
+                 * own pages write "Foo"), kept lowercase */
+                if (rd_get_header_name(c, hk, h, 0) != 0) {
                     return -1;
+                }
+
+                for (char *lc = (char *) h; *lc; lc++) {
+                    *lc = (char) tolower((unsigned char) *lc);
                 }
 
                 sm = NULL;

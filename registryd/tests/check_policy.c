@@ -174,9 +174,10 @@ static const bad_t  bad[] = {
     { VS "  - match:\n    - uri: {exact: /a, prefix: /b}\n"
       "    route:\n    - destination: {host: orders}\n",
       "spec.http[0].match[0].uri", 9, 12, 0, "exactly one" },
-    { VS "  - match:\n    - headers:\n        X-User: {exact: bob}\n"
+    { VS "  - match:\n    - headers:\n        X User: {exact: bob}\n"
       "    route:\n    - destination: {host: orders}\n",
-      "spec.http[0].match[0].headers.X-User", 10, 9, 0, "lowercase" },
+      "spec.http[0].match[0].headers.X User", 10, 9, 0,
+      "not a valid header name" },
     /* 50 */
     { VS "  - match:\n    - headers:\n        x-user: {suffix: bob}\n"
       "    route:\n    - destination: {host: orders}\n",
@@ -572,7 +573,8 @@ START_TEST(policy_hosts_fqdn_map_to_services)
                    "metadata: {name: r}\n"
                    "spec:\n"
                    "  hosts: [reviews.default.svc.Cluster.Local]\n"
-                   "  http: [{route: [{destination: {host: reviews}}]}]\n"
+                   "  http: [{match: [{headers: {X-User: {exact: b}}}],\n"
+                   "          route: [{destination: {host: reviews}}]}]\n"
                    "---\n"
                    "apiVersion: networking.istio.io/v1\n"
                    "kind: DestinationRule\n"
@@ -585,6 +587,10 @@ START_TEST(policy_hosts_fqdn_map_to_services)
     d = json_array_get(v, 1);
     ck_assert_str_eq(json_string_value(
         json_array_get(json_object_get(d, "hosts"), 0)), "reviews");
+    /* a header name in any case, kept lowercase */
+    ck_assert_ptr_nonnull(json_object_get(json_object_get(json_array_get(
+        json_object_get(json_array_get(json_object_get(d, "http"), 0),
+                        "match"), 0), "headers"), "x-user"));
     d = json_array_get(v, 2);
     ck_assert_str_eq(json_string_value(json_object_get(d, "host")),
                      "ratings");
