@@ -151,10 +151,30 @@ typedef struct {
     mesh_direct_response_t  *direct;        /* NULL: none */
 } mesh_http_route_t;
 
+/*
+ * connectionPool.tcp.tcpKeepalive as the kernel takes it: whole seconds
+ * (TCP_KEEPIDLE, TCP_KEEPINTVL up to 32767) and at most 127 probes
+ * (TCP_KEEPCNT); registryd and the reader hold the policy to these
+ */
+#define MESH_KEEPALIVE_MAX_MS       (32767 * 1000)
+#define MESH_KEEPALIVE_PROBES_MAX   127
+
 typedef struct {
     int           lb;                       /* MESH_LB_* */
     const char   *hash_name;
     int           max_connections;          /* 0: no cap */
+
+    /* the rest of connectionPool, -1 where not set */
+    int64_t       connect_timeout;          /* ms */
+    int           tcp_keepalive;            /* 1: tcpKeepalive given */
+    int64_t       keepalive_time;           /* ms, the kernel's if not set */
+    int64_t       keepalive_interval;       /* ms */
+    int           keepalive_probes;
+    int           http1_max_pending;        /* accepted: nginx queues none */
+    int           http2_max_requests;       /* in flight to the service */
+    int           max_requests_per_conn;    /* 0: no limit (Istio's) */
+    int           max_retries;              /* retries in flight */
+    int64_t       idle_timeout;             /* ms */
 
     /* outlierDetection, -1 where not set */
     int           consecutive_5xx;

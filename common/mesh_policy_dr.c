@@ -94,8 +94,49 @@ static const char *const  mesh_od_keys[] = {
 };
 
 
-static const char *const  mesh_pool_keys[] = { "tcp", NULL };
-static const char *const  mesh_tcp_keys[] = { "maxConnections", NULL };
+enum {
+    MESH_POOL_TCP = 0,
+    MESH_POOL_HTTP
+};
+
+static const char *const  mesh_pool_keys[] = { "tcp", "http", NULL };
+
+
+enum {
+    MESH_TCP_MAX_CONNS = 0,
+    MESH_TCP_CONNECT_TIMEOUT,
+    MESH_TCP_KEEPALIVE
+};
+
+static const char *const  mesh_tcp_keys[] = {
+    "maxConnections", "connectTimeoutMs", "tcpKeepalive", NULL
+};
+
+
+enum {
+    MESH_KA_TIME = 0,
+    MESH_KA_INTERVAL,
+    MESH_KA_PROBES
+};
+
+static const char *const  mesh_ka_keys[] = {
+    "timeMs", "intervalMs", "probes", NULL
+};
+
+
+enum {
+    MESH_HTTP_PENDING = 0,
+    MESH_HTTP_MAX_REQUESTS,
+    MESH_HTTP_PER_CONN,
+    MESH_HTTP_RETRIES,
+    MESH_HTTP_IDLE
+};
+
+static const char *const  mesh_http_keys[] = {
+    "http1MaxPendingRequests", "http2MaxRequests",
+    "maxRequestsPerConnection", "maxRetries", "idleTimeoutMs", NULL
+};
+
 
 enum {
     MESH_SS_NAME = 0,
@@ -114,6 +155,9 @@ static int mesh_policy_chash(mesh_json_t *j, mesh_traffic_policy_t *tp);
 static int mesh_policy_cookie(mesh_json_t *j, mesh_traffic_policy_t *tp);
 static int mesh_policy_outlier(mesh_json_t *j, mesh_traffic_policy_t *tp);
 static int mesh_policy_pool(mesh_json_t *j, mesh_traffic_policy_t *tp);
+static int mesh_policy_tcp(mesh_json_t *j, mesh_traffic_policy_t *tp);
+static int mesh_policy_keepalive(mesh_json_t *j, mesh_traffic_policy_t *tp);
+static int mesh_policy_http(mesh_json_t *j, mesh_traffic_policy_t *tp);
 static void mesh_policy_traffic_init(mesh_traffic_policy_t *tp);
 static void mesh_policy_inherit(mesh_traffic_policy_t *tp,
     const mesh_traffic_policy_t *from);
@@ -614,8 +658,8 @@ static int
 mesh_policy_pool(mesh_json_t *j, mesh_traffic_policy_t *tp)
 {
     int                   rc, k;
-    size_t                n, m, klen;
-    unsigned              seen, tseen;
+    size_t                n, klen;
+    unsigned              seen;
     const unsigned char  *key;
 
     if (mesh_policy_open(j, '{', "\"connectionPool\"") != 0) {
@@ -628,43 +672,193 @@ mesh_policy_pool(mesh_json_t *j, mesh_traffic_policy_t *tp)
     while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
         k = mesh_policy_key(j, mesh_pool_keys, key, klen, &seen);
 
-        if (k == -2) {
+        switch (k) {
+
+        case MESH_POOL_TCP:
+            rc = mesh_policy_tcp(j, tp);
+            break;
+
+        case MESH_POOL_HTTP:
+            rc = mesh_policy_http(j, tp);
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 5);
+        }
+
+        if (rc != 0) {
             return -1;
         }
+    }
 
-        if (k == -1) {
-            if (mesh_json_skip(j, 5) != 0) {
-                return -1;
-            }
+    return rc == 0 ? 0 : -1;
+}
 
-            continue;
+
+static int
+mesh_policy_tcp(mesh_json_t *j, mesh_traffic_policy_t *tp)
+{
+    int                   rc, k;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key;
+
+    if (mesh_policy_open(j, '{', "\"connectionPool.tcp\"") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_tcp_keys, key, klen, &seen);
+
+        switch (k) {
+
+        case MESH_TCP_MAX_CONNS:
+            rc = mesh_policy_int(j, mesh_tcp_keys[k], 1, MESH_CONNS_MAX,
+                                 &tp->max_connections);
+            break;
+
+        case MESH_TCP_CONNECT_TIMEOUT:
+            rc = mesh_policy_ms(j, mesh_tcp_keys[k], 1, &tp->connect_timeout);
+            break;
+
+        case MESH_TCP_KEEPALIVE:
+            rc = mesh_policy_keepalive(j, tp);
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 6);
         }
 
-        if (mesh_policy_open(j, '{', "\"connectionPool.tcp\"") != 0) {
+        if (rc != 0) {
             return -1;
         }
+    }
 
-        tseen = 0;
-        m = 0;
+    return rc == 0 ? 0 : -1;
+}
 
-        while ((rc = mesh_json_next_member(j, &m, &key, &klen)) == 1) {
-            k = mesh_policy_key(j, mesh_tcp_keys, key, klen, &tseen);
 
-            if (k == -2) {
-                return -1;
+/* tcpKeepalive: SO_KEEPALIVE, and what it sets of the kernel's timing */
+
+static int
+mesh_policy_keepalive(mesh_json_t *j, mesh_traffic_policy_t *tp)
+{
+    int                   rc, k;
+    size_t                n, klen;
+    int64_t              *ms;
+    unsigned              seen;
+    const unsigned char  *key, *at;
+
+    if (mesh_policy_open(j, '{', "\"tcpKeepalive\"") != 0) {
+        return -1;
+    }
+
+    tp->tcp_keepalive = 1;
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_ka_keys, key, klen, &seen);
+        at = j->pos;
+
+        switch (k) {
+
+        case MESH_KA_TIME:
+        case MESH_KA_INTERVAL:
+            ms = (k == MESH_KA_TIME) ? &tp->keepalive_time
+                                     : &tp->keepalive_interval;
+
+            rc = mesh_policy_ms(j, mesh_ka_keys[k], 1000, ms);
+
+            if (rc == 0 && *ms > MESH_KEEPALIVE_MAX_MS) {
+                mesh_json_error(j, at, "\"%s\" is above %d",
+                                mesh_ka_keys[k], MESH_KEEPALIVE_MAX_MS);
+                rc = -1;
             }
 
-            if (k == -1) {
-                rc = mesh_json_skip(j, 6);
+            break;
 
-            } else {
-                rc = mesh_policy_int(j, "maxConnections", 1, MESH_CONNS_MAX,
-                                     &tp->max_connections);
-            }
+        case MESH_KA_PROBES:
+            rc = mesh_policy_int(j, mesh_ka_keys[k], 1,
+                                 MESH_KEEPALIVE_PROBES_MAX,
+                                 &tp->keepalive_probes);
+            break;
 
-            if (rc != 0) {
-                return -1;
-            }
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 7);
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    return rc == 0 ? 0 : -1;
+}
+
+
+static int
+mesh_policy_http(mesh_json_t *j, mesh_traffic_policy_t *tp)
+{
+    int                   rc, k;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key;
+
+    if (mesh_policy_open(j, '{', "\"connectionPool.http\"") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_http_keys, key, klen, &seen);
+
+        switch (k) {
+
+        case MESH_HTTP_PENDING:
+            rc = mesh_policy_int(j, mesh_http_keys[k], 0, INT_MAX,
+                                 &tp->http1_max_pending);
+            break;
+
+        case MESH_HTTP_MAX_REQUESTS:
+            rc = mesh_policy_int(j, mesh_http_keys[k], 1, INT_MAX,
+                                 &tp->http2_max_requests);
+            break;
+
+        case MESH_HTTP_PER_CONN:
+            rc = mesh_policy_int(j, mesh_http_keys[k], 0, INT_MAX,
+                                 &tp->max_requests_per_conn);
+            break;
+
+        case MESH_HTTP_RETRIES:
+            rc = mesh_policy_int(j, mesh_http_keys[k], 0, INT_MAX,
+                                 &tp->max_retries);
+            break;
+
+        case MESH_HTTP_IDLE:
+            rc = mesh_policy_ms(j, mesh_http_keys[k], 1, &tp->idle_timeout);
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 6);
         }
 
         if (rc != 0) {
@@ -682,6 +876,17 @@ mesh_policy_traffic_init(mesh_traffic_policy_t *tp)
     tp->lb = MESH_LB_NONE;
     tp->hash_name = NULL;
     tp->max_connections = 0;
+
+    tp->connect_timeout = -1;
+    tp->tcp_keepalive = -1;
+    tp->keepalive_time = -1;
+    tp->keepalive_interval = -1;
+    tp->keepalive_probes = -1;
+    tp->http1_max_pending = -1;
+    tp->http2_max_requests = -1;
+    tp->max_requests_per_conn = -1;
+    tp->max_retries = -1;
+    tp->idle_timeout = -1;
 
     tp->consecutive_5xx = -1;
     tp->consecutive_gateway = -1;
@@ -707,6 +912,46 @@ mesh_policy_inherit(mesh_traffic_policy_t *tp,
 
     if (tp->max_connections == 0) {
         tp->max_connections = from->max_connections;
+    }
+
+    if (tp->connect_timeout == -1) {
+        tp->connect_timeout = from->connect_timeout;
+    }
+
+    if (tp->tcp_keepalive == -1) {
+        tp->tcp_keepalive = from->tcp_keepalive;
+    }
+
+    if (tp->keepalive_time == -1) {
+        tp->keepalive_time = from->keepalive_time;
+    }
+
+    if (tp->keepalive_interval == -1) {
+        tp->keepalive_interval = from->keepalive_interval;
+    }
+
+    if (tp->keepalive_probes == -1) {
+        tp->keepalive_probes = from->keepalive_probes;
+    }
+
+    if (tp->http1_max_pending == -1) {
+        tp->http1_max_pending = from->http1_max_pending;
+    }
+
+    if (tp->http2_max_requests == -1) {
+        tp->http2_max_requests = from->http2_max_requests;
+    }
+
+    if (tp->max_requests_per_conn == -1) {
+        tp->max_requests_per_conn = from->max_requests_per_conn;
+    }
+
+    if (tp->max_retries == -1) {
+        tp->max_retries = from->max_retries;
+    }
+
+    if (tp->idle_timeout == -1) {
+        tp->idle_timeout = from->idle_timeout;
     }
 
     if (tp->consecutive_5xx == -1) {

@@ -218,6 +218,23 @@ ck_tp_unset_outlier(const mesh_traffic_policy_t *tp)
 }
 
 
+static void
+ck_tp_unset_pool(const mesh_traffic_policy_t *tp)
+{
+    ck_assert_int_eq(tp->max_connections, 0);
+    ck_assert_int_eq(tp->connect_timeout, -1);
+    ck_assert_int_eq(tp->tcp_keepalive, -1);
+    ck_assert_int_eq(tp->keepalive_time, -1);
+    ck_assert_int_eq(tp->keepalive_interval, -1);
+    ck_assert_int_eq(tp->keepalive_probes, -1);
+    ck_assert_int_eq(tp->http1_max_pending, -1);
+    ck_assert_int_eq(tp->http2_max_requests, -1);
+    ck_assert_int_eq(tp->max_requests_per_conn, -1);
+    ck_assert_int_eq(tp->max_retries, -1);
+    ck_assert_int_eq(tp->idle_timeout, -1);
+}
+
+
 START_TEST(policy_docs_example_parses)
 {
     mesh_policies_t                *p;
@@ -401,12 +418,14 @@ START_TEST(policy_absent_fields_get_defaults)
     ck_assert_ptr_null(dr->traffic.hash_name);
     ck_assert_int_eq(dr->traffic.max_connections, 0);
     ck_tp_unset_outlier(&dr->traffic);
+    ck_tp_unset_pool(&dr->traffic);
 
     ck_assert_uint_eq(dr->nsubsets, 1);
     ck_assert_uint_eq(dr->subsets[0].nlabels, 0);
     ck_assert_int_eq(dr->subsets[0].policy.lb, MESH_LB_NONE);
     ck_assert_int_eq(dr->subsets[0].policy.max_connections, 0);
     ck_tp_unset_outlier(&dr->subsets[0].policy);
+    ck_tp_unset_pool(&dr->subsets[0].policy);
 
     ht = &p->vss[0].http[0];
     ck_assert_ptr_null(ht->name);
@@ -422,10 +441,20 @@ START_TEST(policy_absent_fields_get_defaults)
     /* empty objects inside trafficPolicy and retries set nothing */
 
     p = ck_parse(CK_DR_TP("\"outlierDetection\":{},\"connectionPool\":"
-                          "{\"tcp\":{}}"));
+                          "{\"tcp\":{},\"http\":{}}"));
     ck_assert_int_eq(p->rules[0].traffic.lb, MESH_LB_NONE);
-    ck_assert_int_eq(p->rules[0].traffic.max_connections, 0);
+    ck_tp_unset_pool(&p->rules[0].traffic);
     ck_tp_unset_outlier(&p->rules[0].traffic);
+    mesh_policies_free(p);
+
+    /* an empty tcpKeepalive says SO_KEEPALIVE with the kernel's timing */
+
+    p = ck_parse(CK_DR_TP("\"connectionPool\":{\"tcp\":"
+                          "{\"tcpKeepalive\":{}}}"));
+    ck_assert_int_eq(p->rules[0].traffic.tcp_keepalive, 1);
+    ck_assert_int_eq(p->rules[0].traffic.keepalive_time, -1);
+    ck_assert_int_eq(p->rules[0].traffic.keepalive_interval, -1);
+    ck_assert_int_eq(p->rules[0].traffic.keepalive_probes, -1);
     mesh_policies_free(p);
 
     p = ck_parse(CK_HTTP(",\"retries\":{\"retryOn\":[]}"));
@@ -511,6 +540,71 @@ START_TEST(policy_subset_fields_override_the_rule)
     ck_assert_int_eq(tp->base_ejection_time, 2000);
     ck_assert_int_eq(tp->consecutive_5xx, 3);
     ck_assert_int_eq(tp->max_connections, 50);
+
+    mesh_policies_free(p);
+}
+END_TEST
+
+
+START_TEST(policy_pool_fields_read_and_inherited)
+{
+    mesh_policies_t                *p;
+    const mesh_traffic_policy_t    *tp;
+    const mesh_destination_rule_t  *dr;
+
+    p = ck_parse("[{\"policy\":\"p\",\"kind\":\"DestinationRule\","
+                 "\"name\":\"n\",\"host\":\"h\","
+                 "\"trafficPolicy\":{\"connectionPool\":{"
+                 "\"tcp\":{\"maxConnections\":10,\"connectTimeoutMs\":250,"
+                 "\"tcpKeepalive\":{\"timeMs\":7000,\"intervalMs\":3000,"
+                 "\"probes\":4}},"
+                 "\"http\":{\"http1MaxPendingRequests\":0,"
+                 "\"http2MaxRequests\":20,\"maxRequestsPerConnection\":3,"
+                 "\"maxRetries\":2,\"idleTimeoutMs\":1500}}},"
+                 "\"subsets\":["
+                 "{\"name\":\"own\",\"labels\":{\"v\":\"1\"},"
+                 "\"trafficPolicy\":{\"connectionPool\":{"
+                 "\"tcp\":{\"tcpKeepalive\":{\"probes\":9}},"
+                 "\"http\":{\"http2MaxRequests\":5,"
+                 "\"maxRequestsPerConnection\":0,\"maxRetries\":0}}}},"
+                 "{\"name\":\"bare\",\"labels\":{\"v\":\"2\"}}]}]");
+    ck_walk(p);
+
+    dr = &p->rules[0];
+    tp = &dr->traffic;
+    ck_assert_int_eq(tp->max_connections, 10);
+    ck_assert_int_eq(tp->connect_timeout, 250);
+    ck_assert_int_eq(tp->tcp_keepalive, 1);
+    ck_assert_int_eq(tp->keepalive_time, 7000);
+    ck_assert_int_eq(tp->keepalive_interval, 3000);
+    ck_assert_int_eq(tp->keepalive_probes, 4);
+    ck_assert_int_eq(tp->http1_max_pending, 0);
+    ck_assert_int_eq(tp->http2_max_requests, 20);
+    ck_assert_int_eq(tp->max_requests_per_conn, 3);
+    ck_assert_int_eq(tp->max_retries, 2);
+    ck_assert_int_eq(tp->idle_timeout, 1500);
+
+    /* each field the subset leaves out comes from the rule; a 0 it gives
+     * (no limit per connection, no retries at once) is its own */
+
+    tp = &mesh_rule_subset(dr, "own")->policy;
+    ck_assert_int_eq(tp->max_connections, 10);
+    ck_assert_int_eq(tp->connect_timeout, 250);
+    ck_assert_int_eq(tp->tcp_keepalive, 1);
+    ck_assert_int_eq(tp->keepalive_time, 7000);
+    ck_assert_int_eq(tp->keepalive_interval, 3000);
+    ck_assert_int_eq(tp->keepalive_probes, 9);
+    ck_assert_int_eq(tp->http1_max_pending, 0);
+    ck_assert_int_eq(tp->http2_max_requests, 5);
+    ck_assert_int_eq(tp->max_requests_per_conn, 0);
+    ck_assert_int_eq(tp->max_retries, 0);
+    ck_assert_int_eq(tp->idle_timeout, 1500);
+
+    tp = &mesh_rule_subset(dr, "bare")->policy;
+    ck_assert_int_eq(tp->keepalive_probes, 4);
+    ck_assert_int_eq(tp->http2_max_requests, 20);
+    ck_assert_int_eq(tp->max_requests_per_conn, 3);
+    ck_assert_int_eq(tp->max_retries, 2);
 
     mesh_policies_free(p);
 }
@@ -763,6 +857,28 @@ static const struct {
     { CK_DR_TP("\"connectionPool\":{\"tcp\":{\"maxConnections\":0}}"),
       "maxConnections" },
     { CK_DR_TP("\"connectionPool\":{\"tcp\":[]}"), "must be an object" },
+    { CK_DR_TP("\"connectionPool\":{\"http\":1}"), "must be an object" },
+    { CK_DR_TP("\"connectionPool\":{\"tcp\":{\"connectTimeoutMs\":0}}"),
+      "connectTimeoutMs" },
+    { CK_DR_TP("\"connectionPool\":{\"tcp\":{\"tcpKeepalive\":"
+               "{\"timeMs\":999}}}"), "timeMs" },
+    { CK_DR_TP("\"connectionPool\":{\"tcp\":{\"tcpKeepalive\":"
+               "{\"intervalMs\":32768000}}}"), "is above 32767000" },
+    { CK_DR_TP("\"connectionPool\":{\"tcp\":{\"tcpKeepalive\":"
+               "{\"probes\":128}}}"), "probes" },
+    { CK_DR_TP("\"connectionPool\":{\"tcp\":{\"tcpKeepalive\":true}}"),
+      "must be an object" },
+    { CK_DR_TP("\"connectionPool\":{\"http\":{\"http2MaxRequests\":0}}"),
+      "http2MaxRequests" },
+    { CK_DR_TP("\"connectionPool\":{\"http\":{\"maxRetries\":-1}}"),
+      "maxRetries" },
+    { CK_DR_TP("\"connectionPool\":{\"http\":"
+               "{\"maxRequestsPerConnection\":2147483648}}"),
+      "maxRequestsPerConnection" },
+    { CK_DR_TP("\"connectionPool\":{\"http\":{\"idleTimeoutMs\":\"1s\"}}"),
+      "idleTimeoutMs" },
+    { CK_DR_TP("\"connectionPool\":{\"http\":{\"maxRetries\":1,"
+               "\"maxRetries\":2}}"), "duplicate field \"maxRetries\"" },
     { CK_DR("\"trafficPolicy\":null"), "must be an object" },
     { CK_VS("1"), "an \"http\" item must be an object" },
     { CK_VS("{" CK_ROUTE "}"), "without \"match\"" },
@@ -1318,6 +1434,7 @@ policy_suite(void)
     tcase_add_test(tc, policy_from_snapshot_parses);
     tcase_add_test(tc, policy_absent_fields_get_defaults);
     tcase_add_test(tc, policy_subset_fields_override_the_rule);
+    tcase_add_test(tc, policy_pool_fields_read_and_inherited);
     tcase_add_loop_test(tc, policy_every_lb_kind, 0,
                         sizeof(ck_lb) / sizeof(ck_lb[0]));
     tcase_add_test(tc, policy_retry_on_bits);

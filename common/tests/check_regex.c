@@ -119,7 +119,10 @@ static const char  ck_model[] =
     "\"outlierDetection\":{\"consecutive5xxErrors\":3}},"
     "\"subsets\":[{\"name\":\"v1\",\"labels\":{\"version\":\"v1\"}},"
     "{\"name\":\"v2\",\"labels\":{\"version\":\"v2\",\"zone\":\"a\"},"
-    "\"trafficPolicy\":{\"loadBalancer\":{\"simple\":\"RANDOM\"}}}]},"
+    "\"trafficPolicy\":{\"loadBalancer\":{\"simple\":\"RANDOM\"},"
+    "\"connectionPool\":{\"tcp\":{\"connectTimeoutMs\":250,"
+    "\"tcpKeepalive\":{\"timeMs\":7000}},\"http\":{\"maxRetries\":1,"
+    "\"idleTimeoutMs\":1500}}}}]},"
     "{\"policy\":\"orders\",\"kind\":\"VirtualService\",\"name\":\"r\","
     "\"hosts\":[\"orders\",\"orders-b\"],\"http\":[{\"name\":\"canary\","
     "\"match\":[{\"headers\":{\"x-canary\":{\"exact\":\"1\"}}},"
@@ -164,6 +167,12 @@ START_TEST(policies_pack_unpack_keeps_the_model)
     ck_assert_uint_eq(dr->subsets[1].nlabels, 2);
     ck_assert_str_eq(dr->subsets[1].labels[1].key, "zone");
     ck_assert_int_eq(dr->subsets[1].policy.lb, MESH_LB_RANDOM);
+    ck_assert_int_eq(dr->subsets[1].policy.connect_timeout, 250);
+    ck_assert_int_eq(dr->subsets[1].policy.tcp_keepalive, 1);
+    ck_assert_int_eq(dr->subsets[1].policy.keepalive_time, 7000);
+    ck_assert_int_eq(dr->subsets[1].policy.max_retries, 1);
+    ck_assert_int_eq(dr->subsets[1].policy.idle_timeout, 1500);
+    ck_assert_int_eq(dr->subsets[0].policy.max_retries, -1);
     ck_assert_str_eq(dr->subsets[1].policy.hash_name == NULL ? "" : "x",
                      "");
 
