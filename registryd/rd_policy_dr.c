@@ -361,15 +361,217 @@ rd_parse_outlier(rd_pctx_t *c, yaml_node_t *n, json_t **out)
 }
 
 
+/* a Go duration the kernel takes in whole seconds: 1s..32767s */
+static int
+rd_get_keepalive_time(rd_pctx_t *c, yaml_node_t *n, int64_t *ms)
+{
+    if (rd_get_duration(c, n, 1000, ms) != 0) {
+        return -1;
+    }
+
+    if (*ms > MESH_KEEPALIVE_MAX_MS) {
+        return rd_perr(c, n, "must be at most %ds (the kernel's limit)",
+                       MESH_KEEPALIVE_MAX_MS / 1000);
+    }
+
+    return 0;
+}
+
+
+static int
+rd_parse_keepalive(rd_pctx_t *c, yaml_node_t *n, json_t *o)
+{
+    size_t             old;
+    int64_t            ms;
+    long long          i;
+    const char        *k;
+    yaml_node_t       *kn, *v;
+    yaml_node_pair_t  *p;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "time") == 0 || strcmp(k, "interval") == 0) {
+            char key[16];
+
+            if (rd_get_keepalive_time(c, v, &ms) != 0) {
+                return -1;
+            }
+            snprintf(key, sizeof(key), "%sMs", k);
+            rd_jset(o, key, json_integer(ms));
+
+        } else if (strcmp(k, "probes") == 0) {
+            if (rd_get_int(c, v, 1, MESH_KEEPALIVE_PROBES_MAX, &i) != 0) {
+                return -1;
+            }
+            rd_jset(o, k, json_integer(i));
+
+        } else {
+            return rd_unknown(c, kn, k, "time,interval,probes", NULL);
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    return 0;
+}
+
+
+static int
+rd_parse_pool_tcp(rd_pctx_t *c, yaml_node_t *n, json_t *o)
+{
+    size_t             old;
+    json_t            *ka;
+    int64_t            ms;
+    long long          i;
+    const char        *k;
+    yaml_node_t       *kn, *v;
+    yaml_node_pair_t  *p;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "maxConnections") == 0) {
+            if (rd_get_int(c, v, 1, 1000000, &i) != 0) {
+                return -1;
+            }
+            rd_jset(o, k, json_integer(i));
+
+        } else if (strcmp(k, "connectTimeout") == 0) {
+            if (rd_get_duration(c, v, 1, &ms) != 0) {
+                return -1;
+            }
+            rd_jset(o, "connectTimeoutMs", json_integer(ms));
+
+        } else if (strcmp(k, "tcpKeepalive") == 0) {
+            ka = rd_jobj();
+            rd_jset(o, k, ka);
+
+            if (rd_parse_keepalive(c, v, ka) != 0) {
+                return -1;
+            }
+
+        } else {
+            return rd_unknown(c, kn, k, "maxConnections,connectTimeout,"
+                              "tcpKeepalive",
+                              "maxConnectionDuration,idleTimeout");
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    return 0;
+}
+
+
+/*
+ * connectionPool.http. nginx speaks HTTP/1.1 to upstreams: the HTTP/2
+ * settings are refused, except the values that ask for what nginx does
+ * anyway, which are accepted and not carried.
+ */
+static int
+rd_parse_pool_http(rd_pctx_t *c, yaml_node_t *n, json_t *o)
+{
+    int                b;
+    size_t             old;
+    int64_t            ms;
+    long long          i;
+    const char        *k, *s;
+    yaml_node_t       *kn, *v;
+    yaml_node_pair_t  *p;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "http2MaxRequests") == 0) {
+            if (rd_get_int(c, v, 1, INT_MAX, &i) != 0) {
+                return -1;
+            }
+            rd_jset(o, k, json_integer(i));
+
+        } else if (strcmp(k, "http1MaxPendingRequests") == 0
+                   || strcmp(k, "maxRequestsPerConnection") == 0
+                   || strcmp(k, "maxRetries") == 0)
+        {
+            if (rd_get_int(c, v, 0, INT_MAX, &i) != 0) {
+                return -1;
+            }
+            rd_jset(o, k, json_integer(i));
+
+        } else if (strcmp(k, "idleTimeout") == 0) {
+            if (rd_get_duration(c, v, 1, &ms) != 0) {
+                return -1;
+            }
+            rd_jset(o, "idleTimeoutMs", json_integer(ms));
+
+        } else if (strcmp(k, "h2UpgradePolicy") == 0) {
+            if (rd_get_str(c, v, &s) != 0) {
+                return -1;
+            }
+
+            if (strcmp(s, "UPGRADE") == 0) {
+                return rd_perr(c, v, "UPGRADE is not supported: nginx "
+                               "speaks HTTP/1.1 to upstreams (DEFAULT and "
+                               "DO_NOT_UPGRADE are what it does)");
+            }
+
+            if (strcmp(s, "DEFAULT") != 0 && strcmp(s, "DO_NOT_UPGRADE") != 0)
+            {
+                return rd_perr(c, v, "\"%.64s\" is not one of DEFAULT, "
+                               "DO_NOT_UPGRADE, UPGRADE", s);
+            }
+
+        } else if (strcmp(k, "useClientProtocol") == 0) {
+            if (rd_get_bool(c, v, &b) != 0) {
+                return -1;
+            }
+
+            if (b) {
+                return rd_perr(c, v, "true is not supported: nginx speaks "
+                               "HTTP/1.1 to upstreams whatever the client "
+                               "spoke (false is what it does)");
+            }
+
+        } else if (strcmp(k, "maxConcurrentStreams") == 0) {
+            return rd_perr(c, kn, "unsupported field \"maxConcurrentStreams\""
+                           ": nginx speaks HTTP/1.1 to upstreams, one "
+                           "request at a time per connection");
+
+        } else {
+            return rd_unknown(c, kn, k, "http1MaxPendingRequests,"
+                              "http2MaxRequests,maxRequestsPerConnection,"
+                              "maxRetries,idleTimeout,h2UpgradePolicy,"
+                              "useClientProtocol", NULL);
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    return 0;
+}
+
+
 static int
 rd_parse_pool(rd_pctx_t *c, yaml_node_t *n, json_t **out)
 {
-    size_t             old, old2;
-    json_t            *o, *tcp;
-    long long          i;
-    const char        *k, *k2;
-    yaml_node_t       *kn, *v, *kn2, *v2;
-    yaml_node_pair_t  *p, *p2;
+    int                rc;
+    size_t             old;
+    json_t            *o, *sub;
+    const char        *k;
+    yaml_node_t       *kn, *v;
+    yaml_node_pair_t  *p;
 
     if (rd_check_map(c, n) != 0) {
         return -1;
@@ -381,37 +583,17 @@ rd_parse_pool(rd_pctx_t *c, yaml_node_t *n, json_t **out)
     rd_foreach_pair(c, n, p, k, kn, v) {
         old = rd_path_key(c, k);
 
-        if (strcmp(k, "tcp") != 0) {
-            if (strcmp(k, "http") == 0) {
-                return rd_perr(c, kn, "unsupported field \"http\": "
-                               "ngx_mesh supports only "
-                               "connectionPool.tcp.maxConnections");
-            }
-            return rd_unknown(c, kn, k, "tcp", NULL);
+        if (strcmp(k, "tcp") != 0 && strcmp(k, "http") != 0) {
+            return rd_unknown(c, kn, k, "tcp,http", NULL);
         }
 
-        if (rd_check_map(c, v) != 0) {
+        sub = rd_jobj();
+        rd_jset(o, k, sub);
+
+        rc = (k[0] == 't') ? rd_parse_pool_tcp(c, v, sub)
+                           : rd_parse_pool_http(c, v, sub);
+        if (rc != 0) {
             return -1;
-        }
-
-        tcp = rd_jobj();
-        rd_jset(o, "tcp", tcp);
-
-        rd_foreach_pair(c, v, p2, k2, kn2, v2) {
-            old2 = rd_path_key(c, k2);
-
-            if (strcmp(k2, "maxConnections") != 0) {
-                return rd_unknown(c, kn2, k2, "maxConnections",
-                                  "connectTimeout,tcpKeepalive,"
-                                  "maxConnectionDuration,idleTimeout");
-            }
-
-            if (rd_get_int(c, v2, 1, 1000000, &i) != 0) {
-                return -1;
-            }
-
-            rd_jset(tcp, "maxConnections", json_integer(i));
-            rd_path_pop(c, old2);
         }
 
         rd_path_pop(c, old);

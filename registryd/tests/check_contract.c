@@ -121,6 +121,7 @@ fill(void)
     apply_file("orders-destination", "conf/policies/orders-destination.yaml");
     apply_file("orders-routes", "conf/policies/orders-routes.yaml");
     apply_file("sessions-hash", "conf/policies/sessions-hash.yaml");
+    apply_file("payments-pool", "conf/policies/payments-pool.yaml");
 }
 
 
@@ -185,6 +186,24 @@ START_TEST(contract_complete_snapshot_reads_field_by_field)
                       MESH_RETRY_5XX | MESH_RETRY_CONNECT_FAILURE);
 
     ck_assert_ptr_nonnull(mesh_policies_rule(p, "sessions", 8));
+
+    /* connectionPool, and a subset's own field over the rule's */
+    dr = mesh_policies_rule(p, "payments", 8);
+    ck_assert_ptr_nonnull(dr);
+    ck_assert_int_eq(dr->traffic.max_connections, 50);
+    ck_assert_int_eq(dr->traffic.connect_timeout, 250);
+    ck_assert_int_eq(dr->traffic.tcp_keepalive, 1);
+    ck_assert_int_eq(dr->traffic.keepalive_time, 60000);
+    ck_assert_int_eq(dr->traffic.keepalive_interval, 10000);
+    ck_assert_int_eq(dr->traffic.keepalive_probes, 3);
+    ck_assert_int_eq(dr->traffic.http2_max_requests, 200);
+    ck_assert_int_eq(dr->traffic.http1_max_pending, 0);
+    ck_assert_int_eq(dr->traffic.max_requests_per_conn, 100);
+    ck_assert_int_eq(dr->traffic.max_retries, 5);
+    ck_assert_int_eq(dr->traffic.idle_timeout, 30000);
+    ck_assert_int_eq(mesh_rule_subset(dr, "batch")->policy.http2_max_requests,
+                     20);
+    ck_assert_int_eq(mesh_rule_subset(dr, "batch")->policy.max_retries, 5);
 
     mesh_policies_free(p);
     mesh_snapshot_free(s);

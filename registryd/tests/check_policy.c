@@ -124,13 +124,13 @@ static const bad_t  bad[] = {
       "spec.trafficPolicy.connectionPool.tcp.maxConnections", 10, 25, 0,
       "1..1000000" },
     { DR "  trafficPolicy:\n    connectionPool:\n      http:\n"
-      "        http1MaxPendingRequests: 10\n",
-      "spec.trafficPolicy.connectionPool.http", 9, 7, 0,
-      "only connectionPool.tcp.maxConnections" },
+      "        http2MaxRequests: 0\n",
+      "spec.trafficPolicy.connectionPool.http.http2MaxRequests", 10, 27, 0,
+      "1..2147483647" },
     { DR "  trafficPolicy:\n    connectionPool:\n      tcp:\n"
-      "        connectTimeout: 1s\n",
-      "spec.trafficPolicy.connectionPool.tcp.connectTimeout", 10, 9, 0,
-      "unsupported field" },
+      "        maxConnectionDuration: 1s\n",
+      "spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration", 10, 9,
+      0, "unsupported field" },
     { DR "  subsets:\n  - name: v1\n", "spec.subsets[0].labels", 8, 5, 0,
       "is required" },
     { DR "  subsets:\n  - name: v1\n    labels: {}\n",
@@ -233,6 +233,43 @@ static const bad_t  bad[] = {
     { "apiVersion: mesh/v1\nkind: VirtualService\nmetadata: {name: v}\n"
       "spec:\n  hosts: [orders, orders]\n  http: []\n", "spec.hosts[1]", 5,
       19, 0, "listed twice" },
+    { DR "  trafficPolicy:\n    connectionPool:\n      http:\n"
+      "        h2UpgradePolicy: UPGRADE\n",
+      "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy", 10, 26, 0,
+      "nginx speaks HTTP/1.1" },
+    /* 70 */
+    { DR "  trafficPolicy:\n    connectionPool:\n      http:\n"
+      "        maxConcurrentStreams: 10\n",
+      "spec.trafficPolicy.connectionPool.http.maxConcurrentStreams", 10, 9,
+      0, "unsupported field" },
+    { DR "  trafficPolicy:\n    connectionPool:\n      http:\n"
+      "        useClientProtocol: true\n",
+      "spec.trafficPolicy.connectionPool.http.useClientProtocol", 10, 28, 0,
+      "HTTP/1.1 to upstreams" },
+    { DR "  trafficPolicy:\n    connectionPool:\n      tcp:\n"
+      "        tcpKeepalive: {time: 40000s}\n",
+      "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive.time", 10, 30, 0,
+      "at most 32767s" },
+    { DR "  trafficPolicy:\n    connectionPool:\n      tcp:\n"
+      "        tcpKeepalive: {probes: 128}\n",
+      "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive.probes", 10, 32,
+      0, "1..127" },
+    { DR "  trafficPolicy:\n    connectionPool:\n      http:\n"
+      "        idleTimeout: 0s\n",
+      "spec.trafficPolicy.connectionPool.http.idleTimeout", 10, 22, 0,
+      "at least 1ms" },
+    /* 75 */
+    { DR "  trafficPolicy:\n    connectionPool:\n      http:\n"
+      "        maxRetries: -1\n",
+      "spec.trafficPolicy.connectionPool.http.maxRetries", 10, 21, 0,
+      "0..2147483647" },
+    { DR "  trafficPolicy:\n    connectionPool: {grpc: {}}\n",
+      "spec.trafficPolicy.connectionPool.grpc", 8, 22, 0,
+      "unknown field \"grpc\"; supported: tcp, http" },
+    { DR "  trafficPolicy:\n    connectionPool:\n      tcp:\n"
+      "        tcpKeepalive: {time: 500ms}\n",
+      "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive.time", 10, 30, 0,
+      "at least 1000ms" },
 };
 
 
@@ -338,7 +375,13 @@ START_TEST(policy_parse_destination_rule_normalizes)
         "      minHealthPercent: 0\n"
         "      splitExternalLocalOriginErrors: true\n"
         "      consecutiveLocalOriginFailures: 2\n"
-        "    connectionPool: {tcp: {maxConnections: 100}}\n"
+        "    connectionPool:\n"
+        "      tcp: {maxConnections: 100, connectTimeout: 250ms,\n"
+        "            tcpKeepalive: {time: 7s, interval: 1m, probes: 3}}\n"
+        "      http: {http1MaxPendingRequests: 1, http2MaxRequests: 20,\n"
+        "             maxRequestsPerConnection: 3, maxRetries: 2,\n"
+        "             idleTimeout: 1.5s, h2UpgradePolicy: DO_NOT_UPGRADE,\n"
+        "             useClientProtocol: false}\n"
         "  subsets:\n"
         "  - name: v1\n"
         "    labels: {version: v1, \"zone\": \"a\"}\n"
@@ -359,7 +402,12 @@ START_TEST(policy_parse_destination_rule_normalizes)
         "\"baseEjectionTimeMs\":60000,\"maxEjectionPercent\":50,"
         "\"minHealthPercent\":0,\"splitExternalLocalOriginErrors\":true,"
         "\"consecutiveLocalOriginFailures\":2},"
-        "\"connectionPool\":{\"tcp\":{\"maxConnections\":100}}},"
+        "\"connectionPool\":{\"tcp\":{\"maxConnections\":100,"
+        "\"connectTimeoutMs\":250,\"tcpKeepalive\":{\"timeMs\":7000,"
+        "\"intervalMs\":60000,\"probes\":3}},\"http\":{"
+        "\"http1MaxPendingRequests\":1,\"http2MaxRequests\":20,"
+        "\"maxRequestsPerConnection\":3,\"maxRetries\":2,"
+        "\"idleTimeoutMs\":1500}}},"
         "\"subsets\":[{\"name\":\"v1\",\"labels\":{\"version\":\"v1\","
         "\"zone\":\"a\"}},{\"name\":\"v2\",\"labels\":{\"version\":\"v2\"},"
         "\"trafficPolicy\":{\"loadBalancer\":{\"consistentHash\":"
