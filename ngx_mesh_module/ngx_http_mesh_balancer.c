@@ -50,29 +50,6 @@ static struct {
 static ngx_str_t               ngx_http_mesh_empty = ngx_null_string;
 
 
-/* a request in flight on st, counted in this worker's slot too */
-static ngx_inline void
-ngx_http_mesh_hold(ngx_http_mesh_stat_t *st)
-{
-    (void) __sync_fetch_and_add(&st->active, 1);
-
-    if (ngx_http_mesh_slot >= 0) {
-        (void) __sync_fetch_and_add(&st->held[ngx_http_mesh_slot], 1);
-    }
-}
-
-
-static ngx_inline void
-ngx_http_mesh_unhold(ngx_http_mesh_stat_t *st)
-{
-    (void) __sync_fetch_and_sub(&st->active, 1);
-
-    if (ngx_http_mesh_slot >= 0) {
-        (void) __sync_fetch_and_sub(&st->held[ngx_http_mesh_slot], 1);
-    }
-}
-
-
 static void
 ngx_http_mesh_cleanup_peer(void *data)
 {
@@ -93,6 +70,12 @@ ngx_http_mesh_cleanup_peer(void *data)
         }
 
         pd->current = NULL;
+    }
+
+    if (pd->reserved) {
+        /* admitted, and ended before a pick took its place */
+        ngx_http_mesh_unhold(pd->reserved);
+        pd->reserved = NULL;
     }
 
     if (pd->view) {
@@ -387,6 +370,11 @@ ngx_http_mesh_peer_data(ngx_http_request_t *r,
     pd->prefix = 0;
     pd->authority.len = 0;
     pd->authority.data = NULL;
+    pd->admitted = 0;
+    pd->reserved = NULL;
+    pd->output_filter = NULL;
+    pd->filter_ctx = NULL;
+    pd->conn = NULL;
 
     cln->handler = ngx_http_mesh_cleanup_peer;
 
@@ -425,15 +413,8 @@ ngx_http_mesh_init_peer(ngx_http_request_t *r,
     t = NULL;
 
     if (pd->routed) {
-        /* the route phase decided: the route, its destination, and the
-         * route's retries and timeout */
+        /* the route phase decided: the route and its destination */
         t = pd->target;
-
-        if (pd->route && ngx_http_mesh_route_conf(r, pd->route->route)
-                         != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
 
     } else if (view) {
         t = &view->targets[0];
@@ -454,16 +435,24 @@ ngx_http_mesh_init_peer(ngx_http_request_t *r,
                 d = mesh_route_pick(rt->route, (uint32_t) ngx_random());
                 t = (d >= 0) ? rt->dest[d] : NULL;
                 pd->dest = d;
-
-                if (ngx_http_mesh_route_conf(r, rt->route) != NGX_OK) {
-                    return NGX_ERROR;
-                }
             }
         }
     }
 
     pd->target = t;
     n = t ? t->number : 0;
+
+    /* the target's connectionPool, then the route's retries and timeout,
+     * which cap its connect timeout */
+
+    if (ngx_http_mesh_pool_conf(r, pd) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (pd->route && ngx_http_mesh_route_conf(r, pd->route->route) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (n <= 8 * sizeof(uintptr_t)) {
         pd->tried = &pd->tried_inline;
@@ -573,6 +562,13 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
 
     tried = (pd->tries != 0);
 
+    if (!pd->admitted
+        && ngx_http_mesh_pool_admit(pd->request, pd, t) != NGX_OK)
+    {
+        pc->name = &pd->conf->upstream->host;
+        return NGX_BUSY;        /* counted and logged by the pool */
+    }
+
     if (t->panic && !tried && pd->conf->missing == 0) {
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, pc->log, 0,
                        "mesh: service \"%V\" in panic, %ui of %ui healthy",
@@ -587,10 +583,19 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
 
     reserved = 0;
 
-    if (tried && t->service && !pd->refused) {
-        budget = t->service->active / 5;
-        if (budget < 3) {
-            budget = 3;
+    if (tried && t->service && (!pd->refused || t->max_retries >= 0)) {
+
+        /* connectionPool.http.maxRetries, or the budget: 20% of the
+         * requests in flight, at least 3 */
+
+        if (t->max_retries >= 0) {
+            budget = (uint32_t) t->max_retries;
+
+        } else {
+            budget = t->service->active / 5;
+            if (budget < 3) {
+                budget = 3;
+            }
         }
 
         do {
@@ -598,9 +603,13 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
 
             if (cur >= budget) {
                 ngx_log_error(NGX_LOG_WARN, pc->log, 0,
-                              "mesh: retry budget of service \"%V\" "
+                              "mesh: %s of service \"%V\" "
                               "exhausted (%uD retries in flight), not "
-                              "retrying", &pd->conf->service, cur);
+                              "retrying",
+                              t->max_retries >= 0 ? "maxRetries"
+                                                  : "retry budget",
+                              &pd->conf->service, cur);
+                (void) __sync_fetch_and_add(&t->service->retry_overflow, 1);
                 pc->name = &pd->conf->upstream->host;
                 return NGX_BUSY;
             }
@@ -650,7 +659,18 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
             (void) __sync_fetch_and_sub(&t->service->retries_active, 1);
         }
 
-        if (!tried) {
+        if (!tried && t->max_conns) {
+            /* every instance at its maxConnections since the admission */
+            if (t->service) {
+                (void) __sync_fetch_and_add(&t->service->overflow, 1);
+            }
+
+            ngx_log_error(NGX_LOG_INFO, pc->log, 0,
+                          "mesh: every instance of service \"%V\" at its "
+                          "maxConnections (%ui)", &pd->conf->service,
+                          t->max_conns);
+
+        } else if (!tried) {
             ngx_log_error(NGX_LOG_ERR, pc->log, 0,
                           "mesh: no healthy instance of service \"%V\"%s%V%s "
                           "for upstream \"%V\" (%ui registered)",
@@ -675,7 +695,14 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
     (void) __sync_fetch_and_add(&peer->stat->requests, 1);
 
     if (t->service) {
-        ngx_http_mesh_hold(t->service);
+        if (pd->reserved) {
+            /* the place the admission took */
+            pd->reserved = NULL;
+
+        } else {
+            ngx_http_mesh_hold(t->service);
+        }
+
         (void) __sync_fetch_and_add(&t->service->requests, 1);
 
         if (tried) {
@@ -795,6 +822,8 @@ ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
         pc->tries--;
     }
 
+    ngx_http_mesh_pool_free(pc, pd, state);
+
     if (peer == NULL) {
         return;
     }
@@ -817,6 +846,11 @@ ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
         if (pd->retrying) {
             (void) __sync_fetch_and_sub(&svc->retries_active, 1);
             pd->retrying = 0;
+        }
+
+        if (ngx_http_mesh_pool_retry(pc, pd, state) != NGX_OK) {
+            /* over maxRetries: the request ends with this failure */
+            pc->tries = 0;
         }
     }
 

@@ -92,6 +92,12 @@ typedef struct {
     uint64_t                       latency_sum;           /* ms */
     uint64_t                       retries;
     uint64_t                       ejections;
+    uint64_t                       overflow;    /* a service's: requests
+                                                   answered 503 over a
+                                                   connectionPool cap */
+    uint64_t                       retry_overflow;   /* retries not made:
+                                                   maxRetries or the
+                                                   retry budget */
     uint32_t                       retries_active;
     uint32_t                       consecutive_5xx;
     uint32_t                       consecutive_gateway;
@@ -284,6 +290,24 @@ typedef struct {
     ngx_uint_t                     hash;        /* NGX_HTTP_MESH_HASH_* */
     ngx_str_t                      hash_name;
     ngx_uint_t                     max_conns;   /* 0: no cap */
+
+    /* the rest of connectionPool (ngx_http_mesh_pool.c) */
+    ngx_msec_t                     connect_timeout;  /* 0: the location's */
+    ngx_uint_t                     keepalive;   /* SO_KEEPALIVE */
+    int                            keepidle;    /* s, 0: the kernel's */
+    int                            keepintvl;   /* s, 0: the kernel's */
+    int                            keepcnt;     /* 0: the kernel's */
+    ngx_uint_t                     max_requests;     /* in flight to the
+                                                   service, 0: no cap */
+    ngx_uint_t                     conn_requests;    /* on one upstream
+                                                   connection, 0: no cap */
+    ngx_int_t                      max_retries;      /* in flight to the
+                                                   service, -1: the retry
+                                                   budget */
+    ngx_msec_t                     idle_timeout;     /* of a kept upstream
+                                                   connection, 0: the
+                                                   upstream's keepalive_
+                                                   timeout */
     ngx_http_mesh_outlier_t        outlier;
     ngx_http_mesh_stat_t          *service;     /* the service's counters */
     ngx_str_t                      service_name;
@@ -404,6 +428,19 @@ typedef struct {
     ngx_uint_t                     refused;     /* the last try could not
                                                    connect: its retry is
                                                    no extra work */
+
+    /* connectionPool (ngx_http_mesh_pool.c) */
+    ngx_uint_t                     admitted;    /* the caps were checked */
+    ngx_http_mesh_stat_t          *reserved;    /* the service whose
+                                                   active holds a place of
+                                                   the request's that no
+                                                   pick has taken yet */
+    ngx_output_chain_filter_pt     output_filter;    /* the upstream's, which
+                                                   the pool's filter calls */
+    void                          *filter_ctx;
+    ngx_connection_t              *conn;        /* the upstream connection
+                                                   the request was sent on,
+                                                   until free_peer */
     ngx_http_request_t            *request;
 
     /* the VirtualService's route, decided once (by the route phase, or
@@ -448,6 +485,28 @@ void ngx_http_mesh_sweep_stats(ngx_http_mesh_zone_t *zone,
 void ngx_http_mesh_slot_take(ngx_http_mesh_zone_t *zone, ngx_log_t *log);
 void ngx_http_mesh_slot_leave(ngx_http_mesh_zone_t *zone);
 void ngx_http_mesh_slot_check(ngx_http_mesh_zone_t *zone, ngx_log_t *log);
+
+/* a request in flight on st, counted in this worker's slot too */
+static ngx_inline void
+ngx_http_mesh_hold(ngx_http_mesh_stat_t *st)
+{
+    (void) __sync_fetch_and_add(&st->active, 1);
+
+    if (ngx_http_mesh_slot >= 0) {
+        (void) __sync_fetch_and_add(&st->held[ngx_http_mesh_slot], 1);
+    }
+}
+
+
+static ngx_inline void
+ngx_http_mesh_unhold(ngx_http_mesh_stat_t *st)
+{
+    (void) __sync_fetch_and_sub(&st->active, 1);
+
+    if (ngx_http_mesh_slot >= 0) {
+        (void) __sync_fetch_and_sub(&st->held[ngx_http_mesh_slot], 1);
+    }
+}
 
 /* ngx_http_mesh_registry_ssl.c */
 #if (NGX_HTTP_SSL)
@@ -546,6 +605,16 @@ ngx_int_t ngx_http_mesh_route_conf(ngx_http_request_t *r,
     mesh_http_route_t *route);
 ngx_table_elt_t *ngx_http_mesh_header_in(ngx_http_request_t *r,
     const char *name, size_t len);
+
+/* ngx_http_mesh_pool.c */
+ngx_int_t ngx_http_mesh_pool_admit(ngx_http_request_t *r,
+    ngx_http_mesh_peer_data_t *pd, ngx_http_mesh_target_t *t);
+ngx_int_t ngx_http_mesh_pool_conf(ngx_http_request_t *r,
+    ngx_http_mesh_peer_data_t *pd);
+void ngx_http_mesh_pool_free(ngx_peer_connection_t *pc,
+    ngx_http_mesh_peer_data_t *pd, ngx_uint_t state);
+ngx_int_t ngx_http_mesh_pool_retry(ngx_peer_connection_t *pc,
+    ngx_http_mesh_peer_data_t *pd, ngx_uint_t state);
 
 /* ngx_http_mesh_route.c */
 ngx_int_t ngx_http_mesh_route_init(ngx_conf_t *cf);

@@ -61,6 +61,10 @@ static const ngx_http_mesh_family_t  ngx_http_mesh_families[] = {
       "Time to the end of a member's response.", 0 },
     { "service_active_requests", "gauge",
       "Requests in flight to a service.", 0 },
+    { "overflow_total", "counter",
+      "Requests answered 503 over a connectionPool cap.", 0 },
+    { "retry_overflow_total", "counter",
+      "Retries not made: maxRetries or the retry budget.", 0 },
     { NULL, NULL, NULL, 0 }
 };
 
@@ -323,6 +327,18 @@ ngx_http_mesh_prom_service(ngx_http_mesh_status_t *st, u_char *p,
     case 14:
         return ngx_slprintf(p, end, "nginx_mesh_service_active_requests{"
                             "service=\"%V\"} %uL\n", svc, sum->active);
+
+    case 15:
+        return ngx_slprintf(p, end, "nginx_mesh_overflow_total{service="
+                            "\"%V\"} %uL\n", svc,
+                            (st->target && st->target->service)
+                            ? st->target->service->overflow : 0);
+
+    case 16:
+        return ngx_slprintf(p, end, "nginx_mesh_retry_overflow_total{"
+                            "service=\"%V\"} %uL\n", svc,
+                            (st->target && st->target->service)
+                            ? st->target->service->retry_overflow : 0);
     }
 
     return p;

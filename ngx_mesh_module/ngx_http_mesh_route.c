@@ -28,6 +28,8 @@
 static ngx_int_t ngx_http_mesh_route_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mesh_route_go(ngx_http_request_t *r,
     ngx_http_mesh_peer_data_t *pd);
+static ngx_int_t ngx_http_mesh_route_admit(ngx_http_request_t *r,
+    ngx_http_mesh_peer_data_t *pd, ngx_http_mesh_target_t *t);
 static void ngx_http_mesh_delay_done(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mesh_respond(ngx_http_request_t *r,
     ngx_uint_t status, const char *body, size_t len);
@@ -148,7 +150,10 @@ ngx_http_mesh_route_handler(ngx_http_request_t *r)
     }
 
     if (pd->view == NULL || pd->view->vs == NULL) {
-        return NGX_DECLINED;        /* init_peer takes the service */
+        /* init_peer takes the service; its caps are checked here */
+        return ngx_http_mesh_route_admit(r, pd,
+                                         pd->view ? &pd->view->targets[0]
+                                                  : NULL);
     }
 
     rt = ngx_http_mesh_find_route(r, pd->view, &pd->prefix);
@@ -239,6 +244,19 @@ ngx_http_mesh_route_go(ngx_http_request_t *r, ngx_http_mesh_peer_data_t *pd)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+    }
+
+    return ngx_http_mesh_route_admit(r, pd, pd->target);
+}
+
+
+/* the destination's connectionPool caps: over one, 503 at once */
+static ngx_int_t
+ngx_http_mesh_route_admit(ngx_http_request_t *r,
+    ngx_http_mesh_peer_data_t *pd, ngx_http_mesh_target_t *t)
+{
+    if (ngx_http_mesh_pool_admit(r, pd, t) != NGX_OK) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
     return NGX_DECLINED;

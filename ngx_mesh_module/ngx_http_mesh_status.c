@@ -603,13 +603,17 @@ static u_char *
 ngx_http_mesh_json_totals(ngx_http_mesh_status_t *st, u_char *p,
     u_char *end)
 {
+    ngx_http_mesh_stat_t  *svc;
+
+    svc = st->target ? st->target->service : NULL;
+
     p = ngx_slprintf(p, end, "],\"instances_by_state\":{\"healthy\":%ui,"
                      "\"unhealthy\":%ui,\"ejected\":%ui},\"active\":%uL,"
-                     "\"retries\":%uL,",
+                     "\"retries\":%uL,\"overflow\":%uL,"
+                     "\"retry_overflow\":%uL,",
                      st->sum.states[0], st->sum.states[1], st->sum.states[2],
-                     st->sum.active,
-                     (st->target && st->target->service)
-                     ? st->target->service->retries : 0);
+                     st->sum.active, svc ? svc->retries : 0,
+                     svc ? svc->overflow : 0, svc ? svc->retry_overflow : 0);
     p = ngx_http_mesh_json_counters(p, end, &st->sum);
 
     return ngx_slprintf(p, end, "}");

@@ -591,6 +591,28 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
 
     t->max_conns = (tp && tp->max_connections > 0) ? tp->max_connections : 0;
 
+    /* the rest of connectionPool: enforced by ngx_http_mesh_pool.c */
+
+    t->max_retries = -1;
+
+    if (tp) {
+        t->connect_timeout = (tp->connect_timeout > 0)
+                             ? (ngx_msec_t) tp->connect_timeout : 0;
+        t->keepalive = (tp->tcp_keepalive == 1);
+        t->keepidle = (tp->keepalive_time > 0)
+                      ? (int) (tp->keepalive_time / 1000) : 0;
+        t->keepintvl = (tp->keepalive_interval > 0)
+                       ? (int) (tp->keepalive_interval / 1000) : 0;
+        t->keepcnt = (tp->keepalive_probes > 0) ? tp->keepalive_probes : 0;
+        t->max_requests = (tp->http2_max_requests > 0)
+                          ? (ngx_uint_t) tp->http2_max_requests : 0;
+        t->conn_requests = (tp->max_requests_per_conn > 0)
+                           ? (ngx_uint_t) tp->max_requests_per_conn : 0;
+        t->max_retries = tp->max_retries;
+        t->idle_timeout = (tp->idle_timeout > 0)
+                          ? (ngx_msec_t) tp->idle_timeout : 0;
+    }
+
     /* outlier detection: the policy's fields, else mesh_outlier's */
     t->outlier = mscf->outlier;
 

@@ -7,6 +7,8 @@
 # installed (adduser and usermod for the registryd account). The last
 # one for t/mesh_dashboard.t and scripts/dashboard-screenshot: a headless
 # browser (chromium, driven through chromedriver) and a font for it.
+# iproute2's ss shows t/mesh_policy_pool.t the keepalive timer of nginx's
+# upstream connections.
 set -euo pipefail
 
 PKGS="build-essential pkg-config perl curl
@@ -15,7 +17,7 @@ PKGS="build-essential pkg-config perl curl
       libcurl4-openssl-dev libpcre2-dev zlib1g-dev libssl-dev
       check libsubunit-dev libio-socket-ssl-perl clang libclang-rt-dev
       etcd-server etcd-client
-      wrk haproxy prometheus valgrind strace
+      wrk haproxy prometheus valgrind strace iproute2
       dpkg-dev debhelper scdoc lintian man-db systemd adduser passwd
       chromium chromium-driver fonts-dejavu-core"
 
