@@ -122,7 +122,7 @@ $weights .= "    - destination:\n        host: orders\n        subset: v1\n"
 (my $badtype = $VS) =~ s/weight: 100/weight: "all"/ or die;
 (my $syntax = $VS) =~ s/  hosts:\n  - orders/  hosts: [orders\n/ or die;
 (my $v1 = $VS) =~ s/subset: v2/subset: v1/ or die;
-(my $unsup = $DR) =~ s/(  subsets:)/  trafficPolicy:\n    connectionPool:\n      http:\n        http1MaxPendingRequests: 1\n$1/ or die;
+(my $unsup = $DR) =~ s/(  subsets:)/  trafficPolicy:\n    connectionPool:\n      http:\n        maxConcurrentStreams: 10\n$1/ or die;
 
 my @bad = (
     [ 'weights add up to 110', 'orders-vs', $weights, 400,
@@ -138,7 +138,7 @@ my @bad = (
     [ 'a second VirtualService for the host, in another policy',
       'orders-vs2', $v1, 400, undef ],
     [ 'an unsupported DestinationRule field', 'orders-dr', $unsup, 400,
-      'spec.trafficPolicy.connectionPool.http' ],
+      'spec.trafficPolicy.connectionPool.http.maxConcurrentStreams' ],
     [ 'an empty body', 'orders-vs', '', 400, undef ],
 );
 

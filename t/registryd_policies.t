@@ -267,8 +267,9 @@ my @bad = (
       'spec.trafficPolicy.outlierDetection.minHealthPercent', 6, 56 ],
     [ $D . "  trafficPolicy: {outlierDetection: {consecutiveErrors: x}}\n",
       'spec.trafficPolicy.outlierDetection.consecutiveErrors', 6, 57 ],
-    [ $D . "  trafficPolicy: {connectionPool: {http: {maxRetries: 3}}}\n",
-      'spec.trafficPolicy.connectionPool.http', 6, 36 ],
+    [ $D . "  trafficPolicy: {connectionPool: {http: "
+      . "{maxConcurrentStreams: 3}}}\n",
+      'spec.trafficPolicy.connectionPool.http.maxConcurrentStreams', 6, 43 ],
     [ $D . "  trafficPolicy: {connectionPool: {tcp: {maxConnections: 0}}}\n",
       'spec.trafficPolicy.connectionPool.tcp.maxConnections', 6, 58 ],
     [ $D . "  subsets:\n  - name: v1\n", 'spec.subsets[0].labels', 7, 5 ],
