@@ -28,6 +28,7 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 COMMON_SRCS = common/mesh_json.c common/mesh_snapshot.c \
               common/mesh_service.c common/mesh_policy.c \
               common/mesh_policy_dr.c common/mesh_policy_vs.c \
+              common/mesh_policy_shape.c \
               common/mesh_policy_pack.c common/mesh_regex.c \
               common/mesh_balancer.c common/mesh_units.c common/mesh_name.c \
               common/mesh_addr.c common/mesh_token.c common/mesh_alloc.c \
@@ -51,7 +52,8 @@ RD_LIB_SRCS = registryd/rd_log.c registryd/rd_util.c \
               registryd/rd_api_objects.c \
               registryd/rd_policy.c \
               registryd/rd_policy_yaml.c registryd/rd_policy_dr.c \
-              registryd/rd_policy_vs.c registryd/rd_policy_obj.c \
+              registryd/rd_policy_vs.c registryd/rd_policy_vs_shape.c \
+              registryd/rd_policy_obj.c \
               registryd/rd_events.c registryd/rd_auth.c
 RD_LIB_SRCS += registryd/rd_check.c registryd/rd_health.c \
                registryd/rd_proxies.c $(COMMON_SRCS)

@@ -1,7 +1,8 @@
 /*
  * mesh_policy_int: what the parts of mesh_policy share (mesh_policy.c:
  * the model's entry points and the reading helpers; mesh_policy_dr.c,
- * mesh_policy_vs.c: the two kinds; mesh_policy_pack.c: the packed form);
+ * mesh_policy_vs.c: the two kinds, mesh_policy_shape.c: a route's request
+ * shaping; mesh_policy_pack.c: the packed form);
  * not for other users.
  */
 
@@ -26,6 +27,14 @@
 
 int mesh_policy_rule(mesh_json_t *j, mesh_destination_rule_t *dr);
 int mesh_policy_vs(mesh_json_t *j, mesh_virtual_service_t *vs);
+
+/* mesh_policy_shape.c: an http route's fault, rewrite, redirect,
+ * directResponse, and the header operations of a route or destination */
+int mesh_policy_fault(mesh_json_t *j, mesh_fault_t *f);
+int mesh_policy_rewrite(mesh_json_t *j, mesh_rewrite_t *rw);
+int mesh_policy_redirect(mesh_json_t *j, mesh_http_route_t *h);
+int mesh_policy_direct(mesh_json_t *j, mesh_http_route_t *h);
+int mesh_policy_header_ops(mesh_json_t *j, mesh_headers_t *hs);
 int mesh_policy_open(mesh_json_t *j, unsigned char c, const char *what);
 int mesh_policy_key(mesh_json_t *j, const char *const *keys,
     const unsigned char *key, size_t klen, unsigned *seen);

@@ -128,6 +128,88 @@ mesh_pack_match(mesh_pack_t *pk, const mesh_string_match_t *from,
 
 
 static void
+mesh_pack_ops(mesh_pack_t *pk, const mesh_header_ops_t *from,
+    mesh_header_ops_t *to)
+{
+    size_t                   i, k, off;
+    const char              *tmp;
+    mesh_header_op_t        *op;
+    const mesh_header_op_t  *fo[3];
+    size_t                   n[3];
+    void                    *field[3];
+
+    fo[0] = from->set;
+    n[0] = from->nset;
+    field[0] = to ? (void *) &to->set : (void *) &tmp;
+    fo[1] = from->add;
+    n[1] = from->nadd;
+    field[1] = to ? (void *) &to->add : (void *) &tmp;
+    fo[2] = from->remove;
+    n[2] = from->nremove;
+    field[2] = to ? (void *) &to->remove : (void *) &tmp;
+
+    for (k = 0; k < 3; k++) {
+        off = mesh_pack_array(pk, fo[k], n[k], sizeof(mesh_header_op_t),
+                              field[k]);
+
+        for (i = 0; i < n[k]; i++) {
+            op = mesh_pack_at(pk, off + i * sizeof(mesh_header_op_t));
+            mesh_pack_str(pk, fo[k][i].name, op ? &op->name : &tmp);
+            mesh_pack_str(pk, fo[k][i].value, op ? &op->value : &tmp);
+        }
+    }
+}
+
+
+static void
+mesh_pack_headers(mesh_pack_t *pk, const mesh_headers_t *from,
+    mesh_headers_t *to)
+{
+    mesh_pack_ops(pk, &from->request, to ? &to->request : NULL);
+    mesh_pack_ops(pk, &from->response, to ? &to->response : NULL);
+}
+
+
+/* a route's rewrite, headers, redirect and direct response */
+static void
+mesh_pack_shape(mesh_pack_t *pk, const mesh_http_route_t *from,
+    mesh_http_route_t *to)
+{
+    size_t                   off;
+    const char              *tmp;
+    mesh_redirect_t         *rd;
+    mesh_direct_response_t  *dr;
+
+    mesh_pack_str(pk, from->rewrite.uri, to ? &to->rewrite.uri : &tmp);
+    mesh_pack_str(pk, from->rewrite.authority,
+                  to ? &to->rewrite.authority : &tmp);
+
+    mesh_pack_headers(pk, &from->headers, to ? &to->headers : NULL);
+
+    off = mesh_pack_array(pk, from->redirect, from->redirect ? 1 : 0,
+                          sizeof(mesh_redirect_t),
+                          to ? (void *) &to->redirect : (void *) &tmp);
+
+    if (from->redirect) {
+        rd = mesh_pack_at(pk, off);
+        mesh_pack_str(pk, from->redirect->uri, rd ? &rd->uri : &tmp);
+        mesh_pack_str(pk, from->redirect->authority,
+                      rd ? &rd->authority : &tmp);
+        mesh_pack_str(pk, from->redirect->scheme, rd ? &rd->scheme : &tmp);
+    }
+
+    off = mesh_pack_array(pk, from->direct, from->direct ? 1 : 0,
+                          sizeof(mesh_direct_response_t),
+                          to ? (void *) &to->direct : (void *) &tmp);
+
+    if (from->direct) {
+        dr = mesh_pack_at(pk, off);
+        mesh_pack_str(pk, from->direct->body, dr ? &dr->body : &tmp);
+    }
+}
+
+
+static void
 mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
 {
     size_t                    i, k, h, m, top, off, off2, off3;
@@ -215,6 +297,7 @@ mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
                          off2 + k * sizeof(mesh_http_route_t));
 
             mesh_pack_str(pk, p->vss[i].http[k].name, MESH_F(rt, name));
+            mesh_pack_shape(pk, &p->vss[i].http[k], rt);
 
             off3 = mesh_pack_array(pk, p->vss[i].http[k].routes,
                                    p->vss[i].http[k].nroutes,
@@ -228,6 +311,8 @@ mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
                               MESH_F(ds, subset));
                 mesh_pack_str(pk, p->vss[i].http[k].routes[h].host,
                               MESH_F(ds, host));
+                mesh_pack_headers(pk, &p->vss[i].http[k].routes[h].headers,
+                                  ds ? &ds->headers : NULL);
             }
 
             off3 = mesh_pack_array(pk, p->vss[i].http[k].matches,
@@ -360,6 +445,82 @@ mesh_unpack_array(mesh_unpack_t *u, void *field, size_t n, size_t size)
 }
 
 
+/* a string whose length the model keeps: checked against it */
+static void
+mesh_unpack_strn(mesh_unpack_t *u, const char **field, size_t len)
+{
+    mesh_unpack_str(u, field);
+
+    if (*field && strlen(*field) != len) {
+        u->bad = 1;
+    }
+}
+
+
+static void
+mesh_unpack_ops(mesh_unpack_t *u, mesh_header_ops_t *ops)
+{
+    size_t             i, k, n[3];
+    mesh_header_op_t  *op, **field[3];
+
+    field[0] = &ops->set;
+    n[0] = ops->nset;
+    field[1] = &ops->add;
+    n[1] = ops->nadd;
+    field[2] = &ops->remove;
+    n[2] = ops->nremove;
+
+    for (k = 0; k < 3; k++) {
+        op = mesh_unpack_array(u, field[k], n[k], sizeof(mesh_header_op_t));
+
+        for (i = 0; op && !u->bad && i < n[k]; i++) {
+            mesh_unpack_strn(u, &op[i].name, op[i].name_len);
+            mesh_unpack_strn(u, &op[i].value, op[i].value_len);
+
+            /* a name always; a value to set or add, none to remove */
+            if (op[i].name == NULL || (op[i].value == NULL) != (k == 2)) {
+                u->bad = 1;
+            }
+        }
+    }
+}
+
+
+static void
+mesh_unpack_headers(mesh_unpack_t *u, mesh_headers_t *hs)
+{
+    mesh_unpack_ops(u, &hs->request);
+    mesh_unpack_ops(u, &hs->response);
+}
+
+
+static void
+mesh_unpack_shape(mesh_unpack_t *u, mesh_http_route_t *rt)
+{
+    mesh_redirect_t         *rd;
+    mesh_direct_response_t  *dr;
+
+    mesh_unpack_str(u, &rt->rewrite.uri);
+    mesh_unpack_str(u, &rt->rewrite.authority);
+    mesh_unpack_headers(u, &rt->headers);
+
+    rd = mesh_unpack_array(u, &rt->redirect, 1, sizeof(mesh_redirect_t));
+
+    if (rd) {
+        mesh_unpack_str(u, &rd->uri);
+        mesh_unpack_str(u, &rd->authority);
+        mesh_unpack_str(u, &rd->scheme);
+    }
+
+    dr = mesh_unpack_array(u, &rt->direct, 1,
+                           sizeof(mesh_direct_response_t));
+
+    if (dr) {
+        mesh_unpack_strn(u, &dr->body, dr->body_len);
+    }
+}
+
+
 static int
 mesh_unpack_match(mesh_unpack_t *u, mesh_string_match_t *m, mesh_vec_t *res,
     char *err, size_t errlen)
@@ -483,6 +644,7 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
 
         for (k = 0; rt && !u.bad && k < vs[i].nhttp; k++) {
             mesh_unpack_str(&u, &rt[k].name);
+            mesh_unpack_shape(&u, &rt[k]);
 
             if (mesh_unpack_array(&u, &rt[k].routes, rt[k].nroutes,
                                   sizeof(mesh_destination_t)) != NULL)
@@ -490,6 +652,7 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
                 for (h = 0; h < rt[k].nroutes; h++) {
                     mesh_unpack_str(&u, &rt[k].routes[h].subset);
                     mesh_unpack_str(&u, &rt[k].routes[h].host);
+                    mesh_unpack_headers(&u, &rt[k].routes[h].headers);
                 }
             }
 

@@ -1,6 +1,8 @@
 /*
  * mesh_policy_vs: a VirtualService read into the model (hosts, http
- * routes: matches, weighted destinations, timeouts, retries).
+ * routes: matches, weighted destinations, timeouts, retries); what a
+ * route does to a request besides (fault, rewrite, redirect,
+ * directResponse, headers) is read in mesh_policy_shape.c.
  */
 
 #include <limits.h>
@@ -34,11 +36,17 @@ enum {
     MESH_HT_MATCH,
     MESH_HT_ROUTE,
     MESH_HT_RETRIES,
-    MESH_HT_TIMEOUT
+    MESH_HT_TIMEOUT,
+    MESH_HT_FAULT,
+    MESH_HT_REWRITE,
+    MESH_HT_HEADERS,
+    MESH_HT_REDIRECT,
+    MESH_HT_DIRECT
 };
 
 static const char *const  mesh_ht_keys[] = {
-    "name", "match", "route", "retries", "timeoutMs", NULL
+    "name", "match", "route", "retries", "timeoutMs", "fault", "rewrite",
+    "headers", "redirect", "directResponse", NULL
 };
 
 
@@ -56,10 +64,13 @@ static const char *const  mesh_sm_keys[] = {
 
 enum {
     MESH_RT_DESTINATION = 0,
-    MESH_RT_WEIGHT
+    MESH_RT_WEIGHT,
+    MESH_RT_HEADERS
 };
 
-static const char *const  mesh_rt_keys[] = { "destination", "weight", NULL };
+static const char *const  mesh_rt_keys[] = {
+    "destination", "weight", "headers", NULL
+};
 
 enum {
     MESH_DS_HOST = 0,
@@ -252,6 +263,8 @@ mesh_policy_http(mesh_json_t *j, void *elt)
     h->per_try_timeout = -1;
     h->retry_on = 0;
     h->timeout = -1;
+    h->fault.delay = -1;
+    h->fault.abort_status = 0;
 
     start = j->pos;
 
@@ -294,6 +307,26 @@ mesh_policy_http(mesh_json_t *j, void *elt)
             rc = mesh_policy_ms(j, "timeoutMs", 1, &h->timeout);
             break;
 
+        case MESH_HT_FAULT:
+            rc = mesh_policy_fault(j, &h->fault);
+            break;
+
+        case MESH_HT_REWRITE:
+            rc = mesh_policy_rewrite(j, &h->rewrite);
+            break;
+
+        case MESH_HT_HEADERS:
+            rc = mesh_policy_header_ops(j, &h->headers);
+            break;
+
+        case MESH_HT_REDIRECT:
+            rc = mesh_policy_redirect(j, h);
+            break;
+
+        case MESH_HT_DIRECT:
+            rc = mesh_policy_direct(j, h);
+            break;
+
         case -2:
             return -1;
 
@@ -310,12 +343,35 @@ mesh_policy_http(mesh_json_t *j, void *elt)
         return -1;
     }
 
-    if (!mesh_policy_has(seen, MESH_HT_MATCH)
-        || !mesh_policy_has(seen, MESH_HT_ROUTE))
+    if (!mesh_policy_has(seen, MESH_HT_MATCH)) {
+        mesh_json_error(j, start, "an \"http\" item without \"match\"");
+        return -1;
+    }
+
+    /* a route is sent upstream, redirected or answered: one of them */
+
+    if (!mesh_policy_has(seen, MESH_HT_ROUTE)
+        && !mesh_policy_has(seen, MESH_HT_REDIRECT)
+        && !mesh_policy_has(seen, MESH_HT_DIRECT))
     {
-        mesh_json_error(j, start, "an \"http\" item without \"%s\"",
-                        !mesh_policy_has(seen, MESH_HT_MATCH) ? "match"
-                                                              : "route");
+        mesh_json_error(j, start, "an \"http\" item without \"route\"");
+        return -1;
+    }
+
+    if ((h->redirect != NULL) + (h->direct != NULL)
+        + (mesh_policy_has(seen, MESH_HT_ROUTE) != 0) > 1)
+    {
+        mesh_json_error(j, start, "an \"http\" item with more than one of "
+                        "\"route\", \"redirect\" and \"directResponse\"");
+        return -1;
+    }
+
+    if ((h->redirect || h->direct)
+        && (h->fault.delay >= 0 || h->fault.abort_status
+            || h->rewrite.uri || h->rewrite.authority))
+    {
+        mesh_json_error(j, start, "an \"http\" item answered by nginx "
+                        "with \"fault\" or \"rewrite\"");
         return -1;
     }
 
@@ -587,6 +643,10 @@ mesh_policy_route(mesh_json_t *j, void *elt)
             rc = mesh_policy_int(j, "weight", 0, 100, &d->weight);
             break;
 
+        case MESH_RT_HEADERS:
+            rc = mesh_policy_header_ops(j, &d->headers);
+            break;
+
         case -2:
             return -1;
 
@@ -765,3 +825,4 @@ mesh_policy_retry_on(mesh_json_t *j, unsigned *bits)
 
     return rc == 0 ? 0 : -1;
 }
+

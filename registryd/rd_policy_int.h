@@ -1,6 +1,7 @@
 /*
  * rd_policy_int: what the parts of rd_policy share (rd_policy.c,
- * rd_policy_yaml.c, rd_policy_dr.c, rd_policy_vs.c); not for other users.
+ * rd_policy_yaml.c, rd_policy_dr.c, rd_policy_vs.c,
+ * rd_policy_vs_shape.c); not for other users.
  */
 
 #ifndef RD_POLICY_INT_H
@@ -99,5 +100,14 @@ int rd_get_header_name(rd_pctx_t *c, yaml_node_t *n, const char *s,
     int lowercase);
 int rd_parse_dr(rd_pctx_t *c, yaml_node_t *n, json_t *out);
 int rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out);
+
+/* rd_policy_vs_shape.c: an http route's fault, rewrite, redirect,
+ * directResponse and headers, each into *out (which the caller frees,
+ * on an error too) */
+int rd_parse_fault(rd_pctx_t *c, yaml_node_t *n, json_t **out);
+int rd_parse_rewrite(rd_pctx_t *c, yaml_node_t *n, json_t **out);
+int rd_parse_redirect(rd_pctx_t *c, yaml_node_t *n, json_t **out);
+int rd_parse_direct_response(rd_pctx_t *c, yaml_node_t *n, json_t **out);
+int rd_parse_headers(rd_pctx_t *c, yaml_node_t *n, json_t **out);
 
 #endif

@@ -1,6 +1,8 @@
 /*
  * rd_policy_vs: a VirtualService (hosts, http routes: matches, weighted
- * destinations, timeouts, retries), validated and normalized.
+ * destinations, timeouts, retries), validated and normalized; what a
+ * route does to a request besides (fault, rewrite, redirect,
+ * directResponse, headers) is rd_policy_vs_shape.c's.
  */
 
 #include <ctype.h>
@@ -211,7 +213,7 @@ static int
 rd_parse_route(rd_pctx_t *c, yaml_node_t *n, json_t *o, yaml_node_t **wnode)
 {
     size_t             old;
-    json_t            *d;
+    json_t            *d, *h;
     long long          w;
     const char        *k;
     yaml_node_t       *kn, *v;
@@ -240,8 +242,22 @@ rd_parse_route(rd_pctx_t *c, yaml_node_t *n, json_t *o, yaml_node_t **wnode)
             rd_jset(o, "weight", json_integer(w));
             *wnode = v;
 
+        } else if (strcmp(k, "headers") == 0) {
+            h = NULL;
+            if (rd_parse_headers(c, v, &h) != 0) {
+                json_decref(h);
+                return -1;
+            }
+
+            if (json_object_size(h)) {
+                rd_jset(o, k, h);
+
+            } else {
+                json_decref(h);
+            }
+
         } else {
-            return rd_unknown(c, kn, k, "destination,weight", "headers");
+            return rd_unknown(c, kn, k, "destination,weight,headers", NULL);
         }
 
         rd_path_pop(c, old);
@@ -470,15 +486,77 @@ rd_parse_gateways(rd_pctx_t *c, yaml_node_t *n)
 }
 
 
+/* the parts of an http item rd_parse_http() keeps, to check and write */
+enum {
+    RD_HT_ROUTE = 0,
+    RD_HT_RETRIES,
+    RD_HT_FAULT,
+    RD_HT_REWRITE,
+    RD_HT_REDIRECT,
+    RD_HT_DIRECT,
+    RD_HT_HEADERS,
+    RD_HT_N
+};
+
+static const char *const  rd_ht_names[] = {
+    "route", "retries", "fault", "rewrite", "redirect", "directResponse",
+    "headers"
+};
+
+
+/*
+ * A route answered by nginx (redirect, directResponse) has no
+ * destination to send to, nor to rewrite for or fail on the way: Istio
+ * refuses route, fault and rewrite with either, and both together.
+ */
+static int
+rd_http_conflicts(rd_pctx_t *c, yaml_node_t **keys)
+{
+    int          answer, i;
+    size_t       old;
+    static int   others[] = { RD_HT_ROUTE, RD_HT_FAULT, RD_HT_REWRITE };
+
+    answer = keys[RD_HT_REDIRECT] ? RD_HT_REDIRECT
+             : keys[RD_HT_DIRECT] ? RD_HT_DIRECT : -1;
+
+    if (answer < 0) {
+        return 0;
+    }
+
+    if (keys[RD_HT_REDIRECT] && keys[RD_HT_DIRECT]) {
+        old = rd_path_key(c, "directResponse");
+        rd_perr(c, keys[RD_HT_DIRECT], "a route has one of redirect and "
+                "directResponse, not both");
+        rd_path_pop(c, old);
+        return -1;
+    }
+
+    for (i = 0; i < (int) (sizeof(others) / sizeof(others[0])); i++) {
+        if (keys[others[i]] == NULL) {
+            continue;
+        }
+
+        old = rd_path_key(c, rd_ht_names[others[i]]);
+        rd_perr(c, keys[others[i]], "a route with %s is answered by nginx: "
+                "it cannot have %s too", rd_ht_names[answer],
+                rd_ht_names[others[i]]);
+        rd_path_pop(c, old);
+        return -1;
+    }
+
+    return 0;
+}
+
+
 static int
 rd_parse_http(rd_pctx_t *c, yaml_node_t *n, json_t *o)
 {
-    int                rc;
-    size_t             i, old, old2;
-    json_t            *match = NULL, *routes = NULL, *retries = NULL, *mo;
+    int                rc, i, part;
+    size_t             j, old, old2;
+    json_t            *match = NULL, *parts[RD_HT_N], *mo;
     int64_t            ms = -1;
     const char        *k, *s, *name = NULL;
-    yaml_node_t       *kn, *v, *iv;
+    yaml_node_t       *kn, *v, *iv, *keys[RD_HT_N];
     yaml_node_item_t  *it;
     yaml_node_pair_t  *p;
 
@@ -486,10 +564,22 @@ rd_parse_http(rd_pctx_t *c, yaml_node_t *n, json_t *o)
         return -1;
     }
 
+    for (i = 0; i < RD_HT_N; i++) {
+        parts[i] = NULL;
+        keys[i] = NULL;
+    }
+
     rc = -1;
 
     rd_foreach_pair(c, n, p, k, kn, v) {
         old = rd_path_key(c, k);
+
+        for (part = 0; part < RD_HT_N; part++) {
+            if (strcmp(k, rd_ht_names[part]) == 0) {
+                keys[part] = kn;
+                break;
+            }
+        }
 
         if (strcmp(k, "name") == 0) {
             if (rd_get_nonempty(c, v, RD_NAME_MAX, &s) != 0) {
@@ -504,8 +594,8 @@ rd_parse_http(rd_pctx_t *c, yaml_node_t *n, json_t *o)
 
             match = rd_jarr();
 
-            rd_foreach_item(c, v, it, i, iv) {
-                old2 = rd_path_idx(c, i);
+            rd_foreach_item(c, v, it, j, iv) {
+                old2 = rd_path_idx(c, j);
                 mo = rd_jobj();
                 rd_jpush(match, mo);
                 if (rd_parse_match(c, iv, mo) != 0) {
@@ -514,14 +604,39 @@ rd_parse_http(rd_pctx_t *c, yaml_node_t *n, json_t *o)
                 rd_path_pop(c, old2);
             }
 
-        } else if (strcmp(k, "route") == 0) {
-            routes = rd_jarr();
-            if (rd_parse_routes(c, v, routes) != 0) {
+        } else if (part == RD_HT_ROUTE) {
+            parts[part] = rd_jarr();
+            if (rd_parse_routes(c, v, parts[part]) != 0) {
                 goto done;
             }
 
-        } else if (strcmp(k, "retries") == 0) {
-            if (rd_parse_retries(c, v, &retries) != 0) {
+        } else if (part == RD_HT_RETRIES) {
+            if (rd_parse_retries(c, v, &parts[part]) != 0) {
+                goto done;
+            }
+
+        } else if (part == RD_HT_FAULT) {
+            if (rd_parse_fault(c, v, &parts[part]) != 0) {
+                goto done;
+            }
+
+        } else if (part == RD_HT_REWRITE) {
+            if (rd_parse_rewrite(c, v, &parts[part]) != 0) {
+                goto done;
+            }
+
+        } else if (part == RD_HT_REDIRECT) {
+            if (rd_parse_redirect(c, v, &parts[part]) != 0) {
+                goto done;
+            }
+
+        } else if (part == RD_HT_DIRECT) {
+            if (rd_parse_direct_response(c, v, &parts[part]) != 0) {
+                goto done;
+            }
+
+        } else if (part == RD_HT_HEADERS) {
+            if (rd_parse_headers(c, v, &parts[part]) != 0) {
                 goto done;
             }
 
@@ -531,18 +646,26 @@ rd_parse_http(rd_pctx_t *c, yaml_node_t *n, json_t *o)
             }
 
         } else {
-            rd_unknown(c, kn, k, "name,match,route,retries,timeout",
-                       "redirect,directResponse,delegate,rewrite,fault,"
-                       "mirror,mirrorPercentage,mirrorPercent,mirrors,"
-                       "corsPolicy,headers");
+            rd_unknown(c, kn, k, "name,match,route,retries,timeout,fault,"
+                       "rewrite,redirect,directResponse,headers",
+                       "delegate,mirror,mirrorPercentage,mirrorPercent,"
+                       "mirrors,corsPolicy");
             goto done;
         }
 
         rd_path_pop(c, old);
     }
 
-    if (routes == NULL) {
-        rd_missing(c, n, "route");
+    if (rd_http_conflicts(c, keys) != 0) {
+        goto done;
+    }
+
+    if (parts[RD_HT_ROUTE] == NULL && parts[RD_HT_REDIRECT] == NULL
+        && parts[RD_HT_DIRECT] == NULL)
+    {
+        old = rd_path_key(c, "route");
+        rd_perr(c, n, "is required (or redirect, or directResponse)");
+        rd_path_pop(c, old);
         goto done;
     }
 
@@ -551,13 +674,21 @@ rd_parse_http(rd_pctx_t *c, yaml_node_t *n, json_t *o)
     }
 
     rd_jset(o, "match", match ? match : rd_jarr());
-    rd_jset(o, "route", routes);
     match = NULL;
-    routes = NULL;
 
-    if (retries) {
-        rd_jset(o, "retries", retries);
-        retries = NULL;
+    /* a redirect or directResponse route has no "route" key */
+
+    for (i = 0; i < RD_HT_N; i++) {
+        if (parts[i] == NULL) {
+            continue;
+        }
+
+        if (i == RD_HT_HEADERS && json_object_size(parts[i]) == 0) {
+            continue;           /* nothing to do: not written */
+        }
+
+        rd_jset(o, rd_ht_names[i], parts[i]);
+        parts[i] = NULL;
     }
 
     if (ms >= 0) {
@@ -569,8 +700,11 @@ rd_parse_http(rd_pctx_t *c, yaml_node_t *n, json_t *o)
 done:
 
     json_decref(match);
-    json_decref(routes);
-    json_decref(retries);
+
+    for (i = 0; i < RD_HT_N; i++) {
+        json_decref(parts[i]);
+    }
+
     return rc;
 }
 

@@ -27,6 +27,10 @@
             "  hosts: [orders]\n"                  \
             "  http:\n"
 
+/* a route to orders, and only that */
+#define RT_ONLY  "    route:\n    - destination: {host: orders}\n"
+#define RT       "  - route:\n    - destination: {host: orders}\n"
+
 typedef struct {
     const char  *yaml;
     const char  *field;         /* "" none */
@@ -198,8 +202,8 @@ static const bad_t  bad[] = {
     { VS "  - route:\n    - destination: {host: orders}\n    timeout: 10\n",
       "spec.http[0].timeout", 10, 14, 0, "duration" },
     { VS "  - route:\n    - destination: {host: orders}\n"
-      "    fault: {abort: {httpStatus: 500}}\n",
-      "spec.http[0].fault", 10, 5, 0, "unsupported field" },
+      "    mirror: {host: orders}\n",
+      "spec.http[0].mirror", 10, 5, 0, "unsupported field" },
     { VS "  - route:\n    - destination: {host: orders}\n"
       "    retries: {perTryTimeout: 2s, backoff: 1s}\n",
       "spec.http[0].retries.backoff", 10, 34, 0, "unsupported field" },
@@ -270,6 +274,120 @@ static const bad_t  bad[] = {
       "        tcpKeepalive: {time: 500ms}\n",
       "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive.time", 10, 30, 0,
       "at least 1000ms" },
+    /* request shaping: fault */
+    { VS RT "    fault: {delay: {exponentialDelay: 1s}}\n",
+      "spec.http[0].fault.delay.exponentialDelay", 10, 21, 0,
+      "unsupported field \"exponentialDelay\"" },
+    /* 79 */
+    { VS RT "    fault: {abort: {grpcStatus: UNAVAILABLE}}\n",
+      "spec.http[0].fault.abort.grpcStatus", 10, 21, 0,
+      "unsupported field \"grpcStatus\"" },
+    { VS RT "    fault: {abort: {http2Error: REFUSED_STREAM}}\n",
+      "spec.http[0].fault.abort.http2Error", 10, 21, 0,
+      "unsupported field \"http2Error\"" },
+    { VS RT "    fault: {}\n", "spec.http[0].fault", 10, 12, 0,
+      "needs delay, abort or both" },
+    { VS RT "    fault: {delay: {percentage: {value: 5}}}\n",
+      "spec.http[0].fault.delay.fixedDelay", 10, 20, 0, "is required" },
+    { VS RT "    fault: {delay: {fixedDelay: 1s, percent: 5, "
+      "percentage: {value: 5}}}\n",
+      "spec.http[0].fault.delay.percentage", 10, 49, 0, "not both" },
+    /* 84 */
+    { VS RT "    fault: {abort: {httpStatus: 500, percentage: "
+      "{value: 100.5}}}\n",
+      "spec.http[0].fault.abort.percentage.value", 10, 58, 0,
+      "number 0..100" },
+    { VS RT "    fault: {abort: {httpStatus: 500, percentage: {}}}\n",
+      "spec.http[0].fault.abort.percentage.value", 10, 50, 0,
+      "is required" },
+    { VS RT "    fault: {abort: {httpStatus: 700}}\n",
+      "spec.http[0].fault.abort.httpStatus", 10, 33, 0, "200..599" },
+    { VS RT "    fault: {abort: {percentage: {value: 1}}}\n",
+      "spec.http[0].fault.abort.httpStatus", 10, 20, 0, "is required" },
+    { VS RT "    fault: {delay: {fixedDelay: 0s}}\n",
+      "spec.http[0].fault.delay.fixedDelay", 10, 33, 0, "at least 1ms" },
+    /* 89: rewrite */
+    { VS RT "    rewrite: {uriRegexRewrite: {match: a, rewrite: b}}\n",
+      "spec.http[0].rewrite.uriRegexRewrite", 10, 15, 0,
+      "unsupported field \"uriRegexRewrite\"" },
+    { VS RT "    rewrite: {}\n", "spec.http[0].rewrite", 10, 14, 0,
+      "needs uri, authority or both" },
+    { VS RT "    rewrite: {uri: v2}\n", "spec.http[0].rewrite.uri", 10, 20,
+      0, "must start with \"/\"" },
+    { VS RT "    rewrite: {authority: \"a b\"}\n",
+      "spec.http[0].rewrite.authority", 10, 26, 0, "not an authority" },
+    /* redirect, directResponse */
+    { VS "  - redirect: {uri: /x, derivePort: FROM_REQUEST_PORT}\n",
+      "spec.http[0].redirect.derivePort", 8, 25, 0,
+      "unsupported field \"derivePort\"" },
+    /* 94 */
+    { VS "  - redirect: {uri: /x}\n" RT_ONLY,
+      "spec.http[0].route", 9, 5, 0, "cannot have route too" },
+    { VS "  - redirect: {uri: /x}\n    directResponse: {status: 404}\n",
+      "spec.http[0].directResponse", 9, 5, 0, "not both" },
+    { VS "  - redirect: {uri: /x}\n    fault: {abort: {httpStatus: 500}}\n",
+      "spec.http[0].fault", 9, 5, 0, "cannot have fault too" },
+    { VS "  - directResponse: {status: 404}\n    rewrite: {uri: /x}\n",
+      "spec.http[0].rewrite", 9, 5, 0, "cannot have rewrite too" },
+    { VS "  - redirect: {uri: /x, redirectCode: 304}\n",
+      "spec.http[0].redirect.redirectCode", 8, 39, 0, "not one of 301" },
+    /* 99 */
+    { VS "  - redirect: {scheme: ftp}\n",
+      "spec.http[0].redirect.scheme", 8, 24, 0, "http or https" },
+    { VS "  - redirect: {redirectCode: 302}\n", "spec.http[0].redirect", 8,
+      15, 0, "needs uri, authority, scheme or port" },
+    { VS "  - directResponse: {status: 200, body: {bytes: \"!!!!\"}}\n",
+      "spec.http[0].directResponse.body.bytes", 8, 49, 0, "not base64" },
+    { VS "  - directResponse: {status: 200, body: {bytes: \"AA==\"}}\n",
+      "spec.http[0].directResponse.body.bytes", 8, 49, 0, "without NUL" },
+    { VS "  - directResponse: {status: 99}\n",
+      "spec.http[0].directResponse.status", 8, 30, 0, "200..599" },
+    /* 104 */
+    { VS "  - directResponse: {body: {string: x}}\n",
+      "spec.http[0].directResponse.status", 8, 21, 0, "is required" },
+    { VS "  - directResponse:\n      status: 200\n"
+      "      body: {string: x, bytes: eA==}\n",
+      "spec.http[0].directResponse.body.bytes", 10, 25, 0, "not both" },
+    { VS "  - match: [{uri: {prefix: /}}]\n",
+      "spec.http[0].route", 8, 5, 0, "or redirect, or directResponse" },
+    /* headers */
+    { VS RT "    headers: {request: {set: {\":authority\": a}}}\n",
+      "spec.http[0].headers.request.set.:authority", 10, 31, 0,
+      "pseudo-header" },
+    { VS RT "    headers: {request: {add: {Host: a}}}\n",
+      "spec.http[0].headers.request.add.Host", 10, 31, 0,
+      "use rewrite.authority" },
+    /* 109 */
+    { VS RT "    headers: {response: {set: {\"x y\": a}}}\n",
+      "spec.http[0].headers.response.set.x y", 10, 32, 0,
+      "not a valid header name" },
+    { VS RT "    headers: {request: {set: {x-a: \"a\\r\\nb: c\"}}}\n",
+      "spec.http[0].headers.request.set.x-a", 10, 36, 0,
+      "control character" },
+    { VS RT "    headers: {request: {set: {x-a: \"a\\0b\"}}}\n",
+      "spec.http[0].headers.request.set.x-a", 10, 36, 0,
+      "control character" },
+    { VS RT "    headers: {request: {set: {x-a: \"%HOSTNAME%\"}}}\n",
+      "spec.http[0].headers.request.set.x-a", 10, 36, 0,
+      "%VARIABLE% substitution is not supported" },
+    { VS RT "    headers: {response: {remove: [X-A, x-a]}}\n",
+      "spec.http[0].headers.response.remove[1]", 10, 40, 0,
+      "listed twice" },
+    /* 114 */
+    { VS RT "    headers: {request: {set: {X-A: a, x-a: b}}}\n",
+      "spec.http[0].headers.request.set.x-a", 10, 39, 0, "listed twice" },
+    { VS RT "    headers: {req: {}}\n", "spec.http[0].headers.req", 10, 15,
+      0, "unknown field \"req\"" },
+    { VS RT "    headers: {request: {append: {}}}\n",
+      "spec.http[0].headers.request.append", 10, 25, 0,
+      "unknown field \"append\"" },
+    { VS "  - route:\n    - destination: {host: orders}\n"
+      "      headers: {response: {set: {\":status\": \"200\"}}}\n",
+      "spec.http[0].route[0].headers.response.set.:status", 10, 34, 0,
+      "pseudo-header" },
+    { VS RT "    headers: {request: {set: {x-a: 1}}}\n",
+      "spec.http[0].headers.request.set.x-a", 10, 36, 0,
+      "must be a string" },
 };
 
 
