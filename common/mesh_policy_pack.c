@@ -432,16 +432,25 @@ mesh_unpack_str(mesh_unpack_t *u, const char **field)
 }
 
 
-/* a pointer to n elements, checked to lie in the block */
+/* a pointer to n elements, checked to lie in the block; none for n > 0
+ * is damage too (the model has no NULL array with elements) */
 static void *
 mesh_unpack_array(mesh_unpack_t *u, void *field, size_t n, size_t size)
 {
+    void  *p;
+
     if (n && size > (size_t) -1 / n) {
         u->bad = 1;
         return NULL;
     }
 
-    return mesh_unpack_ptr(u, field, n * size);
+    p = mesh_unpack_ptr(u, field, n * size);
+
+    if (p == NULL && n) {
+        u->bad = 1;
+    }
+
+    return p;
 }
 
 
@@ -504,7 +513,7 @@ mesh_unpack_shape(mesh_unpack_t *u, mesh_http_route_t *rt)
     mesh_unpack_str(u, &rt->rewrite.authority);
     mesh_unpack_headers(u, &rt->headers);
 
-    rd = mesh_unpack_array(u, &rt->redirect, 1, sizeof(mesh_redirect_t));
+    rd = mesh_unpack_ptr(u, &rt->redirect, sizeof(mesh_redirect_t));
 
     if (rd) {
         mesh_unpack_str(u, &rd->uri);
@@ -512,8 +521,7 @@ mesh_unpack_shape(mesh_unpack_t *u, mesh_http_route_t *rt)
         mesh_unpack_str(u, &rd->scheme);
     }
 
-    dr = mesh_unpack_array(u, &rt->direct, 1,
-                           sizeof(mesh_direct_response_t));
+    dr = mesh_unpack_ptr(u, &rt->direct, sizeof(mesh_direct_response_t));
 
     if (dr) {
         mesh_unpack_strn(u, &dr->body, dr->body_len);
@@ -660,8 +668,8 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
                                    sizeof(mesh_match_t));
 
             for (h = 0; ma && !u.bad && h < rt[k].nmatches; h++) {
-                if (mesh_unpack_array(&u, &ma[h].uri, 1,
-                                      sizeof(mesh_string_match_t))
+                if (mesh_unpack_ptr(&u, &ma[h].uri,
+                                    sizeof(mesh_string_match_t))
                     && mesh_unpack_match(&u, ma[h].uri, &res, err, errlen)
                        != 0)
                 {

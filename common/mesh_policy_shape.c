@@ -639,6 +639,8 @@ mesh_policy_op_list(mesh_json_t *j, int values, mesh_header_op_t **ops,
 
         op->name = name;
         op->name_len = klen;
+        op->value = NULL;
+        op->value_len = 0;
 
         if (values) {
             op->value = mesh_policy_text(j, "a header value", 0);

@@ -49,6 +49,44 @@ static const char  ck_doc_example[] =
     "     \"timeoutMs\": 3000}]}]";
 
 
+/* docs/policies.md, "In the snapshot", the request shaping example, byte
+ * for byte */
+
+static const char  ck_doc_shaping[] =
+    "[\n"
+    " {\"policy\": \"orders-shaping\", \"kind\": \"VirtualService\", "
+    "\"name\": \"orders\", \"hosts\": [\"orders\"],\n"
+    "  \"http\": [\n"
+    "    {\"name\": \"moved\", \"match\": [{\"uri\": {\"prefix\": "
+    "\"/v1/\"}}],\n"
+    "     \"redirect\": {\"uri\": \"/api/\", \"redirectCode\": 308}},\n"
+    "    {\"name\": \"gone\", \"match\": [{\"uri\": {\"exact\": "
+    "\"/legacy\"}}],\n"
+    "     \"directResponse\": {\"status\": 410, \"body\": \"gone: use "
+    "/api/\\n\"}},\n"
+    "    {\"name\": \"canary\", \"match\": [{\"headers\": {\"x-canary\": "
+    "{\"exact\": \"1\"}}}],\n"
+    "     \"fault\": {\"delay\": {\"fixedDelayMs\": 2000, \"ppm\": 1000},\n"
+    "               \"abort\": {\"httpStatus\": 503, \"ppm\": 10000}},\n"
+    "     \"route\": [{\"destination\": {\"host\": \"orders\", \"subset\": "
+    "\"v2\"}, \"weight\": 100}]},\n"
+    "    {\"name\": \"shop\", \"match\": [{\"uri\": {\"prefix\": "
+    "\"/shop/\"}}],\n"
+    "     \"rewrite\": {\"uri\": \"/api/\"},\n"
+    "     \"headers\": {\"request\": {\"set\": {\"x-mesh-route\": \"shop\"}, "
+    "\"remove\": [\"x-debug\"]},\n"
+    "                 \"response\": {\"add\": {\"cache-control\": "
+    "\"no-store\"}, \"remove\": [\"server\"]}},\n"
+    "     \"route\": [{\"destination\": {\"host\": \"orders\", \"subset\": "
+    "\"v1\"}, \"weight\": 90,\n"
+    "                \"headers\": {\"response\": {\"set\": "
+    "{\"x-orders-subset\": \"v1\"}}}},\n"
+    "               {\"destination\": {\"host\": \"orders\", \"subset\": "
+    "\"v2\"}, \"weight\": 10,\n"
+    "                \"headers\": {\"response\": {\"set\": "
+    "{\"x-orders-subset\": \"v2\"}}}}]}]}]";
+
+
 #define CK_DR(fields)                                                        \
     "[{\"policy\":\"p\",\"kind\":\"DestinationRule\",\"name\":\"n\","        \
     "\"host\":\"h\",\"subsets\":[]," fields "}]"
@@ -63,6 +101,11 @@ static const char  ck_doc_example[] =
     "\"route\":[{\"destination\":{\"host\":\"h\"},\"weight\":100}]"
 
 #define CK_HTTP(fields)  CK_VS("{\"match\":[]," CK_ROUTE fields "}")
+
+/* an http item without a destination: answered by nginx */
+#define CK_ANSWER(fields)  CK_VS("{\"match\":[]," fields "}")
+
+#define CK_RD  "\"redirect\":{\"uri\":\"/x\",\"redirectCode\":301}"
 
 
 /* parse from an exactly sized heap copy, so ASan sees any overread */
@@ -126,6 +169,42 @@ ck_parse_fails(const char *text, const char *what)
 
 
 /* every field the parser filled is readable (ASan checks the pointers) */
+
+static size_t
+ck_walk_ops(const mesh_header_op_t *op, size_t n, int values)
+{
+    size_t  i, sum;
+
+    sum = 0;
+
+    for (i = 0; i < n; i++) {
+        ck_assert_uint_eq(strlen(op[i].name), op[i].name_len);
+
+        if (values) {
+            ck_assert_uint_eq(strlen(op[i].value), op[i].value_len);
+
+        } else {
+            ck_assert_ptr_null(op[i].value);
+        }
+
+        sum += op[i].name_len;
+    }
+
+    return sum;
+}
+
+
+static size_t
+ck_walk_headers(const mesh_headers_t *hs)
+{
+    return ck_walk_ops(hs->request.set, hs->request.nset, 1)
+           + ck_walk_ops(hs->request.add, hs->request.nadd, 1)
+           + ck_walk_ops(hs->request.remove, hs->request.nremove, 0)
+           + ck_walk_ops(hs->response.set, hs->response.nset, 1)
+           + ck_walk_ops(hs->response.add, hs->response.nadd, 1)
+           + ck_walk_ops(hs->response.remove, hs->response.nremove, 0);
+}
+
 
 static void
 ck_walk(const mesh_policies_t *p)
@@ -196,6 +275,32 @@ ck_walk(const mesh_policies_t *p)
                 if (ht->routes[m].subset) {
                     sum += strlen(ht->routes[m].subset);
                 }
+
+                sum += ck_walk_headers(&ht->routes[m].headers);
+            }
+
+            sum += ck_walk_headers(&ht->headers);
+
+            if (ht->rewrite.uri) {
+                sum += strlen(ht->rewrite.uri);
+            }
+
+            if (ht->rewrite.authority) {
+                sum += strlen(ht->rewrite.authority);
+            }
+
+            if (ht->redirect) {
+                ck_assert_int_eq(ht->nroutes, 0);
+                sum += ht->redirect->uri ? strlen(ht->redirect->uri) : 0;
+                sum += ht->redirect->authority
+                       ? strlen(ht->redirect->authority) : 0;
+                sum += ht->redirect->scheme
+                       ? strlen(ht->redirect->scheme) : 0;
+            }
+
+            if (ht->direct && ht->direct->body) {
+                ck_assert_uint_eq(strlen(ht->direct->body),
+                                  ht->direct->body_len);
             }
         }
     }
@@ -354,6 +459,185 @@ START_TEST(policy_docs_example_parses)
 END_TEST
 
 
+static void
+ck_op(const mesh_header_op_t *ops, size_t n, size_t i, const char *name,
+    const char *value)
+{
+    ck_assert_uint_gt(n, i);
+    ck_assert_str_eq(ops[i].name, name);
+    ck_assert_uint_eq(ops[i].name_len, strlen(name));
+
+    if (value) {
+        ck_assert_str_eq(ops[i].value, value);
+        ck_assert_uint_eq(ops[i].value_len, strlen(value));
+
+    } else {
+        ck_assert_ptr_null(ops[i].value);
+    }
+}
+
+
+static void
+ck_shaping(const mesh_policies_t *p)
+{
+    const mesh_http_route_t       *ht;
+    const mesh_virtual_service_t  *vs;
+
+    ck_walk(p);
+
+    vs = mesh_policies_vs(p, "orders", 6);
+    ck_assert_ptr_nonnull(vs);
+    ck_assert_uint_eq(vs->nhttp, 4);
+
+    ht = &vs->http[0];
+    ck_assert_str_eq(ht->name, "moved");
+    ck_assert_uint_eq(ht->nroutes, 0);
+    ck_assert_ptr_null(ht->routes);
+    ck_assert_ptr_nonnull(ht->redirect);
+    ck_assert_ptr_null(ht->direct);
+    ck_assert_str_eq(ht->redirect->uri, "/api/");
+    ck_assert_ptr_null(ht->redirect->authority);
+    ck_assert_ptr_null(ht->redirect->scheme);
+    ck_assert_int_eq(ht->redirect->port, 0);
+    ck_assert_int_eq(ht->redirect->code, 308);
+    ck_assert_int_eq(ht->fault.delay, -1);
+    ck_assert_int_eq(ht->fault.abort_status, 0);
+    ck_assert_int_eq(mesh_route_pick(ht, 7), -1);       /* nowhere to go */
+
+    ht = &vs->http[1];
+    ck_assert_str_eq(ht->name, "gone");
+    ck_assert_uint_eq(ht->nroutes, 0);
+    ck_assert_ptr_null(ht->redirect);
+    ck_assert_ptr_nonnull(ht->direct);
+    ck_assert_int_eq(ht->direct->status, 410);
+    ck_assert_str_eq(ht->direct->body, "gone: use /api/\n");
+    ck_assert_uint_eq(ht->direct->body_len, 16);
+
+    ht = &vs->http[2];
+    ck_assert_int_eq(ht->fault.delay, 2000);
+    ck_assert_uint_eq(ht->fault.delay_ppm, 1000);
+    ck_assert_int_eq(ht->fault.abort_status, 503);
+    ck_assert_uint_eq(ht->fault.abort_ppm, 10000);
+    ck_assert_ptr_null(ht->redirect);
+    ck_assert_uint_eq(ht->nroutes, 1);
+
+    ht = &vs->http[3];
+    ck_assert_int_eq(ht->fault.delay, -1);
+    ck_assert_str_eq(ht->rewrite.uri, "/api/");
+    ck_assert_ptr_null(ht->rewrite.authority);
+    ck_op(ht->headers.request.set, ht->headers.request.nset, 0,
+          "x-mesh-route", "shop");
+    ck_assert_uint_eq(ht->headers.request.nset, 1);
+    ck_assert_uint_eq(ht->headers.request.nadd, 0);
+    ck_assert_ptr_null(ht->headers.request.add);
+    ck_op(ht->headers.request.remove, ht->headers.request.nremove, 0,
+          "x-debug", NULL);
+    ck_op(ht->headers.response.add, ht->headers.response.nadd, 0,
+          "cache-control", "no-store");
+    ck_op(ht->headers.response.remove, ht->headers.response.nremove, 0,
+          "server", NULL);
+    ck_assert_uint_eq(ht->nroutes, 2);
+    ck_op(ht->routes[0].headers.response.set,
+          ht->routes[0].headers.response.nset, 0, "x-orders-subset", "v1");
+    ck_op(ht->routes[1].headers.response.set,
+          ht->routes[1].headers.response.nset, 0, "x-orders-subset", "v2");
+    ck_assert_uint_eq(ht->routes[1].headers.request.nset, 0);
+}
+
+
+START_TEST(policy_docs_shaping_example_parses)
+{
+    mesh_policies_t  *p;
+
+    p = ck_parse(ck_doc_shaping);
+    ck_shaping(p);
+    mesh_policies_free(p);
+
+    /* names are lowercased; values and bodies kept as they are; a
+     * removal has no value */
+    p = ck_parse(CK_VS("{\"match\":[],\"route\":[{\"destination\":"
+                       "{\"host\":\"h\"},\"weight\":100,\"headers\":"
+                       "{\"request\":{\"add\":{\"X-A\":\"V \\t\\u00e9\"},"
+                       "\"remove\":[\"X-B\"]}}}],\"headers\":{\"response\":"
+                       "{\"set\":{\"X-C\":\"\"}},\"future\":1},"
+                       "\"rewrite\":{\"authority\":\"b:8080\"},"
+                       "\"fault\":{\"abort\":{\"httpStatus\":200,"
+                       "\"ppm\":0,\"grpc\":1}}},"
+                       "{\"match\":[],\"directResponse\":{\"status\":100,"
+                       "\"body\":\"\"}},"
+                       "{\"match\":[],\"redirect\":{\"authority\":\"a\","
+                       "\"scheme\":\"https\",\"port\":8443,"
+                       "\"redirectCode\":302}}"));
+    ck_walk(p);
+    ck_op(p->vss[0].http[0].routes[0].headers.request.add, 1, 0, "x-a",
+          "V \t\xc3\xa9");
+    ck_op(p->vss[0].http[0].routes[0].headers.request.remove, 1, 0, "x-b",
+          NULL);
+    ck_op(p->vss[0].http[0].headers.response.set, 1, 0, "x-c", "");
+    ck_assert_str_eq(p->vss[0].http[0].rewrite.authority, "b:8080");
+    ck_assert_int_eq(p->vss[0].http[0].fault.delay, -1);
+    ck_assert_int_eq(p->vss[0].http[0].fault.abort_status, 200);
+    ck_assert_uint_eq(p->vss[0].http[0].fault.abort_ppm, 0);
+    ck_assert_int_eq(p->vss[0].http[1].direct->status, 100);
+    ck_assert_str_eq(p->vss[0].http[1].direct->body, "");
+    ck_assert_uint_eq(p->vss[0].http[1].direct->body_len, 0);
+    ck_assert_str_eq(p->vss[0].http[2].redirect->authority, "a");
+    ck_assert_str_eq(p->vss[0].http[2].redirect->scheme, "https");
+    ck_assert_int_eq(p->vss[0].http[2].redirect->port, 8443);
+    ck_assert_int_eq(p->vss[0].http[2].redirect->code, 302);
+    ck_assert_ptr_null(p->vss[0].http[2].redirect->uri);
+    mesh_policies_free(p);
+}
+END_TEST
+
+
+/* what the zone keeps: packed, unpacked to the same model, packed again
+ * to the same bytes; damaged, refused or read inside the block */
+START_TEST(policy_shaping_pack_round_trip)
+{
+    char              err[MESH_ERR_LEN], *block, *again, *copy;
+    size_t            size, i;
+    mesh_policies_t  *p, *q;
+
+    p = ck_parse(ck_doc_shaping);
+
+    size = mesh_policies_pack(p, NULL, 0);
+    block = aligned_alloc(8, (size + 7) & ~(size_t) 7);
+    again = aligned_alloc(8, (size + 7) & ~(size_t) 7);
+    copy = aligned_alloc(8, (size + 7) & ~(size_t) 7);
+    ck_assert(block && again && copy);
+
+    ck_assert_uint_eq(mesh_policies_pack(p, block, size), size);
+    mesh_policies_free(p);
+
+    memcpy(copy, block, size);
+
+    q = mesh_policies_unpack(copy, size, err, sizeof(err));
+    ck_assert_msg(q != NULL, "%s", err);
+    ck_shaping(q);
+
+    ck_assert_uint_eq(mesh_policies_pack(q, again, size), size);
+    ck_assert(memcmp(again, block, size) == 0);
+    mesh_policies_free(q);
+
+    for (i = 0; i < size; i++) {
+        memcpy(copy, block, size);
+        copy[i] ^= (char) (0x41 + i % 7);
+
+        q = mesh_policies_unpack(copy, size, err, sizeof(err));
+        if (q) {
+            ck_walk(q);
+            mesh_policies_free(q);
+        }
+    }
+
+    free(copy);
+    free(again);
+    free(block);
+}
+END_TEST
+
+
 START_TEST(policy_from_snapshot_parses)
 {
     char              err[MESH_ERR_LEN], *doc;
@@ -435,6 +719,21 @@ START_TEST(policy_absent_fields_get_defaults)
     ck_assert_int_eq(ht->per_try_timeout, -1);
     ck_assert_uint_eq(ht->retry_on, 0);
     ck_assert_int_eq(ht->timeout, -1);
+
+    /* no request shaping */
+    ck_assert_int_eq(ht->fault.delay, -1);
+    ck_assert_int_eq(ht->fault.abort_status, 0);
+    ck_assert_ptr_null(ht->rewrite.uri);
+    ck_assert_ptr_null(ht->rewrite.authority);
+    ck_assert_ptr_null(ht->redirect);
+    ck_assert_ptr_null(ht->direct);
+    ck_assert_uint_eq(ht->headers.request.nset + ht->headers.request.nadd
+                      + ht->headers.request.nremove
+                      + ht->headers.response.nset
+                      + ht->headers.response.nadd
+                      + ht->headers.response.nremove, 0);
+    ck_assert_uint_eq(ht->routes[0].headers.request.nset
+                      + ht->routes[0].headers.response.nremove, 0);
 
     mesh_policies_free(p);
 
@@ -926,6 +1225,70 @@ static const struct {
       "\"hosts\":[\"h\"],\"http\":[],}]", "expected a string key" },
     { "[{\"kind\":\"VirtualService\",\"policy\":\"p\",\"name\":\"\xff\","
       "\"hosts\":[\"h\"],\"http\":[]}]", "UTF-8" },
+    /* request shaping */
+    { CK_HTTP(",\"fault\":{}"), "without \"delay\" or \"abort\"" },
+    { CK_HTTP(",\"fault\":{\"delay\":{\"ppm\":1}}"),
+      "without \"fixedDelayMs\"" },
+    { CK_HTTP(",\"fault\":{\"delay\":{\"fixedDelayMs\":1}}"),
+      "without \"ppm\"" },
+    { CK_HTTP(",\"fault\":{\"abort\":{\"httpStatus\":600,\"ppm\":1}}"),
+      "httpStatus" },
+    { CK_HTTP(",\"fault\":{\"abort\":{\"httpStatus\":500,\"ppm\":1000001}}"),
+      "ppm" },
+    { CK_HTTP(",\"fault\":{\"abort\":{\"httpStatus\":500,\"ppm\":1},"
+              "\"abort\":{\"httpStatus\":500,\"ppm\":1}}"), "duplicate" },
+    { CK_HTTP(",\"fault\":{\"delay\":{\"fixedDelayMs\":1,\"ppm\":1,"
+              "\"ppm\":2}}"), "duplicate field \"ppm\"" },
+    { CK_HTTP(",\"rewrite\":{}"), "without \"uri\" or \"authority\"" },
+    { CK_HTTP(",\"rewrite\":{\"uri\":\"\"}"), "empty string" },
+    { CK_HTTP(",\"rewrite\":{\"authority\":\"a\\r\\nx: y\"}"), "CR or LF" },
+    { CK_HTTP("," CK_RD), "more than one of" },
+    { CK_ANSWER(CK_RD ",\"directResponse\":{\"status\":200}"),
+      "more than one of" },
+    { CK_ANSWER(CK_RD ",\"fault\":{\"abort\":{\"httpStatus\":500,"
+                "\"ppm\":1}}"), "answered by nginx" },
+    { CK_ANSWER("\"directResponse\":{\"status\":200},\"rewrite\":"
+                "{\"uri\":\"/\"}"), "answered by nginx" },
+    { CK_ANSWER("\"redirect\":{\"uri\":\"/x\"}"),
+      "without \"redirectCode\"" },
+    { CK_ANSWER("\"redirect\":{\"redirectCode\":301}"),
+      "without \"uri\", \"authority\"" },
+    { CK_ANSWER("\"redirect\":{\"uri\":\"/x\",\"redirectCode\":304}"),
+      "not one of 301" },
+    { CK_ANSWER("\"redirect\":{\"scheme\":\"ftp\",\"redirectCode\":301}"),
+      "unknown \"redirect.scheme\"" },
+    { CK_ANSWER("\"redirect\":{\"port\":0,\"redirectCode\":301}"),
+      "redirect.port" },
+    { CK_ANSWER("\"directResponse\":{\"body\":\"x\"}"),
+      "without \"status\"" },
+    { CK_ANSWER("\"directResponse\":{\"status\":600}"),
+      "directResponse.status" },
+    { CK_ANSWER("\"directResponse\":{\"status\":200,\"body\":\"a\\u0000\"}"),
+      "\\u0000" },
+    { CK_ANSWER("\"directResponse\":{\"status\":200,\"body\":7}"),
+      "must be a string" },
+    { CK_HTTP(",\"headers\":[]"), "\"headers\" must be an object" },
+    { CK_HTTP(",\"headers\":{\"request\":{\"set\":[]}}"),
+      "a header operation must be an object" },
+    { CK_HTTP(",\"headers\":{\"request\":{\"remove\":{}}}"),
+      "a header operation must be an array" },
+    { CK_HTTP(",\"headers\":{\"request\":{\"set\":{\"a b\":\"x\"}}}"),
+      "not a header name" },
+    { CK_HTTP(",\"headers\":{\"request\":{\"set\":{\"\":\"x\"}}}"),
+      "not a header name" },
+    { CK_HTTP(",\"headers\":{\"request\":{\"set\":{\":path\":\"x\"}}}"),
+      "not a header name" },
+    { CK_HTTP(",\"headers\":{\"response\":{\"add\":{\"a\":\"x\\ny\"}}}"),
+      "CR or LF" },
+    { CK_HTTP(",\"headers\":{\"response\":{\"add\":{\"a\":1}}}"),
+      "must be a string" },
+    { CK_HTTP(",\"headers\":{\"response\":{\"remove\":[1]}}"),
+      "a header name must be a string" },
+    { CK_HTTP(",\"headers\":{\"request\":{},\"request\":{}}"),
+      "duplicate field \"request\"" },
+    { CK_VS("{\"match\":[],\"route\":[{\"destination\":{\"host\":\"h\"},"
+            "\"weight\":100,\"headers\":{\"request\":{\"remove\":"
+            "[\"a\\u0000\"]}}}]}"), "not a header name" },
 };
 
 
@@ -985,20 +1348,22 @@ END_TEST
 START_TEST(policy_mutations_never_crash)
 {
     char              err[MESH_ERR_LEN], *doc;
+    const char       *src;
     size_t            len, round, k, pos;
     uint32_t          seed;
     mesh_policies_t  *p;
 
     static const char  bytes[] = "{}[]\",:0123456789-.eEtrufalsn \\u\xc3\xff";
 
-    len = strlen(ck_doc_example);
+    src = (_i == 0) ? ck_doc_example : ck_doc_shaping;
+    len = strlen(src);
     doc = malloc(len);
     ck_assert_ptr_nonnull(doc);
 
     seed = 12345;
 
     for (round = 0; round < 20000; round++) {
-        memcpy(doc, ck_doc_example, len);
+        memcpy(doc, src, len);
 
         for (k = 0; k < 1 + round % 4; k++) {
             seed = seed * 1103515245 + 12345;
@@ -1431,6 +1796,8 @@ policy_suite(void)
 
     tc = tcase_create("good");
     tcase_add_test(tc, policy_docs_example_parses);
+    tcase_add_test(tc, policy_docs_shaping_example_parses);
+    tcase_add_test(tc, policy_shaping_pack_round_trip);
     tcase_add_test(tc, policy_from_snapshot_parses);
     tcase_add_test(tc, policy_absent_fields_get_defaults);
     tcase_add_test(tc, policy_subset_fields_override_the_rule);
@@ -1448,7 +1815,7 @@ policy_suite(void)
                         sizeof(ck_bad) / sizeof(ck_bad[0]));
     tcase_add_test(tc, policy_error_offsets);
     tcase_add_test(tc, policy_truncated_at_every_offset);
-    tcase_add_test(tc, policy_mutations_never_crash);
+    tcase_add_loop_test(tc, policy_mutations_never_crash, 0, 2);
     tcase_add_test(tc, policy_deep_nesting_refused);
     suite_add_tcase(s, tc);
 

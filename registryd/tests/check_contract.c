@@ -212,6 +212,133 @@ START_TEST(contract_complete_snapshot_reads_field_by_field)
 END_TEST
 
 
+static void
+ck_ops_eq(const mesh_header_op_t *op, size_t n, const char *name,
+    const char *value)
+{
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(op->name, name);
+    ck_assert_uint_eq(op->name_len, strlen(name));
+
+    if (value == NULL) {
+        ck_assert_ptr_null(op->value);
+        return;
+    }
+
+    ck_assert_str_eq(op->value, value);
+    ck_assert_uint_eq(op->value_len, strlen(value));
+}
+
+
+/* the example of conf/policies with request shaping, as the module's
+ * reader has it, and then as a worker has it from the zone */
+static void
+ck_shaping_model(const mesh_policies_t *p)
+{
+    const mesh_http_route_t       *h;
+    const mesh_virtual_service_t  *vs;
+
+    vs = mesh_policies_vs(p, "orders", 6);
+    ck_assert_ptr_nonnull(vs);
+    ck_assert_uint_eq(vs->nhttp, 5);
+
+    h = &vs->http[0];                                   /* moved */
+    ck_assert_str_eq(h->name, "moved");
+    ck_assert_uint_eq(h->nroutes, 0);
+    ck_assert_ptr_null(h->direct);
+    ck_assert_ptr_nonnull(h->redirect);
+    ck_assert_str_eq(h->redirect->uri, "/api/");
+    ck_assert_ptr_null(h->redirect->authority);
+    ck_assert_ptr_null(h->redirect->scheme);
+    ck_assert_int_eq(h->redirect->port, 0);
+    ck_assert_int_eq(h->redirect->code, 308);
+    ck_assert_int_eq(h->fault.delay, -1);
+    ck_assert_int_eq(h->fault.abort_status, 0);
+
+    h = &vs->http[1];                                   /* gone */
+    ck_assert_uint_eq(h->nroutes, 0);
+    ck_assert_ptr_null(h->redirect);
+    ck_assert_ptr_nonnull(h->direct);
+    ck_assert_int_eq(h->direct->status, 410);
+    ck_assert_str_eq(h->direct->body, "gone: use /api/\n");
+    ck_assert_uint_eq(h->direct->body_len, 16);
+
+    h = &vs->http[2];                                   /* canary */
+    ck_assert_int_eq(h->fault.delay, 2000);
+    ck_assert_uint_eq(h->fault.delay_ppm, 1000);
+    ck_assert_int_eq(h->fault.abort_status, 503);
+    ck_assert_uint_eq(h->fault.abort_ppm, 10000);
+    ck_assert_ptr_null(h->rewrite.uri);
+    ck_assert_uint_eq(h->nroutes, 1);
+    ck_assert_str_eq(h->routes[0].subset, "v2");
+
+    h = &vs->http[3];                                   /* shop */
+    ck_assert_int_eq(h->fault.delay, -1);
+    ck_assert_int_eq(h->fault.abort_status, 0);
+    ck_assert_str_eq(h->rewrite.uri, "/api/");
+    ck_assert_ptr_null(h->rewrite.authority);
+    ck_ops_eq(h->headers.request.set, h->headers.request.nset,
+              "x-mesh-route", "shop");
+    ck_assert_uint_eq(h->headers.request.nadd, 0);
+    ck_ops_eq(h->headers.request.remove, h->headers.request.nremove,
+              "x-debug", NULL);
+    ck_ops_eq(h->headers.response.add, h->headers.response.nadd,
+              "cache-control", "no-store");
+    ck_ops_eq(h->headers.response.remove, h->headers.response.nremove,
+              "server", NULL);
+    ck_assert_uint_eq(h->nroutes, 2);
+    ck_assert_int_eq(h->routes[0].weight, 90);
+    ck_ops_eq(h->routes[0].headers.response.set,
+              h->routes[0].headers.response.nset, "x-orders-subset", "v1");
+    ck_assert_uint_eq(h->routes[0].headers.request.nset, 0);
+    ck_ops_eq(h->routes[1].headers.response.set,
+              h->routes[1].headers.response.nset, "x-orders-subset", "v2");
+
+    h = &vs->http[4];                                   /* the rest */
+    ck_assert_uint_eq(h->headers.request.nset + h->headers.response.nadd,
+                      0);
+    ck_assert_ptr_null(h->headers.request.set);
+    ck_assert_uint_eq(h->routes[0].headers.response.nset, 0);
+}
+
+
+START_TEST(contract_request_shaping_reads_and_packs)
+{
+    char              err[256], *block;
+    size_t            size;
+    mesh_buf_t        b;
+    uint64_t          index;
+    mesh_snapshot_t  *s;
+    mesh_policies_t  *p, *q;
+
+    apply_file("orders-destination", "conf/policies/orders-destination.yaml");
+    apply_file("orders-shaping", "conf/policies/orders-shaping.yaml");
+
+    mesh_buf_init(&b, 0);
+    rd_snapshot_build(reg, &b, &index);
+    s = read_snapshot(&b, &p);
+
+    ck_shaping_model(p);
+
+    /* what the poll owner writes into the zone, a worker reads back */
+    size = mesh_policies_pack(p, NULL, 0);
+    block = aligned_alloc(8, (size + 7) & ~(size_t) 7);
+    ck_assert_ptr_nonnull(block);
+    ck_assert_uint_eq(mesh_policies_pack(p, block, size), size);
+    mesh_policies_free(p);
+
+    q = mesh_policies_unpack(block, size, err, sizeof(err));
+    ck_assert_msg(q != NULL, "%s", err);
+    ck_shaping_model(q);
+    mesh_policies_free(q);
+
+    free(block);
+    mesh_snapshot_free(s);
+    mesh_buf_free(&b);
+}
+END_TEST
+
+
 START_TEST(contract_subscription_and_delta_read_and_merge)
 {
     int                 members;
@@ -346,6 +473,7 @@ contract_suite(void)
     tcase_add_test(tc, contract_complete_snapshot_reads_field_by_field);
     tcase_add_test(tc, contract_subscription_and_delta_read_and_merge);
     tcase_add_test(tc, contract_regex_registryd_accepts_the_module_reads);
+    tcase_add_test(tc, contract_request_shaping_reads_and_packs);
     suite_add_tcase(s, tc);
 
     return s;

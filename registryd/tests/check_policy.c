@@ -605,6 +605,89 @@ START_TEST(policy_parse_virtual_service_normalizes)
 END_TEST
 
 
+START_TEST(policy_parse_request_shaping_normalizes)
+{
+    size_t   n;
+    json_t  *v;
+
+    v = normalized(
+        "apiVersion: networking.istio.io/v1\n"
+        "kind: VirtualService\n"
+        "metadata: {name: orders}\n"
+        "spec:\n"
+        "  hosts: [orders]\n"
+        "  http:\n"
+        "  - match: [{uri: {prefix: /v1/}}]\n"
+        "    redirect: {uri: /api/, authority: new.example:8443}\n"
+        "  - redirect: {scheme: https, port: 443, redirectCode: 308}\n"
+        "    headers: {response: {set: {X-Why: moved}}}\n"
+        "  - directResponse: {status: 503, body: {string: \"down\\n\"}}\n"
+        "  - directResponse:\n"
+        "      status: 200\n"
+        "      body: {bytes: \"aGVsbG8=\"}\n"
+        "  - directResponse: {status: 204}\n"
+        "  - fault:\n"
+        "      delay: {fixedDelay: 1.5s, percentage: {value: 0.1}}\n"
+        "      abort: {httpStatus: 503}\n"
+        "    rewrite: {uri: /v2/, authority: orders-v2}\n"
+        "    headers:\n"
+        "      request:\n"
+        "        set: {X-Env: prod, x-pct: \"100%%\"}\n"
+        "        add: {x-tag: \"a\\tb\", x-empty: \"\"}\n"
+        "        remove: [X-Debug, cookie]\n"
+        "      response:\n"
+        "        remove: [server]\n"
+        "        set: {}\n"
+        "    route:\n"
+        "    - destination: {host: orders}\n"
+        "      weight: 60\n"
+        "      headers: {response: {add: {x-by: a}}, request: {}}\n"
+        "    - destination: {host: orders}\n"
+        "      weight: 40\n"
+        "  - fault:\n"
+        "      delay: {fixedDelay: 5s, percent: 5}\n"
+        "      abort: {httpStatus: 404, percentage: {value: 0.00005}}\n"
+        "    headers: {}\n"
+        "    route:\n"
+        "    - destination: {host: orders}\n", &n);
+
+    ck_assert_uint_eq(n, 1);
+    expect_json(json_array_get(v, 0),
+        "{\"policy\":\"pol\",\"kind\":\"VirtualService\",\"name\":\"orders\","
+        "\"hosts\":[\"orders\"],\"http\":["
+        "{\"match\":[{\"uri\":{\"prefix\":\"/v1/\"}}],"
+        "\"redirect\":{\"uri\":\"/api/\",\"authority\":\"new.example:8443\","
+        "\"redirectCode\":301}},"
+        "{\"match\":[],\"redirect\":{\"scheme\":\"https\",\"port\":443,"
+        "\"redirectCode\":308},"
+        "\"headers\":{\"response\":{\"set\":{\"x-why\":\"moved\"}}}},"
+        "{\"match\":[],\"directResponse\":{\"status\":503,"
+        "\"body\":\"down\\n\"}},"
+        "{\"match\":[],\"directResponse\":{\"status\":200,"
+        "\"body\":\"hello\"}},"
+        "{\"match\":[],\"directResponse\":{\"status\":204}},"
+        "{\"match\":[],"
+        "\"fault\":{\"delay\":{\"fixedDelayMs\":1500,\"ppm\":1000},"
+        "\"abort\":{\"httpStatus\":503,\"ppm\":1000000}},"
+        "\"rewrite\":{\"uri\":\"/v2/\",\"authority\":\"orders-v2\"},"
+        "\"headers\":{\"request\":{"
+        "\"set\":{\"x-env\":\"prod\",\"x-pct\":\"100%\"},"
+        "\"add\":{\"x-tag\":\"a\\tb\",\"x-empty\":\"\"},"
+        "\"remove\":[\"x-debug\",\"cookie\"]},"
+        "\"response\":{\"remove\":[\"server\"]}},"
+        "\"route\":[{\"destination\":{\"host\":\"orders\"},\"weight\":60,"
+        "\"headers\":{\"response\":{\"add\":{\"x-by\":\"a\"}}}},"
+        "{\"destination\":{\"host\":\"orders\"},\"weight\":40}]},"
+        "{\"match\":[],"
+        "\"fault\":{\"delay\":{\"fixedDelayMs\":5000,\"ppm\":50000},"
+        "\"abort\":{\"httpStatus\":404,\"ppm\":1}},"
+        "\"route\":[{\"destination\":{\"host\":\"orders\"},"
+        "\"weight\":100}]}]}");
+    json_decref(v);
+}
+END_TEST
+
+
 START_TEST(policy_parse_empty_documents_are_skipped)
 {
     size_t   n;
@@ -1064,6 +1147,7 @@ policy_suite(void)
                         0, (int) (sizeof(bad) / sizeof(bad[0])));
     tcase_add_test(tc, policy_parse_destination_rule_normalizes);
     tcase_add_test(tc, policy_parse_virtual_service_normalizes);
+    tcase_add_test(tc, policy_parse_request_shaping_normalizes);
     tcase_add_test(tc, policy_parse_empty_documents_are_skipped);
     tcase_add_test(tc, policy_parse_takes_kubectl_output_and_mesh_gateways);
     tcase_add_test(tc, policy_check_subsets_and_hosts_across_policies);
