@@ -406,7 +406,8 @@ mesh_unpack_ptr(mesh_unpack_t *u, void *field, size_t need)
         return NULL;
     }
 
-    if (off >= u->size || need > u->size - off) {
+    /* every piece was allocated 8-byte aligned (mesh_pack_alloc) */
+    if (off >= u->size || need > u->size - off || (off & 7)) {
         u->bad = 1;
         *(void **) field = NULL;
         return NULL;
