@@ -300,7 +300,9 @@ my @bad = (
     [ $V . $R . "    retries: {retryOn: 'deadline-exceeded'}\n",
       'spec.http[0].retries.retryOn', 9, 24 ],
     [ $V . $R . "    timeout: soon\n", 'spec.http[0].timeout', 9, 14 ],
-    [ $V . $R . "    rewrite: {uri: /}\n", 'spec.http[0].rewrite', 9, 5 ],
+    [ $V . $R . "    rewrite: {uriRegexRewrite: {match: a, rewrite: b}}\n",
+      'spec.http[0].rewrite.uriRegexRewrite', 9, 15 ],
+    [ $V . "  - redirect: {uri: /x}\n" . $RT, 'spec.http[0].route', 8, 5 ],
     [ "apiVersion: mesh/v1\nkind: VirtualService\nmetadata: {name: v}\n"
       . "spec:\n  hosts: [carts]\n", 'spec.http', 5, 3 ],
     [ $D . "---\n" . $D, 'metadata.name', 9, 18, 1 ],
