@@ -322,14 +322,48 @@ rd_parse_routes(rd_pctx_t *c, yaml_node_t *n, json_t *routes)
 }
 
 
+/*
+ * Istio's retryOn names nginx can honour: its own (mesh_retry_on) and an
+ * alias; the gRPC statuses it cannot (nginx proxies HTTP, it reads no
+ * grpc-status to retry on)
+ */
+static const struct {
+    const char  *name;
+    const char  *as;
+} rd_retry_alias[] = {
+    /* an HTTP/2 stream refused before the upstream worked on it: to
+     * nginx's HTTP/1.1 upstream, a connection closed without a response */
+    { "refused-stream", "reset" },
+    { NULL, NULL }
+};
+
+static const char  rd_retry_grpc[] =
+    "cancelled,deadline-exceeded,internal,resource-exhausted,unavailable";
+
+
+static int
+rd_in_csv(const char *list, const char *s)
+{
+    size_t       n = strlen(s);
+    const char  *p;
+
+    for (p = list; p; p = strchr(p, ','), p = p ? p + 1 : NULL) {
+        if (strncmp(p, s, n) == 0 && (p[n] == ',' || p[n] == '\0')) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 static int
 rd_parse_retry_on(rd_pctx_t *c, yaml_node_t *n, json_t **out)
 {
-    size_t       len;
-    json_t      *a;
-    const char  *s, *p, *e;
+    size_t       len, i, k;
+    json_t      *a, *seen;
+    const char  *s, *p, *e, *as;
     char         cond[64];
-    size_t       i;
 
     if (rd_get_nonempty(c, n, 1024, &s) != 0) {
         return -1;
@@ -337,6 +371,7 @@ rd_parse_retry_on(rd_pctx_t *c, yaml_node_t *n, json_t **out)
 
     a = rd_jarr();
     *out = a;
+    seen = rd_jarr();
 
     for (p = s; ; p = e + 1) {
         e = strchr(p, ',');
@@ -353,40 +388,75 @@ rd_parse_retry_on(rd_pctx_t *c, yaml_node_t *n, json_t **out)
         }
 
         if (len == 0) {
+            json_decref(seen);
             return rd_perr(c, n, "\"%.64s\" holds an empty condition", s);
         }
 
         snprintf(cond, sizeof(cond), "%.*s", (int) len, p);
 
-        /* the module's own list: what one accepts the other reads */
-        for (i = 0; mesh_retry_on[i].name; i++) {
-            if (strcmp(cond, mesh_retry_on[i].name) == 0) {
-                break;
-            }
-        }
-
-        if (mesh_retry_on[i].name == NULL) {
-            return rd_perr(c, n, "retry condition \"%.64s\" is not "
-                           "supported%s; supported: 5xx, gateway-error, "
-                           "connect-failure, reset", cond,
-                           strcmp(cond, "retriable-4xx") == 0
-                           ? " (nginx cannot retry on 409)" : "");
-        }
-
-        for (i = 0; i < json_array_size(a); i++) {
-            if (strcmp(json_string_value(json_array_get(a, i)), cond) == 0) {
+        for (i = 0; i < json_array_size(seen); i++) {
+            if (strcmp(json_string_value(json_array_get(seen, i)), cond)
+                == 0)
+            {
+                json_decref(seen);
                 return rd_perr(c, n, "retry condition \"%s\" is listed "
                                "twice", cond);
             }
         }
 
-        rd_jpush(a, json_string(cond));
+        rd_jpush(seen, json_string(cond));
+
+        as = cond;
+
+        for (k = 0; rd_retry_alias[k].name; k++) {
+            if (strcmp(cond, rd_retry_alias[k].name) == 0) {
+                as = rd_retry_alias[k].as;
+                break;
+            }
+        }
+
+        /* the module's own list: what one accepts the other reads */
+        for (i = 0; mesh_retry_on[i].name; i++) {
+            if (strcmp(as, mesh_retry_on[i].name) == 0) {
+                break;
+            }
+        }
+
+        if (mesh_retry_on[i].name == NULL) {
+            json_decref(seen);
+
+            if (rd_in_csv(rd_retry_grpc, cond)) {
+                return rd_perr(c, n, "retry condition \"%s\" is a gRPC "
+                               "status, which nginx cannot retry on; "
+                               "supported: 5xx, gateway-error, "
+                               "connect-failure, reset, refused-stream",
+                               cond);
+            }
+
+            return rd_perr(c, n, "retry condition \"%.64s\" is not "
+                           "supported%s; supported: 5xx, gateway-error, "
+                           "connect-failure, reset, refused-stream", cond,
+                           strcmp(cond, "retriable-4xx") == 0
+                           ? " (nginx cannot retry on 409)" : "");
+        }
+
+        /* an alias and its name both given: once */
+        for (i = 0; i < json_array_size(a); i++) {
+            if (strcmp(json_string_value(json_array_get(a, i)), as) == 0) {
+                break;
+            }
+        }
+
+        if (i == json_array_size(a)) {
+            rd_jpush(a, json_string(as));
+        }
 
         if (*e == '\0') {
             break;
         }
     }
 
+    json_decref(seen);
     return 0;
 }
 
@@ -395,7 +465,7 @@ static int
 rd_parse_retries(rd_pctx_t *c, yaml_node_t *n, json_t **out)
 {
     size_t             old;
-    json_t            *o, *ro;
+    json_t            *o, *ro, *at;
     int64_t            ms;
     long long          i;
     const char        *k;
@@ -438,6 +508,22 @@ rd_parse_retries(rd_pctx_t *c, yaml_node_t *n, json_t **out)
         }
 
         rd_path_pop(c, old);
+    }
+
+    /*
+     * Istio's retryOn when only attempts is given:
+     * "connect-failure,refused-stream,unavailable,cancelled,
+     * retriable-status-codes" (with 503): what nginx can honour of it
+     */
+    at = json_object_get(o, "attempts");
+
+    if (at && json_integer_value(at) > 0
+        && json_object_get(o, "retryOn") == NULL)
+    {
+        ro = rd_jarr();
+        rd_jpush(ro, json_string("connect-failure"));
+        rd_jpush(ro, json_string("reset"));
+        rd_jset(o, "retryOn", ro);
     }
 
     return 0;

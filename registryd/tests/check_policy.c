@@ -388,6 +388,12 @@ static const bad_t  bad[] = {
     { VS RT "    headers: {request: {set: {x-a: 1}}}\n",
       "spec.http[0].headers.request.set.x-a", 10, 36, 0,
       "must be a string" },
+    /* 110: retries */
+    { VS RT "    retries: {attempts: 2, retryOn: \"5xx,unavailable\"}\n",
+      "spec.http[0].retries.retryOn", 10, 37, 0, "a gRPC status" },
+    { VS RT "    retries: {attempts: 2, retryOn: \"refused-stream, "
+      "refused-stream\"}\n",
+      "spec.http[0].retries.retryOn", 10, 37, 0, "listed twice" },
 };
 
 
@@ -683,6 +689,42 @@ START_TEST(policy_parse_request_shaping_normalizes)
         "\"abort\":{\"httpStatus\":404,\"ppm\":1}},"
         "\"route\":[{\"destination\":{\"host\":\"orders\"},"
         "\"weight\":100}]}]}");
+    json_decref(v);
+}
+END_TEST
+
+
+/* Istio's retryOn: refused-stream is nginx's reset; attempts alone get
+ * Istio's default conditions, those nginx can honour */
+START_TEST(policy_parse_retries_follow_istio)
+{
+    size_t   n;
+    json_t  *v, *http;
+
+    v = normalized(VS
+        "  - match: [{uri: {prefix: /a}}]\n"
+        "    route:\n    - destination: {host: orders}\n"
+        "    retries: {attempts: 3}\n"
+        "  - match: [{uri: {prefix: /b}}]\n"
+        "    route:\n    - destination: {host: orders}\n"
+        "    retries: {attempts: 0}\n"
+        "  - match: [{uri: {prefix: /c}}]\n"
+        "    route:\n    - destination: {host: orders}\n"
+        "    retries: {attempts: 1, retryOn: "
+        "\"refused-stream,5xx,reset\"}\n"
+        "  - route:\n    - destination: {host: orders}\n"
+        "    retries: {attempts: 1, retryOn: refused-stream}\n", &n);
+
+    http = json_object_get(json_array_get(v, 0), "http");
+    expect_json(json_object_get(json_array_get(http, 0), "retries"),
+                "{\"attempts\":3,\"retryOn\":[\"connect-failure\","
+                "\"reset\"]}");
+    expect_json(json_object_get(json_array_get(http, 1), "retries"),
+                "{\"attempts\":0}");
+    expect_json(json_object_get(json_array_get(http, 2), "retries"),
+                "{\"attempts\":1,\"retryOn\":[\"reset\",\"5xx\"]}");
+    expect_json(json_object_get(json_array_get(http, 3), "retries"),
+                "{\"attempts\":1,\"retryOn\":[\"reset\"]}");
     json_decref(v);
 }
 END_TEST
@@ -1148,6 +1190,7 @@ policy_suite(void)
     tcase_add_test(tc, policy_parse_destination_rule_normalizes);
     tcase_add_test(tc, policy_parse_virtual_service_normalizes);
     tcase_add_test(tc, policy_parse_request_shaping_normalizes);
+    tcase_add_test(tc, policy_parse_retries_follow_istio);
     tcase_add_test(tc, policy_parse_empty_documents_are_skipped);
     tcase_add_test(tc, policy_parse_takes_kubectl_output_and_mesh_gateways);
     tcase_add_test(tc, policy_check_subsets_and_hosts_across_policies);
