@@ -598,9 +598,9 @@ static const char *const  rd_ht_names[] = {
 static int
 rd_http_conflicts(rd_pctx_t *c, yaml_node_t **keys)
 {
-    int          answer, i;
-    size_t       old;
-    static int   others[] = { RD_HT_ROUTE, RD_HT_FAULT, RD_HT_REWRITE };
+    int                answer, i;
+    size_t             old;
+    static const int   others[] = { RD_HT_ROUTE, RD_HT_FAULT, RD_HT_REWRITE };
 
     answer = keys[RD_HT_REDIRECT] ? RD_HT_REDIRECT
              : keys[RD_HT_DIRECT] ? RD_HT_DIRECT : -1;
