@@ -388,7 +388,7 @@ static const bad_t  bad[] = {
     { VS RT "    headers: {request: {set: {x-a: 1}}}\n",
       "spec.http[0].headers.request.set.x-a", 10, 36, 0,
       "must be a string" },
-    /* 110: retries */
+    /* 119: retries */
     { VS RT "    retries: {attempts: 2, retryOn: \"5xx,unavailable\"}\n",
       "spec.http[0].retries.retryOn", 10, 37, 0, "a gRPC status" },
     { VS RT "    retries: {attempts: 2, retryOn: \"refused-stream, "
