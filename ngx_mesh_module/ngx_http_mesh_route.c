@@ -556,6 +556,11 @@ ngx_http_mesh_request_headers(ngx_http_request_t *r, mesh_header_ops_t *ops)
         }
 
         r->headers_in.headers = list;
+
+        if (list.last == &list.part) {
+            /* "last" pointed into the copy on the stack */
+            r->headers_in.headers.last = &r->headers_in.headers.part;
+        }
     }
 
     for (k = 0; k < ops->nset; k++) {
