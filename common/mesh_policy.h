@@ -162,6 +162,9 @@ typedef struct {
 typedef struct {
     int           lb;                       /* MESH_LB_* */
     const char   *hash_name;
+    int64_t       cookie_ttl;               /* httpCookie.ttl, ms; -1: no
+                                               cookie is issued */
+    const char   *cookie_path;              /* httpCookie.path, or NULL */
     int           max_connections;          /* 0: no cap */
 
     /* the rest of connectionPool, -1 where not set */

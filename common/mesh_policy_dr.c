@@ -507,7 +507,7 @@ mesh_policy_chash(mesh_json_t *j, mesh_traffic_policy_t *tp)
 }
 
 
-/* ttlMs and path are checked and not kept: nginx does not issue cookies */
+/* with ttlMs, a request without the cookie is given one (the module) */
 
 static int
 mesh_policy_cookie(mesh_json_t *j, mesh_traffic_policy_t *tp)
@@ -546,6 +546,7 @@ mesh_policy_cookie(mesh_json_t *j, mesh_traffic_policy_t *tp)
                 return -1;
             }
 
+            tp->cookie_ttl = ttl;
             break;
 
         case MESH_CK_PATH:
@@ -554,6 +555,7 @@ mesh_policy_cookie(mesh_json_t *j, mesh_traffic_policy_t *tp)
                 return -1;
             }
 
+            tp->cookie_path = path;
             break;
 
         case -2:
@@ -875,6 +877,8 @@ mesh_policy_traffic_init(mesh_traffic_policy_t *tp)
 {
     tp->lb = MESH_LB_NONE;
     tp->hash_name = NULL;
+    tp->cookie_ttl = -1;
+    tp->cookie_path = NULL;
     tp->max_connections = 0;
 
     tp->connect_timeout = -1;
@@ -908,6 +912,8 @@ mesh_policy_inherit(mesh_traffic_policy_t *tp,
     if (tp->lb == MESH_LB_NONE) {
         tp->lb = from->lb;
         tp->hash_name = from->hash_name;
+        tp->cookie_ttl = from->cookie_ttl;
+        tp->cookie_path = from->cookie_path;
     }
 
     if (tp->max_connections == 0) {

@@ -110,6 +110,9 @@ mesh_pack_traffic(mesh_pack_t *pk, const mesh_traffic_policy_t *from,
 
     field = to ? &to->hash_name : &tmp;
     mesh_pack_str(pk, from->hash_name, field);
+
+    field = to ? &to->cookie_path : &tmp;
+    mesh_pack_str(pk, from->cookie_path, field);
 }
 
 
@@ -614,6 +617,7 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
         mesh_unpack_str(&u, &dr[i].name);
         mesh_unpack_str(&u, &dr[i].host);
         mesh_unpack_str(&u, &dr[i].traffic.hash_name);
+        mesh_unpack_str(&u, &dr[i].traffic.cookie_path);
 
         sb = mesh_unpack_array(&u, &dr[i].subsets, dr[i].nsubsets,
                                sizeof(mesh_subset_t));
@@ -621,6 +625,7 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
         for (k = 0; sb && !u.bad && k < dr[i].nsubsets; k++) {
             mesh_unpack_str(&u, &sb[k].name);
             mesh_unpack_str(&u, &sb[k].policy.hash_name);
+            mesh_unpack_str(&u, &sb[k].policy.cookie_path);
 
             if (mesh_unpack_array(&u, &sb[k].labels, sb[k].nlabels,
                                   sizeof(mesh_label_t)) != NULL)

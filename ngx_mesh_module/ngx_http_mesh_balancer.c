@@ -31,8 +31,8 @@ static void ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
 static void ngx_http_mesh_cleanup_peer(void *data);
 static ngx_int_t ngx_http_mesh_hash_key(ngx_http_request_t *r,
-    ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_target_t *t,
-    ngx_str_t *key);
+    ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_peer_data_t *pd,
+    ngx_http_mesh_target_t *t, ngx_str_t *key);
 static ngx_inline void ngx_http_mesh_count(ngx_http_mesh_stat_t *st,
     ngx_uint_t status, ngx_uint_t bucket, ngx_msec_t ms, uint64_t window,
     ngx_uint_t slot);
@@ -264,9 +264,50 @@ ngx_http_mesh_route_conf(ngx_http_request_t *r, mesh_http_route_t *route)
 }
 
 
+/*
+ * httpCookie with a ttl and a request without the cookie: the request is
+ * given one, as Envoy gives it (a hash of the client's and the local
+ * address, 16 hex digits), and hashed on it at once, so that its first
+ * request goes where the next ones with the cookie will
+ */
+static ngx_int_t
+ngx_http_mesh_issue_cookie(ngx_http_request_t *r,
+    ngx_http_mesh_peer_data_t *pd, ngx_str_t *key)
+{
+    u_char             *p, text[2 * NGX_SOCKADDR_STRLEN];
+    size_t              len;
+    ngx_connection_t   *c;
+
+    c = r->connection;
+
+    if (ngx_connection_local_sockaddr(c, NULL, 0) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_sock_ntop(c->sockaddr, c->socklen, text, NGX_SOCKADDR_STRLEN,
+                        1);
+    len += ngx_sock_ntop(c->local_sockaddr, c->local_socklen, text + len,
+                         NGX_SOCKADDR_STRLEN, 1);
+
+    p = ngx_pnalloc(r->pool, 16);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(p, "%08xD%08xD", ngx_murmur_hash2(text, len),
+                ngx_crc32_long(text, len));
+
+    key->data = p;
+    key->len = 16;
+    pd->cookie = *key;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_mesh_hash_key(ngx_http_request_t *r, ngx_http_mesh_srv_conf_t *mscf,
-    ngx_http_mesh_target_t *t, ngx_str_t *key)
+    ngx_http_mesh_peer_data_t *pd, ngx_http_mesh_target_t *t, ngx_str_t *key)
 {
     ngx_table_elt_t  *h;
 
@@ -296,7 +337,22 @@ ngx_http_mesh_hash_key(ngx_http_request_t *r, ngx_http_mesh_srv_conf_t *mscf,
             == NGX_DECLINED)
         {
             key->len = 0;
+
+            if (t->cookie_ttl >= 0) {
+                return ngx_http_mesh_issue_cookie(r, pd, key);
+            }
+
+            return NGX_OK;
         }
+
+        /* name="v", as issued: the key is v, as Envoy reads it */
+        if (key->len >= 2 && key->data[0] == '"'
+            && key->data[key->len - 1] == '"')
+        {
+            key->data++;
+            key->len -= 2;
+        }
+
         return NGX_OK;
 
     case NGX_HTTP_MESH_HASH_SOURCE_IP:
@@ -370,6 +426,8 @@ ngx_http_mesh_peer_data(ngx_http_request_t *r,
     pd->prefix = 0;
     pd->authority.len = 0;
     pd->authority.data = NULL;
+    pd->cookie.len = 0;
+    pd->cookie.data = NULL;
     pd->admitted = 0;
     pd->reserved = NULL;
     pd->output_filter = NULL;
@@ -466,7 +524,7 @@ ngx_http_mesh_init_peer(ngx_http_request_t *r,
     }
 
     if (t && t->balancer == NGX_HTTP_MESH_CHASH) {
-        if (ngx_http_mesh_hash_key(r, mscf, t, &key) != NGX_OK) {
+        if (ngx_http_mesh_hash_key(r, mscf, pd, t, &key) != NGX_OK) {
             return NGX_ERROR;
         }
 

@@ -289,6 +289,8 @@ typedef struct {
     ngx_uint_t                     balancer;    /* NGX_HTTP_MESH_RR... */
     ngx_uint_t                     hash;        /* NGX_HTTP_MESH_HASH_* */
     ngx_str_t                      hash_name;
+    int64_t                        cookie_ttl;  /* ms; -1: none issued */
+    ngx_str_t                      cookie_path;
     ngx_uint_t                     max_conns;   /* 0: no cap */
 
     /* the rest of connectionPool (ngx_http_mesh_pool.c) */
@@ -451,6 +453,8 @@ typedef struct {
     size_t                         prefix;      /* the path prefix the
                                                    match took, or 0 */
     ngx_str_t                      authority;   /* rewritten, or empty */
+    ngx_str_t                      cookie;      /* issued: Set-Cookie's
+                                                   value, or empty */
 } ngx_http_mesh_peer_data_t;
 
 

@@ -630,6 +630,51 @@ ngx_http_mesh_response_headers(ngx_http_request_t *r, mesh_header_ops_t *ops)
 }
 
 
+/* the cookie a consistent hash on httpCookie with a ttl issued */
+static ngx_int_t
+ngx_http_mesh_set_cookie(ngx_http_request_t *r, ngx_http_mesh_peer_data_t *pd)
+{
+    u_char                  *p;
+    size_t                   len;
+    ngx_table_elt_t         *h;
+    ngx_http_mesh_target_t  *t = pd->target;
+
+    len = t->hash_name.len + sizeof("=\"\"; Max-Age=; Path=; HttpOnly") - 1
+          + pd->cookie.len + NGX_INT64_LEN + t->cookie_path.len;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Set-Cookie");
+    h->value.data = p;
+
+    p = ngx_sprintf(p, "%V=\"%V\"", &t->hash_name, &pd->cookie);
+
+    /* a ttl of 0: a session cookie */
+    if (t->cookie_ttl > 0) {
+        p = ngx_sprintf(p, "; Max-Age=%L", (t->cookie_ttl + 999) / 1000);
+    }
+
+    if (t->cookie_path.len) {
+        p = ngx_sprintf(p, "; Path=%V", &t->cookie_path);
+    }
+
+    p = ngx_cpymem(p, "; HttpOnly", 10);
+
+    h->value.len = p - h->value.data;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_mesh_header_filter(ngx_http_request_t *r)
 {
@@ -637,6 +682,14 @@ ngx_http_mesh_header_filter(ngx_http_request_t *r)
     ngx_http_mesh_peer_data_t  *pd;
 
     pd = ngx_http_get_module_ctx(r, ngx_http_mesh_module);
+
+    if (pd && pd->cookie.len && pd->target) {
+        if (ngx_http_mesh_set_cookie(r, pd) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        pd->cookie.len = 0;     /* once */
+    }
 
     if (pd && pd->route && pd->routed) {
         route = pd->route->route;

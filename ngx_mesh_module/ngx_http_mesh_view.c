@@ -589,6 +589,15 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
         t->hash_name.data = (u_char *) tp->hash_name;
     }
 
+    /* httpCookie with a ttl: a request without the cookie is given one */
+    t->cookie_ttl = (tp && tp->lb == MESH_LB_HASH_COOKIE) ? tp->cookie_ttl
+                                                          : -1;
+
+    if (t->cookie_ttl >= 0 && tp->cookie_path) {
+        t->cookie_path.len = ngx_strlen(tp->cookie_path);
+        t->cookie_path.data = (u_char *) tp->cookie_path;
+    }
+
     t->max_conns = (tp && tp->max_connections > 0) ? tp->max_connections : 0;
 
     /* the rest of connectionPool: enforced by ngx_http_mesh_pool.c */

@@ -135,6 +135,40 @@ $c->close;
 is scalar(keys %one), 1, 'session=k7 with other cookies: one instance'
     or diag explain \%one;
 
+# no cookie yet, a ttl: the first answer gives one (ttl 0s: a session
+# cookie), and the first request already went where the cookie leads
+$c = $t->client(keepalive => 0);
+my $r = $c->get('/first');
+like $r->{headers}{'set-cookie'} // '', qr/^session="[0-9a-f]{16}"; HttpOnly$/,
+    'no session cookie, ttl 0s: Set-Cookie session="..."; HttpOnly';
+my ($issued) = ($r->{headers}{'set-cookie'} // '') =~ /"([0-9a-f]{16})"/;
+%one = ();
+$one{ answer($t->client->get('/', { Cookie => "session=\"$issued\"" })) }++
+    for 1 .. 10;
+is_deeply [ keys %one ], [ answer($r) ],
+    '... the first request went where the cookie then leads'
+    or diag explain \%one;
+$r = $t->client->get('/', { Cookie => "session=\"$issued\"" });
+ok !defined $r->{headers}{'set-cookie'}, '... and with it, none is given';
+
+apply_hash("        httpCookie:\n          name: sid\n          ttl: 90s\n"
+           . "          path: /shop", 'cookie sid, ttl 90s');
+my (%first, $sticky);
+for my $i (1 .. 20) {
+    my $cl = $t->client(local_addr => "127.0.0.$i", keepalive => 0);
+    $r = $cl->get('/shop');
+    my ($v) = ($r->{headers}{'set-cookie'} // '')
+        =~ /^sid="([0-9a-f]{16})"; Max-Age=90; Path=\/shop; HttpOnly$/;
+    next unless defined $v;
+    $first{ answer($r) }++;
+    my $again = $t->client->get('/shop', { Cookie => "sid=\"$v\"" });
+    $sticky++ if answer($again) eq answer($r);
+}
+is $sticky, 20, '20 clients without the cookie: each given one (Max-Age=90, '
+    . 'Path=/shop), and each one\'s first request where its cookie leads';
+cmp_ok scalar(keys %first), '>', 1, '... spread over the instances'
+    or diag explain \%first;
+
 # source address: 127.0.0.1 .. 127.0.0.20
 
 apply_hash('        useSourceIp: true', 'source address');
