@@ -191,8 +191,9 @@ for my $svc (@svcs) {
         'Prometheus: ... the last family is there';
 }
 
-is scalar(keys %{ $m->{type} }), 19,
-    'Prometheus: the TYPE of all 19 families';
+is scalar(keys %{ $m->{type} }), 21,
+    'Prometheus: the TYPE of all 21 families (with overflow and '
+    . 'retry_overflow)';
 
 {
     my ($rc, $out) = $t->promtool_check($text);
