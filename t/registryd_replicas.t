@@ -148,6 +148,36 @@ $eb = $b->api(GET => "/v1/events?index=$index_a&wait=0s")->{json};
 is scalar(@{ $ea->{events} }), 2, 'two events on A';
 is_deeply $eb->{events}, $ea->{events}, 'the same two on B';
 
+# objects applied through A as one group (one etcd transaction, an index
+# each): B serves them, with the same events
+my $index_g = $a->api(GET => '/healthz')->{json}{index};
+my $yaml = join "---\n", map { <<"EOF" } qw(r1 r2 r3);
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: $_
+spec:
+  host: $_
+EOF
+my $g = $a->api(POST => '/v1/objects', $yaml,
+                { 'Content-Type' => 'application/yaml' });
+is $g->{status}, 200, 'three objects applied through A';
+is_deeply [ map { "$_->{name} $_->{result}" } @{ $g->{json}{objects} } ],
+    [ 'r1 created', 'r2 created', 'r3 created' ], '... created';
+is $g->{json}{index}, $index_g + 3, '... an index each';
+my $t0 = time;
+my $objs;
+while (time - $t0 < 5) {
+    $objs = $b->api(GET => '/v1/objects?kind=dr')->{json}{objects} // [];
+    last if @$objs == 3;
+    sleep 0.005;
+}
+is_deeply [ map { $_->{name} } @$objs ], [qw(r1 r2 r3)], '... served by B';
+$ea = $a->api(GET => "/v1/events?index=$index_g&wait=0s")->{json};
+$eb = $b->api(GET => "/v1/events?index=$index_g&wait=0s")->{json};
+is scalar(@{ $ea->{events} }), 3, '... three events on A';
+is_deeply $eb->{events}, $ea->{events}, '... the same on B';
+
 $b->done_checks;
 $a->done_checks;
 done_testing;
