@@ -34,7 +34,7 @@ static rd_op_t *
 rd_api_objects_group(rd_req_t *rq, int del, enum MHD_Result *rc)
 {
     char               name[RD_NAME_MAX + 1];
-    size_t             i, nparts;
+    size_t             i, n, max, nparts;
     rd_op_t           *op, *m, **last;
     const char        *yaml;
     rd_policy_t       *p;
@@ -101,6 +101,22 @@ rd_api_objects_group(rd_req_t *rq, int del, enum MHD_Result *rc)
     }
 
     free(parts);
+
+    /* one commit of the store holds the whole group */
+    max = rq->api->reg->store->batch_max;
+    for (n = 0, m = op->members; m; m = m->next) {
+        n++;
+    }
+
+    if (max && n > max) {
+        rd_op_free(op);
+        rd_err_init(&e);
+        snprintf(e.msg, sizeof(e.msg), "%zu objects in one body: this "
+                 "registry's store takes at most %zu in one transaction "
+                 "(etcd_max_txn_ops - 2); apply them in parts", n, max);
+        *rc = rd_api_policy_error(rq, &e);
+        return NULL;
+    }
 
     if (op->members == NULL) {
         rd_op_free(op);

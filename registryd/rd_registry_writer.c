@@ -83,10 +83,29 @@ rd_registry_submit(rd_registry_t *reg, rd_op_t *op)
 }
 
 
+/* the store keys an op may write */
+static size_t
+rd_op_keys(rd_op_t *op)
+{
+    size_t    n;
+    rd_op_t  *m;
+
+    if (op->members == NULL) {
+        return 1;
+    }
+
+    for (n = 0, m = op->members; m; m = m->next) {
+        n++;
+    }
+
+    return n;
+}
+
+
 void *
 rd_registry_writer(void *arg)
 {
-    size_t          n, max;
+    size_t          n, max, keys;
     rd_op_t        *batch, *last;
     rd_registry_t  *reg = arg;
 
@@ -115,11 +134,15 @@ rd_registry_writer(void *arg)
             break;
         }
 
-        /* take up to RD_BATCH_MAX ops, or what the store takes */
+        /* take up to RD_BATCH_MAX store keys, or what the store takes
+         * in one commit: an op writes one key, a group one per member */
         batch = reg->qhead;
         last = batch;
-        for (n = 1; n < max && last->next; n++) {
+        keys = rd_op_keys(batch);
+        for (n = 1; last->next && keys + rd_op_keys(last->next) <= max; n++)
+        {
             last = last->next;
+            keys += rd_op_keys(last);
         }
 
         reg->qhead = last->next;

@@ -219,5 +219,34 @@ while (time < $end) {
 ok $compacted, 'the history before the last etcd_history is compacted away';
 all_acked_present('after a compaction');
 
+# objects applied together are one etcd transaction: a body of more than
+# the transaction takes is refused whole, with the reason (etcd_max_txn_ops
+# 5 here: 3 keys a commit)
+$t->kill_registryd;
+my $conf = $t->write_file('txn.yaml', "etcd_max_txn_ops: 5\n");
+$t->start_registryd(data_dir => $data,
+                    args => [ '--config', $conf, $t->etcd_store_args ]);
+my $dr = sub { join "---\n", map { <<"EOF" } @_ };
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: $_
+spec:
+  host: $_
+EOF
+my $index = $t->registry_index;
+my $r = $t->api(POST => '/v1/objects', $dr->(qw(t1 t2 t3 t4)),
+                { 'Content-Type' => 'application/yaml' });
+is $r->{status}, 400, 'four objects, three keys a transaction: 400';
+like $r->{json}{error}, qr/4 objects in one body: .* at most 3/, '... saying so';
+is $t->registry_index, $index, '... nothing applied';
+$r = $t->api(POST => '/v1/objects', $dr->(qw(t1 t2 t3)),
+             { 'Content-Type' => 'application/yaml' });
+is $r->{status}, 200, 'three: applied';
+my $got = $t->api(GET => '/v1/objects?kind=dr');
+is_deeply [ grep { /^t\d$/ } map { $_->{name} }
+            @{ $got->{json}{objects} || [] } ], [qw(t1 t2 t3)],
+    '... all three stored' or diag explain $got;
+
 $t->done_checks;
 done_testing;
