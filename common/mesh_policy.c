@@ -25,6 +25,7 @@
 
 
 static int mesh_policy_kind(mesh_json_t *j, int *kind);
+static int mesh_equal_nocase(const char *a, const char *b, size_t len);
 
 mesh_policies_t *
 mesh_policies_parse(const char *json, size_t len, char *err, size_t errlen)
@@ -250,10 +251,6 @@ mesh_rule_subset(const mesh_destination_rule_t *dr, const char *name)
 int
 mesh_instance_in_subset(const mesh_instance_t *in, const mesh_subset_t *s)
 {
-    int                  rc;
-    size_t               i, lo, hi, mid;
-    const mesh_label_t  *want;
-
     if (s == NULL) {
         return 1;
     }
@@ -262,20 +259,29 @@ mesh_instance_in_subset(const mesh_instance_t *in, const mesh_subset_t *s)
         return 0;
     }
 
-    mid = 0;
-
     /* the instance's labels are sorted by key (mesh_snapshot sorts them) */
 
-    for (i = 0; i < s->nlabels; i++) {
-        want = &s->labels[i];
+    return mesh_labels_hold(in->labels, in->nlabels, s->labels, s->nlabels);
+}
 
+
+int
+mesh_labels_hold(const mesh_label_t *have, size_t nhave,
+    const mesh_label_t *want, size_t nwant)
+{
+    int     rc;
+    size_t  i, lo, hi, mid;
+
+    mid = 0;
+
+    for (i = 0; i < nwant; i++) {
         lo = 0;
-        hi = in->nlabels;
+        hi = nhave;
         rc = -1;
 
         while (lo < hi) {
             mid = lo + (hi - lo) / 2;
-            rc = strcmp(in->labels[mid].key, want->key);
+            rc = strcmp(have[mid].key, want[i].key);
 
             if (rc == 0) {
                 break;
@@ -289,7 +295,36 @@ mesh_instance_in_subset(const mesh_instance_t *in, const mesh_subset_t *s)
             }
         }
 
-        if (rc != 0 || strcmp(in->labels[mid].value, want->value) != 0) {
+        if (rc != 0 || strcmp(have[mid].value, want[i].value) != 0) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* ASCII letters in any case, as Envoy compares a path that ignores case */
+
+static int
+mesh_equal_nocase(const char *a, const char *b, size_t len)
+{
+    size_t         i;
+    unsigned char  ca, cb;
+
+    for (i = 0; i < len; i++) {
+        ca = (unsigned char) a[i];
+        cb = (unsigned char) b[i];
+
+        if (ca >= 'A' && ca <= 'Z') {
+            ca = (unsigned char) (ca - 'A' + 'a');
+        }
+
+        if (cb >= 'A' && cb <= 'Z') {
+            cb = (unsigned char) (cb - 'A' + 'a');
+        }
+
+        if (ca != cb) {
             return 0;
         }
     }
@@ -309,11 +344,18 @@ mesh_string_match(const mesh_string_match_t *m, const char *s, size_t len,
     switch (m->kind) {
 
     case MESH_MATCH_EXACT:
-        return len == m->len && (len == 0 || memcmp(s, m->value, len) == 0);
+        if (len != m->len) {
+            return 0;
+        }
+
+        break;
 
     case MESH_MATCH_PREFIX:
-        return len >= m->len
-               && (m->len == 0 || memcmp(s, m->value, m->len) == 0);
+        if (len < m->len) {
+            return 0;
+        }
+
+        break;
 
     case MESH_MATCH_REGEX:
         if (m->regex == NULL) {
@@ -325,9 +367,22 @@ mesh_string_match(const mesh_string_match_t *m, const char *s, size_t len,
         }
 
         return re_match(m->regex, s ? s : "", len) == 1;
+
+    default:
+        return 0;
     }
 
-    return 0;
+    /* exact and prefix: the first m->len bytes */
+
+    if (m->len == 0) {
+        return 1;
+    }
+
+    if (m->ignore_case) {
+        return mesh_equal_nocase(s, m->value, m->len);
+    }
+
+    return memcmp(s, m->value, m->len) == 0;
 }
 
 
@@ -641,4 +696,89 @@ mesh_cmp_labels(const void *one, const void *two)
     const mesh_label_t  *b = two;
 
     return strcmp(a->key, b->key);
+}
+
+
+/* a map of labels, sorted by key, as the instances' labels are */
+
+int
+mesh_policy_labels(mesh_json_t *j, const char *what, mesh_label_t **out,
+    size_t *nout)
+{
+    int                   rc;
+    char                 *k;
+    size_t                n, i, klen;
+    mesh_vec_t            v;
+    mesh_label_t         *label, *labels;
+    const unsigned char  *key;
+
+    if (mesh_policy_open(j, '{', what) != 0) {
+        return -1;
+    }
+
+    memset(&v, 0, sizeof(mesh_vec_t));
+    v.size = sizeof(mesh_label_t);
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+
+        /* the key may sit in j->buf, which the value reuses: copy first */
+
+        if (memchr(key, '\0', klen)) {
+            mesh_json_error(j, j->key_at, "a label name holds \\u0000");
+            goto fail;
+        }
+
+        k = mesh_arena_alloc(j->arena, klen + 1);
+        if (k == NULL) {
+            mesh_json_error(j, j->key_at, "out of memory");
+            goto fail;
+        }
+
+        memcpy(k, key, klen);
+        k[klen] = '\0';
+
+        label = mesh_vec_push(j, &v);
+        if (label == NULL) {
+            goto fail;
+        }
+
+        label->key = k;
+
+        label->value = mesh_json_cstr(j, "a label value");
+        if (label->value == NULL) {
+            goto fail;
+        }
+    }
+
+    if (rc != 0) {
+        goto fail;
+    }
+
+    labels = v.elts;
+
+    if (v.nelts > 1) {
+        qsort(labels, v.nelts, sizeof(mesh_label_t), mesh_cmp_labels);
+    }
+
+    for (i = 1; i < v.nelts; i++) {
+        if (strcmp(labels[i - 1].key, labels[i].key) == 0) {
+            mesh_json_error(j, j->pos, "duplicate label \"%.64s\"",
+                            labels[i].key);
+            goto fail;
+        }
+    }
+
+    *nout = v.nelts;
+    *out = mesh_policy_copy(j, &v);
+
+    free(v.elts);
+
+    return j->failed ? -1 : 0;
+
+fail:
+
+    free(v.elts);
+
+    return -1;
 }

@@ -54,6 +54,9 @@ typedef struct {
     size_t        len;
     void         *regex;            /* mesh_regex_t, compiled by the
                                        parse */
+    int           ignore_case;      /* exact and prefix compare ASCII
+                                       letters in any case (a uri with
+                                       ignoreUriCase); not a regex */
 } mesh_string_match_t;
 
 typedef struct {
@@ -67,6 +70,10 @@ typedef struct {
     mesh_string_match_t  *uri;      /* NULL: any */
     mesh_header_match_t  *headers;
     size_t                nheaders;
+    mesh_label_t         *source_labels;    /* sorted by key: all must be
+                                               the client workload's (the
+                                               nginx's mesh_labels) */
+    size_t                nsource_labels;
 } mesh_match_t;
 
 /* one header operation: set (replace) or add a value, or remove */
@@ -262,6 +269,10 @@ const mesh_subset_t *mesh_rule_subset(const mesh_destination_rule_t *dr,
 /* 1 when the instance carries every label of the subset */
 int mesh_instance_in_subset(const mesh_instance_t *in,
     const mesh_subset_t *s);
+
+/* 1 when have (sorted by key) holds every pair of want */
+int mesh_labels_hold(const mesh_label_t *have, size_t nhave,
+    const mesh_label_t *want, size_t nwant);
 
 /* 1 when s (len bytes) satisfies m; a regex matches with mesh_regex, or
  * with re_match(m->regex, s, len) when given (tests), which returns 1 for

@@ -162,7 +162,6 @@ static void mesh_policy_traffic_init(mesh_traffic_policy_t *tp);
 static void mesh_policy_inherit(mesh_traffic_policy_t *tp,
     const mesh_traffic_policy_t *from);
 static int mesh_policy_subset(mesh_json_t *j, void *elt);
-static int mesh_policy_labels(mesh_json_t *j, mesh_subset_t *ss);
 
 int
 mesh_policy_rule(mesh_json_t *j, mesh_destination_rule_t *dr)
@@ -1029,7 +1028,8 @@ mesh_policy_subset(mesh_json_t *j, void *elt)
             break;
 
         case MESH_SS_LABELS:
-            rc = mesh_policy_labels(j, ss);
+            rc = mesh_policy_labels(j, "a subset's \"labels\"",
+                                    &ss->labels, &ss->nlabels);
             break;
 
         case MESH_SS_TRAFFIC:
@@ -1062,88 +1062,4 @@ mesh_policy_subset(mesh_json_t *j, void *elt)
     }
 
     return 0;
-}
-
-
-/* sorted by key, as the instances' labels are */
-
-static int
-mesh_policy_labels(mesh_json_t *j, mesh_subset_t *ss)
-{
-    int                   rc;
-    char                 *k;
-    size_t                n, i, klen;
-    mesh_vec_t            v;
-    mesh_label_t         *label, *labels;
-    const unsigned char  *key;
-
-    if (mesh_policy_open(j, '{', "a subset's \"labels\"") != 0) {
-        return -1;
-    }
-
-    memset(&v, 0, sizeof(mesh_vec_t));
-    v.size = sizeof(mesh_label_t);
-    n = 0;
-
-    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
-
-        /* the key may sit in j->buf, which the value reuses: copy first */
-
-        if (memchr(key, '\0', klen)) {
-            mesh_json_error(j, j->key_at, "a label name holds \\u0000");
-            goto fail;
-        }
-
-        k = mesh_arena_alloc(j->arena, klen + 1);
-        if (k == NULL) {
-            mesh_json_error(j, j->key_at, "out of memory");
-            goto fail;
-        }
-
-        memcpy(k, key, klen);
-        k[klen] = '\0';
-
-        label = mesh_vec_push(j, &v);
-        if (label == NULL) {
-            goto fail;
-        }
-
-        label->key = k;
-
-        label->value = mesh_json_cstr(j, "a label value");
-        if (label->value == NULL) {
-            goto fail;
-        }
-    }
-
-    if (rc != 0) {
-        goto fail;
-    }
-
-    labels = v.elts;
-
-    if (v.nelts > 1) {
-        qsort(labels, v.nelts, sizeof(mesh_label_t), mesh_cmp_labels);
-    }
-
-    for (i = 1; i < v.nelts; i++) {
-        if (strcmp(labels[i - 1].key, labels[i].key) == 0) {
-            mesh_json_error(j, j->pos, "duplicate label \"%.64s\"",
-                            labels[i].key);
-            goto fail;
-        }
-    }
-
-    ss->nlabels = v.nelts;
-    ss->labels = mesh_policy_copy(j, &v);
-
-    free(v.elts);
-
-    return j->failed ? -1 : 0;
-
-fail:
-
-    free(v.elts);
-
-    return -1;
 }

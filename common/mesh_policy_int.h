@@ -47,6 +47,8 @@ int mesh_policy_bool(mesh_json_t *j, const char *what, int *value);
 void *mesh_policy_list(mesh_json_t *j, const char *what, size_t size,
     int (*parse)(mesh_json_t *j, void *elt), size_t *nelts);
 void *mesh_policy_copy(mesh_json_t *j, mesh_vec_t *v);
+int mesh_policy_labels(mesh_json_t *j, const char *what, mesh_label_t **out,
+    size_t *nout);
 int mesh_cmp_labels(const void *one, const void *two);
 
 #endif

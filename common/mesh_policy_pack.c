@@ -116,6 +116,25 @@ mesh_pack_traffic(mesh_pack_t *pk, const mesh_traffic_policy_t *from,
 }
 
 
+/* an array of labels (key and value strings); the field gets its offset */
+static void
+mesh_pack_labels(mesh_pack_t *pk, const mesh_label_t *from, size_t n,
+    void *field)
+{
+    size_t         i, off;
+    const char    *tmp;
+    mesh_label_t  *lb;
+
+    off = mesh_pack_array(pk, from, n, sizeof(mesh_label_t), field);
+
+    for (i = 0; i < n; i++) {
+        lb = mesh_pack_at(pk, off + i * sizeof(mesh_label_t));
+        mesh_pack_str(pk, from[i].key, lb ? &lb->key : &tmp);
+        mesh_pack_str(pk, from[i].value, lb ? &lb->value : &tmp);
+    }
+}
+
+
 static void
 mesh_pack_match(mesh_pack_t *pk, const mesh_string_match_t *from,
     mesh_string_match_t *to)
@@ -225,7 +244,6 @@ mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
     mesh_header_match_t      *hm;
     mesh_destination_t       *ds;
     const char              **hosts, *tmp;
-    mesh_label_t             *lb;
 
 #define MESH_AT(type, off)  ((type *) mesh_pack_at(pk, off))
 #define MESH_F(ptr, f)      ((ptr) ? (void *) &(ptr)->f : (void *) &tmp)
@@ -260,17 +278,9 @@ mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
             mesh_pack_traffic(pk, &p->rules[i].subsets[k].policy,
                               sb ? &sb->policy : NULL);
 
-            off3 = mesh_pack_array(pk, p->rules[i].subsets[k].labels,
-                                   p->rules[i].subsets[k].nlabels,
-                                   sizeof(mesh_label_t), MESH_F(sb, labels));
-
-            for (h = 0; h < p->rules[i].subsets[k].nlabels; h++) {
-                lb = MESH_AT(mesh_label_t, off3 + h * sizeof(mesh_label_t));
-                mesh_pack_str(pk, p->rules[i].subsets[k].labels[h].key,
-                              MESH_F(lb, key));
-                mesh_pack_str(pk, p->rules[i].subsets[k].labels[h].value,
-                              MESH_F(lb, value));
-            }
+            mesh_pack_labels(pk, p->rules[i].subsets[k].labels,
+                             p->rules[i].subsets[k].nlabels,
+                             MESH_F(sb, labels));
         }
     }
 
@@ -335,6 +345,9 @@ mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
                     mesh_pack_match(pk, fm->uri,
                                     MESH_AT(mesh_string_match_t, uo));
                 }
+
+                mesh_pack_labels(pk, fm->source_labels, fm->nsource_labels,
+                                 MESH_F(ma, source_labels));
 
                 ho = mesh_pack_array(pk, fm->headers, fm->nheaders,
                                      sizeof(mesh_header_match_t),
@@ -466,6 +479,27 @@ mesh_unpack_strn(mesh_unpack_t *u, const char **field, size_t len)
 
     if (*field && strlen(*field) != len) {
         u->bad = 1;
+    }
+}
+
+
+/* an array of labels: neither key nor value may be missing */
+static void
+mesh_unpack_labels(mesh_unpack_t *u, mesh_label_t **field, size_t n)
+{
+    size_t         i;
+    mesh_label_t  *lb;
+
+    lb = mesh_unpack_array(u, field, n, sizeof(mesh_label_t));
+
+    for (i = 0; lb && i < n; i++) {
+        mesh_unpack_str(u, &lb[i].key);
+        mesh_unpack_str(u, &lb[i].value);
+
+        if (lb[i].key == NULL || lb[i].value == NULL) {
+            u->bad = 1;
+            return;
+        }
     }
 }
 
@@ -627,14 +661,7 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
             mesh_unpack_str(&u, &sb[k].policy.hash_name);
             mesh_unpack_str(&u, &sb[k].policy.cookie_path);
 
-            if (mesh_unpack_array(&u, &sb[k].labels, sb[k].nlabels,
-                                  sizeof(mesh_label_t)) != NULL)
-            {
-                for (h = 0; h < sb[k].nlabels; h++) {
-                    mesh_unpack_str(&u, &sb[k].labels[h].key);
-                    mesh_unpack_str(&u, &sb[k].labels[h].value);
-                }
-            }
+            mesh_unpack_labels(&u, &sb[k].labels, sb[k].nlabels);
         }
     }
 
@@ -681,6 +708,9 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
                 {
                     goto fail;
                 }
+
+                mesh_unpack_labels(&u, &ma[h].source_labels,
+                                   ma[h].nsource_labels);
 
                 if (mesh_unpack_array(&u, &ma[h].headers, ma[h].nheaders,
                                       sizeof(mesh_header_match_t))

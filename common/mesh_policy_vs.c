@@ -52,10 +52,14 @@ static const char *const  mesh_ht_keys[] = {
 
 enum {
     MESH_MA_URI = 0,
-    MESH_MA_HEADERS
+    MESH_MA_HEADERS,
+    MESH_MA_IGNORE_URI_CASE,
+    MESH_MA_SOURCE_LABELS
 };
 
-static const char *const  mesh_ma_keys[] = { "uri", "headers", NULL };
+static const char *const  mesh_ma_keys[] = {
+    "uri", "headers", "ignoreUriCase", "sourceLabels", NULL
+};
 
 static const char *const  mesh_sm_keys[] = {
     "exact", "prefix", "regex", NULL    /* in MESH_MATCH_* order */
@@ -384,7 +388,7 @@ mesh_policy_match(mesh_json_t *j, void *elt)
 {
     mesh_match_t  *m = elt;
 
-    int                   rc, k;
+    int                   rc, k, nocase;
     size_t                n, klen;
     unsigned              seen;
     const unsigned char  *key, *start;
@@ -399,6 +403,7 @@ mesh_policy_match(mesh_json_t *j, void *elt)
 
     seen = 0;
     n = 0;
+    nocase = 0;
 
     while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
         k = mesh_policy_key(j, mesh_ma_keys, key, klen, &seen);
@@ -419,6 +424,15 @@ mesh_policy_match(mesh_json_t *j, void *elt)
             rc = mesh_policy_headers(j, m);
             break;
 
+        case MESH_MA_IGNORE_URI_CASE:
+            rc = mesh_policy_bool(j, "ignoreUriCase", &nocase);
+            break;
+
+        case MESH_MA_SOURCE_LABELS:
+            rc = mesh_policy_labels(j, "\"sourceLabels\"", &m->source_labels,
+                                    &m->nsource_labels);
+            break;
+
         case -2:
             return -1;
 
@@ -435,9 +449,16 @@ mesh_policy_match(mesh_json_t *j, void *elt)
         return -1;
     }
 
-    if (m->uri == NULL && m->nheaders == 0) {
-        mesh_json_error(j, start,
-                        "a \"match\" item without \"uri\" or \"headers\"");
+    /* Istio: the case is ignored by exact and prefix only, not by a regex
+     * (mesh_string_match looks at the flag for those two alone) */
+
+    if (nocase && m->uri) {
+        m->uri->ignore_case = 1;
+    }
+
+    if (m->uri == NULL && m->nheaders == 0 && m->nsource_labels == 0) {
+        mesh_json_error(j, start, "a \"match\" item without \"uri\", "
+                        "\"headers\" or \"sourceLabels\"");
         return -1;
     }
 

@@ -125,13 +125,18 @@ ngx_http_mesh_route_t *
 ngx_http_mesh_find_route(ngx_http_request_t *r, ngx_http_mesh_view_t *view,
     size_t *prefix)
 {
-    ngx_uint_t            i, k, h, fits;
-    mesh_match_t         *m;
-    ngx_table_elt_t      *hdr;
-    mesh_http_route_t    *route;
-    mesh_header_match_t  *hm;
+    ngx_uint_t                  i, k, h, fits;
+    mesh_match_t               *m;
+    ngx_array_t                *labels;
+    ngx_table_elt_t            *hdr;
+    mesh_http_route_t          *route;
+    mesh_header_match_t        *hm;
+    ngx_http_mesh_main_conf_t  *mmcf;
 
     *prefix = 0;
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_mesh_module);
+    labels = mmcf->labels;
 
     for (i = 0; i < view->nroutes; i++) {
         route = view->routes[i].route;
@@ -143,6 +148,18 @@ ngx_http_mesh_find_route(ngx_http_request_t *r, ngx_http_mesh_view_t *view,
         for (k = 0; k < route->nmatches; k++) {
             m = &route->matches[k];
             fits = 1;
+
+            /* sourceLabels: the client workload is this nginx's, whose
+             * labels mesh_labels declares; without them, none fits */
+
+            if (m->nsource_labels
+                && (labels == NULL
+                    || !mesh_labels_hold(labels->elts, labels->nelts,
+                                         m->source_labels,
+                                         m->nsource_labels)))
+            {
+                continue;
+            }
 
             if (m->uri
                 && !mesh_string_match(m->uri, (char *) r->uri.data,

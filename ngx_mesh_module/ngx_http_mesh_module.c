@@ -24,6 +24,10 @@ static char *ngx_http_mesh_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mesh_status_instances(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_mesh_labels(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static int ngx_libc_cdecl ngx_http_mesh_cmp_labels(const void *one,
+    const void *two);
 static char *ngx_http_mesh_upstream(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mesh_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -143,6 +147,13 @@ static ngx_command_t  ngx_http_mesh_commands[] = {
       0,
       NULL },
 
+    { ngx_string("mesh_labels"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_mesh_labels,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("mesh_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_mesh_status,
@@ -208,6 +219,7 @@ ngx_http_mesh_create_main_conf(ngx_conf_t *cf)
      *     mmcf->registry = NULL;
      *     mmcf->registry_uri = { 0, NULL };
      *     mmcf->cache_file = { 0, NULL };
+     *     mmcf->labels = NULL;
      *     mmcf->shm_zone = NULL;
      */
 
@@ -250,6 +262,13 @@ ngx_http_mesh_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_value(mmcf->metrics, 1);
     ngx_conf_init_value(mmcf->instances, 1);
+
+    /* sorted, as mesh_labels_hold() wants them */
+
+    if (mmcf->labels && mmcf->labels->nelts > 1) {
+        ngx_qsort(mmcf->labels->elts, mmcf->labels->nelts,
+                  sizeof(mesh_label_t), ngx_http_mesh_cmp_labels);
+    }
 
 #if (NGX_HTTP_SSL)
     if (ngx_http_mesh_ssl_conf(cf, mmcf) != NGX_CONF_OK) {
@@ -545,6 +564,117 @@ ngx_http_mesh_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 /* in http{}: the default; in an upstream: that service's choice */
+/*
+ * mesh_labels name=value ...: the labels of the workload this nginx is
+ * the proxy of, which a VirtualService's match[].sourceLabels selects
+ * (the client's); names and values as the registry's instance labels
+ */
+static char *
+ngx_http_mesh_labels(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mesh_main_conf_t  *mmcf = conf;
+
+    u_char        *eq, *k, *v;
+    size_t         klen, vlen;
+    ngx_str_t     *value;
+    ngx_uint_t     i, n;
+    mesh_label_t  *label;
+
+    if (mmcf->labels == NULL) {
+        mmcf->labels = ngx_array_create(cf->pool, 4, sizeof(mesh_label_t));
+        if (mmcf->labels == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        eq = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
+
+        if (eq == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid label \"%V\" in \"%V\": "
+                               "expected name=value", &value[i], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        klen = eq - value[i].data;
+        vlen = value[i].len - klen - 1;
+
+        if (!mesh_name_valid((char *) value[i].data, klen)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid label \"%V\" in \"%V\": names are "
+                               "[A-Za-z0-9][A-Za-z0-9._-]{0,127}",
+                               &value[i], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        if (vlen > NGX_HTTP_MESH_LABEL_VALUE_MAX) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid label \"%*s\" in \"%V\": the value "
+                               "is longer than %d bytes", klen,
+                               value[i].data, &cmd->name,
+                               NGX_HTTP_MESH_LABEL_VALUE_MAX);
+            return NGX_CONF_ERROR;
+        }
+
+        label = mmcf->labels->elts;
+
+        for (n = 0; n < mmcf->labels->nelts; n++) {
+            if (ngx_strlen(label[n].key) == klen
+                && ngx_strncmp(label[n].key, value[i].data, klen) == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "duplicate label \"%*s\" in \"%V\"",
+                                   klen, value[i].data, &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        if (mmcf->labels->nelts == NGX_HTTP_MESH_LABELS_MAX) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "too many labels in \"%V\" at \"%V\": "
+                               "at most %d", &cmd->name, &value[i],
+                               NGX_HTTP_MESH_LABELS_MAX);
+            return NGX_CONF_ERROR;
+        }
+
+        /* C strings, as the model's labels are */
+
+        k = ngx_pnalloc(cf->pool, klen + 1 + vlen + 1);
+        if (k == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        v = ngx_cpymem(k, value[i].data, klen);
+        *v++ = '\0';
+        ngx_memcpy(v, eq + 1, vlen);
+        v[vlen] = '\0';
+
+        label = ngx_array_push(mmcf->labels);
+        if (label == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        label->key = (const char *) k;
+        label->value = (const char *) v;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static int ngx_libc_cdecl
+ngx_http_mesh_cmp_labels(const void *one, const void *two)
+{
+    const mesh_label_t  *a = one;
+    const mesh_label_t  *b = two;
+
+    return ngx_strcmp(a->key, b->key);
+}
+
+
 static char *
 ngx_http_mesh_status_instances(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)

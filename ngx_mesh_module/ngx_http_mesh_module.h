@@ -33,6 +33,11 @@
                                               not be applied */
 
 #define NGX_HTTP_MESH_ZONE_SIZE       (32 * 1024 * 1024)
+
+/* mesh_labels: as the registry holds an instance's labels */
+#define NGX_HTTP_MESH_LABELS_MAX      64
+#define NGX_HTTP_MESH_LABEL_VALUE_MAX 256
+
 #define NGX_HTTP_MESH_LEASE           1000 /* ms a poll lease lasts */
 #define NGX_HTTP_MESH_LEASE_TICK      250  /* ms between lease checks */
 
@@ -404,6 +409,9 @@ typedef struct {
     size_t                         zone_size;   /* mesh_zone */
     ngx_flag_t                     metrics;     /* mesh_metrics */
     ngx_flag_t                     instances;   /* mesh_status_instances */
+    ngx_array_t                   *labels;      /* mesh_labels: mesh_label_t,
+                                                   sorted by key; NULL:
+                                                   none */
     ngx_shm_zone_t                *shm_zone;
     ngx_http_mesh_zone_t           zone;
     ngx_array_t                    upstreams;   /* of srv_conf_t * */

@@ -79,8 +79,9 @@ rd_parse_string_match(rd_pctx_t *c, yaml_node_t *n, json_t **out)
 static int
 rd_parse_match(rd_pctx_t *c, yaml_node_t *n, json_t *o)
 {
+    int                b;
     size_t             old, old2;
-    json_t            *sm, *hdrs;
+    json_t            *sm, *hdrs, *labels;
     const char        *k, *h;
     yaml_node_t       *kn, *v, *hk, *hv;
     yaml_node_pair_t  *p, *hp;
@@ -134,18 +135,38 @@ rd_parse_match(rd_pctx_t *c, yaml_node_t *n, json_t *o)
                 rd_path_pop(c, old2);
             }
 
+        } else if (strcmp(k, "ignoreUriCase") == 0) {
+            /* carried when true: false is what no flag means */
+            if (rd_get_bool(c, v, &b) != 0) {
+                return -1;
+            }
+
+            if (b) {
+                rd_jset(o, "ignoreUriCase", json_true());
+            }
+
+        } else if (strcmp(k, "sourceLabels") == 0) {
+            /* the client workload's labels: the nginx's mesh_labels */
+            if (rd_parse_labels(c, v, 1, &labels) != 0) {
+                return -1;
+            }
+            rd_jset(o, "sourceLabels", labels);
+
         } else {
-            return rd_unknown(c, kn, k, "uri,headers", "scheme,method,"
-                              "authority,port,sourceLabels,gateways,"
-                              "queryParams,ignoreUriCase,withoutHeaders,"
+            return rd_unknown(c, kn, k, "uri,headers,ignoreUriCase,"
+                              "sourceLabels", "scheme,method,authority,port,"
+                              "gateways,queryParams,withoutHeaders,"
                               "sourceNamespace,statPrefix,name");
         }
 
         rd_path_pop(c, old);
     }
 
-    if (json_object_size(o) == 0) {
-        return rd_perr(c, n, "needs uri or headers");
+    if (json_object_get(o, "uri") == NULL
+        && json_object_get(o, "headers") == NULL
+        && json_object_get(o, "sourceLabels") == NULL)
+    {
+        return rd_perr(c, n, "needs uri, headers or sourceLabels");
     }
 
     return 0;

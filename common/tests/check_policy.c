@@ -267,6 +267,11 @@ ck_walk(const mesh_policies_t *p)
                     sum += strlen(ma->headers[h].name)
                            + strlen(ma->headers[h].match.value);
                 }
+
+                for (h = 0; h < ma->nsource_labels; h++) {
+                    sum += strlen(ma->source_labels[h].key)
+                           + strlen(ma->source_labels[h].value);
+                }
             }
 
             for (m = 0; m < ht->nroutes; m++) {
@@ -1183,9 +1188,22 @@ static const struct {
     { CK_VS("{" CK_ROUTE "}"), "without \"match\"" },
     { CK_VS("{\"match\":[]}"), "without \"route\"" },
     { CK_VS("{\"match\":[{}]," CK_ROUTE "}"),
-      "without \"uri\" or \"headers\"" },
+      "without \"uri\", \"headers\" or \"sourceLabels\"" },
     { CK_VS("{\"match\":[{\"headers\":{}}]," CK_ROUTE "}"),
-      "without \"uri\" or \"headers\"" },
+      "without \"uri\", \"headers\" or \"sourceLabels\"" },
+    { CK_VS("{\"match\":[{\"sourceLabels\":{}}]," CK_ROUTE "}"),
+      "without \"uri\", \"headers\" or \"sourceLabels\"" },
+    { CK_VS("{\"match\":[{\"ignoreUriCase\":true}]," CK_ROUTE "}"),
+      "without \"uri\", \"headers\" or \"sourceLabels\"" },
+    { CK_VS("{\"match\":[{\"uri\":{\"prefix\":\"/\"},"
+            "\"ignoreUriCase\":1}]," CK_ROUTE "}"),
+      "\"ignoreUriCase\" must be true or false" },
+    { CK_VS("{\"match\":[{\"sourceLabels\":[]}]," CK_ROUTE "}"),
+      "\"sourceLabels\" must be an object" },
+    { CK_VS("{\"match\":[{\"sourceLabels\":{\"a\":1}}]," CK_ROUTE "}"),
+      "a label value must be a string" },
+    { CK_VS("{\"match\":[{\"sourceLabels\":{\"a\":\"1\",\"a\":\"2\"}}],"
+            CK_ROUTE "}"), "duplicate label \"a\"" },
     { CK_VS("{\"match\":[{\"uri\":{}}]," CK_ROUTE "}"),
       "without \"exact\", \"prefix\" or \"regex\"" },
     { CK_VS("{\"match\":[{\"uri\":{\"exact\":\"/\",\"prefix\":\"/\"}}],"
@@ -1548,6 +1566,7 @@ ck_sm(int kind, const char *value)
     m.value = value;
     m.len = strlen(value);
     m.regex = NULL;
+    m.ignore_case = 0;
 
     return m;
 }
@@ -1608,6 +1627,166 @@ START_TEST(string_match_exact_prefix_regex)
 
     m = ck_sm(99, "x");
     ck_assert_int_eq(mesh_string_match(&m, "x", 1, NULL), 0);
+}
+END_TEST
+
+
+START_TEST(string_match_ignores_case_for_exact_and_prefix)
+{
+    size_t               want;
+    mesh_string_match_t  m;
+
+    m = ck_sm(MESH_MATCH_EXACT, "/Api/X");
+    m.ignore_case = 1;
+    ck_assert_int_eq(mesh_string_match(&m, "/api/x", 6, NULL), 1);
+    ck_assert_int_eq(mesh_string_match(&m, "/API/X", 6, NULL), 1);
+    ck_assert_int_eq(mesh_string_match(&m, "/Api/X", 6, NULL), 1);
+    ck_assert_int_eq(mesh_string_match(&m, "/api/x/", 7, NULL), 0);
+    ck_assert_int_eq(mesh_string_match(&m, "/api/y", 6, NULL), 0);
+    ck_assert_int_eq(mesh_string_match(&m, "/api", 4, NULL), 0);
+
+    m = ck_sm(MESH_MATCH_PREFIX, "/api/");
+    m.ignore_case = 1;
+    ck_assert_int_eq(mesh_string_match(&m, "/API/x", 6, NULL), 1);
+    ck_assert_int_eq(mesh_string_match(&m, "/Api/", 5, NULL), 1);
+    ck_assert_int_eq(mesh_string_match(&m, "/APIx", 5, NULL), 0);
+    ck_assert_int_eq(mesh_string_match(&m, "/AP", 3, NULL), 0);
+
+    /* ASCII letters only: neither other bytes nor letters beyond ASCII
+     * ("\xc3\x89" is E acute, "\xc3\xa9" e acute) */
+    m = ck_sm(MESH_MATCH_EXACT, "/a@[\xc3\xa9");
+    m.ignore_case = 1;
+    ck_assert_int_eq(mesh_string_match(&m, "/A@[\xc3\xa9", 6, NULL), 1);
+    ck_assert_int_eq(mesh_string_match(&m, "/a`{\xc3\xa9", 6, NULL), 0);
+    ck_assert_int_eq(mesh_string_match(&m, "/a@[\xc3\x89", 6, NULL), 0);
+
+    /* Istio: a regex keeps its case; the bytes go to it as they are */
+    want = 3;
+    m = ck_sm(MESH_MATCH_REGEX, "...");
+    m.regex = &want;
+    m.ignore_case = 1;
+    ck_re_calls = 0;
+    ck_assert_int_eq(mesh_string_match(&m, "ABC", 3, ck_re_match), 1);
+    ck_assert_int_eq(memcmp(ck_re_seen, "ABC", 3), 0);
+    ck_assert_int_eq(ck_re_calls, 1);
+}
+END_TEST
+
+
+START_TEST(labels_hold_every_pair)
+{
+    mesh_label_t  have[3], want[2];
+
+    /* have: sorted by key, as the directive and the snapshot sort them */
+    have[0].key = "app";
+    have[0].value = "web";
+    have[1].key = "tier";
+    have[1].value = "front";
+    have[2].key = "version";
+    have[2].value = "v1";
+
+    want[0].key = "version";
+    want[0].value = "v1";
+    want[1].key = "app";
+    want[1].value = "web";
+
+    ck_assert_int_eq(mesh_labels_hold(have, 3, want, 2), 1);
+    ck_assert_int_eq(mesh_labels_hold(have, 3, want, 0), 1);
+    ck_assert_int_eq(mesh_labels_hold(have, 2, want, 2), 0);
+    ck_assert_int_eq(mesh_labels_hold(NULL, 0, want, 1), 0);
+
+    want[1].value = "api";
+    ck_assert_int_eq(mesh_labels_hold(have, 3, want, 2), 0);
+    want[1].value = "we";
+    ck_assert_int_eq(mesh_labels_hold(have, 3, want, 2), 0);
+    want[1].value = "Web";
+    ck_assert_int_eq(mesh_labels_hold(have, 3, want, 2), 0);
+    want[1].value = "web";
+    want[1].key = "ap";
+    ck_assert_int_eq(mesh_labels_hold(have, 3, want, 2), 0);
+}
+END_TEST
+
+
+static const char  ck_doc_match[] =
+    "[{\"policy\":\"p\",\"kind\":\"VirtualService\",\"name\":\"n\","
+    "\"hosts\":[\"h\"],\"http\":[{\"match\":["
+    "{\"ignoreUriCase\":true,\"uri\":{\"prefix\":\"/Api/\"}},"
+    "{\"uri\":{\"exact\":\"/x\"},\"ignoreUriCase\":false,\"later\":[1]},"
+    "{\"uri\":{\"regex\":\"/v[0-9]\"},\"ignoreUriCase\":true},"
+    "{\"sourceLabels\":{\"version\":\"v1\",\"app\":\"web\"},"
+    "\"headers\":{\"x-a\":{\"exact\":\"1\"}}}],"
+    CK_ROUTE "}]}]";
+
+
+static void
+ck_match(const mesh_policies_t *p)
+{
+    const mesh_match_t  *ma;
+
+    ck_assert_uint_eq(p->nvss, 1);
+    ck_assert_uint_eq(p->vss[0].http[0].nmatches, 4);
+    ma = p->vss[0].http[0].matches;
+
+    /* the flag read before or after the uri */
+    ck_assert_int_eq(ma[0].uri->ignore_case, 1);
+    ck_assert_int_eq(mesh_string_match(ma[0].uri, "/API/1", 6, NULL), 1);
+    ck_assert_uint_eq(ma[0].nsource_labels, 0);
+    ck_assert_ptr_null(ma[0].source_labels);
+
+    ck_assert_int_eq(ma[1].uri->ignore_case, 0);
+    ck_assert_int_eq(mesh_string_match(ma[1].uri, "/X", 2, NULL), 0);
+
+    ck_assert_int_eq(mesh_string_match(ma[2].uri, "/v1", 3, NULL), 1);
+    ck_assert_int_eq(mesh_string_match(ma[2].uri, "/V1", 3, NULL), 0);
+
+    ck_assert_ptr_null(ma[3].uri);
+    ck_assert_uint_eq(ma[3].nheaders, 1);
+    ck_assert_uint_eq(ma[3].nsource_labels, 2);
+    ck_assert_str_eq(ma[3].source_labels[0].key, "app");
+    ck_assert_str_eq(ma[3].source_labels[0].value, "web");
+    ck_assert_str_eq(ma[3].source_labels[1].key, "version");
+    ck_assert_str_eq(ma[3].source_labels[1].value, "v1");
+}
+
+
+START_TEST(policy_match_case_and_source_labels_read_and_pack)
+{
+    char              err[MESH_ERR_LEN], *block, *copy;
+    size_t            size, i;
+    mesh_policies_t  *p, *q;
+
+    p = ck_parse(ck_doc_match);
+    ck_match(p);
+
+    size = mesh_policies_pack(p, NULL, 0);
+    block = aligned_alloc(8, (size + 7) & ~(size_t) 7);
+    copy = aligned_alloc(8, (size + 7) & ~(size_t) 7);
+    ck_assert(block && copy);
+
+    ck_assert_uint_eq(mesh_policies_pack(p, block, size), size);
+    mesh_policies_free(p);
+
+    memcpy(copy, block, size);
+    q = mesh_policies_unpack(copy, size, err, sizeof(err));
+    ck_assert_msg(q != NULL, "%s", err);
+    ck_match(q);
+    mesh_policies_free(q);
+
+    /* a damaged block is refused or reads as a whole model */
+    for (i = 0; i < size; i++) {
+        memcpy(copy, block, size);
+        copy[i] ^= (char) (0x41 + i % 7);
+
+        q = mesh_policies_unpack(copy, size, err, sizeof(err));
+        if (q) {
+            ck_walk(q);
+            mesh_policies_free(q);
+        }
+    }
+
+    free(copy);
+    free(block);
 }
 END_TEST
 
@@ -1823,6 +2002,9 @@ policy_suite(void)
     tcase_add_test(tc, route_pick_90_10_is_exact);
     tcase_add_test(tc, route_pick_skips_zero_weights);
     tcase_add_test(tc, string_match_exact_prefix_regex);
+    tcase_add_test(tc, string_match_ignores_case_for_exact_and_prefix);
+    tcase_add_test(tc, labels_hold_every_pair);
+    tcase_add_test(tc, policy_match_case_and_source_labels_read_and_pack);
     tcase_add_test(tc, instance_in_subset_by_labels);
     tcase_add_test(tc, instance_in_subset_from_parsed_documents);
     suite_add_tcase(s, tc);

@@ -56,13 +56,24 @@ put(const char *service, const char *id, const char *body)
 
 
 static void
+apply_yaml(const char *name, const char *yaml, size_t len)
+{
+    rd_op_t          *op;
+    rd_policy_err_t   e;
+
+    op = rd_op_create(RD_OP_POLICY_PUT, "", name);
+    op->policy = rd_policy_parse(name, yaml, len, &e);
+    ck_assert_msg(op->policy != NULL, "%s: %s", name, e.msg);
+    ck_assert_int_lt(ck_do(reg, op, NULL), 300);
+}
+
+
+static void
 apply_file(const char *name, const char *path)
 {
     char             *yaml;
     long              len;
     FILE             *f;
-    rd_op_t          *op;
-    rd_policy_err_t   e;
 
     f = fopen(path, "r");
     ck_assert_msg(f != NULL, "%s (run from the repository root)", path);
@@ -75,10 +86,7 @@ apply_file(const char *name, const char *path)
     yaml[len] = '\0';
     fclose(f);
 
-    op = rd_op_create(RD_OP_POLICY_PUT, "", name);
-    op->policy = rd_policy_parse(name, yaml, len, &e);
-    ck_assert_msg(op->policy != NULL, "%s: %s", path, e.msg);
-    ck_assert_int_lt(ck_do(reg, op, NULL), 300);
+    apply_yaml(name, yaml, len);
 
     free(yaml);
 }
@@ -339,6 +347,109 @@ START_TEST(contract_request_shaping_reads_and_packs)
 END_TEST
 
 
+/* ignoreUriCase and sourceLabels, as the module's reader has them and
+ * as a worker has them from the zone */
+static void
+ck_match_model(const mesh_policies_t *p)
+{
+    const mesh_match_t            *m;
+    const mesh_virtual_service_t  *vs;
+
+    static const mesh_label_t  web[] = {
+        { "app", "web" }, { "version", "v1" }
+    };
+    static const mesh_label_t  api[] = { { "app", "api" } };
+
+    vs = mesh_policies_vs(p, "orders", 6);
+    ck_assert_ptr_nonnull(vs);
+    ck_assert_uint_eq(vs->nhttp, 1);
+    ck_assert_uint_eq(vs->http[0].nmatches, 4);
+
+    m = &vs->http[0].matches[0];            /* prefix, case ignored */
+    ck_assert_int_eq(m->uri->kind, MESH_MATCH_PREFIX);
+    ck_assert_int_eq(m->uri->ignore_case, 1);
+    ck_assert_uint_eq(m->nsource_labels, 0);
+    ck_assert_int_eq(mesh_string_match(m->uri, "/API/x", 6, NULL), 1);
+    ck_assert_int_eq(mesh_string_match(m->uri, "/apx/x", 6, NULL), 0);
+
+    m = &vs->http[0].matches[1];            /* regex: the flag is not
+                                               the regex's */
+    ck_assert_int_eq(m->uri->kind, MESH_MATCH_REGEX);
+    ck_assert_int_eq(mesh_string_match(m->uri, "/v1", 3, NULL), 1);
+    ck_assert_int_eq(mesh_string_match(m->uri, "/V1", 3, NULL), 0);
+
+    m = &vs->http[0].matches[2];            /* exact, case kept */
+    ck_assert_int_eq(m->uri->ignore_case, 0);
+    ck_assert_int_eq(mesh_string_match(m->uri, "/Exact", 6, NULL), 1);
+    ck_assert_int_eq(mesh_string_match(m->uri, "/exact", 6, NULL), 0);
+
+    m = &vs->http[0].matches[3];            /* sourceLabels, sorted */
+    ck_assert_ptr_null(m->uri);
+    ck_assert_uint_eq(m->nsource_labels, 2);
+    ck_assert_str_eq(m->source_labels[0].key, "app");
+    ck_assert_str_eq(m->source_labels[0].value, "web");
+    ck_assert_str_eq(m->source_labels[1].key, "version");
+    ck_assert_str_eq(m->source_labels[1].value, "v1");
+    ck_assert_int_eq(mesh_labels_hold(web, 2, m->source_labels,
+                                      m->nsource_labels), 1);
+    ck_assert_int_eq(mesh_labels_hold(api, 1, m->source_labels,
+                                      m->nsource_labels), 0);
+}
+
+
+START_TEST(contract_match_case_and_source_labels_read_and_pack)
+{
+    char              err[256], *block;
+    size_t            size;
+    mesh_buf_t        b;
+    uint64_t          index;
+    mesh_snapshot_t  *s;
+    mesh_policies_t  *p, *q;
+
+    static const char  yaml[] =
+        "apiVersion: networking.istio.io/v1\n"
+        "kind: VirtualService\n"
+        "metadata: {name: orders}\n"
+        "spec:\n"
+        "  hosts: [orders]\n"
+        "  http:\n"
+        "  - match:\n"
+        "    - uri: {prefix: /api/}\n"
+        "      ignoreUriCase: true\n"
+        "    - uri: {regex: \"/v[0-9]\"}\n"
+        "      ignoreUriCase: true\n"
+        "    - uri: {exact: /Exact}\n"
+        "      ignoreUriCase: false\n"
+        "    - sourceLabels: {version: v1, app: web}\n"
+        "    route:\n"
+        "    - destination: {host: orders}\n";
+
+    apply_yaml("orders-match", yaml, sizeof(yaml) - 1);
+
+    mesh_buf_init(&b, 0);
+    rd_snapshot_build(reg, &b, &index);
+    s = read_snapshot(&b, &p);
+
+    ck_match_model(p);
+
+    size = mesh_policies_pack(p, NULL, 0);
+    block = aligned_alloc(8, (size + 7) & ~(size_t) 7);
+    ck_assert_ptr_nonnull(block);
+    ck_assert_uint_eq(mesh_policies_pack(p, block, size), size);
+    mesh_policies_free(p);
+
+    q = mesh_policies_unpack(block, size, err, sizeof(err));
+    ck_assert_msg(q != NULL, "%s", err);
+    ck_match_model(q);
+    mesh_policies_free(q);
+
+    free(block);
+    mesh_snapshot_free(s);
+    mesh_buf_free(&b);
+}
+END_TEST
+
+
 START_TEST(contract_subscription_and_delta_read_and_merge)
 {
     int                 members;
@@ -474,6 +585,7 @@ contract_suite(void)
     tcase_add_test(tc, contract_subscription_and_delta_read_and_merge);
     tcase_add_test(tc, contract_regex_registryd_accepts_the_module_reads);
     tcase_add_test(tc, contract_request_shaping_reads_and_packs);
+    tcase_add_test(tc, contract_match_case_and_source_labels_read_and_pack);
     suite_add_tcase(s, tc);
 
     return s;

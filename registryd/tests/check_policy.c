@@ -191,7 +191,8 @@ static const bad_t  bad[] = {
       "    route:\n    - destination: {host: orders}\n",
       "spec.http[0].match[0].method", 9, 7, 0, "unsupported field" },
     { VS "  - match:\n    - {}\n    route:\n    - destination: {host: orders}"
-      "\n", "spec.http[0].match[0]", 9, 7, 0, "needs uri or headers" },
+      "\n", "spec.http[0].match[0]", 9, 7, 0,
+      "needs uri, headers or sourceLabels" },
     { VS "  - route:\n    - destination: {host: orders}\n"
       "    retries: {attempts: 3, retryOn: \"5xx,cancelled\"}\n",
       "spec.http[0].retries.retryOn", 10, 37, 0, "\"cancelled\"" },
@@ -394,6 +395,26 @@ static const bad_t  bad[] = {
     { VS RT "    retries: {attempts: 2, retryOn: \"refused-stream, "
       "refused-stream\"}\n",
       "spec.http[0].retries.retryOn", 10, 37, 0, "listed twice" },
+    /* 121: ignoreUriCase, sourceLabels */
+    { VS "  - match:\n    - uri: {prefix: /a}\n      ignoreUriCase: \"true\"\n"
+      RT_ONLY, "spec.http[0].match[0].ignoreUriCase", 10, 22, 0,
+      "must be true or false" },
+    { VS "  - match:\n    - ignoreUriCase: true\n" RT_ONLY,
+      "spec.http[0].match[0]", 9, 7, 0,
+      "needs uri, headers or sourceLabels" },
+    { VS "  - match:\n    - sourceLabels: {}\n" RT_ONLY,
+      "spec.http[0].match[0].sourceLabels", 9, 21, 0,
+      "must hold at least one label" },
+    { VS "  - match:\n    - sourceLabels: {\"a b\": x}\n" RT_ONLY,
+      "spec.http[0].match[0].sourceLabels.a b", 9, 22, 0,
+      "label name \"a b\" is not a valid name" },
+    { VS "  - match:\n    - sourceLabels: {app: 1}\n" RT_ONLY,
+      "spec.http[0].match[0].sourceLabels.app", 9, 27, 0,
+      "must be a string" },
+    /* 126 */
+    { VS "  - match:\n    - sourceLabels: [app]\n" RT_ONLY,
+      "spec.http[0].match[0].sourceLabels", 9, 21, 0,
+      "must be a mapping" },
 };
 
 
@@ -606,6 +627,38 @@ START_TEST(policy_parse_virtual_service_normalizes)
         "\"retries\":{\"attempts\":3,\"perTryTimeoutMs\":2000,"
         "\"retryOn\":[\"5xx\",\"gateway-error\",\"connect-failure\","
         "\"reset\"]},\"timeoutMs\":10000}]}");
+    json_decref(v);
+}
+END_TEST
+
+
+START_TEST(policy_parse_match_case_and_source_labels_normalize)
+{
+    size_t   n;
+    json_t  *v;
+
+    v = normalized(VS
+        "  - match:\n"
+        "    - uri: {prefix: /Api/}\n"
+        "      ignoreUriCase: true\n"
+        "    - uri: {exact: /x}\n"
+        "      ignoreUriCase: false\n"
+        "    - sourceLabels: {app: web, version: \"2\"}\n"
+        "      headers: {x-a: {exact: b}}\n"
+        "    - sourceLabels: {env: prod}\n"
+        RT_ONLY, &n);
+
+    ck_assert_uint_eq(n, 1);
+    expect_json(json_array_get(v, 0),
+        "{\"policy\":\"pol\",\"kind\":\"VirtualService\",\"name\":\"v\","
+        "\"hosts\":[\"orders\"],\"http\":[{\"match\":["
+        "{\"uri\":{\"prefix\":\"/Api/\"},\"ignoreUriCase\":true},"
+        "{\"uri\":{\"exact\":\"/x\"}},"
+        "{\"sourceLabels\":{\"app\":\"web\",\"version\":\"2\"},"
+        "\"headers\":{\"x-a\":{\"exact\":\"b\"}}},"
+        "{\"sourceLabels\":{\"env\":\"prod\"}}],"
+        "\"route\":[{\"destination\":{\"host\":\"orders\"},"
+        "\"weight\":100}]}]}");
     json_decref(v);
 }
 END_TEST
@@ -1189,6 +1242,7 @@ policy_suite(void)
                         0, (int) (sizeof(bad) / sizeof(bad[0])));
     tcase_add_test(tc, policy_parse_destination_rule_normalizes);
     tcase_add_test(tc, policy_parse_virtual_service_normalizes);
+    tcase_add_test(tc, policy_parse_match_case_and_source_labels_normalize);
     tcase_add_test(tc, policy_parse_request_shaping_normalizes);
     tcase_add_test(tc, policy_parse_retries_follow_istio);
     tcase_add_test(tc, policy_parse_empty_documents_are_skipped);
