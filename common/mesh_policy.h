@@ -132,6 +132,24 @@ typedef struct {
     size_t        body_len;
 } mesh_direct_response_t;
 
+/*
+ * corsPolicy, as Envoy's CORS filter reads it from Istio: an origin is
+ * allowed when an item matches it, or matches the string "*"; the lists
+ * are joined with "," as Istio joins them, NULL when none
+ */
+typedef struct {
+    mesh_string_match_t  *origins;
+    size_t                norigins;
+    const char           *allow_methods;
+    const char           *allow_headers;
+    const char           *expose_headers;
+    int64_t               max_age;          /* seconds, -1: not sent */
+    int                   allow_credentials;
+    int                   forward_unmatched; /* a preflight from an origin
+                                               not allowed goes upstream;
+                                               0: nginx answers it */
+} mesh_cors_t;
+
 typedef struct {
     const char     *subset;         /* NULL: the whole service */
     int             weight;         /* 0..100 */
@@ -156,6 +174,7 @@ typedef struct {
     /* a route with one of these has no destinations (nroutes 0) */
     mesh_redirect_t         *redirect;      /* NULL: none */
     mesh_direct_response_t  *direct;        /* NULL: none */
+    mesh_cors_t             *cors;          /* NULL: no corsPolicy */
 } mesh_http_route_t;
 
 /*
@@ -280,6 +299,10 @@ int mesh_labels_hold(const mesh_label_t *have, size_t nhave,
 typedef int (*mesh_regex_match_pt)(void *regex, const char *s, size_t len);
 
 int mesh_string_match(const mesh_string_match_t *m, const char *s,
+    size_t len, mesh_regex_match_pt re_match);
+
+/* 1 when corsPolicy allows the origin (len bytes), as Envoy decides */
+int mesh_cors_origin_allowed(const mesh_cors_t *cors, const char *origin,
     size_t len, mesh_regex_match_pt re_match);
 
 /* a destination index by weight for a uniform r (0..99 picks within the

@@ -29,12 +29,18 @@ int mesh_policy_rule(mesh_json_t *j, mesh_destination_rule_t *dr);
 int mesh_policy_vs(mesh_json_t *j, mesh_virtual_service_t *vs);
 
 /* mesh_policy_shape.c: an http route's fault, rewrite, redirect,
- * directResponse, and the header operations of a route or destination */
+ * directResponse, corsPolicy, and the header operations of a route or
+ * destination */
 int mesh_policy_fault(mesh_json_t *j, mesh_fault_t *f);
 int mesh_policy_rewrite(mesh_json_t *j, mesh_rewrite_t *rw);
 int mesh_policy_redirect(mesh_json_t *j, mesh_http_route_t *h);
 int mesh_policy_direct(mesh_json_t *j, mesh_http_route_t *h);
 int mesh_policy_header_ops(mesh_json_t *j, mesh_headers_t *hs);
+int mesh_policy_cors(mesh_json_t *j, mesh_http_route_t *h);
+
+/* mesh_policy_vs.c: a StringMatch, its regex compiled */
+int mesh_policy_string_match(mesh_json_t *j, mesh_string_match_t *m,
+    const char *what);
 int mesh_policy_open(mesh_json_t *j, unsigned char c, const char *what);
 int mesh_policy_key(mesh_json_t *j, const char *const *keys,
     const unsigned char *key, size_t klen, unsigned *seen);

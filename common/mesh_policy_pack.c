@@ -192,7 +192,42 @@ mesh_pack_headers(mesh_pack_t *pk, const mesh_headers_t *from,
 }
 
 
-/* a route's rewrite, headers, redirect and direct response */
+static void
+mesh_pack_cors(mesh_pack_t *pk, const mesh_cors_t *from, mesh_cors_t **field)
+{
+    size_t       i, off, off2;
+    const char  *tmp;
+    mesh_cors_t *cors;
+
+    off = mesh_pack_array(pk, from, from ? 1 : 0, sizeof(mesh_cors_t),
+                          field ? (void *) field : (void *) &tmp);
+
+    if (from == NULL) {
+        return;
+    }
+
+    cors = mesh_pack_at(pk, off);
+
+    mesh_pack_str(pk, from->allow_methods,
+                  cors ? &cors->allow_methods : &tmp);
+    mesh_pack_str(pk, from->allow_headers,
+                  cors ? &cors->allow_headers : &tmp);
+    mesh_pack_str(pk, from->expose_headers,
+                  cors ? &cors->expose_headers : &tmp);
+
+    off2 = mesh_pack_array(pk, from->origins, from->norigins,
+                           sizeof(mesh_string_match_t),
+                           cors ? (void *) &cors->origins : (void *) &tmp);
+
+    for (i = 0; i < from->norigins; i++) {
+        mesh_pack_match(pk, &from->origins[i],
+                        mesh_pack_at(pk, off2
+                                         + i * sizeof(mesh_string_match_t)));
+    }
+}
+
+
+/* a route's rewrite, headers, redirect, direct response and corsPolicy */
 static void
 mesh_pack_shape(mesh_pack_t *pk, const mesh_http_route_t *from,
     mesh_http_route_t *to)
@@ -228,6 +263,8 @@ mesh_pack_shape(mesh_pack_t *pk, const mesh_http_route_t *from,
         dr = mesh_pack_at(pk, off);
         mesh_pack_str(pk, from->direct->body, dr ? &dr->body : &tmp);
     }
+
+    mesh_pack_cors(pk, from->cors, to ? &to->cors : NULL);
 }
 
 
@@ -567,6 +604,41 @@ mesh_unpack_shape(mesh_unpack_t *u, mesh_http_route_t *rt)
 }
 
 
+static int mesh_unpack_match(mesh_unpack_t *u, mesh_string_match_t *m,
+    mesh_vec_t *res, char *err, size_t errlen);
+
+
+/* a route's corsPolicy; its origins' regexes compiled as the match's */
+static int
+mesh_unpack_cors(mesh_unpack_t *u, mesh_http_route_t *rt, mesh_vec_t *res,
+    char *err, size_t errlen)
+{
+    size_t                i;
+    mesh_cors_t          *cors;
+    mesh_string_match_t  *sm;
+
+    cors = mesh_unpack_ptr(u, &rt->cors, sizeof(mesh_cors_t));
+    if (cors == NULL) {
+        return u->bad ? -1 : 0;
+    }
+
+    mesh_unpack_str(u, &cors->allow_methods);
+    mesh_unpack_str(u, &cors->allow_headers);
+    mesh_unpack_str(u, &cors->expose_headers);
+
+    sm = mesh_unpack_array(u, &cors->origins, cors->norigins,
+                           sizeof(mesh_string_match_t));
+
+    for (i = 0; sm && !u->bad && i < cors->norigins; i++) {
+        if (mesh_unpack_match(u, &sm[i], res, err, errlen) != 0) {
+            return -1;
+        }
+    }
+
+    return u->bad ? -1 : 0;
+}
+
+
 static int
 mesh_unpack_match(mesh_unpack_t *u, mesh_string_match_t *m, mesh_vec_t *res,
     char *err, size_t errlen)
@@ -686,6 +758,10 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
         for (k = 0; rt && !u.bad && k < vs[i].nhttp; k++) {
             mesh_unpack_str(&u, &rt[k].name);
             mesh_unpack_shape(&u, &rt[k]);
+
+            if (mesh_unpack_cors(&u, &rt[k], &res, err, errlen) != 0) {
+                goto fail;
+            }
 
             if (mesh_unpack_array(&u, &rt[k].routes, rt[k].nroutes,
                                   sizeof(mesh_destination_t)) != NULL)

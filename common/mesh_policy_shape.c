@@ -1,9 +1,9 @@
 /*
  * mesh_policy_shape: what an http route of a VirtualService does to a
  * request besides choosing its destination, read into the model: fault
- * injection, rewrite, redirect, directResponse and the header operations
- * of the route and of each destination (docs/policies.md, "In the
- * snapshot").
+ * injection, rewrite, redirect, directResponse, corsPolicy and the
+ * header operations of the route and of each destination
+ * (docs/policies.md, "In the snapshot").
  */
 
 #include <stddef.h>
@@ -26,6 +26,8 @@ static int mesh_policy_op_list(mesh_json_t *j, int values,
     mesh_header_op_t **ops, size_t *nops);
 static char *mesh_policy_op_name(mesh_json_t *j, const unsigned char *s,
     size_t len, const unsigned char *at);
+static int mesh_policy_origin(mesh_json_t *j, void *elt);
+static char *mesh_policy_joined(mesh_json_t *j, const char *what);
 
 
 /* fault: {"delay": {"fixedDelayMs", "ppm"}, "abort": {"httpStatus", "ppm"}} */
@@ -669,4 +671,254 @@ fail:
     free(v.elts);
 
     return -1;
+}
+
+
+/*
+ * corsPolicy: {"allowOrigins": [StringMatch], "allowMethods": [...],
+ * "allowHeaders": [...], "exposeHeaders": [...], "maxAgeS": N,
+ * "allowCredentials": B, "unmatchedPreflights": "FORWARD" | "IGNORE"}
+ */
+
+int
+mesh_policy_cors(mesh_json_t *j, mesh_http_route_t *h)
+{
+    int                   rc, k;
+    char                 *s;
+    size_t                n, klen;
+    uint64_t              age;
+    unsigned              seen;
+    mesh_cors_t          *cors;
+    const unsigned char  *key, *start, *at;
+
+    static const char *const  keys[] = {
+        "allowOrigins", "allowMethods", "allowHeaders", "exposeHeaders",
+        "maxAgeS", "allowCredentials", "unmatchedPreflights", NULL
+    };
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "\"corsPolicy\"") != 0) {
+        return -1;
+    }
+
+    cors = mesh_arena_alloc(j->arena, sizeof(mesh_cors_t));
+    if (cors == NULL) {
+        mesh_json_error(j, start, "out of memory");
+        return -1;
+    }
+
+    memset(cors, 0, sizeof(mesh_cors_t));
+    cors->max_age = -1;
+    cors->forward_unmatched = 1;
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, keys, key, klen, &seen);
+        at = j->pos;
+
+        switch (k) {
+
+        case 0:
+            cors->origins = mesh_policy_list(j, "\"allowOrigins\"",
+                                             sizeof(mesh_string_match_t),
+                                             mesh_policy_origin,
+                                             &cors->norigins);
+            rc = j->failed ? -1 : 0;
+            break;
+
+        case 1:
+            cors->allow_methods = mesh_policy_joined(j, "\"allowMethods\"");
+            rc = j->failed ? -1 : 0;
+            break;
+
+        case 2:
+            cors->allow_headers = mesh_policy_joined(j, "\"allowHeaders\"");
+            rc = j->failed ? -1 : 0;
+            break;
+
+        case 3:
+            cors->expose_headers = mesh_policy_joined(j, "\"exposeHeaders\"");
+            rc = j->failed ? -1 : 0;
+            break;
+
+        case 4:
+            rc = mesh_json_uint(j, "maxAgeS", 1, MESH_MS_MAX / 1000, &age);
+            cors->max_age = (int64_t) age;
+            break;
+
+        case 5:
+            rc = mesh_policy_bool(j, "allowCredentials",
+                                  &cors->allow_credentials);
+            break;
+
+        case 6:
+            s = mesh_json_cstr(j, "\"unmatchedPreflights\"");
+            rc = s ? 0 : -1;
+
+            if (rc == 0) {
+                if (strcmp(s, "IGNORE") == 0) {
+                    cors->forward_unmatched = 0;
+
+                } else if (strcmp(s, "FORWARD") != 0) {
+                    mesh_json_error(j, at, "unknown \"unmatchedPreflights\" "
+                                    "\"%.16s\"", s);
+                    rc = -1;
+                }
+            }
+
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 6);
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    h->cors = cors;
+
+    return 0;
+}
+
+
+static int
+mesh_policy_origin(mesh_json_t *j, void *elt)
+{
+    return mesh_policy_string_match(j, elt, "an \"allowOrigins\" item");
+}
+
+
+/*
+ * A list of methods or header names (tokens), joined with "," as Istio
+ * joins them for Envoy, in the arena; NULL for an empty list (or on an
+ * error, which sets j->failed)
+ */
+static char *
+mesh_policy_joined(mesh_json_t *j, const char *what)
+{
+    int                   rc;
+    char                 *joined, *p;
+    size_t                n, i, len, size, used;
+    const unsigned char  *s, *at;
+
+    if (mesh_policy_open(j, '[', what) != 0) {
+        return NULL;
+    }
+
+    joined = NULL;
+    size = 0;
+    used = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_element(j, &n)) == 1) {
+        at = j->pos;
+
+        if (*at != '"') {
+            mesh_json_error(j, at, "a %s item must be a string", what);
+            goto fail;
+        }
+
+        if (mesh_json_string(j, &s, &len) != 0) {
+            goto fail;
+        }
+
+        if (len == 0 || len > 256) {
+            goto invalid;
+        }
+
+        for (i = 0; i < len; i++) {
+            if (s[i] <= ' ' || s[i] >= 0x7f
+                || strchr("\"(),/:;<=>?@[\\]{}", s[i]))
+            {
+                goto invalid;
+            }
+        }
+
+        if (used + len + 2 > size) {
+            size = 2 * size + len + 64;
+
+            p = realloc(joined, size);
+            if (p == NULL) {
+                mesh_json_error(j, at, "out of memory");
+                goto fail;
+            }
+
+            joined = p;
+        }
+
+        if (used) {
+            joined[used++] = ',';
+        }
+
+        memcpy(joined + used, s, len);
+        used += len;
+        joined[used] = '\0';
+    }
+
+    if (rc != 0) {
+        goto fail;
+    }
+
+    if (used == 0) {
+        free(joined);
+        return NULL;
+    }
+
+    p = mesh_arena_alloc(j->arena, used + 1);
+    if (p == NULL) {
+        mesh_json_error(j, j->pos, "out of memory");
+        goto fail;
+    }
+
+    memcpy(p, joined, used + 1);
+    free(joined);
+
+    return p;
+
+invalid:
+
+    mesh_json_error(j, at, "%s holds \"%.*s\", not a token", what,
+                    (int) (len > 64 ? 64 : len), (const char *) s);
+
+fail:
+
+    free(joined);
+    j->failed = 1;
+
+    return NULL;
+}
+
+
+int
+mesh_cors_origin_allowed(const mesh_cors_t *cors, const char *origin,
+    size_t len, mesh_regex_match_pt re_match)
+{
+    size_t  i;
+
+    if (cors == NULL || len == 0) {
+        return 0;
+    }
+
+    /* Envoy's isOriginAllowed(): an item that matches "*" allows all */
+    for (i = 0; i < cors->norigins; i++) {
+        if (mesh_string_match(&cors->origins[i], "*", 1, re_match)
+            || mesh_string_match(&cors->origins[i], origin, len, re_match))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }

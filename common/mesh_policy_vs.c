@@ -2,7 +2,7 @@
  * mesh_policy_vs: a VirtualService read into the model (hosts, http
  * routes: matches, weighted destinations, timeouts, retries); what a
  * route does to a request besides (fault, rewrite, redirect,
- * directResponse, headers) is read in mesh_policy_shape.c.
+ * directResponse, headers, corsPolicy) is read in mesh_policy_shape.c.
  */
 
 #include <limits.h>
@@ -41,12 +41,13 @@ enum {
     MESH_HT_REWRITE,
     MESH_HT_HEADERS,
     MESH_HT_REDIRECT,
-    MESH_HT_DIRECT
+    MESH_HT_DIRECT,
+    MESH_HT_CORS
 };
 
 static const char *const  mesh_ht_keys[] = {
     "name", "match", "route", "retries", "timeoutMs", "fault", "rewrite",
-    "headers", "redirect", "directResponse", NULL
+    "headers", "redirect", "directResponse", "corsPolicy", NULL
 };
 
 
@@ -107,8 +108,6 @@ static int mesh_policy_hosts(mesh_json_t *j, mesh_virtual_service_t *vs);
 static int mesh_policy_http(mesh_json_t *j, void *elt);
 static int mesh_policy_match(mesh_json_t *j, void *elt);
 static int mesh_policy_headers(mesh_json_t *j, mesh_match_t *m);
-static int mesh_policy_string_match(mesh_json_t *j, mesh_string_match_t *m,
-    const char *what);
 static int mesh_policy_route(mesh_json_t *j, void *elt);
 static int mesh_policy_destination(mesh_json_t *j, mesh_destination_t *d);
 static int mesh_policy_retries(mesh_json_t *j, mesh_http_route_t *h);
@@ -331,6 +330,10 @@ mesh_policy_http(mesh_json_t *j, void *elt)
             rc = mesh_policy_direct(j, h);
             break;
 
+        case MESH_HT_CORS:
+            rc = mesh_policy_cors(j, h);
+            break;
+
         case -2:
             return -1;
 
@@ -538,7 +541,7 @@ fail:
 }
 
 
-static int
+int
 mesh_policy_string_match(mesh_json_t *j, mesh_string_match_t *m,
     const char *what)
 {

@@ -100,14 +100,16 @@ int rd_get_header_name(rd_pctx_t *c, yaml_node_t *n, const char *s,
     int lowercase);
 int rd_parse_dr(rd_pctx_t *c, yaml_node_t *n, json_t *out);
 int rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out);
+int rd_parse_string_match(rd_pctx_t *c, yaml_node_t *n, json_t **out);
 
 /* rd_policy_vs_shape.c: an http route's fault, rewrite, redirect,
- * directResponse and headers, each into *out (which the caller frees,
- * on an error too) */
+ * directResponse, headers and corsPolicy, each into *out (which the
+ * caller frees, on an error too) */
 int rd_parse_fault(rd_pctx_t *c, yaml_node_t *n, json_t **out);
 int rd_parse_rewrite(rd_pctx_t *c, yaml_node_t *n, json_t **out);
 int rd_parse_redirect(rd_pctx_t *c, yaml_node_t *n, json_t **out);
 int rd_parse_direct_response(rd_pctx_t *c, yaml_node_t *n, json_t **out);
 int rd_parse_headers(rd_pctx_t *c, yaml_node_t *n, json_t **out);
+int rd_parse_cors(rd_pctx_t *c, yaml_node_t *n, json_t **out);
 
 #endif

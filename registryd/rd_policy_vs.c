@@ -2,7 +2,7 @@
  * rd_policy_vs: a VirtualService (hosts, http routes: matches, weighted
  * destinations, timeouts, retries), validated and normalized; what a
  * route does to a request besides (fault, rewrite, redirect,
- * directResponse, headers) is rd_policy_vs_shape.c's.
+ * directResponse, headers, corsPolicy) is rd_policy_vs_shape.c's.
  */
 
 #include <ctype.h>
@@ -21,7 +21,7 @@
 
 /* VirtualService */
 
-static int
+int
 rd_parse_string_match(rd_pctx_t *c, yaml_node_t *n, json_t **out)
 {
     int                kinds = 0;
@@ -602,12 +602,13 @@ enum {
     RD_HT_REDIRECT,
     RD_HT_DIRECT,
     RD_HT_HEADERS,
+    RD_HT_CORS,
     RD_HT_N
 };
 
 static const char *const  rd_ht_names[] = {
     "route", "retries", "fault", "rewrite", "redirect", "directResponse",
-    "headers"
+    "headers", "corsPolicy"
 };
 
 
@@ -747,6 +748,11 @@ rd_parse_http(rd_pctx_t *c, yaml_node_t *n, json_t *o)
                 goto done;
             }
 
+        } else if (part == RD_HT_CORS) {
+            if (rd_parse_cors(c, v, &parts[part]) != 0) {
+                goto done;
+            }
+
         } else if (strcmp(k, "timeout") == 0) {
             if (rd_get_duration(c, v, 1, &ms) != 0) {
                 goto done;
@@ -754,9 +760,9 @@ rd_parse_http(rd_pctx_t *c, yaml_node_t *n, json_t *o)
 
         } else {
             rd_unknown(c, kn, k, "name,match,route,retries,timeout,fault,"
-                       "rewrite,redirect,directResponse,headers",
+                       "rewrite,redirect,directResponse,headers,corsPolicy",
                        "delegate,mirror,mirrorPercentage,mirrorPercent,"
-                       "mirrors,corsPolicy");
+                       "mirrors");
             goto done;
         }
 

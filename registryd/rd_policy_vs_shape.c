@@ -903,3 +903,221 @@ rd_parse_headers(rd_pctx_t *c, yaml_node_t *n, json_t **out)
 
     return 0;
 }
+
+
+/* corsPolicy */
+
+/* the methods Istio's validation takes (Go's net/http names) */
+static const char *const  rd_cors_methods[] = {
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS",
+    "TRACE", NULL
+};
+
+
+/*
+ * allowMethods, allowHeaders, exposeHeaders: lists of methods or header
+ * names, kept in the given order and case (Envoy sends them joined with
+ * ","), each once
+ */
+static int
+rd_parse_cors_list(rd_pctx_t *c, yaml_node_t *n, int methods, json_t *a)
+{
+    size_t             i, k, old;
+    const char        *s;
+    yaml_node_t       *iv;
+    yaml_node_item_t  *it;
+
+    if (rd_check_seq(c, n, 0) != 0) {
+        return -1;
+    }
+
+    rd_foreach_item(c, n, it, i, iv) {
+        old = rd_path_idx(c, i);
+
+        if (rd_get_str(c, iv, &s) != 0) {
+            return -1;
+        }
+
+        if (methods) {
+            for (k = 0; rd_cors_methods[k]; k++) {
+                if (strcmp(s, rd_cors_methods[k]) == 0) {
+                    break;
+                }
+            }
+
+            if (rd_cors_methods[k] == NULL) {
+                return rd_perr(c, iv, "\"%.64s\" is not an HTTP method "
+                               "Istio takes: GET, HEAD, POST, PUT, PATCH, "
+                               "DELETE, CONNECT, OPTIONS, TRACE", s);
+            }
+
+        } else if (rd_get_header_name(c, iv, s, 0) != 0) {
+            return -1;
+        }
+
+        for (k = 0; k < json_array_size(a); k++) {
+            if (strcasecmp(json_string_value(json_array_get(a, k)), s) == 0)
+            {
+                return rd_perr(c, iv, "\"%.64s\" is listed twice", s);
+            }
+        }
+
+        rd_jpush(a, json_string(s));
+        rd_path_pop(c, old);
+    }
+
+    return 0;
+}
+
+
+/* allowOrigin (deprecated): exact origins, as Istio takes them */
+static int
+rd_parse_cors_origin(rd_pctx_t *c, yaml_node_t *n, json_t *a)
+{
+    size_t             i, old;
+    json_t            *sm;
+    const char        *s;
+    yaml_node_t       *iv;
+    yaml_node_item_t  *it;
+
+    if (rd_check_seq(c, n, 0) != 0) {
+        return -1;
+    }
+
+    rd_foreach_item(c, n, it, i, iv) {
+        old = rd_path_idx(c, i);
+
+        if (rd_get_nonempty(c, iv, 4096, &s) != 0) {
+            return -1;
+        }
+
+        sm = rd_jobj();
+        rd_jset(sm, "exact", json_string(s));
+        rd_jpush(a, sm);
+        rd_path_pop(c, old);
+    }
+
+    return 0;
+}
+
+
+int
+rd_parse_cors(rd_pctx_t *c, yaml_node_t *n, json_t **out)
+{
+    int                b;
+    void              *tmp;
+    size_t             i, old, old2;
+    json_t            *o, *a, *sm;
+    int64_t            ms;
+    const char        *k, *s, *key;
+    yaml_node_t       *kn, *v, *iv, *origins = NULL;
+    yaml_node_item_t  *it;
+    yaml_node_pair_t  *p;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    o = rd_jobj();
+    *out = o;
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "allowOrigins") == 0 || strcmp(k, "allowOrigin") == 0) {
+            if (origins) {
+                return rd_perr(c, kn, "give one of allowOrigins and "
+                               "allowOrigin (deprecated), not both");
+            }
+
+            origins = kn;
+            a = rd_jarr();
+            rd_jset(o, "allowOrigins", a);
+
+            if (strcmp(k, "allowOrigin") == 0) {
+                if (rd_parse_cors_origin(c, v, a) != 0) {
+                    return -1;
+                }
+
+            } else {
+                if (rd_check_seq(c, v, 0) != 0) {
+                    return -1;
+                }
+
+                rd_foreach_item(c, v, it, i, iv) {
+                    old2 = rd_path_idx(c, i);
+                    sm = NULL;
+
+                    if (rd_parse_string_match(c, iv, &sm) != 0) {
+                        json_decref(sm);
+                        return -1;
+                    }
+
+                    rd_jpush(a, sm);
+                    rd_path_pop(c, old2);
+                }
+            }
+
+        } else if (strcmp(k, "allowMethods") == 0
+                   || strcmp(k, "allowHeaders") == 0
+                   || strcmp(k, "exposeHeaders") == 0)
+        {
+            a = rd_jarr();
+            rd_jset(o, k, a);
+
+            if (rd_parse_cors_list(c, v, k[5] == 'M', a) != 0) {
+                return -1;
+            }
+
+        } else if (strcmp(k, "maxAge") == 0) {
+            if (rd_get_duration(c, v, 1000, &ms) != 0) {
+                return -1;
+            }
+
+            if (ms % 1000) {
+                return rd_perr(c, v, "must be whole seconds (Istio: "
+                               "max_age is accurate only to seconds)");
+            }
+
+            rd_jset(o, "maxAgeS", json_integer(ms / 1000));
+
+        } else if (strcmp(k, "allowCredentials") == 0) {
+            if (rd_get_bool(c, v, &b) != 0) {
+                return -1;
+            }
+
+            rd_jset(o, k, json_boolean(b));
+
+        } else if (strcmp(k, "unmatchedPreflights") == 0) {
+            if (rd_get_str(c, v, &s) != 0) {
+                return -1;
+            }
+
+            if (strcmp(s, "FORWARD") == 0 || strcmp(s, "IGNORE") == 0) {
+                rd_jset(o, k, json_string(s));
+
+            } else if (strcmp(s, "UNSPECIFIED") != 0) {
+                return rd_perr(c, v, "\"%.64s\" is not one of UNSPECIFIED, "
+                               "FORWARD, IGNORE", s);
+            }
+
+        } else {
+            return rd_unknown(c, kn, k, "allowOrigins,allowOrigin,"
+                              "allowMethods,allowHeaders,exposeHeaders,"
+                              "maxAge,allowCredentials,unmatchedPreflights",
+                              NULL);
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    /* empty lists say nothing: not written (an empty allowOrigins
+     * allows no origin, as none does) */
+    json_object_foreach_safe(o, tmp, key, a) {
+        if (json_is_array(a) && json_array_size(a) == 0) {
+            json_object_del(o, key);
+        }
+    }
+
+    return 0;
+}
