@@ -77,6 +77,15 @@ static const char  ck_doc_shaping[] =
     "\"remove\": [\"x-debug\"]},\n"
     "                 \"response\": {\"add\": {\"cache-control\": "
     "\"no-store\"}, \"remove\": [\"server\"]}},\n"
+    "     \"corsPolicy\": {\"allowOrigins\": [{\"exact\": "
+    "\"https://shop.example\"},\n"
+    "                                     {\"regex\": "
+    "\"https://[a-z0-9-]+\\\\.shop\\\\.example\"}],\n"
+    "                    \"allowMethods\": [\"GET\", \"POST\"], "
+    "\"allowHeaders\": [\"content-type\"],\n"
+    "                    \"exposeHeaders\": [\"x-orders-subset\"], "
+    "\"maxAgeS\": 600,\n"
+    "                    \"allowCredentials\": true},\n"
     "     \"route\": [{\"destination\": {\"host\": \"orders\", \"subset\": "
     "\"v1\"}, \"weight\": 90,\n"
     "                \"headers\": {\"response\": {\"set\": "
@@ -292,6 +301,19 @@ ck_walk(const mesh_policies_t *p)
 
             if (ht->rewrite.authority) {
                 sum += strlen(ht->rewrite.authority);
+            }
+
+            if (ht->cors) {
+                for (m = 0; m < ht->cors->norigins; m++) {
+                    sum += strlen(ht->cors->origins[m].value);
+                }
+
+                sum += ht->cors->allow_methods
+                       ? strlen(ht->cors->allow_methods) : 0;
+                sum += ht->cors->allow_headers
+                       ? strlen(ht->cors->allow_headers) : 0;
+                sum += ht->cors->expose_headers
+                       ? strlen(ht->cors->expose_headers) : 0;
             }
 
             if (ht->redirect) {
@@ -547,6 +569,35 @@ ck_shaping(const mesh_policies_t *p)
     ck_op(ht->routes[1].headers.response.set,
           ht->routes[1].headers.response.nset, 0, "x-orders-subset", "v2");
     ck_assert_uint_eq(ht->routes[1].headers.request.nset, 0);
+
+    ck_assert_ptr_nonnull(ht->cors);
+    ck_assert_uint_eq(ht->cors->norigins, 2);
+    ck_assert_int_eq(ht->cors->origins[0].kind, MESH_MATCH_EXACT);
+    ck_assert_str_eq(ht->cors->origins[0].value, "https://shop.example");
+    ck_assert_int_eq(ht->cors->origins[1].kind, MESH_MATCH_REGEX);
+    ck_assert_str_eq(ht->cors->origins[1].value,
+                     "https://[a-z0-9-]+\\.shop\\.example");
+    ck_assert_ptr_nonnull(ht->cors->origins[1].regex);
+    ck_assert_str_eq(ht->cors->allow_methods, "GET,POST");
+    ck_assert_str_eq(ht->cors->allow_headers, "content-type");
+    ck_assert_str_eq(ht->cors->expose_headers, "x-orders-subset");
+    ck_assert_int_eq(ht->cors->max_age, 600);
+    ck_assert_int_eq(ht->cors->allow_credentials, 1);
+    ck_assert_int_eq(ht->cors->forward_unmatched, 1);
+
+    /* the origins as Envoy decides them, the regex compiled */
+    ck_assert(mesh_cors_origin_allowed(ht->cors, "https://shop.example", 20,
+                                       NULL));
+    ck_assert(mesh_cors_origin_allowed(ht->cors, "https://eu-1.shop.example",
+                                       25, NULL));
+    ck_assert(!mesh_cors_origin_allowed(ht->cors, "https://shop.example.org",
+                                        24, NULL));
+    ck_assert(!mesh_cors_origin_allowed(ht->cors, "https://x.shop.example:1",
+                                        24, NULL));
+    ck_assert(!mesh_cors_origin_allowed(ht->cors, "", 0, NULL));
+
+    ck_assert_ptr_null(vs->http[0].cors);
+    ck_assert_ptr_null(vs->http[2].cors);
 }
 
 
@@ -1307,6 +1358,25 @@ static const struct {
     { CK_VS("{\"match\":[],\"route\":[{\"destination\":{\"host\":\"h\"},"
             "\"weight\":100,\"headers\":{\"request\":{\"remove\":"
             "[\"a\\u0000\"]}}}]}"), "not a header name" },
+    /* corsPolicy */
+    { CK_HTTP(",\"corsPolicy\":[]"), "\"corsPolicy\" must be an object" },
+    { CK_HTTP(",\"corsPolicy\":{\"allowOrigins\":[{\"suffix\":\"a\"}]}"),
+      "without \"exact\", \"prefix\" or \"regex\"" },
+    { CK_HTTP(",\"corsPolicy\":{\"allowOrigins\":[{\"regex\":\"(\"}]}"),
+      "allowOrigins" },
+    { CK_HTTP(",\"corsPolicy\":{\"allowMethods\":[\"GET\\r\\nX: y\"]}"),
+      "not a token" },
+    { CK_HTTP(",\"corsPolicy\":{\"allowHeaders\":[\"a b\"]}"),
+      "not a token" },
+    { CK_HTTP(",\"corsPolicy\":{\"exposeHeaders\":[7]}"),
+      "must be a string" },
+    { CK_HTTP(",\"corsPolicy\":{\"maxAgeS\":0}"), "maxAgeS" },
+    { CK_HTTP(",\"corsPolicy\":{\"allowCredentials\":1}"),
+      "true or false" },
+    { CK_HTTP(",\"corsPolicy\":{\"unmatchedPreflights\":\"DROP\"}"),
+      "unknown \"unmatchedPreflights\"" },
+    { CK_HTTP(",\"corsPolicy\":{\"maxAgeS\":1,\"maxAgeS\":2}"),
+      "duplicate field \"maxAgeS\"" },
 };
 
 
@@ -1787,6 +1857,60 @@ START_TEST(policy_match_case_and_source_labels_read_and_pack)
 
     free(copy);
     free(block);
+/* corsPolicy's origins: an item that matches "*" allows every origin
+ * (Envoy's isOriginAllowed); lists joined; what is absent, defaults */
+START_TEST(cors_origins_as_envoy_decides)
+{
+    mesh_cors_t       *c;
+    mesh_policies_t   *p;
+
+    p = ck_parse(CK_VS(
+        "{\"match\":[]," CK_ROUTE ",\"corsPolicy\":{\"allowOrigins\":"
+        "[{\"exact\":\"https://a.example\"},{\"prefix\":\"http://dev.\"}],"
+        "\"allowMethods\":[\"GET\"],\"unmatchedPreflights\":\"IGNORE\","
+        "\"allowCredentials\":false,\"later\":{\"x\":[1]}}},"
+        "{\"match\":[]," CK_ROUTE ",\"corsPolicy\":{\"allowOrigins\":"
+        "[{\"exact\":\"*\"}],\"unmatchedPreflights\":\"FORWARD\"}},"
+        "{\"match\":[]," CK_ROUTE ",\"corsPolicy\":{\"allowOrigins\":"
+        "[{\"regex\":\".*\"}],\"allowHeaders\":[],"
+        "\"exposeHeaders\":[\"a\",\"B-c\",\"d\"]}},"
+        "{\"match\":[]," CK_ROUTE ",\"corsPolicy\":{}}"));
+
+    c = p->vss[0].http[0].cors;
+    ck_assert_ptr_nonnull(c);
+    ck_assert(mesh_cors_origin_allowed(c, "https://a.example", 17, NULL));
+    ck_assert(!mesh_cors_origin_allowed(c, "https://a.example2", 18, NULL));
+    ck_assert(!mesh_cors_origin_allowed(c, "https://A.example", 17, NULL));
+    ck_assert(mesh_cors_origin_allowed(c, "http://dev.x", 12, NULL));
+    ck_assert(!mesh_cors_origin_allowed(c, "http://de", 9, NULL));
+    ck_assert(!mesh_cors_origin_allowed(c, "*", 1, NULL));
+    ck_assert_str_eq(c->allow_methods, "GET");
+    ck_assert_ptr_null(c->allow_headers);
+    ck_assert_ptr_null(c->expose_headers);
+    ck_assert_int_eq(c->max_age, -1);
+    ck_assert_int_eq(c->allow_credentials, 0);
+    ck_assert_int_eq(c->forward_unmatched, 0);
+
+    c = p->vss[0].http[1].cors;
+    ck_assert(mesh_cors_origin_allowed(c, "https://any.where", 17, NULL));
+    ck_assert(mesh_cors_origin_allowed(c, "null", 4, NULL));
+    ck_assert(!mesh_cors_origin_allowed(c, "", 0, NULL));
+    ck_assert_int_eq(c->forward_unmatched, 1);
+
+    c = p->vss[0].http[2].cors;
+    ck_assert(mesh_cors_origin_allowed(c, "https://b.example", 17, NULL));
+    ck_assert_ptr_null(c->allow_headers);
+    ck_assert_str_eq(c->expose_headers, "a,B-c,d");
+
+    c = p->vss[0].http[3].cors;
+    ck_assert_ptr_nonnull(c);
+    ck_assert_uint_eq(c->norigins, 0);
+    ck_assert(!mesh_cors_origin_allowed(c, "https://a.example", 17, NULL));
+    ck_assert_int_eq(c->forward_unmatched, 1);
+
+    ck_assert(!mesh_cors_origin_allowed(NULL, "https://a.example", 17, NULL));
+
+    mesh_policies_free(p);
 }
 END_TEST
 
@@ -2005,6 +2129,7 @@ policy_suite(void)
     tcase_add_test(tc, string_match_ignores_case_for_exact_and_prefix);
     tcase_add_test(tc, labels_hold_every_pair);
     tcase_add_test(tc, policy_match_case_and_source_labels_read_and_pack);
+    tcase_add_test(tc, cors_origins_as_envoy_decides);
     tcase_add_test(tc, instance_in_subset_by_labels);
     tcase_add_test(tc, instance_in_subset_from_parsed_documents);
     suite_add_tcase(s, tc);

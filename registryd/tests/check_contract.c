@@ -301,8 +301,25 @@ ck_shaping_model(const mesh_policies_t *p)
     ck_assert_uint_eq(h->routes[0].headers.request.nset, 0);
     ck_ops_eq(h->routes[1].headers.response.set,
               h->routes[1].headers.response.nset, "x-orders-subset", "v2");
+    ck_assert_ptr_nonnull(h->cors);
+    ck_assert_uint_eq(h->cors->norigins, 2);
+    ck_assert_int_eq(h->cors->origins[0].kind, MESH_MATCH_EXACT);
+    ck_assert_str_eq(h->cors->origins[0].value, "https://shop.example");
+    ck_assert_int_eq(h->cors->origins[1].kind, MESH_MATCH_REGEX);
+    ck_assert_ptr_nonnull(h->cors->origins[1].regex);
+    ck_assert(mesh_cors_origin_allowed(h->cors, "https://a-1.shop.example",
+                                       24, NULL));
+    ck_assert(!mesh_cors_origin_allowed(h->cors, "https://shop.example.com",
+                                        24, NULL));
+    ck_assert_str_eq(h->cors->allow_methods, "GET,POST");
+    ck_assert_str_eq(h->cors->allow_headers, "content-type");
+    ck_assert_str_eq(h->cors->expose_headers, "x-orders-subset");
+    ck_assert_int_eq(h->cors->max_age, 600);
+    ck_assert_int_eq(h->cors->allow_credentials, 1);
+    ck_assert_int_eq(h->cors->forward_unmatched, 1);
 
     h = &vs->http[4];                                   /* the rest */
+    ck_assert_ptr_null(h->cors);
     ck_assert_uint_eq(h->headers.request.nset + h->headers.response.nadd,
                       0);
     ck_assert_ptr_null(h->headers.request.set);

@@ -415,6 +415,55 @@ static const bad_t  bad[] = {
     { VS "  - match:\n    - sourceLabels: [app]\n" RT_ONLY,
       "spec.http[0].match[0].sourceLabels", 9, 21, 0,
       "must be a mapping" },
+    /* 127: corsPolicy */
+    { VS RT "    corsPolicy: {allowMethods: [GET, FETCH]}\n",
+      "spec.http[0].corsPolicy.allowMethods[1]", 10, 38, 0,
+      "\"FETCH\" is not an HTTP method" },
+    { VS RT "    corsPolicy: {allowMethods: [get]}\n",
+      "spec.http[0].corsPolicy.allowMethods[0]", 10, 33, 0,
+      "not an HTTP method" },
+    { VS RT "    corsPolicy: {allowMethods: [\"*\"]}\n",
+      "spec.http[0].corsPolicy.allowMethods[0]", 10, 33, 0,
+      "not an HTTP method" },
+    { VS RT "    corsPolicy: {allowHeaders: [\"x y\"]}\n",
+      "spec.http[0].corsPolicy.allowHeaders[0]", 10, 33, 0,
+      "not a valid header name" },
+    /* 125 */
+    { VS RT "    corsPolicy: {exposeHeaders: [X-A, x-a]}\n",
+      "spec.http[0].corsPolicy.exposeHeaders[1]", 10, 39, 0,
+      "listed twice" },
+    { VS RT "    corsPolicy: {maxAge: 1.5s}\n",
+      "spec.http[0].corsPolicy.maxAge", 10, 26, 0, "whole seconds" },
+    { VS RT "    corsPolicy: {maxAge: 0s}\n",
+      "spec.http[0].corsPolicy.maxAge", 10, 26, 0, "at least 1000ms" },
+    { VS RT "    corsPolicy: {allowOrigins: [{exact: a}], allowOrigin: [b]}"
+      "\n", "spec.http[0].corsPolicy.allowOrigin", 10, 46, 0,
+      "not both" },
+    { VS RT "    corsPolicy: {allowOrigins: [{regex: \"(\"}]}\n",
+      "spec.http[0].corsPolicy.allowOrigins[0].regex", 10, 41, 0,
+      "parenthesis" },
+    /* 130 */
+    { VS RT "    corsPolicy: {allowOrigins: [{suffix: a}]}\n",
+      "spec.http[0].corsPolicy.allowOrigins[0].suffix", 10, 34, 0,
+      "unknown field \"suffix\"" },
+    { VS RT "    corsPolicy: {allowOrigins: [{exact: a, prefix: b}]}\n",
+      "spec.http[0].corsPolicy.allowOrigins[0]", 10, 33, 0,
+      "exactly one of exact, prefix, regex" },
+    { VS RT "    corsPolicy: {allowOrigin: [\"\"]}\n",
+      "spec.http[0].corsPolicy.allowOrigin[0]", 10, 32, 0,
+      "must not be empty" },
+    { VS RT "    corsPolicy: {unmatchedPreflights: DROP}\n",
+      "spec.http[0].corsPolicy.unmatchedPreflights", 10, 39, 0,
+      "not one of UNSPECIFIED, FORWARD, IGNORE" },
+    { VS RT "    corsPolicy: {allowCredentials: maybe}\n",
+      "spec.http[0].corsPolicy.allowCredentials", 10, 36, 0,
+      "must be true or false" },
+    /* 135 */
+    { VS RT "    corsPolicy: {filterEnabled: 1}\n",
+      "spec.http[0].corsPolicy.filterEnabled", 10, 18, 0,
+      "unknown field \"filterEnabled\"" },
+    { VS RT "    corsPolicy: [GET]\n",
+      "spec.http[0].corsPolicy", 10, 17, 0, "must be a mapping" },
 };
 
 
@@ -742,6 +791,68 @@ START_TEST(policy_parse_request_shaping_normalizes)
         "\"abort\":{\"httpStatus\":404,\"ppm\":1}},"
         "\"route\":[{\"destination\":{\"host\":\"orders\"},"
         "\"weight\":100}]}]}");
+    json_decref(v);
+}
+END_TEST
+
+
+/* corsPolicy as Istio defines it: allowOrigin (deprecated) as exact
+ * StringMatches, maxAge in seconds, lists in their order and case, empty
+ * ones left out, UNSPECIFIED dropped */
+START_TEST(policy_parse_cors_normalizes)
+{
+    size_t   n;
+    json_t  *v;
+
+    v = normalized(
+        "apiVersion: networking.istio.io/v1\n"
+        "kind: VirtualService\n"
+        "metadata: {name: orders}\n"
+        "spec:\n"
+        "  hosts: [orders]\n"
+        "  http:\n"
+        "  - corsPolicy:\n"
+        "      allowOrigins:\n"
+        "      - exact: https://a.example\n"
+        "      - prefix: https://dev.\n"
+        "      - regex: \"https://[a-z]+\\\\.example\\\\.org\"\n"
+        "      allowMethods: [POST, GET]\n"
+        "      allowHeaders: [X-Foo-Bar, content-type]\n"
+        "      exposeHeaders: [X-Trace]\n"
+        "      maxAge: 24h\n"
+        "      allowCredentials: true\n"
+        "      unmatchedPreflights: IGNORE\n"
+        "    route:\n"
+        "    - destination: {host: orders}\n"
+        "  - corsPolicy:\n"
+        "      allowOrigin: [example.com, \"*\"]\n"
+        "      allowHeaders: []\n"
+        "      maxAge: 90s\n"
+        "      allowCredentials: false\n"
+        "      unmatchedPreflights: UNSPECIFIED\n"
+        "    directResponse: {status: 204}\n"
+        "  - corsPolicy: {}\n"
+        "    redirect: {uri: /x}\n", &n);
+
+    ck_assert_uint_eq(n, 1);
+    expect_json(json_array_get(v, 0),
+        "{\"policy\":\"pol\",\"kind\":\"VirtualService\",\"name\":\"orders\","
+        "\"hosts\":[\"orders\"],\"http\":["
+        "{\"match\":[],"
+        "\"corsPolicy\":{\"allowOrigins\":[{\"exact\":\"https://a.example\"},"
+        "{\"prefix\":\"https://dev.\"},"
+        "{\"regex\":\"https://[a-z]+\\\\.example\\\\.org\"}],"
+        "\"allowMethods\":[\"POST\",\"GET\"],"
+        "\"allowHeaders\":[\"X-Foo-Bar\",\"content-type\"],"
+        "\"exposeHeaders\":[\"X-Trace\"],\"maxAgeS\":86400,"
+        "\"allowCredentials\":true,\"unmatchedPreflights\":\"IGNORE\"},"
+        "\"route\":[{\"destination\":{\"host\":\"orders\"},"
+        "\"weight\":100}]},"
+        "{\"match\":[],\"directResponse\":{\"status\":204},"
+        "\"corsPolicy\":{\"allowOrigins\":[{\"exact\":\"example.com\"},"
+        "{\"exact\":\"*\"}],\"maxAgeS\":90,\"allowCredentials\":false}},"
+        "{\"match\":[],\"redirect\":{\"uri\":\"/x\",\"redirectCode\":301},"
+        "\"corsPolicy\":{}}]}");
     json_decref(v);
 }
 END_TEST
@@ -1245,6 +1356,7 @@ policy_suite(void)
     tcase_add_test(tc, policy_parse_match_case_and_source_labels_normalize);
     tcase_add_test(tc, policy_parse_request_shaping_normalizes);
     tcase_add_test(tc, policy_parse_retries_follow_istio);
+    tcase_add_test(tc, policy_parse_cors_normalizes);
     tcase_add_test(tc, policy_parse_empty_documents_are_skipped);
     tcase_add_test(tc, policy_parse_takes_kubectl_output_and_mesh_gateways);
     tcase_add_test(tc, policy_check_subsets_and_hosts_across_policies);
