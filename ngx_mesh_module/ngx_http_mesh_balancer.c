@@ -445,6 +445,8 @@ ngx_http_mesh_peer_data(ngx_http_request_t *r,
     pd->authority.data = NULL;
     pd->cookie.len = 0;
     pd->cookie.data = NULL;
+    pd->cors = NGX_HTTP_MESH_CORS_NONE;
+    ngx_str_null(&pd->cors_origin);
     pd->admitted = 0;
     pd->reserved = NULL;
     pd->output_filter = NULL;

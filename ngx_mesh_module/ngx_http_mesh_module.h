@@ -418,6 +418,12 @@ typedef struct {
 } ngx_http_mesh_main_conf_t;
 
 
+/* the route's corsPolicy and the request (ngx_http_mesh_route.c) */
+#define NGX_HTTP_MESH_CORS_NONE       0     /* no Origin it allows */
+#define NGX_HTTP_MESH_CORS_ALLOWED    1     /* the response gets the headers */
+#define NGX_HTTP_MESH_CORS_PREFLIGHT  2     /* answered by nginx */
+
+
 /* the request's choice, for free_peer and the variables (init_peer sets
  * every field, the pool does not zero it: a new field needs its line) */
 typedef struct {
@@ -463,6 +469,8 @@ typedef struct {
     ngx_str_t                      authority;   /* rewritten, or empty */
     ngx_str_t                      cookie;      /* issued: Set-Cookie's
                                                    value, or empty */
+    ngx_uint_t                     cors;        /* NGX_HTTP_MESH_CORS_* */
+    ngx_str_t                      cors_origin; /* the allowed Origin */
 } ngx_http_mesh_peer_data_t;
 
 

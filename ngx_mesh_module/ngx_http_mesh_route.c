@@ -7,11 +7,13 @@
 /*
  * A VirtualService route decided before the request goes upstream, in
  * the precontent phase of a location whose proxy_pass names a mesh
- * upstream: no route fits (404, as Istio), directResponse, redirect, a
- * fault delay (a timer: the worker goes on) and abort, the destination
- * picked, the URI and authority rewritten, the request's headers
- * changed. A header filter changes the response's. init_peer takes the
- * decision from the request's data.
+ * upstream, in the order of the filters Istio gives Envoy (fault, cors,
+ * router): no route fits (404, as Istio), a fault delay (a timer: the
+ * worker goes on) and abort, a CORS preflight answered, directResponse,
+ * redirect, the destination picked, the URI and authority rewritten, the
+ * request's headers changed. A header filter changes the response's and
+ * adds the CORS ones. init_peer takes the decision from the request's
+ * data.
  */
 
 
@@ -41,6 +43,14 @@ static ngx_int_t ngx_http_mesh_request_headers(ngx_http_request_t *r,
     mesh_header_ops_t *ops);
 static void ngx_http_mesh_response_headers(ngx_http_request_t *r,
     mesh_header_ops_t *ops);
+static ngx_int_t ngx_http_mesh_cors(ngx_http_request_t *r,
+    ngx_http_mesh_peer_data_t *pd, mesh_cors_t *cors);
+static ngx_int_t ngx_http_mesh_preflight(ngx_http_request_t *r,
+    mesh_cors_t *cors, ngx_str_t *origin, ngx_str_t *method);
+static ngx_int_t ngx_http_mesh_cors_headers(ngx_http_request_t *r,
+    ngx_http_mesh_peer_data_t *pd, mesh_cors_t *cors);
+static ngx_int_t ngx_http_mesh_set_header_out(ngx_http_request_t *r,
+    ngx_str_t *name, ngx_str_t *value);
 static ngx_int_t ngx_http_mesh_header_filter(ngx_http_request_t *r);
 
 
@@ -170,16 +180,6 @@ ngx_http_mesh_route_handler(ngx_http_request_t *r)
 
     route = rt->route;
 
-    if (route->direct) {
-        return ngx_http_mesh_respond(r, route->direct->status,
-                                     route->direct->body,
-                                     route->direct->body_len);
-    }
-
-    if (route->redirect) {
-        return ngx_http_mesh_redirect(r, route->redirect);
-    }
-
     if (route->fault.delay >= 0 && ngx_http_mesh_roll(route->fault.delay_ppm))
     {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -205,11 +205,15 @@ ngx_http_mesh_route_handler(ngx_http_request_t *r)
 }
 
 
-/* after the delay, if any: the abort, the destination, the rewrites */
+/*
+ * After the delay, if any: the abort, the CORS preflight, nginx's own
+ * answers, else the destination and the rewrites
+ */
 static ngx_int_t
 ngx_http_mesh_route_go(ngx_http_request_t *r, ngx_http_mesh_peer_data_t *pd)
 {
     int                   d;
+    ngx_int_t             rc;
     mesh_http_route_t    *route;
     mesh_destination_t   *dest;
 
@@ -223,6 +227,21 @@ ngx_http_mesh_route_go(ngx_http_request_t *r, ngx_http_mesh_peer_data_t *pd)
 
         return ngx_http_mesh_respond(r, route->fault.abort_status,
                                      "fault filter abort", 18);
+    }
+
+    rc = ngx_http_mesh_cors(r, pd, route->cors);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    if (route->direct) {
+        return ngx_http_mesh_respond(r, route->direct->status,
+                                     route->direct->body,
+                                     route->direct->body_len);
+    }
+
+    if (route->redirect) {
+        return ngx_http_mesh_redirect(r, route->redirect);
     }
 
     d = mesh_route_pick(route, (uint32_t) ngx_random());
@@ -675,6 +694,257 @@ ngx_http_mesh_set_cookie(ngx_http_request_t *r, ngx_http_mesh_peer_data_t *pd)
 }
 
 
+/*
+ * The route's corsPolicy, as Envoy's CORS filter: a request with an
+ * Origin the policy allows has it kept for the response's headers; a
+ * preflight (OPTIONS with Origin and Access-Control-Request-Method) is
+ * answered here when the origin is allowed, or when it is not and the
+ * policy does not forward such preflights (unmatchedPreflights: IGNORE).
+ * NGX_DECLINED: the request goes on.
+ */
+static ngx_int_t
+ngx_http_mesh_cors(ngx_http_request_t *r, ngx_http_mesh_peer_data_t *pd,
+    mesh_cors_t *cors)
+{
+    ngx_uint_t        allowed;
+    ngx_table_elt_t  *origin, *method;
+
+    if (cors == NULL) {
+        return NGX_DECLINED;
+    }
+
+    origin = ngx_http_mesh_header_in(r, "origin", 6);
+
+    if (origin == NULL || origin->value.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    allowed = mesh_cors_origin_allowed(cors, (char *) origin->value.data,
+                                       origin->value.len, NULL);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "mesh: cors origin \"%V\" %s", &origin->value,
+                   allowed ? "allowed" : "not allowed");
+
+    if (allowed) {
+        pd->cors = NGX_HTTP_MESH_CORS_ALLOWED;
+        pd->cors_origin = origin->value;
+    }
+
+    if (r->method != NGX_HTTP_OPTIONS) {
+        return NGX_DECLINED;
+    }
+
+    method = ngx_http_mesh_header_in(r, "access-control-request-method",
+                                     29);
+
+    if (method == NULL || method->value.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    if (!allowed && cors->forward_unmatched) {
+        return NGX_DECLINED;
+    }
+
+    pd->cors = NGX_HTTP_MESH_CORS_PREFLIGHT;
+
+    return ngx_http_mesh_preflight(r, cors, allowed ? &origin->value : NULL,
+                                   &method->value);
+}
+
+
+static ngx_str_t  ngx_http_mesh_acao =
+    ngx_string("Access-Control-Allow-Origin");
+static ngx_str_t  ngx_http_mesh_acac =
+    ngx_string("Access-Control-Allow-Credentials");
+static ngx_str_t  ngx_http_mesh_acam =
+    ngx_string("Access-Control-Allow-Methods");
+static ngx_str_t  ngx_http_mesh_acah =
+    ngx_string("Access-Control-Allow-Headers");
+static ngx_str_t  ngx_http_mesh_acma = ngx_string("Access-Control-Max-Age");
+static ngx_str_t  ngx_http_mesh_aceh =
+    ngx_string("Access-Control-Expose-Headers");
+static ngx_str_t  ngx_http_mesh_true = ngx_string("true");
+
+
+/*
+ * The preflight's answer: 200 without a body, with what the policy
+ * gives; an allowMethods or allowHeaders of "*" repeats what the
+ * request asks for, as Envoy does
+ */
+static ngx_int_t
+ngx_http_mesh_preflight(ngx_http_request_t *r, mesh_cors_t *cors,
+    ngx_str_t *origin, ngx_str_t *method)
+{
+    u_char           *p;
+    ngx_str_t         value;
+    ngx_table_elt_t  *h;
+
+    if (origin
+        && ngx_http_mesh_set_header_out(r, &ngx_http_mesh_acao, origin)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (cors->allow_credentials
+        && ngx_http_mesh_set_header_out(r, &ngx_http_mesh_acac,
+                                        &ngx_http_mesh_true)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (cors->allow_methods) {
+        if (ngx_strcmp(cors->allow_methods, "*") == 0) {
+            value = *method;
+
+        } else {
+            value.data = (u_char *) cors->allow_methods;
+            value.len = ngx_strlen(cors->allow_methods);
+        }
+
+        if (ngx_http_mesh_set_header_out(r, &ngx_http_mesh_acam, &value)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (cors->allow_headers) {
+        if (ngx_strcmp(cors->allow_headers, "*") == 0) {
+            h = ngx_http_mesh_header_in(r, "access-control-request-headers",
+                                        30);
+            if (h) {
+                value = h->value;
+
+            } else {
+                ngx_str_null(&value);
+            }
+
+        } else {
+            value.data = (u_char *) cors->allow_headers;
+            value.len = ngx_strlen(cors->allow_headers);
+        }
+
+        if (ngx_http_mesh_set_header_out(r, &ngx_http_mesh_acah, &value)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (cors->max_age >= 0) {
+        p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        value.data = p;
+        value.len = ngx_sprintf(p, "%L", cors->max_age) - p;
+
+        if (ngx_http_mesh_set_header_out(r, &ngx_http_mesh_acma, &value)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return ngx_http_mesh_respond(r, NGX_HTTP_OK, NULL, 0);
+}
+
+
+/* an actual request from an allowed origin: its response's headers */
+static ngx_int_t
+ngx_http_mesh_cors_headers(ngx_http_request_t *r,
+    ngx_http_mesh_peer_data_t *pd, mesh_cors_t *cors)
+{
+    ngx_str_t  value;
+
+    if (ngx_http_mesh_set_header_out(r, &ngx_http_mesh_acao,
+                                     &pd->cors_origin)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (cors->allow_credentials
+        && ngx_http_mesh_set_header_out(r, &ngx_http_mesh_acac,
+                                        &ngx_http_mesh_true)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (cors->expose_headers) {
+        value.data = (u_char *) cors->expose_headers;
+        value.len = ngx_strlen(cors->expose_headers);
+
+        if (ngx_http_mesh_set_header_out(r, &ngx_http_mesh_aceh, &value)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* a response header replacing any the upstream sent under that name */
+static ngx_int_t
+ngx_http_mesh_set_header_out(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *value)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash && h[i].key.len == name->len
+            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
+        {
+            h[i].hash = 0;          /* the header filter skips it */
+        }
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->key = *name;
+    h->value = *value;
+
+    h->lowcase_key = ngx_pnalloc(r->pool, name->len);
+    if (h->lowcase_key == NULL) {
+        h->hash = 0;
+        return NGX_ERROR;
+    }
+
+    h->hash = ngx_hash_strlow(h->lowcase_key, name->data, name->len);
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_mesh_header_filter(ngx_http_request_t *r)
 {
@@ -691,7 +961,13 @@ ngx_http_mesh_header_filter(ngx_http_request_t *r)
         pd->cookie.len = 0;     /* once */
     }
 
-    if (pd && pd->route && pd->routed) {
+    /* a preflight's answer carries what ngx_http_mesh_preflight() set,
+     * and nothing of the route's (Envoy's CORS filter answers it before
+     * the router) */
+
+    if (pd && pd->route && pd->routed
+        && pd->cors != NGX_HTTP_MESH_CORS_PREFLIGHT)
+    {
         route = pd->route->route;
 
         ngx_http_mesh_response_headers(r, &route->headers.response);
@@ -699,6 +975,15 @@ ngx_http_mesh_header_filter(ngx_http_request_t *r)
         if (pd->dest >= 0 && (size_t) pd->dest < route->nroutes) {
             ngx_http_mesh_response_headers(r,
                 &route->routes[pd->dest].headers.response);
+        }
+
+        /* Envoy's CORS filter sees the response after the router has
+         * applied the route's operations: its headers win */
+
+        if (pd->cors == NGX_HTTP_MESH_CORS_ALLOWED && route->cors
+            && ngx_http_mesh_cors_headers(r, pd, route->cors) != NGX_OK)
+        {
+            return NGX_ERROR;
         }
     }
 
