@@ -1857,6 +1857,10 @@ START_TEST(policy_match_case_and_source_labels_read_and_pack)
 
     free(copy);
     free(block);
+}
+END_TEST
+
+
 /* corsPolicy's origins: an item that matches "*" allows every origin
  * (Envoy's isOriginAllowed); lists joined; what is absent, defaults */
 START_TEST(cors_origins_as_envoy_decides)
