@@ -232,6 +232,11 @@ typedef struct {
     mesh_traffic_policy_t   traffic;        /* the rule's trafficPolicy */
     mesh_subset_t          *subsets;
     size_t                  nsubsets;
+    mesh_label_t           *selector;       /* workloadSelector.matchLabels:
+                                               the rule applies to an nginx
+                                               whose mesh_labels hold them
+                                               all; none: to every nginx */
+    size_t                  nselector;
 } mesh_destination_rule_t;
 
 typedef struct {

@@ -22,11 +22,13 @@ enum {
     MESH_DR_NAME,
     MESH_DR_HOST,
     MESH_DR_TRAFFIC,
-    MESH_DR_SUBSETS
+    MESH_DR_SUBSETS,
+    MESH_DR_SELECTOR
 };
 
 static const char *const  mesh_dr_keys[] = {
-    "policy", "kind", "name", "host", "trafficPolicy", "subsets", NULL
+    "policy", "kind", "name", "host", "trafficPolicy", "subsets",
+    "workloadSelector", NULL
 };
 
 
@@ -162,6 +164,7 @@ static void mesh_policy_traffic_init(mesh_traffic_policy_t *tp);
 static void mesh_policy_inherit(mesh_traffic_policy_t *tp,
     const mesh_traffic_policy_t *from);
 static int mesh_policy_subset(mesh_json_t *j, void *elt);
+static int mesh_policy_selector(mesh_json_t *j, mesh_destination_rule_t *dr);
 
 int
 mesh_policy_rule(mesh_json_t *j, mesh_destination_rule_t *dr)
@@ -224,6 +227,13 @@ mesh_policy_rule(mesh_json_t *j, mesh_destination_rule_t *dr)
                                            sizeof(mesh_subset_t),
                                            mesh_policy_subset, &dr->nsubsets);
             if (j->failed) {
+                return -1;
+            }
+
+            break;
+
+        case MESH_DR_SELECTOR:
+            if (mesh_policy_selector(j, dr) != 0) {
                 return -1;
             }
 
@@ -990,6 +1000,59 @@ mesh_policy_inherit(mesh_traffic_policy_t *tp,
     if (tp->split_local_origin == -1) {
         tp->split_local_origin = from->split_local_origin;
     }
+}
+
+
+/* workloadSelector: {"matchLabels": {labels}}, non-empty */
+
+static int
+mesh_policy_selector(mesh_json_t *j, mesh_destination_rule_t *dr)
+{
+    int                   rc, k;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key, *start;
+
+    static const char *const  keys[] = { "matchLabels", NULL };
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "\"workloadSelector\"") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, keys, key, klen, &seen);
+
+        if (k == 0) {
+            rc = mesh_policy_labels(j, "\"workloadSelector.matchLabels\"",
+                                    &dr->selector, &dr->nselector);
+
+        } else if (k == -2) {
+            return -1;
+
+        } else {
+            rc = mesh_json_skip(j, 4);
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (dr->nselector == 0) {
+        mesh_json_error(j, start, "\"workloadSelector\" without labels");
+        return -1;
+    }
+
+    return 0;
 }
 
 

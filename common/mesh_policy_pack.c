@@ -319,6 +319,9 @@ mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
                              p->rules[i].subsets[k].nlabels,
                              MESH_F(sb, labels));
         }
+
+        mesh_pack_labels(pk, p->rules[i].selector, p->rules[i].nselector,
+                         MESH_F(dr, selector));
     }
 
     off = mesh_pack_array(pk, p->vss, p->nvss,
@@ -734,6 +737,10 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
             mesh_unpack_str(&u, &sb[k].policy.cookie_path);
 
             mesh_unpack_labels(&u, &sb[k].labels, sb[k].nlabels);
+        }
+
+        if (!u.bad) {
+            mesh_unpack_labels(&u, &dr[i].selector, dr[i].nselector);
         }
     }
 

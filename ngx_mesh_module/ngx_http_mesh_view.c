@@ -389,6 +389,16 @@ ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
     dr = mesh_policies_rule(policies, (char *) mscf->service.data,
                             mscf->service.len);
 
+    /* a rule with a workloadSelector is for the nginx whose mesh_labels
+     * hold its labels */
+    if (dr && dr->nselector
+        && (mmcf->labels == NULL
+            || !mesh_labels_hold(mmcf->labels->elts, mmcf->labels->nelts,
+                                 dr->selector, dr->nselector)))
+    {
+        dr = NULL;
+    }
+
     pool = ngx_create_pool(2048 + mesh_service_packed_count(copy->packed,
                                                             copy->size)
                                   * 256,

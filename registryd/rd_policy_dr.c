@@ -727,10 +727,11 @@ rd_parse_dr(rd_pctx_t *c, yaml_node_t *n, json_t *out)
 {
     size_t             i, old, old2, first_subset;
     json_t            *tp = NULL, *subsets = NULL, *names = NULL, *so;
-    const char        *k, *host = NULL;
-    yaml_node_t       *kn, *v, *it_node;
+    json_t            *sel = NULL, *ml;
+    const char        *k, *k2, *host = NULL;
+    yaml_node_t       *kn, *v, *it_node, *kn2, *v2;
     yaml_node_item_t  *it;
-    yaml_node_pair_t  *p;
+    yaml_node_pair_t  *p, *p2;
 
     if (rd_check_map(c, n) != 0) {
         return -1;
@@ -770,9 +771,40 @@ rd_parse_dr(rd_pctx_t *c, yaml_node_t *n, json_t *out)
                 rd_path_pop(c, old2);
             }
 
+        } else if (strcmp(k, "workloadSelector") == 0) {
+            /* the nginx whose mesh_labels hold matchLabels take the rule */
+            if (rd_check_map(c, v) != 0) {
+                goto fail;
+            }
+
+            json_decref(sel);
+            sel = NULL;
+
+            rd_foreach_pair(c, v, p2, k2, kn2, v2) {
+                old2 = rd_path_key(c, k2);
+
+                if (strcmp(k2, "matchLabels") != 0) {
+                    rd_unknown(c, kn2, k2, "matchLabels", NULL);
+                    goto fail;
+                }
+
+                if (rd_parse_labels(c, v2, 1, &ml) != 0) {
+                    goto fail;
+                }
+
+                sel = rd_jobj();
+                rd_jset(sel, "matchLabels", ml);
+                rd_path_pop(c, old2);
+            }
+
+            if (sel == NULL) {
+                rd_missing(c, v, "matchLabels");
+                goto fail;
+            }
+
         } else {
-            rd_unknown(c, kn, k, "host,trafficPolicy,subsets",
-                       "exportTo,workloadSelector");
+            rd_unknown(c, kn, k, "host,trafficPolicy,subsets,"
+                       "workloadSelector", "exportTo");
             goto fail;
         }
 
@@ -794,6 +826,9 @@ rd_parse_dr(rd_pctx_t *c, yaml_node_t *n, json_t *out)
         rd_jset(out, "trafficPolicy", tp);
     }
     rd_jset(out, "subsets", subsets ? subsets : rd_jarr());
+    if (sel) {
+        rd_jset(out, "workloadSelector", sel);
+    }
     json_decref(names);
 
     return 0;
@@ -803,5 +838,6 @@ fail:
     json_decref(tp);
     json_decref(subsets);
     json_decref(names);
+    json_decref(sel);
     return -1;
 }

@@ -1921,6 +1921,48 @@ END_TEST
 
 /* subsets */
 
+/* workloadSelector: read, sorted, packed and unpacked with the rule */
+START_TEST(rule_workload_selector_read_and_pack)
+{
+    char                            err[MESH_ERR_LEN], *block;
+    size_t                          size;
+    mesh_policies_t                *p, *q;
+    const mesh_destination_rule_t  *dr;
+
+    static const mesh_label_t  web[] = { { "app", "web" }, { "tier", "a" } };
+    static const mesh_label_t  api[] = { { "app", "api" } };
+
+    p = ck_parse("[{\"policy\":\"o\",\"kind\":\"DestinationRule\","
+                 "\"name\":\"o\",\"host\":\"orders\",\"subsets\":[],"
+                 "\"workloadSelector\":{\"matchLabels\":{\"app\":\"web\"}}}]");
+    dr = mesh_policies_rule(p, "orders", 6);
+    ck_assert_ptr_nonnull(dr);
+    ck_assert_uint_eq(dr->nselector, 1);
+    ck_assert(mesh_labels_hold(web, 2, dr->selector, dr->nselector));
+    ck_assert(!mesh_labels_hold(api, 1, dr->selector, dr->nselector));
+
+    size = mesh_policies_pack(p, NULL, 0);
+    block = malloc(size);
+    ck_assert_ptr_nonnull(block);
+    ck_assert_uint_eq(mesh_policies_pack(p, block, size), size);
+    q = mesh_policies_unpack(block, size, err, sizeof(err));
+    ck_assert_msg(q != NULL, "%s", err);
+    dr = mesh_policies_rule(q, "orders", 6);
+    ck_assert_uint_eq(dr->nselector, 1);
+    ck_assert_str_eq(dr->selector[0].key, "app");
+    ck_assert_str_eq(dr->selector[0].value, "web");
+    mesh_policies_free(q);
+    free(block);
+    mesh_policies_free(p);
+
+    /* no label: refused */
+    ck_assert_ptr_null(ck_parse_len("[{\"policy\":\"o\",\"kind\":"
+        "\"DestinationRule\",\"name\":\"o\",\"host\":\"orders\","
+        "\"subsets\":[],\"workloadSelector\":{}}]", 103, err, sizeof(err)));
+}
+END_TEST
+
+
 START_TEST(instance_in_subset_by_labels)
 {
     mesh_subset_t    s;
@@ -2134,6 +2176,7 @@ policy_suite(void)
     tcase_add_test(tc, labels_hold_every_pair);
     tcase_add_test(tc, policy_match_case_and_source_labels_read_and_pack);
     tcase_add_test(tc, cors_origins_as_envoy_decides);
+    tcase_add_test(tc, rule_workload_selector_read_and_pack);
     tcase_add_test(tc, instance_in_subset_by_labels);
     tcase_add_test(tc, instance_in_subset_from_parsed_documents);
     suite_add_tcase(s, tc);
