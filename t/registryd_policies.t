@@ -249,7 +249,7 @@ my @bad = (
     [ "apiVersion: mesh/v1\nkind: DestinationRule\nmetadata: {name: _x}\n"
       . "spec: {host: a}\n", 'metadata.name', 3, 18 ],
     [ $D . "  host: carts\n", 'spec.host', 6, 3 ],
-    [ $D . "  workloadSelector: {}\n", 'spec.workloadSelector', 6, 3 ],
+    [ $D . "  exportTo: [\".\"]\n", 'spec.exportTo', 6, 3 ],
     [ $D . "  trafficPolicy: {loadBalancer: {simple: fast}}\n",
       'spec.trafficPolicy.loadBalancer.simple', 6, 42 ],
     [ $D . "  trafficPolicy: {loadBalancer: {}}\n",
