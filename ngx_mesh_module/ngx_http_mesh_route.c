@@ -131,7 +131,6 @@ ngx_http_mesh_roll(uint32_t ppm)
 static ngx_int_t
 ngx_http_mesh_route_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                   rc;
     mesh_http_route_t          *route;
     ngx_http_mesh_route_t      *rt;
     ngx_http_mesh_srv_conf_t   *mscf;
@@ -180,28 +179,21 @@ ngx_http_mesh_route_handler(ngx_http_request_t *r)
 
     route = rt->route;
 
-    if (route->fault.delay >= 0 && ngx_http_mesh_roll(route->fault.delay_ppm))
-    {
+    /* a delay of 0 ms delays nothing */
+    if (route->fault.delay > 0 && ngx_http_mesh_roll(route->fault.delay_ppm)) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "mesh: fault delay %L ms", route->fault.delay);
 
         pd->delaying = 1;
+        r->read_event_handler = ngx_http_test_reading;
+        r->write_event_handler = ngx_http_mesh_delay_done;
+        r->connection->write->delayed = 1;
+        ngx_add_timer(r->connection->write, (ngx_msec_t) route->fault.delay);
 
-        if (route->fault.delay > 0) {
-            r->read_event_handler = ngx_http_test_reading;
-            r->write_event_handler = ngx_http_mesh_delay_done;
-            r->connection->write->delayed = 1;
-            ngx_add_timer(r->connection->write,
-                          (ngx_msec_t) route->fault.delay);
-            return NGX_AGAIN;
-        }
-
-        pd->delaying = 0;
+        return NGX_AGAIN;
     }
 
-    rc = ngx_http_mesh_route_go(r, pd);
-
-    return rc;
+    return ngx_http_mesh_route_go(r, pd);
 }
 
 
