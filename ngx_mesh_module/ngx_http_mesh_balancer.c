@@ -82,6 +82,70 @@ ngx_http_mesh_cleanup_peer(void *data)
         ngx_http_mesh_release_view(pd->view);
         pd->view = NULL;
     }
+
+    if (pd->dest_view) {
+        ngx_http_mesh_release_view(pd->dest_view);
+        pd->dest_view = NULL;
+    }
+}
+
+
+/*
+ * The target a destination leads to. For another service: its target in
+ * the current view of the upstream that routes it, held by the request
+ * until its end; NULL when that view has no such subset (or no view yet).
+ */
+ngx_http_mesh_target_t *
+ngx_http_mesh_dest_target(ngx_http_mesh_peer_data_t *pd,
+    ngx_http_mesh_dest_t *dst)
+{
+    ngx_uint_t               k;
+    ngx_http_mesh_view_t    *view;
+    ngx_http_mesh_target_t  *t;
+
+    if (dst->other == NULL) {
+        return dst->target;
+    }
+
+    view = dst->other->view;
+
+    if (view == NULL) {
+        return NULL;
+    }
+
+    t = NULL;
+
+    if (dst->subset == NULL) {
+        t = &view->targets[0];
+
+    } else {
+        for (k = 1; k < view->ntargets; k++) {
+            if (ngx_strcmp(view->targets[k].subset.data, dst->subset) == 0) {
+                t = &view->targets[k];
+                break;
+            }
+        }
+
+        if (t == NULL) {
+            ngx_log_error(NGX_LOG_ERR, pd->request->connection->log, 0,
+                          "mesh: subset \"%s\" of service \"%V\" is not "
+                          "defined by any DestinationRule", dst->subset,
+                          &dst->other->service);
+            return NULL;
+        }
+    }
+
+    if (pd->dest_view != view) {
+        view->refs++;
+
+        if (pd->dest_view) {
+            ngx_http_mesh_release_view(pd->dest_view);
+        }
+
+        pd->dest_view = view;
+    }
+
+    return t;
 }
 
 
@@ -424,6 +488,7 @@ ngx_http_mesh_peer_data(ngx_http_request_t *r,
     pd->conf = mscf;
     pd->main = mmcf;
     pd->view = NULL;
+    pd->dest_view = NULL;
     pd->target = NULL;
     pd->route = NULL;
     pd->current = NULL;
@@ -510,7 +575,8 @@ ngx_http_mesh_init_peer(ngx_http_request_t *r,
 
             } else {
                 d = mesh_route_pick(rt->route, (uint32_t) ngx_random());
-                t = (d >= 0) ? rt->dest[d] : NULL;
+                t = (d >= 0) ? ngx_http_mesh_dest_target(pd, &rt->dest[d])
+                             : NULL;
                 pd->dest = d;
             }
         }
@@ -619,7 +685,8 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
         /* (without a target there is no subset to name) */
         ngx_log_error(NGX_LOG_ERR, pc->log, 0,
                       "mesh: no instances of service \"%V\"%s%V%s for "
-                      "upstream \"%V\"", &pd->conf->service,
+                      "upstream \"%V\"",
+                      t ? &t->service_name : &pd->conf->service,
                       t && t->subset.len ? " (subset \"" : "",
                       t && t->subset.len ? &t->subset : &ngx_http_mesh_empty,
                       t && t->subset.len ? "\")" : "",

@@ -237,6 +237,9 @@ typedef struct {
 } ngx_http_mesh_peer_t;
 
 
+typedef struct ngx_http_mesh_srv_conf_s  ngx_http_mesh_srv_conf_t;
+
+
 /* the policies as one worker parsed them, shared by the views built on
  * them */
 typedef struct {
@@ -321,10 +324,27 @@ typedef struct {
 } ngx_http_mesh_target_t;
 
 
+/*
+ * Where a destination (or a mirror) of a route leads: a target of the
+ * view, or, for another service, the mesh upstream that routes it, whose
+ * current view is looked at when a request goes there (a change of that
+ * service rebuilds its own view, not the views routing to it)
+ */
+typedef struct {
+    ngx_http_mesh_target_t        *target;      /* of this view, or NULL */
+    ngx_http_mesh_srv_conf_t      *other;       /* or the upstream of the
+                                                   other service; both NULL:
+                                                   a subset nothing defines,
+                                                   or no upstream routes the
+                                                   service */
+    const char                    *subset;      /* NULL: whole service */
+} ngx_http_mesh_dest_t;
+
+
 typedef struct {
     mesh_http_route_t             *route;
-    ngx_http_mesh_target_t       **dest;        /* per destination; NULL:
-                                                   a subset nothing defines */
+    ngx_http_mesh_dest_t          *dest;        /* per destination */
+    ngx_http_mesh_dest_t          *mirror;      /* per mirror */
 } ngx_http_mesh_route_t;
 
 
@@ -357,8 +377,6 @@ typedef struct {
     const mesh_virtual_service_t  *vs;          /* NULL: none */
 } ngx_http_mesh_view_t;
 
-
-typedef struct ngx_http_mesh_srv_conf_s  ngx_http_mesh_srv_conf_t;
 
 struct ngx_http_mesh_srv_conf_s {
     ngx_str_t                      service;
@@ -430,6 +448,8 @@ typedef struct {
     ngx_http_mesh_srv_conf_t      *conf;
     ngx_http_mesh_main_conf_t     *main;
     ngx_http_mesh_view_t          *view;
+    ngx_http_mesh_view_t          *dest_view;   /* held for a target of
+                                                   another service's view */
     ngx_http_mesh_target_t        *target;
     ngx_http_mesh_route_t         *route;
     ngx_http_mesh_peer_t          *current;     /* chosen, not yet freed */
@@ -625,6 +645,8 @@ ngx_int_t ngx_http_mesh_route_conf(ngx_http_request_t *r,
     mesh_http_route_t *route);
 ngx_table_elt_t *ngx_http_mesh_header_in(ngx_http_request_t *r,
     const char *name, size_t len);
+ngx_http_mesh_target_t *ngx_http_mesh_dest_target(
+    ngx_http_mesh_peer_data_t *pd, ngx_http_mesh_dest_t *dst);
 
 /* ngx_http_mesh_pool.c */
 ngx_int_t ngx_http_mesh_pool_admit(ngx_http_request_t *r,

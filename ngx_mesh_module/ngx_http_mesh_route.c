@@ -238,7 +238,8 @@ ngx_http_mesh_route_go(ngx_http_request_t *r, ngx_http_mesh_peer_data_t *pd)
 
     d = mesh_route_pick(route, (uint32_t) ngx_random());
     pd->dest = d;
-    pd->target = (d >= 0) ? pd->route->dest[d] : NULL;
+    pd->target = (d >= 0) ? ngx_http_mesh_dest_target(pd, &pd->route->dest[d])
+                          : NULL;
 
     if (ngx_http_mesh_rewrite(r, pd, &route->rewrite) != NGX_OK
         || ngx_http_mesh_request_headers(r, &route->headers.request)

@@ -69,8 +69,16 @@ ngx_http_mesh_variable_service(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    v->len = pd->conf->service.len;
-    v->data = pd->conf->service.data;
+    /* the destination's: another service where a route sent it */
+    if (pd->target) {
+        v->len = pd->target->service_name.len;
+        v->data = pd->target->service_name.data;
+
+    } else {
+        v->len = pd->conf->service.len;
+        v->data = pd->conf->service.data;
+    }
+
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;

@@ -40,6 +40,10 @@ static void ngx_http_mesh_install_view(ngx_http_mesh_srv_conf_t *mscf,
     ngx_http_mesh_view_t *view);
 static ngx_uint_t ngx_http_mesh_view_ready(ngx_http_mesh_view_t *view);
 static void ngx_http_mesh_ring_handler(ngx_event_t *ev);
+static void ngx_http_mesh_view_dest(ngx_http_mesh_main_conf_t *mmcf,
+    ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
+    ngx_http_mesh_dest_t *dst, const char *host, const char *subset,
+    ngx_log_t *log);
 static ngx_int_t ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
     ngx_http_mesh_target_t *t, const mesh_service_t *svc,
@@ -361,7 +365,7 @@ ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
 {
     void                            *mem;
     size_t                           msize;
-    ngx_uint_t                       i, j, k;
+    ngx_uint_t                       i, j;
     ngx_pool_t                      *pool;
     mesh_policies_t                 *policies;
     ngx_pool_cleanup_t              *cln;
@@ -497,44 +501,15 @@ ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
         rt->route = &view->vs->http[i];
 
         rt->dest = ngx_pcalloc(pool, (rt->route->nroutes + 1)
-                                     * sizeof(ngx_http_mesh_target_t *));
+                                     * sizeof(ngx_http_mesh_dest_t));
         if (rt->dest == NULL) {
             goto failed;
         }
 
         for (j = 0; j < rt->route->nroutes; j++) {
-
-            if (rt->route->routes[j].host
-                && (ngx_strlen(rt->route->routes[j].host)
-                    != mscf->service.len
-                    || ngx_strncmp(rt->route->routes[j].host,
-                                   mscf->service.data, mscf->service.len)
-                       != 0))
-            {
-                continue;       /* another host of the VirtualService */
-            }
-
-            if (rt->route->routes[j].subset == NULL) {
-                rt->dest[j] = &view->targets[0];
-                continue;
-            }
-
-            for (k = 1; k < view->ntargets; k++) {
-                if (ngx_strcmp(view->targets[k].subset.data,
-                               rt->route->routes[j].subset) == 0)
-                {
-                    rt->dest[j] = &view->targets[k];
-                    break;
-                }
-            }
-
-            if (rt->dest[j] == NULL) {
-                ngx_log_error(NGX_LOG_WARN, log, 0,
-                              "mesh: VirtualService \"%s\" routes to subset "
-                              "\"%s\" of \"%V\", which no DestinationRule "
-                              "defines", view->vs->name,
-                              rt->route->routes[j].subset, &mscf->service);
-            }
+            ngx_http_mesh_view_dest(mmcf, mscf, view, &rt->dest[j],
+                                    rt->route->routes[j].host,
+                                    rt->route->routes[j].subset, log);
         }
     }
 
@@ -550,6 +525,69 @@ failed:
     }
 
     return NULL;
+}
+
+
+/*
+ * A destination of the view's VirtualService: a target of the view for
+ * its own service, else the first mesh upstream that routes the other
+ * service (mesh upstreams are built from nginx.conf: a service no
+ * upstream names has no instances here)
+ */
+static void
+ngx_http_mesh_view_dest(ngx_http_mesh_main_conf_t *mmcf,
+    ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
+    ngx_http_mesh_dest_t *dst, const char *host, const char *subset,
+    ngx_log_t *log)
+{
+    size_t                     len;
+    ngx_uint_t                 k;
+    ngx_http_mesh_srv_conf_t  **up;
+
+    dst->subset = subset;
+
+    len = host ? ngx_strlen(host) : mscf->service.len;
+
+    if (host
+        && (len != mscf->service.len
+            || ngx_strncmp(host, mscf->service.data, len) != 0))
+    {
+        up = mmcf->upstreams.elts;
+
+        for (k = 0; k < mmcf->upstreams.nelts; k++) {
+            if (up[k]->service.len == len
+                && ngx_strncmp(up[k]->service.data, host, len) == 0)
+            {
+                dst->other = up[k];
+                return;
+            }
+        }
+
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "mesh: VirtualService \"%s\" routes requests of "
+                      "upstream \"%V\" to service \"%s\", which no mesh "
+                      "upstream of this nginx routes: they fail with 502 "
+                      "(add an upstream block with \"mesh %s;\")",
+                      view->vs->name, &mscf->upstream->host, host, host);
+        return;
+    }
+
+    if (subset == NULL) {
+        dst->target = &view->targets[0];
+        return;
+    }
+
+    for (k = 1; k < view->ntargets; k++) {
+        if (ngx_strcmp(view->targets[k].subset.data, subset) == 0) {
+            dst->target = &view->targets[k];
+            return;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "mesh: VirtualService \"%s\" routes to subset \"%s\" of "
+                  "\"%V\", which no DestinationRule defines",
+                  view->vs->name, subset, &mscf->service);
 }
 
 

@@ -411,7 +411,6 @@ rd_policy_parse(const char *name, const char *yaml, size_t len,
     rd_refs_move(&c.hosts, &p->hosts, &p->nhosts);
     rd_refs_move(&c.subsets, &p->subsets, &p->nsubsets);
     rd_refs_move(&c.routes, &p->routes, &p->nroutes);
-    free(c.dests.v);
     json_decref(names);
 
     return p;
@@ -425,7 +424,6 @@ fail:
     free(c.hosts.v);
     free(c.subsets.v);
     free(c.routes.v);
-    free(c.dests.v);
     json_decref(names);
     mesh_buf_free(&snap);
     rd_policy_free(p);

@@ -43,7 +43,6 @@ typedef struct {
     rd_refs_t         hosts;
     rd_refs_t         subsets;
     rd_refs_t         routes;
-    rd_refs_t         dests;     /* this VirtualService's destinations */
 } rd_pctx_t;
 
 

@@ -193,7 +193,6 @@ rd_parse_destination(rd_pctx_t *c, yaml_node_t *n, json_t *o)
                 return -1;
             }
             host = s;
-            rd_ref_add(c, &c->dests, RD_POLICY_VS, v, s, NULL);
 
         } else if (strcmp(k, "subset") == 0) {
             if (rd_get_name(c, v, "subset name", &s) != 0) {
@@ -826,7 +825,7 @@ int
 rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
 {
     int                rc = -1;
-    size_t             i, j, old, old2, first_host, first_dest;
+    size_t             i, j, old, old2;
     json_t            *hosts = NULL, *http = NULL, *ho;
     const char        *k, *s;
     yaml_node_t       *kn, *v, *iv;
@@ -836,9 +835,6 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
     if (rd_check_map(c, n) != 0) {
         return -1;
     }
-
-    first_host = c->hosts.n;
-    first_dest = c->dests.n;
 
     rd_foreach_pair(c, n, p, k, kn, v) {
         old = rd_path_key(c, k);
@@ -908,22 +904,6 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
     if (http == NULL) {
         rd_missing(c, n, "http");
         goto done;
-    }
-
-    /* routes stay within the hosts the VirtualService applies to */
-    for (i = first_dest; i < c->dests.n; i++) {
-        for (j = first_host; j < c->hosts.n; j++) {
-            if (strcmp(c->hosts.v[j].host, c->dests.v[i].host) == 0) {
-                break;
-            }
-        }
-
-        if (j == c->hosts.n) {
-            rd_ref_err(&c->dests.v[i], c->e, "host \"%s\" is not one of the "
-                       "VirtualService's hosts (nginx routes within the "
-                       "service of its upstream)", c->dests.v[i].host);
-            goto done;
-        }
     }
 
     rd_jset(out, "hosts", hosts);

@@ -169,9 +169,9 @@ static const bad_t  bad[] = {
     { VS "  - route:\n    - destination: {host: orders, port: {number: 80}}"
       "\n", "spec.http[0].route[0].destination.port", 9, 35, 0,
       "registered port" },
-    { VS "  - route:\n    - destination: {host: carts}\n",
+    { VS "  - route:\n    - destination: {host: \"*.carts\"}\n",
       "spec.http[0].route[0].destination.host", 9, 27, 0,
-      "not one of the VirtualService's hosts" },
+      "wildcard hosts are not supported" },
     { VS "  - match:\n    - uri: {regex: \"/a(b\"}\n"
       "    route:\n    - destination: {host: orders}\n",
       "spec.http[0].match[0].uri.regex", 9, 20, 0, "offset 4" },
