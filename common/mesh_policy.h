@@ -157,6 +157,14 @@ typedef struct {
     mesh_headers_t  headers;        /* route[].headers */
 } mesh_destination_t;
 
+/* a copy of the request sent to another destination, its answer
+ * dropped (mirrors[]) */
+typedef struct {
+    const char     *host;
+    const char     *subset;         /* NULL: the whole service */
+    uint32_t        ppm;            /* requests per million mirrored */
+} mesh_mirror_t;
+
 typedef struct {
     const char          *name;      /* NULL when unnamed */
     mesh_match_t        *matches;   /* any item fits; none: every request */
@@ -175,6 +183,8 @@ typedef struct {
     mesh_redirect_t         *redirect;      /* NULL: none */
     mesh_direct_response_t  *direct;        /* NULL: none */
     mesh_cors_t             *cors;          /* NULL: no corsPolicy */
+    mesh_mirror_t           *mirrors;
+    size_t                   nmirrors;
 } mesh_http_route_t;
 
 /*

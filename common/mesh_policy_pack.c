@@ -280,6 +280,7 @@ mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
     mesh_match_t             *ma;
     mesh_header_match_t      *hm;
     mesh_destination_t       *ds;
+    mesh_mirror_t            *mi;
     const char              **hosts, *tmp;
 
 #define MESH_AT(type, off)  ((type *) mesh_pack_at(pk, off))
@@ -366,6 +367,19 @@ mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
                               MESH_F(ds, host));
                 mesh_pack_headers(pk, &p->vss[i].http[k].routes[h].headers,
                                   ds ? &ds->headers : NULL);
+            }
+
+            off3 = mesh_pack_array(pk, p->vss[i].http[k].mirrors,
+                                   p->vss[i].http[k].nmirrors,
+                                   sizeof(mesh_mirror_t),
+                                   MESH_F(rt, mirrors));
+
+            for (h = 0; h < p->vss[i].http[k].nmirrors; h++) {
+                mi = MESH_AT(mesh_mirror_t, off3 + h * sizeof(mesh_mirror_t));
+                mesh_pack_str(pk, p->vss[i].http[k].mirrors[h].subset,
+                              MESH_F(mi, subset));
+                mesh_pack_str(pk, p->vss[i].http[k].mirrors[h].host,
+                              MESH_F(mi, host));
             }
 
             off3 = mesh_pack_array(pk, p->vss[i].http[k].matches,
@@ -777,6 +791,15 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
                     mesh_unpack_str(&u, &rt[k].routes[h].subset);
                     mesh_unpack_str(&u, &rt[k].routes[h].host);
                     mesh_unpack_headers(&u, &rt[k].routes[h].headers);
+                }
+            }
+
+            if (mesh_unpack_array(&u, &rt[k].mirrors, rt[k].nmirrors,
+                                  sizeof(mesh_mirror_t)) != NULL)
+            {
+                for (h = 0; h < rt[k].nmirrors; h++) {
+                    mesh_unpack_str(&u, &rt[k].mirrors[h].subset);
+                    mesh_unpack_str(&u, &rt[k].mirrors[h].host);
                 }
             }
 

@@ -42,12 +42,13 @@ enum {
     MESH_HT_HEADERS,
     MESH_HT_REDIRECT,
     MESH_HT_DIRECT,
-    MESH_HT_CORS
+    MESH_HT_CORS,
+    MESH_HT_MIRRORS
 };
 
 static const char *const  mesh_ht_keys[] = {
     "name", "match", "route", "retries", "timeoutMs", "fault", "rewrite",
-    "headers", "redirect", "directResponse", "corsPolicy", NULL
+    "headers", "redirect", "directResponse", "corsPolicy", "mirrors", NULL
 };
 
 
@@ -85,6 +86,13 @@ enum {
 static const char *const  mesh_ds_keys[] = { "host", "subset", NULL };
 
 enum {
+    MESH_MI_DESTINATION = 0,
+    MESH_MI_PPM
+};
+
+static const char *const  mesh_mi_keys[] = { "destination", "ppm", NULL };
+
+enum {
     MESH_RE_ATTEMPTS = 0,
     MESH_RE_PER_TRY,
     MESH_RE_RETRY_ON
@@ -110,6 +118,7 @@ static int mesh_policy_match(mesh_json_t *j, void *elt);
 static int mesh_policy_headers(mesh_json_t *j, mesh_match_t *m);
 static int mesh_policy_route(mesh_json_t *j, void *elt);
 static int mesh_policy_destination(mesh_json_t *j, mesh_destination_t *d);
+static int mesh_policy_mirror(mesh_json_t *j, void *elt);
 static int mesh_policy_retries(mesh_json_t *j, mesh_http_route_t *h);
 static int mesh_policy_retry_on(mesh_json_t *j, unsigned *bits);
 
@@ -334,6 +343,13 @@ mesh_policy_http(mesh_json_t *j, void *elt)
             rc = mesh_policy_cors(j, h);
             break;
 
+        case MESH_HT_MIRRORS:
+            h->mirrors = mesh_policy_list(j, "\"mirrors\"",
+                                          sizeof(mesh_mirror_t),
+                                          mesh_policy_mirror, &h->nmirrors);
+            rc = j->failed ? -1 : 0;
+            break;
+
         case -2:
             return -1;
 
@@ -375,10 +391,10 @@ mesh_policy_http(mesh_json_t *j, void *elt)
 
     if ((h->redirect || h->direct)
         && (h->fault.delay >= 0 || h->fault.abort_status
-            || h->rewrite.uri || h->rewrite.authority))
+            || h->rewrite.uri || h->rewrite.authority || h->nmirrors))
     {
         mesh_json_error(j, start, "an \"http\" item answered by nginx "
-                        "with \"fault\" or \"rewrite\"");
+                        "with \"fault\", \"rewrite\" or \"mirrors\"");
         return -1;
     }
 
@@ -695,6 +711,77 @@ mesh_policy_route(mesh_json_t *j, void *elt)
                         ? "destination" : "weight");
         return -1;
     }
+
+    return 0;
+}
+
+
+static int
+mesh_policy_mirror(mesh_json_t *j, void *elt)
+{
+    mesh_mirror_t  *mi = elt;
+
+    int                   rc, k;
+    size_t                n, klen;
+    uint64_t              ppm;
+    unsigned              seen;
+    mesh_destination_t    d;
+    const unsigned char  *key, *start;
+
+    memset(mi, 0, sizeof(mesh_mirror_t));
+    memset(&d, 0, sizeof(mesh_destination_t));
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "a \"mirrors\" item") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+    ppm = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_mi_keys, key, klen, &seen);
+
+        switch (k) {
+
+        case MESH_MI_DESTINATION:
+            rc = mesh_policy_destination(j, &d);
+            break;
+
+        case MESH_MI_PPM:
+            rc = mesh_json_uint(j, "ppm", 0, 1000000, &ppm);
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 6);
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (!mesh_policy_has(seen, MESH_MI_DESTINATION)
+        || !mesh_policy_has(seen, MESH_MI_PPM))
+    {
+        mesh_json_error(j, start, "a \"mirrors\" item without \"%s\"",
+                        !mesh_policy_has(seen, MESH_MI_DESTINATION)
+                        ? "destination" : "ppm");
+        return -1;
+    }
+
+    mi->host = d.host;
+    mi->subset = d.subset;
+    mi->ppm = (uint32_t) ppm;
 
     return 0;
 }

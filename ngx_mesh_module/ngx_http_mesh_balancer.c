@@ -512,6 +512,8 @@ ngx_http_mesh_peer_data(ngx_http_request_t *r,
     pd->cookie.data = NULL;
     pd->cors = NGX_HTTP_MESH_CORS_NONE;
     ngx_str_null(&pd->cors_origin);
+    pd->mirrors = 0;
+    pd->mirror = 0;
     pd->admitted = 0;
     pd->reserved = NULL;
     pd->output_filter = NULL;

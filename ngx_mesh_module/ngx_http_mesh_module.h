@@ -491,7 +491,14 @@ typedef struct {
                                                    value, or empty */
     ngx_uint_t                     cors;        /* NGX_HTTP_MESH_CORS_* */
     ngx_str_t                      cors_origin; /* the allowed Origin */
+    uint32_t                       mirrors;     /* the route's mirrors this
+                                                   request is copied to,
+                                                   bit i: mirrors[i] */
+    ngx_uint_t                     mirror;      /* this is a copy */
 } ngx_http_mesh_peer_data_t;
+
+/* a route's mirrors a request may be copied to (registryd's cap too) */
+#define NGX_HTTP_MESH_MIRRORS_MAX     32
 
 
 extern ngx_module_t  ngx_http_mesh_module;

@@ -33,6 +33,12 @@ static ngx_int_t ngx_http_mesh_route_go(ngx_http_request_t *r,
 static ngx_int_t ngx_http_mesh_route_admit(ngx_http_request_t *r,
     ngx_http_mesh_peer_data_t *pd, ngx_http_mesh_target_t *t);
 static void ngx_http_mesh_delay_done(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mesh_mirror(ngx_http_request_t *r,
+    ngx_http_mesh_peer_data_t *pd);
+static void ngx_http_mesh_mirror_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_mesh_mirror_send(ngx_http_request_t *r,
+    ngx_http_mesh_peer_data_t *pd);
+static void ngx_http_mesh_mirror_start(ngx_http_request_t *sr);
 static ngx_int_t ngx_http_mesh_respond(ngx_http_request_t *r,
     ngx_uint_t status, const char *body, size_t len);
 static ngx_int_t ngx_http_mesh_redirect(ngx_http_request_t *r,
@@ -258,7 +264,13 @@ ngx_http_mesh_route_go(ngx_http_request_t *r, ngx_http_mesh_peer_data_t *pd)
         }
     }
 
-    return ngx_http_mesh_route_admit(r, pd, pd->target);
+    rc = ngx_http_mesh_route_admit(r, pd, pd->target);
+
+    if (rc != NGX_DECLINED || route->nmirrors == 0) {
+        return rc;
+    }
+
+    return ngx_http_mesh_mirror(r, pd);
 }
 
 
@@ -272,6 +284,173 @@ ngx_http_mesh_route_admit(ngx_http_request_t *r,
     }
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * mirrors[]: each one takes its share of the requests the route sends
+ * upstream; a copy is a background subrequest in this location whose
+ * answer is dropped (as nginx's mirror module makes them), so it never
+ * holds nor fails the request. A request body is read first, to be sent
+ * with the copies.
+ */
+static ngx_int_t
+ngx_http_mesh_mirror(ngx_http_request_t *r, ngx_http_mesh_peer_data_t *pd)
+{
+    size_t              i;
+    ngx_int_t           rc;
+    mesh_http_route_t  *route;
+
+    route = pd->route->route;
+
+    for (i = 0; i < route->nmirrors && i < NGX_HTTP_MESH_MIRRORS_MAX; i++) {
+        if (pd->route->mirror[i].target || pd->route->mirror[i].other) {
+            if (ngx_http_mesh_roll(route->mirrors[i].ppm)) {
+                pd->mirrors |= (uint32_t) 1 << i;
+            }
+        }
+    }
+
+    if (pd->mirrors == 0) {
+        return NGX_DECLINED;
+    }
+
+    if (r != r->main) {
+        return ngx_http_mesh_mirror_send(r, pd);
+    }
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_mesh_mirror_body);
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    ngx_http_finalize_request(r, NGX_DONE);
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_mesh_mirror_body(ngx_http_request_t *r)
+{
+    ngx_http_mesh_peer_data_t  *pd;
+
+    pd = ngx_http_get_module_ctx(r, ngx_http_mesh_module);
+
+    if (ngx_http_mesh_mirror_send(r, pd) != NGX_DECLINED) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    /* on with the request: the route phase lets it pass now */
+    r->preserve_body = 1;
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+}
+
+
+static ngx_int_t
+ngx_http_mesh_mirror_send(ngx_http_request_t *r,
+    ngx_http_mesh_peer_data_t *pd)
+{
+    u_char                     *p, *colon;
+    size_t                      i, name;
+    ngx_str_t                   host;
+    ngx_http_request_t         *sr;
+    ngx_http_mesh_peer_data_t  *spd;
+
+    if (pd->authority.len) {
+        host = pd->authority;
+
+    } else if (r->headers_in.host) {
+        host = r->headers_in.host->value;
+
+    } else {
+        host = r->headers_in.server;
+    }
+
+    for (i = 0; i < NGX_HTTP_MESH_MIRRORS_MAX; i++) {
+        if (!(pd->mirrors & ((uint32_t) 1 << i))) {
+            continue;
+        }
+
+        if (ngx_http_subrequest(r, &r->uri, &r->args, &sr, NULL,
+                                NGX_HTTP_SUBREQUEST_BACKGROUND)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        sr->header_only = 1;
+        sr->method = r->method;
+        sr->method_name = r->method_name;
+
+        /* the copy goes straight to this location's proxy */
+        sr->loc_conf = r->loc_conf;
+        sr->write_event_handler = ngx_http_mesh_mirror_start;
+
+        spd = ngx_http_mesh_peer_data(sr, pd->conf);
+        if (spd == NULL) {
+            return NGX_ERROR;
+        }
+
+        spd->routed = 1;
+        spd->mirror = 1;
+        spd->target = ngx_http_mesh_dest_target(spd, &pd->route->mirror[i]);
+
+        /* Envoy sends a copy with "-shadow" after its host name, before
+         * the port if any: "a.b:8080" as "a.b-shadow:8080" */
+
+        if (host.len) {
+            p = ngx_pnalloc(r->pool, host.len + sizeof("-shadow") - 1);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            name = host.len;
+            colon = ngx_strlchr(host.data[0] == '[' ? host.data + 1
+                                                    : host.data,
+                                host.data + host.len, host.data[0] == '['
+                                                      ? ']' : ':');
+
+            if (colon && host.data[0] == '[') {
+                colon = (colon + 1 < host.data + host.len && colon[1] == ':')
+                        ? colon + 1 : NULL;
+            }
+
+            if (colon) {
+                name = colon - host.data;
+            }
+
+            spd->authority.data = p;
+            p = ngx_cpymem(p, host.data, name);
+            p = ngx_cpymem(p, "-shadow", sizeof("-shadow") - 1);
+            p = ngx_cpymem(p, host.data + name, host.len - name);
+            spd->authority.len = p - spd->authority.data;
+        }
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "mesh: mirror %uz to \"%s\"", i,
+                       pd->route->route->mirrors[i].host
+                       ? pd->route->route->mirrors[i].host : "(own)");
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* a copy's first run: this location's content handler, the proxy */
+static void
+ngx_http_mesh_mirror_start(ngx_http_request_t *sr)
+{
+    ngx_http_update_location_config(sr);
+
+    if (sr->content_handler == NULL) {
+        ngx_http_finalize_request(sr, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    sr->write_event_handler = ngx_http_request_empty_handler;
+    ngx_http_finalize_request(sr, sr->content_handler(sr));
 }
 
 

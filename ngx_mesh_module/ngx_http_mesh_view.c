@@ -511,6 +511,22 @@ ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
                                     rt->route->routes[j].host,
                                     rt->route->routes[j].subset, log);
         }
+
+        if (rt->route->nmirrors == 0) {
+            continue;
+        }
+
+        rt->mirror = ngx_pcalloc(pool, rt->route->nmirrors
+                                       * sizeof(ngx_http_mesh_dest_t));
+        if (rt->mirror == NULL) {
+            goto failed;
+        }
+
+        for (j = 0; j < rt->route->nmirrors; j++) {
+            ngx_http_mesh_view_dest(mmcf, mscf, view, &rt->mirror[j],
+                                    rt->route->mirrors[j].host,
+                                    rt->route->mirrors[j].subset, log);
+        }
     }
 
     return view;

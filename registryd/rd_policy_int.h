@@ -111,4 +111,9 @@ int rd_parse_direct_response(rd_pctx_t *c, yaml_node_t *n, json_t **out);
 int rd_parse_headers(rd_pctx_t *c, yaml_node_t *n, json_t **out);
 int rd_parse_cors(rd_pctx_t *c, yaml_node_t *n, json_t **out);
 
+/* Istio's Percent {value: 0..100} as requests per million */
+#define RD_PPM_ALL  1000000
+
+int rd_parse_percentage(rd_pctx_t *c, yaml_node_t *n, long long *ppm);
+
 #endif

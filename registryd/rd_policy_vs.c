@@ -602,12 +602,13 @@ enum {
     RD_HT_DIRECT,
     RD_HT_HEADERS,
     RD_HT_CORS,
+    RD_HT_MIRRORS,
     RD_HT_N
 };
 
 static const char *const  rd_ht_names[] = {
     "route", "retries", "fault", "rewrite", "redirect", "directResponse",
-    "headers", "corsPolicy"
+    "headers", "corsPolicy", "mirrors"
 };
 
 
@@ -621,7 +622,8 @@ rd_http_conflicts(rd_pctx_t *c, yaml_node_t **keys)
 {
     int                answer, i;
     size_t             old;
-    static const int   others[] = { RD_HT_ROUTE, RD_HT_FAULT, RD_HT_REWRITE };
+    static const int   others[] = { RD_HT_ROUTE, RD_HT_FAULT, RD_HT_REWRITE,
+                                    RD_HT_MIRRORS };
 
     answer = keys[RD_HT_REDIRECT] ? RD_HT_REDIRECT
              : keys[RD_HT_DIRECT] ? RD_HT_DIRECT : -1;
@@ -655,6 +657,162 @@ rd_http_conflicts(rd_pctx_t *c, yaml_node_t **keys)
 }
 
 
+/* the module copies a request to at most this many (a bit each) */
+#define RD_MIRRORS_MAX  32
+
+
+/*
+ * mirrors[]: {destination, percentage}; the percentage is 100 when not
+ * given, as Istio takes it
+ */
+static int
+rd_parse_mirror_list(rd_pctx_t *c, yaml_node_t *n, json_t *a)
+{
+    size_t             i, old, old2;
+    json_t            *mo, *d;
+    long long          ppm;
+    const char        *k;
+    yaml_node_t       *kn, *v, *iv, *dest;
+    yaml_node_item_t  *it;
+    yaml_node_pair_t  *p;
+
+    if (rd_check_seq(c, n, 1) != 0) {
+        return -1;
+    }
+
+    if (n->data.sequence.items.top - n->data.sequence.items.start
+        > RD_MIRRORS_MAX)
+    {
+        return rd_perr(c, n, "at most %d mirrors", RD_MIRRORS_MAX);
+    }
+
+    rd_foreach_item(c, n, it, i, iv) {
+        old = rd_path_idx(c, i);
+
+        if (rd_check_map(c, iv) != 0) {
+            return -1;
+        }
+
+        mo = rd_jobj();
+        rd_jpush(a, mo);
+        ppm = RD_PPM_ALL;
+        dest = NULL;
+
+        rd_foreach_pair(c, iv, p, k, kn, v) {
+            old2 = rd_path_key(c, k);
+
+            if (strcmp(k, "destination") == 0) {
+                d = rd_jobj();
+                rd_jset(mo, "destination", d);
+                if (rd_parse_destination(c, v, d) != 0) {
+                    return -1;
+                }
+                dest = v;
+
+            } else if (strcmp(k, "percentage") == 0) {
+                if (rd_parse_percentage(c, v, &ppm) != 0) {
+                    return -1;
+                }
+
+            } else {
+                return rd_unknown(c, kn, k, "destination,percentage", NULL);
+            }
+
+            rd_path_pop(c, old2);
+        }
+
+        if (dest == NULL) {
+            return rd_missing(c, iv, "destination");
+        }
+
+        rd_jset(mo, "ppm", json_integer(ppm));
+        rd_path_pop(c, old);
+    }
+
+    return 0;
+}
+
+
+/*
+ * The deprecated single mirror: "mirror" with "mirrorPercentage" (or the
+ * older "mirrorPercent" / "mirror_percent", whole percents), as one item
+ * of "mirrors"
+ */
+static int
+rd_parse_mirror(rd_pctx_t *c, yaml_node_t **keys, yaml_node_t *mirror,
+    yaml_node_t *pct, const char *pct_key, json_t **out)
+{
+    size_t      old;
+    json_t     *mo, *d;
+    long long   ppm, pc;
+
+    if (mirror == NULL) {
+        if (pct) {
+            old = rd_path_key(c, pct_key);
+            rd_perr(c, pct, "%s without mirror", pct_key);
+            rd_path_pop(c, old);
+            return -1;
+        }
+
+        return 0;
+    }
+
+    if (*out) {
+        old = rd_path_key(c, "mirrors");
+        rd_perr(c, keys[RD_HT_MIRRORS], "give one of mirror and mirrors, "
+                "not both");
+        rd_path_pop(c, old);
+        return -1;
+    }
+
+    if (keys[RD_HT_REDIRECT] || keys[RD_HT_DIRECT]) {
+        old = rd_path_key(c, "mirror");
+        rd_perr(c, mirror, "a route with %s is answered by nginx: it cannot "
+                "have mirror too",
+                keys[RD_HT_REDIRECT] ? "redirect" : "directResponse");
+        rd_path_pop(c, old);
+        return -1;
+    }
+
+    ppm = RD_PPM_ALL;
+
+    if (pct) {
+        old = rd_path_key(c, pct_key);
+
+        if (strcmp(pct_key, "mirrorPercentage") == 0) {
+            if (rd_parse_percentage(c, pct, &ppm) != 0) {
+                return -1;
+            }
+
+        } else {
+            if (rd_get_int(c, pct, 0, 100, &pc) != 0) {
+                return -1;
+            }
+            ppm = pc * 10000;
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    *out = rd_jarr();
+    mo = rd_jobj();
+    rd_jpush(*out, mo);
+    d = rd_jobj();
+    rd_jset(mo, "destination", d);
+
+    old = rd_path_key(c, "mirror");
+
+    if (rd_parse_destination(c, mirror, d) != 0) {
+        return -1;
+    }
+
+    rd_path_pop(c, old);
+    rd_jset(mo, "ppm", json_integer(ppm));
+
+    return 0;
+}
+
+
 static int
 rd_parse_http(rd_pctx_t *c, yaml_node_t *n, json_t *o)
 {
@@ -662,8 +820,9 @@ rd_parse_http(rd_pctx_t *c, yaml_node_t *n, json_t *o)
     size_t             j, old, old2;
     json_t            *match = NULL, *parts[RD_HT_N], *mo;
     int64_t            ms = -1;
-    const char        *k, *s, *name = NULL;
-    yaml_node_t       *kn, *v, *iv, *keys[RD_HT_N];
+    const char        *k, *s, *name = NULL, *pct_key = NULL;
+    yaml_node_t       *kn, *v, *iv, *keys[RD_HT_N], *mirror = NULL,
+                      *pct = NULL;
     yaml_node_item_t  *it;
     yaml_node_pair_t  *p;
 
@@ -752,6 +911,28 @@ rd_parse_http(rd_pctx_t *c, yaml_node_t *n, json_t *o)
                 goto done;
             }
 
+        } else if (part == RD_HT_MIRRORS) {
+            parts[part] = rd_jarr();
+            if (rd_parse_mirror_list(c, v, parts[part]) != 0) {
+                goto done;
+            }
+
+        } else if (strcmp(k, "mirror") == 0) {
+            mirror = v;
+
+        } else if (strcmp(k, "mirrorPercentage") == 0
+                   || strcmp(k, "mirrorPercent") == 0
+                   || strcmp(k, "mirror_percent") == 0)
+        {
+            if (pct) {
+                rd_perr(c, kn, "give one of mirrorPercentage, mirrorPercent "
+                        "and mirror_percent (both deprecated), not two");
+                goto done;
+            }
+
+            pct = v;
+            pct_key = k;
+
         } else if (strcmp(k, "timeout") == 0) {
             if (rd_get_duration(c, v, 1, &ms) != 0) {
                 goto done;
@@ -759,16 +940,19 @@ rd_parse_http(rd_pctx_t *c, yaml_node_t *n, json_t *o)
 
         } else {
             rd_unknown(c, kn, k, "name,match,route,retries,timeout,fault,"
-                       "rewrite,redirect,directResponse,headers,corsPolicy",
-                       "delegate,mirror,mirrorPercentage,mirrorPercent,"
-                       "mirrors");
+                       "rewrite,redirect,directResponse,headers,corsPolicy,"
+                       "mirror,mirrorPercentage,mirrors", "delegate");
             goto done;
         }
 
         rd_path_pop(c, old);
     }
 
-    if (rd_http_conflicts(c, keys) != 0) {
+    if (rd_http_conflicts(c, keys) != 0
+        || rd_parse_mirror(c, keys, mirror, pct, pct_key,
+                           &parts[RD_HT_MIRRORS])
+           != 0)
+    {
         goto done;
     }
 

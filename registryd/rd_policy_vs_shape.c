@@ -18,7 +18,6 @@
 #include "rd_policy_int.h"
 
 
-#define RD_PPM_ALL          1000000
 #define RD_URI_MAX          2048
 #define RD_AUTHORITY_MAX    255
 #define RD_HEADER_VALUE_MAX 8192
@@ -74,7 +73,7 @@ rd_get_number(rd_pctx_t *c, yaml_node_t *n, double min, double max,
  * Istio's Percent ({value: 0..100}, a double) as requests per million,
  * rounded to the nearest: 0.1 is 1000
  */
-static int
+int
 rd_parse_percentage(rd_pctx_t *c, yaml_node_t *n, long long *ppm)
 {
     int                seen = 0;

@@ -1963,6 +1963,72 @@ START_TEST(rule_workload_selector_read_and_pack)
 END_TEST
 
 
+/* mirrors: read, packed and unpacked with the route; a route answered by
+ * nginx has none */
+START_TEST(route_mirrors_read_and_pack)
+{
+    char                           err[MESH_ERR_LEN], *block;
+    size_t                         size;
+    mesh_policies_t               *p, *q;
+    const mesh_virtual_service_t  *vs;
+
+    static const char  json[] =
+        "[{\"policy\":\"o\",\"kind\":\"VirtualService\",\"name\":\"o\","
+        "\"hosts\":[\"orders\"],\"http\":[{\"match\":[],\"route\":["
+        "{\"destination\":{\"host\":\"orders\"},\"weight\":100}],"
+        "\"mirrors\":[{\"destination\":{\"host\":\"audit\"},\"ppm\":250000},"
+        "{\"destination\":{\"host\":\"orders\",\"subset\":\"v2\"},"
+        "\"ppm\":1000000}]}]}]";
+
+#define MIRROR_VS  "[{\"policy\":\"o\",\"kind\":\"VirtualService\"," \
+    "\"name\":\"o\",\"hosts\":[\"orders\"],\"http\":[{\"match\":[],"
+#define MIRROR_RT  "\"route\":[{\"destination\":{\"host\":\"orders\"}," \
+    "\"weight\":100}],"
+
+    static const char *const  bad[] = {
+        MIRROR_VS MIRROR_RT "\"mirrors\":[{\"destination\":{\"host\":"
+        "\"audit\"},\"ppm\":1000001}]}]}]",
+        MIRROR_VS MIRROR_RT "\"mirrors\":[{\"ppm\":1}]}]}]",
+        MIRROR_VS "\"redirect\":{\"uri\":\"/x\",\"redirectCode\":301},"
+        "\"mirrors\":[{\"destination\":{\"host\":\"audit\"},\"ppm\":1}]}]}]"
+    };
+
+#undef MIRROR_VS
+#undef MIRROR_RT
+
+    p = ck_parse(json);
+    vs = mesh_policies_vs(p, "orders", 6);
+    ck_assert_ptr_nonnull(vs);
+    ck_assert_uint_eq(vs->http[0].nmirrors, 2);
+
+    size = mesh_policies_pack(p, NULL, 0);
+    block = malloc(size);
+    ck_assert_ptr_nonnull(block);
+    ck_assert_uint_eq(mesh_policies_pack(p, block, size), size);
+    q = mesh_policies_unpack(block, size, err, sizeof(err));
+    ck_assert_msg(q != NULL, "%s", err);
+    vs = mesh_policies_vs(q, "orders", 6);
+    ck_assert_uint_eq(vs->http[0].nmirrors, 2);
+    ck_assert_str_eq(vs->http[0].mirrors[0].host, "audit");
+    ck_assert_ptr_null(vs->http[0].mirrors[0].subset);
+    ck_assert_uint_eq(vs->http[0].mirrors[0].ppm, 250000);
+    ck_assert_str_eq(vs->http[0].mirrors[1].host, "orders");
+    ck_assert_str_eq(vs->http[0].mirrors[1].subset, "v2");
+    ck_assert_uint_eq(vs->http[0].mirrors[1].ppm, 1000000);
+    mesh_policies_free(q);
+    free(block);
+    mesh_policies_free(p);
+
+    /* a ppm over a million, an item without destination, a redirect
+     * with mirrors: refused */
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(ck_parse_len(bad[i], strlen(bad[i]), err, sizeof(err))
+                      == NULL, "case %zu parsed", i);
+    }
+}
+END_TEST
+
+
 START_TEST(instance_in_subset_by_labels)
 {
     mesh_subset_t    s;
@@ -2177,6 +2243,7 @@ policy_suite(void)
     tcase_add_test(tc, policy_match_case_and_source_labels_read_and_pack);
     tcase_add_test(tc, cors_origins_as_envoy_decides);
     tcase_add_test(tc, rule_workload_selector_read_and_pack);
+    tcase_add_test(tc, route_mirrors_read_and_pack);
     tcase_add_test(tc, instance_in_subset_by_labels);
     tcase_add_test(tc, instance_in_subset_from_parsed_documents);
     suite_add_tcase(s, tc);

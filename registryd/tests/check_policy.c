@@ -203,8 +203,8 @@ static const bad_t  bad[] = {
     { VS "  - route:\n    - destination: {host: orders}\n    timeout: 10\n",
       "spec.http[0].timeout", 10, 14, 0, "duration" },
     { VS "  - route:\n    - destination: {host: orders}\n"
-      "    mirror: {host: orders}\n",
-      "spec.http[0].mirror", 10, 5, 0, "unsupported field" },
+      "    mirrorPercentage: {value: 50}\n",
+      "spec.http[0].mirrorPercentage", 10, 23, 0, "without mirror" },
     { VS "  - route:\n    - destination: {host: orders}\n"
       "    retries: {perTryTimeout: 2s, backoff: 1s}\n",
       "spec.http[0].retries.backoff", 10, 34, 0, "unsupported field" },
@@ -464,6 +464,17 @@ static const bad_t  bad[] = {
       "unknown field \"filterEnabled\"" },
     { VS RT "    corsPolicy: [GET]\n",
       "spec.http[0].corsPolicy", 10, 17, 0, "must be a mapping" },
+    { VS "  - redirect: {uri: /x}\n    mirror: {host: orders}\n",
+      "spec.http[0].mirror", 9, 13, 0, "cannot have mirror too" },
+    { VS RT "    mirrors:\n    - percentage: {value: 5}\n",
+      "spec.http[0].mirrors[0].destination", 11, 7, 0, "is required" },
+    /* 140 */
+    { VS RT "    mirror: {host: orders}\n    mirrorPercentage: {value: 1}\n"
+      "    mirror_percent: 2\n",
+      "spec.http[0].mirror_percent", 12, 5, 0, "not two" },
+    { VS RT "    mirrors:\n    - destination: {host: orders, subset: v9}\n",
+      "spec.http[0].mirrors[0].destination.subset", 11, 43, 0,
+      "is not defined by any DestinationRule" },
 };
 
 
@@ -853,6 +864,60 @@ START_TEST(policy_parse_cors_normalizes)
         "{\"exact\":\"*\"}],\"maxAgeS\":90,\"allowCredentials\":false}},"
         "{\"match\":[],\"redirect\":{\"uri\":\"/x\",\"redirectCode\":301},"
         "\"corsPolicy\":{}}]}");
+    json_decref(v);
+}
+END_TEST
+
+
+/* mirror with its percentage (three spellings) and mirrors arrive as
+ * mirrors, with ppm always */
+START_TEST(policy_parse_mirrors_normalize)
+{
+    size_t   n;
+    json_t  *v;
+
+    v = normalized(
+        "apiVersion: networking.istio.io/v1\n"
+        "kind: VirtualService\n"
+        "metadata: {name: orders}\n"
+        "spec:\n"
+        "  hosts: [orders]\n"
+        "  http:\n"
+        "  - route:\n"
+        "    - destination: {host: orders}\n"
+        "    mirror: {host: audit}\n"
+        "  - route:\n"
+        "    - destination: {host: orders}\n"
+        "    mirror: {host: audit}\n"
+        "    mirrorPercentage: {value: 0.5}\n"
+        "  - route:\n"
+        "    - destination: {host: orders}\n"
+        "    mirror: {host: audit}\n"
+        "    mirror_percent: 7\n"
+        "  - route:\n"
+        "    - destination: {host: orders}\n"
+        "    mirrors:\n"
+        "    - destination: {host: audit}\n"
+        "      percentage: {value: 25}\n"
+        "    - destination: {host: shadow}\n", &n);
+
+    ck_assert_uint_eq(n, 1);
+    expect_json(json_array_get(v, 0),
+        "{\"policy\":\"pol\",\"kind\":\"VirtualService\",\"name\":\"orders\","
+        "\"hosts\":[\"orders\"],\"http\":["
+        "{\"match\":[],\"route\":[{\"destination\":{\"host\":\"orders\"},"
+        "\"weight\":100}],\"mirrors\":[{\"destination\":{\"host\":\"audit\"},"
+        "\"ppm\":1000000}]},"
+        "{\"match\":[],\"route\":[{\"destination\":{\"host\":\"orders\"},"
+        "\"weight\":100}],\"mirrors\":[{\"destination\":{\"host\":\"audit\"},"
+        "\"ppm\":5000}]},"
+        "{\"match\":[],\"route\":[{\"destination\":{\"host\":\"orders\"},"
+        "\"weight\":100}],\"mirrors\":[{\"destination\":{\"host\":\"audit\"},"
+        "\"ppm\":70000}]},"
+        "{\"match\":[],\"route\":[{\"destination\":{\"host\":\"orders\"},"
+        "\"weight\":100}],\"mirrors\":["
+        "{\"destination\":{\"host\":\"audit\"},\"ppm\":250000},"
+        "{\"destination\":{\"host\":\"shadow\"},\"ppm\":1000000}]}]}");
     json_decref(v);
 }
 END_TEST
@@ -1357,6 +1422,7 @@ policy_suite(void)
     tcase_add_test(tc, policy_parse_request_shaping_normalizes);
     tcase_add_test(tc, policy_parse_retries_follow_istio);
     tcase_add_test(tc, policy_parse_cors_normalizes);
+    tcase_add_test(tc, policy_parse_mirrors_normalize);
     tcase_add_test(tc, policy_parse_empty_documents_are_skipped);
     tcase_add_test(tc, policy_parse_takes_kubectl_output_and_mesh_gateways);
     tcase_add_test(tc, policy_check_subsets_and_hosts_across_policies);

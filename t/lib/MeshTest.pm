@@ -102,7 +102,7 @@ package MeshTest;
 # each X- header it had and "X-Conn-Requests: N" (N-th request on this
 # connection, from 1: shows upstream keepalive at work).
 #   start_backend(name => NAME, delay => SECONDS, events => 1,
-#                 status => CODE)
+#                 status => CODE, requests => FILE)
 #                            returns the port; events => 1 serves every
 #                            connection from one process with a select
 #                            loop (no fork per connection: for thousands
@@ -110,7 +110,9 @@ package MeshTest;
 #                            blocking other connections (a long delay
 #                            makes a backend that hangs); status => CODE
 #                            answers CODE instead of 200 (same headers
-#                            and body)
+#                            and body); requests => FILE (not with
+#                            events) appends a line per request to FILE:
+#                            "METHOD URI HOST BODY-BYTES" 
 #   backend_port(NAME), stop_backend(NAME), kill_backend(NAME)
 #
 # nginx
@@ -175,7 +177,8 @@ package MeshTest;
 #   client(port => N, keepalive => 0|1, timeout => s,
 #          local_addr => IP)
 #                            a MeshTest::Client: ->get(PATH [, \%headers]),
-#                            ->request(METHOD, PATH [, \%headers]) return
+#                            ->request(METHOD, PATH [, \%headers [, BODY]])
+#                            (BODY as it is: give its Content-Length) return
 #                            {status, headers (lower-case), content} or
 #                            {status => 599, error => TEXT}; one keep-alive
 #                            connection (reopened when needed; a request
@@ -818,7 +821,7 @@ sub start_backend {
         if ($opt{events}) {
             _backend_events($ls, $name, $delay, $status);
         } else {
-            _backend_loop($ls, $name, $delay, $status);
+            _backend_loop($ls, $name, $delay, $status, $opt{requests});
         }
     });
     close $ls;
@@ -934,7 +937,7 @@ sub kill_backend {
 }
 
 sub _backend_loop {
-    my ($ls, $name, $delay, $status) = @_;
+    my ($ls, $name, $delay, $status, $reqlog) = @_;
 
     $SIG{CHLD} = 'IGNORE';
 
@@ -954,7 +957,7 @@ sub _backend_loop {
 
         if ($pid == 0) {
             close $ls;
-            eval { _backend_conn($c, $name, $delay, $status) };
+            eval { _backend_conn($c, $name, $delay, $status, $reqlog) };
             POSIX::_exit(0);
         }
 
@@ -963,7 +966,7 @@ sub _backend_loop {
 }
 
 sub _backend_conn {
-    my ($c, $name, $delay, $status) = @_;
+    my ($c, $name, $delay, $status, $reqlog) = @_;
     my $buf = '';
     my $nreq = 0;
     my $sel = IO::Select->new($c);
@@ -985,6 +988,7 @@ sub _backend_conn {
         my ($line, @hl) = split /\r?\n/, $1;
         my ($method, $uri, $proto) = split ' ', $line // '';
         return unless $proto;
+        my $body = '';
 
         my %h;
         for (@hl) {
@@ -1010,7 +1014,16 @@ sub _backend_conn {
             }
         } elsif (my $len = $h{'content-length'}) {
             while (length $buf < $len) { return unless $fill->() }
-            substr($buf, 0, $len) = '';
+            $body = substr($buf, 0, $len, '');
+        }
+
+        if ($reqlog) {
+            # one write of one line: the connections' processes append
+            # whole lines
+            open my $fh, '>>', $reqlog or die "$reqlog: $!\n";
+            syswrite $fh, join(' ', $method, $uri, $h{host} // '-',
+                               length $body) . "\n";
+            close $fh;
         }
 
         my $conn = lc($h{connection} // '');
@@ -2096,12 +2109,13 @@ package MeshTest::Client {
     sub get { $_[0]->request(GET => $_[1], $_[2]) }
 
     sub request {
-        my ($self, $method, $path, $headers) = @_;
+        my ($self, $method, $path, $headers, $body) = @_;
 
         my $req = "$method $path HTTP/1.1\r\nHost: 127.0.0.1\r\n";
         $req .= "$_: $headers->{$_}\r\n" for sort keys %{ $headers || {} };
         $req .= "Connection: close\r\n" unless $self->{keepalive};
         $req .= "\r\n";
+        $req .= $body if defined $body;
 
         for my $try (1, 2) {
             if (!$self->{sock}) {
