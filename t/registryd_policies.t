@@ -287,7 +287,7 @@ my @bad = (
       'spec.http[0].route[1].weight', 11, 15 ],
     [ $V . "  - route:\n    - destination: {host: carts, subset: v9}\n",
       'spec.http[0].route[0].destination.subset', 8, 42 ],
-    [ $V . "  - route:\n    - destination: {host: orders}\n",
+    [ $V . "  - route:\n    - destination: {host: 'or ders'}\n",
       'spec.http[0].route[0].destination.host', 8, 27 ],
     [ $V . "  - match: [{uri: {regex: '(a'}}]\n" . $RT,
       'spec.http[0].match[0].uri.regex', 7, 27 ],
