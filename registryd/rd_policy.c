@@ -145,6 +145,8 @@ rd_parse_document(rd_pctx_t *c, yaml_node_t *root, const char *policy,
     }
 
     c->doc_name = name;
+    c->doc_ns = ns ? ns : "default";
+    c->vs_delegate = 0;
 
     obj->kind = kind;
     obj->document = c->document;
@@ -165,6 +167,8 @@ rd_parse_document(rd_pctx_t *c, yaml_node_t *root, const char *policy,
         return -1;
     }
     rd_path_pop(c, old);
+
+    obj->delegate = (kind == RD_POLICY_VS && c->vs_delegate);
 
     *out = o;
     return 0;
@@ -411,7 +415,14 @@ rd_policy_parse(const char *name, const char *yaml, size_t len,
     rd_refs_move(&c.hosts, &p->hosts, &p->nhosts);
     rd_refs_move(&c.subsets, &p->subsets, &p->nsubsets);
     rd_refs_move(&c.routes, &p->routes, &p->nroutes);
+    rd_refs_move(&c.delegates, &p->delegates, &p->ndelegates);
     json_decref(names);
+
+    p->delegation = (p->ndelegates > 0);
+
+    for (i = 0; i < p->nobjs; i++) {
+        p->delegation |= p->objs[i].delegate;
+    }
 
     return p;
 
@@ -424,6 +435,7 @@ fail:
     free(c.hosts.v);
     free(c.subsets.v);
     free(c.routes.v);
+    free(c.delegates.v);
     json_decref(names);
     mesh_buf_free(&snap);
     rd_policy_free(p);
@@ -475,6 +487,8 @@ rd_policy_free(rd_policy_t *p)
     free(p->subsets);
     free(p->routes);
     free(p->objs);
+    free(p->delegates);
+    free(p->xsnap);
     free(p);
 }
 

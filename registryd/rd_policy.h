@@ -61,6 +61,8 @@ typedef struct {
     char   ns[RD_NAME_MAX + 1];             /* "default" when not given */
     char   name[RD_NAME_MAX + 1];
     int    document;
+    int    delegate;            /* a VirtualService without hosts: only
+                                   used through a root's http[].delegate */
 } rd_policy_obj_t;
 
 typedef struct {
@@ -80,6 +82,17 @@ typedef struct {
     size_t            nroutes;
     rd_policy_obj_t  *objs;     /* one per document, in stream order */
     size_t            nobjs;
+
+    /* delegation (rd_policy_delegate.c): a root's http[].delegate
+     * (host: the delegate's namespace, subset: its name, document: the
+     * root's); the form the snapshot carries when the policy holds a
+     * root or a delegate (roots expanded, delegates left out), made again
+     * whenever either changes */
+    rd_policy_ref_t  *delegates;
+    size_t            ndelegates;
+    int               delegation;   /* holds a root or a delegate */
+    char             *xsnap;
+    size_t            xsnap_len;
 
     uint64_t          create_index;
     uint64_t          modify_index;
@@ -103,6 +116,18 @@ void rd_policy_free(rd_policy_t *p);
  */
 int rd_policy_check(const rd_policy_t *p, rd_policy_t *const *others,
     size_t n, rd_policy_err_t *e);
+
+/*
+ * Delegation (rd_policy_delegate.c): the policy "name" changed in v (old:
+ * what it was, or NULL), and the snapshot form of the roots this touches
+ * is made again (the policy's own, those naming one of its delegates
+ * before or after); under the table's write lock.
+ */
+void rd_policy_delegation_changed(rd_policy_t *const *v, size_t n,
+    const char *name, const rd_policy_t *old);
+
+/* the documents as the snapshot carries them ("" when none) */
+const char *rd_policy_snap(const rd_policy_t *p, size_t *len);
 
 /* the store's value: {"yaml", "documents", "create_index",
  * "modify_index"} */

@@ -39,10 +39,13 @@ typedef struct {
     size_t            plen;
     rd_policy_err_t  *e;
     const char       *doc_name;
+    const char       *doc_ns;    /* metadata.namespace, or "default" */
+    int               vs_delegate;   /* this VirtualService has no hosts */
 
     rd_refs_t         hosts;
     rd_refs_t         subsets;
     rd_refs_t         routes;
+    rd_refs_t         delegates; /* http[].delegate: namespace, name */
 } rd_pctx_t;
 
 

@@ -592,6 +592,74 @@ rd_parse_gateways(rd_pctx_t *c, yaml_node_t *n)
 }
 
 
+/*
+ * http[].delegate: the VirtualService (one without hosts) whose routes
+ * stand for this one, {"name", "namespace"} (the root's namespace when
+ * not given); only one level: a delegate cannot delegate.
+ */
+static int
+rd_parse_delegate(rd_pctx_t *c, yaml_node_t *kn, yaml_node_t *n,
+    json_t **out)
+{
+    size_t             old;
+    const char        *k, *s, *name = NULL, *ns = NULL;
+    yaml_node_t       *kk, *v;
+    yaml_node_pair_t  *p;
+
+    if (c->vs_delegate) {
+        return rd_perr(c, kn, "a delegate VirtualService (one without "
+                       "hosts) cannot delegate: Istio supports one level "
+                       "of delegation");
+    }
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    rd_foreach_pair(c, n, p, k, kk, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "name") == 0) {
+            if (rd_get_name(c, v, "VirtualService name", &s) != 0) {
+                return -1;
+            }
+            name = s;
+
+        } else if (strcmp(k, "namespace") == 0) {
+            if (rd_get_name(c, v, "namespace", &s) != 0) {
+                return -1;
+            }
+
+            if (strchr(s, '.') != NULL) {
+                return rd_perr(c, v, "namespace \"%s\": a namespace is a "
+                               "DNS label, without dots", s);
+            }
+            ns = s;
+
+        } else {
+            return rd_unknown(c, kk, k, "name,namespace", NULL);
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    if (name == NULL) {
+        return rd_missing(c, n, "name");
+    }
+
+    if (ns == NULL) {
+        ns = c->doc_ns;
+    }
+
+    *out = rd_jobj();
+    rd_jset(*out, "name", json_string(name));
+    rd_jset(*out, "namespace", json_string(ns));
+    rd_ref_add(c, &c->delegates, RD_POLICY_VS, n, ns, name);
+
+    return 0;
+}
+
+
 /* the parts of an http item rd_parse_http() keeps, to check and write */
 enum {
     RD_HT_ROUTE = 0,
@@ -603,12 +671,13 @@ enum {
     RD_HT_HEADERS,
     RD_HT_CORS,
     RD_HT_MIRRORS,
+    RD_HT_DELEGATE,
     RD_HT_N
 };
 
 static const char *const  rd_ht_names[] = {
     "route", "retries", "fault", "rewrite", "redirect", "directResponse",
-    "headers", "corsPolicy", "mirrors"
+    "headers", "corsPolicy", "mirrors", "delegate"
 };
 
 
@@ -624,6 +693,28 @@ rd_http_conflicts(rd_pctx_t *c, yaml_node_t **keys)
     size_t             old;
     static const int   others[] = { RD_HT_ROUTE, RD_HT_FAULT, RD_HT_REWRITE,
                                     RD_HT_MIRRORS };
+    static const int   routed[] = { RD_HT_ROUTE, RD_HT_REDIRECT,
+                                    RD_HT_DIRECT };
+
+    /* a root's route takes its routes from the delegate (Istio refuses
+     * route and redirect with delegate; a directResponse would answer
+     * what the delegate routes) */
+    if (keys[RD_HT_DELEGATE]) {
+        for (i = 0; i < (int) (sizeof(routed) / sizeof(routed[0])); i++) {
+            if (keys[routed[i]] == NULL) {
+                continue;
+            }
+
+            old = rd_path_key(c, rd_ht_names[routed[i]]);
+            rd_perr(c, keys[routed[i]], "a route with delegate takes its "
+                    "routes from the delegate VirtualService: it cannot "
+                    "have %s too", rd_ht_names[routed[i]]);
+            rd_path_pop(c, old);
+            return -1;
+        }
+
+        return 0;
+    }
 
     answer = keys[RD_HT_REDIRECT] ? RD_HT_REDIRECT
              : keys[RD_HT_DIRECT] ? RD_HT_DIRECT : -1;
@@ -933,6 +1024,11 @@ rd_parse_http(rd_pctx_t *c, yaml_node_t *n, json_t *o)
             pct = v;
             pct_key = k;
 
+        } else if (part == RD_HT_DELEGATE) {
+            if (rd_parse_delegate(c, kn, v, &parts[part]) != 0) {
+                goto done;
+            }
+
         } else if (strcmp(k, "timeout") == 0) {
             if (rd_get_duration(c, v, 1, &ms) != 0) {
                 goto done;
@@ -941,7 +1037,7 @@ rd_parse_http(rd_pctx_t *c, yaml_node_t *n, json_t *o)
         } else {
             rd_unknown(c, kn, k, "name,match,route,retries,timeout,fault,"
                        "rewrite,redirect,directResponse,headers,corsPolicy,"
-                       "mirror,mirrorPercentage,mirrors", "delegate");
+                       "mirror,mirrorPercentage,mirrors,delegate", NULL);
             goto done;
         }
 
@@ -957,10 +1053,11 @@ rd_parse_http(rd_pctx_t *c, yaml_node_t *n, json_t *o)
     }
 
     if (parts[RD_HT_ROUTE] == NULL && parts[RD_HT_REDIRECT] == NULL
-        && parts[RD_HT_DIRECT] == NULL)
+        && parts[RD_HT_DIRECT] == NULL && parts[RD_HT_DELEGATE] == NULL)
     {
         old = rd_path_key(c, "route");
-        rd_perr(c, n, "is required (or redirect, or directResponse)");
+        rd_perr(c, n, "is required (or redirect, directResponse or "
+                "delegate)");
         rd_path_pop(c, old);
         goto done;
     }
@@ -1020,6 +1117,15 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
         return -1;
     }
 
+    /* without hosts, a delegate: known before its routes are read */
+    c->vs_delegate = 1;
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        if (strcmp(k, "hosts") == 0) {
+            c->vs_delegate = 0;
+        }
+    }
+
     rd_foreach_pair(c, n, p, k, kn, v) {
         old = rd_path_key(c, k);
 
@@ -1068,21 +1174,24 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
             }
 
         } else if (strcmp(k, "gateways") == 0) {
+            if (c->vs_delegate) {
+                rd_perr(c, kn, "a delegate VirtualService (one without "
+                        "hosts) has no gateways: it routes for the roots "
+                        "that delegate to it (Istio refuses them too)");
+                goto done;
+            }
+
             if (rd_parse_gateways(c, v) != 0) {
                 goto done;
             }
 
         } else {
-            rd_unknown(c, kn, k, "hosts,http,gateways", "tls,tcp,exportTo");
+            rd_unknown(c, kn, k, "hosts,http,gateways (hosts: none for a "
+                       "delegate)", "tls,tcp,exportTo");
             goto done;
         }
 
         rd_path_pop(c, old);
-    }
-
-    if (hosts == NULL) {
-        rd_missing(c, n, "hosts");
-        goto done;
     }
 
     if (http == NULL) {
@@ -1090,7 +1199,11 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
         goto done;
     }
 
-    rd_jset(out, "hosts", hosts);
+    /* a delegate (no hosts) routes only through its roots */
+    if (hosts) {
+        rd_jset(out, "hosts", hosts);
+    }
+
     rd_jset(out, "http", http);
     hosts = NULL;
     http = NULL;

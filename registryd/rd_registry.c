@@ -125,11 +125,24 @@ rd_registry_find_policy(rd_registry_t *reg, const char *name)
 }
 
 
+/* the snapshot form of the roots a change touches is made again with it
+ * (delegation: rd_policy_delegate.c) */
 void
 rd_registry_set_policy(rd_registry_t *reg, const char *name, rd_policy_t *p)
 {
-    rd_policy_free(rd_policy_array_set(&reg->policies, &reg->npolicies,
-                                       &reg->policies_cap, name, p));
+    char          id[RD_NAME_MAX + 1];
+    rd_policy_t  *old;
+
+    snprintf(id, sizeof(id), "%s", name);     /* name may be old's */
+
+    old = rd_policy_array_set(&reg->policies, &reg->npolicies,
+                              &reg->policies_cap, id, p);
+
+    if ((p && p->delegation) || (old && old->delegation)) {
+        rd_policy_delegation_changed(reg->policies, reg->npolicies, id, old);
+    }
+
+    rd_policy_free(old);
 }
 
 

@@ -66,7 +66,8 @@ static void
 rd_snapshot_policies(rd_registry_t *reg, mesh_buf_t *b,
     const rd_subscription_t *sub)
 {
-    size_t         i, h, n;
+    size_t         i, h, n, len;
+    const char    *s;
     rd_policy_t   *p;
 
     mesh_buf_adds(b, "\"policies\":[");
@@ -88,8 +89,14 @@ rd_snapshot_policies(rd_registry_t *reg, mesh_buf_t *b,
             }
         }
 
+        /* roots with their delegates merged in, no delegate */
+        s = rd_policy_snap(p, &len);
+        if (len == 0) {
+            continue;
+        }
+
         mesh_buf_adds(b, n++ ? ",\n" : "\n");
-        mesh_buf_add(b, p->snap, p->snap_len);
+        mesh_buf_add(b, s, len);
     }
 
     mesh_buf_addc(b, ']');
