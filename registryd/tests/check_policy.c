@@ -350,7 +350,7 @@ static const bad_t  bad[] = {
       "      body: {string: x, bytes: eA==}\n",
       "spec.http[0].directResponse.body.bytes", 10, 25, 0, "not both" },
     { VS "  - match: [{uri: {prefix: /}}]\n",
-      "spec.http[0].route", 8, 5, 0, "or redirect, or directResponse" },
+      "spec.http[0].route", 8, 5, 0, "or redirect, directResponse or delegate" },
     /* headers */
     { VS RT "    headers: {request: {set: {\":authority\": a}}}\n",
       "spec.http[0].headers.request.set.:authority", 10, 31, 0,
@@ -475,6 +475,22 @@ static const bad_t  bad[] = {
     { VS RT "    mirrors:\n    - destination: {host: orders, subset: v9}\n",
       "spec.http[0].mirrors[0].destination.subset", 11, 43, 0,
       "is not defined by any DestinationRule" },
+    /* delegation */
+    { VS "  - match: [{uri: {prefix: /a}}]\n    delegate: {name: d}\n"
+      RT_ONLY, "spec.http[0].route", 10, 5, 0, "cannot have route too" },
+    { VS "  - delegate: {namespace: x}\n", "spec.http[0].delegate.name", 8,
+      15, 0, "name: is required" },
+    { "apiVersion: mesh/v1\nkind: VirtualService\nmetadata: {name: d}\n"
+      "spec:\n  http:\n  - delegate: {name: e}\n", "spec.http[0].delegate",
+      6, 5, 0, "one level of delegation" },
+    { "apiVersion: mesh/v1\nkind: VirtualService\nmetadata: {name: d}\n"
+      "spec:\n  gateways: [mesh]\n  http:\n" RT, "spec.gateways", 5, 3, 0,
+      "has no gateways" },
+    { VS "  - delegate: {name: d}\n---\napiVersion: mesh/v1\n"
+      "kind: VirtualService\nmetadata: {name: d}\nspec:\n  http:\n"
+      "  - route:\n    - destination: {host: carts}\n",
+      "spec.http[0].delegate", 8, 15, 0,
+      "routes to host \"carts\", not a host of this VirtualService" },
 };
 
 
@@ -1365,6 +1381,138 @@ START_TEST(policy_registry_put_check_delete_reload)
 END_TEST
 
 
+/* a root and its delegates, as the snapshot carries them */
+
+#define ROOT  "apiVersion: networking.istio.io/v1\n"                     \
+              "kind: VirtualService\n"                                  \
+              "metadata: {name: root, namespace: shop}\n"               \
+              "spec:\n"                                                 \
+              "  hosts: [orders]\n"                                     \
+              "  http:\n"                                               \
+              "  - name: api\n"                                         \
+              "    match: [{uri: {prefix: /api/}, headers: {x-a: {exact: \"1\"}}}]\n" \
+              "    timeout: 2s\n"                                       \
+              "    delegate: {name: api}\n"                             \
+              "  - match: [{uri: {prefix: /other/}}]\n"                 \
+              "    delegate: {name: other, namespace: ops}\n"           \
+              "  - route:\n"                                            \
+              "    - destination: {host: orders, subset: v1}\n"
+
+#define DLG   "apiVersion: networking.istio.io/v1\n"                     \
+              "kind: VirtualService\n"                                  \
+              "metadata: {name: api, namespace: shop}\n"                \
+              "spec:\n"                                                 \
+              "  http:\n"                                               \
+              "  - name: v2\n"                                          \
+              "    match: [{uri: {prefix: /api/v2/}}, {uri: {exact: /api/x}, headers: {x-b: {prefix: b}}}]\n" \
+              "    route:\n"                                            \
+              "    - destination: {host: orders, subset: v2}\n"         \
+              "  - match: [{uri: {prefix: /elsewhere/}}]\n"             \
+              "    route:\n"                                            \
+              "    - destination: {host: orders, subset: v2}\n"         \
+              "  - timeout: 5s\n"                                       \
+              "    route:\n"                                            \
+              "    - destination: {host: orders, subset: v1}\n"
+
+static json_t *
+snapshot_http(rd_registry_t *reg, size_t *npolicies)
+{
+    json_t        *snap, *pols, *http;
+    uint64_t       i;
+    mesh_buf_t     b;
+    json_error_t   jerr;
+
+    mesh_buf_init(&b, 0);
+    rd_snapshot_build(reg, &b, &i);
+    snap = json_loadb(b.data, b.len, 0, &jerr);
+    ck_assert_msg(snap != NULL, "%s", jerr.text);
+    mesh_buf_free(&b);
+
+    pols = json_object_get(snap, "policies");
+    *npolicies = json_array_size(pols);
+    http = json_incref(json_object_get(json_array_get(pols,
+                                                      *npolicies - 1),
+                                       "http"));
+    json_decref(snap);
+
+    return http;
+}
+
+
+START_TEST(policy_registry_delegates_merge_into_roots)
+{
+    char              dir[PATH_MAX], err[RD_ERR_LEN] = "";
+    size_t            n;
+    json_t           *http;
+    rd_store_t       *store;
+    rd_registry_t    *reg;
+    rd_policy_err_t   e;
+
+    ck_tmpdir(dir, sizeof(dir));
+    reg = ck_reg_open(dir, &store);
+    ck_assert_msg(rd_registry_start(reg, err) == 0, "%s", err);
+
+    ck_assert_int_eq(do_policy(reg, RD_OP_POLICY_PUT, "a", DR_SUBSETS "  - "
+                               "name: v1\n    labels: {version: v1}\n",
+                               NULL, &e), 201);
+    ck_assert_int_eq(do_policy(reg, RD_OP_POLICY_PUT, "root", ROOT, NULL,
+                               &e), 201);
+
+    /* no delegate yet: the root's items route nothing */
+    http = snapshot_http(reg, &n);
+    ck_assert_uint_eq(n, 2);
+    expect_json(http, "[{\"match\": [], \"route\": [{\"destination\": "
+                "{\"host\": \"orders\", \"subset\": \"v1\"}, \"weight\": 100}]}]");
+    json_decref(http);
+
+    /* the delegate: its routes in the root's place, matches merged, the
+     * one outside the root's match left out, the timeout inherited */
+    ck_assert_int_eq(do_policy(reg, RD_OP_POLICY_PUT, "dlg", DLG, NULL, &e),
+                     201);
+    http = snapshot_http(reg, &n);
+    ck_assert_uint_eq(n, 2);                /* no delegate carried */
+    expect_json(http, "["
+        "{\"name\": \"api-v2\", \"timeoutMs\": 2000, \"match\": ["
+        " {\"uri\": {\"prefix\": \"/api/v2/\"}, \"headers\": {\"x-a\": {\"exact\": \"1\"}}},"
+        " {\"uri\": {\"exact\": \"/api/x\"}, \"headers\": {\"x-a\": {\"exact\": \"1\"},"
+        "  \"x-b\": {\"prefix\": \"b\"}}}],"
+        " \"route\": [{\"destination\": {\"host\": \"orders\", \"subset\": \"v2\"}, \"weight\": 100}]},"
+        "{\"name\": \"api\", \"timeoutMs\": 5000, \"match\": ["
+        " {\"uri\": {\"prefix\": \"/api/\"}, \"headers\": {\"x-a\": {\"exact\": \"1\"}}}],"
+        " \"route\": [{\"destination\": {\"host\": \"orders\", \"subset\": \"v1\"}, \"weight\": 100}]},"
+        "{\"match\": [], \"route\": [{\"destination\": {\"host\": \"orders\", \"subset\": \"v1\"}, \"weight\": 100}]}]");
+    json_decref(http);
+
+    /* a delegate routing outside the root's hosts is refused */
+    ck_assert_int_eq(do_policy(reg, RD_OP_POLICY_PUT, "dlg",
+                               "apiVersion: mesh/v1\nkind: VirtualService\n"
+                               "metadata: {name: api, namespace: shop}\n"
+                               "spec:\n  http:\n  - route:\n"
+                               "    - destination: {host: carts}\n",
+                               NULL, &e), 400);
+    ck_assert_str_eq(e.field, "spec.http[0].route[0].destination.host");
+
+    /* restart: merged again from the store */
+    ck_reg_close(reg, store);
+    reg = ck_reg_open(dir, &store);
+    ck_assert_msg(rd_registry_start(reg, err) == 0, "%s", err);
+    http = snapshot_http(reg, &n);
+    ck_assert_uint_eq(json_array_size(http), 3);
+    json_decref(http);
+
+    /* the delegate gone: its routes with it */
+    ck_assert_int_eq(do_policy(reg, RD_OP_POLICY_DEL, "dlg", NULL, NULL,
+                               NULL), 200);
+    http = snapshot_http(reg, &n);
+    ck_assert_uint_eq(json_array_size(http), 1);
+    json_decref(http);
+
+    ck_reg_close(reg, store);
+    ck_rmrf(dir);
+}
+END_TEST
+
+
 START_TEST(policy_registry_batch_sees_earlier_ops)
 {
     char              dir[PATH_MAX], err[RD_ERR_LEN] = "";
@@ -1434,6 +1582,7 @@ policy_suite(void)
     tc = tcase_create("registry");
     tcase_add_test(tc, policy_registry_put_check_delete_reload);
     tcase_add_test(tc, policy_registry_batch_sees_earlier_ops);
+    tcase_add_test(tc, policy_registry_delegates_merge_into_roots);
     suite_add_tcase(s, tc);
 
     return s;
