@@ -603,6 +603,119 @@ rd_parse_pool(rd_pctx_t *c, yaml_node_t *n, json_t **out)
 }
 
 
+/*
+ * portLevelSettings[]: {port: {number}, loadBalancer?, outlierDetection?,
+ * connectionPool?}, one per port; normalized to {"port": N, ...}. The
+ * entry for the port an upstream stands for (mesh SERVICE port=N)
+ * replaces the trafficPolicy it is in, the groups it does not give
+ * being defaults, as Istio applies it.
+ */
+static int
+rd_parse_port_settings(rd_pctx_t *c, yaml_node_t *n, json_t **out)
+{
+    int                rc;
+    size_t             i, j, old, old2;
+    json_t            *a, *o, *sub;
+    long long          port;
+    const char        *k, *k2;
+    yaml_node_t       *iv, *kn, *v, *kn2, *v2, *num;
+    yaml_node_item_t  *it;
+    yaml_node_pair_t  *p, *p2;
+
+    if (rd_check_seq(c, n, 1) != 0) {
+        return -1;
+    }
+
+    a = rd_jarr();
+    *out = a;
+
+    rd_foreach_item(c, n, it, i, iv) {
+        old = rd_path_idx(c, i);
+
+        if (rd_check_map(c, iv) != 0) {
+            return -1;
+        }
+
+        o = rd_jobj();
+        rd_jpush(a, o);
+
+        rd_foreach_pair(c, iv, p, k, kn, v) {
+            old2 = rd_path_key(c, k);
+            sub = NULL;
+
+            if (strcmp(k, "port") == 0) {
+                if (rd_check_map(c, v) != 0) {
+                    return -1;
+                }
+
+                num = NULL;
+
+                rd_foreach_pair(c, v, p2, k2, kn2, v2) {
+                    if (strcmp(k2, "number") != 0) {
+                        rd_path_key(c, k2);
+                        return rd_unknown(c, kn2, k2, "number", NULL);
+                    }
+                    num = v2;
+                }
+
+                if (num == NULL) {
+                    return rd_missing(c, v, "number");
+                }
+
+                rd_path_key(c, "number");
+                if (rd_get_int(c, num, 1, 65535, &port) != 0) {
+                    return -1;
+                }
+
+                for (j = 0; j + 1 < json_array_size(a); j++) {
+                    if (json_integer_value(json_object_get(
+                            json_array_get(a, j), "port")) == port)
+                    {
+                        return rd_perr(c, num, "port %lld has settings "
+                                       "already (portLevelSettings[%zu])",
+                                       port, j);
+                    }
+                }
+
+                rd_jset(o, "port", json_integer(port));
+                rd_path_pop(c, old2);
+                continue;
+
+            } else if (strcmp(k, "loadBalancer") == 0) {
+                rc = rd_parse_lb(c, v, &sub);
+
+            } else if (strcmp(k, "outlierDetection") == 0) {
+                rc = rd_parse_outlier(c, v, &sub);
+
+            } else if (strcmp(k, "connectionPool") == 0) {
+                rc = rd_parse_pool(c, v, &sub);
+
+            } else {
+                return rd_unknown(c, kn, k, "port,loadBalancer,"
+                                  "outlierDetection,connectionPool",
+                                  "tls");
+            }
+
+            if (rc != 0) {
+                json_decref(sub);
+                return -1;
+            }
+
+            rd_jset(o, k, sub);
+            rd_path_pop(c, old2);
+        }
+
+        if (json_object_get(o, "port") == NULL) {
+            return rd_missing(c, iv, "port");
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    return 0;
+}
+
+
 static int
 rd_parse_tp(rd_pctx_t *c, yaml_node_t *n, json_t **out)
 {
@@ -633,9 +746,12 @@ rd_parse_tp(rd_pctx_t *c, yaml_node_t *n, json_t **out)
         } else if (strcmp(k, "connectionPool") == 0) {
             rc = rd_parse_pool(c, v, &sub);
 
+        } else if (strcmp(k, "portLevelSettings") == 0) {
+            rc = rd_parse_port_settings(c, v, &sub);
+
         } else {
             return rd_unknown(c, kn, k, "loadBalancer,outlierDetection,"
-                              "connectionPool", "portLevelSettings,tls,"
+                              "connectionPool,portLevelSettings", "tls,"
                               "tunnel,proxyProtocol");
         }
 
