@@ -248,6 +248,26 @@ mesh_rule_subset(const mesh_destination_rule_t *dr, const char *name)
 }
 
 
+const mesh_traffic_policy_t *
+mesh_rule_traffic(const mesh_destination_rule_t *dr,
+    const mesh_subset_t *subset, int port)
+{
+    size_t                     i, n;
+    const mesh_port_policy_t  *pp;
+
+    pp = subset ? subset->ports : dr->ports;
+    n = subset ? subset->nports : dr->nports;
+
+    for (i = 0; port && i < n; i++) {
+        if (pp[i].port == port) {
+            return &pp[i].policy;
+        }
+    }
+
+    return subset ? &subset->policy : &dr->traffic;
+}
+
+
 int
 mesh_instance_in_subset(const mesh_instance_t *in, const mesh_subset_t *s)
 {

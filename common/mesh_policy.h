@@ -226,6 +226,16 @@ typedef struct {
     int           split_local_origin;       /* 0/1, -1 */
 } mesh_traffic_policy_t;
 
+/*
+ * A trafficPolicy's portLevelSettings entry, or what it makes of a
+ * subset's policy: the policy of an upstream that stands for this
+ * service port (mesh SERVICE port=N)
+ */
+typedef struct {
+    int                     port;           /* 1..65535 */
+    mesh_traffic_policy_t   policy;
+} mesh_port_policy_t;
+
 typedef struct {
     const char             *name;
     mesh_label_t           *labels;         /* all must be on an instance */
@@ -233,6 +243,11 @@ typedef struct {
     /* the subset's own trafficPolicy, each field not set there taken
      * from the rule's (Istio's precedence) */
     mesh_traffic_policy_t   policy;
+    /* for each port the rule's or the subset's portLevelSettings name:
+     * the subset's own entry for it (or its trafficPolicy), each field
+     * not set there taken from the rule's policy for the port */
+    mesh_port_policy_t     *ports;
+    size_t                  nports;
 } mesh_subset_t;
 
 typedef struct {
@@ -240,6 +255,10 @@ typedef struct {
     const char             *name;           /* metadata.name */
     const char             *host;
     mesh_traffic_policy_t   traffic;        /* the rule's trafficPolicy */
+    mesh_port_policy_t     *ports;          /* its portLevelSettings: each
+                                               in place of traffic, nothing
+                                               inherited from it (Istio) */
+    size_t                  nports;
     mesh_subset_t          *subsets;
     size_t                  nsubsets;
     mesh_label_t           *selector;       /* workloadSelector.matchLabels:
@@ -301,6 +320,15 @@ const mesh_subset_t *mesh_rule_subset(const mesh_destination_rule_t *dr,
     const char *name);
 
 /* 1 when the instance carries every label of the subset */
+/*
+ * The policy of the rule (subset NULL) or of one of its subsets for an
+ * upstream that stands for service port "port" (0: none said): the
+ * portLevelSettings entry for that port, or the trafficPolicy.
+ */
+const mesh_traffic_policy_t *mesh_rule_traffic(
+    const mesh_destination_rule_t *dr, const mesh_subset_t *subset,
+    int port);
+
 int mesh_instance_in_subset(const mesh_instance_t *in,
     const mesh_subset_t *s);
 

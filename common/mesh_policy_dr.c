@@ -35,11 +35,24 @@ static const char *const  mesh_dr_keys[] = {
 enum {
     MESH_TP_LB = 0,
     MESH_TP_OUTLIER,
-    MESH_TP_POOL
+    MESH_TP_POOL,
+    MESH_TP_PORTS
 };
 
 static const char *const  mesh_tp_keys[] = {
-    "loadBalancer", "outlierDetection", "connectionPool", NULL
+    "loadBalancer", "outlierDetection", "connectionPool",
+    "portLevelSettings", NULL
+};
+
+enum {
+    MESH_PT_PORT = 0,
+    MESH_PT_LB,
+    MESH_PT_OUTLIER,
+    MESH_PT_POOL
+};
+
+static const char *const  mesh_pt_keys[] = {
+    "port", "loadBalancer", "outlierDetection", "connectionPool", NULL
 };
 
 
@@ -151,7 +164,11 @@ static const char *const  mesh_ss_keys[] = {
 };
 
 
-static int mesh_policy_traffic(mesh_json_t *j, mesh_traffic_policy_t *tp);
+static int mesh_policy_traffic(mesh_json_t *j, mesh_traffic_policy_t *tp,
+    mesh_port_policy_t **ports, size_t *nports);
+static int mesh_policy_port(mesh_json_t *j, void *elt);
+static int mesh_policy_subset_ports(mesh_json_t *j,
+    const mesh_destination_rule_t *dr, mesh_subset_t *ss);
 static int mesh_policy_lb(mesh_json_t *j, mesh_traffic_policy_t *tp);
 static int mesh_policy_chash(mesh_json_t *j, mesh_traffic_policy_t *tp);
 static int mesh_policy_cookie(mesh_json_t *j, mesh_traffic_policy_t *tp);
@@ -216,7 +233,10 @@ mesh_policy_rule(mesh_json_t *j, mesh_destination_rule_t *dr)
             break;
 
         case MESH_DR_TRAFFIC:
-            if (mesh_policy_traffic(j, &dr->traffic) != 0) {
+            if (mesh_policy_traffic(j, &dr->traffic, &dr->ports,
+                                    &dr->nports)
+                != 0)
+            {
                 return -1;
             }
 
@@ -266,9 +286,14 @@ mesh_policy_rule(mesh_json_t *j, mesh_destination_rule_t *dr)
         return -1;
     }
 
-    /* Istio's precedence: the subset's fields, then the rule's */
+    /* Istio's precedence: the subset's fields, then the rule's (for a
+     * port: the subset's entry for it, then the rule's for it) */
 
     for (i = 0; i < dr->nsubsets; i++) {
+        if (mesh_policy_subset_ports(j, dr, &dr->subsets[i]) != 0) {
+            return -1;
+        }
+
         mesh_policy_inherit(&dr->subsets[i].policy, &dr->traffic);
     }
 
@@ -279,7 +304,8 @@ mesh_policy_rule(mesh_json_t *j, mesh_destination_rule_t *dr)
 /* trafficPolicy */
 
 static int
-mesh_policy_traffic(mesh_json_t *j, mesh_traffic_policy_t *tp)
+mesh_policy_traffic(mesh_json_t *j, mesh_traffic_policy_t *tp,
+    mesh_port_policy_t **ports, size_t *nports)
 {
     int                   rc, k;
     size_t                n, klen;
@@ -310,6 +336,13 @@ mesh_policy_traffic(mesh_json_t *j, mesh_traffic_policy_t *tp)
             rc = mesh_policy_pool(j, tp);
             break;
 
+        case MESH_TP_PORTS:
+            *ports = mesh_policy_list(j, "\"portLevelSettings\"",
+                                      sizeof(mesh_port_policy_t),
+                                      mesh_policy_port, nports);
+            rc = j->failed ? -1 : 0;
+            break;
+
         case -2:
             return -1;
 
@@ -323,6 +356,137 @@ mesh_policy_traffic(mesh_json_t *j, mesh_traffic_policy_t *tp)
     }
 
     return rc == 0 ? 0 : -1;
+}
+
+
+/* a portLevelSettings entry: {"port": N, the groups it gives} */
+
+static int
+mesh_policy_port(mesh_json_t *j, void *elt)
+{
+    mesh_port_policy_t  *pp = elt;
+
+    int                   rc, k;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key, *start;
+
+    memset(pp, 0, sizeof(mesh_port_policy_t));
+    mesh_policy_traffic_init(&pp->policy);
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "a \"portLevelSettings\" item") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_pt_keys, key, klen, &seen);
+
+        switch (k) {
+
+        case MESH_PT_PORT:
+            rc = mesh_policy_int(j, "\"port\"", 1, 65535, &pp->port);
+            break;
+
+        case MESH_PT_LB:
+            rc = mesh_policy_lb(j, &pp->policy);
+            break;
+
+        case MESH_PT_OUTLIER:
+            rc = mesh_policy_outlier(j, &pp->policy);
+            break;
+
+        case MESH_PT_POOL:
+            rc = mesh_policy_pool(j, &pp->policy);
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 4);
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (!mesh_policy_has(seen, MESH_PT_PORT)) {
+        mesh_json_error(j, start, "a \"portLevelSettings\" item without "
+                        "\"port\"");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * A subset's policy for each port the rule or the subset names: the
+ * subset's entry for the port (or its own trafficPolicy, as read), each
+ * field it leaves unset taken from the rule's policy for the port (its
+ * entry, or its trafficPolicy). Before the subset's own inherits.
+ */
+
+static int
+mesh_policy_subset_ports(mesh_json_t *j, const mesh_destination_rule_t *dr,
+    mesh_subset_t *ss)
+{
+    size_t                        i, k, n;
+    mesh_port_policy_t           *v;
+    const mesh_traffic_policy_t  *base;
+
+    n = dr->nports + ss->nports;
+    if (n == 0) {
+        return 0;
+    }
+
+    v = mesh_arena_alloc(j->arena, n * sizeof(mesh_port_policy_t));
+    if (v == NULL) {
+        mesh_json_error(j, j->pos, "out of memory");
+        return -1;
+    }
+
+    /* the subset's own entries first, then the rule's ports they lack */
+
+    for (i = 0; i < ss->nports; i++) {
+        v[i] = ss->ports[i];
+    }
+
+    n = ss->nports;
+
+    for (i = 0; i < dr->nports; i++) {
+        for (k = 0; k < ss->nports; k++) {
+            if (ss->ports[k].port == dr->ports[i].port) {
+                break;
+            }
+        }
+
+        if (k == ss->nports) {
+            v[n].port = dr->ports[i].port;
+            v[n].policy = ss->policy;
+            n++;
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        base = mesh_rule_traffic(dr, NULL, v[i].port);
+        mesh_policy_inherit(&v[i].policy, base);
+    }
+
+    ss->ports = v;
+    ss->nports = n;
+
+    return 0;
 }
 
 
@@ -1096,7 +1260,8 @@ mesh_policy_subset(mesh_json_t *j, void *elt)
             break;
 
         case MESH_SS_TRAFFIC:
-            rc = mesh_policy_traffic(j, &ss->policy);
+            rc = mesh_policy_traffic(j, &ss->policy, &ss->ports,
+                                     &ss->nports);
             break;
 
         case -2:

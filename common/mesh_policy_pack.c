@@ -116,6 +116,24 @@ mesh_pack_traffic(mesh_pack_t *pk, const mesh_traffic_policy_t *from,
 }
 
 
+/* portLevelSettings: the array, then each policy's strings */
+static void
+mesh_pack_ports(mesh_pack_t *pk, const mesh_port_policy_t *from, size_t n,
+    void *field)
+{
+    size_t               i, off;
+    mesh_port_policy_t  *pp;
+
+    off = mesh_pack_array(pk, from, n, sizeof(mesh_port_policy_t), field);
+
+    for (i = 0; i < n; i++) {
+        pp = (mesh_port_policy_t *) mesh_pack_at(pk,
+                                   off + i * sizeof(mesh_port_policy_t));
+        mesh_pack_traffic(pk, &from[i].policy, pp ? &pp->policy : NULL);
+    }
+}
+
+
 /* an array of labels (key and value strings); the field gets its offset */
 static void
 mesh_pack_labels(mesh_pack_t *pk, const mesh_label_t *from, size_t n,
@@ -305,6 +323,8 @@ mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
         mesh_pack_str(pk, p->rules[i].name, MESH_F(dr, name));
         mesh_pack_str(pk, p->rules[i].host, MESH_F(dr, host));
         mesh_pack_traffic(pk, &p->rules[i].traffic, dr ? &dr->traffic : NULL);
+        mesh_pack_ports(pk, p->rules[i].ports, p->rules[i].nports,
+                        MESH_F(dr, ports));
 
         off2 = mesh_pack_array(pk, p->rules[i].subsets, p->rules[i].nsubsets,
                                sizeof(mesh_subset_t), MESH_F(dr, subsets));
@@ -315,6 +335,8 @@ mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
             mesh_pack_str(pk, p->rules[i].subsets[k].name, MESH_F(sb, name));
             mesh_pack_traffic(pk, &p->rules[i].subsets[k].policy,
                               sb ? &sb->policy : NULL);
+            mesh_pack_ports(pk, p->rules[i].subsets[k].ports,
+                            p->rules[i].subsets[k].nports, MESH_F(sb, ports));
 
             mesh_pack_labels(pk, p->rules[i].subsets[k].labels,
                              p->rules[i].subsets[k].nlabels,
@@ -558,6 +580,22 @@ mesh_unpack_labels(mesh_unpack_t *u, mesh_label_t **field, size_t n)
 }
 
 
+/* portLevelSettings: each policy's strings */
+static void
+mesh_unpack_ports(mesh_unpack_t *u, mesh_port_policy_t **field, size_t n)
+{
+    size_t               i;
+    mesh_port_policy_t  *pp;
+
+    pp = mesh_unpack_array(u, field, n, sizeof(mesh_port_policy_t));
+
+    for (i = 0; pp && i < n; i++) {
+        mesh_unpack_str(u, &pp[i].policy.hash_name);
+        mesh_unpack_str(u, &pp[i].policy.cookie_path);
+    }
+}
+
+
 static void
 mesh_unpack_ops(mesh_unpack_t *u, mesh_header_ops_t *ops)
 {
@@ -741,6 +779,7 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
         mesh_unpack_str(&u, &dr[i].host);
         mesh_unpack_str(&u, &dr[i].traffic.hash_name);
         mesh_unpack_str(&u, &dr[i].traffic.cookie_path);
+        mesh_unpack_ports(&u, &dr[i].ports, dr[i].nports);
 
         sb = mesh_unpack_array(&u, &dr[i].subsets, dr[i].nsubsets,
                                sizeof(mesh_subset_t));
@@ -749,6 +788,7 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
             mesh_unpack_str(&u, &sb[k].name);
             mesh_unpack_str(&u, &sb[k].policy.hash_name);
             mesh_unpack_str(&u, &sb[k].policy.cookie_path);
+            mesh_unpack_ports(&u, &sb[k].ports, sb[k].nports);
 
             mesh_unpack_labels(&u, &sb[k].labels, sb[k].nlabels);
         }

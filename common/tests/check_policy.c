@@ -2000,6 +2000,74 @@ START_TEST(route_mirrors_read_and_pack)
     vs = mesh_policies_vs(p, "orders", 6);
     ck_assert_ptr_nonnull(vs);
     ck_assert_uint_eq(vs->http[0].nmirrors, 2);
+/*
+ * portLevelSettings: the entry for a port replaces the rule's policy
+ * (nothing inherited from it); a subset's entry for a port takes what it
+ * leaves unset from the rule's policy for that port; other ports, and no
+ * port, keep the trafficPolicy. Packed and unpacked with the rule.
+ */
+static void
+check_ports(const mesh_destination_rule_t *dr)
+{
+    const mesh_subset_t          *a, *b;
+    const mesh_traffic_policy_t  *tp;
+
+    tp = mesh_rule_traffic(dr, NULL, 0);
+    ck_assert_int_eq(tp->lb, MESH_LB_RANDOM);
+    ck_assert_int_eq(tp->consecutive_5xx, 7);
+    ck_assert(mesh_rule_traffic(dr, NULL, 81) == tp);
+
+    tp = mesh_rule_traffic(dr, NULL, 80);
+    ck_assert_int_eq(tp->lb, MESH_LB_HASH_HEADER);
+    ck_assert_str_eq(tp->hash_name, "x-user");
+    ck_assert_int_eq(tp->consecutive_5xx, -1);      /* not inherited */
+
+    tp = mesh_rule_traffic(dr, NULL, 9080);
+    ck_assert_int_eq(tp->lb, MESH_LB_NONE);          /* mesh_balancer */
+    ck_assert_int_eq(tp->http2_max_requests, 1);
+
+    a = mesh_rule_subset(dr, "a");
+    b = mesh_rule_subset(dr, "b");
+
+    /* a: no policy of its own: the rule's, port by port */
+    ck_assert_int_eq(mesh_rule_traffic(dr, a, 0)->lb, MESH_LB_RANDOM);
+    ck_assert_str_eq(mesh_rule_traffic(dr, a, 80)->hash_name, "x-user");
+    ck_assert_int_eq(mesh_rule_traffic(dr, a, 80)->consecutive_5xx, -1);
+    ck_assert_int_eq(mesh_rule_traffic(dr, a, 9080)->http2_max_requests, 1);
+
+    /* b: LEAST_REQUEST, and its own entry for 9080 */
+    ck_assert_int_eq(mesh_rule_traffic(dr, b, 0)->lb, MESH_LB_LEAST_REQUEST);
+    ck_assert_int_eq(mesh_rule_traffic(dr, b, 0)->consecutive_5xx, 7);
+    ck_assert_int_eq(mesh_rule_traffic(dr, b, 80)->lb, MESH_LB_LEAST_REQUEST);
+    tp = mesh_rule_traffic(dr, b, 9080);
+    ck_assert_int_eq(tp->lb, MESH_LB_ROUND_ROBIN);
+    ck_assert_int_eq(tp->http2_max_requests, 1);    /* the rule's 9080 */
+    ck_assert_int_eq(tp->max_retries, 3);
+    ck_assert_int_eq(tp->consecutive_5xx, -1);
+}
+
+
+START_TEST(rule_port_level_settings_read_and_pack)
+{
+    char                            err[MESH_ERR_LEN], *block;
+    size_t                          size;
+    mesh_policies_t                *p, *q;
+
+    p = ck_parse("[{\"policy\":\"o\",\"kind\":\"DestinationRule\","
+        "\"name\":\"o\",\"host\":\"orders\",\"trafficPolicy\":{"
+        "\"loadBalancer\":{\"simple\":\"RANDOM\"},"
+        "\"outlierDetection\":{\"consecutive5xxErrors\":7},"
+        "\"portLevelSettings\":[{\"port\":80,\"loadBalancer\":"
+        "{\"consistentHash\":{\"httpHeaderName\":\"x-user\"}}},"
+        "{\"port\":9080,\"connectionPool\":{\"http\":"
+        "{\"http2MaxRequests\":1}}}]},"
+        "\"subsets\":[{\"name\":\"a\",\"labels\":{\"v\":\"1\"}},"
+        "{\"name\":\"b\",\"labels\":{\"v\":\"2\"},\"trafficPolicy\":{"
+        "\"loadBalancer\":{\"simple\":\"LEAST_REQUEST\"},"
+        "\"portLevelSettings\":[{\"port\":9080,\"loadBalancer\":"
+        "{\"simple\":\"ROUND_ROBIN\"},\"connectionPool\":{\"http\":"
+        "{\"maxRetries\":3}}}]}}]}]");
+    check_ports(mesh_policies_rule(p, "orders", 6));
 
     size = mesh_policies_pack(p, NULL, 0);
     block = malloc(size);
@@ -2025,6 +2093,19 @@ START_TEST(route_mirrors_read_and_pack)
         ck_assert_msg(ck_parse_len(bad[i], strlen(bad[i]), err, sizeof(err))
                       == NULL, "case %zu parsed", i);
     }
+    mesh_policies_free(p);
+
+    q = mesh_policies_unpack(block, size, err, sizeof(err));
+    ck_assert_msg(q != NULL, "%s", err);
+    check_ports(mesh_policies_rule(q, "orders", 6));
+    mesh_policies_free(q);
+    free(block);
+
+    /* an entry without its port: refused */
+    ck_parse_fails("[{\"policy\":\"o\",\"kind\":\"DestinationRule\","
+        "\"name\":\"o\",\"host\":\"orders\",\"subsets\":[],"
+        "\"trafficPolicy\":{\"portLevelSettings\":[{}]}}]",
+        "without \"port\"");
 }
 END_TEST
 
@@ -2244,6 +2325,7 @@ policy_suite(void)
     tcase_add_test(tc, cors_origins_as_envoy_decides);
     tcase_add_test(tc, rule_workload_selector_read_and_pack);
     tcase_add_test(tc, route_mirrors_read_and_pack);
+    tcase_add_test(tc, rule_port_level_settings_read_and_pack);
     tcase_add_test(tc, instance_in_subset_by_labels);
     tcase_add_test(tc, instance_in_subset_from_parsed_documents);
     suite_add_tcase(s, tc);
