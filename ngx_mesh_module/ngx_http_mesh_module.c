@@ -106,7 +106,7 @@ static ngx_command_t  ngx_http_mesh_commands[] = {
       NULL },
 
     { ngx_string("mesh"),
-      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE12,
       ngx_http_mesh_upstream,
       NGX_HTTP_SRV_CONF_OFFSET,
       0,
@@ -308,6 +308,7 @@ ngx_http_mesh_create_srv_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     mscf->service = { 0, NULL };
+     *     mscf->port = 0;
      *     mscf->key = NULL;
      *     mscf->upstream = NULL;
      *     mscf->peers = NULL;
@@ -749,6 +750,7 @@ ngx_http_mesh_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_mesh_srv_conf_t  *mscf = conf;
 
+    ngx_int_t                       port;
     ngx_str_t                      *value;
     ngx_http_mesh_srv_conf_t      **p;
     ngx_http_mesh_main_conf_t      *mmcf;
@@ -767,6 +769,30 @@ ngx_http_mesh_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "names are " MESH_NAME_RULE,
                            &value[1], &cmd->name);
         return NGX_CONF_ERROR;
+    }
+
+    /* port=N: the service port the upstream stands for, whose
+     * portLevelSettings apply to it */
+    if (cf->args->nelts == 3) {
+        if (value[2].len <= 5
+            || ngx_strncmp(value[2].data, "port=", 5) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        port = ngx_atoi(value[2].data + 5, value[2].len - 5);
+
+        if (port < 1 || port > 65535) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid port in \"%V\" of \"%V\" "
+                               "directive, a port is 1..65535",
+                               &value[2], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        mscf->port = (ngx_uint_t) port;
     }
 
     uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);

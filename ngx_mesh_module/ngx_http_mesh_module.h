@@ -380,6 +380,7 @@ typedef struct {
 
 struct ngx_http_mesh_srv_conf_s {
     ngx_str_t                      service;
+    ngx_uint_t                     port;        /* mesh ... port=N; 0: none */
     ngx_uint_t                     balancer;
     ngx_http_mesh_outlier_t        outlier;     /* mesh_outlier */
     ngx_uint_t                     panic;       /* mesh_panic_threshold */

@@ -464,15 +464,22 @@ ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
         goto failed;
     }
 
+    /* the policies for the service port the upstream stands for: its
+     * portLevelSettings entry, or the trafficPolicy */
+
     if (ngx_http_mesh_build_target(mmcf, mscf, view, &view->targets[0], svc,
-                                   NULL, dr ? &dr->traffic : NULL, log)
+                                   NULL,
+                                   dr ? mesh_rule_traffic(dr, NULL,
+                                                          (int) mscf->port)
+                                      : NULL,
+                                   log)
         != NGX_OK)
     {
         goto failed;
     }
 
     for (i = 1; i < view->ntargets; i++) {
-        tp = &dr->subsets[i - 1].policy;
+        tp = mesh_rule_traffic(dr, &dr->subsets[i - 1], (int) mscf->port);
 
         if (ngx_http_mesh_build_target(mmcf, mscf, view, &view->targets[i],
                                        svc, &dr->subsets[i - 1], tp, log)
