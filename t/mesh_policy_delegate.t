@@ -6,8 +6,8 @@
 # the subset its delegate's route names; changing a delegate changes the
 # traffic with no reload; a delegate route outside the root's match
 # matches nothing; deleting a delegate leaves its requests to the root's
-# next routes (none: 404, as Istio answers); a delegate routing outside
-# the root's hosts is refused and changes nothing.
+# next routes (none: 404, as Istio answers); a delegate with gateways is
+# refused and changes nothing.
 
 use strict;
 use warnings;
@@ -209,7 +209,8 @@ is routes('/productpage/a', '/productpage/v2/a', '/reviews/1'),
     '/productpage/a=shop-v3 /productpage/v2/a=shop-v2 /reviews/1=shop-v3',
     '/productpage/a now reaches v3, the rest as before';
 
-# a delegate routing to another service: refused, nothing changes
+# a delegate with gateways (Istio refuses them too): refused, nothing
+# changes
 my $index = $t->registry_index;
 ($code, $out, $err) = $t->registryctl('apply', '-f',
     $t->write_file('bad.yaml', <<'EOF'));
@@ -219,14 +220,17 @@ metadata:
   name: reviews
   namespace: nsB
 spec:
+  gateways:
+  - mesh
   http:
   - route:
     - destination:
-        host: carts
+        host: shop
+        subset: v1
 EOF
-isnt $code, 0, 'a delegate routing to host carts: refused';
-like $err, qr/\Aregistryctl: .*host "carts" is not a host of the root VirtualService default\/shop.*\n\z/,
-    '... in one line naming the root' or diag $err;
+isnt $code, 0, 'a delegate with gateways: refused';
+like $err, qr/\Aregistryctl: .*spec\.gateways.*has no gateways.*\n\z/,
+    '... in one line naming the field' or diag $err;
 is $t->registry_index, $index, '... the index unchanged';
 is where('/reviews/1'), 'shop-v3', '... /reviews/ still reaches v3';
 
