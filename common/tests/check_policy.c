@@ -2000,6 +2000,35 @@ START_TEST(route_mirrors_read_and_pack)
     vs = mesh_policies_vs(p, "orders", 6);
     ck_assert_ptr_nonnull(vs);
     ck_assert_uint_eq(vs->http[0].nmirrors, 2);
+
+    size = mesh_policies_pack(p, NULL, 0);
+    block = malloc(size);
+    ck_assert_ptr_nonnull(block);
+    ck_assert_uint_eq(mesh_policies_pack(p, block, size), size);
+    q = mesh_policies_unpack(block, size, err, sizeof(err));
+    ck_assert_msg(q != NULL, "%s", err);
+    vs = mesh_policies_vs(q, "orders", 6);
+    ck_assert_uint_eq(vs->http[0].nmirrors, 2);
+    ck_assert_str_eq(vs->http[0].mirrors[0].host, "audit");
+    ck_assert_ptr_null(vs->http[0].mirrors[0].subset);
+    ck_assert_uint_eq(vs->http[0].mirrors[0].ppm, 250000);
+    ck_assert_str_eq(vs->http[0].mirrors[1].host, "orders");
+    ck_assert_str_eq(vs->http[0].mirrors[1].subset, "v2");
+    ck_assert_uint_eq(vs->http[0].mirrors[1].ppm, 1000000);
+    mesh_policies_free(q);
+    free(block);
+    mesh_policies_free(p);
+
+    /* a ppm over a million, an item without destination, a redirect
+     * with mirrors: refused */
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(ck_parse_len(bad[i], strlen(bad[i]), err, sizeof(err))
+                      == NULL, "case %zu parsed", i);
+    }
+}
+END_TEST
+
+
 /*
  * portLevelSettings: the entry for a port replaces the rule's policy
  * (nothing inherited from it); a subset's entry for a port takes what it
@@ -2073,26 +2102,6 @@ START_TEST(rule_port_level_settings_read_and_pack)
     block = malloc(size);
     ck_assert_ptr_nonnull(block);
     ck_assert_uint_eq(mesh_policies_pack(p, block, size), size);
-    q = mesh_policies_unpack(block, size, err, sizeof(err));
-    ck_assert_msg(q != NULL, "%s", err);
-    vs = mesh_policies_vs(q, "orders", 6);
-    ck_assert_uint_eq(vs->http[0].nmirrors, 2);
-    ck_assert_str_eq(vs->http[0].mirrors[0].host, "audit");
-    ck_assert_ptr_null(vs->http[0].mirrors[0].subset);
-    ck_assert_uint_eq(vs->http[0].mirrors[0].ppm, 250000);
-    ck_assert_str_eq(vs->http[0].mirrors[1].host, "orders");
-    ck_assert_str_eq(vs->http[0].mirrors[1].subset, "v2");
-    ck_assert_uint_eq(vs->http[0].mirrors[1].ppm, 1000000);
-    mesh_policies_free(q);
-    free(block);
-    mesh_policies_free(p);
-
-    /* a ppm over a million, an item without destination, a redirect
-     * with mirrors: refused */
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        ck_assert_msg(ck_parse_len(bad[i], strlen(bad[i]), err, sizeof(err))
-                      == NULL, "case %zu parsed", i);
-    }
     mesh_policies_free(p);
 
     q = mesh_policies_unpack(block, size, err, sizeof(err));
