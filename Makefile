@@ -32,7 +32,7 @@ COMMON_SRCS = common/mesh_json.c common/mesh_snapshot.c \
               common/mesh_policy_pack.c common/mesh_regex.c \
               common/mesh_balancer.c common/mesh_units.c common/mesh_name.c \
               common/mesh_addr.c common/mesh_token.c common/mesh_alloc.c \
-              common/mesh_buf.c common/mesh_accept.c
+              common/mesh_buf.c common/mesh_accept.c common/mesh_locality.c
 COMMON_HDRS = $(wildcard common/*.h)
 COMMON_CHECK_SRCS = $(wildcard common/tests/check_*.c)
 

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mesh_locality.h"
 #include "mesh_snapshot.h"
 
 enum {
@@ -202,6 +203,11 @@ typedef struct {
                                                cookie is issued */
     const char   *cookie_path;              /* httpCookie.path, or NULL */
     int           max_connections;          /* 0: no cap */
+
+    /* loadBalancer.localityLbSetting (NULL: none) and
+     * warmupDurationSecs (ms, -1: none) */
+    const mesh_locality_lb_t  *locality;
+    int64_t       warmup;
 
     /* the rest of connectionPool, -1 where not set */
     int64_t       connect_timeout;          /* ms */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "mesh_json.h"
+#include "mesh_name.h"
 #include "mesh_policy.h"
 #include "mesh_policy_int.h"
 #include "mesh_regex.h"
@@ -58,11 +59,25 @@ static const char *const  mesh_pt_keys[] = {
 
 enum {
     MESH_LB_K_SIMPLE = 0,
-    MESH_LB_K_CHASH
+    MESH_LB_K_CHASH,
+    MESH_LB_K_LOCALITY,
+    MESH_LB_K_WARMUP
 };
 
 static const char *const  mesh_lb_keys[] = {
-    "simple", "consistentHash", NULL
+    "simple", "consistentHash", "localityLbSetting", "warmupDurationMs", NULL
+};
+
+
+enum {
+    MESH_LL_ENABLED = 0,
+    MESH_LL_DISTRIBUTE,
+    MESH_LL_FAILOVER,
+    MESH_LL_PRIORITY
+};
+
+static const char *const  mesh_ll_keys[] = {
+    "enabled", "distribute", "failover", "failoverPriority", NULL
 };
 
 
@@ -171,6 +186,10 @@ static int mesh_policy_subset_ports(mesh_json_t *j,
     const mesh_destination_rule_t *dr, mesh_subset_t *ss);
 static int mesh_policy_lb(mesh_json_t *j, mesh_traffic_policy_t *tp);
 static int mesh_policy_chash(mesh_json_t *j, mesh_traffic_policy_t *tp);
+static int mesh_policy_locality(mesh_json_t *j, mesh_traffic_policy_t *tp);
+static int mesh_policy_distribute(mesh_json_t *j, void *elt);
+static int mesh_policy_failover(mesh_json_t *j, void *elt);
+static int mesh_policy_priority_key(mesh_json_t *j, void *elt);
 static int mesh_policy_cookie(mesh_json_t *j, mesh_traffic_policy_t *tp);
 static int mesh_policy_outlier(mesh_json_t *j, mesh_traffic_policy_t *tp);
 static int mesh_policy_pool(mesh_json_t *j, mesh_traffic_policy_t *tp);
@@ -511,7 +530,10 @@ mesh_policy_lb(mesh_json_t *j, mesh_traffic_policy_t *tp)
     while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
         k = mesh_policy_key(j, mesh_lb_keys, key, klen, &seen);
 
-        if (k >= 0 && (seen & ~(1u << k))) {
+        if ((k == MESH_LB_K_SIMPLE || k == MESH_LB_K_CHASH)
+            && (seen & ~(1u << k)
+                & ((1u << MESH_LB_K_SIMPLE) | (1u << MESH_LB_K_CHASH))))
+        {
             mesh_json_error(j, j->key_at, "\"loadBalancer\" holds both "
                             "\"simple\" and \"consistentHash\"");
             return -1;
@@ -553,6 +575,22 @@ mesh_policy_lb(mesh_json_t *j, mesh_traffic_policy_t *tp)
 
             break;
 
+        case MESH_LB_K_LOCALITY:
+            if (mesh_policy_locality(j, tp) != 0) {
+                return -1;
+            }
+
+            break;
+
+        case MESH_LB_K_WARMUP:
+            if (mesh_policy_ms(j, "warmupDurationMs", 1, &tp->warmup)
+                != 0)
+            {
+                return -1;
+            }
+
+            break;
+
         case -2:
             return -1;
 
@@ -568,8 +606,9 @@ mesh_policy_lb(mesh_json_t *j, mesh_traffic_policy_t *tp)
     }
 
     if (seen == 0) {
-        mesh_json_error(j, start, "\"loadBalancer\" without \"simple\" or "
-                        "\"consistentHash\"");
+        mesh_json_error(j, start, "\"loadBalancer\" without \"simple\", "
+                        "\"consistentHash\", \"localityLbSetting\" or "
+                        "\"warmupDurationMs\"");
         return -1;
     }
 
@@ -681,6 +720,310 @@ mesh_policy_chash(mesh_json_t *j, mesh_traffic_policy_t *tp)
 
 
 /* with ttlMs, a request without the cookie is given one (the module) */
+
+/*
+ * localityLbSetting: {"enabled": B, "distribute": [{"from": P, "to": {P: W}}],
+ * "failover": [{"from": R, "to": R}], "failoverPriority": [KEY]}
+ */
+static int
+mesh_policy_locality(mesh_json_t *j, mesh_traffic_policy_t *tp)
+{
+    int                   rc, k;
+    size_t                n, klen;
+    unsigned              seen;
+    mesh_locality_lb_t   *lb;
+    const unsigned char  *key;
+
+    if (mesh_policy_open(j, '{', "\"localityLbSetting\"") != 0) {
+        return -1;
+    }
+
+    lb = mesh_arena_alloc(j->arena, sizeof(mesh_locality_lb_t));
+    if (lb == NULL) {
+        mesh_json_error(j, j->pos, "out of memory");
+        return -1;
+    }
+
+    memset(lb, 0, sizeof(mesh_locality_lb_t));
+    lb->enabled = 1;
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_ll_keys, key, klen, &seen);
+
+        switch (k) {
+
+        case MESH_LL_ENABLED:
+            rc = mesh_policy_bool(j, "enabled", &lb->enabled);
+            break;
+
+        case MESH_LL_DISTRIBUTE:
+            lb->distribute = mesh_policy_list(j, "\"distribute\"",
+                                              sizeof(mesh_locality_distribute_t),
+                                              mesh_policy_distribute,
+                                              &lb->ndistribute);
+            rc = j->failed ? -1 : 0;
+            break;
+
+        case MESH_LL_FAILOVER:
+            lb->failover = mesh_policy_list(j, "\"failover\"",
+                                            sizeof(mesh_locality_failover_t),
+                                            mesh_policy_failover,
+                                            &lb->nfailover);
+            rc = j->failed ? -1 : 0;
+            break;
+
+        case MESH_LL_PRIORITY:
+            lb->priority = mesh_policy_list(j, "\"failoverPriority\"",
+                                            sizeof(char *),
+                                            mesh_policy_priority_key,
+                                            &lb->npriority);
+            rc = j->failed ? -1 : 0;
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 5);
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    tp->locality = lb;
+
+    return 0;
+}
+
+
+/* a locality pattern, as registryd checked it */
+
+static char *
+mesh_policy_pattern(mesh_json_t *j, const char *what)
+{
+    char                 *s;
+    const unsigned char  *at;
+
+    at = j->pos;
+
+    s = mesh_json_cstr(j, what);
+    if (s == NULL) {
+        return NULL;
+    }
+
+    if (!mesh_locality_pattern_valid(s, strlen(s))) {
+        mesh_json_error(j, at, "%s \"%.64s\" is not a locality", what, s);
+        return NULL;
+    }
+
+    return s;
+}
+
+
+static int
+mesh_policy_distribute(mesh_json_t *j, void *elt)
+{
+    mesh_locality_distribute_t  *d = elt;
+
+    int                      rc, k;
+    char                    *loc;
+    size_t                   n, klen, i, total;
+    unsigned                 seen;
+    mesh_vec_t               v;
+    mesh_locality_weight_t  *w;
+    const unsigned char     *key, *start;
+
+    static const char *const  keys[] = { "from", "to", NULL };
+
+    memset(d, 0, sizeof(mesh_locality_distribute_t));
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "a \"distribute\" item") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, keys, key, klen, &seen);
+
+        if (k == 0) {
+            d->from = mesh_policy_pattern(j, "\"from\"");
+            rc = d->from ? 0 : -1;
+
+        } else if (k == 1) {
+            if (mesh_policy_open(j, '{', "\"to\"") != 0) {
+                return -1;
+            }
+
+            memset(&v, 0, sizeof(mesh_vec_t));
+            v.size = sizeof(mesh_locality_weight_t);
+            i = 0;
+
+            while ((rc = mesh_json_next_member(j, &i, &key, &klen)) == 1) {
+                loc = mesh_arena_alloc(j->arena, klen + 1);
+                w = loc ? mesh_vec_push(j, &v) : NULL;
+
+                if (w == NULL) {
+                    mesh_json_error(j, j->key_at, "out of memory");
+                    rc = -1;
+                    break;
+                }
+
+                memcpy(loc, key, klen);
+                loc[klen] = '\0';
+
+                if (strlen(loc) != klen
+                    || !mesh_locality_pattern_valid(loc, klen))
+                {
+                    mesh_json_error(j, j->key_at, "\"to\" key \"%.64s\" is "
+                                    "not a locality", loc);
+                    rc = -1;
+                    break;
+                }
+
+                w->locality = loc;
+
+                if (mesh_policy_int(j, "to", 1, 100, &w->weight) != 0) {
+                    rc = -1;
+                    break;
+                }
+            }
+
+            if (rc == 0) {
+                d->nto = v.nelts;
+                d->to = mesh_policy_copy(j, &v);
+
+                if (v.nelts && d->to == NULL) {
+                    rc = -1;
+                }
+            }
+
+            free(v.elts);
+
+        } else if (k == -2) {
+            return -1;
+
+        } else {
+            rc = mesh_json_skip(j, 6);
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    total = 0;
+
+    for (i = 0; i < d->nto; i++) {
+        total += (size_t) d->to[i].weight;
+    }
+
+    if (d->from == NULL || d->nto == 0 || total != 100) {
+        mesh_json_error(j, start, "a \"distribute\" item needs \"from\" and "
+                        "\"to\" weights summing to 100");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+mesh_policy_failover(mesh_json_t *j, void *elt)
+{
+    mesh_locality_failover_t  *f = elt;
+
+    int                   rc, k;
+    char                 *r;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key, *start, *at;
+
+    static const char *const  keys[] = { "from", "to", NULL };
+
+    memset(f, 0, sizeof(mesh_locality_failover_t));
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "a \"failover\" item") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, keys, key, klen, &seen);
+
+        if (k == 0 || k == 1) {
+            at = j->pos;
+
+            r = mesh_json_cstr(j, "a failover region");
+            if (r == NULL) {
+                return -1;
+            }
+
+            if (!mesh_name_valid(r, strlen(r))) {
+                mesh_json_error(j, at, "failover region \"%.64s\" is not a "
+                                "name", r);
+                return -1;
+            }
+
+            if (k == 0) {
+                f->from = r;
+
+            } else {
+                f->to = r;
+            }
+
+        } else if (k == -2) {
+            return -1;
+
+        } else if (mesh_json_skip(j, 6) != 0) {
+            return -1;
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (f->from == NULL || f->to == NULL) {
+        mesh_json_error(j, start, "a \"failover\" item needs \"from\" and "
+                        "\"to\"");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+mesh_policy_priority_key(mesh_json_t *j, void *elt)
+{
+    char  **key = elt;
+
+    *key = mesh_json_cstr(j, "a failoverPriority key");
+
+    return *key ? 0 : -1;
+}
+
 
 static int
 mesh_policy_cookie(mesh_json_t *j, mesh_traffic_policy_t *tp)
@@ -1053,6 +1396,8 @@ mesh_policy_traffic_init(mesh_traffic_policy_t *tp)
     tp->cookie_ttl = -1;
     tp->cookie_path = NULL;
     tp->max_connections = 0;
+    tp->locality = NULL;
+    tp->warmup = -1;
 
     tp->connect_timeout = -1;
     tp->tcp_keepalive = -1;
@@ -1082,11 +1427,13 @@ static void
 mesh_policy_inherit(mesh_traffic_policy_t *tp,
     const mesh_traffic_policy_t *from)
 {
-    if (tp->lb == MESH_LB_NONE) {
+    if (tp->lb == MESH_LB_NONE && tp->locality == NULL && tp->warmup == -1) {
         tp->lb = from->lb;
         tp->hash_name = from->hash_name;
         tp->cookie_ttl = from->cookie_ttl;
         tp->cookie_path = from->cookie_path;
+        tp->locality = from->locality;
+        tp->warmup = from->warmup;
     }
 
     if (tp->max_connections == 0) {

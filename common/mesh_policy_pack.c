@@ -102,6 +102,70 @@ mesh_pack_array(mesh_pack_t *pk, const void *from, size_t n, size_t size,
 }
 
 
+/* localityLbSetting: the setting, its lists and their strings */
+static void
+mesh_pack_locality(mesh_pack_t *pk, const mesh_locality_lb_t *from,
+    const mesh_locality_lb_t **field)
+{
+    size_t                       i, k, off, off2, off3;
+    const char                  *tmp;
+    mesh_locality_lb_t          *lb;
+    mesh_locality_failover_t    *fo;
+    mesh_locality_distribute_t  *d;
+    mesh_locality_weight_t      *w;
+
+    off = mesh_pack_array(pk, from, from ? 1 : 0, sizeof(mesh_locality_lb_t),
+                          field ? (void *) field : (void *) &tmp);
+
+    if (from == NULL) {
+        return;
+    }
+
+    lb = mesh_pack_at(pk, off);
+
+    off2 = mesh_pack_array(pk, from->distribute, from->ndistribute,
+                           sizeof(mesh_locality_distribute_t),
+                           lb ? (void *) &lb->distribute : (void *) &tmp);
+
+    for (i = 0; i < from->ndistribute; i++) {
+        d = mesh_pack_at(pk, off2 + i * sizeof(mesh_locality_distribute_t));
+        mesh_pack_str(pk, from->distribute[i].from, d ? &d->from : &tmp);
+
+        off3 = mesh_pack_array(pk, from->distribute[i].to,
+                               from->distribute[i].nto,
+                               sizeof(mesh_locality_weight_t),
+                               d ? (void *) &d->to : (void *) &tmp);
+
+        for (k = 0; k < from->distribute[i].nto; k++) {
+            w = mesh_pack_at(pk, off3 + k * sizeof(mesh_locality_weight_t));
+            mesh_pack_str(pk, from->distribute[i].to[k].locality,
+                          w ? &w->locality : &tmp);
+        }
+    }
+
+    off2 = mesh_pack_array(pk, from->failover, from->nfailover,
+                           sizeof(mesh_locality_failover_t),
+                           lb ? (void *) &lb->failover : (void *) &tmp);
+
+    for (i = 0; i < from->nfailover; i++) {
+        fo = mesh_pack_at(pk, off2 + i * sizeof(mesh_locality_failover_t));
+        mesh_pack_str(pk, from->failover[i].from, fo ? &fo->from : &tmp);
+        mesh_pack_str(pk, from->failover[i].to, fo ? &fo->to : &tmp);
+    }
+
+    off2 = mesh_pack_array(pk, from->priority, from->npriority,
+                           sizeof(char *),
+                           lb ? (void *) &lb->priority : (void *) &tmp);
+
+    for (i = 0; i < from->npriority; i++) {
+        mesh_pack_str(pk, from->priority[i],
+                      lb ? (const char **) mesh_pack_at(pk, off2
+                                                        + i * sizeof(char *))
+                         : &tmp);
+    }
+}
+
+
 static void
 mesh_pack_traffic(mesh_pack_t *pk, const mesh_traffic_policy_t *from,
     mesh_traffic_policy_t *to)
@@ -113,6 +177,8 @@ mesh_pack_traffic(mesh_pack_t *pk, const mesh_traffic_policy_t *from,
 
     field = to ? &to->cookie_path : &tmp;
     mesh_pack_str(pk, from->cookie_path, field);
+
+    mesh_pack_locality(pk, from->locality, to ? &to->locality : NULL);
 }
 
 
@@ -580,6 +646,10 @@ mesh_unpack_labels(mesh_unpack_t *u, mesh_label_t **field, size_t n)
 }
 
 
+static void mesh_unpack_locality(mesh_unpack_t *u,
+    const mesh_locality_lb_t **field);
+
+
 /* portLevelSettings: each policy's strings */
 static void
 mesh_unpack_ports(mesh_unpack_t *u, mesh_port_policy_t **field, size_t n)
@@ -592,6 +662,7 @@ mesh_unpack_ports(mesh_unpack_t *u, mesh_port_policy_t **field, size_t n)
     for (i = 0; pp && i < n; i++) {
         mesh_unpack_str(u, &pp[i].policy.hash_name);
         mesh_unpack_str(u, &pp[i].policy.cookie_path);
+        mesh_unpack_locality(u, &pp[i].policy.locality);
     }
 }
 
@@ -655,6 +726,60 @@ mesh_unpack_shape(mesh_unpack_t *u, mesh_http_route_t *rt)
 
     if (dr) {
         mesh_unpack_strn(u, &dr->body, dr->body_len);
+    }
+}
+
+
+/* localityLbSetting: every string there, each list as long as it says */
+static void
+mesh_unpack_locality(mesh_unpack_t *u, const mesh_locality_lb_t **field)
+{
+    size_t                       i, k;
+    mesh_locality_lb_t          *lb;
+    mesh_locality_failover_t    *fo;
+    mesh_locality_distribute_t  *d;
+    mesh_locality_weight_t      *w;
+
+    lb = mesh_unpack_ptr(u, (void *) field, sizeof(mesh_locality_lb_t));
+    if (lb == NULL) {
+        return;
+    }
+
+    d = mesh_unpack_array(u, &lb->distribute, lb->ndistribute,
+                          sizeof(mesh_locality_distribute_t));
+
+    for (i = 0; d && !u->bad && i < lb->ndistribute; i++) {
+        mesh_unpack_str(u, &d[i].from);
+
+        w = mesh_unpack_array(u, &d[i].to, d[i].nto,
+                              sizeof(mesh_locality_weight_t));
+
+        for (k = 0; w && !u->bad && k < d[i].nto; k++) {
+            mesh_unpack_str(u, &w[k].locality);
+            u->bad |= (w[k].locality == NULL);
+        }
+
+        u->bad |= (d[i].from == NULL);
+    }
+
+    fo = mesh_unpack_array(u, &lb->failover, lb->nfailover,
+                           sizeof(mesh_locality_failover_t));
+
+    for (i = 0; fo && !u->bad && i < lb->nfailover; i++) {
+        mesh_unpack_str(u, &fo[i].from);
+        mesh_unpack_str(u, &fo[i].to);
+        u->bad |= (fo[i].from == NULL || fo[i].to == NULL);
+    }
+
+    if (!u->bad
+        && mesh_unpack_array(u, (void *) &lb->priority, lb->npriority,
+                             sizeof(char *))
+           != NULL)
+    {
+        for (i = 0; !u->bad && i < lb->npriority; i++) {
+            mesh_unpack_str(u, &lb->priority[i]);
+            u->bad |= (lb->priority[i] == NULL);
+        }
     }
 }
 
@@ -779,6 +904,7 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
         mesh_unpack_str(&u, &dr[i].host);
         mesh_unpack_str(&u, &dr[i].traffic.hash_name);
         mesh_unpack_str(&u, &dr[i].traffic.cookie_path);
+        mesh_unpack_locality(&u, &dr[i].traffic.locality);
         mesh_unpack_ports(&u, &dr[i].ports, dr[i].nports);
 
         sb = mesh_unpack_array(&u, &dr[i].subsets, dr[i].nsubsets,
@@ -788,6 +914,7 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
             mesh_unpack_str(&u, &sb[k].name);
             mesh_unpack_str(&u, &sb[k].policy.hash_name);
             mesh_unpack_str(&u, &sb[k].policy.cookie_path);
+            mesh_unpack_locality(&u, &sb[k].policy.locality);
             mesh_unpack_ports(&u, &sb[k].ports, sb[k].nports);
 
             mesh_unpack_labels(&u, &sb[k].labels, sb[k].nlabels);
