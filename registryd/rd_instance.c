@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "mesh_alloc.h"
+#include "mesh_locality.h"
 #include "rd_check.h"
 #include "rd_metrics.h"
 #include "rd_registry_int.h"
@@ -164,10 +165,11 @@ int
 rd_instance_from_json(json_t *obj, int stored, rd_instance_t *in, char *err,
     const char **field)
 {
-    int          have_addr = 0, have_port = 0;
-    json_t      *v;
-    json_int_t   n;
-    const char  *k, *s;
+    int              have_addr = 0, have_port = 0;
+    json_t          *v;
+    json_int_t       n;
+    const char      *k, *s;
+    mesh_locality_t  loc;
 
     *field = NULL;
 
@@ -214,12 +216,14 @@ rd_instance_from_json(json_t *obj, int stored, rd_instance_t *in, char *err,
 
         } else if (strcmp(k, "zone") == 0) {
             s = json_string_value(v);
-            if (s == NULL || json_string_length(v) > RD_NAME_MAX
+            if (s == NULL || json_string_length(v) > MESH_LOCALITY_MAX
                 || (json_string_length(v)
-                    && !mesh_name_valid(s, json_string_length(v))))
+                    && mesh_locality_parse(s, json_string_length(v), &loc)
+                       != 0))
             {
-                snprintf(err, RD_ERR_LEN, "zone must be a name of at most "
-                         "128 characters");
+                snprintf(err, RD_ERR_LEN, "zone must be a locality: region, "
+                         "region/zone or region/zone/subzone, each a name, "
+                         "at most 128 characters in all");
                 *field = "zone";
                 return -1;
             }

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "mesh_locality.h"
+#include "mesh_name.h"
 #include "mesh_policy.h"
 #include "mesh_regex.h"
 #include "rd_policy_int.h"
@@ -202,14 +204,369 @@ rd_parse_chash(rd_pctx_t *c, yaml_node_t *n, json_t **out)
 }
 
 
+/* a locality pattern of distribute: region/zone/subzone, "*" last */
+static int
+rd_get_locality(rd_pctx_t *c, yaml_node_t *n, const char *s)
+{
+    if (!mesh_locality_pattern_valid(s, strlen(s))) {
+        return rd_perr(c, n, "\"%.64s\" is not a locality: region, "
+                       "region/zone or region/zone/subzone, each a name, "
+                       "the last may be \"*\"", s);
+    }
+
+    return 0;
+}
+
+
+/* distribute[]: {from, to: {locality: weight}}, the weights summing to
+ * 100, no two "to" localities (nor two "from") that can match one */
+static int
+rd_parse_distribute(rd_pctx_t *c, yaml_node_t *n, json_t *arr)
+{
+    size_t             old, old2, i, total;
+    json_t            *o, *to, *jv;
+    long long          w;
+    const char        *k, *s, *key;
+    yaml_node_t       *kn, *v, *iv, *tkn, *tv, *from;
+    yaml_node_item_t  *it;
+    yaml_node_pair_t  *p, *tp;
+
+    rd_foreach_item(c, n, it, i, iv) {
+        old = rd_path_idx(c, i);
+
+        if (rd_check_map(c, iv) != 0) {
+            return -1;
+        }
+
+        o = rd_jobj();
+        rd_jpush(arr, o);
+        from = NULL;
+        to = NULL;
+
+        rd_foreach_pair(c, iv, p, k, kn, v) {
+            old2 = rd_path_key(c, k);
+
+            if (strcmp(k, "from") == 0) {
+                if (rd_get_nonempty(c, v, 128, &s) != 0
+                    || rd_get_locality(c, v, s) != 0)
+                {
+                    return -1;
+                }
+
+                from = v;
+                rd_jset(o, k, json_string(s));
+
+            } else if (strcmp(k, "to") == 0) {
+                if (rd_check_map(c, v) != 0) {
+                    return -1;
+                }
+
+                to = rd_jobj();
+                rd_jset(o, k, to);
+                total = 0;
+
+                rd_foreach_pair(c, v, tp, key, tkn, tv) {
+                    if (rd_get_locality(c, tkn, key) != 0) {
+                        return -1;
+                    }
+
+                    if (rd_get_int(c, tv, 1, 100, &w) != 0) {
+                        return -1;
+                    }
+
+                    json_object_foreach(to, s, jv) {
+                        if (mesh_locality_overlap(s, key)) {
+                            return rd_perr(c, tkn, "\"%.64s\" overlaps "
+                                           "\"%.64s\": a locality takes "
+                                           "one weight", key, s);
+                        }
+                    }
+
+                    rd_jset(to, key, json_integer(w));
+                    total += (size_t) w;
+                }
+
+                if (total != 100) {
+                    return rd_perr(c, v, "the weights add up to %zu, not "
+                                   "100", total);
+                }
+
+            } else {
+                return rd_unknown(c, kn, k, "from,to", NULL);
+            }
+
+            rd_path_pop(c, old2);
+        }
+
+        if (from == NULL) {
+            return rd_missing(c, iv, "from");
+        }
+
+        if (to == NULL) {
+            return rd_missing(c, iv, "to");
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    /* Istio: no two "from" that can match one locality */
+
+    for (i = 0; i < json_array_size(arr); i++) {
+        k = json_string_value(json_object_get(json_array_get(arr, i),
+                                              "from"));
+        for (total = 0; total < i; total++) {
+            s = json_string_value(json_object_get(json_array_get(arr, total),
+                                                  "from"));
+            if (mesh_locality_overlap(k, s)) {
+                old = rd_path_idx(c, i);
+                return rd_perr(c, n, "distribute[%zu].from \"%.64s\" "
+                               "overlaps distribute[%zu].from \"%.64s\"", i,
+                               k, total, s);
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+/* failover[]: {from: region, to: region}, two different regions */
+static int
+rd_parse_failover(rd_pctx_t *c, yaml_node_t *n, json_t *arr)
+{
+    size_t             old, old2, i;
+    json_t            *o;
+    const char        *k, *s, *f, *t;
+    yaml_node_t       *kn, *v, *iv;
+    yaml_node_item_t  *it;
+    yaml_node_pair_t  *p;
+
+    rd_foreach_item(c, n, it, i, iv) {
+        old = rd_path_idx(c, i);
+
+        if (rd_check_map(c, iv) != 0) {
+            return -1;
+        }
+
+        o = rd_jobj();
+        rd_jpush(arr, o);
+
+        rd_foreach_pair(c, iv, p, k, kn, v) {
+            old2 = rd_path_key(c, k);
+
+            if (strcmp(k, "from") == 0 || strcmp(k, "to") == 0) {
+                if (rd_get_nonempty(c, v, 128, &s) != 0) {
+                    return -1;
+                }
+
+                if (strchr(s, '/') || strchr(s, '*')) {
+                    return rd_perr(c, v, "\"%.64s\": failover names regions "
+                                   "only (no \"/\", no \"*\")", s);
+                }
+
+                if (!mesh_name_valid(s, strlen(s))) {
+                    return rd_perr(c, v, "\"%.64s\" is not a region name",
+                                   s);
+                }
+
+                rd_jset(o, k, json_string(s));
+
+            } else {
+                return rd_unknown(c, kn, k, "from,to", NULL);
+            }
+
+            rd_path_pop(c, old2);
+        }
+
+        f = json_string_value(json_object_get(o, "from"));
+        t = json_string_value(json_object_get(o, "to"));
+
+        if (f == NULL) {
+            return rd_missing(c, iv, "from");
+        }
+
+        if (t == NULL) {
+            return rd_missing(c, iv, "to");
+        }
+
+        if (strcmp(f, t) == 0) {
+            return rd_perr(c, iv, "failover from \"%.64s\" to itself: "
+                           "give two different regions", f);
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    return 0;
+}
+
+
+/* failoverPriority[]: Istio's topology keys, or instance label names */
+static int
+rd_parse_failover_priority(rd_pctx_t *c, yaml_node_t *n, json_t *arr,
+    int *topology)
+{
+    size_t             old, i, k;
+    const char        *s;
+    yaml_node_t       *iv;
+    yaml_node_item_t  *it;
+
+    *topology = 0;
+
+    rd_foreach_item(c, n, it, i, iv) {
+        old = rd_path_idx(c, i);
+
+        if (rd_get_nonempty(c, iv, 128, &s) != 0) {
+            return -1;
+        }
+
+        if (strcmp(s, MESH_TOPOLOGY_REGION) == 0
+            || strcmp(s, MESH_TOPOLOGY_ZONE) == 0
+            || strcmp(s, MESH_TOPOLOGY_SUBZONE) == 0)
+        {
+            *topology = 1;
+
+        } else if (strcmp(s, "topology.istio.io/network") == 0) {
+            return rd_perr(c, iv, "ngx_mesh has no networks: use the "
+                           "locality keys (" MESH_TOPOLOGY_REGION ", "
+                           MESH_TOPOLOGY_ZONE ", " MESH_TOPOLOGY_SUBZONE
+                           ") or instance label names");
+
+        } else if (strchr(s, '=')) {
+            return rd_perr(c, iv, "\"%.64s\": a key with a value is not "
+                           "supported: give the label name", s);
+
+        } else if (!mesh_name_valid(s, strlen(s))) {
+            return rd_perr(c, iv, "\"%.64s\" is neither a topology key "
+                           "nor a label name", s);
+        }
+
+        for (k = 0; k < json_array_size(arr); k++) {
+            if (strcmp(json_string_value(json_array_get(arr, k)), s) == 0) {
+                return rd_perr(c, iv, "\"%.64s\" is given twice", s);
+            }
+        }
+
+        rd_jpush(arr, json_string(s));
+        rd_path_pop(c, old);
+    }
+
+    return 0;
+}
+
+
+/* localityLbSetting, normalized: "enabled" always, the lists when not
+ * empty */
+static int
+rd_parse_locality(rd_pctx_t *c, yaml_node_t *n, json_t **out)
+{
+    int                b, topology;
+    size_t             old;
+    json_t            *o, *dist, *fo, *fp;
+    const char        *k;
+    yaml_node_t       *kn, *v, *fon;
+    yaml_node_pair_t  *p;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    o = rd_jobj();
+    *out = o;
+    rd_jset(o, "enabled", json_true());
+
+    dist = NULL;
+    fo = NULL;
+    fp = NULL;
+    fon = NULL;
+    topology = 0;
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "enabled") == 0) {
+            if (rd_get_bool(c, v, &b) != 0) {
+                return -1;
+            }
+            rd_jset(o, k, json_boolean(b));
+
+        } else if (strcmp(k, "distribute") == 0) {
+            if (rd_check_seq(c, v, 0) != 0) {
+                return -1;
+            }
+            dist = rd_jarr();
+            rd_jset(o, k, dist);
+            if (rd_parse_distribute(c, v, dist) != 0) {
+                return -1;
+            }
+
+        } else if (strcmp(k, "failover") == 0) {
+            if (rd_check_seq(c, v, 0) != 0) {
+                return -1;
+            }
+            fo = rd_jarr();
+            fon = kn;
+            rd_jset(o, k, fo);
+            if (rd_parse_failover(c, v, fo) != 0) {
+                return -1;
+            }
+
+        } else if (strcmp(k, "failoverPriority") == 0) {
+            if (rd_check_seq(c, v, 0) != 0) {
+                return -1;
+            }
+            fp = rd_jarr();
+            rd_jset(o, k, fp);
+            if (rd_parse_failover_priority(c, v, fp, &topology) != 0) {
+                return -1;
+            }
+
+        } else {
+            return rd_unknown(c, kn, k, "enabled,distribute,failover,"
+                              "failoverPriority", NULL);
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    /* Istio's rules */
+
+    if (dist && json_array_size(dist) && fo && json_array_size(fo)) {
+        return rd_perr(c, n, "distribute and failover cannot be given "
+                       "together");
+    }
+
+    if (fo && json_array_size(fo) && topology) {
+        old = rd_path_key(c, "failover");
+        return rd_perr(c, fon, "failover cannot be given with a topology "
+                       "key in failoverPriority");
+    }
+
+    if (dist && json_array_size(dist) == 0) {
+        json_object_del(o, "distribute");
+    }
+
+    if (fo && json_array_size(fo) == 0) {
+        json_object_del(o, "failover");
+    }
+
+    if (fp && json_array_size(fp) == 0) {
+        json_object_del(o, "failoverPriority");
+    }
+
+    return 0;
+}
+
+
 static int
 rd_parse_lb(rd_pctx_t *c, yaml_node_t *n, json_t **out)
 {
     int                kinds = 0;
     size_t             old;
-    json_t            *o, *ch;
+    int64_t            ms;
+    json_t            *o, *ch, *ll;
     const char        *k, *s;
-    yaml_node_t       *kn, *v;
+    yaml_node_t       *kn, *v, *lln, *wn;
     yaml_node_pair_t  *p;
 
     if (rd_check_map(c, n) != 0) {
@@ -219,8 +576,33 @@ rd_parse_lb(rd_pctx_t *c, yaml_node_t *n, json_t **out)
     o = rd_jobj();
     *out = o;
 
+    lln = NULL;
+    wn = NULL;
+
     rd_foreach_pair(c, n, p, k, kn, v) {
         old = rd_path_key(c, k);
+
+        if (strcmp(k, "localityLbSetting") == 0) {
+            ll = NULL;
+            if (rd_parse_locality(c, v, &ll) != 0) {
+                json_decref(ll);
+                return -1;
+            }
+            rd_jset(o, k, ll);
+            lln = kn;
+            rd_path_pop(c, old);
+            continue;
+        }
+
+        if (strcmp(k, "warmupDurationSecs") == 0) {
+            if (rd_get_duration(c, v, 1, &ms) != 0) {
+                return -1;
+            }
+            rd_jset(o, "warmupDurationMs", json_integer(ms));
+            wn = kn;
+            rd_path_pop(c, old);
+            continue;
+        }
 
         if (strcmp(k, "simple") == 0) {
             if (rd_get_str(c, v, &s) != 0) {
@@ -255,16 +637,40 @@ rd_parse_lb(rd_pctx_t *c, yaml_node_t *n, json_t **out)
             rd_jset(o, k, ch);
 
         } else {
-            return rd_unknown(c, kn, k, "simple,consistentHash",
-                              "localityLbSetting,warmupDurationSecs,warmup");
+            return rd_unknown(c, kn, k, "simple,consistentHash,"
+                              "localityLbSetting,warmupDurationSecs",
+                              "warmup");
         }
 
         kinds++;
         rd_path_pop(c, old);
     }
 
-    if (kinds != 1) {
-        return rd_perr(c, n, "needs exactly one of simple, consistentHash");
+    if (kinds > 1 || (kinds == 0 && lln == NULL && wn == NULL)) {
+        return rd_perr(c, n, "needs exactly one of simple, "
+                       "consistentHash (localityLbSetting and "
+                       "warmupDurationSecs may go with it or alone)");
+    }
+
+    /* what nginx cannot do with a hash ring, and Envoy's slow start
+     * balancers */
+
+    if (lln && json_object_get(o, "consistentHash")) {
+        old = rd_path_key(c, "localityLbSetting");
+        return rd_perr(c, lln, "localityLbSetting with consistentHash is "
+                       "not supported: ngx_mesh hashes over all the "
+                       "instances");
+    }
+
+    s = json_string_value(json_object_get(o, "simple"));
+
+    if (wn && (json_object_get(o, "consistentHash")
+               || (s && strcmp(s, "RANDOM") == 0)))
+    {
+        old = rd_path_key(c, "warmupDurationSecs");
+        return rd_perr(c, wn, "warmupDurationSecs needs ROUND_ROBIN or "
+                       "LEAST_REQUEST (Envoy's slow start), not %s",
+                       s ? s : "consistentHash");
     }
 
     return 0;

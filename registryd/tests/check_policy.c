@@ -651,6 +651,154 @@ START_TEST(policy_parse_destination_rule_normalizes)
 END_TEST
 
 
+/* localityLbSetting and warmupDurationSecs: Istio's rules */
+
+#define LB  DR "  trafficPolicy:\n    loadBalancer:\n"
+
+static const struct {
+    const char  *yaml;
+    const char  *field;
+    const char  *msg;
+} bad_locality[] = {
+    { LB "      localityLbSetting:\n"
+         "        distribute: [{from: a/*, to: {b/*: 100}}]\n"
+         "        failover: [{from: a, to: b}]\n",
+      "spec.trafficPolicy.loadBalancer.localityLbSetting",
+      "distribute and failover cannot be given together" },
+    { LB "      localityLbSetting:\n"
+         "        distribute: [{from: a/*, to: {b/*: 60, c: 30}}]\n",
+      "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to",
+      "add up to 90, not 100" },
+    { LB "      localityLbSetting:\n"
+         "        distribute: [{from: a/*, to: {b/*: 0, c: 100}}]\n",
+      "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to",
+      "1..100" },
+    { LB "      localityLbSetting:\n"
+         "        distribute: [{from: a/*, to: {b/*: 50, b/z1: 50}}]\n",
+      "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to",
+      "overlaps" },
+    { LB "      localityLbSetting:\n"
+         "        distribute: [{from: \"*/z\", to: {b: 100}}]\n",
+      "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].from",
+      "is not a locality" },
+    { LB "      localityLbSetting:\n"
+         "        distribute: [{from: a/b/c/d, to: {b: 100}}]\n",
+      "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].from",
+      "is not a locality" },
+    { LB "      localityLbSetting:\n"
+         "        distribute: [{to: {b: 100}}]\n",
+      "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].from",
+      "is required" },
+    { LB "      localityLbSetting:\n"
+         "        failover: [{from: a, to: a}]\n",
+      "spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0]",
+      "to itself" },
+    { LB "      localityLbSetting:\n"
+         "        failover: [{from: a/z1, to: b}]\n",
+      "spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0].from",
+      "regions only" },
+    { LB "      localityLbSetting:\n"
+         "        failover: [{from: a, to: \"*\"}]\n",
+      "spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0].to",
+      "regions only" },
+    { LB "      localityLbSetting:\n"
+         "        failover: [{from: a, to: b}]\n"
+         "        failoverPriority: [topology.kubernetes.io/zone]\n",
+      "spec.trafficPolicy.loadBalancer.localityLbSetting.failover",
+      "topology key" },
+    { LB "      localityLbSetting:\n"
+         "        failoverPriority: [topology.istio.io/network]\n",
+      "spec.trafficPolicy.loadBalancer.localityLbSetting.failoverPriority[0]",
+      "no networks" },
+    { LB "      localityLbSetting:\n"
+         "        failoverPriority: [version, version]\n",
+      "spec.trafficPolicy.loadBalancer.localityLbSetting.failoverPriority[1]",
+      "given twice" },
+    { LB "      localityLbSetting:\n"
+         "        enabled: yes please\n",
+      "spec.trafficPolicy.loadBalancer.localityLbSetting.enabled",
+      "true or false" },
+    { LB "      localityLbSetting: {weights: 1}\n",
+      "spec.trafficPolicy.loadBalancer.localityLbSetting.weights",
+      "unknown field \"weights\"" },
+    { LB "      consistentHash: {useSourceIp: true}\n"
+         "      localityLbSetting: {enabled: true}\n",
+      "spec.trafficPolicy.loadBalancer.localityLbSetting",
+      "with consistentHash is not supported" },
+    { LB "      simple: RANDOM\n"
+         "      warmupDurationSecs: 10s\n",
+      "spec.trafficPolicy.loadBalancer.warmupDurationSecs",
+      "needs ROUND_ROBIN or LEAST_REQUEST" },
+    { LB "      warmupDurationSecs: 10\n",
+      "spec.trafficPolicy.loadBalancer.warmupDurationSecs",
+      "must be a duration" },
+    { LB "      warmup: {duration: 10s}\n",
+      "spec.trafficPolicy.loadBalancer.warmup",
+      "unsupported field \"warmup\"" },
+};
+
+
+START_TEST(policy_parse_locality_refused_as_istio)
+{
+    rd_policy_t      *p;
+    rd_policy_err_t   e;
+
+    p = rd_policy_parse("pol", bad_locality[_i].yaml,
+                        strlen(bad_locality[_i].yaml), &e);
+    ck_assert_msg(p == NULL, "case %d accepted", _i);
+
+    ck_assert_msg(strstr(e.msg, bad_locality[_i].msg) != NULL,
+                  "case %d: message \"%s\" lacks \"%s\"", _i, e.msg,
+                  bad_locality[_i].msg);
+    ck_assert_msg(strcmp(e.field, bad_locality[_i].field) == 0,
+                  "case %d: field \"%s\", want \"%s\" (%s)", _i, e.field,
+                  bad_locality[_i].field, e.msg);
+}
+END_TEST
+
+
+START_TEST(policy_parse_locality_and_warmup_normalize)
+{
+    size_t   n;
+    json_t  *v;
+
+    v = normalized(
+        LB "      simple: LEAST_REQUEST\n"
+           "      warmupDurationSecs: 1m\n"
+           "      localityLbSetting:\n"
+           "        failover: [{from: us-east, to: eu-west}]\n"
+           "        failoverPriority: [version]\n"
+           "        distribute: []\n"
+           "    outlierDetection: {consecutive5xxErrors: 1}\n"
+           "  subsets:\n"
+           "  - name: v1\n"
+           "    labels: {version: v1}\n"
+           "    trafficPolicy:\n"
+           "      loadBalancer:\n"
+           "        localityLbSetting:\n"
+           "          enabled: false\n"
+           "          distribute:\n"
+           "          - from: us-east/*\n"
+           "            to: {\"us-east/*\": 80, \"eu-west/z1\": 20}\n", &n);
+
+    ck_assert_uint_eq(n, 1);
+    expect_json(json_array_get(v, 0),
+        "{\"policy\":\"pol\",\"kind\":\"DestinationRule\",\"name\":\"d\","
+        "\"host\":\"orders\",\"trafficPolicy\":{\"loadBalancer\":{"
+        "\"simple\":\"LEAST_REQUEST\",\"warmupDurationMs\":60000,"
+        "\"localityLbSetting\":{\"enabled\":true,"
+        "\"failover\":[{\"from\":\"us-east\",\"to\":\"eu-west\"}],"
+        "\"failoverPriority\":[\"version\"]}},"
+        "\"outlierDetection\":{\"consecutive5xxErrors\":1}},"
+        "\"subsets\":[{\"name\":\"v1\",\"labels\":{\"version\":\"v1\"},"
+        "\"trafficPolicy\":{\"loadBalancer\":{\"localityLbSetting\":{"
+        "\"enabled\":false,\"distribute\":[{\"from\":\"us-east/*\","
+        "\"to\":{\"us-east/*\":80,\"eu-west/z1\":20}}]}}}}]}");
+    json_decref(v);
+}
+END_TEST
+
+
 START_TEST(policy_parse_virtual_service_normalizes)
 {
     size_t   n;
@@ -1569,6 +1717,9 @@ policy_suite(void)
     tcase_add_loop_test(tc, policy_parse_bad_document_names_field_line_column,
                         0, (int) (sizeof(bad) / sizeof(bad[0])));
     tcase_add_test(tc, policy_parse_destination_rule_normalizes);
+    tcase_add_loop_test(tc, policy_parse_locality_refused_as_istio, 0,
+                        sizeof(bad_locality) / sizeof(bad_locality[0]));
+    tcase_add_test(tc, policy_parse_locality_and_warmup_normalize);
     tcase_add_test(tc, policy_parse_virtual_service_normalizes);
     tcase_add_test(tc, policy_parse_match_case_and_source_labels_normalize);
     tcase_add_test(tc, policy_parse_request_shaping_normalizes);

@@ -314,7 +314,8 @@ START_TEST(registry_put_answer_body_is_the_stored_instance_with_index)
     ck_waiter_init(&w);
     op = ck_op_put("orders", "o1",
                    "{\"address\":\"::1\",\"port\":9,\"weight\":5,"
-                   "\"zone\":\"a\",\"labels\":{\"v\":\"2\"},\"ttl\":\"10s\"}");
+                   "\"zone\":\"us-east/us-east-1a/rack1\","
+                   "\"labels\":{\"v\":\"2\"},\"ttl\":\"10s\"}");
     ck_submit(reg, &w, op);
     ck_wait(&w, 1);
 
@@ -329,7 +330,8 @@ START_TEST(registry_put_answer_body_is_the_stored_instance_with_index)
     ck_assert_str_eq(json_string_value(json_object_get(v, "address")), "::1");
     ck_assert_int_eq(json_integer_value(json_object_get(v, "port")), 9);
     ck_assert_int_eq(json_integer_value(json_object_get(v, "weight")), 5);
-    ck_assert_str_eq(json_string_value(json_object_get(v, "zone")), "a");
+    ck_assert_str_eq(json_string_value(json_object_get(v, "zone")),
+                     "us-east/us-east-1a/rack1");
     ck_assert_str_eq(json_string_value(
         json_object_get(json_object_get(v, "labels"), "v")), "2");
     ck_assert_str_eq(json_string_value(json_object_get(v, "ttl")), "10s");
@@ -768,6 +770,10 @@ static const bad_t  bad_instances[] = {
     /* zone */
     { "{\"address\":\"127.0.0.1\",\"port\":80,\"zone\":\"a b\"}", "zone" },
     { "{\"address\":\"127.0.0.1\",\"port\":80,\"zone\":3}", "zone" },
+    { "{\"address\":\"127.0.0.1\",\"port\":80,\"zone\":\"a/b/c/d\"}",
+      "zone" },
+    { "{\"address\":\"127.0.0.1\",\"port\":80,\"zone\":\"a//c\"}", "zone" },
+    { "{\"address\":\"127.0.0.1\",\"port\":80,\"zone\":\"a/*\"}", "zone" },
     /* unknown fields, also the stored-only ones in a request */
     { "{\"address\":\"127.0.0.1\",\"port\":80,\"colour\":\"red\"}",
       "colour" },
