@@ -190,6 +190,13 @@ mesh_set_build(mesh_set_t *set, const mesh_peer_t *peers)
 }
 
 
+void
+mesh_set_reorder(mesh_set_t *set, const mesh_peer_t *peers)
+{
+    mesh_set_sort(set->order, set->elig, peers, set->size);
+}
+
+
 /*
  * The subtree over elig[lo..hi): a leaf for one peer, else a node whose
  * split leaves the two sides as near to equal weight as the order allows.
@@ -462,6 +469,45 @@ mesh_p2c_pick(const mesh_set_t *set, const mesh_peer_t *peers,
     }
 
     return mesh_set_scan(set, a, accept, ctx);
+}
+
+
+int
+mesh_p2c_weighted_pick(const mesh_set_t *set, const mesh_peer_t *peers,
+    mesh_rand_pt rnd, void *state, mesh_accept_pt accept, void *ctx)
+{
+    int       ia, ib, oka, okb;
+    size_t    k;
+    uint64_t  pos;
+
+    if (set->n == 0) {
+        return -1;
+    }
+
+    pos = 0;
+
+    for (k = 0; k < MESH_PICK_DRAWS; k++) {
+        pos = mesh_rand_below(rnd, state, set->total);
+        ia = mesh_set_at(set, pos);
+        ib = mesh_set_at(set, mesh_rand_below(rnd, state, set->total));
+
+        oka = (accept == NULL || accept(ctx, (size_t) ia));
+        okb = (ib == ia) ? oka : (accept == NULL || accept(ctx, (size_t) ib));
+
+        if (oka && okb) {
+            return (*peers[ib].active < *peers[ia].active) ? ib : ia;
+        }
+
+        if (oka) {
+            return ia;
+        }
+
+        if (okb) {
+            return ib;
+        }
+    }
+
+    return mesh_set_scan(set, pos, accept, ctx);
 }
 
 

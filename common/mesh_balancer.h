@@ -81,6 +81,9 @@ void mesh_set_init(mesh_set_t *set, void *mem, const mesh_peer_t *peers,
     size_t n);
 void mesh_set_build(mesh_set_t *set, const mesh_peer_t *peers);
 
+/* the peers' weights changed (slow start): sort them again, then build */
+void mesh_set_reorder(mesh_set_t *set, const mesh_peer_t *peers);
+
 /* the peer at a position of the schedule (any value: taken modulo the
  * cycle); -1 for an empty set */
 int mesh_set_at(const mesh_set_t *set, uint64_t pos);
@@ -120,6 +123,16 @@ int mesh_random_pick(const mesh_set_t *set, mesh_rand_pt rnd, void *state,
  * of the two accept takes. With a set of one it is that one.
  */
 int mesh_p2c_pick(const mesh_set_t *set, const mesh_peer_t *peers,
+    mesh_rand_pt rnd, void *state, mesh_accept_pt accept, void *ctx);
+
+/*
+ * Least request while weights are being ramped up (slow start): two
+ * draws from the schedule at random positions, so each peer is drawn as
+ * often as its weight says, and the one with fewer requests in flight
+ * wins (ties: the first drawn). With nothing in flight each peer takes
+ * its weight's share, as Envoy's weighted least request does.
+ */
+int mesh_p2c_weighted_pick(const mesh_set_t *set, const mesh_peer_t *peers,
     mesh_rand_pt rnd, void *state, mesh_accept_pt accept, void *ctx);
 
 /* xorshift32 for callers without a generator of their own */

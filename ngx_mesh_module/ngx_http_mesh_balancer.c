@@ -649,7 +649,7 @@ ngx_http_mesh_tried(ngx_http_mesh_peer_data_t *pd, ngx_uint_t k)
 
 /* may this request's pick take instance k: not tried yet, not at its cap */
 
-static int
+int
 ngx_http_mesh_accept(void *ctx, size_t k)
 {
     ngx_http_mesh_peer_data_t  *pd = ctx;
@@ -770,11 +770,31 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
 
     accept = (tried || t->max_conns) ? ngx_http_mesh_accept : NULL;
 
-    switch (t->balancer) {
+    switch (t->pick) {
 
     case NGX_HTTP_MESH_RANDOM:
         i = mesh_random_pick(&t->set, NULL, &ngx_http_mesh_worker.rand,
                              accept, pd);
+        break;
+
+    case NGX_HTTP_MESH_PICK_LEVELS:
+        /* localityLbSetting: a level, then within it; a level with none
+         * to take leaves the whole set */
+        i = ngx_http_mesh_level_pick(t, pd, accept);
+
+        if (i < 0 && t->balancer != NGX_HTTP_MESH_LEAST_REQUEST) {
+            i = mesh_wrr_pick(&t->set, t->rr, accept, pd);
+
+        } else if (i < 0) {
+            i = mesh_p2c_pick(&t->set, t->mp, NULL,
+                              &ngx_http_mesh_worker.rand, accept, pd);
+        }
+
+        break;
+
+    case NGX_HTTP_MESH_PICK_LR_WARM:
+        i = mesh_p2c_weighted_pick(&t->set, t->mp, NULL,
+                                   &ngx_http_mesh_worker.rand, accept, pd);
         break;
 
     case NGX_HTTP_MESH_LEAST_REQUEST:

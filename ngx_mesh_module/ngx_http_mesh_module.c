@@ -28,6 +28,8 @@ static char *ngx_http_mesh_labels(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static int ngx_libc_cdecl ngx_http_mesh_cmp_labels(const void *one,
     const void *two);
+static char *ngx_http_mesh_locality(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_mesh_upstream(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_mesh_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -150,6 +152,13 @@ static ngx_command_t  ngx_http_mesh_commands[] = {
     { ngx_string("mesh_labels"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_mesh_labels,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mesh_locality"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_mesh_locality,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -661,6 +670,43 @@ ngx_http_mesh_labels(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         label->key = (const char *) k;
         label->value = (const char *) v;
     }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * mesh_locality region[/zone[/subzone]]: where this nginx runs, as
+ * Istio's localities are written; localityLbSetting prefers instances
+ * whose registry zone is nearest to it
+ */
+static char *
+ngx_http_mesh_locality(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mesh_main_conf_t  *mmcf = conf;
+
+    ngx_str_t  *value;
+
+    if (mmcf->locality.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (mesh_locality_parse((char *) value[1].data, value[1].len,
+                            &mmcf->self)
+        != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid locality \"%V\" in \"%V\": expected "
+                           "region, region/zone or region/zone/subzone, "
+                           "each [A-Za-z0-9][A-Za-z0-9._-]{0,127}, at most "
+                           "%d bytes", &value[1], &cmd->name,
+                           MESH_LOCALITY_MAX);
+        return NGX_CONF_ERROR;
+    }
+
+    mmcf->locality = value[1];
 
     return NGX_CONF_OK;
 }

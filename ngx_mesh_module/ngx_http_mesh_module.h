@@ -118,6 +118,10 @@ typedef struct {
                                                    (NGX_HTTP_MESH_WIN_*) */
     ngx_msec_t                     absent;      /* not in the snapshot
                                                    since, 0: present */
+    ngx_msec_t                     since;       /* an instance's: new, or
+                                                   passing again after
+                                                   critical, since (slow
+                                                   start); 0: unknown */
     uint32_t                       held[NGX_HTTP_MESH_SLOTS];  /* of active,
                                                    per worker slot: what a
                                                    worker that died held */
@@ -234,7 +238,35 @@ typedef struct {
     socklen_t                      socklen;
     ngx_uint_t                     healthy;
     ngx_http_mesh_stat_t          *stat;
+    const mesh_instance_t         *instance;    /* of the view's service */
 } ngx_http_mesh_peer_t;
+
+
+/*
+ * A level of a target's instances under localityLbSetting: a priority
+ * (failover), or a locality (distribute). Its instances are copied, with
+ * their index in the target (map), so that a pick within it costs what a
+ * pick over the target does; the share of the picks it takes is worked
+ * out with the target's set.
+ */
+typedef struct {
+    size_t                         number;
+    mesh_peer_t                   *mp;
+    uint32_t                      *map;         /* its instance -> target's */
+    mesh_set_t                     set;
+    uint64_t                       rr;          /* round robin position,
+                                                   this worker's */
+    ngx_uint_t                     healthy;
+    double                         weight;      /* distribute: its locality
+                                                   weight */
+    uint64_t                       upto;        /* the picks below it and
+                                                   its own, of 2^32 */
+} ngx_http_mesh_level_t;
+
+#define NGX_HTTP_MESH_PICK_LEVELS     4    /* t->pick: a level, then the
+                                              balancer within it */
+#define NGX_HTTP_MESH_PICK_LR_WARM    5    /* least request with some
+                                              instance in slow start */
 
 
 typedef struct ngx_http_mesh_srv_conf_s  ngx_http_mesh_srv_conf_t;
@@ -321,6 +353,21 @@ typedef struct {
     ngx_http_mesh_outlier_t        outlier;
     ngx_http_mesh_stat_t          *service;     /* the service's counters */
     ngx_str_t                      service_name;
+
+    /* localityLbSetting and warmupDurationSecs (ngx_http_mesh_locality.c),
+     * worked out with the set */
+    ngx_uint_t                     pick;        /* what get_peer runs: the
+                                                   balancer, or
+                                                   NGX_HTTP_MESH_PICK_* */
+    ngx_http_mesh_level_t         *levels;
+    ngx_uint_t                     nlevels;     /* 0: none */
+    ngx_uint_t                     distribute;  /* levels are localities
+                                                   weighted, not
+                                                   priorities */
+    ngx_msec_t                     warmup;      /* 0: none */
+    ngx_uint_t                     warming;     /* an instance is */
+    int                           *weight;      /* registered weights
+                                                   (warmup) */
 } ngx_http_mesh_target_t;
 
 
@@ -431,6 +478,9 @@ typedef struct {
     ngx_array_t                   *labels;      /* mesh_labels: mesh_label_t,
                                                    sorted by key; NULL:
                                                    none */
+    ngx_str_t                      locality;    /* mesh_locality; empty:
+                                                   none */
+    mesh_locality_t                self;        /* its parts */
     ngx_shm_zone_t                *shm_zone;
     ngx_http_mesh_zone_t           zone;
     ngx_array_t                    upstreams;   /* of srv_conf_t * */
@@ -642,9 +692,19 @@ void ngx_http_mesh_failed(ngx_http_mesh_peer_data_t *pd,
     ngx_http_mesh_peer_t *peer, ngx_uint_t state, ngx_uint_t status,
     ngx_log_t *log);
 
+/* ngx_http_mesh_locality.c */
+ngx_int_t ngx_http_mesh_locality_init(ngx_http_mesh_main_conf_t *mmcf,
+    ngx_http_mesh_target_t *t, const mesh_traffic_policy_t *tp,
+    ngx_pool_t *pool, ngx_log_t *log);
+void ngx_http_mesh_locality_set(ngx_http_mesh_target_t *t, ngx_msec_t now,
+    ngx_msec_t *expire);
+int ngx_http_mesh_level_pick(ngx_http_mesh_target_t *t,
+    ngx_http_mesh_peer_data_t *pd, mesh_accept_pt accept);
+
 /* ngx_http_mesh_balancer.c */
 ngx_int_t ngx_http_mesh_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
+int ngx_http_mesh_accept(void *ctx, size_t k);
 ngx_http_mesh_peer_data_t *ngx_http_mesh_peer_data(ngx_http_request_t *r,
     ngx_http_mesh_srv_conf_t *mscf);
 ngx_http_mesh_route_t *ngx_http_mesh_find_route(ngx_http_request_t *r,

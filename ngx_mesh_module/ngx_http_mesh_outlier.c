@@ -86,6 +86,13 @@ ngx_http_mesh_target_set(ngx_http_mesh_target_t *t, ngx_msec_t now,
     t->panic = (t->outlier.panic_threshold && passing
                 && healthy * 100 < t->outlier.panic_threshold * t->number);
 
+    /* slow start weights, and the levels of localityLbSetting from the
+     * instances' health (before panic takes every instance) */
+
+    if (t->warmup || t->nlevels) {
+        ngx_http_mesh_locality_set(t, now, &expire);
+    }
+
     if (t->panic) {
         for (k = 0; k < t->number; k++) {
             t->mp[k].skip = 0;

@@ -134,6 +134,7 @@ ngx_http_mesh_get_stat(ngx_http_mesh_zone_t *zone, ngx_str_t *service,
     }
 
     st->node.key = hash;
+    st->since = ngx_current_msec ? ngx_current_msec : 1;   /* slow start */
     st->len = (u_short) len;
     ngx_memcpy(st->name, name, len);
 

@@ -840,6 +840,7 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
             peer[t->number].id.data = (u_char *) in->id;
             peer[t->number].healthy = in->healthy;
             peer[t->number].stat = reuse->stat;
+            peer[t->number].instance = in;
 
             id = peer[t->number].id;
 
@@ -865,6 +866,7 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
         peer[t->number].id.len = ngx_strlen(in->id);
         peer[t->number].id.data = (u_char *) in->id;
         peer[t->number].healthy = in->healthy;
+        peer[t->number].instance = in;
 
         id = peer[t->number].id;
 
@@ -904,6 +906,7 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
 
             } else if (st->critical) {
                 st->critical = 0;
+                st->since = ngx_current_msec ? ngx_current_msec : 1;
 
                 if (ngx_http_mesh_ejected(st, ngx_current_msec)) {
                     st->ejected_until = ngx_current_msec;
@@ -950,6 +953,11 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
     }
 
     mesh_set_init(&t->set, mem, t->mp, t->number);
+
+    if (ngx_http_mesh_locality_init(mmcf, t, tp, pool, log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_http_mesh_target_set(t, ngx_current_msec, log);
 
     return NGX_OK;
