@@ -20,6 +20,7 @@ Suite *addr_suite(void);
 Suite *token_suite(void);
 Suite *buf_suite(void);
 Suite *accept_suite(void);
+Suite *locality_suite(void);
 
 
 int
@@ -40,6 +41,7 @@ main(void)
     srunner_add_suite(sr, token_suite());
     srunner_add_suite(sr, buf_suite());
     srunner_add_suite(sr, accept_suite());
+    srunner_add_suite(sr, locality_suite());
 
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
