@@ -130,6 +130,7 @@ fill(void)
     apply_file("orders-routes", "conf/policies/orders-routes.yaml");
     apply_file("sessions-hash", "conf/policies/sessions-hash.yaml");
     apply_file("payments-pool", "conf/policies/payments-pool.yaml");
+    apply_file("catalog-locality", "conf/policies/catalog-locality.yaml");
 }
 
 
@@ -212,6 +213,18 @@ START_TEST(contract_complete_snapshot_reads_field_by_field)
     ck_assert_int_eq(mesh_rule_subset(dr, "batch")->policy.http2_max_requests,
                      20);
     ck_assert_int_eq(mesh_rule_subset(dr, "batch")->policy.max_retries, 5);
+
+    /* localityLbSetting and slow start; the subset's loadBalancer whole */
+    dr = mesh_policies_rule(p, "catalog", 7);
+    ck_assert_ptr_nonnull(dr);
+    ck_assert_int_eq(dr->traffic.warmup, 30000);
+    ck_assert_int_eq(dr->traffic.lb, MESH_LB_LEAST_REQUEST);
+    ck_assert_int_eq(dr->traffic.locality->enabled, 1);
+    ck_assert_uint_eq(dr->traffic.locality->nfailover, 1);
+    ck_assert_str_eq(dr->traffic.locality->failover[0].to, "eu-west");
+    ck_assert_int_eq(mesh_rule_subset(dr, "canary")->policy.warmup, -1);
+    ck_assert_uint_eq(mesh_rule_subset(dr, "canary")->policy.locality
+                      ->ndistribute, 1);
 
     mesh_policies_free(p);
     mesh_snapshot_free(s);
