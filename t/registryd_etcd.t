@@ -235,7 +235,7 @@ spec:
   host: $_
 EOF
 my $index = $t->registry_index;
-my $r = $t->api(POST => '/v1/objects', $dr->(qw(t1 t2 t3 t4)),
+$r = $t->api(POST => '/v1/objects', $dr->(qw(t1 t2 t3 t4)),
                 { 'Content-Type' => 'application/yaml' });
 is $r->{status}, 400, 'four objects, three keys a transaction: 400';
 like $r->{json}{error}, qr/4 objects in one body: .* at most 3/, '... saying so';
