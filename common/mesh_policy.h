@@ -196,6 +196,27 @@ typedef struct {
 #define MESH_KEEPALIVE_MAX_MS       (32767 * 1000)
 #define MESH_KEEPALIVE_PROBES_MAX   127
 
+/* trafficPolicy.tls: how nginx speaks TLS to the instances */
+enum {
+    MESH_TLS_NONE = 0,              /* not set: the location decides */
+    MESH_TLS_DISABLE,
+    MESH_TLS_SIMPLE,
+    MESH_TLS_MUTUAL,
+    MESH_TLS_ISTIO_MUTUAL
+};
+
+typedef struct {
+    int           mode;                     /* MESH_TLS_* */
+    const char   *client_certificate;       /* absolute paths, or NULL */
+    const char   *private_key;
+    const char   *ca_certificates;
+    const char   *ca_crl;
+    const char   *sni;
+    const char  **subject_alt_names;        /* any of them will do */
+    size_t        nsubject_alt_names;
+    int           insecure_skip_verify;
+} mesh_tls_t;
+
 typedef struct {
     int           lb;                       /* MESH_LB_* */
     const char   *hash_name;
@@ -230,6 +251,9 @@ typedef struct {
     int           max_ejection_percent;
     int           min_health_percent;
     int           split_local_origin;       /* 0/1, -1 */
+
+    mesh_tls_t    tls;                      /* a subset's replaces the
+                                               rule's as a whole */
 } mesh_traffic_policy_t;
 
 /*

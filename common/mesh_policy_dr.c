@@ -1,6 +1,7 @@
 /*
  * mesh_policy_dr: a DestinationRule read into the model (host,
- * trafficPolicy: loadBalancer, outlierDetection, connectionPool; subsets).
+ * trafficPolicy: loadBalancer, outlierDetection, connectionPool, tls;
+ * subsets).
  */
 
 #include <limits.h>
@@ -37,12 +38,13 @@ enum {
     MESH_TP_LB = 0,
     MESH_TP_OUTLIER,
     MESH_TP_POOL,
-    MESH_TP_PORTS
+    MESH_TP_PORTS,
+    MESH_TP_TLS
 };
 
 static const char *const  mesh_tp_keys[] = {
     "loadBalancer", "outlierDetection", "connectionPool",
-    "portLevelSettings", NULL
+    "portLevelSettings", "tls", NULL
 };
 
 enum {
@@ -169,6 +171,27 @@ static const char *const  mesh_http_keys[] = {
 
 
 enum {
+    MESH_TLS_K_MODE = 0,
+    MESH_TLS_K_CERT,
+    MESH_TLS_K_KEY,
+    MESH_TLS_K_CA,
+    MESH_TLS_K_CRL,
+    MESH_TLS_K_SNI,
+    MESH_TLS_K_SANS,
+    MESH_TLS_K_INSECURE
+};
+
+static const char *const  mesh_tls_keys[] = {
+    "mode", "clientCertificate", "privateKey", "caCertificates", "caCrl",
+    "sni", "subjectAltNames", "insecureSkipVerify", NULL
+};
+
+static const char *const  mesh_tls_modes[] = {
+    "", "DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL", NULL
+};
+
+
+enum {
     MESH_SS_NAME = 0,
     MESH_SS_LABELS,
     MESH_SS_TRAFFIC
@@ -196,6 +219,10 @@ static int mesh_policy_pool(mesh_json_t *j, mesh_traffic_policy_t *tp);
 static int mesh_policy_tcp(mesh_json_t *j, mesh_traffic_policy_t *tp);
 static int mesh_policy_keepalive(mesh_json_t *j, mesh_traffic_policy_t *tp);
 static int mesh_policy_http(mesh_json_t *j, mesh_traffic_policy_t *tp);
+static int mesh_policy_tls(mesh_json_t *j, mesh_tls_t *tls);
+static int mesh_policy_tls_path(mesh_json_t *j, const char *what,
+    const char **path);
+static int mesh_policy_sans(mesh_json_t *j, mesh_tls_t *tls);
 static void mesh_policy_traffic_init(mesh_traffic_policy_t *tp);
 static void mesh_policy_inherit(mesh_traffic_policy_t *tp,
     const mesh_traffic_policy_t *from);
@@ -360,6 +387,10 @@ mesh_policy_traffic(mesh_json_t *j, mesh_traffic_policy_t *tp,
                                       sizeof(mesh_port_policy_t),
                                       mesh_policy_port, nports);
             rc = j->failed ? -1 : 0;
+            break;
+
+        case MESH_TP_TLS:
+            rc = mesh_policy_tls(j, &tp->tls);
             break;
 
         case -2:
@@ -1388,6 +1419,192 @@ mesh_policy_http(mesh_json_t *j, mesh_traffic_policy_t *tp)
 }
 
 
+/*
+ * tls: the mode, required; file paths absolute; a MUTUAL one with its
+ * certificate and key (registryd holds the rule to these too)
+ */
+static int
+mesh_policy_tls(mesh_json_t *j, mesh_tls_t *tls)
+{
+    int                   rc, k, m;
+    char                 *s;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key, *start, *at;
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "\"tls\"") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, mesh_tls_keys, key, klen, &seen);
+        at = j->pos;
+
+        switch (k) {
+
+        case MESH_TLS_K_MODE:
+            s = mesh_json_cstr(j, "\"tls.mode\"");
+            if (s == NULL) {
+                return -1;
+            }
+
+            for (m = 1; mesh_tls_modes[m]; m++) {
+                if (strcmp(s, mesh_tls_modes[m]) == 0) {
+                    break;
+                }
+            }
+
+            if (mesh_tls_modes[m] == NULL) {
+                mesh_json_error(j, at, "unknown \"tls.mode\" \"%.64s\"", s);
+                return -1;
+            }
+
+            tls->mode = m;
+            rc = 0;
+            break;
+
+        case MESH_TLS_K_CERT:
+            rc = mesh_policy_tls_path(j, mesh_tls_keys[k],
+                                      &tls->client_certificate);
+            break;
+
+        case MESH_TLS_K_KEY:
+            rc = mesh_policy_tls_path(j, mesh_tls_keys[k], &tls->private_key);
+            break;
+
+        case MESH_TLS_K_CA:
+            rc = mesh_policy_tls_path(j, mesh_tls_keys[k],
+                                      &tls->ca_certificates);
+            break;
+
+        case MESH_TLS_K_CRL:
+            rc = mesh_policy_tls_path(j, mesh_tls_keys[k], &tls->ca_crl);
+            break;
+
+        case MESH_TLS_K_SNI:
+            tls->sni = mesh_policy_name(j, "\"tls.sni\"");
+            rc = tls->sni ? 0 : -1;
+            break;
+
+        case MESH_TLS_K_SANS:
+            rc = mesh_policy_sans(j, tls);
+            break;
+
+        case MESH_TLS_K_INSECURE:
+            rc = mesh_policy_bool(j, mesh_tls_keys[k],
+                                  &tls->insecure_skip_verify);
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 5);
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (tls->mode == MESH_TLS_NONE) {
+        mesh_json_error(j, start, "\"tls\" without \"mode\"");
+        return -1;
+    }
+
+    if (tls->mode == MESH_TLS_MUTUAL
+        && (tls->client_certificate == NULL || tls->private_key == NULL))
+    {
+        mesh_json_error(j, start, "\"tls\" MUTUAL without \"%s\"",
+                        tls->client_certificate ? "privateKey"
+                                                : "clientCertificate");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+mesh_policy_tls_path(mesh_json_t *j, const char *what, const char **path)
+{
+    char                 *s;
+    const unsigned char  *at;
+
+    at = j->pos;
+
+    s = mesh_policy_name(j, what);
+    if (s == NULL) {
+        return -1;
+    }
+
+    if (s[0] != '/') {
+        mesh_json_error(j, at, "\"%s\" is not an absolute path", what);
+        return -1;
+    }
+
+    *path = s;
+
+    return 0;
+}
+
+
+static int
+mesh_policy_sans(mesh_json_t *j, mesh_tls_t *tls)
+{
+    int           rc;
+    size_t        n;
+    mesh_vec_t    v;
+    const char  **san;
+
+    if (mesh_policy_open(j, '[', "\"subjectAltNames\"") != 0) {
+        return -1;
+    }
+
+    memset(&v, 0, sizeof(mesh_vec_t));
+    v.size = sizeof(const char *);
+    n = 0;
+
+    while ((rc = mesh_json_next_element(j, &n)) == 1) {
+        san = mesh_vec_push(j, &v);
+        if (san == NULL) {
+            goto fail;
+        }
+
+        *san = mesh_policy_name(j, "a subject alt name");
+        if (*san == NULL) {
+            goto fail;
+        }
+    }
+
+    if (rc != 0) {
+        goto fail;
+    }
+
+    tls->nsubject_alt_names = v.nelts;
+    tls->subject_alt_names = mesh_policy_copy(j, &v);
+
+    free(v.elts);
+
+    return j->failed ? -1 : 0;
+
+fail:
+
+    free(v.elts);
+
+    return -1;
+}
+
+
 static void
 mesh_policy_traffic_init(mesh_traffic_policy_t *tp)
 {
@@ -1418,6 +1635,8 @@ mesh_policy_traffic_init(mesh_traffic_policy_t *tp)
     tp->max_ejection_percent = -1;
     tp->min_health_percent = -1;
     tp->split_local_origin = -1;
+
+    memset(&tp->tls, 0, sizeof(mesh_tls_t));
 }
 
 
@@ -1510,6 +1729,12 @@ mesh_policy_inherit(mesh_traffic_policy_t *tp,
 
     if (tp->split_local_origin == -1) {
         tp->split_local_origin = from->split_local_origin;
+    }
+
+    /* a subset's tls replaces the rule's as a whole, as in Istio */
+
+    if (tp->tls.mode == MESH_TLS_NONE) {
+        tp->tls = from->tls;
     }
 }
 

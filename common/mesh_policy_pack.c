@@ -167,6 +167,35 @@ mesh_pack_locality(mesh_pack_t *pk, const mesh_locality_lb_t *from,
 
 
 static void
+mesh_pack_tls(mesh_pack_t *pk, const mesh_tls_t *from, mesh_tls_t *to)
+{
+    size_t        i, off;
+    const char   *tmp, **sans;
+
+#define MESH_TLS_F(f)  (to ? &to->f : &tmp)
+
+    mesh_pack_str(pk, from->client_certificate,
+                  MESH_TLS_F(client_certificate));
+    mesh_pack_str(pk, from->private_key, MESH_TLS_F(private_key));
+    mesh_pack_str(pk, from->ca_certificates, MESH_TLS_F(ca_certificates));
+    mesh_pack_str(pk, from->ca_crl, MESH_TLS_F(ca_crl));
+    mesh_pack_str(pk, from->sni, MESH_TLS_F(sni));
+
+#undef MESH_TLS_F
+
+    off = mesh_pack_array(pk, from->subject_alt_names,
+                          from->nsubject_alt_names, sizeof(char *),
+                          to ? (void *) &to->subject_alt_names
+                             : (void *) &tmp);
+
+    for (i = 0; i < from->nsubject_alt_names; i++) {
+        sans = mesh_pack_at(pk, off + i * sizeof(char *));
+        mesh_pack_str(pk, from->subject_alt_names[i], sans ? sans : &tmp);
+    }
+}
+
+
+static void
 mesh_pack_traffic(mesh_pack_t *pk, const mesh_traffic_policy_t *from,
     mesh_traffic_policy_t *to)
 {
@@ -179,6 +208,7 @@ mesh_pack_traffic(mesh_pack_t *pk, const mesh_traffic_policy_t *from,
     mesh_pack_str(pk, from->cookie_path, field);
 
     mesh_pack_locality(pk, from->locality, to ? &to->locality : NULL);
+    mesh_pack_tls(pk, &from->tls, to ? &to->tls : NULL);
 }
 
 
@@ -646,6 +676,32 @@ mesh_unpack_labels(mesh_unpack_t *u, mesh_label_t **field, size_t n)
 }
 
 
+/* tls: its paths, sni and subjectAltNames, none of them missing */
+static void
+mesh_unpack_tls(mesh_unpack_t *u, mesh_tls_t *tls)
+{
+    size_t        i;
+    const char  **sans;
+
+    mesh_unpack_str(u, &tls->client_certificate);
+    mesh_unpack_str(u, &tls->private_key);
+    mesh_unpack_str(u, &tls->ca_certificates);
+    mesh_unpack_str(u, &tls->ca_crl);
+    mesh_unpack_str(u, &tls->sni);
+
+    sans = mesh_unpack_array(u, (void *) &tls->subject_alt_names,
+                             tls->nsubject_alt_names, sizeof(char *));
+
+    for (i = 0; sans && !u->bad && i < tls->nsubject_alt_names; i++) {
+        mesh_unpack_str(u, &sans[i]);
+
+        if (sans[i] == NULL) {
+            u->bad = 1;
+        }
+    }
+}
+
+
 static void mesh_unpack_locality(mesh_unpack_t *u,
     const mesh_locality_lb_t **field);
 
@@ -663,6 +719,7 @@ mesh_unpack_ports(mesh_unpack_t *u, mesh_port_policy_t **field, size_t n)
         mesh_unpack_str(u, &pp[i].policy.hash_name);
         mesh_unpack_str(u, &pp[i].policy.cookie_path);
         mesh_unpack_locality(u, &pp[i].policy.locality);
+        mesh_unpack_tls(u, &pp[i].policy.tls);
     }
 }
 
@@ -905,6 +962,7 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
         mesh_unpack_str(&u, &dr[i].traffic.hash_name);
         mesh_unpack_str(&u, &dr[i].traffic.cookie_path);
         mesh_unpack_locality(&u, &dr[i].traffic.locality);
+        mesh_unpack_tls(&u, &dr[i].traffic.tls);
         mesh_unpack_ports(&u, &dr[i].ports, dr[i].nports);
 
         sb = mesh_unpack_array(&u, &dr[i].subsets, dr[i].nsubsets,
@@ -915,6 +973,7 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
             mesh_unpack_str(&u, &sb[k].policy.hash_name);
             mesh_unpack_str(&u, &sb[k].policy.cookie_path);
             mesh_unpack_locality(&u, &sb[k].policy.locality);
+            mesh_unpack_tls(&u, &sb[k].policy.tls);
             mesh_unpack_ports(&u, &sb[k].ports, sb[k].nports);
 
             mesh_unpack_labels(&u, &sb[k].labels, sb[k].nlabels);

@@ -1009,6 +1009,219 @@ rd_parse_pool(rd_pctx_t *c, yaml_node_t *n, json_t **out)
 }
 
 
+/* a file of tls: an absolute path (nginx reads it, whatever its cwd) */
+static int
+rd_get_tls_path(rd_pctx_t *c, yaml_node_t *n, const char **out)
+{
+    if (rd_get_nonempty(c, n, 4096, out) != 0) {
+        return -1;
+    }
+
+    if ((*out)[0] != '/') {
+        return rd_perr(c, n, "\"%.64s\" is not an absolute path (nginx "
+                       "reads the file: give its full path)", *out);
+    }
+
+    return 0;
+}
+
+
+static int
+rd_parse_sans(rd_pctx_t *c, yaml_node_t *n, json_t *arr)
+{
+    size_t            i, old;
+    const char       *s;
+    yaml_node_t      *it_node;
+    yaml_node_item_t *it;
+
+    if (rd_check_seq(c, n, 0) != 0) {
+        return -1;
+    }
+
+    rd_foreach_item(c, n, it, i, it_node) {
+        old = rd_path_idx(c, i);
+
+        if (rd_get_nonempty(c, it_node, 1024, &s) != 0) {
+            return -1;
+        }
+
+        if (strpbrk(s, " \t\r\n")) {
+            return rd_perr(c, it_node, "a subject alt name holds no white "
+                           "space");
+        }
+
+        rd_jpush(arr, json_string(s));
+        rd_path_pop(c, old);
+    }
+
+    return 0;
+}
+
+
+/*
+ * tls: ClientTLSSettings, validated as Istio does (MUTUAL needs a
+ * certificate and its key; insecureSkipVerify takes no CA or names);
+ * mode is always carried (DISABLE when not given, Istio's default), the
+ * paths must be absolute, a subjectAltNames list only when not empty,
+ * insecureSkipVerify only when true.
+ */
+static int
+rd_parse_tls(rd_pctx_t *c, yaml_node_t *n, json_t **out)
+{
+    int                b, insecure = 0;
+    size_t             i, old;
+    json_t            *o, *sans;
+    const char        *k, *s, *mode = "DISABLE", *cp;
+    yaml_node_t       *kn, *v, *insecure_node = NULL;
+    yaml_node_pair_t  *p;
+
+    static const char *const  files[] = {
+        "clientCertificate", "privateKey", "caCertificates", "caCrl", NULL
+    };
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    o = rd_jobj();
+    *out = o;
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "mode") == 0) {
+            if (rd_get_str(c, v, &s) != 0) {
+                return -1;
+            }
+
+            if (strcmp(s, "DISABLE") != 0 && strcmp(s, "SIMPLE") != 0
+                && strcmp(s, "MUTUAL") != 0 && strcmp(s, "ISTIO_MUTUAL") != 0)
+            {
+                return rd_perr(c, v, "\"%.64s\" is not one of DISABLE, "
+                               "SIMPLE, MUTUAL, ISTIO_MUTUAL", s);
+            }
+
+            mode = s;
+
+        } else if (strcmp(k, "clientCertificate") == 0
+                   || strcmp(k, "privateKey") == 0
+                   || strcmp(k, "caCertificates") == 0
+                   || strcmp(k, "caCrl") == 0)
+        {
+            if (rd_get_tls_path(c, v, &s) != 0) {
+                return -1;
+            }
+
+            rd_jset(o, k, json_string(s));
+
+        } else if (strcmp(k, "sni") == 0) {
+            if (rd_get_nonempty(c, v, 253, &s) != 0) {
+                return -1;
+            }
+
+            for (cp = s; *cp; cp++) {
+                if (!isalnum((unsigned char) *cp) && *cp != '.' && *cp != '-')
+                {
+                    return rd_perr(c, v, "\"%.64s\" is not a host name "
+                                   "([A-Za-z0-9.-], at most 253 bytes)", s);
+                }
+            }
+
+            rd_jset(o, k, json_string(s));
+
+        } else if (strcmp(k, "subjectAltNames") == 0) {
+            sans = rd_jarr();
+            rd_jset(o, k, sans);
+
+            if (rd_parse_sans(c, v, sans) != 0) {
+                return -1;
+            }
+
+            if (json_array_size(sans) == 0) {
+                json_object_del(o, k);
+            }
+
+        } else if (strcmp(k, "insecureSkipVerify") == 0) {
+            if (rd_get_bool(c, v, &b) != 0) {
+                return -1;
+            }
+
+            insecure = b;
+            insecure_node = kn;
+
+            if (b) {
+                rd_jset(o, k, json_true());
+            }
+
+        } else if (strcmp(k, "credentialName") == 0) {
+            return rd_perr(c, kn, "unsupported field \"credentialName\": "
+                           "it names a Kubernetes secret, which nginx "
+                           "cannot read; give the files instead "
+                           "(clientCertificate, privateKey, "
+                           "caCertificates)");
+
+        } else {
+            return rd_unknown(c, kn, k, "mode,clientCertificate,privateKey,"
+                              "caCertificates,caCrl,sni,subjectAltNames,"
+                              "insecureSkipVerify", "credentialName");
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    rd_jset(o, "mode", json_string(mode));
+
+    if (strcmp(mode, "MUTUAL") == 0) {
+        if (json_object_get(o, "clientCertificate") == NULL) {
+            return rd_perr(c, n, "mode MUTUAL needs clientCertificate (the "
+                           "certificate nginx presents)");
+        }
+
+        if (json_object_get(o, "privateKey") == NULL) {
+            return rd_perr(c, n, "mode MUTUAL needs privateKey (the key of "
+                           "clientCertificate)");
+        }
+    }
+
+    for (i = 0; strcmp(mode, "ISTIO_MUTUAL") == 0 && files[i]; i++) {
+        if (json_object_get(o, files[i])) {
+            return rd_perr(c, n, "mode ISTIO_MUTUAL takes no %s: it uses "
+                           "the mesh's own certificates (nginx's "
+                           "mesh_tls_certificate, mesh_tls_certificate_key, "
+                           "mesh_tls_trusted_certificate); give files with "
+                           "mode MUTUAL", files[i]);
+        }
+    }
+
+    if (insecure) {
+        (void) rd_path_key(c, "insecureSkipVerify");
+
+        if (strcmp(mode, "ISTIO_MUTUAL") == 0) {
+            return rd_perr(c, insecure_node, "insecureSkipVerify cannot be "
+                           "true with mode ISTIO_MUTUAL");
+        }
+
+        if (json_object_get(o, "caCertificates")
+            || json_object_get(o, "caCrl")
+            || json_object_get(o, "subjectAltNames"))
+        {
+            return rd_perr(c, insecure_node, "insecureSkipVerify true takes "
+                           "no caCertificates, caCrl or subjectAltNames: "
+                           "nothing is verified");
+        }
+    }
+
+    if (json_object_get(o, "caCrl")
+        && json_object_get(o, "caCertificates") == NULL)
+    {
+        return rd_perr(c, n, "caCrl needs caCertificates (the CRL is "
+                       "checked only where the certificate is verified)");
+    }
+
+    return 0;
+}
+
+
 /*
  * portLevelSettings[]: {port: {number}, loadBalancer?, outlierDetection?,
  * connectionPool?}, one per port; normalized to {"port": N, ...}. The
@@ -1155,9 +1368,12 @@ rd_parse_tp(rd_pctx_t *c, yaml_node_t *n, json_t **out)
         } else if (strcmp(k, "portLevelSettings") == 0) {
             rc = rd_parse_port_settings(c, v, &sub);
 
+        } else if (strcmp(k, "tls") == 0) {
+            rc = rd_parse_tls(c, v, &sub);
+
         } else {
             return rd_unknown(c, kn, k, "loadBalancer,outlierDetection,"
-                              "connectionPool,portLevelSettings", "tls,"
+                              "connectionPool,portLevelSettings,tls",
                               "tunnel,proxyProtocol");
         }
 

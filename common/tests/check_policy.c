@@ -1235,6 +1235,14 @@ static const struct {
     { CK_DR_TP("\"connectionPool\":{\"http\":{\"maxRetries\":1,"
                "\"maxRetries\":2}}"), "duplicate field \"maxRetries\"" },
     { CK_DR("\"trafficPolicy\":null"), "must be an object" },
+    { CK_DR_TP("\"tls\":{}"), "without \"mode\"" },
+    { CK_DR_TP("\"tls\":{\"mode\":\"STRICT\"}"), "unknown \"tls.mode\"" },
+    { CK_DR_TP("\"tls\":{\"mode\":\"MUTUAL\",\"privateKey\":\"/k\"}"),
+      "MUTUAL without \"clientCertificate\"" },
+    { CK_DR_TP("\"tls\":{\"mode\":\"SIMPLE\",\"caCertificates\":\"ca\"}"),
+      "not an absolute path" },
+    { CK_DR_TP("\"tls\":{\"mode\":\"SIMPLE\",\"subjectAltNames\":[\"\"]}"),
+      "empty string" },
     { CK_VS("1"), "an \"http\" item must be an object" },
     { CK_VS("{" CK_ROUTE "}"), "without \"match\"" },
     { CK_VS("{\"match\":[]}"), "without \"route\"" },
@@ -2119,6 +2127,79 @@ START_TEST(rule_port_level_settings_read_and_pack)
 END_TEST
 
 
+/* tls: read, a subset's replacing the rule's whole, packed and back */
+START_TEST(rule_tls_read_inherited_and_packed)
+{
+    char                            err[MESH_ERR_LEN], *block;
+    size_t                          size, i;
+    mesh_policies_t                *p, *q, *m;
+    const mesh_tls_t               *tls;
+    const mesh_destination_rule_t  *dr;
+
+    p = ck_parse("[{\"policy\":\"o\",\"kind\":\"DestinationRule\","
+                 "\"name\":\"o\",\"host\":\"orders\",\"trafficPolicy\":"
+                 "{\"tls\":{\"mode\":\"MUTUAL\",\"clientCertificate\":\"/c\","
+                 "\"privateKey\":\"/k\",\"caCertificates\":\"/ca\","
+                 "\"caCrl\":\"/crl\",\"sni\":\"orders.mesh\","
+                 "\"subjectAltNames\":[\"a.mesh\",\"spiffe://m/o\"]}},"
+                 "\"subsets\":[{\"name\":\"v1\",\"labels\":{\"v\":\"1\"}},"
+                 "{\"name\":\"v2\",\"labels\":{\"v\":\"2\"},"
+                 "\"trafficPolicy\":{\"tls\":{\"mode\":\"SIMPLE\","
+                 "\"insecureSkipVerify\":true}}}]}]");
+
+    size = mesh_policies_pack(p, NULL, 0);
+    block = malloc(size);
+    ck_assert_ptr_nonnull(block);
+    ck_assert_uint_eq(mesh_policies_pack(p, block, size), size);
+    q = mesh_policies_unpack(block, size, err, sizeof(err));
+    ck_assert_msg(q != NULL, "%s", err);
+
+    for (i = 0; i < 2; i++) {
+        m = (i == 0) ? p : q;
+        dr = mesh_policies_rule(m, "orders", 6);
+        ck_assert_ptr_nonnull(dr);
+
+        tls = &dr->traffic.tls;
+        ck_assert_int_eq(tls->mode, MESH_TLS_MUTUAL);
+        ck_assert_str_eq(tls->client_certificate, "/c");
+        ck_assert_str_eq(tls->private_key, "/k");
+        ck_assert_str_eq(tls->ca_certificates, "/ca");
+        ck_assert_str_eq(tls->ca_crl, "/crl");
+        ck_assert_str_eq(tls->sni, "orders.mesh");
+        ck_assert_uint_eq(tls->nsubject_alt_names, 2);
+        ck_assert_str_eq(tls->subject_alt_names[1], "spiffe://m/o");
+        ck_assert_int_eq(tls->insecure_skip_verify, 0);
+
+        /* v1 has none: the rule's */
+        tls = &dr->subsets[0].policy.tls;
+        ck_assert_int_eq(tls->mode, MESH_TLS_MUTUAL);
+        ck_assert_str_eq(tls->client_certificate, "/c");
+        ck_assert_uint_eq(tls->nsubject_alt_names, 2);
+
+        /* v2's own, whole: nothing of the rule's */
+        tls = &dr->subsets[1].policy.tls;
+        ck_assert_int_eq(tls->mode, MESH_TLS_SIMPLE);
+        ck_assert_ptr_null(tls->client_certificate);
+        ck_assert_ptr_null(tls->ca_certificates);
+        ck_assert_ptr_null(tls->sni);
+        ck_assert_uint_eq(tls->nsubject_alt_names, 0);
+        ck_assert_int_eq(tls->insecure_skip_verify, 1);
+    }
+
+    mesh_policies_free(q);
+    free(block);
+    mesh_policies_free(p);
+
+    /* no tls: NONE, the location decides */
+    p = ck_parse("[{\"policy\":\"o\",\"kind\":\"DestinationRule\","
+                 "\"name\":\"o\",\"host\":\"orders\",\"subsets\":[]}]");
+    dr = mesh_policies_rule(p, "orders", 6);
+    ck_assert_int_eq(dr->traffic.tls.mode, MESH_TLS_NONE);
+    mesh_policies_free(p);
+}
+END_TEST
+
+
 START_TEST(instance_in_subset_by_labels)
 {
     mesh_subset_t    s;
@@ -2333,6 +2414,7 @@ policy_suite(void)
     tcase_add_test(tc, policy_match_case_and_source_labels_read_and_pack);
     tcase_add_test(tc, cors_origins_as_envoy_decides);
     tcase_add_test(tc, rule_workload_selector_read_and_pack);
+    tcase_add_test(tc, rule_tls_read_inherited_and_packed);
     tcase_add_test(tc, route_mirrors_read_and_pack);
     tcase_add_test(tc, rule_port_level_settings_read_and_pack);
     tcase_add_test(tc, instance_in_subset_by_labels);

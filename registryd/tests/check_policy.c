@@ -146,8 +146,9 @@ static const bad_t  bad[] = {
       "  - name: v1\n    labels: {version: v2}\n",
       "spec.subsets[1].name", 10, 11, 0, "duplicate subset" },
     { DR "  subsets:\n  - name: v1\n    labels: {version: v1}\n"
-      "    trafficPolicy:\n      tls: {mode: SIMPLE}\n",
-      "spec.subsets[0].trafficPolicy.tls", 11, 7, 0, "unsupported field" },
+      "    trafficPolicy:\n      tls: {mode: SIMPLE, credentialName: s}\n",
+      "spec.subsets[0].trafficPolicy.tls.credentialName", 11, 27, 0,
+      "Kubernetes secret" },
     { DR "  subsets: {v1: {}}\n", "spec.subsets", 7, 12, 0,
       "must be a list" },
     /* VirtualService */
@@ -504,6 +505,26 @@ static const bad_t  bad[] = {
       "    - loadBalancer: {simple: RANDOM}\n",
       "spec.trafficPolicy.portLevelSettings[0].port", 9, 7, 0,
       "is required" },
+    /* trafficPolicy.tls */
+    { DR "  trafficPolicy:\n    tls: {mode: MUTUAL, clientCertificate: /c}\n",
+      "spec.trafficPolicy.tls", 8, 10, 0, "MUTUAL needs privateKey" },
+    { DR "  trafficPolicy:\n    tls: {mode: STRICT}\n",
+      "spec.trafficPolicy.tls.mode", 8, 17, 0, "not one of DISABLE" },
+    { DR "  trafficPolicy:\n    tls: {mode: SIMPLE, caCertificates: ca.pem}\n",
+      "spec.trafficPolicy.tls.caCertificates", 8, 41, 0, "absolute path" },
+    { DR "  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL, caCertificates: /c}\n",
+      "spec.trafficPolicy.tls", 8, 10, 0, "takes no caCertificates" },
+    { DR "  trafficPolicy:\n"
+      "    tls: {mode: SIMPLE, insecureSkipVerify: true, subjectAltNames: [a]}\n",
+      "spec.trafficPolicy.tls.insecureSkipVerify", 8, 25, 0,
+      "no caCertificates, caCrl or subjectAltNames" },
+    { DR "  trafficPolicy:\n    tls: {mode: SIMPLE, sni: \"a b\"}\n",
+      "spec.trafficPolicy.tls.sni", 8, 30, 0, "not a host name" },
+    { DR "  trafficPolicy:\n    tls: {mode: SIMPLE, caCrl: /crl.pem}\n",
+      "spec.trafficPolicy.tls", 8, 10, 0, "caCrl needs caCertificates" },
+    { DR "  trafficPolicy:\n    tls: {mode: SIMPLE, credentialName: x}\n",
+      "spec.trafficPolicy.tls.credentialName", 8, 25, 0,
+      "give the files instead" },
 };
 
 
@@ -794,6 +815,60 @@ START_TEST(policy_parse_locality_and_warmup_normalize)
         "\"trafficPolicy\":{\"loadBalancer\":{\"localityLbSetting\":{"
         "\"enabled\":false,\"distribute\":[{\"from\":\"us-east/*\","
         "\"to\":{\"us-east/*\":80,\"eu-west/z1\":20}}]}}}}]}");
+    json_decref(v);
+}
+END_TEST
+
+
+/* tls: the mode always (DISABLE when not given), paths and names as
+ * given, insecureSkipVerify only when true, an empty subjectAltNames left
+ * out; a subset's tls carried as its own */
+START_TEST(policy_parse_tls_normalizes)
+{
+    size_t   n;
+    json_t  *v;
+
+    v = normalized(
+        "apiVersion: networking.istio.io/v1\n"
+        "kind: DestinationRule\n"
+        "metadata: {name: db}\n"
+        "spec:\n"
+        "  host: db\n"
+        "  trafficPolicy:\n"
+        "    tls:\n"
+        "      mode: MUTUAL\n"
+        "      clientCertificate: /etc/certs/client.pem\n"
+        "      privateKey: /etc/certs/client.key\n"
+        "      caCertificates: /etc/certs/ca.pem\n"
+        "      caCrl: /etc/certs/ca.crl\n"
+        "      sni: db.example\n"
+        "      subjectAltNames: [db.example, \"spiffe://c/ns/a/sa/db\"]\n"
+        "      insecureSkipVerify: false\n"
+        "  subsets:\n"
+        "  - name: v1\n"
+        "    labels: {version: v1}\n"
+        "    trafficPolicy:\n"
+        "      tls: {sni: v1.db, subjectAltNames: []}\n"
+        "  - name: v2\n"
+        "    labels: {version: v2}\n"
+        "    trafficPolicy:\n"
+        "      tls: {mode: SIMPLE, insecureSkipVerify: true}\n", &n);
+
+    ck_assert_uint_eq(n, 1);
+    expect_json(json_array_get(v, 0),
+        "{\"policy\":\"pol\",\"kind\":\"DestinationRule\",\"name\":\"db\","
+        "\"host\":\"db\",\"trafficPolicy\":{\"tls\":{\"mode\":\"MUTUAL\","
+        "\"clientCertificate\":\"/etc/certs/client.pem\","
+        "\"privateKey\":\"/etc/certs/client.key\","
+        "\"caCertificates\":\"/etc/certs/ca.pem\","
+        "\"caCrl\":\"/etc/certs/ca.crl\",\"sni\":\"db.example\","
+        "\"subjectAltNames\":[\"db.example\",\"spiffe://c/ns/a/sa/db\"]}},"
+        "\"subsets\":[{\"name\":\"v1\",\"labels\":{\"version\":\"v1\"},"
+        "\"trafficPolicy\":{\"tls\":{\"mode\":\"DISABLE\","
+        "\"sni\":\"v1.db\"}}},"
+        "{\"name\":\"v2\",\"labels\":{\"version\":\"v2\"},"
+        "\"trafficPolicy\":{\"tls\":{\"mode\":\"SIMPLE\","
+        "\"insecureSkipVerify\":true}}}]}");
     json_decref(v);
 }
 END_TEST
@@ -1720,6 +1795,7 @@ policy_suite(void)
     tcase_add_loop_test(tc, policy_parse_locality_refused_as_istio, 0,
                         sizeof(bad_locality) / sizeof(bad_locality[0]));
     tcase_add_test(tc, policy_parse_locality_and_warmup_normalize);
+    tcase_add_test(tc, policy_parse_tls_normalizes);
     tcase_add_test(tc, policy_parse_virtual_service_normalizes);
     tcase_add_test(tc, policy_parse_match_case_and_source_labels_normalize);
     tcase_add_test(tc, policy_parse_request_shaping_normalizes);
