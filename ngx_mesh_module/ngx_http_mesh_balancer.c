@@ -519,6 +519,8 @@ ngx_http_mesh_peer_data(ngx_http_request_t *r,
     pd->output_filter = NULL;
     pd->filter_ctx = NULL;
     pd->conn = NULL;
+    pd->tls_refused = 0;
+    pd->tls_verify = 0;
 
     cln->handler = ngx_http_mesh_cleanup_peer;
 
@@ -586,6 +588,14 @@ ngx_http_mesh_init_peer(ngx_http_request_t *r,
 
     pd->target = t;
     n = t ? t->number : 0;
+
+#if (NGX_HTTP_SSL)
+    /* the target's tls: DISABLE, or the policy's TLS in the location's */
+
+    if (ngx_http_mesh_tls_conf(r, pd) != NGX_OK) {
+        return NGX_ERROR;
+    }
+#endif
 
     /* the target's connectionPool, then the route's retries and timeout,
      * which cap its connect timeout */
@@ -678,6 +688,11 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
 
     t = pd->target;
     n = t ? t->number : 0;
+
+    if (pd->tls_refused) {
+        pc->name = &pd->conf->upstream->host;
+        return NGX_BUSY;        /* logged once per setting (the tls) */
+    }
 
     if (n == 0) {
         if (pd->view && pd->view->vs && pd->route == NULL) {
@@ -944,15 +959,14 @@ ngx_http_mesh_win_add(uint64_t *word, uint64_t window, uint64_t n)
 /*
  * TLS to the instances: a new connection makes a full handshake; TLS
  * sessions are not kept per instance (members come and go with every
- * view; keepalive connections to the upstream keep the cost down).
+ * view; keepalive connections to the upstream keep the cost down). Here,
+ * just before the handshake, the target's trafficPolicy.tls takes the
+ * connection over.
  */
 static ngx_int_t
 ngx_http_mesh_set_session(ngx_peer_connection_t *pc, void *data)
 {
-    (void) pc;
-    (void) data;
-
-    return NGX_OK;
+    return ngx_http_mesh_tls_connection(pc, data);
 }
 
 

@@ -91,6 +91,27 @@ static ngx_command_t  ngx_http_mesh_commands[] = {
       offsetof(ngx_http_mesh_main_conf_t, ssl_verify),
       NULL },
 
+    { ngx_string("mesh_tls_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mesh_main_conf_t, tls_certificate),
+      NULL },
+
+    { ngx_string("mesh_tls_certificate_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mesh_main_conf_t, tls_certificate_key),
+      NULL },
+
+    { ngx_string("mesh_tls_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_mesh_main_conf_t, tls_trusted_certificate),
+      NULL },
+
 #endif
 
     { ngx_string("mesh_cache_file"),
@@ -229,6 +250,10 @@ ngx_http_mesh_create_main_conf(ngx_conf_t *cf)
      *     mmcf->registry_uri = { 0, NULL };
      *     mmcf->cache_file = { 0, NULL };
      *     mmcf->labels = NULL;
+     *     mmcf->tls_certificate = { 0, NULL };
+     *     mmcf->tls_certificate_key = { 0, NULL };
+     *     mmcf->tls_trusted_certificate = { 0, NULL };
+     *     mmcf->tls_identity = NULL;
      *     mmcf->shm_zone = NULL;
      */
 
@@ -281,6 +306,10 @@ ngx_http_mesh_init_main_conf(ngx_conf_t *cf, void *conf)
 
 #if (NGX_HTTP_SSL)
     if (ngx_http_mesh_ssl_conf(cf, mmcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_mesh_tls_conf_identity(cf, mmcf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 #endif

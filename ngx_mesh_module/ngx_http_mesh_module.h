@@ -300,6 +300,10 @@ typedef struct {
 #define NGX_HTTP_MESH_RING_SLICE      2      /* ms of ring work per turn */
 
 
+/* trafficPolicy.tls as a worker uses it (ngx_http_mesh_tls.c) */
+typedef struct ngx_http_mesh_tls_s  ngx_http_mesh_tls_t;
+
+
 /*
  * What a request is balanced over: the whole service or a subset. The
  * set of instances a pick may take (passing and not ejected; all of them
@@ -351,6 +355,8 @@ typedef struct {
                                                    upstream's keepalive_
                                                    timeout */
     ngx_http_mesh_outlier_t        outlier;
+    ngx_http_mesh_tls_t           *tls;         /* NULL: the location's
+                                                   proxy_pass decides */
     ngx_http_mesh_stat_t          *service;     /* the service's counters */
     ngx_str_t                      service_name;
 
@@ -470,6 +476,12 @@ typedef struct {
     ngx_str_t                      ssl_certificate;
     ngx_str_t                      ssl_certificate_key;
     ngx_flag_t                     ssl_verify;
+
+    /* the mesh's own certificates: ISTIO_MUTUAL */
+    ngx_str_t                      tls_certificate;
+    ngx_str_t                      tls_certificate_key;
+    ngx_str_t                      tls_trusted_certificate;
+    ngx_http_mesh_tls_t           *tls_identity;     /* loaded, or NULL */
 #endif
     ngx_str_t                      cache_file;  /* mesh_cache_file */
     size_t                         zone_size;   /* mesh_zone */
@@ -528,6 +540,13 @@ typedef struct {
     ngx_connection_t              *conn;        /* the upstream connection
                                                    the request was sent on,
                                                    until free_peer */
+
+    /* trafficPolicy.tls (ngx_http_mesh_tls.c) */
+    ngx_uint_t                     tls_refused; /* cannot have what it asks:
+                                                   502 */
+    ngx_uint_t                     tls_verify;  /* a new connection's
+                                                   certificate is checked
+                                                   before sending */
     ngx_http_request_t            *request;
 
     /* the VirtualService's route, decided once (by the route phase, or
@@ -725,6 +744,22 @@ void ngx_http_mesh_pool_free(ngx_peer_connection_t *pc,
     ngx_http_mesh_peer_data_t *pd, ngx_uint_t state);
 ngx_int_t ngx_http_mesh_pool_retry(ngx_peer_connection_t *pc,
     ngx_http_mesh_peer_data_t *pd, ngx_uint_t state);
+
+/* ngx_http_mesh_tls.c */
+#if (NGX_HTTP_SSL)
+char *ngx_http_mesh_tls_conf_identity(ngx_conf_t *cf,
+    ngx_http_mesh_main_conf_t *mmcf);
+ngx_int_t ngx_http_mesh_tls_get(ngx_http_mesh_main_conf_t *mmcf,
+    const mesh_destination_rule_t *dr, const mesh_tls_t *mt,
+    ngx_http_mesh_tls_t **out, ngx_log_t *log);
+void ngx_http_mesh_tls_release(ngx_http_mesh_tls_t *tls);
+ngx_int_t ngx_http_mesh_tls_conf(ngx_http_request_t *r,
+    ngx_http_mesh_peer_data_t *pd);
+ngx_int_t ngx_http_mesh_tls_connection(ngx_peer_connection_t *pc,
+    ngx_http_mesh_peer_data_t *pd);
+ngx_int_t ngx_http_mesh_tls_verified(ngx_http_mesh_peer_data_t *pd,
+    ngx_connection_t *c);
+#endif
 
 /* ngx_http_mesh_route.c */
 ngx_int_t ngx_http_mesh_route_init(ngx_conf_t *cf);

@@ -155,7 +155,7 @@ ngx_http_mesh_pool_conf(ngx_http_request_t *r, ngx_http_mesh_peer_data_t *pd)
     }
 
     if ((t->keepidle || t->keepintvl || t->keepcnt || t->conn_requests
-         || t->idle_timeout)
+         || t->idle_timeout || pd->tls_verify)
         && u->output.output_filter != ngx_http_mesh_pool_output_filter)
     {
         pd->output_filter = u->output.output_filter;
@@ -193,6 +193,13 @@ ngx_http_mesh_pool_output_filter(void *data, ngx_chain_t *in)
 
         if (c->requests == 1) {
             ngx_http_mesh_pool_sockopt(c, t);
+
+#if (NGX_HTTP_SSL)
+            /* trafficPolicy.tls refused the instance's certificate */
+            if (ngx_http_mesh_tls_verified(pd, c) != NGX_OK) {
+                return NGX_ERROR;
+            }
+#endif
         }
 
         if (t->conn_requests && c->requests >= t->conn_requests) {

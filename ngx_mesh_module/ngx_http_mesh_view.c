@@ -478,6 +478,16 @@ ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
         goto failed;
     }
 
+#if (NGX_HTTP_SSL)
+    /* trafficPolicy.tls: the worker's setting, its files read if new */
+    if (dr && ngx_http_mesh_tls_get(mmcf, dr, &dr->traffic.tls,
+                                    &view->targets[0].tls, log)
+              != NGX_OK)
+    {
+        goto failed;
+    }
+#endif
+
     for (i = 1; i < view->ntargets; i++) {
         tp = mesh_rule_traffic(dr, &dr->subsets[i - 1], (int) mscf->port);
 
@@ -487,6 +497,15 @@ ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
         {
             goto failed;
         }
+
+#if (NGX_HTTP_SSL)
+        if (ngx_http_mesh_tls_get(mmcf, dr, &tp->tls, &view->targets[i].tls,
+                                  log)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+#endif
     }
 
     view->vs = mesh_policies_vs(policies, (char *) mscf->service.data,
@@ -971,6 +990,9 @@ ngx_http_mesh_free_view(ngx_http_mesh_view_t *view)
 
     for (i = 0; view->targets && i < view->ntargets; i++) {
         ngx_http_mesh_ring_release(view->targets[i].ring);
+#if (NGX_HTTP_SSL)
+        ngx_http_mesh_tls_release(view->targets[i].tls);
+#endif
     }
 
     if (view->gen) {

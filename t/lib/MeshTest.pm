@@ -832,7 +832,9 @@ sub start_backend {
 
 # many instances at once: one nginx (a single process) listening on
 # $opt{ports} loopback ports, each answering 200 with "X-Backend: pPORT";
-# returns the ports. Stopped like any backend (stop_backend NAME).
+# returns the ports. Stopped like any backend (stop_backend NAME). With
+# ssl, also "X-Client-DN" (the client certificate's subject, empty when
+# none) and "X-SNI" (the server name the client sent, empty when none).
 sub start_backend_nginx {
     my ($self, %opt) = @_;
     my $name = $opt{name} // croak "start_backend_nginx needs a name";
@@ -857,6 +859,8 @@ sub start_backend_nginx {
             if $opt{ssl}{client_ca};
     }
     my $dn = $opt{ssl} ? '        add_header X-Client-DN $ssl_client_s_dn '
+                        . "always;\n"
+                        . '        add_header X-SNI $ssl_server_name '
                         . "always;\n" : '';
 
     $self->write_file("backend-$name/nginx.conf", <<"EOF");
