@@ -131,6 +131,7 @@ fill(void)
     apply_file("sessions-hash", "conf/policies/sessions-hash.yaml");
     apply_file("payments-pool", "conf/policies/payments-pool.yaml");
     apply_file("catalog-locality", "conf/policies/catalog-locality.yaml");
+    apply_file("inventory-tls", "conf/policies/inventory-tls.yaml");
 }
 
 
@@ -195,6 +196,24 @@ START_TEST(contract_complete_snapshot_reads_field_by_field)
                       MESH_RETRY_5XX | MESH_RETRY_CONNECT_FAILURE);
 
     ck_assert_ptr_nonnull(mesh_policies_rule(p, "sessions", 8));
+
+    /* tls: the rule's, a subset's own replacing it */
+    dr = mesh_policies_rule(p, "inventory", 9);
+    ck_assert_ptr_nonnull(dr);
+    ck_assert_int_eq(dr->traffic.tls.mode, MESH_TLS_MUTUAL);
+    ck_assert_str_eq(dr->traffic.tls.private_key,
+                     "/etc/nginx/mesh/client.key");
+    ck_assert_str_eq(dr->traffic.tls.sni, "inventory.mesh");
+    ck_assert_uint_eq(dr->traffic.tls.nsubject_alt_names, 2);
+    ck_assert_str_eq(dr->traffic.tls.subject_alt_names[1],
+                     "spiffe://mesh/ns/shop/sa/inventory");
+    ck_assert_int_eq(mesh_rule_subset(dr, "v2")->policy.tls.mode,
+                     MESH_TLS_MUTUAL);
+    ck_assert_int_eq(mesh_rule_subset(dr, "legacy")->policy.tls.mode,
+                     MESH_TLS_DISABLE);
+    ck_assert_ptr_null(mesh_rule_subset(dr, "legacy")->policy.tls.sni);
+    ck_assert_int_eq(mesh_rule_subset(dr, "meshed")->policy.tls.mode,
+                     MESH_TLS_ISTIO_MUTUAL);
 
     /* connectionPool, and a subset's own field over the rule's */
     dr = mesh_policies_rule(p, "payments", 8);
