@@ -10,9 +10,9 @@
 # the log; a subset's own tls (DISABLE) replaces the rule's and reaches a
 # plain instance from a proxy_pass https:// location; SIMPLE presents no
 # certificate and sends sni; ISTIO_MUTUAL uses the mesh_tls_* directives;
-# SIMPLE or MUTUAL where the location is proxy_pass http://, or a file
-# that cannot be read, is a 502 logged once. Every change is a policy
-# applied to the running nginx, never a reload.
+# SIMPLE or MUTUAL where the location is proxy_pass http://, a file that
+# cannot be read, or ISTIO_MUTUAL without the directives is a 502 logged
+# once. Every change of tls is a policy applied to the running nginx.
 
 use strict;
 use warnings;
@@ -273,6 +273,19 @@ ok $t->wait_mesh_index, '... and nginx has it';
 $r = $c->get('/simple/');
 is $r->{status}, 200, 'without tls in a policy the location decides: 200';
 is $r->{headers}{'x-sni'}, undef, '... no SNI (proxy_ssl_server_name off)';
+
+# ISTIO_MUTUAL in an nginx without the mesh_tls_* directives: 502, and
+# the log says which to add
+(my $none = $conf) =~ s{MESH_TLS}{};
+$t->nginx_conf($none);
+$t->reload_nginx(wait_old => 1);
+ok $t->wait_mesh_index, 'reloaded without mesh_tls_*';
+is $c->get('/')->{status}, 502, 'ISTIO_MUTUAL without mesh certificates: 502';
+is $c->get('/')->{status}, 502, '... every time';
+is count(qr/\[error\].*DestinationRule "orders" asks for tls mode ISTIO_MUTUAL to service "orders": this nginx has no mesh certificates; add "mesh_tls_certificate", "mesh_tls_certificate_key" and "mesh_tls_trusted_certificate"/),
+    1, '... logged once, naming the directives';
+is $c->get('/', { 'X-Sub' => 'v2' })->{status}, 200,
+    '... while its DISABLE subset goes on';
 
 # every request ended with a response; the worker never crashed
 is count(qr/\[alert\]/), 0, 'no [alert] in the error log';
