@@ -51,11 +51,13 @@ enum {
     MESH_PT_PORT = 0,
     MESH_PT_LB,
     MESH_PT_OUTLIER,
-    MESH_PT_POOL
+    MESH_PT_POOL,
+    MESH_PT_TLS
 };
 
 static const char *const  mesh_pt_keys[] = {
-    "port", "loadBalancer", "outlierDetection", "connectionPool", NULL
+    "port", "loadBalancer", "outlierDetection", "connectionPool", "tls",
+    NULL
 };
 
 
@@ -452,6 +454,10 @@ mesh_policy_port(mesh_json_t *j, void *elt)
 
         case MESH_PT_POOL:
             rc = mesh_policy_pool(j, &pp->policy);
+            break;
+
+        case MESH_PT_TLS:
+            rc = mesh_policy_tls(j, &pp->policy.tls);
             break;
 
         case -2:

@@ -467,20 +467,18 @@ ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
     /* the policies for the service port the upstream stands for: its
      * portLevelSettings entry, or the trafficPolicy */
 
+    tp = dr ? mesh_rule_traffic(dr, NULL, (int) mscf->port) : NULL;
+
     if (ngx_http_mesh_build_target(mmcf, mscf, view, &view->targets[0], svc,
-                                   NULL,
-                                   dr ? mesh_rule_traffic(dr, NULL,
-                                                          (int) mscf->port)
-                                      : NULL,
-                                   log)
+                                   NULL, tp, log)
         != NGX_OK)
     {
         goto failed;
     }
 
 #if (NGX_HTTP_SSL)
-    /* trafficPolicy.tls: the worker's setting, its files read if new */
-    if (dr && ngx_http_mesh_tls_get(mmcf, dr, &dr->traffic.tls,
+    /* the same policy's tls: the worker's setting, its files read if new */
+    if (dr && ngx_http_mesh_tls_get(mmcf, dr, &tp->tls,
                                     &view->targets[0].tls, log)
               != NGX_OK)
     {

@@ -1224,8 +1224,8 @@ rd_parse_tls(rd_pctx_t *c, yaml_node_t *n, json_t **out)
 
 /*
  * portLevelSettings[]: {port: {number}, loadBalancer?, outlierDetection?,
- * connectionPool?}, one per port; normalized to {"port": N, ...}. The
- * entry for the port an upstream stands for (mesh SERVICE port=N)
+ * connectionPool?, tls?}, one per port; normalized to {"port": N, ...}.
+ * The entry for the port an upstream stands for (mesh SERVICE port=N)
  * replaces the trafficPolicy it is in, the groups it does not give
  * being defaults, as Istio applies it.
  */
@@ -1309,10 +1309,13 @@ rd_parse_port_settings(rd_pctx_t *c, yaml_node_t *n, json_t **out)
             } else if (strcmp(k, "connectionPool") == 0) {
                 rc = rd_parse_pool(c, v, &sub);
 
+            } else if (strcmp(k, "tls") == 0) {
+                rc = rd_parse_tls(c, v, &sub);
+
             } else {
                 return rd_unknown(c, kn, k, "port,loadBalancer,"
-                                  "outlierDetection,connectionPool",
-                                  "tls");
+                                  "outlierDetection,connectionPool,tls",
+                                  NULL);
             }
 
             if (rc != 0) {

@@ -10,6 +10,8 @@
 # the log; a subset's own tls (DISABLE) replaces the rule's and reaches a
 # plain instance from a proxy_pass https:// location; SIMPLE presents no
 # certificate and sends sni; ISTIO_MUTUAL uses the mesh_tls_* directives;
+# a portLevelSettings entry's tls is the one of the upstreams with its
+# port= (an entry without tls has none; a subset's own tls is over it);
 # SIMPLE or MUTUAL where the location is proxy_pass http://, a file that
 # cannot be read, or ISTIO_MUTUAL without the directives is a 502 logged
 # once. Every change of tls is a policy applied to the running nginx.
@@ -60,6 +62,8 @@ http {
     MESH_TLS
 
     upstream orders { mesh orders; }
+    upstream orders_443 { mesh orders port=443; }
+    upstream orders_8443 { mesh orders port=8443; }
     upstream simple { mesh simple; }
 
     server {
@@ -67,6 +71,16 @@ http {
 
         location / {
             proxy_pass https://orders;
+            proxy_next_upstream off;
+        }
+
+        location /p443/ {
+            proxy_pass https://orders_443/;
+            proxy_next_upstream off;
+        }
+
+        location /p8443/ {
+            proxy_pass https://orders_8443/;
             proxy_next_upstream off;
         }
 
@@ -177,6 +191,49 @@ is $r->{headers}{'x-sni'}, 'orders', '... and the service\'s name as SNI';
 $r = $c->get('/', { 'X-Sub' => 'v2' });
 is $r->{status}, 200, 'subset v2 (tls DISABLE) from an https location: 200';
 is $r->{headers}{'x-backend'}, 'plain', '... from the plain instance';
+
+# tls in a portLevelSettings entry: the upstreams with that port= take
+# it in place of the trafficPolicy's; an entry without tls has none (the
+# location decides); a subset's own tls is over the rule's entries
+apply('orders', orders_rule(<<"EOF"), 'MUTUAL, and port 443 its own tls');
+      mode: MUTUAL
+      clientCertificate: $d/client.crt
+      privateKey: $d/client.key
+      caCertificates: $d/ca.crt
+    portLevelSettings:
+    - port: {number: 443}
+      tls:
+        mode: MUTUAL
+        clientCertificate: $d/mesh.crt
+        privateKey: $d/mesh.key
+        caCertificates: $d/ca.crt
+        sni: orders.mesh
+    - port: {number: 8443}
+      loadBalancer: {simple: RANDOM}
+EOF
+
+$r = $c->get('/p443/');
+is $r->{status}, 200, 'port=443: 200 from the TLS instance';
+is $r->{headers}{'x-client-dn'}, 'CN=mesh-nginx',
+    '... with the entry\'s clientCertificate';
+is $r->{headers}{'x-sni'}, 'orders.mesh', '... and the entry\'s sni';
+$r = $c->get('/');
+is $r->{headers}{'x-client-dn'}, 'CN=rule-client',
+    'no port=: the trafficPolicy\'s certificate still';
+is $r->{headers}{'x-sni'}, 'orders', '... and SNI';
+is $c->get('/p8443/')->{status}, 400,
+    'port=8443, an entry without tls: the location\'s TLS, no client '
+    . 'certificate: 400 from the instance';
+$r = $c->get('/p443/', { 'X-Sub' => 'v2' });
+is $r->{status}, 200, 'port=443 to subset v2: its own tls (DISABLE): 200';
+is $r->{headers}{'x-backend'}, 'plain', '... from the plain instance';
+
+apply('orders', orders_rule(<<"EOF"), 'MUTUAL as before, no ports');
+      mode: MUTUAL
+      clientCertificate: $d/client.crt
+      privateKey: $d/client.key
+      caCertificates: $d/ca.crt
+EOF
 
 # MUTUAL in a proxy_pass http:// location: no TLS there
 is $c->get('/plain/')->{status}, 502, 'MUTUAL in a proxy_pass http:// '

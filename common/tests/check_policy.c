@@ -2127,6 +2127,112 @@ START_TEST(rule_port_level_settings_read_and_pack)
 END_TEST
 
 
+/*
+ * tls in portLevelSettings: an entry's replaces the rule's (an entry
+ * without tls has none: NONE, not the rule's); a subset's own entry, or
+ * its own trafficPolicy's tls, over the rule's entry for the port; the
+ * strings of each entry's tls packed and unpacked
+ */
+static void
+check_port_tls(const mesh_destination_rule_t *dr)
+{
+    const mesh_tls_t     *tls;
+    const mesh_subset_t  *a, *b, *c;
+
+    ck_assert_int_eq(mesh_rule_traffic(dr, NULL, 0)->tls.mode,
+                     MESH_TLS_ISTIO_MUTUAL);
+    ck_assert_int_eq(mesh_rule_traffic(dr, NULL, 81)->tls.mode,
+                     MESH_TLS_ISTIO_MUTUAL);
+
+    tls = &mesh_rule_traffic(dr, NULL, 443)->tls;
+    ck_assert_int_eq(tls->mode, MESH_TLS_SIMPLE);
+    ck_assert_str_eq(tls->ca_certificates, "/ca");
+    ck_assert_str_eq(tls->sni, "orders.mesh");
+    ck_assert_uint_eq(tls->nsubject_alt_names, 2);
+    ck_assert_str_eq(tls->subject_alt_names[0], "orders.mesh");
+    ck_assert_str_eq(tls->subject_alt_names[1], "spiffe://m/o");
+
+    /* an entry without tls: none, the location decides */
+    ck_assert_int_eq(mesh_rule_traffic(dr, NULL, 80)->tls.mode,
+                     MESH_TLS_NONE);
+
+    a = mesh_rule_subset(dr, "a");
+    b = mesh_rule_subset(dr, "b");
+    c = mesh_rule_subset(dr, "c");
+
+    /* a: nothing of its own: the rule's, port by port */
+    ck_assert_int_eq(mesh_rule_traffic(dr, a, 0)->tls.mode,
+                     MESH_TLS_ISTIO_MUTUAL);
+    tls = &mesh_rule_traffic(dr, a, 443)->tls;
+    ck_assert_int_eq(tls->mode, MESH_TLS_SIMPLE);
+    ck_assert_str_eq(tls->subject_alt_names[1], "spiffe://m/o");
+    ck_assert_int_eq(mesh_rule_traffic(dr, a, 80)->tls.mode, MESH_TLS_NONE);
+
+    /* b: its own entry for 443, whole */
+    tls = &mesh_rule_traffic(dr, b, 443)->tls;
+    ck_assert_int_eq(tls->mode, MESH_TLS_MUTUAL);
+    ck_assert_str_eq(tls->client_certificate, "/c");
+    ck_assert_str_eq(tls->private_key, "/k");
+    ck_assert_ptr_null(tls->sni);
+    ck_assert_uint_eq(tls->nsubject_alt_names, 0);
+    ck_assert_int_eq(mesh_rule_traffic(dr, b, 0)->tls.mode,
+                     MESH_TLS_ISTIO_MUTUAL);
+
+    /* c: its trafficPolicy's tls over the rule's entries */
+    ck_assert_int_eq(mesh_rule_traffic(dr, c, 443)->tls.mode,
+                     MESH_TLS_DISABLE);
+    ck_assert_int_eq(mesh_rule_traffic(dr, c, 80)->tls.mode,
+                     MESH_TLS_DISABLE);
+    ck_assert_int_eq(mesh_rule_traffic(dr, c, 0)->tls.mode,
+                     MESH_TLS_DISABLE);
+}
+
+
+START_TEST(rule_port_tls_read_and_pack)
+{
+    char              err[MESH_ERR_LEN], *block;
+    size_t            size;
+    mesh_policies_t  *p, *q;
+
+    p = ck_parse("[{\"policy\":\"o\",\"kind\":\"DestinationRule\","
+        "\"name\":\"o\",\"host\":\"orders\",\"trafficPolicy\":{"
+        "\"tls\":{\"mode\":\"ISTIO_MUTUAL\"},"
+        "\"portLevelSettings\":[{\"port\":443,\"tls\":{"
+        "\"mode\":\"SIMPLE\",\"caCertificates\":\"/ca\","
+        "\"sni\":\"orders.mesh\","
+        "\"subjectAltNames\":[\"orders.mesh\",\"spiffe://m/o\"]}},"
+        "{\"port\":80,\"loadBalancer\":{\"simple\":\"RANDOM\"}}]},"
+        "\"subsets\":[{\"name\":\"a\",\"labels\":{\"v\":\"1\"}},"
+        "{\"name\":\"b\",\"labels\":{\"v\":\"2\"},\"trafficPolicy\":{"
+        "\"portLevelSettings\":[{\"port\":443,\"tls\":{"
+        "\"mode\":\"MUTUAL\",\"clientCertificate\":\"/c\","
+        "\"privateKey\":\"/k\"}}]}},"
+        "{\"name\":\"c\",\"labels\":{\"v\":\"3\"},\"trafficPolicy\":{"
+        "\"tls\":{\"mode\":\"DISABLE\"}}}]}]");
+    check_port_tls(mesh_policies_rule(p, "orders", 6));
+
+    size = mesh_policies_pack(p, NULL, 0);
+    block = malloc(size);
+    ck_assert_ptr_nonnull(block);
+    ck_assert_uint_eq(mesh_policies_pack(p, block, size), size);
+    mesh_policies_free(p);
+
+    q = mesh_policies_unpack(block, size, err, sizeof(err));
+    ck_assert_msg(q != NULL, "%s", err);
+    check_port_tls(mesh_policies_rule(q, "orders", 6));
+    mesh_policies_free(q);
+    free(block);
+
+    /* an entry's tls is checked as the trafficPolicy's */
+    ck_parse_fails("[{\"policy\":\"o\",\"kind\":\"DestinationRule\","
+        "\"name\":\"o\",\"host\":\"orders\",\"subsets\":[],"
+        "\"trafficPolicy\":{\"portLevelSettings\":[{\"port\":443,"
+        "\"tls\":{\"mode\":\"SIMPLE\",\"caCertificates\":\"ca\"}}]}}]",
+        "not an absolute path");
+}
+END_TEST
+
+
 /* tls: read, a subset's replacing the rule's whole, packed and back */
 START_TEST(rule_tls_read_inherited_and_packed)
 {
@@ -2417,6 +2523,7 @@ policy_suite(void)
     tcase_add_test(tc, rule_tls_read_inherited_and_packed);
     tcase_add_test(tc, route_mirrors_read_and_pack);
     tcase_add_test(tc, rule_port_level_settings_read_and_pack);
+    tcase_add_test(tc, rule_port_tls_read_and_pack);
     tcase_add_test(tc, instance_in_subset_by_labels);
     tcase_add_test(tc, instance_in_subset_from_parsed_documents);
     suite_add_tcase(s, tc);

@@ -429,7 +429,7 @@ static const bad_t  bad[] = {
     { VS RT "    corsPolicy: {allowHeaders: [\"x y\"]}\n",
       "spec.http[0].corsPolicy.allowHeaders[0]", 10, 33, 0,
       "not a valid header name" },
-    /* 125 */
+    /* 131 */
     { VS RT "    corsPolicy: {exposeHeaders: [X-A, x-a]}\n",
       "spec.http[0].corsPolicy.exposeHeaders[1]", 10, 39, 0,
       "listed twice" },
@@ -443,7 +443,7 @@ static const bad_t  bad[] = {
     { VS RT "    corsPolicy: {allowOrigins: [{regex: \"(\"}]}\n",
       "spec.http[0].corsPolicy.allowOrigins[0].regex", 10, 41, 0,
       "parenthesis" },
-    /* 130 */
+    /* 136 */
     { VS RT "    corsPolicy: {allowOrigins: [{suffix: a}]}\n",
       "spec.http[0].corsPolicy.allowOrigins[0].suffix", 10, 34, 0,
       "unknown field \"suffix\"" },
@@ -459,7 +459,7 @@ static const bad_t  bad[] = {
     { VS RT "    corsPolicy: {allowCredentials: maybe}\n",
       "spec.http[0].corsPolicy.allowCredentials", 10, 36, 0,
       "must be true or false" },
-    /* 135 */
+    /* 141 */
     { VS RT "    corsPolicy: {filterEnabled: 1}\n",
       "spec.http[0].corsPolicy.filterEnabled", 10, 18, 0,
       "unknown field \"filterEnabled\"" },
@@ -469,7 +469,7 @@ static const bad_t  bad[] = {
       "spec.http[0].mirror", 9, 13, 0, "cannot have mirror too" },
     { VS RT "    mirrors:\n    - percentage: {value: 5}\n",
       "spec.http[0].mirrors[0].destination", 11, 7, 0, "is required" },
-    /* 140 */
+    /* 145 */
     { VS RT "    mirror: {host: orders}\n    mirrorPercentage: {value: 1}\n"
       "    mirror_percent: 2\n",
       "spec.http[0].mirror_percent", 12, 5, 0, "not two" },
@@ -496,16 +496,16 @@ static const bad_t  bad[] = {
       "    - port: {number: 0}\n",
       "spec.trafficPolicy.portLevelSettings[0].port.number", 9, 22, 0,
       "65535" },
-    /* 150 */
+    /* 153 */
     { DR "  trafficPolicy:\n    portLevelSettings:\n"
-      "    - port: {number: 80}\n      tls: {mode: SIMPLE}\n",
-      "spec.trafficPolicy.portLevelSettings[0].tls", 10, 7, 0,
-      "unsupported field \"tls\"" },
+      "    - port: {number: 80}\n      tls: {mode: MUTUAL}\n",
+      "spec.trafficPolicy.portLevelSettings[0].tls", 10, 12, 0,
+      "MUTUAL needs clientCertificate" },
     { DR "  trafficPolicy:\n    portLevelSettings:\n"
       "    - loadBalancer: {simple: RANDOM}\n",
       "spec.trafficPolicy.portLevelSettings[0].port", 9, 7, 0,
       "is required" },
-    /* trafficPolicy.tls */
+    /* 155: trafficPolicy.tls */
     { DR "  trafficPolicy:\n    tls: {mode: MUTUAL, clientCertificate: /c}\n",
       "spec.trafficPolicy.tls", 8, 10, 0, "MUTUAL needs privateKey" },
     { DR "  trafficPolicy:\n    tls: {mode: STRICT}\n",
@@ -518,6 +518,7 @@ static const bad_t  bad[] = {
       "    tls: {mode: SIMPLE, insecureSkipVerify: true, subjectAltNames: [a]}\n",
       "spec.trafficPolicy.tls.insecureSkipVerify", 8, 25, 0,
       "no caCertificates, caCrl or subjectAltNames" },
+    /* 160 */
     { DR "  trafficPolicy:\n    tls: {mode: SIMPLE, sni: \"a b\"}\n",
       "spec.trafficPolicy.tls.sni", 8, 30, 0, "not a host name" },
     { DR "  trafficPolicy:\n    tls: {mode: SIMPLE, caCrl: /crl.pem}\n",
@@ -525,6 +526,11 @@ static const bad_t  bad[] = {
     { DR "  trafficPolicy:\n    tls: {mode: SIMPLE, credentialName: x}\n",
       "spec.trafficPolicy.tls.credentialName", 8, 25, 0,
       "give the files instead" },
+    { DR "  trafficPolicy:\n    portLevelSettings:\n"
+      "    - port: {number: 31443}\n"
+      "      tls: {mode: MUTUAL, credentialName: client-credential}\n",
+      "spec.trafficPolicy.portLevelSettings[0].tls.credentialName", 10, 27,
+      0, "give the files instead" },
 };
 
 
@@ -869,6 +875,56 @@ START_TEST(policy_parse_tls_normalizes)
         "{\"name\":\"v2\",\"labels\":{\"version\":\"v2\"},"
         "\"trafficPolicy\":{\"tls\":{\"mode\":\"SIMPLE\","
         "\"insecureSkipVerify\":true}}}]}");
+    json_decref(v);
+}
+END_TEST
+
+
+/* tls in a portLevelSettings entry: normalized as the trafficPolicy's,
+ * nothing of the trafficPolicy's tls in it (the entry replaces it) */
+START_TEST(policy_parse_port_tls_normalizes)
+{
+    size_t   n;
+    json_t  *v;
+
+    v = normalized(
+        "apiVersion: networking.istio.io/v1\n"
+        "kind: DestinationRule\n"
+        "metadata: {name: db}\n"
+        "spec:\n"
+        "  host: db\n"
+        "  trafficPolicy:\n"
+        "    tls: {mode: ISTIO_MUTUAL}\n"
+        "    portLevelSettings:\n"
+        "    - port: {number: 5432}\n"
+        "      tls:\n"
+        "        mode: SIMPLE\n"
+        "        caCertificates: /etc/certs/ca.pem\n"
+        "        sni: db.example\n"
+        "    - port: {number: 8080}\n"
+        "      tls: {}\n"
+        "  subsets:\n"
+        "  - name: v1\n"
+        "    labels: {version: v1}\n"
+        "    trafficPolicy:\n"
+        "      portLevelSettings:\n"
+        "      - port: {number: 5432}\n"
+        "        tls: {mode: MUTUAL, clientCertificate: /c.pem,"
+        " privateKey: /k.pem}\n", &n);
+
+    ck_assert_uint_eq(n, 1);
+    expect_json(json_array_get(v, 0),
+        "{\"policy\":\"pol\",\"kind\":\"DestinationRule\",\"name\":\"db\","
+        "\"host\":\"db\",\"trafficPolicy\":{"
+        "\"tls\":{\"mode\":\"ISTIO_MUTUAL\"},"
+        "\"portLevelSettings\":[{\"port\":5432,\"tls\":{"
+        "\"caCertificates\":\"/etc/certs/ca.pem\",\"sni\":\"db.example\","
+        "\"mode\":\"SIMPLE\"}},"
+        "{\"port\":8080,\"tls\":{\"mode\":\"DISABLE\"}}]},"
+        "\"subsets\":[{\"name\":\"v1\",\"labels\":{\"version\":\"v1\"},"
+        "\"trafficPolicy\":{\"portLevelSettings\":[{\"port\":5432,"
+        "\"tls\":{\"clientCertificate\":\"/c.pem\","
+        "\"privateKey\":\"/k.pem\",\"mode\":\"MUTUAL\"}}]}}]}");
     json_decref(v);
 }
 END_TEST
@@ -1796,6 +1852,7 @@ policy_suite(void)
                         sizeof(bad_locality) / sizeof(bad_locality[0]));
     tcase_add_test(tc, policy_parse_locality_and_warmup_normalize);
     tcase_add_test(tc, policy_parse_tls_normalizes);
+    tcase_add_test(tc, policy_parse_port_tls_normalizes);
     tcase_add_test(tc, policy_parse_virtual_service_normalizes);
     tcase_add_test(tc, policy_parse_match_case_and_source_labels_normalize);
     tcase_add_test(tc, policy_parse_request_shaping_normalizes);
