@@ -682,7 +682,6 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
     uint32_t                    budget, cur;
     ngx_msec_t                  now;
     ngx_uint_t                  n, tried, reserved;
-    mesh_accept_pt              accept;
     ngx_http_mesh_peer_t       *peer;
     ngx_http_mesh_target_t     *t;
 
@@ -783,55 +782,7 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
 
     /* the first try of a target without a cap takes any of the set */
 
-    accept = (tried || t->max_conns) ? ngx_http_mesh_accept : NULL;
-
-    switch (t->pick) {
-
-    case NGX_HTTP_MESH_RANDOM:
-        i = mesh_random_pick(&t->set, NULL, &ngx_http_mesh_worker.rand,
-                             accept, pd);
-        break;
-
-    case NGX_HTTP_MESH_PICK_LEVELS:
-        /* localityLbSetting: a level, then within it; a level with none
-         * to take leaves the whole set */
-        i = ngx_http_mesh_level_pick(t, pd, accept);
-
-        if (i < 0 && t->balancer != NGX_HTTP_MESH_LEAST_REQUEST) {
-            i = mesh_wrr_pick(&t->set, t->rr, accept, pd);
-
-        } else if (i < 0) {
-            i = mesh_p2c_pick(&t->set, t->mp, NULL,
-                              &ngx_http_mesh_worker.rand, accept, pd);
-        }
-
-        break;
-
-    case NGX_HTTP_MESH_PICK_LR_WARM:
-        i = mesh_p2c_weighted_pick(&t->set, t->mp, NULL,
-                                   &ngx_http_mesh_worker.rand, accept, pd);
-        break;
-
-    case NGX_HTTP_MESH_LEAST_REQUEST:
-        i = mesh_p2c_pick(&t->set, t->mp, NULL, &ngx_http_mesh_worker.rand,
-                          accept, pd);
-        break;
-
-    case NGX_HTTP_MESH_CHASH:
-        if (pd->has_hash) {
-            i = (t->ring->builder == NULL)
-                ? mesh_chash_pick(&t->ring->ring, t->mp, pd->hash, accept,
-                                  pd)
-                : mesh_modulo_pick(t->mp, n, pd->hash, accept, pd);
-            break;
-        }
-
-        /* fall through */
-
-    default: /* NGX_HTTP_MESH_RR */
-        i = mesh_wrr_pick(&t->set, t->rr, accept, pd);
-        break;
-    }
+    i = ngx_http_mesh_pick(pd, t, tried || t->max_conns);
 
     if (i < 0) {
         pc->name = &pd->conf->upstream->host;
@@ -909,6 +860,73 @@ ngx_http_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
                    &pd->conf->upstream->host, &peer->id, &peer->name);
 
     return NGX_OK;
+}
+
+
+/*
+ * An instance of target t for the request or session pd: by the target's
+ * algorithm over its set, taking only what ngx_http_mesh_accept() allows
+ * when check is set (a retry, or a target with maxConnections); -1 when
+ * none can be taken.
+ */
+ngx_int_t
+ngx_http_mesh_pick(ngx_http_mesh_peer_data_t *pd, ngx_http_mesh_target_t *t,
+    ngx_uint_t check)
+{
+    int             i;
+    mesh_accept_pt  accept;
+
+    accept = check ? ngx_http_mesh_accept : NULL;
+
+    switch (t->pick) {
+
+    case NGX_HTTP_MESH_RANDOM:
+        i = mesh_random_pick(&t->set, NULL, &ngx_http_mesh_worker.rand,
+                             accept, pd);
+        break;
+
+    case NGX_HTTP_MESH_PICK_LEVELS:
+        /* localityLbSetting: a level, then within it; a level with none
+         * to take leaves the whole set */
+        i = ngx_http_mesh_level_pick(t, pd, accept);
+
+        if (i < 0 && t->balancer != NGX_HTTP_MESH_LEAST_REQUEST) {
+            i = mesh_wrr_pick(&t->set, t->rr, accept, pd);
+
+        } else if (i < 0) {
+            i = mesh_p2c_pick(&t->set, t->mp, NULL,
+                              &ngx_http_mesh_worker.rand, accept, pd);
+        }
+
+        break;
+
+    case NGX_HTTP_MESH_PICK_LR_WARM:
+        i = mesh_p2c_weighted_pick(&t->set, t->mp, NULL,
+                                   &ngx_http_mesh_worker.rand, accept, pd);
+        break;
+
+    case NGX_HTTP_MESH_LEAST_REQUEST:
+        i = mesh_p2c_pick(&t->set, t->mp, NULL, &ngx_http_mesh_worker.rand,
+                          accept, pd);
+        break;
+
+    case NGX_HTTP_MESH_CHASH:
+        if (pd->has_hash) {
+            i = (t->ring->builder == NULL)
+                ? mesh_chash_pick(&t->ring->ring, t->mp, pd->hash, accept,
+                                  pd)
+                : mesh_modulo_pick(t->mp, t->number, pd->hash, accept, pd);
+            break;
+        }
+
+        /* fall through */
+
+    default: /* NGX_HTTP_MESH_RR */
+        i = mesh_wrr_pick(&t->set, t->rr, accept, pd);
+        break;
+    }
+
+    return i;
 }
 
 

@@ -335,6 +335,14 @@ ngx_http_mesh_init_main_conf(ngx_conf_t *cf, void *conf)
 static void *
 ngx_http_mesh_create_srv_conf(ngx_conf_t *cf)
 {
+    return ngx_http_mesh_alloc_srv_conf(cf);
+}
+
+
+/* a mesh upstream's configuration, http's or stream's */
+ngx_http_mesh_srv_conf_t *
+ngx_http_mesh_alloc_srv_conf(ngx_conf_t *cf)
+{
     ngx_http_mesh_srv_conf_t  *mscf;
 
     mscf = ngx_pcalloc(cf->pool, sizeof(ngx_http_mesh_srv_conf_t));
@@ -896,6 +904,7 @@ ngx_http_mesh_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     mscf->service = value[1];
+    mscf->name = uscf->host;
     mscf->upstream = uscf;
 
     mmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_mesh_module);
@@ -1088,6 +1097,26 @@ ngx_http_mesh_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
 
     mscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_mesh_module);
 
+    ngx_http_mesh_init_srv_conf(mscf);
+
+    if (us->servers && us->servers->nelts > 1) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "upstream \"%V\" has both \"mesh\" and \"server\" "
+                      "members in %s:%ui", &us->host, us->file_name,
+                      us->line);
+        return NGX_ERROR;
+    }
+
+    us->peer.init = ngx_http_mesh_init_peer;
+
+    return NGX_OK;
+}
+
+
+/* what a mesh upstream's directives did not say */
+void
+ngx_http_mesh_init_srv_conf(ngx_http_mesh_srv_conf_t *mscf)
+{
     if (mscf->balancer == NGX_CONF_UNSET_UINT) {
         mscf->balancer = NGX_HTTP_MESH_RR;
     }
@@ -1103,16 +1132,4 @@ ngx_http_mesh_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
     mscf->outlier.panic_threshold = mscf->panic;
     mscf->outlier.split_local = 0;
     mscf->outlier.consecutive_local = 5;       /* Envoy's default */
-
-    if (us->servers && us->servers->nelts > 1) {
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "upstream \"%V\" has both \"mesh\" and \"server\" "
-                      "members in %s:%ui", &us->host, us->file_name,
-                      us->line);
-        return NGX_ERROR;
-    }
-
-    us->peer.init = ngx_http_mesh_init_peer;
-
-    return NGX_OK;
 }

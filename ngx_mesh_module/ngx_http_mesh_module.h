@@ -269,7 +269,8 @@ typedef struct {
                                               instance in slow start */
 
 
-typedef struct ngx_http_mesh_srv_conf_s  ngx_http_mesh_srv_conf_t;
+typedef struct ngx_http_mesh_srv_conf_s   ngx_http_mesh_srv_conf_t;
+typedef struct ngx_http_mesh_main_conf_s  ngx_http_mesh_main_conf_t;
 
 
 /* the policies as one worker parsed them, shared by the views built on
@@ -433,6 +434,14 @@ typedef struct {
 
 struct ngx_http_mesh_srv_conf_s {
     ngx_str_t                      service;
+    ngx_str_t                      name;        /* of the upstream block */
+    ngx_uint_t                     stream;      /* a stream{} upstream:
+                                                   upstream is NULL */
+    ngx_http_mesh_main_conf_t     *main;        /* (stream: the http
+                                                   block's, set by mesh) */
+    void                          *stream_key;  /* mesh_balancer's key in
+                                                   stream: ngx_stream_
+                                                   complex_value_t */
     ngx_uint_t                     port;        /* mesh ... port=N; 0: none */
     ngx_uint_t                     balancer;
     ngx_http_mesh_outlier_t        outlier;     /* mesh_outlier */
@@ -463,7 +472,7 @@ typedef struct {
 } ngx_http_mesh_registry_t;
 
 
-typedef struct {
+struct ngx_http_mesh_main_conf_s {
     ngx_url_t                     *registry;    /* mesh_registry: the first */
     ngx_str_t                      registry_uri;
     ngx_array_t                    registries;  /* ngx_http_mesh_registry_t:
@@ -496,7 +505,7 @@ typedef struct {
     ngx_shm_zone_t                *shm_zone;
     ngx_http_mesh_zone_t           zone;
     ngx_array_t                    upstreams;   /* of srv_conf_t * */
-} ngx_http_mesh_main_conf_t;
+};
 
 
 /* the route's corsPolicy and the request (ngx_http_mesh_route.c) */
@@ -665,6 +674,8 @@ void ngx_http_mesh_registry_exit_process(ngx_cycle_t *cycle);
 
 /* ngx_http_mesh_module.c */
 const char *ngx_http_mesh_balancer_name(ngx_uint_t balancer);
+ngx_http_mesh_srv_conf_t *ngx_http_mesh_alloc_srv_conf(ngx_conf_t *cf);
+void ngx_http_mesh_init_srv_conf(ngx_http_mesh_srv_conf_t *mscf);
 
 /* ngx_http_mesh_view.c */
 extern ngx_http_mesh_worker_t  ngx_http_mesh_worker;
@@ -732,6 +743,8 @@ ngx_int_t ngx_http_mesh_route_conf(ngx_http_request_t *r,
     mesh_http_route_t *route);
 ngx_table_elt_t *ngx_http_mesh_header_in(ngx_http_request_t *r,
     const char *name, size_t len);
+ngx_int_t ngx_http_mesh_pick(ngx_http_mesh_peer_data_t *pd,
+    ngx_http_mesh_target_t *t, ngx_uint_t check);
 ngx_http_mesh_target_t *ngx_http_mesh_dest_target(
     ngx_http_mesh_peer_data_t *pd, ngx_http_mesh_dest_t *dst);
 

@@ -237,7 +237,8 @@ ngx_http_mesh_failed(ngx_http_mesh_peer_data_t *pd,
 
     st = peer->stat;
     t = pd->target;
-    u = pd->request->upstream;
+    u = pd->request ? pd->request->upstream : NULL;  /* NULL: a stream
+                                                        session's */
 
     if (state & NGX_PEER_FAILED) {
         (void) __sync_fetch_and_add(&st->failures, 1);
@@ -249,8 +250,10 @@ ngx_http_mesh_failed(ngx_http_mesh_peer_data_t *pd,
 
     local = (state & NGX_PEER_FAILED) && status == 0;
 
-    pd->refused = local && u->state
-                  && u->state->connect_time == (ngx_msec_t) -1;
+    pd->refused = local && (u == NULL
+                            || (u->state
+                                && u->state->connect_time
+                                   == (ngx_msec_t) -1));
 
     cl = 0;
 

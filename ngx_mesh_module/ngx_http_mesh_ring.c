@@ -94,7 +94,7 @@ ngx_http_mesh_ring_get(ngx_http_mesh_srv_conf_t *mscf, const char **servers,
                           "(service \"%V\", %ui instances) would have %uz "
                           "points, more than %d: refused, the upstream "
                           "keeps its last ring; lower the weights",
-                          &mscf->upstream->host, &mscf->service, n,
+                          &mscf->name, &mscf->service, n,
                           points, MESH_CHASH_MAX_POINTS);
             mscf->ring_refused = 1;
         }

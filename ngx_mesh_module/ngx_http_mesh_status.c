@@ -561,8 +561,8 @@ ngx_http_mesh_json_service(ngx_http_mesh_status_t *st, u_char *p,
             p = ngx_slprintf(p, end, ",");
         }
 
-        p = ngx_http_mesh_json_str(p, end, ups[j]->upstream->host.data,
-                                   ups[j]->upstream->host.len);
+        p = ngx_http_mesh_json_str(p, end, ups[j]->name.data,
+                                   ups[j]->name.len);
     }
 
     return ngx_slprintf(p, end, "],\"balancer\":\"%s\",\"instances\":[",

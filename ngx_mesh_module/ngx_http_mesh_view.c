@@ -382,7 +382,7 @@ ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
             ngx_log_error(NGX_LOG_WARN, log, 0,
                           "mesh: service \"%V\" of upstream \"%V\" is not in "
                           "the registry (index %uL)", &mscf->service,
-                          &mscf->upstream->host, index);
+                          &mscf->name, index);
             mscf->missing = 1;
         }
 
@@ -608,7 +608,7 @@ ngx_http_mesh_view_dest(ngx_http_mesh_main_conf_t *mmcf,
                       "upstream \"%V\" to service \"%s\", which no mesh "
                       "upstream of this nginx routes: they fail with 502 "
                       "(add an upstream block with \"mesh %s;\")",
-                      view->vs->name, &mscf->upstream->host, host, host);
+                      view->vs->name, &mscf->name, host, host);
         return;
     }
 

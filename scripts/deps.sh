@@ -7,12 +7,14 @@
 # installed (adduser and usermod for the registryd account). The last
 # one for t/mesh_dashboard.t and scripts/dashboard-screenshot: a headless
 # browser (chromium, driven through chromedriver) and a font for it.
+# libnginx-mod-stream is nginx's stream module (Debian builds it as a
+# module of its own), for the stream mesh upstreams and their tests.
 # iproute2's ss shows t/mesh_policy_pool.t the keepalive timer of nginx's
 # upstream connections.
 set -euo pipefail
 
 PKGS="build-essential pkg-config perl curl
-      nginx nginx-dev
+      nginx nginx-dev libnginx-mod-stream
       libmicrohttpd-dev libgnutls28-dev libjansson-dev libsqlite3-dev libyaml-dev
       libcurl4-openssl-dev libpcre2-dev zlib1g-dev libssl-dev
       check libsubunit-dev libio-socket-ssl-perl clang libclang-rt-dev

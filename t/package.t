@@ -30,7 +30,9 @@ my @PKGS = qw(libnginx-mod-http-mesh ngx-mesh-registryd);
 my $UNIT = '/lib/systemd/system/registryd.service';
 my $CONF = '/etc/registryd/registryd.yaml';
 my $MODCONF = '/usr/share/nginx/modules-available/mod-http-mesh.conf';
-my $ENABLED = '/etc/nginx/modules-enabled/50-mod-http-mesh.conf';
+# 70: after Debian's stream module (50), which the stream part of the
+# module needs loaded first
+my $ENABLED = '/etc/nginx/modules-enabled/70-mod-http-mesh.conf';
 my $WANTS = '/etc/systemd/system/multi-user.target.wants/registryd.service';
 
 # what END puts back: set before anything can fail
@@ -272,6 +274,18 @@ $t->nginx_conf($main . "include /etc/nginx/modules-enabled/*.conf;\n"
                . "events { }\n" . $http);
 ($code, $out) = $t->nginx_test;
 is $code, 0, 'nginx -t with modules-enabled/*.conf' or diag $out;
+
+# Debian's stream module (50-mod-stream.conf) loads before the mesh
+# module (70-): a stream upstream can take its members from the registry
+$t->nginx_conf($main . "include /etc/nginx/modules-enabled/*.conf;\n"
+               . "events { }\n" . $http
+               . "stream { upstream tcp { mesh web; }\n"
+               . "         server { listen 127.0.0.1:"
+               . $t->named_port('TCP') . "; proxy_pass tcp; } }\n",
+               'stream.conf');
+($code, $out) = $t->nginx_test('stream.conf');
+is $code, 0, 'nginx -t of a stream mesh upstream with modules-enabled/*.conf'
+    or diag $out;
 
 ###########################################################################
 # registryd as the unit starts it: its command line, as its user, umask

@@ -41,7 +41,9 @@ package MeshTest;
 #
 # new(%opt): log_level => LEVEL (nginx error_log level of nginx_prelude,
 # default debug; load tests use info: Debian's nginx has --with-debug and
-# debug logging of thousands of requests is slow and huge), workers => N
+# debug logging of thousands of requests is slow and huge), stream => 1
+# (nginx_prelude loads nginx's stream module first: stream_module_path),
+# workers => N
 # (worker_processes of nginx_prelude, default 2), daemon => 1 (nginx runs
 # as a daemon: its own session and process group, which is what a binary
 # upgrade needs; nginx ignores USR2 in a master whose parent is still the
@@ -113,6 +115,9 @@ package MeshTest;
 #                            and body); requests => FILE (not with
 #                            events) appends a line per request to FILE:
 #                            "METHOD URI HOST BODY-BYTES" 
+#   start_tcp_backend(name => NAME)
+#                            a TCP instance: "NAME\n" to each connection,
+#                            then an echo; returns the port
 #   backend_port(NAME), stop_backend(NAME), kill_backend(NAME)
 #
 # nginx
@@ -295,6 +300,7 @@ sub new {
         log_level => $opt{log_level},
         workers  => $opt{workers},
         daemon   => $opt{daemon},
+        stream   => $opt{stream},
     }, $class;
 
     push @LIVE, $self;
@@ -928,6 +934,67 @@ sub backend_port {
     return $b->{port};
 }
 
+# a TCP service instance: says "NAME\n" to each connection, then echoes
+# what it receives until the client closes; one process per connection.
+# Stopped as any backend (stop_backend, kill_backend).
+sub start_tcp_backend {
+    my ($self, %opt) = @_;
+    my $name = $opt{name} // croak "start_tcp_backend needs a name";
+
+    croak "backend $name already running" if $self->{backends}{$name};
+
+    my $port = $opt{port} // $self->port;
+    my $ls = IO::Socket::INET->new(
+        LocalAddr => '127.0.0.1',
+        LocalPort => $port,
+        Proto     => 'tcp',
+        Listen    => 128,
+        ReuseAddr => 1,
+    ) or croak "tcp backend $name: cannot listen on 127.0.0.1:$port: $!";
+
+    my $log = "$self->{dir}/backend-$name.log";
+    my $pid = $self->_spawn("tcp backend $name", sub {
+        _redirect('/dev/null', $log);
+        $SIG{CHLD} = 'IGNORE';
+
+        while (1) {
+            my $c = $ls->accept;
+            if (!$c) {
+                next if $! == EINTR;
+                die "accept: $!\n";
+            }
+
+            my $child = fork;
+            if (!defined $child) {
+                close $c;
+                next;
+            }
+
+            if ($child == 0) {
+                close $ls;
+                my $sel = IO::Select->new($c);
+                syswrite $c, "$name\n";
+                while ($sel->can_read(60)) {
+                    my $n = sysread $c, my $buf, 65536;
+                    last unless $n;
+                    while (length $buf) {
+                        my $w = syswrite $c, $buf;
+                        last unless $w;
+                        substr($buf, 0, $w) = '';
+                    }
+                }
+                POSIX::_exit(0);
+            }
+
+            close $c;
+        }
+    });
+    close $ls;
+
+    $self->{backends}{$name} = { pid => $pid, port => $port };
+    return $port;
+}
+
 sub stop_backend {
     my ($self, $name) = @_;
     my $b = delete $self->{backends}{$name} or return undef;
@@ -1232,6 +1299,19 @@ sub _backend_events {
 ############################################################################
 # nginx
 
+# nginx's stream module (Debian's libnginx-mod-stream), or the one built
+# beside the nginx MESH_NGINX names (scripts/build-nginx-asan.sh)
+sub stream_module_path {
+    my ($self) = @_;
+    my $nginx = $ENV{MESH_NGINX};
+    if ($nginx) {
+        (my $dir = $nginx) =~ s{/[^/]*$}{};
+        return "$dir/ngx_stream_module.so" if -f "$dir/ngx_stream_module.so";
+    }
+    return $ENV{MESH_STREAM_MODULE}
+        // '/usr/lib/nginx/modules/ngx_stream_module.so';
+}
+
 sub nginx_prelude {
     my ($self, %opt) = @_;
     my $d = $self->{dir};
@@ -1239,6 +1319,8 @@ sub nginx_prelude {
     my $level = $opt{log_level} // $self->{log_level} // 'debug';
     my $workers = $opt{workers} // $self->{workers} // 2;
     my $daemon = ($opt{daemon} // $self->{daemon}) ? 'on' : 'off';
+    my $stream = ($opt{stream} // $self->{stream})
+               ? 'load_module ' . $self->stream_module_path . ";\n" : '';
 
     # env: nginx passes its environment on to a new binary (USR2) only as
     # told; under the sanitizers (_nginx_env) their options must follow
@@ -1250,7 +1332,7 @@ env ASAN_OPTIONS;
 env UBSAN_OPTIONS;
 ${user}error_log $d/error.log $level;
 pid $d/nginx.pid;
-load_module $self->{module};
+${stream}load_module $self->{module};
 
 events {
     worker_connections 1024;

@@ -1,0 +1,546 @@
+
+/*
+ * Copyright (C) ngx_mesh authors
+ */
+
+
+/*
+ * Mesh upstreams in nginx's stream module: TCP services balanced over the
+ * instances the registry lists, from the same views, zone and poller as
+ * the http upstreams (one snapshot per nginx). A stream upstream with
+ * "mesh SERVICE" is kept with the http ones, in the http mesh main
+ * configuration, so that its service is polled for and its view is
+ * built as theirs are; the picks are the http upstreams' own
+ * (ngx_http_mesh_pick()).
+ *
+ * Debian builds the stream module as a module of its own
+ * (ngx_stream_module.so): this module's references to it are weak, so
+ * that the .so loads into an nginx without stream, where no stream{}
+ * block, and so none of the code below, can run. With stream, its
+ * load_module line must come before this module's (a weak reference is
+ * bound when this .so is loaded); "mesh" in stream{} says so otherwise.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <ngx_stream.h>
+
+#include "ngx_http_mesh_module.h"
+
+
+#pragma weak ngx_stream_upstream_module
+#pragma weak ngx_stream_complex_value
+#pragma weak ngx_stream_compile_complex_value
+
+
+static void *ngx_stream_mesh_create_srv_conf(ngx_conf_t *cf);
+static char *ngx_stream_mesh_upstream(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_stream_mesh_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_stream_mesh_init_upstream(ngx_conf_t *cf,
+    ngx_stream_upstream_srv_conf_t *us);
+static ngx_int_t ngx_stream_mesh_init_peer(ngx_stream_session_t *s,
+    ngx_stream_upstream_srv_conf_t *us);
+static ngx_int_t ngx_stream_mesh_get_peer(ngx_peer_connection_t *pc,
+    void *data);
+static void ngx_stream_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t state);
+static void ngx_stream_mesh_cleanup_peer(void *data);
+
+
+static ngx_command_t  ngx_stream_mesh_commands[] = {
+
+    { ngx_string("mesh"),
+      NGX_STREAM_UPS_CONF|NGX_CONF_TAKE1,
+      ngx_stream_mesh_upstream,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("mesh_balancer"),
+      NGX_STREAM_UPS_CONF|NGX_CONF_TAKE12,
+      ngx_stream_mesh_balancer,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_stream_module_t  ngx_stream_mesh_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    ngx_stream_mesh_create_srv_conf,       /* create server configuration */
+    NULL                                   /* merge server configuration */
+};
+
+
+ngx_module_t  ngx_stream_mesh_module = {
+    NGX_MODULE_V1,
+    &ngx_stream_mesh_module_ctx,           /* module context */
+    ngx_stream_mesh_commands,              /* module directives */
+    NGX_STREAM_MODULE,                     /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static const char  *ngx_stream_mesh_balancers[] = {
+    "round_robin", "random", "least_conn", "consistent_hash", NULL
+};
+
+
+static void *
+ngx_stream_mesh_create_srv_conf(ngx_conf_t *cf)
+{
+    ngx_http_mesh_srv_conf_t  *mscf;
+
+    mscf = ngx_http_mesh_alloc_srv_conf(cf);
+    if (mscf == NULL) {
+        return NULL;
+    }
+
+    mscf->stream = 1;
+
+    return mscf;
+}
+
+
+static char *
+ngx_stream_mesh_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mesh_srv_conf_t  *mscf = conf;
+
+    ngx_str_t                        *value;
+    ngx_http_conf_ctx_t              *hctx;
+    ngx_http_mesh_srv_conf_t        **p;
+    ngx_http_mesh_main_conf_t        *mmcf;
+    ngx_stream_upstream_server_t     *us;
+    ngx_stream_upstream_srv_conf_t   *uscf;
+
+    if (&ngx_stream_upstream_module == NULL) {
+        /* not bound when this module was loaded: see the top */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" in stream{} needs the stream module "
+                           "loaded before the mesh module: put its "
+                           "load_module line first", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (mscf->service.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (!mesh_name_valid((char *) value[1].data, value[1].len)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid service name \"%V\" in \"%V\" directive, "
+                           "names are " MESH_NAME_RULE,
+                           &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the registry is the http block's: its poller and zone serve both */
+
+    hctx = (ngx_http_conf_ctx_t *) cf->cycle->conf_ctx[ngx_http_module.index];
+    mmcf = hctx ? hctx->main_conf[ngx_http_mesh_module.ctx_index] : NULL;
+
+    if (mmcf == NULL || mmcf->registry == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" in stream{} needs \"mesh_registry\" in an "
+                           "http{} block that comes before stream{}",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    uscf = ngx_stream_conf_get_module_srv_conf(cf, ngx_stream_upstream_module);
+
+    if (uscf->peer.init_upstream) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "load balancing method redefined");
+    }
+
+    uscf->peer.init_upstream = ngx_stream_mesh_init_upstream;
+
+    /* as in http: an upstream block without servers is refused, so one
+     * without an address stands in for the registry's members */
+    if (uscf->servers->nelts == 0) {
+        us = ngx_array_push(uscf->servers);
+        if (us == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(us, sizeof(ngx_stream_upstream_server_t));
+        us->name = value[1];
+        us->weight = 1;
+    }
+
+    mscf->service = value[1];
+    mscf->name = uscf->host;
+    mscf->main = mmcf;
+
+    p = ngx_array_push(&mmcf->upstreams);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *p = mscf;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_stream_mesh_balancer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mesh_srv_conf_t  *mscf = conf;
+
+    ngx_str_t                           *value;
+    ngx_uint_t                           b;
+    ngx_stream_complex_value_t          *cv;
+    ngx_stream_compile_complex_value_t   ccv;
+
+    static const ngx_uint_t  map[] = {
+        NGX_HTTP_MESH_RR, NGX_HTTP_MESH_RANDOM, NGX_HTTP_MESH_LEAST_REQUEST,
+        NGX_HTTP_MESH_CHASH
+    };
+
+    if (mscf->balancer != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (b = 0; ngx_stream_mesh_balancers[b]; b++) {
+        if (ngx_strcmp(value[1].data, ngx_stream_mesh_balancers[b]) == 0) {
+            break;
+        }
+    }
+
+    if (ngx_stream_mesh_balancers[b] == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid balancer \"%V\" in \"%V\" directive, "
+                           "it must be round_robin, random, least_conn or "
+                           "consistent_hash", &value[1], &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (map[b] == NGX_HTTP_MESH_CHASH && cf->args->nelts != 3) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V consistent_hash\" needs a key, such as "
+                           "\"consistent_hash $remote_addr\"", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (map[b] != NGX_HTTP_MESH_CHASH && cf->args->nelts != 2) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" in \"%V %V\" directive, "
+                           "only consistent_hash takes a key", &value[2],
+                           &cmd->name, &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (map[b] == NGX_HTTP_MESH_CHASH) {
+        cv = ngx_palloc(cf->pool, sizeof(ngx_stream_complex_value_t));
+        if (cv == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_stream_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &value[2];
+        ccv.complex_value = cv;
+
+        if (ngx_stream_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        mscf->stream_key = cv;
+    }
+
+    mscf->balancer = map[b];
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_stream_mesh_init_upstream(ngx_conf_t *cf,
+    ngx_stream_upstream_srv_conf_t *us)
+{
+    ngx_http_mesh_srv_conf_t  *mscf;
+
+    mscf = ngx_stream_conf_upstream_srv_conf(us, ngx_stream_mesh_module);
+
+    ngx_http_mesh_init_srv_conf(mscf);
+
+    if (us->servers && us->servers->nelts > 1) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "stream upstream \"%V\" has both \"mesh\" and "
+                      "\"server\" members in %s:%ui", &us->host,
+                      us->file_name, us->line);
+        return NGX_ERROR;
+    }
+
+    us->peer.init = ngx_stream_mesh_init_peer;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A connection to the service: the upstream's view, its whole service
+ * (VirtualService tcp routes are not taken yet), the key of a consistent
+ * hash; kept in the session's pool, which lets go of the view.
+ */
+static ngx_int_t
+ngx_stream_mesh_init_peer(ngx_stream_session_t *s,
+    ngx_stream_upstream_srv_conf_t *us)
+{
+    ngx_str_t                   key;
+    ngx_uint_t                  n;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_mesh_target_t     *t;
+    ngx_http_mesh_srv_conf_t   *mscf;
+    ngx_http_mesh_main_conf_t  *mmcf;
+    ngx_http_mesh_peer_data_t  *pd;
+
+    mscf = ngx_stream_conf_upstream_srv_conf(us, ngx_stream_mesh_module);
+    mmcf = mscf->main;
+
+    if (ngx_http_mesh_worker.cycle != ngx_cycle
+        || (mmcf->zone.sh
+            && mmcf->zone.sh->generation != ngx_http_mesh_worker.generation))
+    {
+        (void) ngx_http_mesh_sync(mmcf, s->connection->log);
+    }
+
+    cln = ngx_pool_cleanup_add(s->connection->pool,
+                               sizeof(ngx_http_mesh_peer_data_t));
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    pd = cln->data;
+    ngx_memzero(pd, sizeof(ngx_http_mesh_peer_data_t));
+
+    pd->conf = mscf;
+    pd->main = mmcf;
+    pd->index = ngx_http_mesh_worker.index;
+    pd->dest = -1;
+    pd->admitted = 1;
+
+    cln->handler = ngx_stream_mesh_cleanup_peer;
+
+    t = NULL;
+
+    if (mscf->view) {
+        mscf->view->refs++;
+        pd->view = mscf->view;
+        t = &pd->view->targets[0];
+    }
+
+    pd->target = t;
+    n = t ? t->number : 0;
+
+    if (n <= 8 * sizeof(uintptr_t)) {
+        pd->tried = &pd->tried_inline;
+
+    } else {
+        pd->tried = ngx_pcalloc(s->connection->pool,
+                                (n / (8 * sizeof(uintptr_t)) + 1)
+                                * sizeof(uintptr_t));
+        if (pd->tried == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (t && t->balancer == NGX_HTTP_MESH_CHASH && mscf->stream_key) {
+        if (ngx_stream_complex_value(s, mscf->stream_key, &key) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (key.len) {
+            pd->hash = mesh_crc32(key.data, key.len);
+            pd->has_hash = 1;
+        }
+    }
+
+    s->upstream->peer.data = pd;
+    s->upstream->peer.get = ngx_stream_mesh_get_peer;
+    s->upstream->peer.free = ngx_stream_mesh_free_peer;
+    s->upstream->peer.tries = n ? n : 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_stream_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_mesh_peer_data_t  *pd = data;
+
+    ngx_int_t                i;
+    ngx_uint_t               n, tried;
+    ngx_msec_t               now;
+    ngx_http_mesh_peer_t    *peer;
+    ngx_http_mesh_target_t  *t;
+
+    t = pd->target;
+    n = t ? t->number : 0;
+
+    pc->name = &pd->conf->name;
+
+    if (n == 0) {
+        ngx_log_error(NGX_LOG_ERR, pc->log, 0,
+                      "mesh: no instances of service \"%V\" for stream "
+                      "upstream \"%V\"", &pd->conf->service, &pd->conf->name);
+        return NGX_BUSY;
+    }
+
+    now = ngx_current_msec;
+
+    if (t->set_epoch != *(volatile uint32_t *) t->epoch
+        || (t->set_expire && (ngx_msec_int_t) (now - t->set_expire) >= 0))
+    {
+        ngx_http_mesh_target_set(t, now, pc->log);
+    }
+
+    tried = (pd->tries != 0);
+
+    i = ngx_http_mesh_pick(pd, t, tried || t->max_conns);
+
+    if (i < 0) {
+        if (!tried) {
+            ngx_log_error(NGX_LOG_ERR, pc->log, 0,
+                          "mesh: no healthy instance of service \"%V\" for "
+                          "stream upstream \"%V\" (%ui registered)",
+                          &pd->conf->service, &pd->conf->name, n);
+        }
+
+        return NGX_BUSY;
+    }
+
+    pd->tried[i / (8 * sizeof(uintptr_t))] |=
+                                 (uintptr_t) 1 << i % (8 * sizeof(uintptr_t));
+    pd->tries++;
+
+    peer = &t->peer[i];
+    pd->current = peer;
+    pd->last = peer;
+
+    /* a connection is what the counters of a TCP service count */
+
+    ngx_http_mesh_hold(peer->stat);
+    (void) __sync_fetch_and_add(&peer->stat->requests, 1);
+
+    if (t->service) {
+        ngx_http_mesh_hold(t->service);
+        (void) __sync_fetch_and_add(&t->service->requests, 1);
+
+        if (tried) {
+            (void) __sync_fetch_and_add(&t->service->retries, 1);
+        }
+    }
+
+    pc->sockaddr = peer->sockaddr;
+    pc->socklen = peer->socklen;
+    pc->name = &peer->name;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_STREAM, pc->log, 0,
+                   "mesh: stream upstream \"%V\" picked \"%V\" at %V",
+                   &pd->conf->name, &peer->id, &peer->name);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A connection that could not be made (refused, timed out) is a failure
+ * nginx saw itself, a gateway error for outlier detection; one that was
+ * made and has ended ends every run of failures.
+ */
+static void
+ngx_stream_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t state)
+{
+    ngx_http_mesh_peer_data_t  *pd = data;
+
+    ngx_http_mesh_peer_t  *peer;
+    ngx_http_mesh_stat_t  *st;
+
+    peer = pd->current;
+
+    if (pc->tries) {
+        pc->tries--;
+    }
+
+    if (peer == NULL) {
+        return;
+    }
+
+    pd->current = NULL;
+    st = peer->stat;
+
+    ngx_http_mesh_unhold(st);
+
+    if (pd->target->service) {
+        ngx_http_mesh_unhold(pd->target->service);
+    }
+
+    if (state & NGX_PEER_FAILED) {
+        ngx_http_mesh_failed(pd, peer, state, 0, pc->log);
+        return;
+    }
+
+    if (st->consecutive_5xx) {
+        st->consecutive_5xx = 0;
+    }
+
+    if (st->consecutive_gateway) {
+        st->consecutive_gateway = 0;
+    }
+
+    if (st->consecutive_local) {
+        st->consecutive_local = 0;
+    }
+}
+
+
+static void
+ngx_stream_mesh_cleanup_peer(void *data)
+{
+    ngx_http_mesh_peer_data_t  *pd = data;
+
+    if (pd->current) {
+        /* the session ended without free_peer */
+        ngx_http_mesh_unhold(pd->current->stat);
+
+        if (pd->target && pd->target->service) {
+            ngx_http_mesh_unhold(pd->target->service);
+        }
+
+        pd->current = NULL;
+    }
+
+    if (pd->view) {
+        ngx_http_mesh_release_view(pd->view);
+        pd->view = NULL;
+    }
+}
