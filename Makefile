@@ -143,7 +143,7 @@ test-asan: deps module
 	UBSAN_OPTIONS=print_stacktrace=1 MESH_BUILD=$(abspath build/asan) \
 	    MESH_NGINX=$(abspath build/asan)/nginx \
 	    MESH_MODULE=$(abspath build/asan)/ngx_http_mesh_module.so \
-	    prove -It/lib t/module_load.t t/mesh_*.t
+	    prove -It/lib t/module_load.t t/mesh_*.t t/stream_*.t
 
 # libFuzzer targets (clang, with ASan and UBSan) for every parser that
 # takes outside input: fuzz/fuzz_NAME.c, seeds in fuzz/corpus/NAME/.

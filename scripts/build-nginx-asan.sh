@@ -7,8 +7,9 @@
 #
 #   scripts/build-nginx-asan.sh [BUILD_DIR]
 #
-# Lands in BUILD_DIR/nginx and BUILD_DIR/ngx_http_mesh_module.so (default
-# build/asan). nginx-dev ships nginx's headers and build scripts, not its
+# Lands in BUILD_DIR/nginx, BUILD_DIR/ngx_http_mesh_module.so and nginx's
+# stream module BUILD_DIR/ngx_stream_module.so, for the stream tests
+# (default build/asan). nginx-dev ships nginx's headers and build scripts, not its
 # .c files: the source is Debian's source package of nginx 1.22.1 (its
 # newest version the archive still serves, Debian's patches applied by
 # dpkg-source), fetched once into BUILD_DIR with a source list of the
@@ -77,6 +78,7 @@ ld_opt="$san"
 # with the flags Debian built its nginx with (nginx-dev's conf_flags)
 ngx_configure "$src" "$tree" "$out/.nginx-asan-stamp" \
     "$out/nginx-asan-configure.log" "$dev/conf_flags" "$top" \
+    --with-stream=dynamic \
     --with-cc-opt="$cc_opt" --with-ld-opt="$ld_opt" || exit 1
 
 cd "$tree"
@@ -90,4 +92,7 @@ cp objs/nginx "$out/.nginx.new"
 mv -f "$out/.nginx.new" "$out/nginx"
 cp objs/ngx_http_mesh_module.so "$out/.ngx_http_mesh_module.so.new"
 mv -f "$out/.ngx_http_mesh_module.so.new" "$out/ngx_http_mesh_module.so"
-echo "build-nginx-asan: $out/nginx and $out/ngx_http_mesh_module.so"
+cp objs/ngx_stream_module.so "$out/.ngx_stream_module.so.new"
+mv -f "$out/.ngx_stream_module.so.new" "$out/ngx_stream_module.so"
+echo "build-nginx-asan: $out/nginx, $out/ngx_http_mesh_module.so and" \
+     "$out/ngx_stream_module.so"
