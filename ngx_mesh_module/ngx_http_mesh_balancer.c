@@ -931,6 +931,54 @@ ngx_http_mesh_pick(ngx_http_mesh_peer_data_t *pd, ngx_http_mesh_target_t *t,
 
 
 /*
+ * A try's end in an instance's counters st and its service's svc (NULL:
+ * none): the status (0: no response), the latency, the 10 s windows.
+ * The service keeps its own totals: summed from its instances they would
+ * drop when an instance leaves, and a Prometheus counter must not go
+ * down.
+ */
+void
+ngx_http_mesh_account(ngx_http_mesh_main_conf_t *mmcf,
+    ngx_http_mesh_stat_t *st, ngx_http_mesh_stat_t *svc, ngx_uint_t status,
+    ngx_msec_t ms)
+{
+    ngx_uint_t  cls, b;
+
+    static const ngx_msec_t  bounds[NGX_HTTP_MESH_LATENCY_BUCKETS - 1] = {
+        5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
+    };
+
+    if (!mmcf->metrics) {
+        return;
+    }
+
+    cls = (status - 100 < 500) ? status / 100 : 0;
+
+    for (b = 0; b < NGX_HTTP_MESH_LATENCY_BUCKETS - 1; b++) {
+        if (ms <= bounds[b]) {
+            break;
+        }
+    }
+
+    if ((ngx_msec_int_t) (ngx_current_msec - ngx_http_mesh_window.end) >= 0) {
+        ngx_http_mesh_window.id = ngx_current_msec / NGX_HTTP_MESH_WINDOW;
+        ngx_http_mesh_window.slot = ngx_http_mesh_window.id
+                                    % NGX_HTTP_MESH_WINDOW_SLOTS;
+        ngx_http_mesh_window.end = (ngx_http_mesh_window.id + 1)
+                                   * NGX_HTTP_MESH_WINDOW;
+    }
+
+    ngx_http_mesh_count(st, cls, b, ms, ngx_http_mesh_window.id,
+                        ngx_http_mesh_window.slot);
+
+    if (svc) {
+        ngx_http_mesh_count(svc, cls, b, ms, ngx_http_mesh_window.id,
+                            ngx_http_mesh_window.slot);
+    }
+}
+
+
+/*
  * A response in st's counters: its status class (0: none), latency
  * bucket and time, and the 10 s window it ended in (and that window's
  * slot), for the rates of the last 10 s and 60 s.
@@ -1005,14 +1053,10 @@ ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_http_mesh_peer_data_t  *pd = data;
 
     ngx_msec_t                 ms;
-    ngx_uint_t                 status, cls, b;
+    ngx_uint_t                 status;
     ngx_http_upstream_t       *u;
     ngx_http_mesh_peer_t      *peer;
     ngx_http_mesh_stat_t      *st, *svc;
-
-    static const ngx_msec_t  bounds[NGX_HTTP_MESH_LATENCY_BUCKETS - 1] = {
-        5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
-    };
 
     peer = pd->current;
 
@@ -1052,38 +1096,7 @@ ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
         }
     }
 
-    /*
-     * The service keeps its own totals: summed from its instances they
-     * would drop when an instance leaves, and a Prometheus counter must
-     * not go down.
-     */
-    if (pd->main->metrics) {
-        cls = (status - 100 < 500) ? status / 100 : 0;
-
-        for (b = 0; b < NGX_HTTP_MESH_LATENCY_BUCKETS - 1; b++) {
-            if (ms <= bounds[b]) {
-                break;
-            }
-        }
-
-        if ((ngx_msec_int_t) (ngx_current_msec - ngx_http_mesh_window.end)
-            >= 0)
-        {
-            ngx_http_mesh_window.id = ngx_current_msec / NGX_HTTP_MESH_WINDOW;
-            ngx_http_mesh_window.slot = ngx_http_mesh_window.id
-                                        % NGX_HTTP_MESH_WINDOW_SLOTS;
-            ngx_http_mesh_window.end = (ngx_http_mesh_window.id + 1)
-                                       * NGX_HTTP_MESH_WINDOW;
-        }
-
-        ngx_http_mesh_count(st, cls, b, ms, ngx_http_mesh_window.id,
-                            ngx_http_mesh_window.slot);
-
-        if (svc) {
-            ngx_http_mesh_count(svc, cls, b, ms, ngx_http_mesh_window.id,
-                                ngx_http_mesh_window.slot);
-        }
-    }
+    ngx_http_mesh_account(pd->main, st, svc, status, ms);
 
     if ((state & NGX_PEER_FAILED) || status >= 500) {
         ngx_http_mesh_failed(pd, peer, state, status, pc->log);

@@ -904,6 +904,7 @@ ngx_http_mesh_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     mscf->service = value[1];
+    mscf->stats = value[1];
     mscf->name = uscf->host;
     mscf->upstream = uscf;
 

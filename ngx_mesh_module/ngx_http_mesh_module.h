@@ -59,6 +59,9 @@ typedef struct {
 } ngx_http_mesh_answer_t;
 
 #define NGX_HTTP_MESH_LATENCY_BUCKETS 12
+#define NGX_HTTP_MESH_SESSION_BUCKETS 9     /* TCP session durations:
+                                               ngx_http_mesh_session_bounds
+                                               and one for more */
 #define NGX_HTTP_MESH_WINDOW_SLOTS    7    /* of 10 s: the last 60 s */
 #define NGX_HTTP_MESH_WINDOW          10000
 
@@ -95,6 +98,10 @@ typedef struct {
     uint64_t                       responses[5];          /* 1xx..5xx */
     uint64_t                       latency[NGX_HTTP_MESH_LATENCY_BUCKETS];
     uint64_t                       latency_sum;           /* ms */
+    uint64_t                       bytes_sent;  /* TCP: to the instance */
+    uint64_t                       bytes_received;        /* from it */
+    uint64_t                       session[NGX_HTTP_MESH_SESSION_BUCKETS];
+    uint64_t                       session_sum;           /* ms */
     uint64_t                       retries;
     uint64_t                       ejections;
     uint64_t                       overflow;    /* a service's: requests
@@ -435,6 +442,9 @@ typedef struct {
 struct ngx_http_mesh_srv_conf_s {
     ngx_str_t                      service;
     ngx_str_t                      name;        /* of the upstream block */
+    ngx_str_t                      stats;       /* the counters' name: the
+                                                   service, "tcp:service"
+                                                   for stream */
     ngx_uint_t                     stream;      /* a stream{} upstream:
                                                    upstream is NULL */
     ngx_http_mesh_main_conf_t     *main;        /* (stream: the http
@@ -556,7 +566,9 @@ typedef struct {
     ngx_uint_t                     tls_verify;  /* a new connection's
                                                    certificate is checked
                                                    before sending */
-    ngx_http_request_t            *request;
+    ngx_http_request_t            *request;     /* NULL: a stream
+                                                   session's */
+    void                          *session;     /* ngx_stream_session_t */
 
     /* the VirtualService's route, decided once (by the route phase, or
      * by init_peer where that phase did not run) */
@@ -633,6 +645,9 @@ ngx_http_mesh_unhold(ngx_http_mesh_stat_t *st)
         (void) __sync_fetch_and_sub(&st->held[ngx_http_mesh_slot], 1);
     }
 }
+
+/* ngx_http_mesh_status.c */
+extern const ngx_msec_t  ngx_http_mesh_session_bounds[];
 
 /* ngx_http_mesh_registry_ssl.c */
 #if (NGX_HTTP_SSL)
@@ -745,6 +760,9 @@ ngx_table_elt_t *ngx_http_mesh_header_in(ngx_http_request_t *r,
     const char *name, size_t len);
 ngx_int_t ngx_http_mesh_pick(ngx_http_mesh_peer_data_t *pd,
     ngx_http_mesh_target_t *t, ngx_uint_t check);
+void ngx_http_mesh_account(ngx_http_mesh_main_conf_t *mmcf,
+    ngx_http_mesh_stat_t *st, ngx_http_mesh_stat_t *svc, ngx_uint_t status,
+    ngx_msec_t ms);
 ngx_http_mesh_target_t *ngx_http_mesh_dest_target(
     ngx_http_mesh_peer_data_t *pd, ngx_http_mesh_dest_t *dst);
 

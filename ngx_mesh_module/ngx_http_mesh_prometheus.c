@@ -36,36 +36,54 @@ static u_char *ngx_http_mesh_prom_label(u_char *p, u_char *end, u_char *s,
 /* in this order: ngx_http_mesh_prom_member() and _service() switch on it */
 static const ngx_http_mesh_family_t  ngx_http_mesh_families[] = {
     { "requests_total", "counter",
-      "Requests sent to a member (tries, retries included).", 1 },
+      "Requests sent to a member (tries, retries included).", 1, 0 },
     { "responses_total", "counter",
-      "Responses from a member by status class.", 1 },
+      "Responses from a member by status class.", 1, 0 },
     { "failures_total", "counter",
-      "Tries to a member that failed (connect error, timeout, next).", 1 },
+      "Tries to a member that failed (connect error, timeout, next).", 1, 0 },
     { "ejections_total", "counter",
-      "Times a member was ejected by outlier detection.", 1 },
-    { "active_requests", "gauge", "Requests in flight to a member.", 1 },
-    { "member_weight", "gauge", "A member's registered weight.", 1 },
+      "Times a member was ejected by outlier detection.", 1, 0 },
+    { "active_requests", "gauge", "Requests in flight to a member.", 1, 0 },
+    { "member_weight", "gauge", "A member's registered weight.", 1, 0 },
     { "member_state", "gauge",
-      "A member's state: healthy, unhealthy (registry) or ejected.", 1 },
+      "A member's state: healthy, unhealthy (registry) or ejected.", 1, 0 },
     { "consecutive_failures", "gauge",
-      "A member's current run of failed tries.", 1 },
+      "A member's current run of failed tries.", 1, 0 },
     { "service_requests_total", "counter",
-      "Requests sent to a service's members.", 0 },
+      "Requests sent to a service's members.", 0, 0 },
     { "service_responses_total", "counter",
-      "Responses from a service's members by status class.", 0 },
-    { "retries_total", "counter", "Retries to another member.", 0 },
+      "Responses from a service's members by status class.", 0, 0 },
+    { "retries_total", "counter", "Retries to another member.", 0, 0 },
     { "service_ejections_total", "counter",
-      "Ejections of a service's members.", 0 },
-    { "instances", "gauge", "A service's members by state.", 0 },
+      "Ejections of a service's members.", 0, 0 },
+    { "instances", "gauge", "A service's members by state.", 0, 0 },
     { "upstream_latency_seconds", "histogram",
-      "Time to the end of a member's response.", 0 },
+      "Time to the end of a member's response.", 0, 0 },
     { "service_active_requests", "gauge",
-      "Requests in flight to a service.", 0 },
+      "Requests in flight to a service.", 0, 0 },
     { "overflow_total", "counter",
-      "Requests answered 503 over a connectionPool cap.", 0 },
+      "Requests answered 503 over a connectionPool cap.", 0, 0 },
     { "retry_overflow_total", "counter",
-      "Retries not made: maxRetries or the retry budget.", 0 },
-    { NULL, NULL, NULL, 0 }
+      "Retries not made: maxRetries or the retry budget.", 0, 0 },
+    /* a stream upstream's service (TCP): series of their own */
+    { "tcp_connections_total", "counter",
+      "Connections made to a member (tries, next ones included).", 1, 1 },
+    { "tcp_connect_failures_total", "counter",
+      "Connections to a member that could not be made.", 1, 1 },
+    { "tcp_bytes_sent_total", "counter",
+      "Bytes sent to a member, counted when a session ends.", 1, 1 },
+    { "tcp_bytes_received_total", "counter",
+      "Bytes received from a member, counted when a session ends.", 1, 1 },
+    { "tcp_active_connections", "gauge", "Connections open to a member.",
+      1, 1 },
+    { "tcp_member_state", "gauge",
+      "A member's state: healthy, unhealthy (registry) or ejected.", 1, 1 },
+    { "tcp_ejections_total", "counter",
+      "Times a member was ejected by outlier detection.", 1, 1 },
+    { "tcp_session_duration_seconds", "histogram",
+      "Length of a service's sessions, from connect to close.", 0, 1 },
+    { "tcp_instances", "gauge", "A service's members by state.", 0, 1 },
+    { NULL, NULL, NULL, 0, 0 }
 };
 
 
@@ -90,7 +108,9 @@ ngx_http_mesh_prometheus(ngx_http_mesh_status_t *st)
 
         for (i = 0; i < st->mmcf->upstreams.nelts; i++) {
 
-            if (!ngx_http_mesh_service(st, i)) {
+            if (!ngx_http_mesh_service(st, i)
+                || ngx_http_mesh_tcp(st) != fm->tcp)
+            {
                 continue;
             }
 
@@ -247,6 +267,42 @@ ngx_http_mesh_prom_member(ngx_http_mesh_status_t *st, u_char *p,
                             ngx_max(ngx_max(peer->stat->consecutive_5xx,
                                         peer->stat->consecutive_gateway),
                                     peer->stat->consecutive_local));
+
+    case 17:
+        return ngx_slprintf(p, end, "nginx_mesh_tcp_connections_total{"
+                            "service=\"%V\",member=\"%V\"} %uL\n", svc,
+                            &peer->id, one->requests);
+
+    case 18:
+        return ngx_slprintf(p, end, "nginx_mesh_tcp_connect_failures_total{"
+                            "service=\"%V\",member=\"%V\"} %uL\n", svc,
+                            &peer->id, one->failures);
+
+    case 19:
+        return ngx_slprintf(p, end, "nginx_mesh_tcp_bytes_sent_total{"
+                            "service=\"%V\",member=\"%V\"} %uL\n", svc,
+                            &peer->id, one->bytes_sent);
+
+    case 20:
+        return ngx_slprintf(p, end, "nginx_mesh_tcp_bytes_received_total{"
+                            "service=\"%V\",member=\"%V\"} %uL\n", svc,
+                            &peer->id, one->bytes_received);
+
+    case 21:
+        return ngx_slprintf(p, end, "nginx_mesh_tcp_active_connections{"
+                            "service=\"%V\",member=\"%V\"} %uL\n", svc,
+                            &peer->id, one->active);
+
+    case 22:
+        return ngx_slprintf(p, end, "nginx_mesh_tcp_member_state{service="
+                            "\"%V\",member=\"%V\",state=\"%s\"} 1\n",
+                            svc, &peer->id,
+                            ngx_http_mesh_states[st->state]);
+
+    case 23:
+        return ngx_slprintf(p, end, "nginx_mesh_tcp_ejections_total{"
+                            "service=\"%V\",member=\"%V\"} %uL\n", svc,
+                            &peer->id, one->ejections);
     }
 
     return p;
@@ -339,6 +395,38 @@ ngx_http_mesh_prom_service(ngx_http_mesh_status_t *st, u_char *p,
                             "service=\"%V\"} %uL\n", svc,
                             (st->target && st->target->service)
                             ? st->target->service->retry_overflow : 0);
+
+    case 24:
+        cum = 0;
+
+        for (c = 0; c < NGX_HTTP_MESH_SESSION_BUCKETS - 1; c++) {
+            cum += sum->session[c];
+            p = ngx_slprintf(p, end, "nginx_mesh_tcp_session_duration_"
+                             "seconds_bucket{service=\"%V\",le=\"%.3f\"} "
+                             "%uL\n", svc,
+                             (double) ngx_http_mesh_session_bounds[c] / 1000,
+                             cum);
+        }
+
+        cum += sum->session[c];
+
+        return ngx_slprintf(p, end, "nginx_mesh_tcp_session_duration_seconds_"
+                            "bucket{service=\"%V\",le=\"+Inf\"} %uL\n"
+                            "nginx_mesh_tcp_session_duration_seconds_sum"
+                            "{service=\"%V\"} %.3f\n"
+                            "nginx_mesh_tcp_session_duration_seconds_count"
+                            "{service=\"%V\"} %uL\n",
+                            svc, cum, svc, (double) sum->session_sum / 1000,
+                            svc, cum);
+
+    case 25:
+        for (c = 0; c < 3; c++) {
+            p = ngx_slprintf(p, end, "nginx_mesh_tcp_instances{service="
+                             "\"%V\",state=\"%s\"} %ui\n", svc,
+                             ngx_http_mesh_states[c], sum->states[c]);
+        }
+
+        return p;
     }
 
     return p;

@@ -5,7 +5,8 @@
 
 
 /*
- * The counters in the zone: found or made by name (ngx_http_mesh_get_stat),
+ * The counters in the zone: found or made by name (ngx_http_mesh_get_stat;
+ * a stream upstream's names begin with "tcp:", apart from http's),
  * the worker slots that let the requests in flight of a worker that died
  * be taken back, and the sweep that frees the counters of instances,
  * subsets and services gone for NGX_HTTP_MESH_STAT_TTL.
@@ -257,16 +258,22 @@ static ngx_uint_t
 ngx_http_mesh_stat_present(ngx_http_mesh_shctx_t *sh,
     ngx_http_mesh_stat_t *st, mesh_policies_t *policies)
 {
-    u_char                         *slash, *hash, *end;
+    u_char                         *slash, *hash, *end, *name;
     ngx_uint_t                      i;
     ngx_http_mesh_shsvc_t          *rec;
     const mesh_destination_rule_t  *dr;
 
+    /* a stream upstream's counters are "tcp:service..." */
+    name = st->name;
     end = st->name + st->len;
-    slash = ngx_strlchr(st->name, end, '/');
 
-    rec = ngx_http_mesh_shsvc_lookup(sh, st->name,
-                                     (slash ? slash : end) - st->name);
+    if (st->len > 4 && ngx_strncmp(name, "tcp:", 4) == 0) {
+        name += 4;
+    }
+
+    slash = ngx_strlchr(name, end, '/');
+
+    rec = ngx_http_mesh_shsvc_lookup(sh, name, (slash ? slash : end) - name);
 
     if (rec == NULL || !rec->wanted || rec->data == NULL) {
         return 0;
@@ -288,7 +295,7 @@ ngx_http_mesh_stat_present(ngx_http_mesh_shctx_t *sh,
         return 1;
     }
 
-    dr = mesh_policies_rule(policies, (char *) st->name, slash - st->name);
+    dr = mesh_policies_rule(policies, (char *) name, slash - name);
 
     for (i = 0; dr && i < dr->nsubsets; i++) {
         if (ngx_strlen(dr->subsets[i].name) == (size_t) (end - hash - 1)

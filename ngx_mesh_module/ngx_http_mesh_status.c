@@ -49,7 +49,7 @@ static u_char *ngx_http_mesh_json_totals(ngx_http_mesh_status_t *st,
 static u_char *ngx_http_mesh_json_tail(ngx_http_mesh_status_t *st, u_char *p,
     u_char *end);
 static u_char *ngx_http_mesh_json_counters(u_char *p, u_char *end,
-    ngx_http_mesh_sum_t *sum);
+    ngx_http_mesh_sum_t *sum, ngx_uint_t tcp);
 static u_char *ngx_http_mesh_json_str(u_char *p, u_char *end, u_char *s,
     size_t len);
 
@@ -57,6 +57,12 @@ static u_char *ngx_http_mesh_json_str(u_char *p, u_char *end, u_char *s,
 
 const ngx_msec_t  ngx_http_mesh_bounds[] = {
     5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
+};
+
+/* TCP session lengths: up to 0.1 s, 1 s, 10 s, 1 min, 5 min, 30 min, 1 h,
+ * 1 day, more */
+const ngx_msec_t  ngx_http_mesh_session_bounds[] = {
+    100, 1000, 10000, 60000, 300000, 1800000, 3600000, 86400000
 };
 
 const char  *ngx_http_mesh_states[] = {
@@ -309,9 +315,9 @@ static ngx_uint_t
 ngx_http_mesh_same_service(ngx_http_mesh_srv_conf_t *a,
     ngx_http_mesh_srv_conf_t *b)
 {
-    return a->service.len == b->service.len
-           && ngx_strncmp(a->service.data, b->service.data,
-                          a->service.len) == 0;
+    /* a service's http and stream upstreams count apart */
+    return a->stats.len == b->stats.len
+           && ngx_strncmp(a->stats.data, b->stats.data, a->stats.len) == 0;
 }
 
 
@@ -331,6 +337,18 @@ ngx_http_mesh_first_upstream(ngx_http_mesh_main_conf_t *mmcf, ngx_uint_t i)
     }
 
     return 1;
+}
+
+
+/* the service being written is a stream upstream's */
+ngx_uint_t
+ngx_http_mesh_tcp(ngx_http_mesh_status_t *st)
+{
+    ngx_http_mesh_srv_conf_t  **ups;
+
+    ups = st->mmcf->upstreams.elts;
+
+    return ups[st->svc]->stream;
 }
 
 
@@ -388,6 +406,14 @@ ngx_http_mesh_add(ngx_http_mesh_sum_t *sum, ngx_http_mesh_stat_t *st,
     sum->requests += st->requests;
     sum->failures += st->failures;
     sum->latency_sum += st->latency_sum;
+    sum->bytes_sent += st->bytes_sent;
+    sum->bytes_received += st->bytes_received;
+    sum->session_sum += st->session_sum;
+
+    for (i = 0; i < NGX_HTTP_MESH_SESSION_BUCKETS; i++) {
+        sum->session[i] += st->session[i];
+    }
+
     sum->ejections += st->ejections;
     sum->active += st->active;
 
@@ -550,7 +576,8 @@ ngx_http_mesh_json_service(ngx_http_mesh_status_t *st, u_char *p,
 
     p = ngx_slprintf(p, end, "%s{\"name\":", st->first ? "" : ",");
     p = ngx_http_mesh_json_str(p, end, us->service.data, us->service.len);
-    p = ngx_slprintf(p, end, ",\"upstreams\":[");
+    p = ngx_slprintf(p, end, ",\"protocol\":\"%s\",\"upstreams\":[",
+                     us->stream ? "tcp" : "http");
 
     for (j = st->svc; j < st->mmcf->upstreams.nelts; j++) {
         if (!ngx_http_mesh_same_service(ups[j], us)) {
@@ -592,7 +619,8 @@ ngx_http_mesh_json_instance(ngx_http_mesh_status_t *st, u_char *p,
                      ngx_max(ngx_max(peer->stat->consecutive_5xx,
                                      peer->stat->consecutive_gateway),
                              peer->stat->consecutive_local));
-    p = ngx_http_mesh_json_counters(p, end, &st->sum);
+    p = ngx_http_mesh_json_counters(p, end, &st->sum,
+                                    ngx_http_mesh_tcp(st));
 
     return ngx_slprintf(p, end, "}");
 }
@@ -614,7 +642,8 @@ ngx_http_mesh_json_totals(ngx_http_mesh_status_t *st, u_char *p,
                      st->sum.states[0], st->sum.states[1], st->sum.states[2],
                      st->sum.active, svc ? svc->retries : 0,
                      svc ? svc->overflow : 0, svc ? svc->retry_overflow : 0);
-    p = ngx_http_mesh_json_counters(p, end, &st->sum);
+    p = ngx_http_mesh_json_counters(p, end, &st->sum,
+                                    ngx_http_mesh_tcp(st));
 
     return ngx_slprintf(p, end, "}");
 }
@@ -628,10 +657,34 @@ ngx_http_mesh_json_tail(ngx_http_mesh_status_t *st, u_char *p, u_char *end)
 
 
 static u_char *
-ngx_http_mesh_json_counters(u_char *p, u_char *end, ngx_http_mesh_sum_t *sum)
+ngx_http_mesh_json_counters(u_char *p, u_char *end, ngx_http_mesh_sum_t *sum,
+    ngx_uint_t tcp)
 {
     ngx_uint_t  i;
     uint64_t    cum;
+
+    /* a TCP service's: its bytes and session lengths; its "requests" are
+     * connections, "latency_ms" their connect times */
+    if (tcp) {
+        p = ngx_slprintf(p, end, "\"bytes_sent\":%uL,\"bytes_received\":%uL,"
+                         "\"session_ms\":{\"buckets\":[",
+                         sum->bytes_sent, sum->bytes_received);
+
+        cum = 0;
+
+        for (i = 0; i < NGX_HTTP_MESH_SESSION_BUCKETS - 1; i++) {
+            cum += sum->session[i];
+            p = ngx_slprintf(p, end, "%s{\"le\":%M,\"count\":%uL}",
+                             i ? "," : "", ngx_http_mesh_session_bounds[i],
+                             cum);
+        }
+
+        cum += sum->session[i];
+
+        p = ngx_slprintf(p, end, ",{\"le\":\"+Inf\",\"count\":%uL}],"
+                         "\"sum\":%uL,\"count\":%uL},", cum,
+                         sum->session_sum, cum);
+    }
 
     p = ngx_slprintf(p, end, "\"requests\":%uL,\"responses\":{\"1xx\":%uL,"
                      "\"2xx\":%uL,\"3xx\":%uL,\"4xx\":%uL,\"5xx\":%uL},"

@@ -31,6 +31,10 @@ typedef struct {
     uint64_t                       responses[5];
     uint64_t                       latency[NGX_HTTP_MESH_LATENCY_BUCKETS];
     uint64_t                       latency_sum;
+    uint64_t                       bytes_sent;
+    uint64_t                       bytes_received;
+    uint64_t                       session[NGX_HTTP_MESH_SESSION_BUCKETS];
+    uint64_t                       session_sum;
     uint64_t                       ejections;
     uint64_t                       active;
     uint64_t                       win10_requests;
@@ -94,6 +98,8 @@ typedef struct {
     const char                    *type;
     const char                    *help;
     ngx_uint_t                     member;      /* a series per member */
+    ngx_uint_t                     tcp;         /* of stream upstreams'
+                                                   services, not http's */
 } ngx_http_mesh_family_t;
 
 
@@ -110,6 +116,7 @@ ngx_int_t ngx_http_mesh_write(ngx_http_mesh_status_t *st,
 ngx_uint_t ngx_http_mesh_service(ngx_http_mesh_status_t *st,
     ngx_uint_t i);
 ngx_uint_t ngx_http_mesh_members(ngx_http_mesh_status_t *st);
+ngx_uint_t ngx_http_mesh_tcp(ngx_http_mesh_status_t *st);
 ngx_uint_t ngx_http_mesh_state(ngx_http_mesh_peer_t *peer,
     ngx_msec_t now);
 void ngx_http_mesh_instance_sum(ngx_http_mesh_status_t *st);

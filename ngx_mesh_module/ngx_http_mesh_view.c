@@ -751,7 +751,7 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
     t->service_name = mscf->service;
 
     if (svc) {
-        t->service = ngx_http_mesh_get_stat(&mmcf->zone, &mscf->service,
+        t->service = ngx_http_mesh_get_stat(&mmcf->zone, &mscf->stats,
                                             NULL);
     }
 
@@ -775,7 +775,7 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
 
         ngx_sprintf(sid.data, "#%V", &t->subset);
 
-        st = ngx_http_mesh_get_stat(&mmcf->zone, &mscf->service, &sid);
+        st = ngx_http_mesh_get_stat(&mmcf->zone, &mscf->stats, &sid);
         t->rr = st ? &st->rr_next : &t->rr_local;
     }
 
@@ -888,7 +888,7 @@ ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
         id = peer[t->number].id;
 
         peer[t->number].stat = ngx_http_mesh_get_stat(&mmcf->zone,
-                                                      &mscf->service, &id);
+                                                      &mscf->stats, &id);
         if (peer[t->number].stat == NULL) {
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "mesh: no room for the counters of \"%V/%V\" in "

@@ -48,7 +48,10 @@ static ngx_int_t ngx_stream_mesh_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_stream_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
+static void ngx_stream_mesh_session(ngx_http_mesh_stat_t *st,
+    ngx_stream_upstream_state_t *us);
 static void ngx_stream_mesh_cleanup_peer(void *data);
+
 
 
 static ngx_command_t  ngx_stream_mesh_commands[] = {
@@ -193,6 +196,17 @@ ngx_stream_mesh_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     mscf->service = value[1];
     mscf->name = uscf->host;
     mscf->main = mmcf;
+
+    /* counters and outlier state apart from an http upstream's of the
+     * same service, as Envoy keeps a cluster per port */
+    mscf->stats.len = sizeof("tcp:") - 1 + value[1].len;
+    mscf->stats.data = ngx_pnalloc(cf->pool, mscf->stats.len);
+    if (mscf->stats.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(ngx_cpymem(mscf->stats.data, "tcp:", 4), value[1].data,
+               value[1].len);
 
     p = ngx_array_push(&mmcf->upstreams);
     if (p == NULL) {
@@ -342,6 +356,7 @@ ngx_stream_mesh_init_peer(ngx_stream_session_t *s,
 
     pd->conf = mscf;
     pd->main = mmcf;
+    pd->session = s;
     pd->index = ngx_http_mesh_worker.index;
     pd->dest = -1;
     pd->admitted = 1;
@@ -482,8 +497,11 @@ ngx_stream_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
 {
     ngx_http_mesh_peer_data_t  *pd = data;
 
-    ngx_http_mesh_peer_t  *peer;
-    ngx_http_mesh_stat_t  *st;
+    ngx_msec_t                    ms;
+    ngx_stream_session_t         *s;
+    ngx_http_mesh_peer_t         *peer;
+    ngx_http_mesh_stat_t         *st, *svc;
+    ngx_stream_upstream_state_t  *us;
 
     peer = pd->current;
 
@@ -497,16 +515,45 @@ ngx_stream_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
 
     pd->current = NULL;
     st = peer->stat;
+    svc = pd->target->service;
 
     ngx_http_mesh_unhold(st);
 
-    if (pd->target->service) {
-        ngx_http_mesh_unhold(pd->target->service);
+    if (svc) {
+        ngx_http_mesh_unhold(svc);
     }
+
+    /*
+     * The stream proxy calls this when a connection could not be made,
+     * or once the session ends, its bytes and time in u->state: the
+     * connect time goes where http puts a response's latency, the
+     * session's length and bytes into the counters of their own.
+     */
+    s = pd->session;
+    us = s->upstream->state;
+
+    if (!(state & NGX_PEER_FAILED) && us
+        && us->connect_time != (ngx_msec_t) -1)
+    {
+        ms = us->connect_time;
+
+    } else {
+        ms = ngx_current_msec - s->upstream->peer.start_time;
+    }
+
+    ngx_http_mesh_account(pd->main, st, svc, 0, ms);
 
     if (state & NGX_PEER_FAILED) {
         ngx_http_mesh_failed(pd, peer, state, 0, pc->log);
         return;
+    }
+
+    if (us && pd->main->metrics) {
+        ngx_stream_mesh_session(st, us);
+
+        if (svc) {
+            ngx_stream_mesh_session(svc, us);
+        }
     }
 
     if (st->consecutive_5xx) {
@@ -520,6 +567,30 @@ ngx_stream_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
     if (st->consecutive_local) {
         st->consecutive_local = 0;
     }
+}
+
+
+/* a session that ended: its bytes both ways and its length */
+static void
+ngx_stream_mesh_session(ngx_http_mesh_stat_t *st,
+    ngx_stream_upstream_state_t *us)
+{
+    ngx_uint_t  b;
+    ngx_msec_t  ms;
+
+    ms = (us->response_time != (ngx_msec_t) -1) ? us->response_time : 0;
+
+    for (b = 0; b < NGX_HTTP_MESH_SESSION_BUCKETS - 1; b++) {
+        if (ms <= ngx_http_mesh_session_bounds[b]) {
+            break;
+        }
+    }
+
+    (void) __sync_fetch_and_add(&st->bytes_sent, (uint64_t) us->bytes_sent);
+    (void) __sync_fetch_and_add(&st->bytes_received,
+                                (uint64_t) us->bytes_received);
+    (void) __sync_fetch_and_add(&st->session[b], 1);
+    (void) __sync_fetch_and_add(&st->session_sum, ms);
 }
 
 

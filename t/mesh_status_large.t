@@ -191,9 +191,9 @@ for my $svc (@svcs) {
         'Prometheus: ... the last family is there';
 }
 
-is scalar(keys %{ $m->{type} }), 21,
-    'Prometheus: the TYPE of all 21 families (with overflow and '
-    . 'retry_overflow)';
+is scalar(keys %{ $m->{type} }), 30,
+    'Prometheus: the TYPE of all 30 families (with overflow and '
+    . 'retry_overflow, and the 9 of TCP services)';
 
 {
     my ($rc, $out) = $t->promtool_check($text);

@@ -45,6 +45,11 @@ http {
 %%HTTP_PRELUDE%%
     access_log off;
 %%MESH_PRELUDE%%
+    # the same service in http: counted apart from the stream upstreams
+    upstream echo_http {
+        mesh echo;
+    }
+
     server {
         listen 127.0.0.1:%%PORT_HTTP%%;
         location = /mesh/status { mesh_status; }
@@ -100,6 +105,14 @@ sub conn {
 
 my $tcp = $t->named_port('TCP');
 
+# the stream upstreams' record of service echo in the status
+sub echo_status {
+    my ($s) = grep { $_->{name} eq 'echo' && $_->{protocol} eq 'tcp' }
+                   @{ $t->mesh_status->{services} };
+    return $s;
+}
+
+
 is conn($tcp, line => "hello mesh\n") =~ s/^e\d\n//r, "hello mesh\n",
    'a line through the stream mesh upstream comes back';
 
@@ -109,7 +122,7 @@ is join(' ', map { "$_=" . ($seen{$_} // 0) } sort keys %seen),
    'e1=100 e2=100 e3=200',
    'weights 1:1:2 over 400 connections (one round robin for the workers)';
 
-my ($st) = grep { $_->{name} eq 'echo' } @{ $t->mesh_status->{services} };
+my $st = echo_status();
 cmp_ok $st->{requests}, '>=', 401, 'the status counts the connections '
    . 'under service echo' or diag explain $st;
 
@@ -130,6 +143,51 @@ ok $t->wait_mesh_index, '... nginx has it';
 %seen = ();
 $seen{ (split /\n/, conn($tcp))[0] // 'none' }++ for 1 .. 50;
 ok $seen{e4}, "new connections reach e4 without a reload ($seen{e4} of 50)";
+
+# the counters of the sessions, exact: 20 connections, each sends "ping\n"
+# (5 bytes to the instance) and gets its name and the echo (3 + 5 bytes)
+my $before = echo_status();
+is conn($tcp, line => "ping\n") =~ s/^e\d\n//r, "ping\n", 'a ping' for 1 .. 20;
+
+my $after;
+for (1 .. 100) {
+    $after = echo_status();
+    last if $after->{session_ms}{count} >= $before->{session_ms}{count} + 20;
+    select undef, undef, undef, 0.02;
+}
+
+is $after->{requests} - $before->{requests}, 20, '20 connections counted';
+is $after->{session_ms}{count} - $before->{session_ms}{count}, 20,
+   '20 sessions ended';
+is $after->{bytes_sent} - $before->{bytes_sent}, 100,
+   'bytes sent to the instances: 20 x 5';
+is $after->{bytes_received} - $before->{bytes_received}, 160,
+   'bytes received from them: 20 x 8';
+my $inst_sent = 0;
+$inst_sent += $_->{bytes_sent} for @{ $after->{instances} };
+is $inst_sent, $after->{bytes_sent}, 'the instances\' bytes add up to the '
+   . 'service\'s';
+
+is join(' ', sort map { $_->{protocol} } grep { $_->{name} eq 'echo' }
+                                        @{ $t->mesh_status->{services} }),
+   'http tcp', 'the service in both blocks: one record each, by protocol';
+
+my $prom = $t->mesh_prometheus;
+my $parsed = $t->parse_prometheus($prom->{text});
+is scalar @{ $parsed->{bad} }, 0, 'Prometheus text parses';
+is $t->prom_sum($parsed, 'nginx_mesh_tcp_connections_total',
+                { service => 'echo' }),
+   $after->{requests}, 'nginx_mesh_tcp_connections_total = the JSON\'s';
+is $t->prom_sum($parsed, 'nginx_mesh_tcp_bytes_sent_total',
+                { service => 'echo' }),
+   $after->{bytes_sent}, 'nginx_mesh_tcp_bytes_sent_total = the JSON\'s';
+is $t->prom_sum($parsed, 'nginx_mesh_tcp_session_duration_seconds_count',
+                { service => 'echo' }),
+   $after->{session_ms}{count}, 'the session histogram\'s count too';
+is $t->prom_sum($parsed, 'nginx_mesh_requests_total', { service => 'echo' }),
+   0, 'the http series of echo count its http upstream only: no request';
+my ($pc, $pout) = $t->promtool_check($prom->{text});
+is $pc, 0, 'promtool check metrics: clean' or diag $pout;
 
 # kill -9 under concurrent connections
 $t->kill_backend('e2');
@@ -158,7 +216,7 @@ $bad += $_ for split /\n/, $t->read_file('fails') // '';
 is $bad, 0, '200 connections from 4 clients after kill -9 of e2: '
    . 'none failed';
 
-($st) = grep { $_->{name} eq 'echo' } @{ $t->mesh_status->{services} };
+$st = echo_status();
 my ($e2) = grep { $_->{id} eq 'e2' } @{ $st->{instances} || [] };
 is $e2 && $e2->{state}, 'ejected', 'e2 is ejected' or diag explain $e2;
 
