@@ -83,24 +83,29 @@ wait_http() {                           # wait_http URL WHAT [TENTHS]
 # "bench"; sets registry (its URL) and index (the index after the last).
 # Runs under the command prefix in the array on_load, if any
 bench_registry() {
-    local i=0 p
     registry=http://127.0.0.1:${port[registry]}
     mkdir -p "$tmp/registry"
     ${on_load[@]+"${on_load[@]}"} "$1/registryd" --listen "127.0.0.1:${port[registry]}" \
         --data-dir "$tmp/registry" --log-level warn 2>"$tmp/registryd.log" &
     pids+=($!)
     wait_http "$registry/healthz" registryd
+    bench_register bench "${bports[@]}"
+}
 
+# bench_register SERVICE PORT...: every PORT (on 127.0.0.1) registered in
+# $registry as instance bI of SERVICE; sets index (the index after the
+# last)
+bench_register() {
     # 8 clients at once: the registry commits what comes together
     perl -MHTTP::Tiny -e '
-        my ($url, @ports) = @ARGV;
+        my ($url, $svc, @ports) = @ARGV;
         my @kids;
         for my $k (0 .. 7) {
             my $pid = fork // die "fork: $!\n";
             if ($pid == 0) {
                 my $ua = HTTP::Tiny->new(keep_alive => 1, timeout => 30);
                 for (my $i = $k; $i < @ports; $i += 8) {
-                    my $r = $ua->put("$url/v1/services/bench/instances/b"
+                    my $r = $ua->put("$url/v1/services/$svc/instances/b"
                         . ($i + 1), { headers => { "Content-Type" =>
                         "application/json" }, content =>
                         qq({"address":"127.0.0.1","port":$ports[$i]}) });
@@ -112,8 +117,8 @@ bench_registry() {
         }
         my $bad = 0;
         for (@kids) { waitpid $_, 0; $bad ||= $? }
-        exit($bad ? 1 : 0)' "$registry" "${bports[@]}" \
-        || die "cannot register the backends"
+        exit($bad ? 1 : 0)' "$registry" "$@" \
+        || die "cannot register the backends of $1"
     index=$(curl -s "$registry/healthz" | perl -MJSON::PP -0 -ne \
         'print decode_json($_)->{index}')
 }
@@ -128,6 +133,22 @@ wait_index() {
         sleep 0.1
     done
     die "$2 did not reach registry index $index"
+}
+
+# CPU seconds used so far by a process and its children (nginx: the
+# master and its workers; HAProxy: one process, all threads)
+cpu_secs() {
+    perl -e '
+        my $root = shift; my $hz = shift; my $sum = 0;
+        opendir my $d, "/proc" or die;
+        for my $p (grep { /^\d+$/ } readdir $d) {
+            open my $f, "<", "/proc/$p/stat" or next;
+            my $st = <$f> // next;
+            $st =~ s/^.*\)\s+//;
+            my @f = split " ", $st;     # state ppid ... utime=11 stime=12
+            $sum += $f[11] + $f[12] if $p == $root || $f[1] == $root;
+        }
+        printf "%.3f", $sum / $hz' "$1" "$(getconf CLK_TCK)"
 }
 
 ms() {                                  # wrk latency (123.45us|1.2ms|1.1s) -> ms
