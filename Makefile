@@ -207,6 +207,7 @@ bench: all
 	perl scripts/bench-propagation $(BUILD)
 	bash scripts/bench $(BUILD)
 	bash scripts/bench-cost $(BUILD)
+	bash scripts/bench-stream $(BUILD)
 	bash scripts/bench-failover $(BUILD)
 	perl scripts/bench-scale $(BUILD)
 	perl scripts/bench-status $(BUILD)
