@@ -23,8 +23,9 @@
  * B bytes read (headers and bodies), R responses read in full.
  *
  * One thread, epoll; a connection still open when the time is up is
- * closed and not counted. Exits 1 on bad arguments or when nothing
- * completed; errors are counted, the script decides.
+ * closed and not counted (bytes: its bytes read so far are). Exits 1 on
+ * bad arguments or when nothing was done (conn: no connection completed,
+ * bytes: no byte read); errors are counted, the script decides.
  */
 
 #define _GNU_SOURCE                     /* strcasestr() */
@@ -520,5 +521,5 @@ main(int argc, char **argv)
                secs, p50, p99);
     }
 
-    return bs_done ? 0 : 1;
+    return (bs_bytes_mode ? bs_read : bs_done) ? 0 : 1;
 }
