@@ -54,6 +54,7 @@ RD_LIB_SRCS = registryd/rd_log.c registryd/rd_util.c \
               registryd/rd_policy_yaml.c registryd/rd_policy_dr.c \
               registryd/rd_policy_vs.c registryd/rd_policy_vs_shape.c \
               registryd/rd_policy_obj.c registryd/rd_policy_delegate.c \
+              registryd/rd_policy_gw.c \
               registryd/rd_events.c registryd/rd_auth.c
 RD_LIB_SRCS += registryd/rd_check.c registryd/rd_health.c \
                registryd/rd_proxies.c $(COMMON_SRCS)

@@ -1,8 +1,9 @@
 /*
  * registryctl's objects, as kubectl knows them: apply -f, delete -f,
  * delete KIND NAME, get KIND [NAME] (registryd's /v1/objects). An object
- * is a DestinationRule or VirtualService known by kind, namespace and
- * metadata.name; applying one replaces the object of the same identity.
+ * is a DestinationRule, VirtualService or Gateway known by kind,
+ * namespace and metadata.name; applying one replaces the object of the
+ * same identity.
  */
 
 #include <stdio.h>
@@ -29,6 +30,13 @@ ctl_object_kind(const char *s)
         || strcasecmp(s, "dr") == 0)
     {
         return "destinationrule";
+    }
+
+    if (strcasecmp(s, "gateway") == 0
+        || strcasecmp(s, "gateways") == 0
+        || strcasecmp(s, "gw") == 0)
+    {
+        return "gateway";
     }
 
     return NULL;
@@ -174,7 +182,8 @@ ctl_cmd_delete(ctl_t *c, int argc, char **argv, char *err)
     kind = ctl_object_kind(pos[0]);
     if (kind == NULL) {
         return ctl_error(err, CTL_EUSAGE, "delete: \"%.64s\" is not a kind: "
-                         "virtualservice (vs) or destinationrule (dr)",
+                         "virtualservice (vs), destinationrule (dr) or "
+                         "gateway (gw)",
                          pos[0]);
     }
 

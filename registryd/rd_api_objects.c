@@ -122,7 +122,8 @@ rd_api_objects_group(rd_req_t *rq, int del, enum MHD_Result *rc)
         rd_op_free(op);
         rd_err_init(&e);
         snprintf(e.msg, sizeof(e.msg), "the body holds no document: "
-                 "expected DestinationRule or VirtualService documents");
+                 "expected DestinationRule, VirtualService or Gateway "
+                 "documents");
         *rc = rd_api_policy_error(rq, &e);
         return NULL;
     }
@@ -239,12 +240,29 @@ rd_api_objects_answer(rd_req_t *rq, rd_op_t *op)
 }
 
 
-/* the hosts of a normalized document: "host" or "hosts" */
+static int
+rd_api_json_has(json_t *arr, json_t *v)
+{
+    size_t  i;
+
+    for (i = 0; i < json_array_size(arr); i++) {
+        if (json_equal(json_array_get(arr, i), v)) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* the hosts of a normalized document: "host" or "hosts", or a Gateway's
+ * servers' hosts, each once */
 static void
 rd_api_object_hosts(mesh_buf_t *b, json_t *d)
 {
     char    *s;
-    json_t  *v;
+    size_t   i, j;
+    json_t  *v, *all, *h;
 
     if ((v = json_object_get(d, "host")) != NULL) {
         mesh_buf_adds(b, ",\"hosts\":[");
@@ -256,6 +274,25 @@ rd_api_object_hosts(mesh_buf_t *b, json_t *d)
         mesh_buf_adds(b, ",\"hosts\":");
         mesh_buf_adds(b, s ? s : "[]");
         free(s);
+
+    } else if ((v = json_object_get(d, "servers")) != NULL) {
+        all = json_array();
+
+        for (i = 0; i < json_array_size(v); i++) {
+            h = json_object_get(json_array_get(v, i), "hosts");
+
+            for (j = 0; j < json_array_size(h); j++) {
+                if (!rd_api_json_has(all, json_array_get(h, j))) {
+                    json_array_append(all, json_array_get(h, j));
+                }
+            }
+        }
+
+        s = json_dumps(all, JSON_COMPACT);
+        mesh_buf_adds(b, ",\"hosts\":");
+        mesh_buf_adds(b, s ? s : "[]");
+        free(s);
+        json_decref(all);
     }
 }
 
@@ -276,8 +313,8 @@ rd_api_objects(rd_req_t *rq)
     if (k) {
         kind = rd_policy_kind_parse(k);
         if (kind < 0) {
-            return rd_api_error(rq, 400, "kind: not DestinationRule or "
-                                "VirtualService", "kind");
+            return rd_api_error(rq, 400, "kind: not DestinationRule, "
+                                "VirtualService or Gateway", "kind");
         }
     }
 

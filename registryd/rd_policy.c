@@ -81,9 +81,11 @@ rd_parse_document(rd_pctx_t *c, yaml_node_t *root, const char *policy,
                 kind = RD_POLICY_DR;
             } else if (strcmp(s, "VirtualService") == 0) {
                 kind = RD_POLICY_VS;
+            } else if (strcmp(s, "Gateway") == 0) {
+                kind = RD_POLICY_GW;
             } else {
-                return rd_perr(c, v, "\"%.64s\" is not DestinationRule or "
-                               "VirtualService", s);
+                return rd_perr(c, v, "\"%.64s\" is not DestinationRule, "
+                               "VirtualService or Gateway", s);
             }
             kind_node = v;
 
@@ -134,9 +136,8 @@ rd_parse_document(rd_pctx_t *c, yaml_node_t *root, const char *policy,
         rd_path_key(c, "metadata");
         rd_path_key(c, "name");
         return rd_perr(c, name_node, "duplicate %s \"%s\" (also document "
-                       "%lld)", kind == RD_POLICY_DR ? "DestinationRule"
-                                                     : "VirtualService",
-                       name, (long long) json_integer_value(first));
+                       "%lld)", rd_policy_kind_name(kind), name,
+                       (long long) json_integer_value(first));
     }
     rd_jset(names, key, json_integer(c->document));
 
@@ -155,13 +156,13 @@ rd_parse_document(rd_pctx_t *c, yaml_node_t *root, const char *policy,
 
     o = rd_jobj();
     rd_jset(o, "policy", json_string(policy));
-    rd_jset(o, "kind", json_string(kind == RD_POLICY_DR ? "DestinationRule"
-                                                        : "VirtualService"));
+    rd_jset(o, "kind", json_string(rd_policy_kind_name(kind)));
     rd_jset(o, "name", json_string(name));
 
     old = rd_path_key(c, "spec");
     rc = (kind == RD_POLICY_DR) ? rd_parse_dr(c, spec, o)
-                                : rd_parse_vs(c, spec, o);
+         : (kind == RD_POLICY_VS) ? rd_parse_vs(c, spec, o)
+         : rd_parse_gw(c, spec, o);
     if (rc != 0) {
         json_decref(o);
         return -1;
@@ -172,6 +173,16 @@ rd_parse_document(rd_pctx_t *c, yaml_node_t *root, const char *policy,
 
     *out = o;
     return 0;
+}
+
+
+/* the same host claimed twice: by two DestinationRules, or by two
+ * VirtualServices at the same gateway ("mesh" counts as one) */
+static int
+rd_ref_same_host(const rd_policy_ref_t *a, const rd_policy_ref_t *b)
+{
+    return a->kind == b->kind && strcmp(a->host, b->host) == 0
+           && strcmp(a->gateway, b->gateway) == 0;
 }
 
 
@@ -372,21 +383,22 @@ rd_policy_parse(const char *name, const char *yaml, size_t len,
 
     if (ndocs == 0) {
         snprintf(e->msg, sizeof(e->msg), "the body holds no document: "
-                 "expected DestinationRule or VirtualService documents");
+                 "expected DestinationRule, VirtualService or Gateway "
+                 "documents");
         goto fail;
     }
 
-    /* one DestinationRule and one VirtualService per host */
+    /* one DestinationRule per host, one VirtualService per gateway and
+     * host */
     for (i = 0; i < c.hosts.n; i++) {
         for (j = 0; j < i; j++) {
-            if (c.hosts.v[i].kind == c.hosts.v[j].kind
-                && strcmp(c.hosts.v[i].host, c.hosts.v[j].host) == 0)
-            {
-                rd_ref_err(&c.hosts.v[i], e, "host \"%s\" already has a %s "
-                           "in this policy: \"%s\" (document %d)",
+            if (rd_ref_same_host(&c.hosts.v[i], &c.hosts.v[j])) {
+                rd_ref_err(&c.hosts.v[i], e, "host \"%s\"%s%s already has a "
+                           "%s in this policy: \"%s\" (document %d)",
                            c.hosts.v[i].host,
-                           c.hosts.v[i].kind == RD_POLICY_DR
-                           ? "DestinationRule" : "VirtualService",
+                           c.hosts.v[i].gateway[0] ? " at gateway " : "",
+                           c.hosts.v[i].gateway,
+                           rd_policy_kind_name(c.hosts.v[i].kind),
                            c.hosts.v[j].doc_name, c.hosts.v[j].document);
                 goto fail;
             }
@@ -514,11 +526,13 @@ rd_policy_check(const rd_policy_t *p, rd_policy_t *const *others, size_t n,
 
             for (k = 0; k < o->nhosts; k++) {
                 x = &o->hosts[k];
-                if (x->kind == r->kind && strcmp(x->host, r->host) == 0) {
-                    return rd_ref_err(r, e, "host \"%s\" already has a %s: "
-                                      "\"%s\" in policy \"%s\"", r->host,
-                                      r->kind == RD_POLICY_DR
-                                      ? "DestinationRule" : "VirtualService",
+                if (rd_ref_same_host(x, r)) {
+                    return rd_ref_err(r, e, "host \"%s\"%s%s already has a "
+                                      "%s: \"%s\" in policy \"%s\"",
+                                      r->host,
+                                      r->gateway[0] ? " at gateway " : "",
+                                      r->gateway,
+                                      rd_policy_kind_name(r->kind),
                                       x->doc_name, o->name);
                 }
             }

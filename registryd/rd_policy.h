@@ -26,8 +26,13 @@
 
 enum {
     RD_POLICY_DR = 0,           /* DestinationRule */
-    RD_POLICY_VS                /* VirtualService */
+    RD_POLICY_VS,               /* VirtualService */
+    RD_POLICY_GW,               /* Gateway */
+    RD_POLICY_NKINDS
 };
+
+/* "mesh" or "NAMESPACE/NAME": a VirtualService's gateway */
+#define RD_GATEWAY_LEN  (2 * RD_NAME_MAX + 2)
 
 /* where and why a policy was refused; line, column and document are
  * -1 when unknown, field is "" then */
@@ -47,6 +52,9 @@ typedef struct {
 typedef struct {
     int    kind;
     char   host[RD_NAME_MAX + 1];
+    char   gateway[RD_GATEWAY_LEN]; /* a VirtualService host's: "mesh" or
+                                       "NS/NAME" (one per gateway and
+                                       host); "" for the others */
     char   subset[RD_NAME_MAX + 1];
     char   doc_name[RD_NAME_MAX + 1];
     char   field[RD_POLICY_PATH_MAX];
@@ -174,7 +182,8 @@ int rd_policy_identity(const char *yaml, const rd_policy_part_t *pt,
     rd_policy_obj_t *o, rd_policy_err_t *e);
 void rd_policy_err_shift(rd_policy_err_t *e, const rd_policy_part_t *pt);
 
-/* "VirtualService"; from "vs", "virtualservices", ...: the kind or -1 */
+/* "VirtualService"; from "vs", "virtualservices", "gw", ...: the kind or
+ * -1 */
 const char *rd_policy_kind_name(int kind);
 int rd_policy_kind_parse(const char *s);
 /* out: RD_NAME_MAX + 1 bytes; -1 with err (RD_ERR_LEN) when the

@@ -1484,7 +1484,7 @@ rd_parse_dr(rd_pctx_t *c, yaml_node_t *n, json_t *out)
         old = rd_path_key(c, k);
 
         if (strcmp(k, "host") == 0) {
-            if (rd_get_host(c, v, &host) != 0) {
+            if (rd_get_host_pattern(c, v, 0, &host) != 0) {
                 goto fail;
             }
             rd_ref_add(c, &c->hosts, RD_POLICY_DR, v, host, NULL);

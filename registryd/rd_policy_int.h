@@ -86,6 +86,8 @@ int rd_get_nonempty(rd_pctx_t *c, yaml_node_t *n, size_t max,
 int rd_get_name(rd_pctx_t *c, yaml_node_t *n, const char *what,
     const char **out);
 int rd_get_host(rd_pctx_t *c, yaml_node_t *n, const char **out);
+int rd_get_host_pattern(rd_pctx_t *c, yaml_node_t *n, int dns,
+    const char **out);
 int rd_get_int(rd_pctx_t *c, yaml_node_t *n, long long min, long long max,
     long long *out);
 int rd_get_bool(rd_pctx_t *c, yaml_node_t *n, int *out);
@@ -102,6 +104,7 @@ int rd_get_header_name(rd_pctx_t *c, yaml_node_t *n, const char *s,
     int lowercase);
 int rd_parse_dr(rd_pctx_t *c, yaml_node_t *n, json_t *out);
 int rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out);
+int rd_parse_gw(rd_pctx_t *c, yaml_node_t *n, json_t *out);
 int rd_parse_string_match(rd_pctx_t *c, yaml_node_t *n, json_t **out);
 
 /* rd_policy_vs_shape.c: an http route's fault, rewrite, redirect,

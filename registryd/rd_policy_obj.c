@@ -1,9 +1,9 @@
 /*
  * rd_policy_obj: policies as Kubernetes keeps them, one object each.
  *
- * An object is one DestinationRule or VirtualService document, known by
- * its kind, namespace and metadata.name. registryd stores an object as a
- * policy of one document whose name says that identity,
+ * An object is one DestinationRule, VirtualService or Gateway document,
+ * known by its kind, namespace and metadata.name. registryd stores an
+ * object as a policy of one document whose name says that identity,
  * "virtualservice.NAMESPACE.NAME" (a namespace is a DNS label: no dots,
  * so the name reads back), which every other part of registryd (store,
  * snapshot, events, replicas, export) already knows. Here: a YAML stream
@@ -22,19 +22,21 @@
 #include "rd_policy_int.h"
 
 
+/* in RD_POLICY_* order */
 static const char  *rd_obj_kinds[] = {
-    "destinationrule", "virtualservice"
+    "destinationrule", "virtualservice", "gateway"
 };
 
 static const char  *rd_obj_kind_names[] = {
-    "DestinationRule", "VirtualService"
+    "DestinationRule", "VirtualService", "Gateway"
 };
 
 
 const char *
 rd_policy_kind_name(int kind)
 {
-    return rd_obj_kind_names[kind == RD_POLICY_VS];
+    return (kind >= 0 && kind < RD_POLICY_NKINDS) ? rd_obj_kind_names[kind]
+                                                  : "?";
 }
 
 
@@ -59,6 +61,13 @@ rd_policy_kind_parse(const char *s)
         return RD_POLICY_VS;
     }
 
+    if (strcasecmp(s, "gateway") == 0
+        || strcasecmp(s, "gateways") == 0
+        || strcasecmp(s, "gw") == 0)
+    {
+        return RD_POLICY_GW;
+    }
+
     return -1;
 }
 
@@ -75,7 +84,7 @@ rd_policy_obj_name(int kind, const char *ns, const char *name, char *out,
         return -1;
     }
 
-    n = snprintf(out, RD_NAME_MAX + 1, "%s.%s.%s", rd_obj_kinds[kind == 1],
+    n = snprintf(out, RD_NAME_MAX + 1, "%s.%s.%s", rd_obj_kinds[kind],
                  ns, name);
 
     if (n > RD_NAME_MAX) {
@@ -96,7 +105,7 @@ rd_policy_obj_from_name(const char *policy, rd_policy_obj_t *o)
     size_t       n;
     const char  *dot, *ns, *name;
 
-    for (kind = 0; kind < 2; kind++) {
+    for (kind = 0; kind < RD_POLICY_NKINDS; kind++) {
         n = strlen(rd_obj_kinds[kind]);
         if (strncmp(policy, rd_obj_kinds[kind], n) == 0
             && policy[n] == '.')
@@ -105,7 +114,7 @@ rd_policy_obj_from_name(const char *policy, rd_policy_obj_t *o)
         }
     }
 
-    if (kind == 2) {
+    if (kind == RD_POLICY_NKINDS) {
         return -1;
     }
 
@@ -304,7 +313,7 @@ int
 rd_policy_identity(const char *yaml, const rd_policy_part_t *pt,
     rd_policy_obj_t *o, rd_policy_err_t *e)
 {
-    int                rc = -1;
+    int                rc = -1, ki = 0;
     const char        *k, *kind = NULL, *name = NULL, *ns = NULL;
     yaml_node_t       *root, *kn, *v, *mk, *mv;
     yaml_parser_t      parser;
@@ -379,13 +388,17 @@ rd_policy_identity(const char *yaml, const rd_policy_part_t *pt,
         }
     }
 
-    if (kind == NULL
-        || (strcmp(kind, "DestinationRule") != 0
-            && strcmp(kind, "VirtualService") != 0))
-    {
+    for (ki = 0; kind && ki < RD_POLICY_NKINDS; ki++) {
+        if (strcmp(kind, rd_obj_kind_names[ki]) == 0) {
+            break;
+        }
+    }
+
+    if (kind == NULL || ki == RD_POLICY_NKINDS) {
         snprintf(e->field, sizeof(e->field), "kind");
         snprintf(e->msg, sizeof(e->msg), "kind: %s%.64s%s is not "
-                 "DestinationRule or VirtualService", kind ? "\"" : "",
+                 "DestinationRule, VirtualService or Gateway",
+                 kind ? "\"" : "",
                  kind ? kind : "none", kind ? "\"" : "");
         goto done;
     }
@@ -404,8 +417,7 @@ rd_policy_identity(const char *yaml, const rd_policy_part_t *pt,
         goto done;
     }
 
-    o->kind = (strcmp(kind, "VirtualService") == 0) ? RD_POLICY_VS
-                                                     : RD_POLICY_DR;
+    o->kind = ki;
     o->document = pt->document;
     snprintf(o->ns, sizeof(o->ns), "%s", ns ? ns : "default");
     snprintf(o->name, sizeof(o->name), "%s", name);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "mesh_name.h"
 #include "mesh_policy.h"
 #include "mesh_regex.h"
 #include "rd_policy_int.h"
@@ -173,9 +174,47 @@ rd_parse_match(rd_pctx_t *c, yaml_node_t *n, json_t *o)
 }
 
 
+/* a destination's port: {number: 1..65535} */
+static int
+rd_parse_port(rd_pctx_t *c, yaml_node_t *n, long long *port)
+{
+    size_t             old;
+    const char        *k;
+    yaml_node_t       *kn, *v;
+    yaml_node_pair_t  *p;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    *port = 0;
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "number") != 0) {
+            return rd_unknown(c, kn, k, "number", NULL);
+        }
+
+        if (rd_get_int(c, v, 1, 65535, port) != 0) {
+            return -1;
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    if (*port == 0) {
+        return rd_missing(c, n, "number");
+    }
+
+    return 0;
+}
+
+
 static int
 rd_parse_destination(rd_pctx_t *c, yaml_node_t *n, json_t *o)
 {
+    long long          port = 0;
     size_t             old;
     const char        *k, *s, *host = NULL, *subset = NULL;
     yaml_node_t       *kn, *v, *subset_node = NULL;
@@ -202,11 +241,12 @@ rd_parse_destination(rd_pctx_t *c, yaml_node_t *n, json_t *o)
             subset_node = v;
 
         } else if (strcmp(k, "port") == 0) {
-            return rd_perr(c, kn, "unsupported field \"port\": nginx "
-                           "connects to each instance's registered port");
+            if (rd_parse_port(c, v, &port) != 0) {
+                return -1;
+            }
 
         } else {
-            return rd_unknown(c, kn, k, "host,subset", NULL);
+            return rd_unknown(c, kn, k, "host,subset,port", NULL);
         }
 
         rd_path_pop(c, old);
@@ -217,6 +257,10 @@ rd_parse_destination(rd_pctx_t *c, yaml_node_t *n, json_t *o)
     }
 
     rd_jset(o, "host", json_string(host));
+
+    if (port) {
+        rd_jset(o, "port", json_integer(port));
+    }
 
     if (subset) {
         old = rd_path_key(c, "subset");
@@ -551,16 +595,16 @@ rd_parse_retries(rd_pctx_t *c, yaml_node_t *n, json_t **out)
 
 
 /*
- * gateways: a VirtualService applies to the mesh's sidecars when the list
- * holds "mesh" (or there is none); one only for ingress gateways is not
- * the mesh's to route, so it is refused rather than applied to the mesh.
+ * gateways: "mesh" (the sidecars: every nginx's mesh upstreams), or a
+ * Gateway, "NAME" (in the VirtualService's namespace) or "NS/NAME";
+ * normalized to "mesh" and "NS/NAME", each once. *mesh: "mesh" is one.
  */
 static int
-rd_parse_gateways(rd_pctx_t *c, yaml_node_t *n)
+rd_parse_gateways(rd_pctx_t *c, yaml_node_t *n, json_t *out, int *mesh)
 {
-    int                mesh;
-    size_t             i, old;
-    const char        *s;
+    char               gw[RD_GATEWAY_LEN];
+    size_t             i, j, old;
+    const char        *s, *slash;
     yaml_node_t       *iv;
     yaml_node_item_t  *it;
 
@@ -568,7 +612,7 @@ rd_parse_gateways(rd_pctx_t *c, yaml_node_t *n)
         return -1;
     }
 
-    mesh = 0;
+    *mesh = 0;
 
     rd_foreach_item(c, n, it, i, iv) {
         old = rd_path_idx(c, i);
@@ -577,15 +621,34 @@ rd_parse_gateways(rd_pctx_t *c, yaml_node_t *n)
             return -1;
         }
 
-        mesh |= (strcmp(s, "mesh") == 0);
-        rd_path_pop(c, old);
-    }
+        slash = strchr(s, '/');
 
-    if (!mesh) {
-        return rd_perr(c, n, "gateways without \"mesh\": this "
-                       "VirtualService is for ingress gateways, which "
-                       "ngx_mesh does not route; add \"mesh\" to apply it "
-                       "to the mesh");
+        if (strcmp(s, "mesh") == 0) {
+            *mesh = 1;
+            snprintf(gw, sizeof(gw), "mesh");
+
+        } else if (slash == NULL && mesh_name_valid(s, strlen(s))) {
+            snprintf(gw, sizeof(gw), "%s/%s", c->doc_ns, s);
+
+        } else if (slash && mesh_name_valid(s, slash - s)
+                   && strchr(s, '.') == NULL
+                   && mesh_name_valid(slash + 1, strlen(slash + 1)))
+        {
+            snprintf(gw, sizeof(gw), "%s", s);
+
+        } else {
+            return rd_perr(c, iv, "\"%.64s\" is not a gateway: \"mesh\", "
+                           "a Gateway's NAME or NAMESPACE/NAME", s);
+        }
+
+        for (j = 0; j < json_array_size(out); j++) {
+            if (strcmp(json_string_value(json_array_get(out, j)), gw) == 0) {
+                return rd_perr(c, iv, "gateway \"%s\" is listed twice", gw);
+            }
+        }
+
+        rd_jpush(out, json_string(gw));
+        rd_path_pop(c, old);
     }
 
     return 0;
@@ -1105,13 +1168,14 @@ done:
 int
 rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
 {
-    int                rc = -1;
-    size_t             i, j, old, old2;
-    json_t            *hosts = NULL, *http = NULL, *ho;
+    int                rc = -1, mesh = 1;
+    size_t             i, j, g, old, old2;
+    json_t            *hosts = NULL, *http = NULL, *gws = NULL, *ho;
     const char        *k, *s;
     yaml_node_t       *kn, *v, *iv;
     yaml_node_item_t  *it;
     yaml_node_pair_t  *p;
+    rd_policy_ref_t   *ref;
 
     if (rd_check_map(c, n) != 0) {
         return -1;
@@ -1126,6 +1190,33 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
         }
     }
 
+    /* gateways first: they say how the hosts read */
+
+    gws = rd_jarr();
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        if (strcmp(k, "gateways") == 0) {
+            old = rd_path_key(c, k);
+
+            if (c->vs_delegate) {
+                rd_perr(c, kn, "a delegate VirtualService (one without "
+                        "hosts) has no gateways: it routes for the roots "
+                        "that delegate to it (Istio refuses them too)");
+                goto done;
+            }
+
+            if (rd_parse_gateways(c, v, gws, &mesh) != 0) {
+                goto done;
+            }
+
+            rd_path_pop(c, old);
+        }
+    }
+
+    if (json_array_size(gws) == 0) {
+        rd_jpush(gws, json_string("mesh"));
+    }
+
     rd_foreach_pair(c, n, p, k, kn, v) {
         old = rd_path_key(c, k);
 
@@ -1138,7 +1229,10 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
 
             rd_foreach_item(c, v, it, i, iv) {
                 old2 = rd_path_idx(c, i);
-                if (rd_get_host(c, iv, &s) != 0) {
+
+                /* for the mesh a host names a service (or services, by
+                 * a wildcard); at a gateway alone, the requests' Host */
+                if (rd_get_host_pattern(c, iv, !mesh, &s) != 0) {
                     goto done;
                 }
 
@@ -1152,7 +1246,13 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
                 }
 
                 rd_jpush(hosts, json_string(s));
-                rd_ref_add(c, &c->hosts, RD_POLICY_VS, iv, s, NULL);
+
+                for (g = 0; g < json_array_size(gws); g++) {
+                    ref = rd_ref_add(c, &c->hosts, RD_POLICY_VS, iv, s, NULL);
+                    snprintf(ref->gateway, sizeof(ref->gateway), "%s",
+                             json_string_value(json_array_get(gws, g)));
+                }
+
                 rd_path_pop(c, old2);
             }
 
@@ -1173,19 +1273,7 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
                 rd_path_pop(c, old2);
             }
 
-        } else if (strcmp(k, "gateways") == 0) {
-            if (c->vs_delegate) {
-                rd_perr(c, kn, "a delegate VirtualService (one without "
-                        "hosts) has no gateways: it routes for the roots "
-                        "that delegate to it (Istio refuses them too)");
-                goto done;
-            }
-
-            if (rd_parse_gateways(c, v) != 0) {
-                goto done;
-            }
-
-        } else {
+        } else if (strcmp(k, "gateways") != 0) {
             rd_unknown(c, kn, k, "hosts,http,gateways (hosts: none for a "
                        "delegate)", "tls,tcp,exportTo");
             goto done;
@@ -1207,11 +1295,21 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
     rd_jset(out, "http", http);
     hosts = NULL;
     http = NULL;
+
+    /* bound to a gateway: the list and the namespace (a Gateway's server
+     * may take the VirtualServices of some namespaces only) */
+    if (!mesh || json_array_size(gws) > 1) {
+        rd_jset(out, "gateways", gws);
+        rd_jset(out, "namespace", json_string(c->doc_ns));
+        gws = NULL;
+    }
+
     rc = 0;
 
 done:
 
     json_decref(hosts);
     json_decref(http);
+    json_decref(gws);
     return rc;
 }

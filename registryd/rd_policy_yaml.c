@@ -15,6 +15,7 @@
 #include <yaml.h>
 
 #include "mesh_alloc.h"
+#include "mesh_name.h"
 #include "mesh_policy.h"
 #include "mesh_regex.h"
 #include "rd_policy_int.h"
@@ -396,6 +397,49 @@ rd_policy_set_suffixes(const char *list)
  * "*.svc.cluster.local": "reviews"); the name is cut in the node's own
  * text, which the document owns.
  */
+/*
+ * A host that may be a wildcard: "*" or "*.SUFFIX" as written, else as
+ * rd_get_host() reads it (a registry service name); with dns, any name
+ * as written, ASCII letters made lowercase (a gateway's host, which is
+ * the requests' Host, not a service)
+ */
+int
+rd_get_host_pattern(rd_pctx_t *c, yaml_node_t *n, int dns, const char **out)
+{
+    char    *s, was[72];
+    size_t   i, len;
+
+    if (rd_get_str(c, n, out) != 0) {
+        return -1;
+    }
+
+    s = (char *) *out;
+    len = strlen(s);
+
+    if (s[0] != '*' && !dns) {
+        return rd_get_host(c, n, out);
+    }
+
+    snprintf(was, sizeof(was), "%.64s", s);
+
+    if (!mesh_host_pattern_valid(s, len)) {
+        return rd_perr(c, n, "\"%s\" is not a valid host: a name "
+                       "([A-Za-z0-9][A-Za-z0-9._-]{0,127}), \"*.\" and a "
+                       "name, or \"*\"", was);
+    }
+
+    if (dns) {
+        for (i = 0; i < len; i++) {
+            if (s[i] >= 'A' && s[i] <= 'Z') {
+                s[i] = (char) (s[i] | 0x20);
+            }
+        }
+    }
+
+    return 0;
+}
+
+
 int
 rd_get_host(rd_pctx_t *c, yaml_node_t *n, const char **out)
 {
