@@ -28,7 +28,7 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 COMMON_SRCS = common/mesh_json.c common/mesh_snapshot.c \
               common/mesh_service.c common/mesh_policy.c \
               common/mesh_policy_dr.c common/mesh_policy_vs.c \
-              common/mesh_policy_shape.c \
+              common/mesh_policy_gw.c common/mesh_policy_shape.c \
               common/mesh_policy_pack.c common/mesh_regex.c \
               common/mesh_balancer.c common/mesh_units.c common/mesh_name.c \
               common/mesh_addr.c common/mesh_token.c common/mesh_alloc.c \

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "mesh_json.h"
+#include "mesh_name.h"
 #include "mesh_policy.h"
 #include "mesh_policy_int.h"
 #include "mesh_regex.h"
@@ -33,11 +34,12 @@ mesh_policies_parse(const char *json, size_t len, char *err, size_t errlen)
     int                       rc, kind;
     size_t                    n, i;
     mesh_json_t               j;
-    mesh_vec_t                rules, vss, regexes;
+    mesh_vec_t                rules, vss, gws, regexes;
     mesh_arena_t             *arena;
     mesh_policies_t          *p;
     mesh_virtual_service_t   *vs;
     mesh_destination_rule_t  *dr;
+    mesh_gateway_t           *gw;
 
     if (err && errlen) {
         err[0] = '\0';
@@ -46,10 +48,12 @@ mesh_policies_parse(const char *json, size_t len, char *err, size_t errlen)
     memset(&j, 0, sizeof(mesh_json_t));
     memset(&rules, 0, sizeof(mesh_vec_t));
     memset(&vss, 0, sizeof(mesh_vec_t));
+    memset(&gws, 0, sizeof(mesh_vec_t));
     memset(&regexes, 0, sizeof(mesh_vec_t));
 
     rules.size = sizeof(mesh_destination_rule_t);
     vss.size = sizeof(mesh_virtual_service_t);
+    gws.size = sizeof(mesh_gateway_t);
     regexes.size = sizeof(mesh_regex_t *);
 
     if (json == NULL) {
@@ -102,6 +106,12 @@ mesh_policies_parse(const char *json, size_t len, char *err, size_t errlen)
                 goto fail;
             }
 
+        } else if (kind == MESH_KIND_GW) {
+            gw = mesh_vec_push(&j, &gws);
+            if (gw == NULL || mesh_policy_gateway(&j, gw) != 0) {
+                goto fail;
+            }
+
         } else {
             vs = mesh_vec_push(&j, &vss);
             if (vs == NULL || mesh_policy_vs(&j, vs) != 0) {
@@ -127,12 +137,16 @@ mesh_policies_parse(const char *json, size_t len, char *err, size_t errlen)
     p->nvss = vss.nelts;
     p->vss = mesh_policy_copy(&j, &vss);
 
+    p->ngateways = gws.nelts;
+    p->gateways = mesh_policy_copy(&j, &gws);
+
     if (j.failed) {
         goto fail;
     }
 
     free(rules.elts);
     free(vss.elts);
+    free(gws.elts);
     free(j.buf);
 
     p->regexes = regexes.elts;
@@ -144,6 +158,7 @@ fail:
 
     free(rules.elts);
     free(vss.elts);
+    free(gws.elts);
     free(j.buf);
 
     for (i = 0; i < regexes.nelts; i++) {
@@ -183,7 +198,9 @@ mesh_policies_free(mesh_policies_t *p)
 const mesh_destination_rule_t *
 mesh_policies_rule(const mesh_policies_t *p, const char *host, size_t len)
 {
-    size_t  i;
+    int                             m, best;
+    size_t                          i;
+    const mesh_destination_rule_t  *dr;
 
     if (p == NULL || host == NULL) {
         return NULL;
@@ -199,15 +216,34 @@ mesh_policies_rule(const mesh_policies_t *p, const char *host, size_t len)
         }
     }
 
-    return NULL;
+    /* none of its own: the most specific wildcard */
+
+    dr = NULL;
+    best = -1;
+
+    for (i = 0; i < p->nrules; i++) {
+        if (p->rules[i].host[0] != '*') {
+            continue;
+        }
+
+        m = mesh_host_match(p->rules[i].host, host, len, 0);
+
+        if (m > best) {
+            best = m;
+            dr = &p->rules[i];
+        }
+    }
+
+    return dr;
 }
 
 
 const mesh_virtual_service_t *
 mesh_policies_vs(const mesh_policies_t *p, const char *host, size_t len)
 {
+    int                            m, best;
     size_t                         i, k;
-    const mesh_virtual_service_t  *vs;
+    const mesh_virtual_service_t  *vs, *found;
 
     if (p == NULL || host == NULL) {
         return NULL;
@@ -215,6 +251,10 @@ mesh_policies_vs(const mesh_policies_t *p, const char *host, size_t len)
 
     for (i = 0; i < p->nvss; i++) {
         vs = &p->vss[i];
+
+        if (!vs->mesh) {
+            continue;
+        }
 
         for (k = 0; k < vs->nhosts; k++) {
             if (strlen(vs->hosts[k]) == len
@@ -225,7 +265,68 @@ mesh_policies_vs(const mesh_policies_t *p, const char *host, size_t len)
         }
     }
 
+    found = NULL;
+    best = -1;
+
+    for (i = 0; i < p->nvss; i++) {
+        vs = &p->vss[i];
+
+        if (!vs->mesh) {
+            continue;
+        }
+
+        for (k = 0; k < vs->nhosts; k++) {
+            if (vs->hosts[k][0] != '*') {
+                continue;
+            }
+
+            m = mesh_host_match(vs->hosts[k], host, len, 0);
+
+            if (m > best) {
+                best = m;
+                found = vs;
+            }
+        }
+    }
+
+    return found;
+}
+
+
+const mesh_gateway_t *
+mesh_policies_gateway(const mesh_policies_t *p, const char *name,
+    size_t len)
+{
+    size_t  i;
+
+    if (p == NULL || name == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < p->ngateways; i++) {
+        if (strlen(p->gateways[i].gateway) == len
+            && memcmp(p->gateways[i].gateway, name, len) == 0)
+        {
+            return &p->gateways[i];
+        }
+    }
+
     return NULL;
+}
+
+
+int
+mesh_vs_at_gateway(const mesh_virtual_service_t *vs, const char *name)
+{
+    size_t  i;
+
+    for (i = 0; i < vs->ngateways; i++) {
+        if (strcmp(vs->gateways[i], name) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -495,6 +596,9 @@ mesh_policy_kind(mesh_json_t *j, int *kind)
 
         } else if (mesh_json_key_is(val, vlen, "VirtualService")) {
             *kind = MESH_KIND_VS;
+
+        } else if (mesh_json_key_is(val, vlen, "Gateway")) {
+            *kind = MESH_KIND_GW;
 
         } else {
             mesh_json_error(j, at, "unknown \"kind\" \"%.*s\"",
@@ -787,6 +891,56 @@ mesh_policy_labels(mesh_json_t *j, const char *what, mesh_label_t **out,
                             labels[i].key);
             goto fail;
         }
+    }
+
+    *nout = v.nelts;
+    *out = mesh_policy_copy(j, &v);
+
+    free(v.elts);
+
+    return j->failed ? -1 : 0;
+
+fail:
+
+    free(v.elts);
+
+    return -1;
+}
+
+
+/* an array of non-empty strings, in the arena */
+
+int
+mesh_policy_strings(mesh_json_t *j, const char *what, const char ***out,
+    size_t *nout)
+{
+    int           rc;
+    size_t        n;
+    mesh_vec_t    v;
+    const char  **s;
+
+    if (mesh_policy_open(j, '[', what) != 0) {
+        return -1;
+    }
+
+    memset(&v, 0, sizeof(mesh_vec_t));
+    v.size = sizeof(const char *);
+    n = 0;
+
+    while ((rc = mesh_json_next_element(j, &n)) == 1) {
+        s = mesh_vec_push(j, &v);
+        if (s == NULL) {
+            goto fail;
+        }
+
+        *s = mesh_policy_name(j, what);
+        if (*s == NULL) {
+            goto fail;
+        }
+    }
+
+    if (rc != 0) {
+        goto fail;
     }
 
     *nout = v.nelts;

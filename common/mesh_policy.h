@@ -155,6 +155,7 @@ typedef struct {
     const char     *subset;         /* NULL: the whole service */
     int             weight;         /* 0..100 */
     const char     *host;           /* destination.host */
+    int             port;           /* destination.port.number, 0: none */
     mesh_headers_t  headers;        /* route[].headers */
 } mesh_destination_t;
 
@@ -163,6 +164,7 @@ typedef struct {
 typedef struct {
     const char     *host;
     const char     *subset;         /* NULL: the whole service */
+    int             port;           /* 0: none given */
     uint32_t        ppm;            /* requests per million mirrored */
 } mesh_mirror_t;
 
@@ -301,17 +303,52 @@ typedef struct {
 typedef struct {
     const char             *policy;
     const char             *name;
-    const char            **hosts;
+    const char            **hosts;          /* for the mesh: services, or
+                                               "*" / "*.SUFFIX" patterns;
+                                               at a gateway: the requests'
+                                               Host */
     size_t                  nhosts;
     mesh_http_route_t      *http;
     size_t                  nhttp;
+    const char            **gateways;       /* "mesh", "NS/NAME"; none:
+                                               the mesh alone */
+    size_t                  ngateways;
+    int                     mesh;           /* bound to the mesh */
+    const char             *ns;             /* its namespace, with
+                                               gateways (else NULL) */
 } mesh_virtual_service_t;
+
+/* a Gateway's server: requests on this port (over TLS for HTTPS) to
+ * these hosts */
+typedef struct {
+    int                     port;
+    int                     https;          /* protocol HTTPS */
+    int                     https_redirect; /* an HTTP server answering
+                                               301 to https:// */
+    const char            **hosts;          /* "HOST" (a pattern), or
+                                               "NS/HOST": the
+                                               VirtualServices of NS
+                                               only */
+    size_t                  nhosts;
+} mesh_gateway_server_t;
+
+typedef struct {
+    const char             *policy;
+    const char             *name;
+    const char             *gateway;        /* "NS/NAME" */
+    mesh_label_t           *selector;       /* sorted by key; none: any */
+    size_t                  nselector;
+    mesh_gateway_server_t  *servers;
+    size_t                  nservers;
+} mesh_gateway_t;
 
 typedef struct {
     mesh_destination_rule_t  *rules;
     size_t                    nrules;
     mesh_virtual_service_t   *vss;
     size_t                    nvss;
+    mesh_gateway_t           *gateways;
+    size_t                    ngateways;
     void                     *arena;        /* internal */
     void                     *regexes;      /* internal */
     size_t                    nregexes;
@@ -341,11 +378,24 @@ size_t mesh_policies_pack(const mesh_policies_t *p, void *buf, size_t size);
 mesh_policies_t *mesh_policies_unpack(void *buf, size_t size, char *err,
     size_t errlen);
 
-/* the rule / virtual service for a registry service; NULL: none */
+/*
+ * The rule / the mesh's virtual service for a registry service: the one
+ * for its name, else the one whose wildcard host matches it most
+ * specifically ("*.SUFFIX" by the longest suffix, then "*"), as Istio
+ * picks; NULL: none. A VirtualService bound to gateways alone is not the
+ * mesh's.
+ */
 const mesh_destination_rule_t *mesh_policies_rule(const mesh_policies_t *p,
     const char *host, size_t len);
 const mesh_virtual_service_t *mesh_policies_vs(const mesh_policies_t *p,
     const char *host, size_t len);
+
+/* the Gateway "NS/NAME" (len bytes); NULL: none */
+const mesh_gateway_t *mesh_policies_gateway(const mesh_policies_t *p,
+    const char *name, size_t len);
+
+/* 1 when the virtual service is bound to gateway "NS/NAME" */
+int mesh_vs_at_gateway(const mesh_virtual_service_t *vs, const char *name);
 const mesh_subset_t *mesh_rule_subset(const mesh_destination_rule_t *dr,
     const char *name);
 

@@ -1,7 +1,7 @@
 /*
  * mesh_policy_int: what the parts of mesh_policy share (mesh_policy.c:
  * the model's entry points and the reading helpers; mesh_policy_dr.c,
- * mesh_policy_vs.c: the two kinds, mesh_policy_shape.c: a route's request
+ * mesh_policy_vs.c, mesh_policy_gw.c: the three kinds, mesh_policy_shape.c: a route's request
  * shaping; mesh_policy_pack.c: the packed form);
  * not for other users.
  */
@@ -20,6 +20,7 @@
 
 #define MESH_KIND_RULE        1
 #define MESH_KIND_VS          2
+#define MESH_KIND_GW          3
 
 /* the keys' duplicate detection uses one bit each */
 #define mesh_policy_has(seen, k)  ((seen) & (1u << (k)))
@@ -27,6 +28,7 @@
 
 int mesh_policy_rule(mesh_json_t *j, mesh_destination_rule_t *dr);
 int mesh_policy_vs(mesh_json_t *j, mesh_virtual_service_t *vs);
+int mesh_policy_gateway(mesh_json_t *j, mesh_gateway_t *gw);
 
 /* mesh_policy_shape.c: an http route's fault, rewrite, redirect,
  * directResponse, corsPolicy, and the header operations of a route or
@@ -56,5 +58,8 @@ void *mesh_policy_copy(mesh_json_t *j, mesh_vec_t *v);
 int mesh_policy_labels(mesh_json_t *j, const char *what, mesh_label_t **out,
     size_t *nout);
 int mesh_cmp_labels(const void *one, const void *two);
+/* an array of non-empty strings, copied into the arena */
+int mesh_policy_strings(mesh_json_t *j, const char *what, const char ***out,
+    size_t *nout);
 
 #endif

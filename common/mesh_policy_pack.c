@@ -35,14 +35,16 @@ typedef struct {
 static size_t
 mesh_pack_alloc(mesh_pack_t *pk, size_t n)
 {
-    size_t  off;
+    size_t  off, gap;
 
+    gap = pk->pos;
     pk->pos = (pk->pos + 7) & ~(size_t) 7;
     off = pk->pos;
     pk->pos += n;
 
+    /* the alignment gap too: the same model packs to the same bytes */
     if (pk->buf && pk->pos <= pk->size) {
-        memset(pk->buf + off, 0, n);
+        memset(pk->buf + gap, 0, pk->pos - gap);
     }
 
     return off;
@@ -191,6 +193,23 @@ mesh_pack_tls(mesh_pack_t *pk, const mesh_tls_t *from, mesh_tls_t *to)
     for (i = 0; i < from->nsubject_alt_names; i++) {
         sans = mesh_pack_at(pk, off + i * sizeof(char *));
         mesh_pack_str(pk, from->subject_alt_names[i], sans ? sans : &tmp);
+    }
+}
+
+
+/* an array of n strings; the field gets its offset */
+static void
+mesh_pack_strs(mesh_pack_t *pk, const char **from, size_t n,
+    void *field)
+{
+    size_t        i, off;
+    const char  **to, *tmp;
+
+    off = mesh_pack_array(pk, from, n, sizeof(char *), field);
+
+    for (i = 0; i < n; i++) {
+        to = mesh_pack_at(pk, off + i * sizeof(char *));
+        mesh_pack_str(pk, from[i], to ? to : &tmp);
     }
 }
 
@@ -406,6 +425,7 @@ mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
     if (tp) {
         tp->nrules = p->nrules;
         tp->nvss = p->nvss;
+        tp->ngateways = p->ngateways;
     }
 
     off = mesh_pack_array(pk, p->rules, p->nrules,
@@ -452,6 +472,9 @@ mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
 
         mesh_pack_str(pk, p->vss[i].policy, MESH_F(vs, policy));
         mesh_pack_str(pk, p->vss[i].name, MESH_F(vs, name));
+        mesh_pack_str(pk, p->vss[i].ns, MESH_F(vs, ns));
+        mesh_pack_strs(pk, p->vss[i].gateways, p->vss[i].ngateways,
+                       MESH_F(vs, gateways));
 
         off2 = mesh_pack_array(pk, p->vss[i].hosts, p->vss[i].nhosts,
                                sizeof(char *), MESH_F(vs, hosts));
@@ -533,6 +556,34 @@ mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
                                     hm ? &hm->match : NULL);
                 }
             }
+        }
+    }
+
+    off = mesh_pack_array(pk, p->gateways, p->ngateways,
+                          sizeof(mesh_gateway_t), MESH_F(tp, gateways));
+
+    for (i = 0; i < p->ngateways; i++) {
+        const mesh_gateway_t   *fg = &p->gateways[i];
+        mesh_gateway_t         *gw;
+        mesh_gateway_server_t  *sv;
+
+        gw = MESH_AT(mesh_gateway_t, off + i * sizeof(mesh_gateway_t));
+
+        mesh_pack_str(pk, fg->policy, MESH_F(gw, policy));
+        mesh_pack_str(pk, fg->name, MESH_F(gw, name));
+        mesh_pack_str(pk, fg->gateway, MESH_F(gw, gateway));
+        mesh_pack_labels(pk, fg->selector, fg->nselector,
+                         MESH_F(gw, selector));
+
+        off2 = mesh_pack_array(pk, fg->servers, fg->nservers,
+                               sizeof(mesh_gateway_server_t),
+                               MESH_F(gw, servers));
+
+        for (k = 0; k < fg->nservers; k++) {
+            sv = MESH_AT(mesh_gateway_server_t,
+                         off2 + k * sizeof(mesh_gateway_server_t));
+            mesh_pack_strs(pk, fg->servers[k].hosts, fg->servers[k].nhosts,
+                           MESH_F(sv, hosts));
         }
     }
 
@@ -656,6 +707,21 @@ mesh_unpack_strn(mesh_unpack_t *u, const char **field, size_t len)
 
 
 /* an array of labels: neither key nor value may be missing */
+/* an array of n strings, each checked */
+static void
+mesh_unpack_strs(mesh_unpack_t *u, const char ***field, size_t n)
+{
+    size_t        i;
+    const char  **a;
+
+    a = mesh_unpack_array(u, (void *) field, n, sizeof(char *));
+
+    for (i = 0; a && i < n; i++) {
+        mesh_unpack_str(u, &a[i]);
+    }
+}
+
+
 static void
 mesh_unpack_labels(mesh_unpack_t *u, mesh_label_t **field, size_t n)
 {
@@ -934,6 +1000,8 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
     mesh_virtual_service_t   *vs;
     mesh_http_route_t        *rt;
     mesh_match_t             *ma;
+    mesh_gateway_t           *gw;
+    mesh_gateway_server_t    *sv;
 
     snprintf(err, errlen, "the packed policies are damaged");
 
@@ -990,6 +1058,8 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
     for (i = 0; vs && !u.bad && i < p->nvss; i++) {
         mesh_unpack_str(&u, &vs[i].policy);
         mesh_unpack_str(&u, &vs[i].name);
+        mesh_unpack_str(&u, &vs[i].ns);
+        mesh_unpack_strs(&u, &vs[i].gateways, vs[i].ngateways);
 
         if (mesh_unpack_array(&u, (void *) &vs[i].hosts, vs[i].nhosts,
                               sizeof(char *)) != NULL)
@@ -1069,6 +1139,23 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
                     }
                 }
             }
+        }
+    }
+
+    gw = mesh_unpack_array(&u, &p->gateways, p->ngateways,
+                           sizeof(mesh_gateway_t));
+
+    for (i = 0; gw && !u.bad && i < p->ngateways; i++) {
+        mesh_unpack_str(&u, &gw[i].policy);
+        mesh_unpack_str(&u, &gw[i].name);
+        mesh_unpack_str(&u, &gw[i].gateway);
+        mesh_unpack_labels(&u, &gw[i].selector, gw[i].nselector);
+
+        sv = mesh_unpack_array(&u, &gw[i].servers, gw[i].nservers,
+                               sizeof(mesh_gateway_server_t));
+
+        for (k = 0; sv && !u.bad && k < gw[i].nservers; k++) {
+            mesh_unpack_strs(&u, &sv[k].hosts, sv[k].nhosts);
         }
     }
 

@@ -23,11 +23,13 @@ enum {
     MESH_VS_KIND,
     MESH_VS_NAME,
     MESH_VS_HOSTS,
-    MESH_VS_HTTP
+    MESH_VS_HTTP,
+    MESH_VS_GATEWAYS,
+    MESH_VS_NAMESPACE
 };
 
 static const char *const  mesh_vs_keys[] = {
-    "policy", "kind", "name", "hosts", "http", NULL
+    "policy", "kind", "name", "hosts", "http", "gateways", "namespace", NULL
 };
 
 
@@ -80,10 +82,11 @@ static const char *const  mesh_rt_keys[] = {
 
 enum {
     MESH_DS_HOST = 0,
-    MESH_DS_SUBSET
+    MESH_DS_SUBSET,
+    MESH_DS_PORT
 };
 
-static const char *const  mesh_ds_keys[] = { "host", "subset", NULL };
+static const char *const  mesh_ds_keys[] = { "host", "subset", "port", NULL };
 
 enum {
     MESH_MI_DESTINATION = 0,
@@ -179,6 +182,24 @@ mesh_policy_vs(mesh_json_t *j, mesh_virtual_service_t *vs)
 
             break;
 
+        case MESH_VS_GATEWAYS:
+            if (mesh_policy_strings(j, "\"gateways\"", &vs->gateways,
+                                    &vs->ngateways)
+                != 0)
+            {
+                return -1;
+            }
+
+            break;
+
+        case MESH_VS_NAMESPACE:
+            vs->ns = mesh_policy_name(j, "\"namespace\"");
+            if (vs->ns == NULL) {
+                return -1;
+            }
+
+            break;
+
         case -2:
             return -1;
 
@@ -205,6 +226,9 @@ mesh_policy_vs(mesh_json_t *j, mesh_virtual_service_t *vs)
                         : "http");
         return -1;
     }
+
+    /* without gateways: the mesh's alone */
+    vs->mesh = (vs->ngateways == 0 || mesh_vs_at_gateway(vs, "mesh"));
 
     return 0;
 }
@@ -781,6 +805,7 @@ mesh_policy_mirror(mesh_json_t *j, void *elt)
 
     mi->host = d.host;
     mi->subset = d.subset;
+    mi->port = d.port;
     mi->ppm = (uint32_t) ppm;
 
     return 0;
@@ -817,6 +842,11 @@ mesh_policy_destination(mesh_json_t *j, mesh_destination_t *d)
         case MESH_DS_SUBSET:
             d->subset = mesh_policy_name(j, "\"destination.subset\"");
             rc = d->subset ? 0 : -1;
+            break;
+
+        case MESH_DS_PORT:
+            rc = mesh_policy_int(j, "\"destination.port\"", 1, 65535,
+                                 &d->port);
             break;
 
         case -2:

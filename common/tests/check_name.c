@@ -74,6 +74,33 @@ START_TEST(name_valid_rejects_slash_space_and_others)
 END_TEST
 
 
+START_TEST(host_match_ranks_exact_suffix_star)
+{
+    ck_assert_int_eq(mesh_host_match("a.example", "a.example", 9, 0),
+                     MESH_HOST_EXACT);
+    ck_assert_int_eq(mesh_host_match("a.example", "A.Example", 9, 0), -1);
+    ck_assert_int_eq(mesh_host_match("a.example", "A.Example", 9, 1),
+                     MESH_HOST_EXACT);
+    ck_assert_int_eq(mesh_host_match("*.example", "a.example", 9, 0), 8);
+    ck_assert_int_eq(mesh_host_match("*.example", "x.a.example", 11, 0), 8);
+    ck_assert_int_eq(mesh_host_match("*.example", "example", 7, 0), -1);
+    ck_assert_int_eq(mesh_host_match("*.example", ".example", 8, 0), -1);
+    ck_assert_int_eq(mesh_host_match("*.b.example", "a.b.example", 11, 0),
+                     10);
+    ck_assert_int_eq(mesh_host_match("*", "anything", 8, 0), 0);
+    ck_assert_int_eq(mesh_host_match("b", "bb", 2, 0), -1);
+
+    ck_assert(mesh_host_pattern_valid("*", 1));
+    ck_assert(mesh_host_pattern_valid("*.a.b", 5));
+    ck_assert(mesh_host_pattern_valid("a.b", 3));
+    ck_assert(!mesh_host_pattern_valid("*.", 2));
+    ck_assert(!mesh_host_pattern_valid("a*", 2));
+    ck_assert(!mesh_host_pattern_valid("*a.b", 4));
+    ck_assert(!mesh_host_pattern_valid("*.*.b", 5));
+}
+END_TEST
+
+
 Suite *
 name_suite(void)
 {
@@ -85,6 +112,7 @@ name_suite(void)
     tc = tcase_create("name");
     tcase_add_test(tc, name_valid_accepts_letters_digits_dot_dash_underscore);
     tcase_add_test(tc, name_valid_rejects_empty);
+    tcase_add_test(tc, host_match_ranks_exact_suffix_star);
     tcase_add_test(tc, name_valid_accepts_128_rejects_129_chars);
     tcase_add_test(tc, name_valid_rejects_leading_dot_dash_underscore);
     tcase_add_test(tc, name_valid_rejects_slash_space_and_others);

@@ -330,6 +330,28 @@ ck_walk(const mesh_policies_t *p)
                                   ht->direct->body_len);
             }
         }
+
+        for (k = 0; k < vs->ngateways; k++) {
+            sum += strlen(vs->gateways[k]);
+        }
+
+        sum += vs->ns ? strlen(vs->ns) : 0;
+    }
+
+    for (i = 0; i < p->ngateways; i++) {
+        sum += strlen(p->gateways[i].policy) + strlen(p->gateways[i].name)
+               + strlen(p->gateways[i].gateway);
+
+        for (k = 0; k < p->gateways[i].nselector; k++) {
+            sum += strlen(p->gateways[i].selector[k].key)
+                   + strlen(p->gateways[i].selector[k].value);
+        }
+
+        for (k = 0; k < p->gateways[i].nservers; k++) {
+            for (m = 0; m < p->gateways[i].servers[k].nhosts; m++) {
+                sum += strlen(p->gateways[i].servers[k].hosts[m]);
+            }
+        }
     }
 
     (void) sum;
@@ -1070,7 +1092,7 @@ START_TEST(policy_unknown_keys_and_escapes)
                  "\"/\\u00e9t\\u00e9\",\"y\":2},\"headers\":{\"X-A\":"
                  "{\"prefix\":\"a\"},\"x-b\":{\"regex\":\"b\\\\d+\"}}}],"
                  "\"route\":[{\"w\":1,\"destination\":{\"host\":\"b\","
-                 "\"port\":{\"number\":80}},\"weight\":100}]}]}]");
+                 "\"x\":{\"number\":80}},\"weight\":100}]}]}]");
     ck_walk(p);
 
     ck_assert_uint_eq(p->nvss, 1);
@@ -1143,7 +1165,8 @@ static const struct {
     { "[] x", "unexpected data" },
     { "[1]", "a policy must be an object" },
     { "[{}]", "without \"kind\"" },
-    { "[{\"kind\":\"Gateway\"}]", "unknown \"kind\" \"Gateway\"" },
+    { "[{\"kind\":\"Sidecar\"}]", "unknown \"kind\" \"Sidecar\"" },
+    { "[{\"kind\":\"Gateway\"}]", "a Gateway without \"policy\"" },
     { "[{\"kind\":7}]", "\"kind\" must be a string" },
     { "[{\"kind\":\"VirtualService\",\"kind\":\"VirtualService\"}]",
       "duplicate field \"kind\"" },
@@ -1971,6 +1994,137 @@ START_TEST(rule_workload_selector_read_and_pack)
 END_TEST
 
 
+/* Gateways and gateway-bound VirtualServices: read, packed, unpacked;
+ * the mesh's lookups skip a VirtualService of gateways alone and fall
+ * back to the most specific wildcard, exact names first */
+static const char  ck_doc_gateways[] =
+    "[{\"policy\":\"gateway.default.gw\",\"kind\":\"Gateway\","
+    "\"name\":\"gw\",\"gateway\":\"default/gw\","
+    "\"selector\":{\"istio\":\"ingressgateway\"},"
+    "\"servers\":[{\"port\":80,\"protocol\":\"HTTP\","
+    "\"hosts\":[\"*\",\"shop/a.example\"],\"httpsRedirect\":true},"
+    "{\"port\":443,\"protocol\":\"HTTPS\",\"hosts\":[\"*.example\"]}]},"
+    "{\"policy\":\"v1\",\"kind\":\"VirtualService\",\"name\":\"edge\","
+    "\"hosts\":[\"*\"],\"gateways\":[\"default/gw\"],"
+    "\"namespace\":\"default\",\"http\":[{\"match\":[],\"route\":"
+    "[{\"destination\":{\"host\":\"web\",\"port\":9080},"
+    "\"weight\":100}]}]},"
+    "{\"policy\":\"v2\",\"kind\":\"VirtualService\",\"name\":\"all\","
+    "\"hosts\":[\"*\"],\"http\":[{\"match\":[],\"route\":"
+    "[{\"destination\":{\"host\":\"a\"},\"weight\":100}]}]},"
+    "{\"policy\":\"v3\",\"kind\":\"VirtualService\",\"name\":\"co\","
+    "\"hosts\":[\"*.co.org\"],\"gateways\":[\"mesh\",\"default/gw\"],"
+    "\"namespace\":\"default\",\"http\":[{\"match\":[],\"route\":"
+    "[{\"destination\":{\"host\":\"b\"},\"weight\":100}]}]},"
+    "{\"policy\":\"v4\",\"kind\":\"VirtualService\",\"name\":\"x\","
+    "\"hosts\":[\"x.co.org\"],\"http\":[{\"match\":[],\"route\":"
+    "[{\"destination\":{\"host\":\"c\"},\"weight\":100}]}]},"
+    "{\"policy\":\"d1\",\"kind\":\"DestinationRule\",\"name\":\"f\","
+    "\"host\":\"*.foo.com\",\"subsets\":[]},"
+    "{\"policy\":\"d2\",\"kind\":\"DestinationRule\",\"name\":\"g\","
+    "\"host\":\"*.b.foo.com\",\"subsets\":[]},"
+    "{\"policy\":\"d3\",\"kind\":\"DestinationRule\",\"name\":\"h\","
+    "\"host\":\"a.b.foo.com\",\"subsets\":[]}]";
+
+
+static void
+ck_gateways(const mesh_policies_t *p)
+{
+    const mesh_gateway_t  *gw;
+
+    ck_assert_uint_eq(p->ngateways, 1);
+    gw = mesh_policies_gateway(p, "default/gw", 10);
+    ck_assert_ptr_nonnull(gw);
+    ck_assert_ptr_null(mesh_policies_gateway(p, "default/g", 9));
+    ck_assert_str_eq(gw->name, "gw");
+    ck_assert_uint_eq(gw->nselector, 1);
+    ck_assert_str_eq(gw->selector[0].value, "ingressgateway");
+    ck_assert_uint_eq(gw->nservers, 2);
+    ck_assert_int_eq(gw->servers[0].port, 80);
+    ck_assert(!gw->servers[0].https && gw->servers[0].https_redirect);
+    ck_assert_uint_eq(gw->servers[0].nhosts, 2);
+    ck_assert_str_eq(gw->servers[0].hosts[1], "shop/a.example");
+    ck_assert(gw->servers[1].https && !gw->servers[1].https_redirect);
+    ck_assert_str_eq(gw->servers[1].hosts[0], "*.example");
+
+    ck_assert(!p->vss[0].mesh && p->vss[1].mesh && p->vss[2].mesh);
+    ck_assert(mesh_vs_at_gateway(&p->vss[0], "default/gw"));
+    ck_assert(!mesh_vs_at_gateway(&p->vss[1], "default/gw"));
+    ck_assert(mesh_vs_at_gateway(&p->vss[2], "default/gw"));
+    ck_assert_str_eq(p->vss[0].ns, "default");
+    ck_assert_ptr_null(p->vss[1].ns);
+    ck_assert_int_eq(p->vss[0].http[0].routes[0].port, 9080);
+    ck_assert_int_eq(p->vss[1].http[0].routes[0].port, 0);
+
+    /* the mesh's: exact, then the longest suffix, then "*"; never the
+     * gateway's own */
+    ck_assert_str_eq(mesh_policies_vs(p, "x.co.org", 8)->name, "x");
+    ck_assert_str_eq(mesh_policies_vs(p, "y.co.org", 8)->name, "co");
+    ck_assert_str_eq(mesh_policies_vs(p, "co.org", 6)->name, "all");
+    ck_assert_str_eq(mesh_policies_vs(p, "web", 3)->name, "all");
+
+    ck_assert_str_eq(mesh_policies_rule(p, "a.b.foo.com", 11)->name, "h");
+    ck_assert_str_eq(mesh_policies_rule(p, "c.b.foo.com", 11)->name, "g");
+    ck_assert_str_eq(mesh_policies_rule(p, "c.foo.com", 9)->name, "f");
+    ck_assert_ptr_null(mesh_policies_rule(p, "foo.com", 7));
+    ck_assert_ptr_null(mesh_policies_rule(p, "c.foo.co", 8));
+}
+
+
+START_TEST(gateways_read_pack_and_lookups)
+{
+    char              err[MESH_ERR_LEN], *block, *again;
+    size_t            size, i;
+    mesh_policies_t  *p, *q;
+
+    p = ck_parse(ck_doc_gateways);
+    ck_walk(p);
+    ck_gateways(p);
+
+    size = mesh_policies_pack(p, NULL, 0);
+    block = aligned_alloc(8, (size + 7) & ~(size_t) 7);
+    again = aligned_alloc(8, (size + 7) & ~(size_t) 7);
+    ck_assert(block && again);
+    ck_assert_uint_eq(mesh_policies_pack(p, block, size), size);
+    mesh_policies_free(p);
+
+    memcpy(again, block, size);
+    q = mesh_policies_unpack(again, size, err, sizeof(err));
+    ck_assert_msg(q != NULL, "%s", err);
+    ck_gateways(q);
+    mesh_policies_free(q);
+
+    /* damaged: refused or read inside the block */
+    for (i = 0; i < size; i++) {
+        memcpy(again, block, size);
+        again[i] ^= (char) (0x41 + i % 7);
+
+        q = mesh_policies_unpack(again, size, err, sizeof(err));
+        if (q) {
+            ck_walk(q);
+            mesh_policies_free(q);
+        }
+    }
+
+    free(again);
+    free(block);
+
+    ck_parse_fails("[{\"policy\":\"g\",\"kind\":\"Gateway\",\"name\":\"g\","
+                   "\"gateway\":\"d/g\",\"servers\":[{\"port\":80,"
+                   "\"protocol\":\"TCP\",\"hosts\":[\"*\"]}]}]",
+                   "unknown \"protocol\" \"TCP\"");
+    ck_parse_fails("[{\"policy\":\"g\",\"kind\":\"Gateway\",\"name\":\"g\","
+                   "\"gateway\":\"d/g\",\"servers\":[{\"port\":0,"
+                   "\"hosts\":[\"*\"]}]}]", "port");
+    ck_parse_fails("[{\"policy\":\"g\",\"kind\":\"Gateway\",\"name\":\"g\","
+                   "\"gateway\":\"d/g\",\"servers\":[{\"port\":80}]}]",
+                   "without \"hosts\"");
+    ck_parse_fails("[{\"policy\":\"g\",\"kind\":\"Gateway\",\"name\":\"g\","
+                   "\"servers\":[]}]", "without \"gateway\"");
+}
+END_TEST
+
+
 /* mirrors: read, packed and unpacked with the route; a route answered by
  * nginx has none */
 START_TEST(route_mirrors_read_and_pack)
@@ -2524,6 +2678,7 @@ policy_suite(void)
     tcase_add_test(tc, route_mirrors_read_and_pack);
     tcase_add_test(tc, rule_port_level_settings_read_and_pack);
     tcase_add_test(tc, rule_port_tls_read_and_pack);
+    tcase_add_test(tc, gateways_read_pack_and_lookups);
     tcase_add_test(tc, instance_in_subset_by_labels);
     tcase_add_test(tc, instance_in_subset_from_parsed_documents);
     suite_add_tcase(s, tc);
