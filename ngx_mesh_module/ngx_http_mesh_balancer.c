@@ -87,6 +87,11 @@ ngx_http_mesh_cleanup_peer(void *data)
         ngx_http_mesh_release_view(pd->dest_view);
         pd->dest_view = NULL;
     }
+
+    if (pd->gw_table) {
+        ngx_http_mesh_gw_table_release(pd->gw_table);
+        pd->gw_table = NULL;
+    }
 }
 
 
@@ -189,6 +194,16 @@ ngx_http_mesh_route_t *
 ngx_http_mesh_find_route(ngx_http_request_t *r, ngx_http_mesh_view_t *view,
     size_t *prefix)
 {
+    return ngx_http_mesh_find_route_in(r, view->routes, view->nroutes,
+                                       prefix);
+}
+
+
+/* the same among routes[n] (a gateway's VirtualService) */
+ngx_http_mesh_route_t *
+ngx_http_mesh_find_route_in(ngx_http_request_t *r,
+    ngx_http_mesh_route_t *routes, ngx_uint_t n, size_t *prefix)
+{
     ngx_uint_t                  i, k, h, fits;
     mesh_match_t               *m;
     ngx_array_t                *labels;
@@ -202,11 +217,11 @@ ngx_http_mesh_find_route(ngx_http_request_t *r, ngx_http_mesh_view_t *view,
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_mesh_module);
     labels = mmcf->labels;
 
-    for (i = 0; i < view->nroutes; i++) {
-        route = view->routes[i].route;
+    for (i = 0; i < n; i++) {
+        route = routes[i].route;
 
         if (route->nmatches == 0) {
-            return &view->routes[i];
+            return &routes[i];
         }
 
         for (k = 0; k < route->nmatches; k++) {
@@ -250,7 +265,7 @@ ngx_http_mesh_find_route(ngx_http_request_t *r, ngx_http_mesh_view_t *view,
                     *prefix = m->uri->len;
                 }
 
-                return &view->routes[i];
+                return &routes[i];
             }
         }
     }
@@ -454,6 +469,8 @@ ngx_http_mesh_hash_key(ngx_http_request_t *r, ngx_http_mesh_srv_conf_t *mscf,
  * The request's data for upstream mscf: made by the route phase (which
  * decided the route before the request went upstream) or here, by
  * init_peer. It lives in a pool cleanup, which lets go of the view.
+ * The route phase of a gateway makes it with mscf NULL: init_peer of the
+ * upstream the route sent the request to ($mesh_upstream) adopts it.
  */
 ngx_http_mesh_peer_data_t *
 ngx_http_mesh_peer_data(ngx_http_request_t *r,
@@ -466,6 +483,17 @@ ngx_http_mesh_peer_data(ngx_http_request_t *r,
     pd = ngx_http_get_module_ctx(r, ngx_http_mesh_module);
 
     if (pd && pd->conf == mscf) {
+        return pd;
+    }
+
+    if (pd && pd->conf == NULL && pd->gw_table && mscf) {
+        pd->conf = mscf;
+
+        if (mscf->view && pd->view == NULL) {
+            mscf->view->refs++;
+            pd->view = mscf->view;
+        }
+
         return pd;
     }
 
@@ -521,10 +549,13 @@ ngx_http_mesh_peer_data(ngx_http_request_t *r,
     pd->conn = NULL;
     pd->tls_refused = 0;
     pd->tls_verify = 0;
+    pd->gw_table = NULL;
+    pd->gw_vs = NULL;
+    pd->upstream = NULL;
 
     cln->handler = ngx_http_mesh_cleanup_peer;
 
-    if (mscf->view) {
+    if (mscf && mscf->view) {
         mscf->view->refs++;
         pd->view = mscf->view;
     }

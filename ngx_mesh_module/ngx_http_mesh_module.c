@@ -38,6 +38,9 @@ static char *ngx_http_mesh_outlier(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_mesh_init_upstream(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us);
+static void *ngx_http_mesh_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_mesh_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
 static ngx_int_t ngx_http_mesh_init_process(ngx_cycle_t *cycle);
 static void ngx_http_mesh_exit_process(ngx_cycle_t *cycle);
 
@@ -191,6 +194,13 @@ static ngx_command_t  ngx_http_mesh_commands[] = {
       0,
       NULL },
 
+    { ngx_string("mesh_gateway"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_mesh_gateway,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -205,8 +215,8 @@ static ngx_http_module_t  ngx_http_mesh_module_ctx = {
     ngx_http_mesh_create_srv_conf,         /* create server configuration */
     NULL,                                  /* merge server configuration */
 
-    NULL,                                  /* create location configuration */
-    NULL                                   /* merge location configuration */
+    ngx_http_mesh_create_loc_conf,         /* create location configuration */
+    ngx_http_mesh_merge_loc_conf           /* merge location configuration */
 };
 
 
@@ -327,6 +337,45 @@ ngx_http_mesh_init_main_conf(ngx_conf_t *cf, void *conf)
     mmcf->shm_zone->init = ngx_http_mesh_init_zone;
     mmcf->shm_zone->data = mmcf;
     mmcf->shm_zone->noreuse = 0;
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_mesh_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_mesh_loc_conf_t  *mlcf;
+
+    mlcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_mesh_loc_conf_t));
+    if (mlcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     mlcf->gateways = NULL;
+     */
+
+    mlcf->port = NGX_CONF_UNSET;
+
+    return mlcf;
+}
+
+
+static char *
+ngx_http_mesh_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_mesh_loc_conf_t  *prev = parent;
+    ngx_http_mesh_loc_conf_t  *conf = child;
+
+    if (conf->gateways == NULL) {
+        conf->gateways = prev->gateways;
+        conf->port = prev->port;
+    }
+
+    ngx_conf_merge_value(conf->port, prev->port, 0);
 
     return NGX_CONF_OK;
 }

@@ -409,6 +409,35 @@ typedef struct {
 } ngx_http_mesh_route_t;
 
 
+/*
+ * The routes of the VirtualServices bound to Gateways, as one worker
+ * built them for one generation of the policies (never per request):
+ * every destination leads to the mesh upstream that routes its service.
+ * Requests hold the table they were routed by (reference counted).
+ */
+typedef struct {
+    const mesh_virtual_service_t  *vs;
+    ngx_http_mesh_route_t         *routes;      /* per vs->http[] */
+} ngx_http_mesh_gw_vs_t;
+
+typedef struct {
+    ngx_uint_t                     refs;        /* requests + current */
+    ngx_pool_t                    *pool;
+    ngx_http_mesh_gen_t           *gen;
+    ngx_cycle_t                   *cycle;
+    ngx_http_mesh_gw_vs_t         *vss;
+    ngx_uint_t                     nvss;
+} ngx_http_mesh_gw_table_t;
+
+
+/* mesh_gateway NAME... [port=N] */
+typedef struct {
+    ngx_array_t                   *gateways;    /* ngx_str_t "NS/NAME";
+                                                   NULL: not a gateway */
+    ngx_int_t                      port;        /* 0: the request's */
+} ngx_http_mesh_loc_conf_t;
+
+
 /* what one worker has of the zone */
 typedef struct {
     ngx_atomic_uint_t              generation;
@@ -586,6 +615,12 @@ typedef struct {
                                                    request is copied to,
                                                    bit i: mirrors[i] */
     ngx_uint_t                     mirror;      /* this is a copy */
+
+    /* a request routed at a gateway (mesh_gateway): conf is NULL until
+     * init_peer of the upstream $mesh_upstream names adopts the data */
+    ngx_http_mesh_gw_table_t      *gw_table;    /* held */
+    const mesh_virtual_service_t  *gw_vs;       /* the one routing it */
+    ngx_http_mesh_srv_conf_t      *upstream;    /* $mesh_upstream */
 } ngx_http_mesh_peer_data_t;
 
 /* a route's mirrors a request may be copied to (registryd's cap too) */
@@ -754,6 +789,8 @@ ngx_http_mesh_peer_data_t *ngx_http_mesh_peer_data(ngx_http_request_t *r,
     ngx_http_mesh_srv_conf_t *mscf);
 ngx_http_mesh_route_t *ngx_http_mesh_find_route(ngx_http_request_t *r,
     ngx_http_mesh_view_t *view, size_t *prefix);
+ngx_http_mesh_route_t *ngx_http_mesh_find_route_in(ngx_http_request_t *r,
+    ngx_http_mesh_route_t *routes, ngx_uint_t n, size_t *prefix);
 ngx_int_t ngx_http_mesh_route_conf(ngx_http_request_t *r,
     mesh_http_route_t *route);
 ngx_table_elt_t *ngx_http_mesh_header_in(ngx_http_request_t *r,
@@ -794,6 +831,19 @@ ngx_int_t ngx_http_mesh_tls_verified(ngx_http_mesh_peer_data_t *pd,
 
 /* ngx_http_mesh_route.c */
 ngx_int_t ngx_http_mesh_route_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_mesh_route_start(ngx_http_request_t *r,
+    ngx_http_mesh_peer_data_t *pd);
+ngx_int_t ngx_http_mesh_respond(ngx_http_request_t *r, ngx_uint_t status,
+    const char *body, size_t len);
+ngx_int_t ngx_http_mesh_redirect(ngx_http_request_t *r, mesh_redirect_t *rd);
+
+/* ngx_http_mesh_gateway.c */
+char *ngx_http_mesh_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_mesh_gateway_route(ngx_http_request_t *r,
+    ngx_http_mesh_loc_conf_t *mlcf);
+void ngx_http_mesh_gw_table_release(ngx_http_mesh_gw_table_t *table);
+ngx_int_t ngx_http_mesh_variable_upstream(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 ngx_int_t ngx_http_mesh_variable_authority(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 

@@ -39,10 +39,6 @@ static void ngx_http_mesh_mirror_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mesh_mirror_send(ngx_http_request_t *r,
     ngx_http_mesh_peer_data_t *pd);
 static void ngx_http_mesh_mirror_start(ngx_http_request_t *sr);
-static ngx_int_t ngx_http_mesh_respond(ngx_http_request_t *r,
-    ngx_uint_t status, const char *body, size_t len);
-static ngx_int_t ngx_http_mesh_redirect(ngx_http_request_t *r,
-    mesh_redirect_t *rd);
 static ngx_int_t ngx_http_mesh_rewrite(ngx_http_request_t *r,
     ngx_http_mesh_peer_data_t *pd, mesh_rewrite_t *rw);
 static ngx_int_t ngx_http_mesh_request_headers(ngx_http_request_t *r,
@@ -137,9 +133,9 @@ ngx_http_mesh_roll(uint32_t ppm)
 static ngx_int_t
 ngx_http_mesh_route_handler(ngx_http_request_t *r)
 {
-    mesh_http_route_t          *route;
     ngx_http_mesh_route_t      *rt;
     ngx_http_mesh_srv_conf_t   *mscf;
+    ngx_http_mesh_loc_conf_t   *mlcf;
     ngx_http_mesh_peer_data_t  *pd;
 
     pd = ngx_http_get_module_ctx(r, ngx_http_mesh_module);
@@ -152,6 +148,14 @@ ngx_http_mesh_route_handler(ngx_http_request_t *r)
         }
 
         return NGX_DECLINED;
+    }
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mesh_module);
+
+    if (mlcf->gateways) {
+        /* the Gateway's server, the VirtualService, the route: then as
+         * below (ngx_http_mesh_gateway.c) */
+        return ngx_http_mesh_gateway_route(r, mlcf);
     }
 
     mscf = ngx_http_mesh_location_upstream(r);
@@ -183,7 +187,21 @@ ngx_http_mesh_route_handler(ngx_http_request_t *r)
         return NGX_HTTP_NOT_FOUND;
     }
 
-    route = rt->route;
+    return ngx_http_mesh_route_start(r, pd);
+}
+
+
+/*
+ * The route found (pd->route), at a mesh upstream's location or at a
+ * gateway: its fault delay, then the rest
+ */
+ngx_int_t
+ngx_http_mesh_route_start(ngx_http_request_t *r,
+    ngx_http_mesh_peer_data_t *pd)
+{
+    mesh_http_route_t  *route;
+
+    route = pd->route->route;
 
     /* a delay of 0 ms delays nothing */
     if (route->fault.delay > 0 && ngx_http_mesh_roll(route->fault.delay_ppm)) {
@@ -246,6 +264,23 @@ ngx_http_mesh_route_go(ngx_http_request_t *r, ngx_http_mesh_peer_data_t *pd)
     pd->dest = d;
     pd->target = (d >= 0) ? ngx_http_mesh_dest_target(pd, &pd->route->dest[d])
                           : NULL;
+
+    if (pd->gw_table) {
+        /* at a gateway the request goes on to the upstream that routes
+         * the destination's service: proxy_pass http://$mesh_upstream */
+        pd->upstream = (d >= 0) ? pd->route->dest[d].other : NULL;
+
+        if (pd->upstream == NULL) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "mesh: VirtualService \"%s\" at a gateway sends "
+                          "the request to %s%s%s, which no mesh upstream of "
+                          "this nginx routes: 502", pd->gw_vs->name,
+                          d >= 0 ? "service \"" : "no destination",
+                          d >= 0 ? route->routes[d].host : "",
+                          d >= 0 ? "\"" : "");
+            return NGX_HTTP_BAD_GATEWAY;
+        }
+    }
 
     if (ngx_http_mesh_rewrite(r, pd, &route->rewrite) != NGX_OK
         || ngx_http_mesh_request_headers(r, &route->headers.request)
@@ -397,6 +432,15 @@ ngx_http_mesh_mirror_send(ngx_http_request_t *r,
         spd->mirror = 1;
         spd->target = ngx_http_mesh_dest_target(spd, &pd->route->mirror[i]);
 
+        if (pd->gw_table) {
+            /* the copy goes to the mirror's upstream ($mesh_upstream of
+             * the subrequest) */
+            spd->gw_table = pd->gw_table;
+            spd->gw_table->refs++;
+            spd->gw_vs = pd->gw_vs;
+            spd->upstream = pd->route->mirror[i].other;
+        }
+
         /* Envoy sends a copy with "-shadow" after its host name, before
          * the port if any: "a.b:8080" as "a.b-shadow:8080" */
 
@@ -483,7 +527,7 @@ ngx_http_mesh_delay_done(ngx_http_request_t *r)
 
 
 /* an answer of nginx's own: directResponse, a fault's abort */
-static ngx_int_t
+ngx_int_t
 ngx_http_mesh_respond(ngx_http_request_t *r, ngx_uint_t status,
     const char *body, size_t len)
 {
@@ -512,7 +556,7 @@ ngx_http_mesh_respond(ngx_http_request_t *r, ngx_uint_t status,
  * A redirect: scheme://authority[:port]path?args, each part the
  * request's unless the route gives it (Istio replaces the whole path)
  */
-static ngx_int_t
+ngx_int_t
 ngx_http_mesh_redirect(ngx_http_request_t *r, mesh_redirect_t *rd)
 {
     u_char                    *p, *colon;

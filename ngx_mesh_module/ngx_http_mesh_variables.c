@@ -33,6 +33,9 @@ static ngx_http_variable_t  ngx_http_mesh_vars[] = {
     { ngx_string("mesh_authority"), NULL, ngx_http_mesh_variable_authority,
       0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("mesh_upstream"), NULL, ngx_http_mesh_variable_upstream,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
       ngx_http_null_variable
 };
 
@@ -74,9 +77,14 @@ ngx_http_mesh_variable_service(ngx_http_request_t *r,
         v->len = pd->target->service_name.len;
         v->data = pd->target->service_name.data;
 
-    } else {
+    } else if (pd->conf) {
         v->len = pd->conf->service.len;
         v->data = pd->conf->service.data;
+
+    } else {
+        /* routed at a gateway, to no target */
+        v->not_found = 1;
+        return NGX_OK;
     }
 
     v->valid = 1;

@@ -424,6 +424,16 @@ rd_policy_parse(const char *name, const char *yaml, size_t len,
     p->snap = snap.data;
     p->snap_len = snap.len;
 
+    for (i = 0; i < p->nobjs; i++) {
+        p->everyone |= (p->objs[i].kind == RD_POLICY_GW);
+    }
+
+    for (i = 0; i < c.hosts.n; i++) {
+        p->everyone |= (c.hosts.v[i].host[0] == '*'
+                        || (c.hosts.v[i].gateway[0]
+                            && strcmp(c.hosts.v[i].gateway, "mesh") != 0));
+    }
+
     rd_refs_move(&c.hosts, &p->hosts, &p->nhosts);
     rd_refs_move(&c.subsets, &p->subsets, &p->nsubsets);
     rd_refs_move(&c.routes, &p->routes, &p->nroutes);

@@ -90,6 +90,9 @@ typedef struct {
     size_t            nroutes;
     rd_policy_obj_t  *objs;     /* one per document, in stream order */
     size_t            nobjs;
+    int               everyone; /* in every subscription's snapshot: a
+                                   Gateway, a VirtualService at a gateway,
+                                   a wildcard host */
 
     /* delegation (rd_policy_delegate.c): a root's http[].delegate
      * (host: the delegate's namespace, subset: its name, document: the

@@ -60,8 +60,8 @@ rd_snapshot_head(rd_registry_t *reg, mesh_buf_t *b, uint64_t index, int delta)
 }
 
 
-/* "policies":[...] of the policies naming a subscribed service; read lock
- * held */
+/* "policies":[...] of the policies naming a subscribed service (or no
+ * one service); read lock held */
 static void
 rd_snapshot_policies(rd_registry_t *reg, mesh_buf_t *b,
     const rd_subscription_t *sub)
@@ -77,7 +77,9 @@ rd_snapshot_policies(rd_registry_t *reg, mesh_buf_t *b,
     for (i = 0; i < reg->npolicies; i++) {
         p = reg->policies[i];
 
-        if (sub) {
+        /* Gateways, VirtualServices at gateways and wildcard hosts name
+         * no one service: every nginx gets them */
+        if (sub && !p->everyone) {
             for (h = 0; h < p->nhosts; h++) {
                 if (rd_subscription_has(sub, p->hosts[h].host)) {
                     break;

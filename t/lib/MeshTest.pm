@@ -181,7 +181,8 @@ package MeshTest;
 # Load (fast raw-socket HTTP/1.1 clients)
 #   client(port => N, keepalive => 0|1, timeout => s,
 #          local_addr => IP)
-#                            a MeshTest::Client: ->get(PATH [, \%headers]),
+#                            a MeshTest::Client: ->get(PATH [, \%headers])
+#                            (Host: 127.0.0.1 unless the headers give it),
 #                            ->request(METHOD, PATH [, \%headers [, BODY]])
 #                            (BODY as it is: give its Content-Length) return
 #                            {status, headers (lower-case), content} or
@@ -2197,8 +2198,12 @@ package MeshTest::Client {
     sub request {
         my ($self, $method, $path, $headers, $body) = @_;
 
-        my $req = "$method $path HTTP/1.1\r\nHost: 127.0.0.1\r\n";
-        $req .= "$_: $headers->{$_}\r\n" for sort keys %{ $headers || {} };
+        # Host: 127.0.0.1 unless the headers give one
+        my ($host) = grep { lc $_ eq 'host' } keys %{ $headers || {} };
+        my $req = "$method $path HTTP/1.1\r\nHost: "
+                  . ($host ? $headers->{$host} : '127.0.0.1') . "\r\n";
+        $req .= "$_: $headers->{$_}\r\n"
+            for sort grep { lc $_ ne 'host' } keys %{ $headers || {} };
         $req .= "Connection: close\r\n" unless $self->{keepalive};
         $req .= "\r\n";
         $req .= $body if defined $body;
