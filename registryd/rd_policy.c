@@ -186,6 +186,14 @@ rd_ref_same_host(const rd_policy_ref_t *a, const rd_policy_ref_t *b)
 }
 
 
+/* a VirtualService's host at a gateway other than the mesh */
+static int
+rd_ref_at_gateway(const rd_policy_ref_t *r)
+{
+    return r->gateway[0] && strcmp(r->gateway, "mesh") != 0;
+}
+
+
 /* aliases, tags, depth and syntax, from the event stream */
 static int
 rd_policy_scan(const char *yaml, size_t len, rd_policy_err_t *e)
@@ -396,8 +404,10 @@ rd_policy_parse(const char *name, const char *yaml, size_t len,
                 rd_ref_err(&c.hosts.v[i], e, "host \"%s\"%s%s already has a "
                            "%s in this policy: \"%s\" (document %d)",
                            c.hosts.v[i].host,
-                           c.hosts.v[i].gateway[0] ? " at gateway " : "",
-                           c.hosts.v[i].gateway,
+                           rd_ref_at_gateway(&c.hosts.v[i])
+                           ? " at gateway " : "",
+                           rd_ref_at_gateway(&c.hosts.v[i])
+                           ? c.hosts.v[i].gateway : "",
                            rd_policy_kind_name(c.hosts.v[i].kind),
                            c.hosts.v[j].doc_name, c.hosts.v[j].document);
                 goto fail;
@@ -430,8 +440,7 @@ rd_policy_parse(const char *name, const char *yaml, size_t len,
 
     for (i = 0; i < c.hosts.n; i++) {
         p->everyone |= (c.hosts.v[i].host[0] == '*'
-                        || (c.hosts.v[i].gateway[0]
-                            && strcmp(c.hosts.v[i].gateway, "mesh") != 0));
+                        || rd_ref_at_gateway(&c.hosts.v[i]));
     }
 
     rd_refs_move(&c.hosts, &p->hosts, &p->nhosts);
@@ -540,8 +549,9 @@ rd_policy_check(const rd_policy_t *p, rd_policy_t *const *others, size_t n,
                     return rd_ref_err(r, e, "host \"%s\"%s%s already has a "
                                       "%s: \"%s\" in policy \"%s\"",
                                       r->host,
-                                      r->gateway[0] ? " at gateway " : "",
-                                      r->gateway,
+                                      rd_ref_at_gateway(r)
+                                      ? " at gateway " : "",
+                                      rd_ref_at_gateway(r) ? r->gateway : "",
                                       rd_policy_kind_name(r->kind),
                                       x->doc_name, o->name);
                 }

@@ -416,7 +416,7 @@ rd_get_host_pattern(rd_pctx_t *c, yaml_node_t *n, int dns, const char **out)
     s = (char *) *out;
     len = strlen(s);
 
-    if (s[0] != '*' && !dns) {
+    if (strchr(s, '*') == NULL && !dns) {
         return rd_get_host(c, n, out);
     }
 

@@ -357,11 +357,12 @@ kind: DestinationRule
 metadata:
   name: any
 spec:
-  host: "*.example.com"
+  host: "a*.example.com"
 EOF
              { 'Content-Type' => 'application/yaml' });
-is $r->{status}, 400, 'a wildcard host: 400';
-like $r->{json}{error}, qr/wildcard hosts are not supported/, '... saying why';
+is $r->{status}, 400, 'a host with "*" inside: 400';
+like $r->{json}{error}, qr/is not a valid host: .*"\*\." and a name, or "\*"/,
+     '... saying why';
 is $r->{json}{field}, 'spec.host', '... naming the field';
 
 $t->done_checks;

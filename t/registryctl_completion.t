@@ -112,7 +112,8 @@ is_deeply complete(@conn, 'get', 'payments', ''), ['p1'], 'get SVC: ids';
 is_deeply complete(@conn, 'get', 'd'), ['destinationrules', 'dr'],
     'get: destinationrules, dr';
 is_deeply complete(@conn, 'get', ''),
-    [sort qw(orders payments virtualservices destinationrules vs dr)],
+    [sort qw(orders payments virtualservices destinationrules gateways vs dr
+             gw)],
     'get: kinds and services';
 is_deeply complete(@conn, 'get', 'vs', '-o', ''), ['json', 'yaml'],
     'get -o: yaml or json';

@@ -27,6 +27,16 @@
             "  hosts: [orders]\n"                  \
             "  http:\n"
 
+/* a Gateway's servers follow */
+#define GW  "apiVersion: networking.istio.io/v1\nkind: Gateway\n"             \
+            "metadata: {name: gw}\nspec:\n  servers:\n"
+
+/* a VirtualService for "*" at these gateways */
+#define GVS(name, gws)                                                       \
+    "apiVersion: mesh/v1\nkind: VirtualService\nmetadata: {name: " name "}\n" \
+    "spec:\n  hosts: [\"*\"]\n  gateways: " gws "\n  http:\n"               \
+    "  - route:\n    - destination: {host: web}\n"
+
 /* a route to orders, and only that */
 #define RT_ONLY  "    route:\n    - destination: {host: orders}\n"
 #define RT       "  - route:\n    - destination: {host: orders}\n"
@@ -50,8 +60,8 @@ static const bad_t  bad[] = {
     /* 5: document shape */
     { "- a\n", "", 1, 1, 0, "must be a mapping" },
     { "apiVersion: v2\n", "apiVersion", 1, 13, 0, "is not one of" },
-    { "apiVersion: mesh/v1\nkind: Gateway\n", "kind", 2, 7, 0,
-      "DestinationRule or VirtualService" },
+    { "apiVersion: mesh/v1\nkind: Sidecar\n", "kind", 2, 7, 0,
+      "DestinationRule, VirtualService or Gateway" },
     { "apiVersion: mesh/v1\nkind: DestinationRule\nmetadata: {name: d}\n",
       "spec", 1, 1, 0, "is required" },
     { "apiVersion: mesh/v1\nkind: DestinationRule\nmetadata: {}\nspec: {}\n",
@@ -167,9 +177,9 @@ static const bad_t  bad[] = {
     { VS "  - match: [{uri: {prefix: /}}]\n", "spec.http[0].route", 8, 5, 0,
       "is required" },
     /* 45 */
-    { VS "  - route:\n    - destination: {host: orders, port: {number: 80}}"
-      "\n", "spec.http[0].route[0].destination.port", 9, 35, 0,
-      "registered port" },
+    { VS "  - route:\n    - destination: {host: orders, port: {name: a}}"
+      "\n", "spec.http[0].route[0].destination.port.name", 9, 42, 0,
+      "unknown field \"name\"" },
     { VS "  - route:\n    - destination: {host: \"*.carts\"}\n",
       "spec.http[0].route[0].destination.host", 9, 27, 0,
       "wildcard hosts are not supported" },
@@ -213,8 +223,8 @@ static const bad_t  bad[] = {
       "spec:\n  hosts: []\n  http: []\n", "spec.hosts", 5, 10, 0,
       "not be empty" },
     { "apiVersion: mesh/v1\nkind: VirtualService\nmetadata: {name: v}\n"
-      "spec:\n  hosts: [orders]\n  gateways: [gw]\n", "spec.gateways", 6, 13,
-      0, "gateways without \"mesh\"" },
+      "spec:\n  hosts: [orders]\n  gateways: [a/b/c]\n",
+      "spec.gateways[0]", 6, 14, 0, "is not a gateway" },
     /* 60: several documents */
     { DR "---\n" DR, "metadata.name", 11, 9, 1, "duplicate DestinationRule" },
     { DR "---\n" "apiVersion: mesh/v1\nkind: DestinationRule\n"
@@ -531,6 +541,37 @@ static const bad_t  bad[] = {
       "      tls: {mode: MUTUAL, credentialName: client-credential}\n",
       "spec.trafficPolicy.portLevelSettings[0].tls.credentialName", 10, 27,
       0, "give the files instead" },
+    /* 164: Gateways */
+    { GW "  - port: {number: 31400, name: tcp, protocol: TCP}\n"
+      "    hosts: [\"*\"]\n", "spec.servers[0].port.protocol", 6, 48, 0,
+      "TCP services: not yet (stream module)" },
+    { GW "  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n",
+      "spec.servers[0].tls", 6, 5, 0, "is required" },
+    { GW "  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+      "    tls: {mode: PASSTHROUGH}\n", "spec.servers[0].tls.mode", 8, 17, 0,
+      "ngx_mesh supports SIMPLE" },
+    { GW "  - port: {number: 80, protocol: HTTP}\n    hosts: [\"a*b\"]\n",
+      "spec.servers[0].hosts[0]", 7, 13, 0, "is not a valid host" },
+    { GW "  - port: {number: 80, protocol: HTTP}\n    hosts: [\"x.y/a.b\"]\n",
+      "spec.servers[0].hosts[0]", 7, 13, 0, "the namespace before" },
+    /* 169 */
+    { GW "  - port: {number: 80, protocol: HTTP}\n    hosts: [\"*\"]\n"
+      "    bind: 0.0.0.0\n", "spec.servers[0].bind", 8, 5, 0,
+      "unsupported field" },
+    { GW "  - port: {number: 0, protocol: HTTP}\n    hosts: [\"*\"]\n",
+      "spec.servers[0].port.number", 6, 20, 0, "1..65535" },
+    { GW "  - port: {number: 80, protocol: HTTP}\n    hosts: [\"*\"]\n"
+      "    tls: {httpsRedirect: true, minProtocolVersion: TLSV1_2}\n",
+      "spec.servers[0].tls.minProtocolVersion", 8, 32, 0,
+      "unsupported field" },
+    { GW "  - port: {number: 80, protocol: HTTP}\n    hosts: [\"*\"]\n"
+      "    tls: {mode: SIMPLE}\n", "spec.servers[0].tls.mode", 8, 10, 0,
+      "an HTTP server has no TLS mode" },
+    { GVS("v1", "[gw]") "---\n" GVS("v2", "[default/gw]"), "spec.hosts[0]", 15, 11, 1,
+      "host \"*\" at gateway default/gw already has a VirtualService" },
+    /* 174 */
+    { GVS("v1", "[mesh, gw]") "---\n" GVS("v2", "[mesh]"), "spec.hosts[0]", 15, 11, 1,
+      "host \"*\" already has a VirtualService" },
 };
 
 
@@ -1380,6 +1421,106 @@ START_TEST(policy_check_subsets_and_hosts_across_policies)
 END_TEST
 
 
+/* a Gateway and its VirtualService, as bookinfo's gateway file has them,
+ * normalized; the gateways' names; hosts of a VirtualService at gateways
+ * alone are the requests' Host, lowercase */
+START_TEST(policy_gateway_normalized)
+{
+    size_t   n;
+    json_t  *v, *d, *sv, *g;
+    char    *s;
+
+    v = normalized("apiVersion: networking.istio.io/v1alpha3\n"
+                   "kind: Gateway\n"
+                   "metadata: {name: bookinfo-gateway, namespace: shop}\n"
+                   "spec:\n"
+                   "  selector: {istio: ingressgateway}\n"
+                   "  servers:\n"
+                   "  - port: {number: 80, name: http, protocol: http}\n"
+                   "    hosts: [\"*\", \"./Shop.Example\", \"*/a.b\"]\n"
+                   "    tls: {httpsRedirect: true}\n"
+                   "  - port: {number: 443, name: https, protocol: HTTPS}\n"
+                   "    hosts: [\"prod/*.example\"]\n"
+                   "    tls: {mode: SIMPLE, credentialName: shop-cert}\n"
+                   "---\n"
+                   "apiVersion: networking.istio.io/v1alpha3\n"
+                   "kind: VirtualService\n"
+                   "metadata: {name: bookinfo, namespace: shop}\n"
+                   "spec:\n"
+                   "  hosts: [\"*\", Bookinfo.COM]\n"
+                   "  gateways: [bookinfo-gateway, prod/edge]\n"
+                   "  http:\n"
+                   "  - match: [{uri: {exact: /productpage}}]\n"
+                   "    route:\n"
+                   "    - destination:\n"
+                   "        host: productpage\n"
+                   "        port: {number: 9080}\n"
+                   "---\n"
+                   "apiVersion: networking.istio.io/v1alpha3\n"
+                   "kind: VirtualService\n"
+                   "metadata: {name: both}\n"
+                   "spec:\n"
+                   "  hosts: [\"*.my-co.org\"]\n"
+                   "  gateways: [mesh, edge]\n"
+                   "  http: [{route: [{destination: {host: my-svc}}]}]\n"
+                   "---\n"
+                   "apiVersion: networking.istio.io/v1alpha3\n"
+                   "kind: VirtualService\n"
+                   "metadata: {name: mesh-only}\n"
+                   "spec:\n"
+                   "  hosts: [reviews]\n"
+                   "  gateways: [mesh]\n"
+                   "  http: [{route: [{destination: {host: reviews}}]}]\n",
+                   &n);
+    ck_assert_uint_eq(n, 4);
+
+    d = json_array_get(v, 0);
+    ck_assert_str_eq(json_string_value(json_object_get(d, "kind")),
+                     "Gateway");
+    ck_assert_str_eq(json_string_value(json_object_get(d, "gateway")),
+                     "shop/bookinfo-gateway");
+    s = json_dumps(json_object_get(d, "servers"), JSON_COMPACT);
+    ck_assert_str_eq(s, "[{\"port\":80,\"protocol\":\"HTTP\","
+                     "\"hosts\":[\"*\",\"shop/shop.example\",\"a.b\"],"
+                     "\"httpsRedirect\":true},"
+                     "{\"port\":443,\"protocol\":\"HTTPS\","
+                     "\"hosts\":[\"prod/*.example\"]}]");
+    free(s);
+    ck_assert_str_eq(json_string_value(json_object_get(
+        json_object_get(d, "selector"), "istio")), "ingressgateway");
+
+    d = json_array_get(v, 1);
+    g = json_object_get(d, "gateways");
+    ck_assert_uint_eq(json_array_size(g), 2);
+    ck_assert_str_eq(json_string_value(json_array_get(g, 0)),
+                     "shop/bookinfo-gateway");
+    ck_assert_str_eq(json_string_value(json_array_get(g, 1)), "prod/edge");
+    ck_assert_str_eq(json_string_value(json_object_get(d, "namespace")),
+                     "shop");
+    ck_assert_str_eq(json_string_value(json_array_get(
+        json_object_get(d, "hosts"), 1)), "bookinfo.com");
+    sv = json_object_get(json_array_get(json_object_get(json_array_get(
+             json_object_get(d, "http"), 0), "route"), 0), "destination");
+    ck_assert_int_eq(json_integer_value(json_object_get(sv, "port")), 9080);
+
+    d = json_array_get(v, 2);
+    g = json_object_get(d, "gateways");
+    ck_assert_str_eq(json_string_value(json_array_get(g, 0)), "mesh");
+    ck_assert_str_eq(json_string_value(json_array_get(g, 1)),
+                     "default/edge");
+    ck_assert_str_eq(json_string_value(json_array_get(
+        json_object_get(d, "hosts"), 0)), "*.my-co.org");
+
+    /* the mesh alone: as without the field */
+    d = json_array_get(v, 3);
+    ck_assert_ptr_null(json_object_get(d, "gateways"));
+    ck_assert_ptr_null(json_object_get(d, "namespace"));
+
+    json_decref(v);
+}
+END_TEST
+
+
 /* hosts: DNS names that domain_suffixes turn into service names */
 START_TEST(policy_hosts_fqdn_map_to_services)
 {
@@ -1424,13 +1565,23 @@ START_TEST(policy_hosts_fqdn_map_to_services)
                      "ratings");
     json_decref(v);
 
+    /* a wildcard host stays as written: the services it matches */
+    v = normalized("apiVersion: networking.istio.io/v1\n"
+                "kind: DestinationRule\n"
+                "metadata: {name: r}\n"
+                "spec: {host: \"*.example.com\"}\n", &n);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(v, 0),
+                                                       "host")),
+                     "*.example.com");
+    json_decref(v);
+
     y = "apiVersion: networking.istio.io/v1\n"
         "kind: DestinationRule\n"
         "metadata: {name: r}\n"
-        "spec: {host: \"*.example.com\"}\n";
+        "spec: {host: \"a*.example.com\"}\n";
     p = rd_policy_parse("pol", y, strlen(y), &e);
     ck_assert_ptr_null(p);
-    ck_assert_ptr_nonnull(strstr(e.msg, "wildcard hosts are not supported"));
+    ck_assert_ptr_nonnull(strstr(e.msg, "is not a valid host"));
     ck_assert_str_eq(e.field, "spec.host");
 
     /* without the suffixes, an FQDN is a service name of its own */
@@ -1865,6 +2016,7 @@ policy_suite(void)
     tcase_add_test(tc, policy_stored_form_round_trips);
     tcase_add_test(tc, policy_objects_split_and_name);
     tcase_add_test(tc, policy_hosts_fqdn_map_to_services);
+    tcase_add_test(tc, policy_gateway_normalized);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("registry");
