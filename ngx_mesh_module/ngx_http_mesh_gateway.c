@@ -492,32 +492,20 @@ failed:
 
 
 /*
- * A destination at a gateway is always another service's: the first
- * mesh upstream that routes it (port: the service port the route names;
- * carried, not yet matched to an upstream)
+ * A destination at a gateway is always another service's: the mesh
+ * upstream that routes it, the one declared for the route's port when
+ * there is one (mesh SERVICE port=N), else the first
  */
 static void
 ngx_http_mesh_gw_dest(ngx_http_mesh_main_conf_t *mmcf,
     const mesh_virtual_service_t *vs, ngx_http_mesh_dest_t *dst,
     const char *host, const char *subset, int port, ngx_log_t *log)
 {
-    size_t                      len;
-    ngx_uint_t                  k;
-    ngx_http_mesh_srv_conf_t  **up;
-
     dst->subset = subset;
-    len = ngx_strlen(host);
-    up = mmcf->upstreams.elts;
-
-    (void) port;
-
-    for (k = 0; k < mmcf->upstreams.nelts; k++) {
-        if (up[k]->service.len == len
-            && ngx_strncmp(up[k]->service.data, host, len) == 0)
-        {
-            dst->other = up[k];
-            return;
-        }
+    dst->other = ngx_http_mesh_upstream_of(mmcf, host, ngx_strlen(host),
+                                           port);
+    if (dst->other) {
+        return;
     }
 
     ngx_log_error(NGX_LOG_WARN, log, 0,

@@ -735,6 +735,8 @@ ngx_int_t ngx_http_mesh_sync(ngx_http_mesh_main_conf_t *mmcf,
 uint64_t ngx_http_mesh_worker_index(void);
 mesh_policies_t *ngx_http_mesh_worker_policies(void);
 void ngx_http_mesh_free_view(ngx_http_mesh_view_t *view);
+ngx_http_mesh_srv_conf_t *ngx_http_mesh_upstream_of(
+    ngx_http_mesh_main_conf_t *mmcf, const char *host, size_t len, int port);
 
 /* a request or the worker lets go of a view */
 static ngx_inline void

@@ -43,7 +43,7 @@ static void ngx_http_mesh_ring_handler(ngx_event_t *ev);
 static void ngx_http_mesh_view_dest(ngx_http_mesh_main_conf_t *mmcf,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
     ngx_http_mesh_dest_t *dst, const char *host, const char *subset,
-    ngx_log_t *log);
+    int port, ngx_log_t *log);
 static ngx_int_t ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
     ngx_http_mesh_target_t *t, const mesh_service_t *svc,
@@ -533,7 +533,8 @@ ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
         for (j = 0; j < rt->route->nroutes; j++) {
             ngx_http_mesh_view_dest(mmcf, mscf, view, &rt->dest[j],
                                     rt->route->routes[j].host,
-                                    rt->route->routes[j].subset, log);
+                                    rt->route->routes[j].subset,
+                                    rt->route->routes[j].port, log);
         }
 
         if (rt->route->nmirrors == 0) {
@@ -549,7 +550,8 @@ ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
         for (j = 0; j < rt->route->nmirrors; j++) {
             ngx_http_mesh_view_dest(mmcf, mscf, view, &rt->mirror[j],
                                     rt->route->mirrors[j].host,
-                                    rt->route->mirrors[j].subset, log);
+                                    rt->route->mirrors[j].subset,
+                                    rt->route->mirrors[j].port, log);
         }
     }
 
@@ -578,11 +580,10 @@ static void
 ngx_http_mesh_view_dest(ngx_http_mesh_main_conf_t *mmcf,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
     ngx_http_mesh_dest_t *dst, const char *host, const char *subset,
-    ngx_log_t *log)
+    int port, ngx_log_t *log)
 {
-    size_t                     len;
-    ngx_uint_t                 k;
-    ngx_http_mesh_srv_conf_t  **up;
+    size_t      len;
+    ngx_uint_t  k;
 
     dst->subset = subset;
 
@@ -590,17 +591,13 @@ ngx_http_mesh_view_dest(ngx_http_mesh_main_conf_t *mmcf,
 
     if (host
         && (len != mscf->service.len
-            || ngx_strncmp(host, mscf->service.data, len) != 0))
+            || ngx_strncmp(host, mscf->service.data, len) != 0
+            || (port && mscf->port && (ngx_uint_t) port != mscf->port)))
     {
-        up = mmcf->upstreams.elts;
+        dst->other = ngx_http_mesh_upstream_of(mmcf, host, len, port);
 
-        for (k = 0; k < mmcf->upstreams.nelts; k++) {
-            if (up[k]->service.len == len
-                && ngx_strncmp(up[k]->service.data, host, len) == 0)
-            {
-                dst->other = up[k];
-                return;
-            }
+        if (dst->other) {
+            return;
         }
 
         ngx_log_error(NGX_LOG_WARN, log, 0,
@@ -628,6 +625,41 @@ ngx_http_mesh_view_dest(ngx_http_mesh_main_conf_t *mmcf,
                   "mesh: VirtualService \"%s\" routes to subset \"%s\" of "
                   "\"%V\", which no DestinationRule defines",
                   view->vs->name, subset, &mscf->service);
+}
+
+
+/*
+ * The mesh upstream that routes service host (len bytes): with a port,
+ * the first declared for it (mesh SERVICE port=N), else the first one
+ * in nginx.conf; NULL: none
+ */
+ngx_http_mesh_srv_conf_t *
+ngx_http_mesh_upstream_of(ngx_http_mesh_main_conf_t *mmcf, const char *host,
+    size_t len, int port)
+{
+    ngx_uint_t                  k;
+    ngx_http_mesh_srv_conf_t  **up, *first;
+
+    up = mmcf->upstreams.elts;
+    first = NULL;
+
+    for (k = 0; k < mmcf->upstreams.nelts; k++) {
+        if (up[k]->service.len != len
+            || ngx_strncmp(up[k]->service.data, host, len) != 0)
+        {
+            continue;
+        }
+
+        if (port == 0 || up[k]->port == (ngx_uint_t) port) {
+            return up[k];
+        }
+
+        if (first == NULL) {
+            first = up[k];
+        }
+    }
+
+    return first;
 }
 
 

@@ -5,7 +5,8 @@
 # (a Gateway on port 80 for "*" and a VirtualService bound to it routing
 # five paths to productpage, port 9080) routes the requests of a
 # `mesh_gateway bookinfo-gateway port=80;` location to productpage's
-# instances through its mesh upstream, other paths 404; a server's hosts
+# instances through its mesh upstream for port 9080 (`mesh productpage
+# port=9080;`, named by $mesh_upstream), other paths 404; a server's hosts
 # and the most specific VirtualService host decide, case-insensitive and
 # without the port; httpsRedirect answers 301; a VirtualService of the
 # mesh does not apply at the gateway, nor one of the gateway in the mesh;
@@ -55,6 +56,7 @@ http {
     access_log off;
 %%MESH_PRELUDE%%
     upstream productpage { mesh productpage; }
+    upstream productpage_9080 { mesh productpage port=9080; }
     upstream web { mesh web; }
     upstream reviews { mesh reviews; }
     upstream cart {
@@ -70,6 +72,7 @@ http {
             mesh_gateway bookinfo-gateway port=80;
             proxy_pass http://$mesh_upstream;
             add_header X-Service $mesh_service always;
+            add_header X-Upstream $mesh_upstream always;
         }
 
         location = /mesh/status { mesh_status; }
@@ -82,6 +85,7 @@ http {
         location / {
             mesh_gateway default/hosts-gw;
             proxy_pass http://$mesh_upstream;
+            add_header X-Upstream $mesh_upstream always;
         }
     }
 
@@ -181,6 +185,9 @@ for my $path (qw(/productpage /static/css/a.css /login /logout
             if $_ == 1;
         is $r->{headers}{'x-service'}, 'productpage',
            '... $mesh_service is productpage' if $_ == 1;
+        is $r->{headers}{'x-upstream'}, 'productpage_9080',
+           '... through the upstream for port 9080 ($mesh_upstream)'
+            if $_ == 1;
     }
 }
 
@@ -264,6 +271,8 @@ like backend_of($g2, 'bookinfo.com'), qr/^pp[12]$/,
      'Host bookinfo.com: its own VirtualService beats "*"';
 like backend_of($g2, 'BookInfo.COM:8080'), qr/^pp[12]$/,
      '... in any case, with a port';
+is $g2->get('/', { Host => 'bookinfo.com' })->{headers}{'x-upstream'},
+   'productpage', '... a destination without a port: the first upstream';
 is backend_of($g2, 'a.shop.example'), 'rev2',
    'Host a.shop.example: "*.shop.example", to subset v2';
 is backend_of($g2, 'x.y.shop.example'), 'rev2', '... at any depth';
