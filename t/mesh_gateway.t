@@ -409,6 +409,14 @@ is $m->get('/pp/x')->{status}, 418,
    'productpage keeps its own VirtualService';
 is $c->get('/')->{status}, 404, 'the gateway keeps its own';
 
+# the example of conf/policies applies
+my $example = do {
+    local $/;
+    open my $fh, '<', 'conf/policies/demo-gateway.yaml' or die $!;
+    <$fh>;
+};
+is objects($example), 200, 'conf/policies/demo-gateway.yaml applies';
+
 # registryctl knows the kind
 
 my ($code, $out) = $t->registryctl('get', 'gateways');
