@@ -8,7 +8,9 @@
 # instances through its mesh upstream for port 9080 (`mesh productpage
 # port=9080;`, named by $mesh_upstream), other paths 404; a server's hosts
 # and the most specific VirtualService host decide, case-insensitive and
-# without the port; httpsRedirect answers 301; a VirtualService of the
+# without the port; httpsRedirect answers 301; an HTTPS server takes
+# requests over TLS (nginx's certificate) and not the same requests
+# without it; a VirtualService of the
 # mesh does not apply at the gateway, nor one of the gateway in the mesh;
 # a mesh VirtualService for "*" routes the upstreams without their own,
 # and a DestinationRule for "*.shop.local" balances a service without one
@@ -48,8 +50,13 @@ is $t->register('cart.shop.local' => 'cart2', $port{cart2})->{status}, 201,
 
 my $gw2 = $t->named_port('GW2');
 my $gw3 = $t->named_port('GW3');
+my $gw4 = $t->named_port('GW4');
 
-$t->nginx_conf(<<'EOF');
+my $pki = $t->make_certs(certs => [
+    [ 'gw', '/CN=gateway.example', 'DNS:gateway.example,IP:127.0.0.1' ],
+]);
+
+my $conf = <<'EOF';
 %%PRELUDE%%
 http {
 %%HTTP_PRELUDE%%
@@ -103,6 +110,28 @@ http {
         }
     }
 
+    # an HTTPS server's Gateway: TLS by nginx, with its own certificate;
+    # the same Gateway without TLS on another port
+    server {
+        listen 127.0.0.1:%%PORT_GW4%% ssl;
+        ssl_certificate %%PKI%%/gw.crt;
+        ssl_certificate_key %%PKI%%/gw.key;
+
+        location / {
+            mesh_gateway tls-gw;
+            proxy_pass http://$mesh_upstream;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_GW5%%;
+
+        location / {
+            mesh_gateway tls-gw port=%%PORT_GW4%%;
+            proxy_pass http://$mesh_upstream;
+        }
+    }
+
     # the mesh: sidecar locations
     server {
         listen 127.0.0.1:%%PORT_MESH%%;
@@ -114,6 +143,8 @@ http {
     }
 }
 EOF
+$conf =~ s/%%PKI%%/$pki/g;
+$t->nginx_conf($conf);
 $t->start_nginx;
 
 sub objects {
@@ -319,6 +350,42 @@ is $r->{status}, 301, 'httpsRedirect: 301';
 is $r->{headers}{location}, 'https://shop.example/a/b?c=d',
    '... to https://, the port dropped';
 is $g3->get('/nogw/x')->{status}, 404, 'a Gateway not stored: 404';
+
+# an HTTPS server takes requests over TLS only
+
+is objects(<<"EOF"), 200, 'a Gateway with an HTTPS server';
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: tls-gw
+spec:
+  servers:
+  - port: {number: $gw4, name: https, protocol: HTTPS}
+    hosts: ["127.0.0.1"]
+    tls:
+      mode: SIMPLE
+      credentialName: gateway-cert
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: over-tls
+spec:
+  hosts: ["127.0.0.1"]
+  gateways: [tls-gw]
+  http:
+  - route:
+    - destination: {host: web}
+EOF
+ok $t->wait_mesh_index, 'nginx has them';
+
+$r = $t->http(GET => "https://127.0.0.1:$gw4/x", undef, undef,
+              { ca => "$pki/ca.crt" });
+is $r->{status}, 200, 'over TLS: 200' or diag $r->{content};
+is $r->{headers}{'x-backend'}, 'web1', '... routed to web';
+is $t->http(GET => 'http://127.0.0.1:' . $t->named_port('GW5') . '/x')
+       ->{status}, 404,
+   'the same port and host without TLS: no server takes it, 404';
 
 # the mesh and the gateways do not share VirtualServices
 
