@@ -548,8 +548,8 @@ ngx_http_mesh_variable_upstream(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    v->len = mscf->upstream->host.len;
-    v->data = mscf->upstream->host.data;
+    v->len = mscf->name.len;
+    v->data = mscf->name.data;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;

@@ -629,9 +629,9 @@ ngx_http_mesh_view_dest(ngx_http_mesh_main_conf_t *mmcf,
 
 
 /*
- * The mesh upstream that routes service host (len bytes): with a port,
- * the first declared for it (mesh SERVICE port=N), else the first one
- * in nginx.conf; NULL: none
+ * The http mesh upstream that routes service host (len bytes): with a
+ * port, the first declared for it (mesh SERVICE port=N), else the first
+ * one in nginx.conf; NULL: none (stream upstreams carry no http request)
  */
 ngx_http_mesh_srv_conf_t *
 ngx_http_mesh_upstream_of(ngx_http_mesh_main_conf_t *mmcf, const char *host,
@@ -644,7 +644,8 @@ ngx_http_mesh_upstream_of(ngx_http_mesh_main_conf_t *mmcf, const char *host,
     first = NULL;
 
     for (k = 0; k < mmcf->upstreams.nelts; k++) {
-        if (up[k]->service.len != len
+        if (up[k]->stream
+            || up[k]->service.len != len
             || ngx_strncmp(up[k]->service.data, host, len) != 0)
         {
             continue;
