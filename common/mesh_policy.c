@@ -510,31 +510,38 @@ mesh_string_match(const mesh_string_match_t *m, const char *s, size_t len,
 int
 mesh_route_pick(const mesh_http_route_t *route, uint32_t r)
 {
-    size_t    i;
-    uint64_t  sum, x, acc;
-
     if (route == NULL) {
         return -1;
     }
 
+    return mesh_destination_pick(route->routes, route->nroutes, r);
+}
+
+
+int
+mesh_destination_pick(const mesh_destination_t *d, size_t n, uint32_t r)
+{
+    size_t    i;
+    uint64_t  sum, x, acc;
+
     sum = 0;
 
-    for (i = 0; i < route->nroutes; i++) {
-        if (route->routes[i].weight > 0) {
-            sum += (uint64_t) route->routes[i].weight;
+    for (i = 0; i < n; i++) {
+        if (d[i].weight > 0) {
+            sum += (uint64_t) d[i].weight;
         }
     }
 
-    if (sum == 0 || route->nroutes > INT_MAX) {
+    if (sum == 0 || n > INT_MAX) {
         return -1;
     }
 
     x = r % sum;
     acc = 0;
 
-    for (i = 0; i < route->nroutes; i++) {
-        if (route->routes[i].weight > 0) {
-            acc += (uint64_t) route->routes[i].weight;
+    for (i = 0; i < n; i++) {
+        if (d[i].weight > 0) {
+            acc += (uint64_t) d[i].weight;
 
             if (acc > x) {
                 return (int) i;

@@ -300,6 +300,15 @@ typedef struct {
     size_t                  nselector;
 } mesh_destination_rule_t;
 
+/* a tcp[] route: for connections to one of ports (none: any port), the
+ * weighted destinations */
+typedef struct {
+    int                    *ports;
+    size_t                  nports;
+    mesh_destination_t     *routes;
+    size_t                  nroutes;
+} mesh_tcp_route_t;
+
 typedef struct {
     const char             *policy;
     const char             *name;
@@ -316,6 +325,8 @@ typedef struct {
     int                     mesh;           /* bound to the mesh */
     const char             *ns;             /* its namespace, with
                                                gateways (else NULL) */
+    mesh_tcp_route_t       *tcp;
+    size_t                  ntcp;
 } mesh_virtual_service_t;
 
 /* a Gateway's server: requests on this port (over TLS for HTTPS) to
@@ -431,5 +442,7 @@ int mesh_cors_origin_allowed(const mesh_cors_t *cors, const char *origin,
 /* a destination index by weight for a uniform r (0..99 picks within the
  * weights' sum); -1 when every weight is 0 */
 int mesh_route_pick(const mesh_http_route_t *route, uint32_t r);
+int mesh_destination_pick(const mesh_destination_t *d, size_t n,
+    uint32_t r);
 
 #endif

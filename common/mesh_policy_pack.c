@@ -414,6 +414,7 @@ mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
     mesh_header_match_t      *hm;
     mesh_destination_t       *ds;
     mesh_mirror_t            *mi;
+    mesh_tcp_route_t         *tr;
     const char              **hosts, *tmp;
 
 #define MESH_AT(type, off)  ((type *) mesh_pack_at(pk, off))
@@ -482,6 +483,35 @@ mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
         for (k = 0; k < p->vss[i].nhosts; k++) {
             hosts = MESH_AT(const char *, off2 + k * sizeof(char *));
             mesh_pack_str(pk, p->vss[i].hosts[k], hosts ? hosts : &tmp);
+        }
+
+        /* tcp[]: each route's ports, its destinations and their
+         * strings */
+        off2 = mesh_pack_array(pk, p->vss[i].tcp, p->vss[i].ntcp,
+                               sizeof(mesh_tcp_route_t), MESH_F(vs, tcp));
+
+        for (k = 0; k < p->vss[i].ntcp; k++) {
+            tr = MESH_AT(mesh_tcp_route_t, off2 + k * sizeof(mesh_tcp_route_t));
+
+            (void) mesh_pack_array(pk, p->vss[i].tcp[k].ports,
+                                   p->vss[i].tcp[k].nports, sizeof(int),
+                                   MESH_F(tr, ports));
+
+            off3 = mesh_pack_array(pk, p->vss[i].tcp[k].routes,
+                                   p->vss[i].tcp[k].nroutes,
+                                   sizeof(mesh_destination_t),
+                                   MESH_F(tr, routes));
+
+            for (h = 0; h < p->vss[i].tcp[k].nroutes; h++) {
+                ds = MESH_AT(mesh_destination_t,
+                             off3 + h * sizeof(mesh_destination_t));
+                mesh_pack_str(pk, p->vss[i].tcp[k].routes[h].subset,
+                              MESH_F(ds, subset));
+                mesh_pack_str(pk, p->vss[i].tcp[k].routes[h].host,
+                              MESH_F(ds, host));
+                mesh_pack_headers(pk, &p->vss[i].tcp[k].routes[h].headers,
+                                  ds ? &ds->headers : NULL);
+            }
         }
 
         off2 = mesh_pack_array(pk, p->vss[i].http, p->vss[i].nhttp,
@@ -999,6 +1029,7 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
     mesh_subset_t            *sb;
     mesh_virtual_service_t   *vs;
     mesh_http_route_t        *rt;
+    mesh_tcp_route_t         *tr;
     mesh_match_t             *ma;
     mesh_gateway_t           *gw;
     mesh_gateway_server_t    *sv;
@@ -1066,6 +1097,24 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
         {
             for (k = 0; k < vs[i].nhosts; k++) {
                 mesh_unpack_str(&u, &vs[i].hosts[k]);
+            }
+        }
+
+        tr = mesh_unpack_array(&u, &vs[i].tcp, vs[i].ntcp,
+                               sizeof(mesh_tcp_route_t));
+
+        for (k = 0; tr && !u.bad && k < vs[i].ntcp; k++) {
+            (void) mesh_unpack_array(&u, &tr[k].ports, tr[k].nports,
+                                     sizeof(int));
+
+            if (mesh_unpack_array(&u, &tr[k].routes, tr[k].nroutes,
+                                  sizeof(mesh_destination_t)) != NULL)
+            {
+                for (h = 0; h < tr[k].nroutes; h++) {
+                    mesh_unpack_str(&u, &tr[k].routes[h].subset);
+                    mesh_unpack_str(&u, &tr[k].routes[h].host);
+                    mesh_unpack_headers(&u, &tr[k].routes[h].headers);
+                }
             }
         }
 

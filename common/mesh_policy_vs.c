@@ -25,11 +25,13 @@ enum {
     MESH_VS_HOSTS,
     MESH_VS_HTTP,
     MESH_VS_GATEWAYS,
-    MESH_VS_NAMESPACE
+    MESH_VS_NAMESPACE,
+    MESH_VS_TCP
 };
 
 static const char *const  mesh_vs_keys[] = {
-    "policy", "kind", "name", "hosts", "http", "gateways", "namespace", NULL
+    "policy", "kind", "name", "hosts", "http", "gateways", "namespace", "tcp",
+    NULL
 };
 
 
@@ -122,6 +124,8 @@ static int mesh_policy_headers(mesh_json_t *j, mesh_match_t *m);
 static int mesh_policy_route(mesh_json_t *j, void *elt);
 static int mesh_policy_destination(mesh_json_t *j, mesh_destination_t *d);
 static int mesh_policy_mirror(mesh_json_t *j, void *elt);
+static int mesh_policy_tcp(mesh_json_t *j, void *elt);
+static int mesh_policy_tcp_match(mesh_json_t *j, mesh_tcp_route_t *t);
 static int mesh_policy_retries(mesh_json_t *j, mesh_http_route_t *h);
 static int mesh_policy_retry_on(mesh_json_t *j, unsigned *bits);
 
@@ -200,6 +204,16 @@ mesh_policy_vs(mesh_json_t *j, mesh_virtual_service_t *vs)
 
             break;
 
+        case MESH_VS_TCP:
+            vs->tcp = mesh_policy_list(j, "\"tcp\"",
+                                       sizeof(mesh_tcp_route_t),
+                                       mesh_policy_tcp, &vs->ntcp);
+            if (j->failed) {
+                return -1;
+            }
+
+            break;
+
         case -2:
             return -1;
 
@@ -235,6 +249,143 @@ mesh_policy_vs(mesh_json_t *j, mesh_virtual_service_t *vs)
 
 
 /* VirtualService */
+
+/* a tcp[] item: {"match": [{"port": N}...], "route": [...]} */
+static int
+mesh_policy_tcp(mesh_json_t *j, void *elt)
+{
+    mesh_tcp_route_t  *t = elt;
+
+    int                   rc, k;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key, *start;
+
+    static const char *const  keys[] = { "match", "route", NULL };
+
+    memset(t, 0, sizeof(mesh_tcp_route_t));
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "a \"tcp\" item") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, keys, key, klen, &seen);
+
+        switch (k) {
+
+        case 0:
+            rc = mesh_policy_tcp_match(j, t);
+            break;
+
+        case 1:
+            t->routes = mesh_policy_list(j, "\"route\"",
+                                         sizeof(mesh_destination_t),
+                                         mesh_policy_route, &t->nroutes);
+            rc = j->failed ? -1 : 0;
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 4);
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (!mesh_policy_has(seen, 1) || t->nroutes == 0) {
+        mesh_json_error(j, start, "a \"tcp\" item without \"route\"");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* "match": each item a port; the route fits a connection to any of them */
+static int
+mesh_policy_tcp_match(mesh_json_t *j, mesh_tcp_route_t *t)
+{
+    int                   rc, *port;
+    size_t                n, m, klen;
+    uint64_t              v;
+    mesh_vec_t            vec;
+    const unsigned char  *key;
+
+    if (mesh_policy_open(j, '[', "\"match\"") != 0) {
+        return -1;
+    }
+
+    memset(&vec, 0, sizeof(mesh_vec_t));
+    vec.size = sizeof(int);
+    n = 0;
+
+    while ((rc = mesh_json_next_element(j, &n)) == 1) {
+        if (mesh_policy_open(j, '{', "a \"match\" item") != 0) {
+            goto fail;
+        }
+
+        m = 0;
+        port = NULL;
+
+        while ((rc = mesh_json_next_member(j, &m, &key, &klen)) == 1) {
+            if (klen == 4 && memcmp(key, "port", 4) == 0) {
+                if (mesh_json_uint(j, "port", 1, 65535, &v) != 0) {
+                    goto fail;
+                }
+
+                port = mesh_vec_push(j, &vec);
+                if (port == NULL) {
+                    goto fail;
+                }
+
+                *port = (int) v;
+
+            } else if (mesh_json_skip(j, 6) != 0) {
+                goto fail;
+            }
+        }
+
+        if (rc != 0) {
+            goto fail;
+        }
+
+        if (port == NULL) {
+            mesh_json_error(j, j->pos, "a tcp \"match\" item without "
+                            "\"port\"");
+            goto fail;
+        }
+    }
+
+    if (rc != 0) {
+        goto fail;
+    }
+
+    t->nports = vec.nelts;
+    t->ports = mesh_policy_copy(j, &vec);
+    free(vec.elts);
+
+    return (t->nports && t->ports == NULL) ? -1 : 0;
+
+fail:
+
+    free(vec.elts);
+    return -1;
+}
+
 
 static int
 mesh_policy_hosts(mesh_json_t *j, mesh_virtual_service_t *vs)

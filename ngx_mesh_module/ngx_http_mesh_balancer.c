@@ -132,7 +132,9 @@ ngx_http_mesh_dest_target(ngx_http_mesh_peer_data_t *pd,
         }
 
         if (t == NULL) {
-            ngx_log_error(NGX_LOG_ERR, pd->request->connection->log, 0,
+            ngx_log_error(NGX_LOG_ERR, pd->request
+                                       ? pd->request->connection->log
+                                       : ngx_cycle->log, 0,
                           "mesh: subset \"%s\" of service \"%V\" is not "
                           "defined by any DestinationRule", dst->subset,
                           &dst->other->service);

@@ -436,6 +436,11 @@ typedef struct {
                                                    NULL: not a gateway */
     ngx_int_t                      port;        /* 0: the request's */
 } ngx_http_mesh_loc_conf_t;
+/* a VirtualService tcp[] route of a stream upstream's view */
+typedef struct {
+    mesh_tcp_route_t              *route;
+    ngx_http_mesh_dest_t          *dest;        /* per destination */
+} ngx_http_mesh_tcp_route_t;
 
 
 /* what one worker has of the zone */
@@ -464,6 +469,8 @@ typedef struct {
     ngx_uint_t                     ntargets;
     ngx_http_mesh_route_t         *routes;      /* VirtualService http[] */
     ngx_uint_t                     nroutes;
+    ngx_http_mesh_tcp_route_t     *tcp;         /* tcp[]: stream's only */
+    ngx_uint_t                     ntcp;
     const mesh_virtual_service_t  *vs;          /* NULL: none */
 } ngx_http_mesh_view_t;
 

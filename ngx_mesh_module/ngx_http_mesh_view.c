@@ -44,6 +44,11 @@ static void ngx_http_mesh_view_dest(ngx_http_mesh_main_conf_t *mmcf,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
     ngx_http_mesh_dest_t *dst, const char *host, const char *subset,
     int port, ngx_log_t *log);
+static ngx_int_t ngx_http_mesh_view_tcp(ngx_http_mesh_main_conf_t *mmcf,
+    ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
+    ngx_pool_t *pool, ngx_log_t *log);
+static ngx_http_mesh_srv_conf_t *ngx_http_mesh_stream_upstream_of(
+    ngx_http_mesh_main_conf_t *mmcf, const char *host, size_t len);
 static ngx_int_t ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
     ngx_http_mesh_target_t *t, const mesh_service_t *svc,
@@ -513,6 +518,20 @@ ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
         return view;
     }
 
+    if (mscf->stream) {
+        /* a stream upstream routes by the tcp[] routes alone */
+        if (ngx_http_mesh_view_tcp(mmcf, mscf, view, pool, log) != NGX_OK) {
+            goto failed;
+        }
+
+        return view;
+    }
+
+    if (view->vs->nhttp == 0) {
+        view->vs = NULL;        /* tcp routes only: none for http */
+        return view;
+    }
+
     view->nroutes = view->vs->nhttp;
     view->routes = ngx_pcalloc(pool, (view->nroutes + 1)
                                      * sizeof(ngx_http_mesh_route_t));
@@ -594,7 +613,9 @@ ngx_http_mesh_view_dest(ngx_http_mesh_main_conf_t *mmcf,
             || ngx_strncmp(host, mscf->service.data, len) != 0
             || (port && mscf->port && (ngx_uint_t) port != mscf->port)))
     {
-        dst->other = ngx_http_mesh_upstream_of(mmcf, host, len, port);
+        dst->other = mscf->stream
+                     ? ngx_http_mesh_stream_upstream_of(mmcf, host, len)
+                     : ngx_http_mesh_upstream_of(mmcf, host, len, port);
 
         if (dst->other) {
             return;
@@ -661,6 +682,71 @@ ngx_http_mesh_upstream_of(ngx_http_mesh_main_conf_t *mmcf, const char *host,
     }
 
     return first;
+}
+
+
+/* the first stream mesh upstream that routes service host (len bytes) */
+static ngx_http_mesh_srv_conf_t *
+ngx_http_mesh_stream_upstream_of(ngx_http_mesh_main_conf_t *mmcf,
+    const char *host, size_t len)
+{
+    ngx_uint_t                  k;
+    ngx_http_mesh_srv_conf_t  **up;
+
+    up = mmcf->upstreams.elts;
+
+    for (k = 0; k < mmcf->upstreams.nelts; k++) {
+        if (up[k]->stream
+            && up[k]->service.len == len
+            && ngx_strncmp(up[k]->service.data, host, len) == 0)
+        {
+            return up[k];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the tcp[] routes of a stream upstream's VirtualService */
+static ngx_int_t
+ngx_http_mesh_view_tcp(ngx_http_mesh_main_conf_t *mmcf,
+    ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
+    ngx_pool_t *pool, ngx_log_t *log)
+{
+    ngx_uint_t                  i, j;
+    ngx_http_mesh_tcp_route_t  *tr;
+
+    view->ntcp = view->vs->ntcp;
+
+    if (view->ntcp == 0) {
+        return NGX_OK;
+    }
+
+    view->tcp = ngx_pcalloc(pool, view->ntcp
+                                  * sizeof(ngx_http_mesh_tcp_route_t));
+    if (view->tcp == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < view->ntcp; i++) {
+        tr = &view->tcp[i];
+        tr->route = &view->vs->tcp[i];
+
+        tr->dest = ngx_pcalloc(pool, (tr->route->nroutes + 1)
+                                     * sizeof(ngx_http_mesh_dest_t));
+        if (tr->dest == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (j = 0; j < tr->route->nroutes; j++) {
+            ngx_http_mesh_view_dest(mmcf, mscf, view, &tr->dest[j],
+                                    tr->route->routes[j].host,
+                                    tr->route->routes[j].subset, 0, log);
+        }
+    }
+
+    return NGX_OK;
 }
 
 

@@ -44,6 +44,8 @@ static ngx_int_t ngx_stream_mesh_init_upstream(ngx_conf_t *cf,
     ngx_stream_upstream_srv_conf_t *us);
 static ngx_int_t ngx_stream_mesh_init_peer(ngx_stream_session_t *s,
     ngx_stream_upstream_srv_conf_t *us);
+static ngx_http_mesh_target_t *ngx_stream_mesh_route(ngx_stream_session_t *s,
+    ngx_http_mesh_peer_data_t *pd);
 static ngx_int_t ngx_stream_mesh_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_stream_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
@@ -369,6 +371,10 @@ ngx_stream_mesh_init_peer(ngx_stream_session_t *s,
         mscf->view->refs++;
         pd->view = mscf->view;
         t = &pd->view->targets[0];
+
+        if (pd->view->ntcp) {
+            t = ngx_stream_mesh_route(s, pd);
+        }
     }
 
     pd->target = t;
@@ -403,6 +409,54 @@ ngx_stream_mesh_init_peer(ngx_stream_session_t *s,
     s->upstream->peer.tries = n ? n : 1;
 
     return NGX_OK;
+}
+
+
+/*
+ * The VirtualService's tcp[] routes: the first whose match names the port
+ * the client connected to (or has no match), then a destination by
+ * weight, of this service or another's stream upstream. No route fits:
+ * no target, and the connection is closed, as Envoy closes it.
+ */
+static ngx_http_mesh_target_t *
+ngx_stream_mesh_route(ngx_stream_session_t *s, ngx_http_mesh_peer_data_t *pd)
+{
+    int                         d;
+    ngx_uint_t                  i, k, port;
+    ngx_http_mesh_view_t       *view;
+    ngx_http_mesh_tcp_route_t  *tr;
+
+    view = pd->view;
+    port = (s->connection->local_sockaddr
+            || ngx_connection_local_sockaddr(s->connection, NULL, 0)
+               == NGX_OK)
+           ? ngx_inet_get_port(s->connection->local_sockaddr) : 0;
+
+    for (i = 0; i < view->ntcp; i++) {
+        tr = &view->tcp[i];
+
+        for (k = 0; k < tr->route->nports; k++) {
+            if ((ngx_uint_t) tr->route->ports[k] == port) {
+                break;
+            }
+        }
+
+        if (tr->route->nports == 0 || k < tr->route->nports) {
+            d = mesh_destination_pick(tr->route->routes, tr->route->nroutes,
+                                      (uint32_t) ngx_random());
+            pd->dest = d;
+
+            return (d >= 0) ? ngx_http_mesh_dest_target(pd, &tr->dest[d])
+                            : NULL;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                  "mesh: no tcp route of VirtualService \"%s\" fits a "
+                  "connection to port %ui of service \"%V\"",
+                  view->vs->name, port, &pd->conf->service);
+
+    return NULL;
 }
 
 
@@ -442,7 +496,18 @@ ngx_stream_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
     i = ngx_http_mesh_pick(pd, t, tried || t->max_conns);
 
     if (i < 0) {
-        if (!tried) {
+        if (!tried && t->max_conns) {
+            /* connectionPool.tcp.maxConnections: Envoy's overflow */
+            if (t->service) {
+                (void) __sync_fetch_and_add(&t->service->overflow, 1);
+            }
+
+            ngx_log_error(NGX_LOG_INFO, pc->log, 0,
+                          "mesh: every instance of service \"%V\" at its "
+                          "maxConnections (%ui)", &pd->conf->service,
+                          t->max_conns);
+
+        } else if (!tried) {
             ngx_log_error(NGX_LOG_ERR, pc->log, 0,
                           "mesh: no healthy instance of service \"%V\" for "
                           "stream upstream \"%V\" (%ui registered)",

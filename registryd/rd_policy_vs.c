@@ -1165,12 +1165,110 @@ done:
 }
 
 
+/*
+ * A tcp[] route: the ports it matches (the port the client connected to,
+ * as Istio's match.port is the service port), its weighted destinations
+ */
+static int
+rd_parse_tcp(rd_pctx_t *c, yaml_node_t *n, json_t *o)
+{
+    size_t             i, old, old2;
+    json_t            *match = NULL, *route = NULL, *mo;
+    long long          port;
+    const char        *k, *mk;
+    yaml_node_t       *kn, *v, *iv, *mkn, *mv;
+    yaml_node_item_t  *it;
+    yaml_node_pair_t  *p, *mp;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "match") == 0) {
+            if (rd_check_seq(c, v, 1) != 0) {
+                goto failed;
+            }
+
+            match = rd_jarr();
+
+            rd_foreach_item(c, v, it, i, iv) {
+                old2 = rd_path_idx(c, i);
+
+                if (rd_check_map(c, iv) != 0) {
+                    goto failed;
+                }
+
+                mo = rd_jobj();
+                rd_jpush(match, mo);
+
+                rd_foreach_pair(c, iv, mp, mk, mkn, mv) {
+                    size_t  old3 = rd_path_key(c, mk);
+
+                    if (strcmp(mk, "port") != 0) {
+                        rd_unknown(c, mkn, mk, "port",
+                                   "destinationSubnets,sourceLabels,"
+                                   "gateways,sourceNamespace");
+                        goto failed;
+                    }
+
+                    if (rd_get_int(c, mv, 1, 65535, &port) != 0) {
+                        goto failed;
+                    }
+
+                    rd_jset(mo, "port", json_integer(port));
+                    rd_path_pop(c, old3);
+                }
+
+                if (json_object_size(mo) == 0) {
+                    rd_missing(c, iv, "port");
+                    goto failed;
+                }
+
+                rd_path_pop(c, old2);
+            }
+
+        } else if (strcmp(k, "route") == 0) {
+            route = rd_jarr();
+            if (rd_parse_routes(c, v, route) != 0) {
+                goto failed;
+            }
+
+        } else {
+            rd_unknown(c, kn, k, "match,route", NULL);
+            goto failed;
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    if (route == NULL) {
+        rd_missing(c, n, "route");
+        goto failed;
+    }
+
+    rd_jset(o, "match", match ? match : rd_jarr());
+    rd_jset(o, "route", route);
+
+    return 0;
+
+failed:
+
+    json_decref(match);
+    json_decref(route);
+    return -1;
+}
+
+
 int
 rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
 {
     int                rc = -1, mesh = 1;
     size_t             i, j, g, old, old2;
-    json_t            *hosts = NULL, *http = NULL, *gws = NULL, *ho;
+    json_t            *hosts = NULL, *http = NULL, *gws = NULL, *tcp = NULL,
+                      *ho;
     const char        *k, *s;
     yaml_node_t       *kn, *v, *iv;
     yaml_node_item_t  *it;
@@ -1273,16 +1371,39 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
                 rd_path_pop(c, old2);
             }
 
+        } else if (strcmp(k, "tcp") == 0) {
+            if (c->vs_delegate) {
+                rd_perr(c, kn, "a delegate VirtualService (one without "
+                        "hosts) delegates http routes only");
+                goto done;
+            }
+
+            if (rd_check_seq(c, v, 1) != 0) {
+                goto done;
+            }
+
+            tcp = rd_jarr();
+
+            rd_foreach_item(c, v, it, i, iv) {
+                old2 = rd_path_idx(c, i);
+                ho = rd_jobj();
+                rd_jpush(tcp, ho);
+                if (rd_parse_tcp(c, iv, ho) != 0) {
+                    goto done;
+                }
+                rd_path_pop(c, old2);
+            }
+
         } else if (strcmp(k, "gateways") != 0) {
-            rd_unknown(c, kn, k, "hosts,http,gateways (hosts: none for a "
-                       "delegate)", "tls,tcp,exportTo");
+            rd_unknown(c, kn, k, "hosts,http,tcp,gateways (hosts: none for "
+                       "a delegate)", "tls,exportTo");
             goto done;
         }
 
         rd_path_pop(c, old);
     }
 
-    if (http == NULL) {
+    if (http == NULL && tcp == NULL) {
         rd_missing(c, n, "http");
         goto done;
     }
@@ -1292,9 +1413,17 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
         rd_jset(out, "hosts", hosts);
     }
 
-    rd_jset(out, "http", http);
+    /* "http" always (empty with tcp routes alone): a module older than
+     * tcp routes reads it, and skips "tcp" */
+    rd_jset(out, "http", http ? http : rd_jarr());
+
+    if (tcp) {
+        rd_jset(out, "tcp", tcp);
+    }
+
     hosts = NULL;
     http = NULL;
+    tcp = NULL;
 
     /* bound to a gateway: the list and the namespace (a Gateway's server
      * may take the VirtualServices of some namespaces only) */
@@ -1311,5 +1440,6 @@ done:
     json_decref(hosts);
     json_decref(http);
     json_decref(gws);
+    json_decref(tcp);
     return rc;
 }

@@ -1,0 +1,221 @@
+#!/usr/bin/perl
+
+# VirtualService tcp routes for stream mesh upstreams (docs/policies.md,
+# "tcp routes"): Istio's tcp-echo task (80% to v1, 20% to v2) on real
+# connections, the route chosen by the port the client connected to, a
+# port no route matches closed, a destination of another service's
+# stream upstream, a change reaching new connections without reload.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use IO::Socket::INET;
+use IO::Select;
+use Test::More;
+use MeshTest;
+
+my $t = MeshTest->new(log_level => 'info', stream => 1);
+
+plan skip_all => 'no module at ' . $t->module_path unless -f $t->module_path;
+plan skip_all => 'no registryd' unless -x $t->bin('registryd');
+
+$t->start_registryd;
+
+for my $v (qw(v1 v2)) {
+    my $port = $t->start_tcp_backend(name => "echo-$v");
+    is $t->register('tcp-echo' => "echo-$v", $port, labels => { version => $v })
+       ->{status}, 201, "register tcp-echo $v";
+}
+
+my $oport = $t->start_tcp_backend(name => 'other');
+is $t->register(other => 'o1', $oport)->{status}, 201, 'register other';
+
+$t->nginx_conf(<<'EOF');
+%%PRELUDE%%
+http {
+%%HTTP_PRELUDE%%
+    access_log off;
+%%MESH_PRELUDE%%
+    server {
+        listen 127.0.0.1:%%PORT_HTTP%%;
+        location = /mesh/status { mesh_status; }
+    }
+}
+
+stream {
+    upstream tcp_echo { mesh tcp-echo; }
+    upstream other    { mesh other; }
+
+    server { listen 127.0.0.1:%%PORT_MAIN%%;  proxy_pass tcp_echo; }
+    server { listen 127.0.0.1:%%PORT_SIDE%%;  proxy_pass tcp_echo; }
+}
+EOF
+$t->start_nginx;
+
+my $main = $t->named_port('MAIN');
+my $side = $t->named_port('SIDE');
+
+sub objects {
+    my ($yaml) = @_;
+    my $r = $t->api(POST => '/v1/objects', $yaml,
+                    { 'Content-Type' => 'application/yaml' });
+    diag explain $r->{json} unless $r->{status} == 200;
+    return $r;
+}
+
+# the first line a connection gets: the instance's name, or '' when
+# nginx closes it
+sub who {
+    my ($port) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp', Timeout => 3)
+        or return "connect: $!";
+    my $sel = IO::Select->new($s);
+    my $in = '';
+    while ($in !~ /\n/ && $sel->can_read(3)) {
+        my $n = sysread $s, $in, 4096, length $in;
+        last unless $n;
+    }
+    close $s;
+    return (split /\n/, $in)[0] // '';
+}
+
+is objects(<<'EOF')->{status}, 200, 'subsets v1 and v2 of tcp-echo';
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: tcp-echo-destination
+spec:
+  host: tcp-echo
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+  - name: v2
+    labels:
+      version: v2
+EOF
+
+# Istio's samples/tcp-echo/tcp-echo-20-v2.yaml, for the mesh, with this
+# test's port in place of 31400
+is objects(<<"EOF")->{status}, 200, 'tcp routes: 80% v1, 20% v2 on one port';
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: tcp-echo
+spec:
+  hosts:
+  - tcp-echo
+  tcp:
+  - match:
+    - port: $main
+    route:
+    - destination:
+        host: tcp-echo
+        subset: v1
+      weight: 80
+    - destination:
+        host: tcp-echo
+        subset: v2
+      weight: 20
+EOF
+ok $t->wait_mesh_index, 'nginx has it';
+
+my %seen;
+my $n = 1000;
+$seen{ who($main) }++ for 1 .. $n;
+my $v2 = $seen{'echo-v2'} // 0;
+my $sigma = sqrt($n * 0.2 * 0.8);
+is(($seen{'echo-v1'} // 0) + $v2, $n, "$n connections, each to v1 or v2")
+    or diag explain \%seen;
+cmp_ok abs($v2 - $n * 0.2), '<=', 4 * $sigma,
+       "v2 took $v2 of $n (200 +- 4 sigma)";
+
+is who($side), '', 'a connection to a port no route matches is closed';
+like $t->read_file('error.log'),
+     qr/no tcp route of VirtualService "tcp-echo" fits a connection to port $side/,
+     '... and the log says why';
+
+is objects(<<"EOF")->{status}, 200, 'all to v2, the side port to other';
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: tcp-echo
+spec:
+  hosts:
+  - tcp-echo
+  tcp:
+  - match:
+    - port: $main
+    route:
+    - destination:
+        host: tcp-echo
+        subset: v2
+  - route:
+    - destination:
+        host: other
+EOF
+ok $t->wait_mesh_index, 'nginx has it';
+
+%seen = ();
+$seen{ who($main) }++ for 1 .. 50;
+is join(' ', keys %seen), 'echo-v2', 'the main port: v2 only, no reload';
+%seen = ();
+$seen{ who($side) }++ for 1 .. 20;
+is join(' ', keys %seen), 'other', 'the side port: the route without match, '
+   . 'to another service\'s stream upstream';
+
+my ($st) = grep { $_->{name} eq 'other' && $_->{protocol} eq 'tcp' }
+                @{ $t->mesh_status->{services} };
+is $st->{requests}, 20, '... counted under that service';
+
+# connectionPool.tcp.maxConnections: a connection over it is closed, and
+# counted as overflow
+is objects(<<'EOF')->{status}, 200, 'other: maxConnections 1';
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: other
+spec:
+  host: other
+  trafficPolicy:
+    connectionPool:
+      tcp:
+        maxConnections: 1
+EOF
+ok $t->wait_mesh_index, 'nginx has it';
+
+my $held = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $side,
+                                 Proto => 'tcp', Timeout => 3);
+my $hsel = IO::Select->new($held);
+my $hin = '';
+sysread $held, $hin, 100 if $hsel->can_read(3);
+is $hin, "other\n", 'one connection held open to other';
+is who($side), '', 'a second one, over maxConnections: closed';
+close $held;
+
+($st) = grep { $_->{name} eq 'other' && $_->{protocol} eq 'tcp' }
+             @{ $t->mesh_status->{services} };
+is $st->{overflow}, 1, '... and counted as overflow';
+
+# refused, with the field
+my $r = objects(<<'EOF');
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: bad
+spec:
+  hosts: [tcp-echo2]
+  tcp:
+  - match:
+    - destinationSubnets: [10.0.0.0/8]
+    route:
+    - destination: {host: tcp-echo}
+EOF
+is $r->{status}, 400, 'a tcp match on destinationSubnets: 400';
+is $r->{json}{field}, 'spec.tcp[0].match[0].destinationSubnets',
+   '... naming the field';
+
+$t->done_checks;
+done_testing;
