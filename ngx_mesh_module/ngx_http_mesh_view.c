@@ -527,8 +527,10 @@ ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
         return view;
     }
 
-    if (view->vs->nhttp == 0) {
-        view->vs = NULL;        /* tcp routes only: none for http */
+    if (view->vs->nhttp == 0 && view->vs->ntcp) {
+        view->vs = NULL;        /* tcp routes only: none for http (a root
+                                   whose delegates are gone has no route,
+                                   and its requests get 404) */
         return view;
     }
 

@@ -217,5 +217,9 @@ is $r->{status}, 400, 'a tcp match on destinationSubnets: 400';
 is $r->{json}{field}, 'spec.tcp[0].match[0].destinationSubnets',
    '... naming the field';
 
+my $conf = do { local $/; open my $fh, '<', 'conf/policies/tcp-echo-routes.yaml'
+                or die $!; <$fh> };
+is objects($conf)->{status}, 200, 'conf/policies/tcp-echo-routes.yaml applies';
+
 $t->done_checks;
 done_testing;
