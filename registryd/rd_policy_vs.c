@@ -1270,7 +1270,7 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
     json_t            *hosts = NULL, *http = NULL, *gws = NULL, *tcp = NULL,
                       *ho;
     const char        *k, *s;
-    yaml_node_t       *kn, *v, *iv;
+    yaml_node_t       *kn, *v, *iv, *tcp_kn = NULL;
     yaml_node_item_t  *it;
     yaml_node_pair_t  *p;
     rd_policy_ref_t   *ref;
@@ -1382,6 +1382,7 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
                 goto done;
             }
 
+            tcp_kn = kn;
             tcp = rd_jarr();
 
             rd_foreach_item(c, v, it, i, iv) {
@@ -1405,6 +1406,18 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
 
     if (http == NULL && tcp == NULL) {
         rd_missing(c, n, "http");
+        goto done;
+    }
+
+    /* tcp routes are the mesh's stream upstreams': nginx has no TCP
+     * gateway to take them at */
+    if (tcp && !mesh) {
+        old = rd_path_key(c, "tcp");
+        rd_perr(c, tcp_kn, "tcp routes apply to the stream upstreams of the "
+                "mesh: a VirtualService bound to gateways alone cannot have "
+                "them (ngx_mesh has no TCP gateway; add \"mesh\" to "
+                "gateways)");
+        rd_path_pop(c, old);
         goto done;
     }
 

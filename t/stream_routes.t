@@ -217,6 +217,21 @@ is $r->{status}, 400, 'a tcp match on destinationSubnets: 400';
 is $r->{json}{field}, 'spec.tcp[0].match[0].destinationSubnets',
    '... naming the field';
 
+$r = objects(<<'EOF');
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: at-gateway
+spec:
+  hosts: ["*"]
+  gateways: [tcp-gateway]
+  tcp:
+  - route:
+    - destination: {host: tcp-echo}
+EOF
+is $r->{status}, 400, 'tcp routes at a gateway alone: 400 (no TCP gateway)';
+is $r->{json}{field}, 'spec.tcp', '... naming tcp';
+
 my $conf = do { local $/; open my $fh, '<', 'conf/policies/tcp-echo-routes.yaml'
                 or die $!; <$fh> };
 is objects($conf)->{status}, 200, 'conf/policies/tcp-echo-routes.yaml applies';
