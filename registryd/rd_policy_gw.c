@@ -164,8 +164,10 @@ rd_parse_gw_port(rd_pctx_t *c, yaml_node_t *n, json_t *o, int *https)
                || strcasecmp(proto, "REDIS") == 0
                || strcasecmp(proto, "MYSQL") == 0)
     {
-        return rd_perr(c, proto_node, "\"%.16s\": TCP services: not yet "
-                       "(stream module)", proto);
+        return rd_perr(c, proto_node, "\"%.16s\": no TCP gateway: a "
+                       "Gateway's servers are nginx's http listeners "
+                       "(mesh_gateway); TCP services are balanced by stream "
+                       "mesh upstreams, with the mesh's tcp routes", proto);
 
     } else {
         return rd_perr(c, proto_node, "\"%.16s\" is not one of HTTP, HTTPS, "

@@ -544,7 +544,7 @@ static const bad_t  bad[] = {
     /* 164: Gateways */
     { GW "  - port: {number: 31400, name: tcp, protocol: TCP}\n"
       "    hosts: [\"*\"]\n", "spec.servers[0].port.protocol", 6, 48, 0,
-      "TCP services: not yet (stream module)" },
+      "no TCP gateway" },
     { GW "  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n",
       "spec.servers[0].tls", 6, 5, 0, "is required" },
     { GW "  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
