@@ -29,7 +29,6 @@ static void ngx_http_mesh_save_session(ngx_peer_connection_t *pc,
 #endif
 static void ngx_http_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
-static void ngx_http_mesh_cleanup_peer(void *data);
 static ngx_int_t ngx_http_mesh_hash_key(ngx_http_request_t *r,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_peer_data_t *pd,
     ngx_http_mesh_target_t *t, ngx_str_t *key);
@@ -50,7 +49,12 @@ static struct {
 static ngx_str_t               ngx_http_mesh_empty = ngx_null_string;
 
 
-static void
+/*
+ * A request's or a stream session's end: what it holds in the counters
+ * (a pick free_peer did not free, a place of the admission) and the views
+ * (its upstream's, another service's) let go
+ */
+void
 ngx_http_mesh_cleanup_peer(void *data)
 {
     ngx_http_mesh_peer_data_t  *pd = data;

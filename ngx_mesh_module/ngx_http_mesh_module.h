@@ -804,6 +804,7 @@ ngx_int_t ngx_http_mesh_route_conf(ngx_http_request_t *r,
     mesh_http_route_t *route);
 ngx_table_elt_t *ngx_http_mesh_header_in(ngx_http_request_t *r,
     const char *name, size_t len);
+void ngx_http_mesh_cleanup_peer(void *data);
 ngx_int_t ngx_http_mesh_pick(ngx_http_mesh_peer_data_t *pd,
     ngx_http_mesh_target_t *t, ngx_uint_t check);
 void ngx_http_mesh_account(ngx_http_mesh_main_conf_t *mmcf,

@@ -39,6 +39,8 @@ static void ngx_http_mesh_mirror_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mesh_mirror_send(ngx_http_request_t *r,
     ngx_http_mesh_peer_data_t *pd);
 static void ngx_http_mesh_mirror_start(ngx_http_request_t *sr);
+static void ngx_http_mesh_authority(ngx_http_request_t *r,
+    ngx_http_mesh_peer_data_t *pd, ngx_str_t *s);
 static ngx_int_t ngx_http_mesh_rewrite(ngx_http_request_t *r,
     ngx_http_mesh_peer_data_t *pd, mesh_rewrite_t *rw);
 static ngx_int_t ngx_http_mesh_request_headers(ngx_http_request_t *r,
@@ -393,15 +395,7 @@ ngx_http_mesh_mirror_send(ngx_http_request_t *r,
     ngx_http_request_t         *sr;
     ngx_http_mesh_peer_data_t  *spd;
 
-    if (pd->authority.len) {
-        host = pd->authority;
-
-    } else if (r->headers_in.host) {
-        host = r->headers_in.host->value;
-
-    } else {
-        host = r->headers_in.server;
-    }
+    ngx_http_mesh_authority(r, pd, &host);
 
     for (i = 0; i < NGX_HTTP_MESH_MIRRORS_MAX; i++) {
         if (!(pd->mirrors & ((uint32_t) 1 << i))) {
@@ -1207,6 +1201,23 @@ ngx_http_mesh_header_filter(ngx_http_request_t *r)
 }
 
 
+/* the request's authority: rewrite.authority, else its Host */
+static void
+ngx_http_mesh_authority(ngx_http_request_t *r, ngx_http_mesh_peer_data_t *pd,
+    ngx_str_t *s)
+{
+    if (pd && pd->authority.len) {
+        *s = pd->authority;
+
+    } else if (r->headers_in.host) {
+        *s = r->headers_in.host->value;
+
+    } else {
+        *s = r->headers_in.server;
+    }
+}
+
+
 /* $mesh_authority: rewrite.authority, else the request's Host */
 ngx_int_t
 ngx_http_mesh_variable_authority(ngx_http_request_t *r,
@@ -1217,15 +1228,7 @@ ngx_http_mesh_variable_authority(ngx_http_request_t *r,
 
     pd = ngx_http_get_module_ctx(r, ngx_http_mesh_module);
 
-    if (pd && pd->authority.len) {
-        s = pd->authority;
-
-    } else if (r->headers_in.host) {
-        s = r->headers_in.host->value;
-
-    } else {
-        s = r->headers_in.server;
-    }
+    ngx_http_mesh_authority(r, pd, &s);
 
     v->len = s.len;
     v->data = s.data;

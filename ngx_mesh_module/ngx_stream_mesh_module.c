@@ -52,7 +52,6 @@ static void ngx_stream_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
 static void ngx_stream_mesh_session(ngx_http_mesh_stat_t *st,
     ngx_stream_upstream_state_t *us);
-static void ngx_stream_mesh_cleanup_peer(void *data);
 
 
 
@@ -363,7 +362,7 @@ ngx_stream_mesh_init_peer(ngx_stream_session_t *s,
     pd->dest = -1;
     pd->admitted = 1;
 
-    cln->handler = ngx_stream_mesh_cleanup_peer;
+    cln->handler = ngx_http_mesh_cleanup_peer;
 
     t = NULL;
 
@@ -656,27 +655,4 @@ ngx_stream_mesh_session(ngx_http_mesh_stat_t *st,
                                 (uint64_t) us->bytes_received);
     (void) __sync_fetch_and_add(&st->session[b], 1);
     (void) __sync_fetch_and_add(&st->session_sum, ms);
-}
-
-
-static void
-ngx_stream_mesh_cleanup_peer(void *data)
-{
-    ngx_http_mesh_peer_data_t  *pd = data;
-
-    if (pd->current) {
-        /* the session ended without free_peer */
-        ngx_http_mesh_unhold(pd->current->stat);
-
-        if (pd->target && pd->target->service) {
-            ngx_http_mesh_unhold(pd->target->service);
-        }
-
-        pd->current = NULL;
-    }
-
-    if (pd->view) {
-        ngx_http_mesh_release_view(pd->view);
-        pd->view = NULL;
-    }
 }
