@@ -96,6 +96,10 @@ ngx_http_mesh_cleanup_peer(void *data)
         ngx_http_mesh_gw_table_release(pd->gw_table);
         pd->gw_table = NULL;
     }
+
+    if (pd->connect_ev && pd->connect_ev->posted) {
+        ngx_delete_posted_event(pd->connect_ev);
+    }
 }
 
 
@@ -536,6 +540,8 @@ ngx_http_mesh_peer_data(ngx_http_request_t *r,
     pd->retrying = 0;
     pd->refused = 0;
     pd->request = r;
+    pd->session = NULL;
+    pd->connect_ev = NULL;
     pd->routed = 0;
     pd->delaying = 0;
     pd->dest = -1;

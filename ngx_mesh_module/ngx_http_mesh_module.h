@@ -605,6 +605,9 @@ typedef struct {
     ngx_http_request_t            *request;     /* NULL: a stream
                                                    session's */
     void                          *session;     /* ngx_stream_session_t */
+    ngx_event_t                   *connect_ev;  /* a stream connection's
+                                                   connectionPool.tcp,
+                                                   posted by get_peer */
 
     /* the VirtualService's route, decided once (by the route phase, or
      * by init_peer where that phase did not run) */
@@ -820,6 +823,8 @@ ngx_int_t ngx_http_mesh_pool_conf(ngx_http_request_t *r,
     ngx_http_mesh_peer_data_t *pd);
 void ngx_http_mesh_pool_free(ngx_peer_connection_t *pc,
     ngx_http_mesh_peer_data_t *pd, ngx_uint_t state);
+void ngx_http_mesh_pool_sockopt(ngx_connection_t *c,
+    ngx_http_mesh_target_t *t);
 ngx_int_t ngx_http_mesh_pool_retry(ngx_peer_connection_t *pc,
     ngx_http_mesh_peer_data_t *pd, ngx_uint_t state);
 

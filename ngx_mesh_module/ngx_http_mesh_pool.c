@@ -24,8 +24,6 @@
 
 static ngx_int_t ngx_http_mesh_pool_output_filter(void *data,
     ngx_chain_t *in);
-static void ngx_http_mesh_pool_sockopt(ngx_connection_t *c,
-    ngx_http_mesh_target_t *t);
 
 
 /*
@@ -215,7 +213,12 @@ ngx_http_mesh_pool_output_filter(void *data, ngx_chain_t *in)
 }
 
 
-static void
+/*
+ * tcpKeepalive's timers on a connection nginx opened to the target's
+ * instance (http: its first request; stream: when the connect is under
+ * way); SO_KEEPALIVE itself is the peer connection's so_keepalive.
+ */
+void
 ngx_http_mesh_pool_sockopt(ngx_connection_t *c, ngx_http_mesh_target_t *t)
 {
 #if (NGX_HAVE_KEEPALIVE_TUNABLE)

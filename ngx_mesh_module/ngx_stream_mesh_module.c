@@ -48,6 +48,7 @@ static ngx_http_mesh_target_t *ngx_stream_mesh_route(ngx_stream_session_t *s,
     ngx_http_mesh_peer_data_t *pd);
 static ngx_int_t ngx_stream_mesh_get_peer(ngx_peer_connection_t *pc,
     void *data);
+static void ngx_stream_mesh_connecting(ngx_event_t *ev);
 static void ngx_stream_mesh_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
 static void ngx_stream_mesh_session(ngx_http_mesh_stat_t *st,
@@ -467,6 +468,7 @@ ngx_stream_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
     ngx_int_t                i;
     ngx_uint_t               n, tried;
     ngx_msec_t               now;
+    ngx_stream_session_t    *s;
     ngx_http_mesh_peer_t    *peer;
     ngx_http_mesh_target_t  *t;
 
@@ -546,7 +548,69 @@ ngx_stream_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
                    "mesh: stream upstream \"%V\" picked \"%V\" at %V",
                    &pd->conf->name, &peer->id, &peer->name);
 
+    if (t->keepalive) {
+        pc->so_keepalive = 1;
+    }
+
+    if (t->connect_timeout || t->keepidle || t->keepintvl || t->keepcnt) {
+        if (pd->connect_ev == NULL) {
+            s = pd->session;
+
+            pd->connect_ev = ngx_pcalloc(s->connection->pool,
+                                         sizeof(ngx_event_t));
+            if (pd->connect_ev == NULL) {
+                return NGX_ERROR;
+            }
+
+            pd->connect_ev->handler = ngx_stream_mesh_connecting;
+            pd->connect_ev->data = pd;
+        }
+
+        pd->connect_ev->log = pc->log;
+        ngx_post_event(pd->connect_ev, &ngx_posted_events);
+    }
+
     return NGX_OK;
+}
+
+
+/*
+ * connectionPool.tcp of a connection get_peer picked an instance for,
+ * once ngx_event_connect_peer() has made its socket: tcpKeepalive's
+ * timers, and connectTimeout. The stream proxy arms the connect timer
+ * with its own proxy_connect_timeout once get_peer has returned and the
+ * connect is under way; this posted event runs after it in the same pass
+ * of the event loop, before the connect can complete, and sets the timer
+ * again with the target's value. The proxy's handler still fires it:
+ * "upstream timed out", the next instance, a gateway error.
+ */
+static void
+ngx_stream_mesh_connecting(ngx_event_t *ev)
+{
+    ngx_http_mesh_peer_data_t  *pd = ev->data;
+
+    ngx_connection_t        *c;
+    ngx_stream_session_t    *s;
+    ngx_stream_upstream_t   *u;
+    ngx_http_mesh_target_t  *t;
+
+    s = pd->session;
+    u = s->upstream;
+    c = u->peer.connection;
+    t = pd->target;
+
+    if (c == NULL || t == NULL) {
+        return;
+    }
+
+    if (t->keepidle || t->keepintvl || t->keepcnt) {
+        ngx_http_mesh_pool_sockopt(c, t);
+    }
+
+    if (t->connect_timeout && !u->connected && c->write->timer_set) {
+        ngx_del_timer(c->write);
+        ngx_add_timer(c->write, t->connect_timeout);
+    }
 }
 
 

@@ -12,6 +12,7 @@ use warnings;
 use lib 't/lib';
 use IO::Socket::INET;
 use IO::Select;
+use Time::HiRes ();
 use Test::More;
 use MeshTest;
 
@@ -31,6 +32,21 @@ for my $v (qw(v1 v2)) {
 my $oport = $t->start_tcp_backend(name => 'other');
 is $t->register(other => 'o1', $oport)->{status}, 201, 'register other';
 
+# an instance that never answers a SYN: its listen queue (backlog 1) is
+# full of connections nobody accepts, so the kernel drops what comes next
+my $hole = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                 Proto => 'tcp', Listen => 1, ReuseAddr => 1)
+    or die "blackhole listen: $!";
+my @fill;
+for (1 .. 3) {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $hole->sockport,
+                                  Proto => 'tcp', Blocking => 0);
+    push @fill, $s if $s;
+}
+is $t->register(slow => 'hole', $hole->sockport)->{status}, 201,
+    'register slow/hole';
+
 $t->nginx_conf(<<'EOF');
 %%PRELUDE%%
 http {
@@ -46,9 +62,16 @@ http {
 stream {
     upstream tcp_echo { mesh tcp-echo; }
     upstream other    { mesh other; }
+    upstream slow     { mesh slow; }
 
     server { listen 127.0.0.1:%%PORT_MAIN%%;  proxy_pass tcp_echo; }
     server { listen 127.0.0.1:%%PORT_SIDE%%;  proxy_pass tcp_echo; }
+
+    server {
+        listen 127.0.0.1:%%PORT_SLOW%%;
+        proxy_pass slow;
+        proxy_connect_timeout 2s;
+    }
 }
 EOF
 $t->start_nginx;
@@ -231,6 +254,107 @@ spec:
 EOF
 is $r->{status}, 400, 'tcp routes at a gateway alone: 400 (no TCP gateway)';
 is $r->{json}{field}, 'spec.tcp', '... naming tcp';
+
+# connectionPool.tcp.connectTimeout in place of proxy_connect_timeout:
+# seconds until nginx gives up on the instance that never answers and
+# closes the client's connection
+sub closed_after {
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $t->named_port('SLOW'),
+                                  Proto => 'tcp', Timeout => 3)
+        or return -1;
+    my $t0 = Time::HiRes::time();
+    my $sel = IO::Select->new($s);
+    my $in = '';
+    while ($sel->can_read(5)) {
+        my $n = sysread $s, $in, 4096, length $in;
+        last unless $n;
+    }
+    close $s;
+    return Time::HiRes::time() - $t0;
+}
+
+my $took = closed_after();
+cmp_ok $took, '>=', 1.8,
+    'no connectTimeout: proxy_connect_timeout 2s applies';
+cmp_ok $took, '<', 4, '... and ends it';
+
+is objects(<<'EOF')->{status}, 200, 'slow: connectTimeout 300ms, tcpKeepalive';
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: slow
+spec:
+  host: slow
+  trafficPolicy:
+    connectionPool:
+      tcp:
+        connectTimeout: 300ms
+        tcpKeepalive:
+          time: 7s
+          interval: 2s
+EOF
+ok $t->wait_mesh_index, 'nginx has it';
+
+$took = closed_after();
+cmp_ok $took, '>=', 0.25, 'connectTimeout 300ms: the connect waits 300ms';
+cmp_ok $took, '<', 1.2, '... not proxy_connect_timeout';
+like $t->read_file('error.log'), qr/upstream timed out .*while connecting to upstream/,
+    '... "upstream timed out" logged';
+
+# with an instance that answers beside it, the timeout moves the
+# connection on to it: every client is served
+my $fport = $t->start_tcp_backend(name => 'fast');
+is $t->register(slow => 'fast', $fport)->{status}, 201, 'register slow/fast';
+ok $t->wait_mesh_index, 'nginx has it';
+
+my @served;
+for (1 .. 4) {
+    my $t0 = Time::HiRes::time();
+    my $w = who($t->named_port('SLOW'));
+    push @served, $w if $w eq 'fast' && Time::HiRes::time() - $t0 < 1.2;
+}
+is scalar(@served), 4,
+   '4 connections, each served by fast within 1.2s (the hole timed out)';
+
+my ($sl) = grep { $_->{name} eq 'slow' && $_->{protocol} eq 'tcp' }
+                @{ $t->mesh_status->{services} };
+my ($hi) = grep { $_->{id} eq 'hole' } @{ $sl->{instances} // [] };
+cmp_ok $hi->{failures} // 0, '>=', 1,
+    '... the hole\'s timeouts counted as failures'
+    or diag explain $sl;
+
+# tcpKeepalive: nginx's connection to the instance has SO_KEEPALIVE
+# (without proxy_socket_keepalive) and its first probe due within 7 s
+{
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $t->named_port('SLOW'),
+                                  Proto => 'tcp', Timeout => 3)
+        or die "connect: $!";
+    my ($timer, $line) = (undef, '');
+    for (1 .. 30) {
+        my ($rc, $out) = $t->run('ss', '-tnoH', 'state', 'established',
+                                 "( dport = :$fport )");
+        $line = $out;
+
+        # [Nmin][S(sec|.)][MMMms], as in t/mesh_policy_pool.t
+        if ($out =~ /timer:\(keepalive,(?:(\d+)min)?(?:(\d+)(?:sec|\.))?
+                                      (?:(\d+)ms)?,/x)
+        {
+            $timer = ($1 // 0) * 60 + ($2 // 0) + ($3 // 0) / 1000;
+            last;
+        }
+        select undef, undef, undef, 0.1;
+    }
+    ok defined $timer, 'tcpKeepalive: the connection to the instance has '
+        . 'SO_KEEPALIVE' or diag $line;
+    ok defined $timer && $timer <= 7 && $timer > 4,
+        '... its first probe due within time: 7s' or diag $line;
+    close $s;
+}
+
+close $_ for @fill;
+close $hole;
 
 my $conf = do { local $/; open my $fh, '<', 'conf/policies/tcp-echo-routes.yaml'
                 or die $!; <$fh> };
