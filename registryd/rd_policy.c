@@ -20,11 +20,18 @@
 #include <yaml.h>
 
 #include "mesh_alloc.h"
+#include "mesh_name.h"
 #include "mesh_policy.h"
 #include "mesh_regex.h"
 #include "rd_policy_int.h"
 
 #define RD_POLICY_DEPTH_MAX  32
+
+
+static const char *rd_policy_rule_host(const rd_policy_t *p,
+    rd_policy_t *const *others, size_t n, const char *host);
+static int rd_policy_defines(const rd_policy_t *p, const char *rule,
+    const char *subset);
 
 
 /* documents */
@@ -529,6 +536,7 @@ rd_policy_check(const rd_policy_t *p, rd_policy_t *const *others, size_t n,
     rd_policy_err_t *e)
 {
     size_t                  i, j, k;
+    const char             *rule;
     const rd_policy_t      *o;
     const rd_policy_ref_t  *r, *x;
 
@@ -562,35 +570,95 @@ rd_policy_check(const rd_policy_t *p, rd_policy_t *const *others, size_t n,
     for (i = 0; i < p->nroutes; i++) {
         r = &p->routes[i];
 
-        for (k = 0; k < p->nsubsets; k++) {
-            if (strcmp(p->subsets[k].host, r->host) == 0
-                && strcmp(p->subsets[k].subset, r->subset) == 0)
-            {
-                goto found;
-            }
+        rule = rd_policy_rule_host(p, others, n, r->host);
+
+        if (rule == NULL) {
+            return rd_ref_err(r, e, "subset \"%s\" of host \"%s\" is not "
+                              "defined by any DestinationRule", r->subset,
+                              r->host);
+        }
+
+        if (rd_policy_defines(p, rule, r->subset)) {
+            continue;
         }
 
         for (j = 0; j < n; j++) {
-            o = others[j];
-            if (strcmp(o->name, p->name) == 0) {
-                continue;
-            }
-
-            for (k = 0; k < o->nsubsets; k++) {
-                if (strcmp(o->subsets[k].host, r->host) == 0
-                    && strcmp(o->subsets[k].subset, r->subset) == 0)
-                {
-                    goto found;
-                }
+            if (strcmp(others[j]->name, p->name) != 0
+                && rd_policy_defines(others[j], rule, r->subset))
+            {
+                break;
             }
         }
 
-        return rd_ref_err(r, e, "subset \"%s\" of host \"%s\" is not defined "
-                          "by any DestinationRule", r->subset, r->host);
+        if (j == n) {
+            return rd_ref_err(r, e, "subset \"%s\" of host \"%s\" is not "
+                              "defined by its DestinationRule (host \"%s\")",
+                              r->subset, r->host, rule);
+        }
+    }
 
-    found:
+    return 0;
+}
 
-        continue;
+
+/*
+ * The host of the DestinationRule that applies to a route's host, of p or
+ * of the others p does not replace: its own name, else the most specific
+ * wildcard, as the module picks the rule (mesh_policies_rule); NULL: none
+ */
+static const char *
+rd_policy_rule_host(const rd_policy_t *p, rd_policy_t *const *others,
+    size_t n, const char *host)
+{
+    int                     rank, best;
+    size_t                  j, k, len;
+    const char             *rule;
+    const rd_policy_t      *o;
+    const rd_policy_ref_t  *x;
+
+    best = -1;
+    rule = NULL;
+    len = strlen(host);
+
+    for (j = 0; j <= n; j++) {
+        o = (j == n) ? p : others[j];
+
+        if (j < n && strcmp(o->name, p->name) == 0) {
+            continue;
+        }
+
+        for (k = 0; k < o->nhosts; k++) {
+            x = &o->hosts[k];
+
+            if (x->kind != RD_POLICY_DR) {
+                continue;
+            }
+
+            rank = mesh_host_match(x->host, host, len, 0);
+
+            if (rank > best) {
+                best = rank;
+                rule = x->host;
+            }
+        }
+    }
+
+    return rule;
+}
+
+
+/* 1 when a DestinationRule of p for host rule defines subset */
+static int
+rd_policy_defines(const rd_policy_t *p, const char *rule, const char *subset)
+{
+    size_t  k;
+
+    for (k = 0; k < p->nsubsets; k++) {
+        if (strcmp(p->subsets[k].host, rule) == 0
+            && strcmp(p->subsets[k].subset, subset) == 0)
+        {
+            return 1;
+        }
     }
 
     return 0;

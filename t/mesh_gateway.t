@@ -36,6 +36,10 @@ for my $b (qw(pp1 pp2 web1 rev1 rev2 cart1 cart2)) {
     $port{$b} = $t->start_backend(name => $b);
 }
 
+my $auditlog = $t->dir . '/audit-requests.log';
+$port{audit} = $t->start_backend(name => 'audit', requests => $auditlog);
+is $t->register(audit => 'audit1', $port{audit})->{status}, 201, 'audit1';
+
 is $t->register(productpage => 'pp1', $port{pp1})->{status}, 201, 'pp1';
 is $t->register(productpage => 'pp2', $port{pp2})->{status}, 201, 'pp2';
 is $t->register(web => 'web1', $port{web1})->{status}, 201, 'web1';
@@ -43,10 +47,10 @@ is $t->register(reviews => 'rev1', $port{rev1},
                 labels => { version => 'v1' })->{status}, 201, 'rev1';
 is $t->register(reviews => 'rev2', $port{rev2},
                 labels => { version => 'v2' })->{status}, 201, 'rev2';
-is $t->register('cart.shop.local' => 'cart1', $port{cart1})->{status}, 201,
-   'cart1';
-is $t->register('cart.shop.local' => 'cart2', $port{cart2})->{status}, 201,
-   'cart2';
+is $t->register('cart.shop.local' => 'cart1', $port{cart1},
+                labels => { v => '1' })->{status}, 201, 'cart1';
+is $t->register('cart.shop.local' => 'cart2', $port{cart2},
+                labels => { v => '2' })->{status}, 201, 'cart2';
 
 my $gw2 = $t->named_port('GW2');
 my $gw3 = $t->named_port('GW3');
@@ -70,6 +74,7 @@ http {
         mesh cart.shop.local;
         mesh_balancer round_robin;
     }
+    upstream audit { mesh audit; }
 
     # the gateway of bookinfo's file: its server is port 80
     server {
@@ -107,6 +112,17 @@ http {
         location /nogw/ {
             mesh_gateway shop/none;
             proxy_pass http://$mesh_upstream;
+        }
+    }
+
+    # a gateway whose route copies the requests to another service
+    server {
+        listen 127.0.0.1:%%PORT_GW6%%;
+
+        location / {
+            mesh_gateway mirror-gw;
+            proxy_pass http://$mesh_upstream;
+            proxy_set_header Host $mesh_authority;
         }
     }
 
@@ -446,6 +462,85 @@ for my $u (1 .. 20) {
 }
 is join(' ', sort keys %users), 'cart1 cart2',
    '... the users spread over both (consistent hash by x-user)';
+
+# a subset of the wildcard rule: a route of cart.shop.local to it
+is objects(<<'EOF'), 200, 'subset "one" of *.shop.local, a route of cart to it';
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: shop-local
+spec:
+  host: "*.shop.local"
+  subsets:
+  - name: one
+    labels: {v: "1"}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: cart
+spec:
+  hosts: [cart.shop.local]
+  http:
+  - route:
+    - destination: {host: cart.shop.local, subset: one}
+EOF
+ok $t->wait_mesh_index, 'nginx has it';
+
+%seen = ();
+$seen{ $m->get('/cart/x', { 'X-User' => "u$_" })->{headers}{'x-backend'}
+       // 'none' }++ for 1 .. 10;
+is join(' ', map { "$_=$seen{$_}" } sort keys %seen), 'cart1=10',
+   '... every request to cart1, the instance of subset one';
+
+is $t->api(DELETE => '/v1/objects/virtualservice/default/cart')->{status},
+   200, 'the route of cart deleted';
+
+# mirroring at a gateway: each request answered by web, a copy to audit
+my $gw6 = $t->named_port('GW6');
+is objects(<<"EOF"), 200, 'a gateway route to web, mirrored to audit';
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: mirror-gw
+spec:
+  servers:
+  - port: {number: $gw6, name: http, protocol: HTTP}
+    hosts: ["mirror.example"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: mirrored
+spec:
+  hosts: ["mirror.example"]
+  gateways: [mirror-gw]
+  http:
+  - route:
+    - destination: {host: web}
+    mirror: {host: audit}
+    mirrorPercentage: {value: 100}
+EOF
+ok $t->wait_mesh_index, 'nginx has it';
+
+my $g6 = $t->client(port => $gw6, keepalive => 1);
+my %answered;
+$answered{ $g6->get("/m$_", { Host => 'mirror.example' })->{headers}
+           {'x-backend'} // 'none' }++ for 1 .. 5;
+is join(' ', map { "$_=$answered{$_}" } sort keys %answered), 'web1=5',
+   '... the 5 requests answered by web';
+
+my @copies;
+for (1 .. 250) {
+    @copies = -f $auditlog ? split /\n/, $t->read_file('audit-requests.log')
+                           : ();
+    last if @copies >= 5;
+    select undef, undef, undef, 0.02;
+}
+is join(',', sort @copies),
+   join(',', map { "GET /m$_ mirror.example-shadow 0" } 1 .. 5),
+   '... and audit got a copy of each, its Host with -shadow';
+$g6->close;
 
 # a mesh VirtualService for "*": every mesh upstream without its own
 

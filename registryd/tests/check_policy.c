@@ -1421,6 +1421,51 @@ START_TEST(policy_check_subsets_and_hosts_across_policies)
 END_TEST
 
 
+/* a route's subset is the one of the rule that applies to its host: a
+ * wildcard rule's, unless a more specific rule takes the host */
+START_TEST(policy_check_subset_of_wildcard_rule)
+{
+    rd_policy_t      *wild, *exact, *vs, *vs9, *others[2];
+    rd_policy_err_t   e;
+
+    wild = parse_ok("w",
+        "apiVersion: mesh/v1\nkind: DestinationRule\nmetadata: {name: w}\n"
+        "spec:\n  host: \"*.shop\"\n  subsets:\n"
+        "  - {name: v2, labels: {v: \"2\"}}\n");
+    exact = parse_ok("x",
+        "apiVersion: mesh/v1\nkind: DestinationRule\nmetadata: {name: x}\n"
+        "spec:\n  host: orders.shop\n  trafficPolicy:\n"
+        "    loadBalancer: {simple: RANDOM}\n");
+    vs = parse_ok("v",
+        "apiVersion: mesh/v1\nkind: VirtualService\nmetadata: {name: v}\n"
+        "spec:\n  hosts: [orders.shop]\n  http:\n"
+        "  - route:\n    - destination: {host: orders.shop, subset: v2}\n");
+    vs9 = parse_ok("v",
+        "apiVersion: mesh/v1\nkind: VirtualService\nmetadata: {name: v}\n"
+        "spec:\n  hosts: [orders.shop]\n  http:\n"
+        "  - route:\n    - destination: {host: orders.shop, subset: v9}\n");
+
+    others[0] = wild;
+    ck_assert_msg(rd_policy_check(vs, others, 1, &e) == 0, "%s", e.msg);
+
+    ck_assert_int_ne(rd_policy_check(vs9, others, 1, &e), 0);
+    ck_assert_ptr_nonnull(strstr(e.msg, "DestinationRule (host \"*.shop\")"));
+
+    /* the exact rule takes the host, and it has no subsets */
+    others[1] = exact;
+    ck_assert_int_ne(rd_policy_check(vs, others, 2, &e), 0);
+    ck_assert_str_eq(e.field, "spec.http[0].route[0].destination.subset");
+    ck_assert_ptr_nonnull(strstr(e.msg,
+                                 "DestinationRule (host \"orders.shop\")"));
+
+    rd_policy_free(wild);
+    rd_policy_free(exact);
+    rd_policy_free(vs);
+    rd_policy_free(vs9);
+}
+END_TEST
+
+
 /* a Gateway and its VirtualService, as bookinfo's gateway file has them,
  * normalized; the gateways' names; hosts of a VirtualService at gateways
  * alone are the requests' Host, lowercase */
@@ -2013,6 +2058,7 @@ policy_suite(void)
     tcase_add_test(tc, policy_parse_empty_documents_are_skipped);
     tcase_add_test(tc, policy_parse_takes_kubectl_output_and_mesh_gateways);
     tcase_add_test(tc, policy_check_subsets_and_hosts_across_policies);
+    tcase_add_test(tc, policy_check_subset_of_wildcard_rule);
     tcase_add_test(tc, policy_stored_form_round_trips);
     tcase_add_test(tc, policy_objects_split_and_name);
     tcase_add_test(tc, policy_hosts_fqdn_map_to_services);
