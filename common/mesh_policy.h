@@ -309,6 +309,23 @@ typedef struct {
     size_t                  nroutes;
 } mesh_tcp_route_t;
 
+/* a tls[] route's match item: a connection whose SNI one of sni takes
+ * (host patterns), to port (0: any) */
+typedef struct {
+    const char            **sni;
+    size_t                  nsni;
+    int                     port;
+} mesh_tls_match_t;
+
+/* a tls[] route: for TLS connections any of matches takes, the weighted
+ * destinations (the TLS goes through, nginx does not terminate it) */
+typedef struct {
+    mesh_tls_match_t       *matches;
+    size_t                  nmatches;
+    mesh_destination_t     *routes;
+    size_t                  nroutes;
+} mesh_tls_route_t;
+
 typedef struct {
     const char             *policy;
     const char             *name;
@@ -327,12 +344,20 @@ typedef struct {
                                                gateways (else NULL) */
     mesh_tcp_route_t       *tcp;
     size_t                  ntcp;
+    mesh_tls_route_t       *tls;
+    size_t                  ntls;
 } mesh_virtual_service_t;
 
+#define MESH_GW_HTTP  0
+#define MESH_GW_TCP   1
+#define MESH_GW_TLS   2                     /* TLS passed through, by SNI */
+
 /* a Gateway's server: requests on this port (over TLS for HTTPS) to
- * these hosts */
+ * these hosts; or, for a stream server, connections to this port (TLS:
+ * whose SNI one of the hosts takes) */
 typedef struct {
     int                     port;
+    int                     stream;         /* MESH_GW_HTTP, _TCP, _TLS */
     int                     https;          /* protocol HTTPS */
     int                     https_redirect; /* an HTTP server answering
                                                301 to https:// */

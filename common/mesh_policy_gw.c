@@ -31,11 +31,14 @@ enum {
     MESH_SV_PORT = 0,
     MESH_SV_PROTOCOL,
     MESH_SV_HOSTS,
-    MESH_SV_REDIRECT
+    MESH_SV_REDIRECT,
+    MESH_SV_STREAM
 };
 
+/* a TCP or TLS server has "stream" and no "protocol": a module older
+ * than stream gateways takes it as an HTTP server that routes nothing */
 static const char *const  mesh_sv_keys[] = {
-    "port", "protocol", "hosts", "httpsRedirect", NULL
+    "port", "protocol", "hosts", "httpsRedirect", "stream", NULL
 };
 
 
@@ -181,6 +184,28 @@ mesh_policy_server(mesh_json_t *j, void *elt)
         case MESH_SV_HOSTS:
             rc = mesh_policy_strings(j, "\"hosts\"", &sv->hosts,
                                      &sv->nhosts);
+            break;
+
+        case MESH_SV_STREAM:
+            at = j->pos;
+            proto = mesh_policy_name(j, "\"stream\"");
+            if (proto == NULL) {
+                return -1;
+            }
+
+            if (strcmp(proto, "TCP") == 0) {
+                sv->stream = MESH_GW_TCP;
+
+            } else if (strcmp(proto, "TLS") == 0) {
+                sv->stream = MESH_GW_TLS;
+
+            } else {
+                mesh_json_error(j, at, "unknown \"stream\" \"%.16s\"",
+                                proto);
+                return -1;
+            }
+
+            rc = 0;
             break;
 
         case MESH_SV_REDIRECT:

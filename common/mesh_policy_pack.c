@@ -325,6 +325,26 @@ mesh_pack_headers(mesh_pack_t *pk, const mesh_headers_t *from,
 }
 
 
+/* route destinations: the array, then each one's strings and headers */
+static void
+mesh_pack_dests(mesh_pack_t *pk, const mesh_destination_t *from, size_t n,
+    void *field)
+{
+    size_t               i, off;
+    const char          *tmp;
+    mesh_destination_t  *ds;
+
+    off = mesh_pack_array(pk, from, n, sizeof(mesh_destination_t), field);
+
+    for (i = 0; i < n; i++) {
+        ds = mesh_pack_at(pk, off + i * sizeof(mesh_destination_t));
+        mesh_pack_str(pk, from[i].subset, ds ? &ds->subset : &tmp);
+        mesh_pack_str(pk, from[i].host, ds ? &ds->host : &tmp);
+        mesh_pack_headers(pk, &from[i].headers, ds ? &ds->headers : NULL);
+    }
+}
+
+
 static void
 mesh_pack_cors(mesh_pack_t *pk, const mesh_cors_t *from, mesh_cors_t **field)
 {
@@ -412,9 +432,10 @@ mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
     mesh_http_route_t        *rt;
     mesh_match_t             *ma;
     mesh_header_match_t      *hm;
-    mesh_destination_t       *ds;
     mesh_mirror_t            *mi;
     mesh_tcp_route_t         *tr;
+    mesh_tls_route_t         *lr;
+    mesh_tls_match_t         *lm;
     const char              **hosts, *tmp;
 
 #define MESH_AT(type, off)  ((type *) mesh_pack_at(pk, off))
@@ -497,21 +518,33 @@ mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
                                    p->vss[i].tcp[k].nports, sizeof(int),
                                    MESH_F(tr, ports));
 
-            off3 = mesh_pack_array(pk, p->vss[i].tcp[k].routes,
-                                   p->vss[i].tcp[k].nroutes,
-                                   sizeof(mesh_destination_t),
-                                   MESH_F(tr, routes));
+            mesh_pack_dests(pk, p->vss[i].tcp[k].routes,
+                            p->vss[i].tcp[k].nroutes, MESH_F(tr, routes));
+        }
 
-            for (h = 0; h < p->vss[i].tcp[k].nroutes; h++) {
-                ds = MESH_AT(mesh_destination_t,
-                             off3 + h * sizeof(mesh_destination_t));
-                mesh_pack_str(pk, p->vss[i].tcp[k].routes[h].subset,
-                              MESH_F(ds, subset));
-                mesh_pack_str(pk, p->vss[i].tcp[k].routes[h].host,
-                              MESH_F(ds, host));
-                mesh_pack_headers(pk, &p->vss[i].tcp[k].routes[h].headers,
-                                  ds ? &ds->headers : NULL);
+        /* tls[]: each route's matches and their SNI patterns, its
+         * destinations */
+        off2 = mesh_pack_array(pk, p->vss[i].tls, p->vss[i].ntls,
+                               sizeof(mesh_tls_route_t), MESH_F(vs, tls));
+
+        for (k = 0; k < p->vss[i].ntls; k++) {
+            lr = MESH_AT(mesh_tls_route_t, off2 + k * sizeof(mesh_tls_route_t));
+
+            off3 = mesh_pack_array(pk, p->vss[i].tls[k].matches,
+                                   p->vss[i].tls[k].nmatches,
+                                   sizeof(mesh_tls_match_t),
+                                   MESH_F(lr, matches));
+
+            for (h = 0; h < p->vss[i].tls[k].nmatches; h++) {
+                lm = MESH_AT(mesh_tls_match_t,
+                             off3 + h * sizeof(mesh_tls_match_t));
+                mesh_pack_strs(pk, p->vss[i].tls[k].matches[h].sni,
+                               p->vss[i].tls[k].matches[h].nsni,
+                               MESH_F(lm, sni));
             }
+
+            mesh_pack_dests(pk, p->vss[i].tls[k].routes,
+                            p->vss[i].tls[k].nroutes, MESH_F(lr, routes));
         }
 
         off2 = mesh_pack_array(pk, p->vss[i].http, p->vss[i].nhttp,
@@ -524,21 +557,8 @@ mesh_policies_pack_into(mesh_pack_t *pk, const mesh_policies_t *p)
             mesh_pack_str(pk, p->vss[i].http[k].name, MESH_F(rt, name));
             mesh_pack_shape(pk, &p->vss[i].http[k], rt);
 
-            off3 = mesh_pack_array(pk, p->vss[i].http[k].routes,
-                                   p->vss[i].http[k].nroutes,
-                                   sizeof(mesh_destination_t),
-                                   MESH_F(rt, routes));
-
-            for (h = 0; h < p->vss[i].http[k].nroutes; h++) {
-                ds = MESH_AT(mesh_destination_t,
-                             off3 + h * sizeof(mesh_destination_t));
-                mesh_pack_str(pk, p->vss[i].http[k].routes[h].subset,
-                              MESH_F(ds, subset));
-                mesh_pack_str(pk, p->vss[i].http[k].routes[h].host,
-                              MESH_F(ds, host));
-                mesh_pack_headers(pk, &p->vss[i].http[k].routes[h].headers,
-                                  ds ? &ds->headers : NULL);
-            }
+            mesh_pack_dests(pk, p->vss[i].http[k].routes,
+                            p->vss[i].http[k].nroutes, MESH_F(rt, routes));
 
             off3 = mesh_pack_array(pk, p->vss[i].http[k].mirrors,
                                    p->vss[i].http[k].nmirrors,
@@ -858,6 +878,22 @@ mesh_unpack_headers(mesh_unpack_t *u, mesh_headers_t *hs)
 
 
 static void
+mesh_unpack_dests(mesh_unpack_t *u, mesh_destination_t **field, size_t n)
+{
+    size_t               i;
+    mesh_destination_t  *ds;
+
+    ds = mesh_unpack_array(u, field, n, sizeof(mesh_destination_t));
+
+    for (i = 0; ds && i < n; i++) {
+        mesh_unpack_str(u, &ds[i].subset);
+        mesh_unpack_str(u, &ds[i].host);
+        mesh_unpack_headers(u, &ds[i].headers);
+    }
+}
+
+
+static void
 mesh_unpack_shape(mesh_unpack_t *u, mesh_http_route_t *rt)
 {
     mesh_redirect_t         *rd;
@@ -1030,6 +1066,8 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
     mesh_virtual_service_t   *vs;
     mesh_http_route_t        *rt;
     mesh_tcp_route_t         *tr;
+    mesh_tls_route_t         *lr;
+    mesh_tls_match_t         *lm;
     mesh_match_t             *ma;
     mesh_gateway_t           *gw;
     mesh_gateway_server_t    *sv;
@@ -1107,15 +1145,21 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
             (void) mesh_unpack_array(&u, &tr[k].ports, tr[k].nports,
                                      sizeof(int));
 
-            if (mesh_unpack_array(&u, &tr[k].routes, tr[k].nroutes,
-                                  sizeof(mesh_destination_t)) != NULL)
-            {
-                for (h = 0; h < tr[k].nroutes; h++) {
-                    mesh_unpack_str(&u, &tr[k].routes[h].subset);
-                    mesh_unpack_str(&u, &tr[k].routes[h].host);
-                    mesh_unpack_headers(&u, &tr[k].routes[h].headers);
-                }
+            mesh_unpack_dests(&u, &tr[k].routes, tr[k].nroutes);
+        }
+
+        lr = mesh_unpack_array(&u, &vs[i].tls, vs[i].ntls,
+                               sizeof(mesh_tls_route_t));
+
+        for (k = 0; lr && !u.bad && k < vs[i].ntls; k++) {
+            lm = mesh_unpack_array(&u, &lr[k].matches, lr[k].nmatches,
+                                   sizeof(mesh_tls_match_t));
+
+            for (h = 0; lm && !u.bad && h < lr[k].nmatches; h++) {
+                mesh_unpack_strs(&u, &lm[h].sni, lm[h].nsni);
             }
+
+            mesh_unpack_dests(&u, &lr[k].routes, lr[k].nroutes);
         }
 
         rt = mesh_unpack_array(&u, &vs[i].http, vs[i].nhttp,
@@ -1129,15 +1173,7 @@ mesh_policies_unpack(void *buf, size_t size, char *err, size_t errlen)
                 goto fail;
             }
 
-            if (mesh_unpack_array(&u, &rt[k].routes, rt[k].nroutes,
-                                  sizeof(mesh_destination_t)) != NULL)
-            {
-                for (h = 0; h < rt[k].nroutes; h++) {
-                    mesh_unpack_str(&u, &rt[k].routes[h].subset);
-                    mesh_unpack_str(&u, &rt[k].routes[h].host);
-                    mesh_unpack_headers(&u, &rt[k].routes[h].headers);
-                }
-            }
+            mesh_unpack_dests(&u, &rt[k].routes, rt[k].nroutes);
 
             if (mesh_unpack_array(&u, &rt[k].mirrors, rt[k].nmirrors,
                                   sizeof(mesh_mirror_t)) != NULL)

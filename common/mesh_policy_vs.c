@@ -26,12 +26,13 @@ enum {
     MESH_VS_HTTP,
     MESH_VS_GATEWAYS,
     MESH_VS_NAMESPACE,
-    MESH_VS_TCP
+    MESH_VS_TCP,
+    MESH_VS_TLS
 };
 
 static const char *const  mesh_vs_keys[] = {
     "policy", "kind", "name", "hosts", "http", "gateways", "namespace", "tcp",
-    NULL
+    "tls", NULL
 };
 
 
@@ -126,6 +127,8 @@ static int mesh_policy_destination(mesh_json_t *j, mesh_destination_t *d);
 static int mesh_policy_mirror(mesh_json_t *j, void *elt);
 static int mesh_policy_tcp(mesh_json_t *j, void *elt);
 static int mesh_policy_tcp_match(mesh_json_t *j, mesh_tcp_route_t *t);
+static int mesh_policy_tls(mesh_json_t *j, void *elt);
+static int mesh_policy_tls_match(mesh_json_t *j, void *elt);
 static int mesh_policy_retries(mesh_json_t *j, mesh_http_route_t *h);
 static int mesh_policy_retry_on(mesh_json_t *j, unsigned *bits);
 
@@ -208,6 +211,16 @@ mesh_policy_vs(mesh_json_t *j, mesh_virtual_service_t *vs)
             vs->tcp = mesh_policy_list(j, "\"tcp\"",
                                        sizeof(mesh_tcp_route_t),
                                        mesh_policy_tcp, &vs->ntcp);
+            if (j->failed) {
+                return -1;
+            }
+
+            break;
+
+        case MESH_VS_TLS:
+            vs->tls = mesh_policy_list(j, "\"tls\"",
+                                       sizeof(mesh_tls_route_t),
+                                       mesh_policy_tls, &vs->ntls);
             if (j->failed) {
                 return -1;
             }
@@ -384,6 +397,139 @@ fail:
 
     free(vec.elts);
     return -1;
+}
+
+
+/* a tls[] item: {"match": [{"sniHosts": [...], "port": N}...],
+ * "route": [...]} */
+static int
+mesh_policy_tls(mesh_json_t *j, void *elt)
+{
+    mesh_tls_route_t  *t = elt;
+
+    int                   rc, k;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key, *start;
+
+    static const char *const  keys[] = { "match", "route", NULL };
+
+    memset(t, 0, sizeof(mesh_tls_route_t));
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "a \"tls\" item") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, keys, key, klen, &seen);
+
+        switch (k) {
+
+        case 0:
+            t->matches = mesh_policy_list(j, "\"match\"",
+                                          sizeof(mesh_tls_match_t),
+                                          mesh_policy_tls_match,
+                                          &t->nmatches);
+            rc = j->failed ? -1 : 0;
+            break;
+
+        case 1:
+            t->routes = mesh_policy_list(j, "\"route\"",
+                                         sizeof(mesh_destination_t),
+                                         mesh_policy_route, &t->nroutes);
+            rc = j->failed ? -1 : 0;
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 4);
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (t->nmatches == 0 || t->nroutes == 0) {
+        mesh_json_error(j, start, "a \"tls\" item without \"%s\"",
+                        t->nmatches == 0 ? "match" : "route");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+mesh_policy_tls_match(mesh_json_t *j, void *elt)
+{
+    mesh_tls_match_t  *m = elt;
+
+    int                   rc, k;
+    size_t                n, klen;
+    unsigned              seen;
+    const unsigned char  *key, *start;
+
+    static const char *const  keys[] = { "sniHosts", "port", NULL };
+
+    memset(m, 0, sizeof(mesh_tls_match_t));
+
+    start = j->pos;
+
+    if (mesh_policy_open(j, '{', "a tls \"match\" item") != 0) {
+        return -1;
+    }
+
+    seen = 0;
+    n = 0;
+
+    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
+        k = mesh_policy_key(j, keys, key, klen, &seen);
+
+        switch (k) {
+
+        case 0:
+            rc = mesh_policy_strings(j, "\"sniHosts\"", &m->sni, &m->nsni);
+            break;
+
+        case 1:
+            rc = mesh_policy_int(j, "\"port\"", 1, 65535, &m->port);
+            break;
+
+        case -2:
+            return -1;
+
+        default:
+            rc = mesh_json_skip(j, 6);
+        }
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+
+    if (rc != 0) {
+        return -1;
+    }
+
+    if (m->nsni == 0) {
+        mesh_json_error(j, start, "a tls \"match\" item without "
+                        "\"sniHosts\"");
+        return -1;
+    }
+
+    return 0;
 }
 
 

@@ -24,15 +24,15 @@
 #include "ngx_http_mesh_module.h"
 
 
-static ngx_http_mesh_gw_table_t *ngx_http_mesh_gw_table(
-    ngx_http_mesh_main_conf_t *mmcf, ngx_log_t *log);
 static ngx_http_mesh_gw_table_t *ngx_http_mesh_gw_build(
     ngx_http_mesh_main_conf_t *mmcf, ngx_log_t *log);
 static void ngx_http_mesh_gw_dest(ngx_http_mesh_main_conf_t *mmcf,
     const mesh_virtual_service_t *vs, ngx_http_mesh_dest_t *dst,
     const char *host, const char *subset, int port, ngx_log_t *log);
-static ngx_uint_t ngx_http_mesh_gw_applies(ngx_http_mesh_main_conf_t *mmcf,
-    const mesh_gateway_t *gw);
+static ngx_int_t ngx_http_mesh_gw_stream_dests(ngx_pool_t *pool,
+    ngx_http_mesh_main_conf_t *mmcf, const mesh_virtual_service_t *vs,
+    const mesh_destination_t *routes, size_t n, ngx_http_mesh_dest_t **out,
+    ngx_log_t *log);
 static ngx_int_t ngx_http_mesh_gw_server(const mesh_gateway_t *gw,
     ngx_uint_t port, ngx_uint_t https, ngx_str_t *host, const char *ns,
     ngx_uint_t *redirect);
@@ -47,18 +47,27 @@ ngx_http_mesh_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_mesh_loc_conf_t  *mlcf = conf;
 
+    return ngx_http_mesh_gateway_names(cf, cmd, &mlcf->gateways,
+                                       &mlcf->port);
+}
+
+
+/* "mesh_gateway NAME ... [port=N]", of a location or a stream server */
+char *
+ngx_http_mesh_gateway_names(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_array_t **gateways, ngx_int_t *gw_port)
+{
     u_char      *p, *slash;
     ngx_int_t    port;
     ngx_str_t   *value, *name;
     ngx_uint_t   i;
 
-    if (mlcf->gateways) {
+    if (*gateways) {
         return "is duplicate";
     }
 
-    mlcf->gateways = ngx_array_create(cf->pool, cf->args->nelts,
-                                      sizeof(ngx_str_t));
-    if (mlcf->gateways == NULL) {
+    *gateways = ngx_array_create(cf->pool, cf->args->nelts, sizeof(ngx_str_t));
+    if (*gateways == NULL) {
         return NGX_CONF_ERROR;
     }
 
@@ -69,7 +78,7 @@ ngx_http_mesh_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (ngx_strncmp(value[i].data, "port=", 5) == 0) {
             port = ngx_atoi(value[i].data + 5, value[i].len - 5);
 
-            if (port < 1 || port > 65535 || mlcf->port != NGX_CONF_UNSET) {
+            if (port < 1 || port > 65535 || *gw_port != NGX_CONF_UNSET) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid parameter \"%V\" of \"%V\", a "
                                    "port is 1..65535, given once",
@@ -77,7 +86,7 @@ ngx_http_mesh_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return NGX_CONF_ERROR;
             }
 
-            mlcf->port = port;
+            *gw_port = port;
             continue;
         }
 
@@ -102,7 +111,7 @@ ngx_http_mesh_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
-        name = ngx_array_push(mlcf->gateways);
+        name = ngx_array_push(*gateways);
         if (name == NULL) {
             return NGX_CONF_ERROR;
         }
@@ -122,7 +131,7 @@ ngx_http_mesh_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_memcpy(p, value[i].data, value[i].len);
     }
 
-    if (mlcf->gateways->nelts == 0) {
+    if ((*gateways)->nelts == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\" names no Gateway", &cmd->name);
         return NGX_CONF_ERROR;
@@ -294,7 +303,9 @@ ngx_http_mesh_gw_server(const mesh_gateway_t *gw, ngx_uint_t port,
     for (i = 0; i < gw->nservers; i++) {
         sv = &gw->servers[i];
 
-        if ((ngx_uint_t) sv->port != port || (ngx_uint_t) sv->https != https)
+        if (sv->stream != MESH_GW_HTTP
+            || (ngx_uint_t) sv->port != port
+            || (ngx_uint_t) sv->https != https)
         {
             continue;
         }
@@ -332,7 +343,7 @@ ngx_http_mesh_gw_server(const mesh_gateway_t *gw, ngx_uint_t port,
  * is not needed to find it. An nginx with mesh_labels that do not hold
  * the selector is another workload, where the Gateway does not apply.
  */
-static ngx_uint_t
+ngx_uint_t
 ngx_http_mesh_gw_applies(ngx_http_mesh_main_conf_t *mmcf,
     const mesh_gateway_t *gw)
 {
@@ -342,7 +353,7 @@ ngx_http_mesh_gw_applies(ngx_http_mesh_main_conf_t *mmcf,
 }
 
 
-static ngx_http_mesh_gw_table_t *
+ngx_http_mesh_gw_table_t *
 ngx_http_mesh_gw_table(ngx_http_mesh_main_conf_t *mmcf, ngx_log_t *log)
 {
     ngx_http_mesh_gw_table_t  *t;
@@ -440,6 +451,47 @@ ngx_http_mesh_gw_build(ngx_http_mesh_main_conf_t *mmcf, ngx_log_t *log)
         tvs = &t->vss[t->nvss++];
         tvs->vs = vs;
 
+        /* tcp[] and tls[]: the connections of stream mesh_gateway
+         * servers, through the stream upstreams */
+
+        if (vs->ntcp) {
+            tvs->tcp = ngx_pcalloc(pool, vs->ntcp
+                                         * sizeof(ngx_http_mesh_dest_t *));
+            if (tvs->tcp == NULL) {
+                goto failed;
+            }
+
+            for (j = 0; j < vs->ntcp; j++) {
+                if (ngx_http_mesh_gw_stream_dests(pool, mmcf, vs,
+                                                  vs->tcp[j].routes,
+                                                  vs->tcp[j].nroutes,
+                                                  &tvs->tcp[j], log)
+                    != NGX_OK)
+                {
+                    goto failed;
+                }
+            }
+        }
+
+        if (vs->ntls) {
+            tvs->tls = ngx_pcalloc(pool, vs->ntls
+                                         * sizeof(ngx_http_mesh_dest_t *));
+            if (tvs->tls == NULL) {
+                goto failed;
+            }
+
+            for (j = 0; j < vs->ntls; j++) {
+                if (ngx_http_mesh_gw_stream_dests(pool, mmcf, vs,
+                                                  vs->tls[j].routes,
+                                                  vs->tls[j].nroutes,
+                                                  &tvs->tls[j], log)
+                    != NGX_OK)
+                {
+                    goto failed;
+                }
+            }
+        }
+
         tvs->routes = ngx_pcalloc(pool, (vs->nhttp + 1)
                                         * sizeof(ngx_http_mesh_route_t));
         if (tvs->routes == NULL) {
@@ -513,6 +565,47 @@ ngx_http_mesh_gw_dest(ngx_http_mesh_main_conf_t *mmcf,
                   "to service \"%s\", which no mesh upstream of this nginx "
                   "routes: they fail with 502 (add an upstream block with "
                   "\"mesh %s;\")", vs->name, host, host);
+}
+
+
+/*
+ * The destinations of a tcp or tls route at a gateway: the stream mesh
+ * upstreams that route their services. Missing ones are said only where
+ * a stream server is a gateway (mesh_gateway in stream{}).
+ */
+static ngx_int_t
+ngx_http_mesh_gw_stream_dests(ngx_pool_t *pool,
+    ngx_http_mesh_main_conf_t *mmcf, const mesh_virtual_service_t *vs,
+    const mesh_destination_t *routes, size_t n, ngx_http_mesh_dest_t **out,
+    ngx_log_t *log)
+{
+    size_t                 k;
+    ngx_http_mesh_dest_t  *d;
+
+    d = ngx_pcalloc(pool, (n + 1) * sizeof(ngx_http_mesh_dest_t));
+    if (d == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (k = 0; k < n; k++) {
+        d[k].subset = routes[k].subset;
+        d[k].other = ngx_http_mesh_stream_upstream_of(mmcf, routes[k].host,
+                                                  ngx_strlen(routes[k].host));
+
+        if (d[k].other == NULL && mmcf->stream_gateways) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "mesh: VirtualService \"%s\" routes connections "
+                          "at a gateway to service \"%s\", which no stream "
+                          "mesh upstream of this nginx routes: they are "
+                          "closed (add an upstream block with \"mesh %s;\" "
+                          "in stream{})", vs->name, routes[k].host,
+                          routes[k].host);
+        }
+    }
+
+    *out = d;
+
+    return NGX_OK;
 }
 
 

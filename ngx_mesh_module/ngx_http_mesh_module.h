@@ -418,6 +418,10 @@ typedef struct {
 typedef struct {
     const mesh_virtual_service_t  *vs;
     ngx_http_mesh_route_t         *routes;      /* per vs->http[] */
+    ngx_http_mesh_dest_t         **tcp;         /* per vs->tcp[]: its
+                                                   destinations, through
+                                                   stream upstreams */
+    ngx_http_mesh_dest_t         **tls;         /* per vs->tls[] */
 } ngx_http_mesh_gw_vs_t;
 
 typedef struct {
@@ -503,6 +507,11 @@ struct ngx_http_mesh_srv_conf_s {
     ngx_http_mesh_shsvc_t         *shsvc;       /* the service in the zone */
     ngx_atomic_uint_t              shsvc_gen;   /* of the view: worker-local */
     ngx_uint_t                     missing;     /* logged: not in snapshot */
+
+    /* a stream server{}'s mesh_gateway */
+    ngx_array_t                   *gateways;    /* ngx_str_t "NS/NAME" */
+    ngx_int_t                      gw_port;     /* port=N, else unset */
+    ngx_int_t                      gw_sni;      /* $ssl_preread_server_name */
 };
 
 
@@ -551,6 +560,8 @@ struct ngx_http_mesh_main_conf_s {
     ngx_shm_zone_t                *shm_zone;
     ngx_http_mesh_zone_t           zone;
     ngx_array_t                    upstreams;   /* of srv_conf_t * */
+    ngx_uint_t                     stream_gateways; /* mesh_gateway in
+                                                       stream{} */
 };
 
 
@@ -745,6 +756,8 @@ ngx_int_t ngx_http_mesh_sync(ngx_http_mesh_main_conf_t *mmcf,
 uint64_t ngx_http_mesh_worker_index(void);
 mesh_policies_t *ngx_http_mesh_worker_policies(void);
 void ngx_http_mesh_free_view(ngx_http_mesh_view_t *view);
+ngx_http_mesh_srv_conf_t *ngx_http_mesh_stream_upstream_of(
+    ngx_http_mesh_main_conf_t *mmcf, const char *host, size_t len);
 ngx_http_mesh_srv_conf_t *ngx_http_mesh_upstream_of(
     ngx_http_mesh_main_conf_t *mmcf, const char *host, size_t len, int port);
 
@@ -854,6 +867,12 @@ ngx_int_t ngx_http_mesh_redirect(ngx_http_request_t *r, mesh_redirect_t *rd);
 
 /* ngx_http_mesh_gateway.c */
 char *ngx_http_mesh_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_mesh_gateway_names(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_array_t **gateways, ngx_int_t *port);
+ngx_http_mesh_gw_table_t *ngx_http_mesh_gw_table(
+    ngx_http_mesh_main_conf_t *mmcf, ngx_log_t *log);
+ngx_uint_t ngx_http_mesh_gw_applies(ngx_http_mesh_main_conf_t *mmcf,
+    const mesh_gateway_t *gw);
 ngx_int_t ngx_http_mesh_gateway_route(ngx_http_request_t *r,
     ngx_http_mesh_loc_conf_t *mlcf);
 void ngx_http_mesh_gw_table_release(ngx_http_mesh_gw_table_t *table);

@@ -47,8 +47,6 @@ static void ngx_http_mesh_view_dest(ngx_http_mesh_main_conf_t *mmcf,
 static ngx_int_t ngx_http_mesh_view_tcp(ngx_http_mesh_main_conf_t *mmcf,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
     ngx_pool_t *pool, ngx_log_t *log);
-static ngx_http_mesh_srv_conf_t *ngx_http_mesh_stream_upstream_of(
-    ngx_http_mesh_main_conf_t *mmcf, const char *host, size_t len);
 static ngx_int_t ngx_http_mesh_build_target(ngx_http_mesh_main_conf_t *mmcf,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
     ngx_http_mesh_target_t *t, const mesh_service_t *svc,
@@ -688,7 +686,7 @@ ngx_http_mesh_upstream_of(ngx_http_mesh_main_conf_t *mmcf, const char *host,
 
 
 /* the first stream mesh upstream that routes service host (len bytes) */
-static ngx_http_mesh_srv_conf_t *
+ngx_http_mesh_srv_conf_t *
 ngx_http_mesh_stream_upstream_of(ngx_http_mesh_main_conf_t *mmcf,
     const char *host, size_t len)
 {

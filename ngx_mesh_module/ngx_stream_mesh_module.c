@@ -31,11 +31,39 @@
 
 
 #pragma weak ngx_stream_upstream_module
+#pragma weak ngx_stream_core_module
 #pragma weak ngx_stream_complex_value
 #pragma weak ngx_stream_compile_complex_value
+#pragma weak ngx_stream_add_variable
+#pragma weak ngx_stream_get_variable_index
+#pragma weak ngx_stream_get_indexed_variable
 
 
+/* a connection at a gateway: where its route sends it */
+typedef struct {
+    ngx_http_mesh_srv_conf_t      *upstream;    /* $mesh_upstream */
+    ngx_http_mesh_dest_t          *dest;
+    ngx_http_mesh_gw_table_t      *table;       /* held */
+} ngx_stream_mesh_gw_ctx_t;
+
+
+
+static ngx_int_t ngx_stream_mesh_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_stream_mesh_init(ngx_conf_t *cf);
 static void *ngx_stream_mesh_create_srv_conf(ngx_conf_t *cf);
+static ngx_http_mesh_main_conf_t *ngx_stream_mesh_registry(ngx_conf_t *cf,
+    ngx_command_t *cmd);
+static char *ngx_stream_mesh_gateway(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_stream_mesh_gateway_handler(ngx_stream_session_t *s);
+static ngx_uint_t ngx_stream_mesh_gw_server(const mesh_gateway_t *gw,
+    ngx_uint_t port, ngx_str_t *sni, const char *ns);
+static ngx_int_t ngx_stream_mesh_gw_route(ngx_stream_session_t *s,
+    ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_gw_table_t *table,
+    ngx_uint_t port, ngx_str_t *sni);
+static void ngx_stream_mesh_gw_cleanup(void *data);
+static ngx_int_t ngx_stream_mesh_variable_upstream(ngx_stream_session_t *s,
+    ngx_stream_variable_value_t *v, uintptr_t data);
 static char *ngx_stream_mesh_upstream(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_stream_mesh_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -72,13 +100,20 @@ static ngx_command_t  ngx_stream_mesh_commands[] = {
       0,
       NULL },
 
+    { ngx_string("mesh_gateway"),
+      NGX_STREAM_SRV_CONF|NGX_CONF_1MORE,
+      ngx_stream_mesh_gateway,
+      NGX_STREAM_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_stream_module_t  ngx_stream_mesh_module_ctx = {
-    NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_stream_mesh_add_variables,         /* preconfiguration */
+    ngx_stream_mesh_init,                  /* postconfiguration */
 
     NULL,                                  /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -109,6 +144,67 @@ static const char  *ngx_stream_mesh_balancers[] = {
 };
 
 
+static ngx_str_t  ngx_stream_mesh_upstream_name = ngx_string("mesh_upstream");
+
+
+static ngx_int_t
+ngx_stream_mesh_add_variables(ngx_conf_t *cf)
+{
+    ngx_stream_variable_t  *var;
+
+    if (&ngx_stream_core_module == NULL) {
+        /* the stream module was loaded after this one: "mesh" and
+         * "mesh_gateway" say so */
+        return NGX_OK;
+    }
+
+    var = ngx_stream_add_variable(cf, &ngx_stream_mesh_upstream_name,
+                                  NGX_STREAM_VAR_NOCACHEABLE);
+    if (var == NULL) {
+        return NGX_ERROR;
+    }
+
+    var->get_handler = ngx_stream_mesh_variable_upstream;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The gateway's routing runs in the preread phase, after ssl_preread has
+ * read the ClientHello ($ssl_preread_server_name). The handlers of a
+ * phase run from the last one added to the first, and ssl_preread's is
+ * added before this module's postconfiguration runs: this one goes to
+ * the front of the list, to run after it.
+ */
+static ngx_int_t
+ngx_stream_mesh_init(ngx_conf_t *cf)
+{
+    ngx_uint_t                    n;
+    ngx_stream_handler_pt        *h;
+    ngx_stream_core_main_conf_t  *cmcf;
+
+    if (&ngx_stream_core_module == NULL) {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_stream_conf_get_module_main_conf(cf, ngx_stream_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_STREAM_PREREAD_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h = cmcf->phases[NGX_STREAM_PREREAD_PHASE].handlers.elts;
+    n = cmcf->phases[NGX_STREAM_PREREAD_PHASE].handlers.nelts;
+
+    ngx_memmove(&h[1], &h[0], (n - 1) * sizeof(ngx_stream_handler_pt));
+    h[0] = ngx_stream_mesh_gateway_handler;
+
+    return NGX_OK;
+}
+
+
 static void *
 ngx_stream_mesh_create_srv_conf(ngx_conf_t *cf)
 {
@@ -120,8 +216,41 @@ ngx_stream_mesh_create_srv_conf(ngx_conf_t *cf)
     }
 
     mscf->stream = 1;
+    mscf->gw_port = NGX_CONF_UNSET;
+    mscf->gw_sni = NGX_ERROR;
 
     return mscf;
+}
+
+
+/* the registry is the http block's: its poller and zone serve stream's */
+static ngx_http_mesh_main_conf_t *
+ngx_stream_mesh_registry(ngx_conf_t *cf, ngx_command_t *cmd)
+{
+    ngx_http_conf_ctx_t        *hctx;
+    ngx_http_mesh_main_conf_t  *mmcf;
+
+    if (&ngx_stream_upstream_module == NULL) {
+        /* not bound when this module was loaded: see the top */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" in stream{} needs the stream module "
+                           "loaded before the mesh module: put its "
+                           "load_module line first", &cmd->name);
+        return NULL;
+    }
+
+    hctx = (ngx_http_conf_ctx_t *) cf->cycle->conf_ctx[ngx_http_module.index];
+    mmcf = hctx ? hctx->main_conf[ngx_http_mesh_module.ctx_index] : NULL;
+
+    if (mmcf == NULL || mmcf->registry == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" in stream{} needs \"mesh_registry\" in an "
+                           "http{} block that comes before stream{}",
+                           &cmd->name);
+        return NULL;
+    }
+
+    return mmcf;
 }
 
 
@@ -131,18 +260,13 @@ ngx_stream_mesh_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_mesh_srv_conf_t  *mscf = conf;
 
     ngx_str_t                        *value;
-    ngx_http_conf_ctx_t              *hctx;
     ngx_http_mesh_srv_conf_t        **p;
     ngx_http_mesh_main_conf_t        *mmcf;
     ngx_stream_upstream_server_t     *us;
     ngx_stream_upstream_srv_conf_t   *uscf;
 
-    if (&ngx_stream_upstream_module == NULL) {
-        /* not bound when this module was loaded: see the top */
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" in stream{} needs the stream module "
-                           "loaded before the mesh module: put its "
-                           "load_module line first", &cmd->name);
+    mmcf = ngx_stream_mesh_registry(cf, cmd);
+    if (mmcf == NULL) {
         return NGX_CONF_ERROR;
     }
 
@@ -157,19 +281,6 @@ ngx_stream_mesh_upstream(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "invalid service name \"%V\" in \"%V\" directive, "
                            "names are " MESH_NAME_RULE,
                            &value[1], &cmd->name);
-        return NGX_CONF_ERROR;
-    }
-
-    /* the registry is the http block's: its poller and zone serve both */
-
-    hctx = (ngx_http_conf_ctx_t *) cf->cycle->conf_ctx[ngx_http_module.index];
-    mmcf = hctx ? hctx->main_conf[ngx_http_mesh_module.ctx_index] : NULL;
-
-    if (mmcf == NULL || mmcf->registry == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" in stream{} needs \"mesh_registry\" in an "
-                           "http{} block that comes before stream{}",
-                           &cmd->name);
         return NGX_CONF_ERROR;
     }
 
@@ -296,6 +407,379 @@ ngx_stream_mesh_balancer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * "mesh_gateway NAME ... [port=N]" in a stream server: its connections
+ * are routed by the tcp and tls routes of the VirtualServices bound to
+ * the Gateways named, to the stream upstream $mesh_upstream names
+ */
+static char *
+ngx_stream_mesh_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_mesh_srv_conf_t  *mscf = conf;
+
+    char                       *rv;
+    ngx_http_mesh_main_conf_t  *mmcf;
+
+    static ngx_str_t  sni = ngx_string("ssl_preread_server_name");
+
+    mmcf = ngx_stream_mesh_registry(cf, cmd);
+    if (mmcf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rv = ngx_http_mesh_gateway_names(cf, cmd, &mscf->gateways,
+                                     &mscf->gw_port);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    mscf->gw_sni = ngx_stream_get_variable_index(cf, &sni);
+    if (mscf->gw_sni == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    mscf->main = mmcf;
+    mmcf->stream_gateways = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * A connection to a server with mesh_gateway, once ssl_preread has run:
+ * the route that takes it, and from it the stream upstream $mesh_upstream
+ * names. None: the connection is closed (Envoy closes a connection no
+ * filter chain takes).
+ */
+static ngx_int_t
+ngx_stream_mesh_gateway_handler(ngx_stream_session_t *s)
+{
+    ngx_str_t                     sni;
+    ngx_uint_t                    port;
+    ngx_http_mesh_gw_table_t     *table;
+    ngx_http_mesh_srv_conf_t     *mscf;
+    ngx_http_mesh_main_conf_t    *mmcf;
+    ngx_stream_variable_value_t  *v;
+
+    mscf = ngx_stream_get_module_srv_conf(s, ngx_stream_mesh_module);
+
+    if (mscf->gateways == NULL
+        || ngx_stream_get_module_ctx(s, ngx_stream_mesh_module))
+    {
+        return NGX_DECLINED;
+    }
+
+    mmcf = mscf->main;
+
+    if (ngx_http_mesh_worker.cycle != ngx_cycle
+        || (mmcf->zone.sh
+            && mmcf->zone.sh->generation != ngx_http_mesh_worker.generation))
+    {
+        (void) ngx_http_mesh_sync(mmcf, s->connection->log);
+    }
+
+    table = ngx_http_mesh_gw_table(mmcf, s->connection->log);
+    if (table == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (mscf->gw_port > 0) {
+        port = (ngx_uint_t) mscf->gw_port;
+
+    } else {
+        if (ngx_connection_local_sockaddr(s->connection, NULL, 0) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        port = ngx_inet_get_port(s->connection->local_sockaddr);
+    }
+
+    ngx_str_null(&sni);
+
+    v = ngx_stream_get_indexed_variable(s, mscf->gw_sni);
+
+    if (v && !v->not_found && v->len) {
+        sni.len = v->len;
+        sni.data = v->data;
+    }
+
+    return ngx_stream_mesh_gw_route(s, mscf, table, port, &sni);
+}
+
+
+static ngx_int_t
+ngx_stream_mesh_gw_route(ngx_stream_session_t *s,
+    ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_gw_table_t *table,
+    ngx_uint_t port, ngx_str_t *sni)
+{
+    int                        d, m, best;
+    u_char                     name[2 * MESH_NAME_MAX + 2];
+    size_t                     nroutes;
+    ngx_str_t                 *names;
+    ngx_uint_t                 i, k, r, h, q, kind, server;
+    mesh_policies_t           *policies;
+    ngx_pool_cleanup_t        *cln;
+    const mesh_gateway_t      *gw;
+    const mesh_tls_match_t    *tm;
+    ngx_http_mesh_dest_t      *dests;
+    ngx_http_mesh_gw_vs_t     *tvs, *found;
+    ngx_stream_mesh_gw_ctx_t  *ctx;
+    const mesh_destination_t  *routes;
+
+    policies = table->gen ? table->gen->policies : NULL;
+    names = mscf->gateways->elts;
+
+    found = NULL;
+    routes = NULL;
+    dests = NULL;
+    nroutes = 0;
+    best = -1;
+    server = 0;
+
+    for (i = 0; i < mscf->gateways->nelts && best < MESH_HOST_EXACT; i++) {
+        gw = mesh_policies_gateway(policies, (char *) names[i].data,
+                                   names[i].len);
+
+        if (gw == NULL || !ngx_http_mesh_gw_applies(mscf->main, gw)) {
+            continue;
+        }
+
+        kind = ngx_stream_mesh_gw_server(gw, port, sni, NULL);
+
+        if (kind == MESH_GW_HTTP) {
+            continue;
+        }
+
+        server = 1;
+
+        ngx_memcpy(name, names[i].data, names[i].len);
+        name[names[i].len] = '\0';
+
+        for (k = 0; k < table->nvss; k++) {
+            tvs = &table->vss[k];
+
+            if (!mesh_vs_at_gateway(tvs->vs, (char *) name)
+                || ngx_stream_mesh_gw_server(gw, port, sni, tvs->vs->ns)
+                   != kind)
+            {
+                continue;
+            }
+
+            if (kind == MESH_GW_TCP) {
+
+                /* the first VirtualService with a tcp route for the
+                 * port */
+
+                for (r = 0; r < tvs->vs->ntcp; r++) {
+                    for (q = 0; q < tvs->vs->tcp[r].nports; q++) {
+                        if ((ngx_uint_t) tvs->vs->tcp[r].ports[q] == port) {
+                            break;
+                        }
+                    }
+
+                    if (tvs->vs->tcp[r].nports == 0
+                        || q < tvs->vs->tcp[r].nports)
+                    {
+                        found = tvs;
+                        routes = tvs->vs->tcp[r].routes;
+                        nroutes = tvs->vs->tcp[r].nroutes;
+                        dests = tvs->tcp[r];
+                        best = MESH_HOST_EXACT;
+                        break;
+                    }
+                }
+
+                if (found) {
+                    break;
+                }
+
+                continue;
+            }
+
+            /* TLS: the VirtualService whose host takes the SNI most
+             * specifically, then its first tls route whose match does */
+
+            m = -1;
+
+            for (h = 0; h < tvs->vs->nhosts; h++) {
+                m = ngx_max(m, mesh_host_match(tvs->vs->hosts[h],
+                                               (char *) sni->data, sni->len,
+                                               1));
+            }
+
+            if (m <= best) {
+                continue;
+            }
+
+            for (r = 0; r < tvs->vs->ntls; r++) {
+                for (q = 0; q < tvs->vs->tls[r].nmatches; q++) {
+                    tm = &tvs->vs->tls[r].matches[q];
+
+                    if (tm->port && (ngx_uint_t) tm->port != port) {
+                        continue;
+                    }
+
+                    for (h = 0; h < tm->nsni; h++) {
+                        if (mesh_host_match(tm->sni[h], (char *) sni->data,
+                                            sni->len, 1)
+                            >= 0)
+                        {
+                            break;
+                        }
+                    }
+
+                    if (h < tm->nsni) {
+                        break;
+                    }
+                }
+
+                if (q < tvs->vs->tls[r].nmatches) {
+                    found = tvs;
+                    routes = tvs->vs->tls[r].routes;
+                    nroutes = tvs->vs->tls[r].nroutes;
+                    dests = tvs->tls[r];
+                    best = m;
+                    break;
+                }
+            }
+        }
+    }
+
+    if (found == NULL) {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "mesh: gateway: %s for port %ui%s%V%s: closed",
+                      server ? "no VirtualService route"
+                             : "no Gateway with a TCP or TLS server",
+                      port, sni->len ? " and SNI \"" : "", sni,
+                      sni->len ? "\"" : "");
+        return NGX_STREAM_BAD_GATEWAY;
+    }
+
+    d = mesh_destination_pick(routes, nroutes, (uint32_t) ngx_random());
+
+    if (d < 0 || dests[d].other == NULL) {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "mesh: gateway: VirtualService \"%s\" routes the "
+                      "connection to service \"%s\", which no stream mesh "
+                      "upstream routes: closed", found->vs->name,
+                      d >= 0 ? routes[d].host : "");
+        return NGX_STREAM_BAD_GATEWAY;
+    }
+
+    cln = ngx_pool_cleanup_add(s->connection->pool,
+                               sizeof(ngx_stream_mesh_gw_ctx_t));
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx = cln->data;
+    ctx->upstream = dests[d].other;
+    ctx->dest = &dests[d];
+    ctx->table = table;
+    table->refs++;
+
+    cln->handler = ngx_stream_mesh_gw_cleanup;
+
+    ngx_stream_set_ctx(s, ctx, ngx_stream_mesh_module);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_STREAM, s->connection->log, 0,
+                   "mesh: gateway: VirtualService \"%s\" to \"%s\", "
+                   "upstream \"%V\"", found->vs->name, routes[d].host,
+                   &ctx->upstream->name);
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The kind of gw's stream server on port that takes the connection: a
+ * TCP one, or a TLS one whose hosts take the SNI; when ns is given, the
+ * VirtualServices of namespace ns too (a host "NS/HOST"). MESH_GW_HTTP:
+ * none.
+ */
+static ngx_uint_t
+ngx_stream_mesh_gw_server(const mesh_gateway_t *gw, ngx_uint_t port,
+    ngx_str_t *sni, const char *ns)
+{
+    size_t                        i, k, nslen;
+    const char                   *pattern, *slash;
+    const mesh_gateway_server_t  *sv;
+
+    for (i = 0; i < gw->nservers; i++) {
+        sv = &gw->servers[i];
+
+        if (sv->stream == MESH_GW_HTTP || (ngx_uint_t) sv->port != port) {
+            continue;
+        }
+
+        for (k = 0; k < sv->nhosts; k++) {
+            pattern = sv->hosts[k];
+            slash = ngx_strchr(pattern, '/');
+
+            if (slash) {
+                nslen = slash - pattern;
+                pattern = slash + 1;
+
+                if (ns && (ngx_strlen(ns) != nslen
+                           || ngx_strncmp(ns, sv->hosts[k], nslen) != 0))
+                {
+                    continue;
+                }
+            }
+
+            if (sv->stream == MESH_GW_TCP) {
+                return MESH_GW_TCP;
+            }
+
+            if (sni->len
+                && mesh_host_match(pattern, (char *) sni->data, sni->len, 1)
+                   >= 0)
+            {
+                return MESH_GW_TLS;
+            }
+        }
+    }
+
+    return MESH_GW_HTTP;
+}
+
+
+static void
+ngx_stream_mesh_gw_cleanup(void *data)
+{
+    ngx_stream_mesh_gw_ctx_t  *ctx = data;
+
+    if (ctx->table) {
+        ngx_http_mesh_gw_table_release(ctx->table);
+        ctx->table = NULL;
+    }
+}
+
+
+/* the stream upstream a gateway's connection goes on to */
+static ngx_int_t
+ngx_stream_mesh_variable_upstream(ngx_stream_session_t *s,
+    ngx_stream_variable_value_t *v, uintptr_t data)
+{
+    ngx_stream_mesh_gw_ctx_t  *ctx;
+
+    ctx = ngx_stream_get_module_ctx(s, ngx_stream_mesh_module);
+
+    if (ctx == NULL || ctx->upstream == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = ctx->upstream->name.len;
+    v->data = ctx->upstream->name.data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_stream_mesh_init_upstream(ngx_conf_t *cf,
     ngx_stream_upstream_srv_conf_t *us)
@@ -336,6 +820,7 @@ ngx_stream_mesh_init_peer(ngx_stream_session_t *s,
     ngx_http_mesh_srv_conf_t   *mscf;
     ngx_http_mesh_main_conf_t  *mmcf;
     ngx_http_mesh_peer_data_t  *pd;
+    ngx_stream_mesh_gw_ctx_t   *gctx;
 
     mscf = ngx_stream_conf_upstream_srv_conf(us, ngx_stream_mesh_module);
     mmcf = mscf->main;
@@ -367,12 +852,18 @@ ngx_stream_mesh_init_peer(ngx_stream_session_t *s,
 
     t = NULL;
 
+    gctx = ngx_stream_get_module_ctx(s, ngx_stream_mesh_module);
+
     if (mscf->view) {
         mscf->view->refs++;
         pd->view = mscf->view;
         t = &pd->view->targets[0];
 
-        if (pd->view->ntcp) {
+        if (gctx && gctx->upstream == mscf) {
+            /* routed at a gateway: the route's destination */
+            t = ngx_http_mesh_dest_target(pd, gctx->dest);
+
+        } else if (pd->view->ntcp) {
             t = ngx_stream_mesh_route(s, pd);
         }
     }

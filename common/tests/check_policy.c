@@ -1167,6 +1167,17 @@ static const struct {
     { "[{}]", "without \"kind\"" },
     { "[{\"kind\":\"Sidecar\"}]", "unknown \"kind\" \"Sidecar\"" },
     { "[{\"kind\":\"Gateway\"}]", "a Gateway without \"policy\"" },
+    { "[{\"kind\":\"Gateway\",\"policy\":\"p\",\"name\":\"g\","
+      "\"gateway\":\"default/g\",\"servers\":[{\"port\":1,\"hosts\":[],"
+      "\"stream\":\"UDP\"}]}]", "unknown \"stream\" \"UDP\"" },
+    { "[{\"kind\":\"VirtualService\",\"policy\":\"p\",\"name\":\"n\","
+      "\"hosts\":[\"a\"],\"http\":[],\"tls\":[{\"route\":[{\"destination\":"
+      "{\"host\":\"a\"},\"weight\":100}]}]}]",
+      "a \"tls\" item without \"match\"" },
+    { "[{\"kind\":\"VirtualService\",\"policy\":\"p\",\"name\":\"n\","
+      "\"hosts\":[\"a\"],\"http\":[],\"tls\":[{\"match\":[{\"port\":443}],"
+      "\"route\":[{\"destination\":{\"host\":\"a\"},\"weight\":100}]}]}]",
+      "a tls \"match\" item without \"sniHosts\"" },
     { "[{\"kind\":7}]", "\"kind\" must be a string" },
     { "[{\"kind\":\"VirtualService\",\"kind\":\"VirtualService\"}]",
       "duplicate field \"kind\"" },
@@ -2003,12 +2014,21 @@ static const char  ck_doc_gateways[] =
     "\"selector\":{\"istio\":\"ingressgateway\"},"
     "\"servers\":[{\"port\":80,\"protocol\":\"HTTP\","
     "\"hosts\":[\"*\",\"shop/a.example\"],\"httpsRedirect\":true},"
-    "{\"port\":443,\"protocol\":\"HTTPS\",\"hosts\":[\"*.example\"]}]},"
+    "{\"port\":443,\"protocol\":\"HTTPS\",\"hosts\":[\"*.example\"]},"
+    "{\"port\":31400,\"hosts\":[\"*\"],\"stream\":\"TCP\"},"
+    "{\"port\":8443,\"hosts\":[\"*.b.com\"],\"stream\":\"TLS\"}]},"
     "{\"policy\":\"v1\",\"kind\":\"VirtualService\",\"name\":\"edge\","
     "\"hosts\":[\"*\"],\"gateways\":[\"default/gw\"],"
     "\"namespace\":\"default\",\"http\":[{\"match\":[],\"route\":"
     "[{\"destination\":{\"host\":\"web\",\"port\":9080},"
-    "\"weight\":100}]}]},"
+    "\"weight\":100}]}],"
+    "\"tcp\":[{\"match\":[{\"port\":31400}],\"route\":"
+    "[{\"destination\":{\"host\":\"echo\"},\"weight\":100}]}],"
+    "\"tls\":[{\"match\":[{\"sniHosts\":[\"login.b.com\"],\"port\":8443},"
+    "{\"sniHosts\":[\"*.x.b.com\",\"y.b.com\"]}],\"route\":"
+    "[{\"destination\":{\"host\":\"login\",\"subset\":\"v1\"},"
+    "\"weight\":70},{\"destination\":{\"host\":\"web\"},"
+    "\"weight\":30}]}]},"
     "{\"policy\":\"v2\",\"kind\":\"VirtualService\",\"name\":\"all\","
     "\"hosts\":[\"*\"],\"http\":[{\"match\":[],\"route\":"
     "[{\"destination\":{\"host\":\"a\"},\"weight\":100}]}]},"
@@ -2039,7 +2059,13 @@ ck_gateways(const mesh_policies_t *p)
     ck_assert_str_eq(gw->name, "gw");
     ck_assert_uint_eq(gw->nselector, 1);
     ck_assert_str_eq(gw->selector[0].value, "ingressgateway");
-    ck_assert_uint_eq(gw->nservers, 2);
+    ck_assert_uint_eq(gw->nservers, 4);
+    ck_assert_int_eq(gw->servers[0].stream, MESH_GW_HTTP);
+    ck_assert_int_eq(gw->servers[1].stream, MESH_GW_HTTP);
+    ck_assert_int_eq(gw->servers[2].stream, MESH_GW_TCP);
+    ck_assert_int_eq(gw->servers[2].port, 31400);
+    ck_assert_int_eq(gw->servers[3].stream, MESH_GW_TLS);
+    ck_assert_str_eq(gw->servers[3].hosts[0], "*.b.com");
     ck_assert_int_eq(gw->servers[0].port, 80);
     ck_assert(!gw->servers[0].https && gw->servers[0].https_redirect);
     ck_assert_uint_eq(gw->servers[0].nhosts, 2);
@@ -2054,6 +2080,23 @@ ck_gateways(const mesh_policies_t *p)
     ck_assert_str_eq(p->vss[0].ns, "default");
     ck_assert_ptr_null(p->vss[1].ns);
     ck_assert_int_eq(p->vss[0].http[0].routes[0].port, 9080);
+
+    /* a gateway VirtualService's tcp and tls routes */
+    ck_assert_uint_eq(p->vss[0].ntcp, 1);
+    ck_assert_int_eq(p->vss[0].tcp[0].ports[0], 31400);
+    ck_assert_str_eq(p->vss[0].tcp[0].routes[0].host, "echo");
+    ck_assert_uint_eq(p->vss[0].ntls, 1);
+    ck_assert_uint_eq(p->vss[0].tls[0].nmatches, 2);
+    ck_assert_uint_eq(p->vss[0].tls[0].matches[0].nsni, 1);
+    ck_assert_str_eq(p->vss[0].tls[0].matches[0].sni[0], "login.b.com");
+    ck_assert_int_eq(p->vss[0].tls[0].matches[0].port, 8443);
+    ck_assert_uint_eq(p->vss[0].tls[0].matches[1].nsni, 2);
+    ck_assert_str_eq(p->vss[0].tls[0].matches[1].sni[1], "y.b.com");
+    ck_assert_int_eq(p->vss[0].tls[0].matches[1].port, 0);
+    ck_assert_uint_eq(p->vss[0].tls[0].nroutes, 2);
+    ck_assert_str_eq(p->vss[0].tls[0].routes[0].subset, "v1");
+    ck_assert_int_eq(p->vss[0].tls[0].routes[1].weight, 30);
+    ck_assert_uint_eq(p->vss[1].ntls, 0);
     ck_assert_int_eq(p->vss[1].http[0].routes[0].port, 0);
 
     /* the mesh's: exact, then the longest suffix, then "*"; never the
