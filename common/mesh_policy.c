@@ -330,6 +330,50 @@ mesh_vs_at_gateway(const mesh_virtual_service_t *vs, const char *name)
 }
 
 
+int
+mesh_tcp_route_fits(const mesh_tcp_route_t *r, int port)
+{
+    size_t  i;
+
+    for (i = 0; i < r->nports; i++) {
+        if (r->ports[i] == port) {
+            return 1;
+        }
+    }
+
+    return r->nports == 0;
+}
+
+
+int
+mesh_tls_route_fits(const mesh_tls_route_t *r, int port, const char *sni,
+    size_t len)
+{
+    size_t                   i, k;
+    const mesh_tls_match_t  *m;
+
+    if (len == 0) {
+        return 0;
+    }
+
+    for (i = 0; i < r->nmatches; i++) {
+        m = &r->matches[i];
+
+        if (m->port && m->port != port) {
+            continue;
+        }
+
+        for (k = 0; k < m->nsni; k++) {
+            if (mesh_host_match(m->sni[k], sni, len, 1) >= 0) {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
 const mesh_subset_t *
 mesh_rule_subset(const mesh_destination_rule_t *dr, const char *name)
 {

@@ -432,6 +432,16 @@ const mesh_gateway_t *mesh_policies_gateway(const mesh_policies_t *p,
 
 /* 1 when the virtual service is bound to gateway "NS/NAME" */
 int mesh_vs_at_gateway(const mesh_virtual_service_t *vs, const char *name);
+
+/*
+ * 1 when a tcp route takes a connection to port (a match item names it,
+ * or there is none); when a tls route takes one to port whose
+ * ClientHello names sni (len bytes, any case): a match item whose port,
+ * if given, is that one and one of whose sniHosts patterns takes it
+ */
+int mesh_tcp_route_fits(const mesh_tcp_route_t *r, int port);
+int mesh_tls_route_fits(const mesh_tls_route_t *r, int port, const char *sni,
+    size_t len);
 const mesh_subset_t *mesh_rule_subset(const mesh_destination_rule_t *dr,
     const char *name);
 

@@ -475,6 +475,8 @@ typedef struct {
     ngx_uint_t                     nroutes;
     ngx_http_mesh_tcp_route_t     *tcp;         /* tcp[]: stream's only */
     ngx_uint_t                     ntcp;
+    ngx_http_mesh_dest_t         **tls;         /* per vs->tls[]: its
+                                                   destinations (stream) */
     const mesh_virtual_service_t  *vs;          /* NULL: none */
 } ngx_http_mesh_view_t;
 

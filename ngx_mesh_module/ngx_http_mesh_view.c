@@ -44,6 +44,10 @@ static void ngx_http_mesh_view_dest(ngx_http_mesh_main_conf_t *mmcf,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
     ngx_http_mesh_dest_t *dst, const char *host, const char *subset,
     int port, ngx_log_t *log);
+static ngx_http_mesh_dest_t *ngx_http_mesh_view_dests(
+    ngx_http_mesh_main_conf_t *mmcf, ngx_http_mesh_srv_conf_t *mscf,
+    ngx_http_mesh_view_t *view, const mesh_destination_t *routes, size_t n,
+    ngx_pool_t *pool, ngx_log_t *log);
 static ngx_int_t ngx_http_mesh_view_tcp(ngx_http_mesh_main_conf_t *mmcf,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
     ngx_pool_t *pool, ngx_log_t *log);
@@ -525,8 +529,8 @@ ngx_http_mesh_build_view(ngx_http_mesh_main_conf_t *mmcf,
         return view;
     }
 
-    if (view->vs->nhttp == 0 && view->vs->ntcp) {
-        view->vs = NULL;        /* tcp routes only: none for http (a root
+    if (view->vs->nhttp == 0 && (view->vs->ntcp || view->vs->ntls)) {
+        view->vs = NULL;        /* tcp/tls routes only: none for http (a root
                                    whose delegates are gone has no route,
                                    and its requests get 404) */
         return view;
@@ -708,45 +712,80 @@ ngx_http_mesh_stream_upstream_of(ngx_http_mesh_main_conf_t *mmcf,
 }
 
 
-/* the tcp[] routes of a stream upstream's VirtualService */
+/* the tcp[] and tls[] routes of a stream upstream's VirtualService */
 static ngx_int_t
 ngx_http_mesh_view_tcp(ngx_http_mesh_main_conf_t *mmcf,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
     ngx_pool_t *pool, ngx_log_t *log)
 {
-    ngx_uint_t                  i, j;
+    ngx_uint_t                  i;
     ngx_http_mesh_tcp_route_t  *tr;
 
     view->ntcp = view->vs->ntcp;
 
-    if (view->ntcp == 0) {
-        return NGX_OK;
-    }
-
-    view->tcp = ngx_pcalloc(pool, view->ntcp
-                                  * sizeof(ngx_http_mesh_tcp_route_t));
-    if (view->tcp == NULL) {
-        return NGX_ERROR;
+    if (view->ntcp) {
+        view->tcp = ngx_pcalloc(pool, view->ntcp
+                                      * sizeof(ngx_http_mesh_tcp_route_t));
+        if (view->tcp == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     for (i = 0; i < view->ntcp; i++) {
         tr = &view->tcp[i];
         tr->route = &view->vs->tcp[i];
-
-        tr->dest = ngx_pcalloc(pool, (tr->route->nroutes + 1)
-                                     * sizeof(ngx_http_mesh_dest_t));
+        tr->dest = ngx_http_mesh_view_dests(mmcf, mscf, view,
+                                            tr->route->routes,
+                                            tr->route->nroutes, pool, log);
         if (tr->dest == NULL) {
             return NGX_ERROR;
         }
+    }
 
-        for (j = 0; j < tr->route->nroutes; j++) {
-            ngx_http_mesh_view_dest(mmcf, mscf, view, &tr->dest[j],
-                                    tr->route->routes[j].host,
-                                    tr->route->routes[j].subset, 0, log);
+    if (view->vs->ntls == 0) {
+        return NGX_OK;
+    }
+
+    view->tls = ngx_pcalloc(pool, view->vs->ntls
+                                  * sizeof(ngx_http_mesh_dest_t *));
+    if (view->tls == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < view->vs->ntls; i++) {
+        view->tls[i] = ngx_http_mesh_view_dests(mmcf, mscf, view,
+                                                view->vs->tls[i].routes,
+                                                view->vs->tls[i].nroutes,
+                                                pool, log);
+        if (view->tls[i] == NULL) {
+            return NGX_ERROR;
         }
     }
 
     return NGX_OK;
+}
+
+
+static ngx_http_mesh_dest_t *
+ngx_http_mesh_view_dests(ngx_http_mesh_main_conf_t *mmcf,
+    ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_view_t *view,
+    const mesh_destination_t *routes, size_t n, ngx_pool_t *pool,
+    ngx_log_t *log)
+{
+    size_t                 j;
+    ngx_http_mesh_dest_t  *dest;
+
+    dest = ngx_pcalloc(pool, (n + 1) * sizeof(ngx_http_mesh_dest_t));
+    if (dest == NULL) {
+        return NULL;
+    }
+
+    for (j = 0; j < n; j++) {
+        ngx_http_mesh_view_dest(mmcf, mscf, view, &dest[j], routes[j].host,
+                                routes[j].subset, 0, log);
+    }
+
+    return dest;
 }
 
 

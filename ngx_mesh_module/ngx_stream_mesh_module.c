@@ -37,6 +37,7 @@
 #pragma weak ngx_stream_add_variable
 #pragma weak ngx_stream_get_variable_index
 #pragma weak ngx_stream_get_indexed_variable
+#pragma weak ngx_stream_get_variable
 
 
 /* a connection at a gateway: where its route sends it */
@@ -516,11 +517,10 @@ ngx_stream_mesh_gw_route(ngx_stream_session_t *s,
     u_char                     name[2 * MESH_NAME_MAX + 2];
     size_t                     nroutes;
     ngx_str_t                 *names;
-    ngx_uint_t                 i, k, r, h, q, kind, server;
+    ngx_uint_t                 i, k, r, h, kind, server;
     mesh_policies_t           *policies;
     ngx_pool_cleanup_t        *cln;
     const mesh_gateway_t      *gw;
-    const mesh_tls_match_t    *tm;
     ngx_http_mesh_dest_t      *dests;
     ngx_http_mesh_gw_vs_t     *tvs, *found;
     ngx_stream_mesh_gw_ctx_t  *ctx;
@@ -571,15 +571,7 @@ ngx_stream_mesh_gw_route(ngx_stream_session_t *s,
                  * port */
 
                 for (r = 0; r < tvs->vs->ntcp; r++) {
-                    for (q = 0; q < tvs->vs->tcp[r].nports; q++) {
-                        if ((ngx_uint_t) tvs->vs->tcp[r].ports[q] == port) {
-                            break;
-                        }
-                    }
-
-                    if (tvs->vs->tcp[r].nports == 0
-                        || q < tvs->vs->tcp[r].nports)
-                    {
+                    if (mesh_tcp_route_fits(&tvs->vs->tcp[r], (int) port)) {
                         found = tvs;
                         routes = tvs->vs->tcp[r].routes;
                         nroutes = tvs->vs->tcp[r].nroutes;
@@ -612,28 +604,9 @@ ngx_stream_mesh_gw_route(ngx_stream_session_t *s,
             }
 
             for (r = 0; r < tvs->vs->ntls; r++) {
-                for (q = 0; q < tvs->vs->tls[r].nmatches; q++) {
-                    tm = &tvs->vs->tls[r].matches[q];
-
-                    if (tm->port && (ngx_uint_t) tm->port != port) {
-                        continue;
-                    }
-
-                    for (h = 0; h < tm->nsni; h++) {
-                        if (mesh_host_match(tm->sni[h], (char *) sni->data,
-                                            sni->len, 1)
-                            >= 0)
-                        {
-                            break;
-                        }
-                    }
-
-                    if (h < tm->nsni) {
-                        break;
-                    }
-                }
-
-                if (q < tvs->vs->tls[r].nmatches) {
+                if (mesh_tls_route_fits(&tvs->vs->tls[r], (int) port,
+                                        (char *) sni->data, sni->len))
+                {
                     found = tvs;
                     routes = tvs->vs->tls[r].routes;
                     nroutes = tvs->vs->tls[r].nroutes;
@@ -863,7 +836,7 @@ ngx_stream_mesh_init_peer(ngx_stream_session_t *s,
             /* routed at a gateway: the route's destination */
             t = ngx_http_mesh_dest_target(pd, gctx->dest);
 
-        } else if (pd->view->ntcp) {
+        } else if (pd->view->ntcp || pd->view->tls) {
             t = ngx_stream_mesh_route(s, pd);
         }
     }
@@ -904,18 +877,25 @@ ngx_stream_mesh_init_peer(ngx_stream_session_t *s,
 
 
 /*
- * The VirtualService's tcp[] routes: the first whose match names the port
- * the client connected to (or has no match), then a destination by
- * weight, of this service or another's stream upstream. No route fits:
- * no target, and the connection is closed, as Envoy closes it.
+ * The VirtualService's routes: with a server name in the ClientHello
+ * (ssl_preread on), the first tls[] route whose match takes it and the
+ * port; else the first tcp[] route whose match names the port the client
+ * connected to (or has no match). Then a destination by weight, of this
+ * service or another's stream upstream. No route fits: no target, and
+ * the connection is closed, as Envoy closes it.
  */
 static ngx_http_mesh_target_t *
 ngx_stream_mesh_route(ngx_stream_session_t *s, ngx_http_mesh_peer_data_t *pd)
 {
-    int                         d;
-    ngx_uint_t                  i, k, port;
-    ngx_http_mesh_view_t       *view;
-    ngx_http_mesh_tcp_route_t  *tr;
+    int                           d;
+    ngx_str_t                     sni;
+    ngx_uint_t                    i, port;
+    ngx_http_mesh_view_t         *view;
+    const mesh_tls_route_t       *lr;
+    ngx_http_mesh_tcp_route_t    *tr;
+    ngx_stream_variable_value_t  *v;
+
+    static ngx_str_t  name = ngx_string("ssl_preread_server_name");
 
     view = pd->view;
     port = (s->connection->local_sockaddr
@@ -923,16 +903,34 @@ ngx_stream_mesh_route(ngx_stream_session_t *s, ngx_http_mesh_peer_data_t *pd)
                == NGX_OK)
            ? ngx_inet_get_port(s->connection->local_sockaddr) : 0;
 
+    ngx_str_null(&sni);
+
+    if (view->vs->ntls) {
+        v = ngx_stream_get_variable(s, &name, ngx_hash_key(name.data,
+                                                           name.len));
+        if (v && !v->not_found) {
+            sni.len = v->len;
+            sni.data = v->data;
+        }
+    }
+
+    for (i = 0; sni.len && i < view->vs->ntls; i++) {
+        lr = &view->vs->tls[i];
+
+        if (mesh_tls_route_fits(lr, (int) port, (char *) sni.data, sni.len)) {
+            d = mesh_destination_pick(lr->routes, lr->nroutes,
+                                      (uint32_t) ngx_random());
+            pd->dest = d;
+
+            return (d >= 0) ? ngx_http_mesh_dest_target(pd, &view->tls[i][d])
+                            : NULL;
+        }
+    }
+
     for (i = 0; i < view->ntcp; i++) {
         tr = &view->tcp[i];
 
-        for (k = 0; k < tr->route->nports; k++) {
-            if ((ngx_uint_t) tr->route->ports[k] == port) {
-                break;
-            }
-        }
-
-        if (tr->route->nports == 0 || k < tr->route->nports) {
+        if (mesh_tcp_route_fits(tr->route, (int) port)) {
             d = mesh_destination_pick(tr->route->routes, tr->route->nroutes,
                                       (uint32_t) ngx_random());
             pd->dest = d;
@@ -943,9 +941,12 @@ ngx_stream_mesh_route(ngx_stream_session_t *s, ngx_http_mesh_peer_data_t *pd)
     }
 
     ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
-                  "mesh: no tcp route of VirtualService \"%s\" fits a "
-                  "connection to port %ui of service \"%V\"",
-                  view->vs->name, port, &pd->conf->service);
+                  "mesh: no %s route of VirtualService \"%s\" fits a "
+                  "connection to port %ui%s%V%s of service \"%V\"",
+                  view->vs->ntls == 0 ? "tcp"
+                  : view->vs->ntcp ? "tcp or tls" : "tls", view->vs->name,
+                  port, sni.len ? " with SNI \"" : "", &sni,
+                  sni.len ? "\"" : "", &pd->conf->service);
 
     return NULL;
 }
