@@ -2097,6 +2097,15 @@ ck_gateways(const mesh_policies_t *p)
     ck_assert_str_eq(p->vss[0].tls[0].routes[0].subset, "v1");
     ck_assert_int_eq(p->vss[0].tls[0].routes[1].weight, 30);
     ck_assert_uint_eq(p->vss[1].ntls, 0);
+
+    ck_assert(mesh_tcp_route_fits(&p->vss[0].tcp[0], 31400));
+    ck_assert(!mesh_tcp_route_fits(&p->vss[0].tcp[0], 80));
+    ck_assert(mesh_tls_route_fits(&p->vss[0].tls[0], 8443, "LOGIN.b.com", 11));
+    ck_assert(!mesh_tls_route_fits(&p->vss[0].tls[0], 443, "login.b.com", 11));
+    ck_assert(mesh_tls_route_fits(&p->vss[0].tls[0], 443, "a.x.b.com", 9));
+    ck_assert(!mesh_tls_route_fits(&p->vss[0].tls[0], 443, "x.b.com", 7));
+    ck_assert(mesh_tls_route_fits(&p->vss[0].tls[0], 1, "y.b.com", 7));
+    ck_assert(!mesh_tls_route_fits(&p->vss[0].tls[0], 8443, "", 0));
     ck_assert_int_eq(p->vss[1].http[0].routes[0].port, 0);
 
     /* the mesh's: exact, then the longest suffix, then "*"; never the
