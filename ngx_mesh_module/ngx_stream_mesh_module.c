@@ -38,6 +38,7 @@
 #pragma weak ngx_stream_get_variable_index
 #pragma weak ngx_stream_get_indexed_variable
 #pragma weak ngx_stream_get_variable
+#pragma weak ngx_stream_finalize_session
 
 
 /* a connection at a gateway: where its route sends it */
@@ -56,6 +57,7 @@ static ngx_http_mesh_main_conf_t *ngx_stream_mesh_registry(ngx_conf_t *cf,
     ngx_command_t *cmd);
 static char *ngx_stream_mesh_gateway(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static void ngx_stream_mesh_gateway_content(ngx_stream_session_t *s);
 static ngx_int_t ngx_stream_mesh_gateway_handler(ngx_stream_session_t *s);
 static ngx_uint_t ngx_stream_mesh_gw_server(const mesh_gateway_t *gw,
     ngx_uint_t port, ngx_str_t *sni, const char *ns);
@@ -172,17 +174,18 @@ ngx_stream_mesh_add_variables(ngx_conf_t *cf)
 
 
 /*
- * The gateway's routing runs in the preread phase, after ssl_preread has
- * read the ClientHello ($ssl_preread_server_name). The handlers of a
- * phase run from the last one added to the first, and ssl_preread's is
- * added before this module's postconfiguration runs: this one goes to
- * the front of the list, to run after it.
+ * A gateway's routing runs when the content phase starts, before the
+ * server's own content handler (proxy_pass): by then the preread phase
+ * is over, and ssl_preread has read the ClientHello (a preread handler
+ * of this module could not run after ssl_preread's, which ends the phase
+ * once it has the name).
  */
 static ngx_int_t
 ngx_stream_mesh_init(ngx_conf_t *cf)
 {
-    ngx_uint_t                    n;
-    ngx_stream_handler_pt        *h;
+    ngx_uint_t                    i;
+    ngx_http_mesh_srv_conf_t     *mscf;
+    ngx_stream_core_srv_conf_t  **cscfp;
     ngx_stream_core_main_conf_t  *cmcf;
 
     if (&ngx_stream_core_module == NULL) {
@@ -190,17 +193,26 @@ ngx_stream_mesh_init(ngx_conf_t *cf)
     }
 
     cmcf = ngx_stream_conf_get_module_main_conf(cf, ngx_stream_core_module);
+    cscfp = cmcf->servers.elts;
 
-    h = ngx_array_push(&cmcf->phases[NGX_STREAM_PREREAD_PHASE].handlers);
-    if (h == NULL) {
-        return NGX_ERROR;
+    for (i = 0; i < cmcf->servers.nelts; i++) {
+        mscf = cscfp[i]->ctx->srv_conf[ngx_stream_mesh_module.ctx_index];
+
+        if (mscf->gateways == NULL) {
+            continue;
+        }
+
+        if (cscfp[i]->handler == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"mesh_gateway\" needs \"proxy_pass "
+                          "$mesh_upstream\" in the server in %s:%ui",
+                          cscfp[i]->file_name, cscfp[i]->line);
+            return NGX_ERROR;
+        }
+
+        mscf->gw_content = (void *) cscfp[i]->handler;
+        cscfp[i]->handler = ngx_stream_mesh_gateway_content;
     }
-
-    h = cmcf->phases[NGX_STREAM_PREREAD_PHASE].handlers.elts;
-    n = cmcf->phases[NGX_STREAM_PREREAD_PHASE].handlers.nelts;
-
-    ngx_memmove(&h[1], &h[0], (n - 1) * sizeof(ngx_stream_handler_pt));
-    h[0] = ngx_stream_mesh_gateway_handler;
 
     return NGX_OK;
 }
@@ -443,6 +455,29 @@ ngx_stream_mesh_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     mmcf->stream_gateways = 1;
 
     return NGX_CONF_OK;
+}
+
+
+static void
+ngx_stream_mesh_gateway_content(ngx_stream_session_t *s)
+{
+    ngx_int_t                       rc;
+    ngx_http_mesh_srv_conf_t       *mscf;
+    ngx_stream_content_handler_pt   handler;
+
+    rc = ngx_stream_mesh_gateway_handler(s);
+
+    if (rc != NGX_DECLINED) {
+        ngx_stream_finalize_session(s, (rc == NGX_ERROR)
+                                       ? NGX_STREAM_INTERNAL_SERVER_ERROR
+                                       : (ngx_uint_t) rc);
+        return;
+    }
+
+    mscf = ngx_stream_get_module_srv_conf(s, ngx_stream_mesh_module);
+    handler = (ngx_stream_content_handler_pt) mscf->gw_content;
+
+    handler(s);
 }
 
 
