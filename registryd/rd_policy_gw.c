@@ -1,8 +1,9 @@
 /*
  * rd_policy_gw: a Gateway (Istio's ingress: servers by port, protocol
- * and hosts), validated and normalized. nginx is the gateway: the
+ * and hosts), validated and normalized. nginx is the gateway: the http
  * location that names a Gateway (mesh_gateway) routes its requests by
- * the VirtualServices bound to it; docs/policies.md, "Gateway".
+ * the VirtualServices bound to it, the stream server its TCP and TLS
+ * connections; docs/policies.md, "Gateway".
  */
 
 #include <stdio.h>
@@ -13,6 +14,16 @@
 
 #include "mesh_name.h"
 #include "rd_policy_int.h"
+
+
+/* what a server's port.protocol makes of it */
+enum {
+    RD_GW_HTTP = 0,             /* HTTP, HTTP2: an http listener */
+    RD_GW_HTTPS,
+    RD_GW_TCP,                  /* a stream listener: the tcp routes */
+    RD_GW_TLS                   /* a stream listener: the tls routes, by
+                                 * SNI, the TLS passed through */
+};
 
 
 /* tls of a server: HTTP takes httpsRedirect alone; HTTPS mode SIMPLE,
@@ -54,7 +65,8 @@ rd_parse_gw_tls(rd_pctx_t *c, yaml_node_t *n, int https, json_t *o)
 
             if (strcmp(s, "SIMPLE") != 0) {
                 return rd_perr(c, v, "\"%.32s\": ngx_mesh supports SIMPLE "
-                               "(nginx terminates TLS); PASSTHROUGH, MUTUAL, "
+                               "(nginx terminates TLS); PASSTHROUGH is a TLS "
+                               "server's (protocol TLS); MUTUAL, "
                                "ISTIO_MUTUAL, AUTO_PASSTHROUGH and "
                                "OPTIONAL_MUTUAL are not supported", s);
             }
@@ -97,8 +109,61 @@ rd_parse_gw_tls(rd_pctx_t *c, yaml_node_t *n, int https, json_t *o)
 }
 
 
+/*
+ * tls of a TLS server: mode PASSTHROUGH alone; the connection's TLS goes
+ * to the instance untouched, routed by its SNI: nginx holds no
+ * certificate for it
+ */
 static int
-rd_parse_gw_port(rd_pctx_t *c, yaml_node_t *n, json_t *o, int *https)
+rd_parse_gw_passthrough(rd_pctx_t *c, yaml_node_t *n)
+{
+    size_t             old;
+    const char        *k, *s, *mode = NULL;
+    yaml_node_t       *kn, *v;
+    yaml_node_pair_t  *p;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "mode") != 0) {
+            return rd_unknown(c, kn, k, "mode (a TLS server passes TLS "
+                              "through: nginx holds no certificate there)",
+                              "httpsRedirect,credentialName,"
+                              "serverCertificate,privateKey,caCertificates,"
+                              "credentialNames,subjectAltNames,"
+                              "verifyCertificateSpki,verifyCertificateHash,"
+                              "minProtocolVersion,maxProtocolVersion,"
+                              "cipherSuites,caCrl,tlsCertificates");
+        }
+
+        if (rd_get_str(c, v, &s) != 0) {
+            return -1;
+        }
+
+        if (strcmp(s, "PASSTHROUGH") != 0) {
+            return rd_perr(c, v, "\"%.32s\": a TLS server passes TLS through "
+                           "by SNI: mode PASSTHROUGH only (nginx terminates "
+                           "TLS at HTTPS servers)", s);
+        }
+
+        mode = s;
+        rd_path_pop(c, old);
+    }
+
+    if (mode == NULL) {
+        return rd_missing(c, n, "mode");
+    }
+
+    return 0;
+}
+
+
+static int
+rd_parse_gw_port(rd_pctx_t *c, yaml_node_t *n, json_t *o, int *kind)
 {
     size_t             old;
     long long          number = 0;
@@ -151,36 +216,108 @@ rd_parse_gw_port(rd_pctx_t *c, yaml_node_t *n, json_t *o, int *https)
 
     if (strcasecmp(proto, "HTTP") == 0) {
         proto = "HTTP";
+        *kind = RD_GW_HTTP;
 
     } else if (strcasecmp(proto, "HTTPS") == 0) {
         proto = "HTTPS";
+        *kind = RD_GW_HTTPS;
 
     } else if (strcasecmp(proto, "HTTP2") == 0) {
         proto = "HTTP2";
+        *kind = RD_GW_HTTP;
 
-    } else if (strcasecmp(proto, "TCP") == 0
-               || strcasecmp(proto, "TLS") == 0
-               || strcasecmp(proto, "MONGO") == 0
+    } else if (strcasecmp(proto, "TCP") == 0) {
+        proto = NULL;
+        *kind = RD_GW_TCP;
+
+    } else if (strcasecmp(proto, "TLS") == 0) {
+        proto = NULL;
+        *kind = RD_GW_TLS;
+
+    } else if (strcasecmp(proto, "MONGO") == 0
                || strcasecmp(proto, "REDIS") == 0
                || strcasecmp(proto, "MYSQL") == 0)
     {
-        return rd_perr(c, proto_node, "\"%.16s\": no TCP gateway: a "
-                       "Gateway's servers are nginx's http listeners "
-                       "(mesh_gateway); TCP services are balanced by stream "
-                       "mesh upstreams, with the mesh's tcp routes", proto);
+        return rd_perr(c, proto_node, "\"%.16s\": nginx does not read MONGO, "
+                       "REDIS or MYSQL: give TCP (the connections routed by "
+                       "the tcp routes)", proto);
 
     } else {
         return rd_perr(c, proto_node, "\"%.16s\" is not one of HTTP, HTTPS, "
-                       "HTTP2 (GRPC and the TCP protocols are not "
-                       "supported)", proto);
+                       "HTTP2, TCP, TLS (GRPC is not supported)", proto);
     }
 
     rd_path_pop(c, old);
 
-    *https = (strcmp(proto, "HTTPS") == 0);
-
     rd_jset(o, "port", json_integer(number));
-    rd_jset(o, "protocol", json_string(proto));
+
+    /*
+     * a TCP or TLS server has no "protocol": a module older than stream
+     * gateways refuses a protocol it does not know, and the whole
+     * snapshot with it; it takes a server without one as HTTP, which no
+     * http route of a stream VirtualService reaches
+     */
+    if (proto) {
+        rd_jset(o, "protocol", json_string(proto));
+    }
+
+    return 0;
+}
+
+
+/*
+ * Servers on one port in one Gateway: HTTP ones (any of HTTP, HTTPS,
+ * HTTP2: the location tells them apart by their TLS and Host) or TLS
+ * ones (by SNI), never both, and one TCP server alone: a TCP connection
+ * says nothing that would choose among several
+ */
+static int
+rd_gw_port_conflict(rd_pctx_t *c, yaml_node_t *n, json_t *servers,
+    json_t *o, int kind)
+{
+    size_t       i;
+    json_t      *so;
+    const char  *other, *st;
+    json_int_t   port;
+
+    port = json_integer_value(json_object_get(o, "port"));
+
+    for (i = 0; i < json_array_size(servers); i++) {
+        so = json_array_get(servers, i);
+
+        if (so == o) {
+            break;
+        }
+
+        if (json_integer_value(json_object_get(so, "port")) != port) {
+            continue;
+        }
+
+        st = json_string_value(json_object_get(so, "stream"));
+
+        if (st == NULL) {
+            if (kind == RD_GW_HTTP || kind == RD_GW_HTTPS) {
+                continue;
+            }
+
+            other = "an HTTP";
+
+        } else if (strcmp(st, "TLS") == 0) {
+            if (kind == RD_GW_TLS) {
+                continue;
+            }
+
+            other = "a TLS";
+
+        } else {
+            other = "a TCP";
+        }
+
+        return rd_perr(c, n, "port %lld already has %s server in this "
+                       "Gateway (servers[%zu]): one port takes HTTP servers, "
+                       "TLS servers or one TCP server", (long long) port,
+                       other, i);
+    }
 
     return 0;
 }
@@ -253,14 +390,14 @@ rd_parse_gw_host(rd_pctx_t *c, yaml_node_t *n, json_t *hosts)
 
 
 static int
-rd_parse_gw_server(rd_pctx_t *c, yaml_node_t *n, json_t *o)
+rd_parse_gw_server(rd_pctx_t *c, yaml_node_t *n, json_t *servers, json_t *o)
 {
-    int                https = 0;
+    int                kind = RD_GW_HTTP;
     size_t             i, old, old2;
     json_t            *hosts;
     const char        *k, *s;
     yaml_node_t       *kn, *v, *iv, *port = NULL, *hosts_node = NULL;
-    yaml_node_t       *tls = NULL;
+    yaml_node_t       *tls = NULL, *tls_kn = NULL;
     yaml_node_item_t  *it;
     yaml_node_pair_t  *p;
 
@@ -279,6 +416,7 @@ rd_parse_gw_server(rd_pctx_t *c, yaml_node_t *n, json_t *o)
 
         } else if (strcmp(k, "tls") == 0) {
             tls = v;
+            tls_kn = kn;
 
         } else if (strcmp(k, "name") == 0) {
             if (rd_get_str(c, v, &s) != 0) {
@@ -298,9 +436,13 @@ rd_parse_gw_server(rd_pctx_t *c, yaml_node_t *n, json_t *o)
     }
 
     old = rd_path_key(c, "port");
-    if (rd_parse_gw_port(c, port, o, &https) != 0) {
+
+    if (rd_parse_gw_port(c, port, o, &kind) != 0
+        || rd_gw_port_conflict(c, port, servers, o, kind) != 0)
+    {
         return -1;
     }
+
     rd_path_pop(c, old);
 
     if (hosts_node == NULL) {
@@ -326,15 +468,43 @@ rd_parse_gw_server(rd_pctx_t *c, yaml_node_t *n, json_t *o)
 
     rd_path_pop(c, old);
 
-    if (tls) {
+    switch (kind) {
+
+    case RD_GW_TCP:
+        if (tls) {
+            rd_path_key(c, "tls");
+            return rd_perr(c, tls_kn, "a TCP server has no TLS (use TLS "
+                           "with mode PASSTHROUGH)");
+        }
+
+        rd_jset(o, "stream", json_string("TCP"));
+        break;
+
+    case RD_GW_TLS:
+        if (tls == NULL) {
+            return rd_missing(c, n, "tls");
+        }
+
         old = rd_path_key(c, "tls");
-        if (rd_parse_gw_tls(c, tls, https, o) != 0) {
+        if (rd_parse_gw_passthrough(c, tls) != 0) {
             return -1;
         }
         rd_path_pop(c, old);
 
-    } else if (https) {
-        return rd_missing(c, n, "tls");
+        rd_jset(o, "stream", json_string("TLS"));
+        break;
+
+    default: /* RD_GW_HTTP, RD_GW_HTTPS */
+        if (tls) {
+            old = rd_path_key(c, "tls");
+            if (rd_parse_gw_tls(c, tls, kind == RD_GW_HTTPS, o) != 0) {
+                return -1;
+            }
+            rd_path_pop(c, old);
+
+        } else if (kind == RD_GW_HTTPS) {
+            return rd_missing(c, n, "tls");
+        }
     }
 
     return 0;
@@ -380,7 +550,7 @@ rd_parse_gw(rd_pctx_t *c, yaml_node_t *n, json_t *out)
                 so = rd_jobj();
                 rd_jpush(servers, so);
 
-                if (rd_parse_gw_server(c, iv, so) != 0) {
+                if (rd_parse_gw_server(c, iv, servers, so) != 0) {
                     goto fail;
                 }
 

@@ -1,8 +1,9 @@
 /*
  * rd_policy_vs: a VirtualService (hosts, http routes: matches, weighted
- * destinations, timeouts, retries), validated and normalized; what a
- * route does to a request besides (fault, rewrite, redirect,
- * directResponse, headers, corsPolicy) is rd_policy_vs_shape.c's.
+ * destinations, timeouts, retries; tcp routes by port, tls routes by
+ * SNI), validated and normalized; what a route does to a request
+ * besides (fault, rewrite, redirect, directResponse, headers,
+ * corsPolicy) is rd_policy_vs_shape.c's.
  */
 
 #include <ctype.h>
@@ -1262,15 +1263,215 @@ failed:
 }
 
 
+/*
+ * A tls[].match[] item's sniHosts: each a name, "*.SUFFIX" or "*",
+ * lowercase, that one of the VirtualService's hosts covers (as Istio
+ * asks): the same name, or a pattern that takes every name it takes
+ */
+static int
+rd_parse_sni_hosts(rd_pctx_t *c, yaml_node_t *n, json_t *vs_hosts,
+    json_t *out)
+{
+    size_t             i, j, old;
+    const char        *s;
+    yaml_node_t       *iv;
+    yaml_node_item_t  *it;
+
+    if (rd_check_seq(c, n, 1) != 0) {
+        return -1;
+    }
+
+    rd_foreach_item(c, n, it, i, iv) {
+        old = rd_path_idx(c, i);
+
+        if (rd_get_host_pattern(c, iv, 1, &s) != 0) {
+            return -1;
+        }
+
+        for (j = 0; j < json_array_size(out); j++) {
+            if (strcmp(json_string_value(json_array_get(out, j)), s) == 0) {
+                return rd_perr(c, iv, "sniHosts \"%s\" is listed twice", s);
+            }
+        }
+
+        for (j = 0; j < json_array_size(vs_hosts); j++) {
+            if (mesh_host_match(json_string_value(json_array_get(vs_hosts,
+                                                                 j)),
+                                s, strlen(s), 1)
+                >= 0)
+            {
+                break;
+            }
+        }
+
+        if (j == json_array_size(vs_hosts)) {
+            return rd_perr(c, iv, "sniHosts \"%s\" is not one of the "
+                           "VirtualService's hosts (nor under one of its "
+                           "wildcards)", s);
+        }
+
+        rd_jpush(out, json_string(s));
+        rd_path_pop(c, old);
+    }
+
+    return 0;
+}
+
+
+/*
+ * A tls[] route: the TLS connections it matches, by the server name of
+ * their ClientHello (SNI) and the port, passed through as they are to
+ * its weighted destinations
+ */
+static int
+rd_parse_tls(rd_pctx_t *c, yaml_node_t *n, json_t *vs_hosts, json_t *o)
+{
+    size_t             i, old, old2, old3;
+    json_t            *match = NULL, *route = NULL, *mo, *sni;
+    long long          port;
+    const char        *k, *mk;
+    yaml_node_t       *kn, *v, *iv, *mkn, *mv;
+    yaml_node_item_t  *it;
+    yaml_node_pair_t  *p, *mp;
+
+    if (rd_check_map(c, n) != 0) {
+        return -1;
+    }
+
+    rd_foreach_pair(c, n, p, k, kn, v) {
+        old = rd_path_key(c, k);
+
+        if (strcmp(k, "match") == 0) {
+            if (rd_check_seq(c, v, 1) != 0) {
+                goto failed;
+            }
+
+            match = rd_jarr();
+
+            rd_foreach_item(c, v, it, i, iv) {
+                old2 = rd_path_idx(c, i);
+
+                if (rd_check_map(c, iv) != 0) {
+                    goto failed;
+                }
+
+                mo = rd_jobj();
+                rd_jpush(match, mo);
+
+                rd_foreach_pair(c, iv, mp, mk, mkn, mv) {
+                    old3 = rd_path_key(c, mk);
+
+                    if (strcmp(mk, "sniHosts") == 0) {
+                        sni = rd_jarr();
+                        rd_jset(mo, "sniHosts", sni);
+
+                        if (rd_parse_sni_hosts(c, mv, vs_hosts, sni) != 0) {
+                            goto failed;
+                        }
+
+                    } else if (strcmp(mk, "port") == 0) {
+                        if (rd_get_int(c, mv, 1, 65535, &port) != 0) {
+                            goto failed;
+                        }
+
+                        rd_jset(mo, "port", json_integer(port));
+
+                    } else {
+                        rd_unknown(c, mkn, mk, "sniHosts,port",
+                                   "destinationSubnets,sourceLabels,"
+                                   "gateways,sourceNamespace");
+                        goto failed;
+                    }
+
+                    rd_path_pop(c, old3);
+                }
+
+                if (json_object_get(mo, "sniHosts") == NULL) {
+                    rd_missing(c, iv, "sniHosts");
+                    goto failed;
+                }
+
+                rd_path_pop(c, old2);
+            }
+
+        } else if (strcmp(k, "route") == 0) {
+            route = rd_jarr();
+            if (rd_parse_routes(c, v, route) != 0) {
+                goto failed;
+            }
+
+        } else {
+            rd_unknown(c, kn, k, "match,route", NULL);
+            goto failed;
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    if (match == NULL) {
+        rd_missing(c, n, "match");
+        goto failed;
+    }
+
+    if (route == NULL) {
+        rd_missing(c, n, "route");
+        goto failed;
+    }
+
+    rd_jset(o, "match", match);
+    rd_jset(o, "route", route);
+
+    return 0;
+
+failed:
+
+    json_decref(match);
+    json_decref(route);
+    return -1;
+}
+
+
+/* the hosts as written, before rd_get_host() maps them: what sniHosts
+ * are compared with, wherever "tls" stands in the document */
+static json_t *
+rd_vs_written_hosts(rd_pctx_t *c, yaml_node_t *n)
+{
+    size_t             i;
+    json_t            *out, *h;
+    yaml_node_t       *iv;
+    yaml_node_item_t  *it;
+
+    out = rd_jarr();
+
+    if (n == NULL || n->type != YAML_SEQUENCE_NODE) {
+        return out;
+    }
+
+    rd_foreach_item(c, n, it, i, iv) {
+        if (iv->type != YAML_SCALAR_NODE) {
+            continue;       /* refused when the hosts are read */
+        }
+
+        h = json_stringn((const char *) iv->data.scalar.value,
+                         iv->data.scalar.length);
+        if (h) {
+            rd_jpush(out, h);
+        }
+    }
+
+    return out;
+}
+
+
 int
 rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
 {
     int                rc = -1, mesh = 1;
     size_t             i, j, g, old, old2;
     json_t            *hosts = NULL, *http = NULL, *gws = NULL, *tcp = NULL,
-                      *ho;
+                      *tls = NULL, *written = NULL, *ho;
     const char        *k, *s;
-    yaml_node_t       *kn, *v, *iv, *tcp_kn = NULL;
+    yaml_node_t       *kn, *v, *iv, *hosts_node = NULL;
     yaml_node_item_t  *it;
     yaml_node_pair_t  *p;
     rd_policy_ref_t   *ref;
@@ -1285,8 +1486,11 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
     rd_foreach_pair(c, n, p, k, kn, v) {
         if (strcmp(k, "hosts") == 0) {
             c->vs_delegate = 0;
+            hosts_node = v;
         }
     }
+
+    written = rd_vs_written_hosts(c, hosts_node);
 
     /* gateways first: they say how the hosts read */
 
@@ -1382,7 +1586,6 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
                 goto done;
             }
 
-            tcp_kn = kn;
             tcp = rd_jarr();
 
             rd_foreach_item(c, v, it, i, iv) {
@@ -1395,29 +1598,42 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
                 rd_path_pop(c, old2);
             }
 
+        } else if (strcmp(k, "tls") == 0) {
+            if (c->vs_delegate) {
+                rd_perr(c, kn, "a delegate VirtualService (one without "
+                        "hosts) delegates http routes only");
+                goto done;
+            }
+
+            if (rd_check_seq(c, v, 1) != 0) {
+                goto done;
+            }
+
+            tls = rd_jarr();
+
+            rd_foreach_item(c, v, it, i, iv) {
+                old2 = rd_path_idx(c, i);
+                ho = rd_jobj();
+                rd_jpush(tls, ho);
+                if (rd_parse_tls(c, iv, written, ho) != 0) {
+                    goto done;
+                }
+                rd_path_pop(c, old2);
+            }
+
         } else if (strcmp(k, "gateways") != 0) {
-            rd_unknown(c, kn, k, "hosts,http,tcp,gateways (hosts: none for "
-                       "a delegate)", "tls,exportTo");
+            rd_unknown(c, kn, k, "hosts,http,tcp,tls,gateways (hosts: none "
+                       "for a delegate)", "exportTo");
             goto done;
         }
 
         rd_path_pop(c, old);
     }
 
-    if (http == NULL && tcp == NULL) {
+    /* tcp and tls routes apply where http ones do: to the mesh's stream
+     * upstreams with "mesh", at the gateways' stream servers */
+    if (http == NULL && tcp == NULL && tls == NULL) {
         rd_missing(c, n, "http");
-        goto done;
-    }
-
-    /* tcp routes are the mesh's stream upstreams': nginx has no TCP
-     * gateway to take them at */
-    if (tcp && !mesh) {
-        old = rd_path_key(c, "tcp");
-        rd_perr(c, tcp_kn, "tcp routes apply to the stream upstreams of the "
-                "mesh: a VirtualService bound to gateways alone cannot have "
-                "them (ngx_mesh has no TCP gateway; add \"mesh\" to "
-                "gateways)");
-        rd_path_pop(c, old);
         goto done;
     }
 
@@ -1426,17 +1642,22 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
         rd_jset(out, "hosts", hosts);
     }
 
-    /* "http" always (empty with tcp routes alone): a module older than
-     * tcp routes reads it, and skips "tcp" */
+    /* "http" always (empty with tcp or tls routes alone): a module older
+     * than them reads it, and skips "tcp" and "tls" */
     rd_jset(out, "http", http ? http : rd_jarr());
 
     if (tcp) {
         rd_jset(out, "tcp", tcp);
     }
 
+    if (tls) {
+        rd_jset(out, "tls", tls);
+    }
+
     hosts = NULL;
     http = NULL;
     tcp = NULL;
+    tls = NULL;
 
     /* bound to a gateway: the list and the namespace (a Gateway's server
      * may take the VirtualServices of some namespaces only) */
@@ -1454,5 +1675,7 @@ done:
     json_decref(http);
     json_decref(gws);
     json_decref(tcp);
+    json_decref(tls);
+    json_decref(written);
     return rc;
 }

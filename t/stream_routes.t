@@ -4,7 +4,9 @@
 # "tcp routes"): Istio's tcp-echo task (80% to v1, 20% to v2) on real
 # connections, the route chosen by the port the client connected to, a
 # port no route matches closed, a destination of another service's
-# stream upstream, a change reaching new connections without reload.
+# stream upstream, a change reaching new connections without reload;
+# tcp and tls routes at a Gateway's TCP and TLS servers taken, leaving
+# the mesh's stream upstreams alone.
 
 use strict;
 use warnings;
@@ -240,20 +242,53 @@ is $r->{status}, 400, 'a tcp match on destinationSubnets: 400';
 is $r->{json}{field}, 'spec.tcp[0].match[0].destinationSubnets',
    '... naming the field';
 
-$r = objects(<<'EOF');
+# a Gateway with TCP and TLS (PASSTHROUGH) servers, and tcp and tls
+# routes bound to it alone: taken by registryd (the stream mesh_gateway
+# routes them) and by this nginx, whose mesh upstreams they leave alone
+$r = objects(<<"EOF");
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: tcp-gateway
+spec:
+  servers:
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    hosts: ["*"]
+  - port: {number: 443, name: tls, protocol: TLS}
+    hosts: ["*.example"]
+    tls: {mode: PASSTHROUGH}
+---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
   name: at-gateway
 spec:
-  hosts: ["*"]
+  hosts: ["*.example"]
   gateways: [tcp-gateway]
   tcp:
-  - route:
-    - destination: {host: tcp-echo}
+  - match:
+    - port: $main
+    route:
+    - destination: {host: tcp-echo, subset: v1}
+  tls:
+  - match:
+    - sniHosts: [db.example]
+    route:
+    - destination: {host: other}
 EOF
-is $r->{status}, 400, 'tcp routes at a gateway alone: 400 (no TCP gateway)';
-is $r->{json}{field}, 'spec.tcp', '... naming tcp';
+is $r->{status}, 200, 'tcp and tls routes at a TCP/TLS gateway alone: 200';
+ok $t->wait_mesh_index, 'nginx has them';
+
+my $snap = $t->api(GET => '/v1/snapshot')->{json};
+my ($gw) = grep { $_->{kind} eq 'Gateway' } @{ $snap->{policies} };
+is_deeply $gw->{servers},
+    [ { port => 31400, hosts => ['*'], stream => 'TCP' },
+      { port => 443, hosts => ['*.example'], stream => 'TLS' } ],
+    '... the servers carry "stream", no "protocol"';
+%seen = ();
+$seen{ who($main) }++ for 1 .. 20;
+is join(' ', keys %seen), 'echo-v2',
+   '... the main port still routed by the mesh\'s VirtualService';
 
 # connectionPool.tcp.connectTimeout in place of proxy_connect_timeout:
 # seconds until nginx gives up on the instance that never answers and

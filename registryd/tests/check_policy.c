@@ -37,6 +37,14 @@
     "spec:\n  hosts: [\"*\"]\n  gateways: " gws "\n  http:\n"               \
     "  - route:\n    - destination: {host: web}\n"
 
+/* a VirtualService at gateway gw for "*.b.example"; tls routes follow */
+#define TVS "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"     \
+            "metadata: {name: t}\nspec:\n  hosts: [\"*.b.example\"]\n"      \
+            "  gateways: [gw]\n  tls:\n"
+
+/* a tls route's destination, and only that */
+#define TR  "    route:\n    - destination: {host: web}\n"
+
 /* a route to orders, and only that */
 #define RT_ONLY  "    route:\n    - destination: {host: orders}\n"
 #define RT       "  - route:\n    - destination: {host: orders}\n"
@@ -542,9 +550,9 @@ static const bad_t  bad[] = {
       "spec.trafficPolicy.portLevelSettings[0].tls.credentialName", 10, 27,
       0, "give the files instead" },
     /* 164: Gateways */
-    { GW "  - port: {number: 31400, name: tcp, protocol: TCP}\n"
-      "    hosts: [\"*\"]\n", "spec.servers[0].port.protocol", 6, 48, 0,
-      "no TCP gateway" },
+    { GW "  - port: {number: 27017, name: mongo, protocol: MONGO}\n"
+      "    hosts: [\"*\"]\n", "spec.servers[0].port.protocol", 6, 50, 0,
+      "nginx does not read MONGO, REDIS or MYSQL: give TCP" },
     { GW "  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n",
       "spec.servers[0].tls", 6, 5, 0, "is required" },
     { GW "  - port: {number: 443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
@@ -572,6 +580,117 @@ static const bad_t  bad[] = {
     /* 174 */
     { GVS("v1", "[mesh, gw]") "---\n" GVS("v2", "[mesh]"), "spec.hosts[0]", 15, 11, 1,
       "host \"*\" already has a VirtualService" },
+    /* 175: Gateway servers for the stream module: TCP, TLS PASSTHROUGH */
+    { GW "  - port: {number: 31400, protocol: TCP}\n    hosts: [\"*\"]\n"
+      "    tls: {mode: PASSTHROUGH}\n", "spec.servers[0].tls", 8, 5, 0,
+      "a TCP server has no TLS (use TLS with mode PASSTHROUGH)" },
+    { GW "  - port: {number: 443, protocol: TLS}\n    hosts: [\"*\"]\n",
+      "spec.servers[0].tls", 6, 5, 0, "is required" },
+    { GW "  - port: {number: 443, protocol: tls}\n    hosts: [\"*\"]\n"
+      "    tls: {mode: SIMPLE}\n", "spec.servers[0].tls.mode", 8, 17, 0,
+      "\"SIMPLE\": a TLS server passes TLS through by SNI: mode "
+      "PASSTHROUGH only (nginx terminates TLS at HTTPS servers)" },
+    { GW "  - port: {number: 443, protocol: TLS}\n    hosts: [\"*\"]\n"
+      "    tls: {mode: AUTO_PASSTHROUGH}\n", "spec.servers[0].tls.mode", 8,
+      17, 0, "mode PASSTHROUGH only" },
+    { GW "  - port: {number: 443, protocol: TLS}\n    hosts: [\"*\"]\n"
+      "    tls: {mode: PASSTHROUGH, credentialName: c}\n",
+      "spec.servers[0].tls.credentialName", 8, 30, 0,
+      "unsupported field \"credentialName\": ngx_mesh supports mode" },
+    /* 180 */
+    { GW "  - port: {number: 443, protocol: TLS}\n    hosts: [\"*\"]\n"
+      "    tls: {}\n", "spec.servers[0].tls.mode", 8, 10, 0, "is required" },
+    { GW "  - port: {number: 443, protocol: TLS}\n    hosts: [\"*\"]\n"
+      "    tls: {mode: PASSTHROUGH, httpsRedirect: true}\n",
+      "spec.servers[0].tls.httpsRedirect", 8, 30, 0, "unsupported field" },
+    { GW "  - port: {number: 443, protocol: GRPC}\n    hosts: [\"*\"]\n",
+      "spec.servers[0].port.protocol", 6, 35, 0,
+      "\"GRPC\" is not one of HTTP, HTTPS, HTTP2, TCP, TLS" },
+    { GW "  - port: {number: 80, protocol: HTTP}\n    hosts: [a.example]\n"
+      "  - port: {number: 80, protocol: TCP}\n    hosts: [b.example]\n",
+      "spec.servers[1].port", 8, 11, 0,
+      "port 80 already has an HTTP server in this Gateway (servers[0])" },
+    { GW "  - port: {number: 9000, protocol: TCP}\n    hosts: [\"*\"]\n"
+      "  - port: {number: 9000, protocol: TLS}\n    hosts: [\"*\"]\n"
+      "    tls: {mode: PASSTHROUGH}\n",
+      "spec.servers[1].port", 8, 11, 0, "port 9000 already has a TCP server" },
+    /* 185 */
+    { GW "  - port: {number: 443, protocol: TLS}\n    hosts: [a.example]\n"
+      "    tls: {mode: PASSTHROUGH}\n"
+      "  - port: {number: 443, protocol: HTTPS}\n    hosts: [b.example]\n"
+      "    tls: {mode: SIMPLE}\n",
+      "spec.servers[1].port", 9, 11, 0, "port 443 already has a TLS server" },
+    { GW "  - port: {number: 9000, protocol: TCP}\n    hosts: [a.example]\n"
+      "  - port: {number: 9000, protocol: TCP}\n    hosts: [b.example]\n",
+      "spec.servers[1].port", 8, 11, 0, "port 9000 already has a TCP server" },
+    { GW "  - port: {number: 8443, protocol: HTTPS}\n    hosts: [\"*\"]\n"
+      "    tls: {mode: SIMPLE}\n"
+      "  - port: {number: 8443, protocol: TLS}\n    hosts: [b.example]\n"
+      "    tls: {mode: PASSTHROUGH}\n",
+      "spec.servers[1].port", 9, 11, 0,
+      "port 8443 already has an HTTP server" },
+    /* tls routes */
+    { TVS "  - match:\n    - port: 443\n" TR,
+      "spec.tls[0].match[0].sniHosts", 9, 7, 0, "is required" },
+    { TVS "  - match:\n    - sniHosts: [a.c.example]\n" TR,
+      "spec.tls[0].match[0].sniHosts[0]", 9, 18, 0,
+      "sniHosts \"a.c.example\" is not one of the VirtualService's hosts" },
+    /* 190: broader than the VirtualService's host, or its suffix alone */
+    { TVS "  - match:\n    - sniHosts: [\"*.example\"]\n" TR,
+      "spec.tls[0].match[0].sniHosts[0]", 9, 18, 0,
+      "sniHosts \"*.example\" is not one of" },
+    { TVS "  - match:\n    - sniHosts: [a.b.example, b.example]\n" TR,
+      "spec.tls[0].match[0].sniHosts[1]", 9, 31, 0,
+      "sniHosts \"b.example\" is not one of" },
+    { TVS "  - match:\n    - sniHosts: [\"a b.b.example\"]\n" TR,
+      "spec.tls[0].match[0].sniHosts[0]", 9, 18, 0, "is not a valid host" },
+    { TVS "  - match:\n    - sniHosts: [x.b.example, X.B.example]\n" TR,
+      "spec.tls[0].match[0].sniHosts[1]", 9, 31, 0,
+      "sniHosts \"x.b.example\" is listed twice" },
+    { TVS "  - match:\n    - sniHosts: []\n" TR,
+      "spec.tls[0].match[0].sniHosts", 9, 17, 0, "must not be empty" },
+    /* 195 */
+    { TVS "  - match:\n    - sniHosts: [x.b.example]\n"
+      "      destinationSubnets: [10.0.0.0/8]\n" TR,
+      "spec.tls[0].match[0].destinationSubnets", 10, 7, 0,
+      "unsupported field \"destinationSubnets\": ngx_mesh supports "
+      "sniHosts, port" },
+    { TVS "  - match:\n    - {sniHosts: [x.b.example], sourceLabels: {a: b}}\n"
+      TR, "spec.tls[0].match[0].sourceLabels", 9, 33, 0,
+      "unsupported field" },
+    { TVS "  - match:\n    - {sniHosts: [x.b.example], port: 0}\n" TR,
+      "spec.tls[0].match[0].port", 9, 39, 0, "1..65535" },
+    { TVS "  - match:\n    - sniHosts: [x.b.example]\n",
+      "spec.tls[0].route", 8, 5, 0, "is required" },
+    { TVS "  - route:\n    - destination: {host: web}\n",
+      "spec.tls[0].match", 8, 5, 0, "is required" },
+    /* 200 */
+    { TVS "  - match: []\n" TR, "spec.tls[0].match", 8, 12, 0,
+      "must not be empty" },
+    { TVS "  - match:\n    - sniHosts: [x.b.example]\n" TR
+      "    timeout: 1s\n", "spec.tls[0].timeout", 12, 5, 0,
+      "unknown field \"timeout\"; supported: match, route" },
+    { TVS "  - match:\n    - sniHosts: [x.b.example]\n"
+      "    route:\n    - destination: {host: web, subset: v9}\n",
+      "spec.tls[0].route[0].destination.subset", 11, 40, 0,
+      "subset \"v9\" of host \"web\" is not" },
+    { "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+      "metadata: {name: t}\nspec:\n  tls:\n  - match:\n"
+      "    - sniHosts: [a.example]\n" TR, "spec.tls", 5, 3, 0,
+      "a delegate VirtualService (one without hosts) delegates http routes "
+      "only" },
+    { TVS "  - match:\n    - sniHosts: [x.b.example]\n"
+      "    route:\n    - destination: {host: web}\n      weight: 60\n",
+      "spec.tls[0].route[0].weight", 12, 15, 0, "add up to 60, not 100" },
+    /* 205 */
+    { "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+      "metadata: {name: t}\nspec:\n  hosts: [web]\n  exportTo: [\".\"]\n"
+      "  tls: []\n", "spec.exportTo", 6, 3, 0,
+      "unsupported field \"exportTo\": ngx_mesh supports hosts, http, tcp, "
+      "tls, gateways" },
+    { "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+      "metadata: {name: t}\nspec:\n  hosts: [web]\n  tls: []\n",
+      "spec.tls", 6, 8, 0, "must not be empty" },
 };
 
 
@@ -1566,6 +1685,232 @@ START_TEST(policy_gateway_normalized)
 END_TEST
 
 
+/* servers for the stream module: TCP and TLS (PASSTHROUGH) carry
+ * "stream" in place of "protocol"; servers of one kind share a port */
+START_TEST(policy_gateway_stream_servers_normalized)
+{
+    size_t   n;
+    json_t  *v;
+
+    v = normalized("apiVersion: networking.istio.io/v1\n"
+                   "kind: Gateway\n"
+                   "metadata: {name: edge, namespace: shop}\n"
+                   "spec:\n"
+                   "  servers:\n"
+                   "  - port: {number: 31400, name: tcp, protocol: tcp}\n"
+                   "    hosts: [\"*\"]\n"
+                   "  - port: {number: 443, name: tls, protocol: TLS}\n"
+                   "    hosts: [\"./Login.Example\", \"*/*.b.example\"]\n"
+                   "    tls: {mode: PASSTHROUGH}\n"
+                   "  - port: {number: 443, protocol: TLS}\n"
+                   "    hosts: [\"prod/db.example\"]\n"
+                   "    tls: {mode: PASSTHROUGH}\n"
+                   "  - port: {number: 80, protocol: HTTP}\n"
+                   "    hosts: [a.example]\n"
+                   "  - port: {number: 80, protocol: HTTP}\n"
+                   "    hosts: [b.example]\n"
+                   "  - port: {number: 8443, protocol: HTTPS}\n"
+                   "    hosts: [\"*\"]\n"
+                   "    tls: {mode: SIMPLE}\n"
+                   "  - port: {number: 31401, protocol: TCP}\n"
+                   "    hosts: [\"*\"]\n", &n);
+    ck_assert_uint_eq(n, 1);
+
+    expect_json(json_object_get(json_array_get(v, 0), "servers"),
+        "[{\"port\":31400,\"hosts\":[\"*\"],\"stream\":\"TCP\"},"
+        "{\"port\":443,\"hosts\":[\"shop/login.example\",\"*.b.example\"],"
+        "\"stream\":\"TLS\"},"
+        "{\"port\":443,\"hosts\":[\"prod/db.example\"],\"stream\":\"TLS\"},"
+        "{\"port\":80,\"protocol\":\"HTTP\",\"hosts\":[\"a.example\"]},"
+        "{\"port\":80,\"protocol\":\"HTTP\",\"hosts\":[\"b.example\"]},"
+        "{\"port\":8443,\"protocol\":\"HTTPS\",\"hosts\":[\"*\"]},"
+        "{\"port\":31401,\"hosts\":[\"*\"],\"stream\":\"TCP\"}]");
+
+    json_decref(v);
+}
+END_TEST
+
+
+/* Istio's tcp-echo sample (samples/tcp-echo/tcp-echo-all-v1.yaml), as
+ * it is: a TCP server and tcp routes at a gateway alone */
+START_TEST(policy_istio_tcp_echo_gateway_accepted)
+{
+    size_t   n;
+    json_t  *v, *d;
+
+    v = normalized("apiVersion: networking.istio.io/v1\n"
+                   "kind: Gateway\n"
+                   "metadata:\n"
+                   "  name: tcp-echo-gateway\n"
+                   "spec:\n"
+                   "  selector:\n"
+                   "    istio: ingressgateway\n"
+                   "  servers:\n"
+                   "  - port:\n"
+                   "      number: 31400\n"
+                   "      name: tcp\n"
+                   "      protocol: TCP\n"
+                   "    hosts:\n"
+                   "    - \"*\"\n"
+                   "---\n"
+                   "apiVersion: networking.istio.io/v1\n"
+                   "kind: DestinationRule\n"
+                   "metadata:\n"
+                   "  name: tcp-echo-destination\n"
+                   "spec:\n"
+                   "  host: tcp-echo\n"
+                   "  subsets:\n"
+                   "  - name: v1\n"
+                   "    labels: {version: v1}\n"
+                   "  - name: v2\n"
+                   "    labels: {version: v2}\n"
+                   "---\n"
+                   "apiVersion: networking.istio.io/v1\n"
+                   "kind: VirtualService\n"
+                   "metadata:\n"
+                   "  name: tcp-echo\n"
+                   "spec:\n"
+                   "  hosts:\n"
+                   "  - \"*\"\n"
+                   "  gateways:\n"
+                   "  - tcp-echo-gateway\n"
+                   "  tcp:\n"
+                   "  - match:\n"
+                   "    - port: 31400\n"
+                   "    route:\n"
+                   "    - destination:\n"
+                   "        host: tcp-echo\n"
+                   "        port:\n"
+                   "          number: 9000\n"
+                   "        subset: v1\n", &n);
+    ck_assert_uint_eq(n, 3);
+
+    d = json_array_get(v, 0);
+    expect_json(json_object_get(d, "servers"),
+                "[{\"port\":31400,\"hosts\":[\"*\"],\"stream\":\"TCP\"}]");
+
+    d = json_array_get(v, 2);
+    json_object_del(d, "policy");
+    json_object_del(d, "kind");
+    json_object_del(d, "name");
+    expect_json(d, "{\"hosts\":[\"*\"],\"http\":[],"
+                "\"tcp\":[{\"match\":[{\"port\":31400}],"
+                "\"route\":[{\"destination\":{\"host\":\"tcp-echo\","
+                "\"port\":9000,\"subset\":\"v1\"},\"weight\":100}]}],"
+                "\"gateways\":[\"default/tcp-echo-gateway\"],"
+                "\"namespace\":\"default\"}");
+
+    json_decref(v);
+}
+END_TEST
+
+
+/* tls routes: the VirtualService reference's example (bookinfo-sni) as
+ * it is; sniHosts lowercase, "port" only when given, subsets referred
+ * to as http's are; for the mesh too */
+START_TEST(policy_tls_routes_normalized)
+{
+    size_t   n;
+    json_t  *v, *d;
+
+    rd_policy_set_suffixes("*.svc.cluster.local");
+
+    v = normalized("apiVersion: networking.istio.io/v1alpha3\n"
+                   "kind: VirtualService\n"
+                   "metadata:\n"
+                   "  name: bookinfo-sni\n"
+                   "spec:\n"
+                   "  hosts:\n"
+                   "  - \"*.bookinfo.com\"\n"
+                   "  gateways:\n"
+                   "  - mygateway\n"
+                   "  tls:\n"
+                   "  - match:\n"
+                   "    - port: 443\n"
+                   "      sniHosts:\n"
+                   "      - login.bookinfo.com\n"
+                   "    route:\n"
+                   "    - destination:\n"
+                   "        host: login.prod.svc.cluster.local\n"
+                   "  - match:\n"
+                   "    - port: 443\n"
+                   "      sniHosts:\n"
+                   "      - reviews.bookinfo.com\n"
+                   "    route:\n"
+                   "    - destination:\n"
+                   "        host: reviews.prod.svc.cluster.local\n"
+                   "---\n"
+                   "apiVersion: networking.istio.io/v1\n"
+                   "kind: DestinationRule\n"
+                   "metadata: {name: db}\n"
+                   "spec:\n"
+                   "  host: db\n"
+                   "  subsets:\n"
+                   "  - {name: v1, labels: {version: v1}}\n"
+                   "  - {name: v2, labels: {version: v2}}\n"
+                   "---\n"
+                   "apiVersion: networking.istio.io/v1\n"
+                   "kind: VirtualService\n"
+                   "metadata: {name: db}\n"
+                   "spec:\n"
+                   "  hosts: [db.prod.svc.cluster.local, \"*.Corp.Example\"]\n"
+                   "  gateways: [mesh, edge]\n"
+                   "  tls:\n"
+                   "  - match:\n"
+                   "    - sniHosts: [DB.prod.svc.cluster.local]\n"
+                   "    - sniHosts: [\"*.eu.corp.example\", a.corp.example]\n"
+                   "      port: 5432\n"
+                   "    route:\n"
+                   "    - destination: {host: db, subset: v1}\n"
+                   "      weight: 90\n"
+                   "    - destination: {host: db, subset: v2, port: "
+                   "{number: 5432}}\n"
+                   "      weight: 10\n"
+                   "  tcp:\n"
+                   "  - route:\n"
+                   "    - destination: {host: db}\n", &n);
+    ck_assert_uint_eq(n, 3);
+
+    d = json_array_get(v, 0);
+    json_object_del(d, "policy");
+    json_object_del(d, "kind");
+    json_object_del(d, "name");
+    expect_json(d, "{\"hosts\":[\"*.bookinfo.com\"],\"http\":[],"
+                "\"tls\":[{\"match\":[{\"port\":443,"
+                "\"sniHosts\":[\"login.bookinfo.com\"]}],"
+                "\"route\":[{\"destination\":{\"host\":\"login\"},"
+                "\"weight\":100}]},"
+                "{\"match\":[{\"port\":443,"
+                "\"sniHosts\":[\"reviews.bookinfo.com\"]}],"
+                "\"route\":[{\"destination\":{\"host\":\"reviews\"},"
+                "\"weight\":100}]}],"
+                "\"gateways\":[\"default/mygateway\"],"
+                "\"namespace\":\"default\"}");
+
+    d = json_array_get(v, 2);
+    json_object_del(d, "policy");
+    json_object_del(d, "kind");
+    json_object_del(d, "name");
+    expect_json(d, "{\"hosts\":[\"db\",\"*.Corp.Example\"],\"http\":[],"
+                "\"tcp\":[{\"match\":[],\"route\":[{\"destination\":"
+                "{\"host\":\"db\"},\"weight\":100}]}],"
+                "\"tls\":[{\"match\":[{\"sniHosts\":"
+                "[\"db.prod.svc.cluster.local\"]},"
+                "{\"sniHosts\":[\"*.eu.corp.example\",\"a.corp.example\"],"
+                "\"port\":5432}],"
+                "\"route\":[{\"destination\":{\"host\":\"db\","
+                "\"subset\":\"v1\"},\"weight\":90},"
+                "{\"destination\":{\"host\":\"db\",\"port\":5432,"
+                "\"subset\":\"v2\"},\"weight\":10}]}],"
+                "\"gateways\":[\"mesh\",\"default/edge\"],"
+                "\"namespace\":\"default\"}");
+
+    json_decref(v);
+    rd_policy_set_suffixes(NULL);
+}
+END_TEST
+
+
 /* hosts: DNS names that domain_suffixes turn into service names */
 START_TEST(policy_hosts_fqdn_map_to_services)
 {
@@ -2063,6 +2408,9 @@ policy_suite(void)
     tcase_add_test(tc, policy_objects_split_and_name);
     tcase_add_test(tc, policy_hosts_fqdn_map_to_services);
     tcase_add_test(tc, policy_gateway_normalized);
+    tcase_add_test(tc, policy_gateway_stream_servers_normalized);
+    tcase_add_test(tc, policy_istio_tcp_echo_gateway_accepted);
+    tcase_add_test(tc, policy_tls_routes_normalized);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("registry");
