@@ -570,6 +570,88 @@ START_TEST(contract_subscription_and_delta_read_and_merge)
 END_TEST
 
 
+/*
+ * A Gateway's TCP and TLS servers and the tcp and tls routes bound to
+ * it: a module's reader takes them (one older than stream gateways as
+ * HTTP servers on those ports and a VirtualService with no http route),
+ * and a worker reads them back from the zone
+ */
+START_TEST(contract_stream_gateway_reads_and_packs)
+{
+    static const char  yaml[] =
+        "apiVersion: networking.istio.io/v1\n"
+        "kind: Gateway\n"
+        "metadata: {name: edge}\n"
+        "spec:\n"
+        "  servers:\n"
+        "  - port: {number: 31400, protocol: TCP}\n"
+        "    hosts: [\"*\"]\n"
+        "  - port: {number: 443, protocol: TLS}\n"
+        "    hosts: [\"*.example\"]\n"
+        "    tls: {mode: PASSTHROUGH}\n"
+        "---\n"
+        "apiVersion: networking.istio.io/v1\n"
+        "kind: VirtualService\n"
+        "metadata: {name: edge-routes}\n"
+        "spec:\n"
+        "  hosts: [\"*.example\"]\n"
+        "  gateways: [edge]\n"
+        "  tcp:\n"
+        "  - match: [{port: 31400}]\n"
+        "    route: [{destination: {host: orders}}]\n"
+        "  tls:\n"
+        "  - match: [{sniHosts: [db.example], port: 443}]\n"
+        "    route: [{destination: {host: sessions}}]\n";
+
+    char                           err[256], *block;
+    size_t                         size, k;
+    mesh_buf_t                     b;
+    uint64_t                       index;
+    mesh_snapshot_t               *s;
+    mesh_policies_t               *p, *q;
+    const mesh_gateway_t          *gw;
+    const mesh_virtual_service_t  *vs;
+
+    apply_yaml("edge", yaml, sizeof(yaml) - 1);
+
+    mesh_buf_init(&b, 0);
+    rd_snapshot_build(reg, &b, &index);
+    s = read_snapshot(&b, &p);      /* fails the test if refused */
+
+    size = mesh_policies_pack(p, NULL, 0);
+    block = aligned_alloc(8, (size + 7) & ~(size_t) 7);
+    ck_assert_ptr_nonnull(block);
+    ck_assert_uint_eq(mesh_policies_pack(p, block, size), size);
+
+    q = mesh_policies_unpack(block, size, err, sizeof(err));
+    ck_assert_msg(q != NULL, "%s", err);
+
+    for (k = 0; k < 2; k++) {
+        gw = mesh_policies_gateway(k ? q : p, "default/edge", 12);
+        ck_assert_ptr_nonnull(gw);
+        ck_assert_uint_eq(gw->nservers, 2);
+        ck_assert_int_eq(gw->servers[0].port, 31400);
+        ck_assert_int_eq(gw->servers[1].port, 443);
+        ck_assert_int_eq(gw->servers[1].https, 0);
+        ck_assert_str_eq(gw->servers[1].hosts[0], "*.example");
+
+        ck_assert_uint_eq((k ? q : p)->nvss, 1);
+        vs = &(k ? q : p)->vss[0];
+        ck_assert_int_eq(mesh_vs_at_gateway(vs, "default/edge"), 1);
+        ck_assert_int_eq(vs->mesh, 0);
+        ck_assert_uint_eq(vs->nhttp, 0);
+        ck_assert_uint_eq(vs->ntcp, 1);
+    }
+
+    mesh_policies_free(q);
+    mesh_policies_free(p);
+    free(block);
+    mesh_snapshot_free(s);
+    mesh_buf_free(&b);
+}
+END_TEST
+
+
 START_TEST(contract_regex_registryd_accepts_the_module_reads)
 {
     static const char *const  patterns[] = {
@@ -635,6 +717,7 @@ contract_suite(void)
     tcase_add_test(tc, contract_regex_registryd_accepts_the_module_reads);
     tcase_add_test(tc, contract_request_shaping_reads_and_packs);
     tcase_add_test(tc, contract_match_case_and_source_labels_read_and_pack);
+    tcase_add_test(tc, contract_stream_gateway_reads_and_packs);
     suite_add_tcase(s, tc);
 
     return s;
