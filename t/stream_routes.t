@@ -5,8 +5,9 @@
 # connections, the route chosen by the port the client connected to, a
 # port no route matches closed, a destination of another service's
 # stream upstream, a change reaching new connections without reload;
-# tcp and tls routes at a Gateway's TCP and TLS servers taken, leaving
-# the mesh's stream upstreams alone.
+# a Gateway's TCP and TLS servers and tcp and tls routes bound to it
+# taken, the tcp ones routing a stream mesh_gateway server, the mesh's
+# stream upstreams left alone.
 
 use strict;
 use warnings;
@@ -73,6 +74,14 @@ stream {
         listen 127.0.0.1:%%PORT_SLOW%%;
         proxy_pass slow;
         proxy_connect_timeout 2s;
+    }
+
+    # the Gateway tcp-gateway's TCP server on port 31400, as Istio's
+    # gateway pod listens on its target port
+    server {
+        listen 127.0.0.1:%%PORT_GWTCP%%;
+        mesh_gateway tcp-gateway port=31400;
+        proxy_pass $mesh_upstream;
     }
 }
 EOF
@@ -243,8 +252,9 @@ is $r->{json}{field}, 'spec.tcp[0].match[0].destinationSubnets',
    '... naming the field';
 
 # a Gateway with TCP and TLS (PASSTHROUGH) servers, and tcp and tls
-# routes bound to it alone: taken by registryd (the stream mesh_gateway
-# routes them) and by this nginx, whose mesh upstreams they leave alone
+# routes bound to it alone: taken by registryd; the stream server with
+# mesh_gateway routes by the tcp ones (Istio's tcp-echo sample on
+# 31400), the mesh's stream upstreams do not
 $r = objects(<<"EOF");
 apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -267,7 +277,7 @@ spec:
   gateways: [tcp-gateway]
   tcp:
   - match:
-    - port: $main
+    - port: 31400
     route:
     - destination: {host: tcp-echo, subset: v1}
   tls:
@@ -275,6 +285,11 @@ spec:
     - sniHosts: [db.example]
     route:
     - destination: {host: other}
+  - match:
+    - sniHosts: ["*.eu.example"]
+      port: 443
+    route:
+    - destination: {host: tcp-echo, subset: v1}
 EOF
 is $r->{status}, 200, 'tcp and tls routes at a TCP/TLS gateway alone: 200';
 ok $t->wait_mesh_index, 'nginx has them';
@@ -285,6 +300,10 @@ is_deeply $gw->{servers},
     [ { port => 31400, hosts => ['*'], stream => 'TCP' },
       { port => 443, hosts => ['*.example'], stream => 'TLS' } ],
     '... the servers carry "stream", no "protocol"';
+%seen = ();
+$seen{ who($t->named_port('GWTCP')) }++ for 1 .. 20;
+is join(' ', keys %seen), 'echo-v1',
+   'the TCP server (31400): the tcp route, tcp-echo v1';
 %seen = ();
 $seen{ who($main) }++ for 1 .. 20;
 is join(' ', keys %seen), 'echo-v2',
