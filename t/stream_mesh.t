@@ -272,6 +272,7 @@ $example =~ s{modules/ngx_http_mesh_module\.so}{$mod};
 $example =~ s{http://127\.0\.0\.1:8500}{%%REGISTRY%%};
 $example =~ s{listen 127\.0\.0\.1:8080}{listen 127.0.0.1:%%PORT_EX1%%};
 $example =~ s{listen 6379}{listen 127.0.0.1:%%PORT_EX2%%};
+$example =~ s{listen 8443}{listen 127.0.0.1:%%PORT_EX3%%};
 $t->nginx_conf("error_log %%TESTDIR%%/ex.log;\npid %%TESTDIR%%/ex.pid;\n"
                . $example, 'example.conf');
 ($code, $out) = $t->nginx_test('example.conf');
