@@ -75,10 +75,13 @@ ld_opt="$san"
 # shellcheck source=scripts/nginx-configure.sh
 . "$top/scripts/nginx-configure.sh"
 
-# with the flags Debian built its nginx with (nginx-dev's conf_flags)
+# with the flags Debian built its nginx with (nginx-dev's conf_flags),
+# and its stream module's (libnginx-mod-stream: ssl_preread is what the
+# stream gateways read a TLS server name with)
 ngx_configure "$src" "$tree" "$out/.nginx-asan-stamp" \
     "$out/nginx-asan-configure.log" "$dev/conf_flags" "$top" \
-    --with-stream=dynamic \
+    --with-stream=dynamic --with-stream_ssl_module \
+    --with-stream_ssl_preread_module --with-stream_realip_module \
     --with-cc-opt="$cc_opt" --with-ld-opt="$ld_opt" || exit 1
 
 cd "$tree"
