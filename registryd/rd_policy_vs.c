@@ -1167,103 +1167,6 @@ done:
 
 
 /*
- * A tcp[] route: the ports it matches (the port the client connected to,
- * as Istio's match.port is the service port), its weighted destinations
- */
-static int
-rd_parse_tcp(rd_pctx_t *c, yaml_node_t *n, json_t *o)
-{
-    size_t             i, old, old2;
-    json_t            *match = NULL, *route = NULL, *mo;
-    long long          port;
-    const char        *k, *mk;
-    yaml_node_t       *kn, *v, *iv, *mkn, *mv;
-    yaml_node_item_t  *it;
-    yaml_node_pair_t  *p, *mp;
-
-    if (rd_check_map(c, n) != 0) {
-        return -1;
-    }
-
-    rd_foreach_pair(c, n, p, k, kn, v) {
-        old = rd_path_key(c, k);
-
-        if (strcmp(k, "match") == 0) {
-            if (rd_check_seq(c, v, 1) != 0) {
-                goto failed;
-            }
-
-            match = rd_jarr();
-
-            rd_foreach_item(c, v, it, i, iv) {
-                old2 = rd_path_idx(c, i);
-
-                if (rd_check_map(c, iv) != 0) {
-                    goto failed;
-                }
-
-                mo = rd_jobj();
-                rd_jpush(match, mo);
-
-                rd_foreach_pair(c, iv, mp, mk, mkn, mv) {
-                    size_t  old3 = rd_path_key(c, mk);
-
-                    if (strcmp(mk, "port") != 0) {
-                        rd_unknown(c, mkn, mk, "port",
-                                   "destinationSubnets,sourceLabels,"
-                                   "gateways,sourceNamespace");
-                        goto failed;
-                    }
-
-                    if (rd_get_int(c, mv, 1, 65535, &port) != 0) {
-                        goto failed;
-                    }
-
-                    rd_jset(mo, "port", json_integer(port));
-                    rd_path_pop(c, old3);
-                }
-
-                if (json_object_size(mo) == 0) {
-                    rd_missing(c, iv, "port");
-                    goto failed;
-                }
-
-                rd_path_pop(c, old2);
-            }
-
-        } else if (strcmp(k, "route") == 0) {
-            route = rd_jarr();
-            if (rd_parse_routes(c, v, route) != 0) {
-                goto failed;
-            }
-
-        } else {
-            rd_unknown(c, kn, k, "match,route", NULL);
-            goto failed;
-        }
-
-        rd_path_pop(c, old);
-    }
-
-    if (route == NULL) {
-        rd_missing(c, n, "route");
-        goto failed;
-    }
-
-    rd_jset(o, "match", match ? match : rd_jarr());
-    rd_jset(o, "route", route);
-
-    return 0;
-
-failed:
-
-    json_decref(match);
-    json_decref(route);
-    return -1;
-}
-
-
-/*
  * A tls[].match[] item's sniHosts: each a name, "*.SUFFIX" or "*",
  * lowercase, that one of the VirtualService's hosts covers (as Istio
  * asks): the same name, or a pattern that takes every name it takes
@@ -1319,20 +1222,25 @@ rd_parse_sni_hosts(rd_pctx_t *c, yaml_node_t *n, json_t *vs_hosts,
 
 
 /*
- * A tls[] route: the TLS connections it matches, by the server name of
- * their ClientHello (SNI) and the port, passed through as they are to
- * its weighted destinations
+ * A tcp[] route (vs_hosts NULL): the ports it matches (the port the
+ * client connected to, as Istio's match.port is the service port), its
+ * weighted destinations. A tls[] route: the TLS connections it matches,
+ * by the server name of their ClientHello (sniHosts, each one of
+ * vs_hosts') and the port, passed through as they are to its weighted
+ * destinations.
  */
 static int
-rd_parse_tls(rd_pctx_t *c, yaml_node_t *n, json_t *vs_hosts, json_t *o)
+rd_parse_l4(rd_pctx_t *c, yaml_node_t *n, json_t *vs_hosts, json_t *o)
 {
     size_t             i, old, old2, old3;
     json_t            *match = NULL, *route = NULL, *mo, *sni;
     long long          port;
-    const char        *k, *mk;
+    const char        *k, *mk, *need;
     yaml_node_t       *kn, *v, *iv, *mkn, *mv;
     yaml_node_item_t  *it;
     yaml_node_pair_t  *p, *mp;
+
+    need = vs_hosts ? "sniHosts" : "port";
 
     if (rd_check_map(c, n) != 0) {
         return -1;
@@ -1361,7 +1269,7 @@ rd_parse_tls(rd_pctx_t *c, yaml_node_t *n, json_t *vs_hosts, json_t *o)
                 rd_foreach_pair(c, iv, mp, mk, mkn, mv) {
                     old3 = rd_path_key(c, mk);
 
-                    if (strcmp(mk, "sniHosts") == 0) {
+                    if (vs_hosts && strcmp(mk, "sniHosts") == 0) {
                         sni = rd_jarr();
                         rd_jset(mo, "sniHosts", sni);
 
@@ -1377,7 +1285,8 @@ rd_parse_tls(rd_pctx_t *c, yaml_node_t *n, json_t *vs_hosts, json_t *o)
                         rd_jset(mo, "port", json_integer(port));
 
                     } else {
-                        rd_unknown(c, mkn, mk, "sniHosts,port",
+                        rd_unknown(c, mkn, mk, vs_hosts ? "sniHosts,port"
+                                                        : "port",
                                    "destinationSubnets,sourceLabels,"
                                    "gateways,sourceNamespace");
                         goto failed;
@@ -1386,8 +1295,8 @@ rd_parse_tls(rd_pctx_t *c, yaml_node_t *n, json_t *vs_hosts, json_t *o)
                     rd_path_pop(c, old3);
                 }
 
-                if (json_object_get(mo, "sniHosts") == NULL) {
-                    rd_missing(c, iv, "sniHosts");
+                if (json_object_get(mo, need) == NULL) {
+                    rd_missing(c, iv, need);
                     goto failed;
                 }
 
@@ -1408,7 +1317,8 @@ rd_parse_tls(rd_pctx_t *c, yaml_node_t *n, json_t *vs_hosts, json_t *o)
         rd_path_pop(c, old);
     }
 
-    if (match == NULL) {
+    /* a tls route matches by name: no match, nothing to match */
+    if (vs_hosts && match == NULL) {
         rd_missing(c, n, "match");
         goto failed;
     }
@@ -1418,7 +1328,7 @@ rd_parse_tls(rd_pctx_t *c, yaml_node_t *n, json_t *vs_hosts, json_t *o)
         goto failed;
     }
 
-    rd_jset(o, "match", match);
+    rd_jset(o, "match", match ? match : rd_jarr());
     rd_jset(o, "route", route);
 
     return 0;
@@ -1429,6 +1339,7 @@ failed:
     json_decref(route);
     return -1;
 }
+
 
 
 /* the hosts as written, before rd_get_host() maps them: what sniHosts
@@ -1592,7 +1503,7 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
                 old2 = rd_path_idx(c, i);
                 ho = rd_jobj();
                 rd_jpush(tcp, ho);
-                if (rd_parse_tcp(c, iv, ho) != 0) {
+                if (rd_parse_l4(c, iv, NULL, ho) != 0) {
                     goto done;
                 }
                 rd_path_pop(c, old2);
@@ -1615,7 +1526,7 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
                 old2 = rd_path_idx(c, i);
                 ho = rd_jobj();
                 rd_jpush(tls, ho);
-                if (rd_parse_tls(c, iv, written, ho) != 0) {
+                if (rd_parse_l4(c, iv, written, ho) != 0) {
                     goto done;
                 }
                 rd_path_pop(c, old2);
