@@ -41,6 +41,8 @@ typedef struct {
     const char       *doc_name;
     const char       *doc_ns;    /* metadata.namespace, or "default" */
     int               vs_delegate;   /* this VirtualService has no hosts */
+    int               l4_route;      /* reading a tcp or tls route: its
+                                        destinations take no headers */
 
     rd_refs_t         hosts;
     rd_refs_t         subsets;

@@ -307,7 +307,7 @@ rd_parse_route(rd_pctx_t *c, yaml_node_t *n, json_t *o, yaml_node_t **wnode)
             rd_jset(o, "weight", json_integer(w));
             *wnode = v;
 
-        } else if (strcmp(k, "headers") == 0) {
+        } else if (strcmp(k, "headers") == 0 && !c->l4_route) {
             h = NULL;
             if (rd_parse_headers(c, v, &h) != 0) {
                 json_decref(h);
@@ -322,7 +322,9 @@ rd_parse_route(rd_pctx_t *c, yaml_node_t *n, json_t *o, yaml_node_t **wnode)
             }
 
         } else {
-            return rd_unknown(c, kn, k, "destination,weight,headers", NULL);
+            return rd_unknown(c, kn, k, c->l4_route ? "destination,weight"
+                                            : "destination,weight,headers",
+                              NULL);
         }
 
         rd_path_pop(c, old);
@@ -1232,6 +1234,7 @@ rd_parse_sni_hosts(rd_pctx_t *c, yaml_node_t *n, json_t *vs_hosts,
 static int
 rd_parse_l4(rd_pctx_t *c, yaml_node_t *n, json_t *vs_hosts, json_t *o)
 {
+    int                rc;
     size_t             i, old, old2, old3;
     json_t            *match = NULL, *route = NULL, *mo, *sni;
     long long          port;
@@ -1305,7 +1308,12 @@ rd_parse_l4(rd_pctx_t *c, yaml_node_t *n, json_t *vs_hosts, json_t *o)
 
         } else if (strcmp(k, "route") == 0) {
             route = rd_jarr();
-            if (rd_parse_routes(c, v, route) != 0) {
+
+            c->l4_route = 1;
+            rc = rd_parse_routes(c, v, route);
+            c->l4_route = 0;
+
+            if (rc != 0) {
                 goto failed;
             }
 

@@ -691,6 +691,18 @@ static const bad_t  bad[] = {
     { "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
       "metadata: {name: t}\nspec:\n  hosts: [web]\n  tls: []\n",
       "spec.tls", 6, 8, 0, "must not be empty" },
+    /* a tcp or tls route's destinations carry no headers */
+    { TVS "  - match:\n    - sniHosts: [x.b.example]\n"
+      "    route:\n    - destination: {host: web}\n"
+      "      headers: {request: {set: {a: b}}}\n",
+      "spec.tls[0].route[0].headers", 12, 7, 0,
+      "unknown field \"headers\"; supported: destination, weight" },
+    { "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+      "metadata: {name: t}\nspec:\n  hosts: [web]\n  tcp:\n"
+      "  - route:\n    - destination: {host: web}\n"
+      "      headers: {request: {set: {a: b}}}\n",
+      "spec.tcp[0].route[0].headers", 9, 7, 0,
+      "unknown field \"headers\"; supported: destination, weight" },
 };
 
 
