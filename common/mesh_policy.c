@@ -346,14 +346,17 @@ mesh_tcp_route_fits(const mesh_tcp_route_t *r, int port)
 
 
 int
-mesh_tls_route_fits(const mesh_tls_route_t *r, int port, const char *sni,
+mesh_tls_route_match(const mesh_tls_route_t *r, int port, const char *sni,
     size_t len)
 {
+    int                      rank, best;
     size_t                   i, k;
     const mesh_tls_match_t  *m;
 
+    best = -1;
+
     if (len == 0) {
-        return 0;
+        return best;
     }
 
     for (i = 0; i < r->nmatches; i++) {
@@ -364,13 +367,15 @@ mesh_tls_route_fits(const mesh_tls_route_t *r, int port, const char *sni,
         }
 
         for (k = 0; k < m->nsni; k++) {
-            if (mesh_host_match(m->sni[k], sni, len, 1) >= 0) {
-                return 1;
+            rank = mesh_host_match(m->sni[k], sni, len, 1);
+
+            if (rank > best) {
+                best = rank;
             }
         }
     }
 
-    return 0;
+    return best;
 }
 
 

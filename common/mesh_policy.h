@@ -434,14 +434,17 @@ const mesh_gateway_t *mesh_policies_gateway(const mesh_policies_t *p,
 int mesh_vs_at_gateway(const mesh_virtual_service_t *vs, const char *name);
 
 /*
- * 1 when a tcp route takes a connection to port (a match item names it,
- * or there is none); when a tls route takes one to port whose
- * ClientHello names sni (len bytes, any case): a match item whose port,
- * if given, is that one and one of whose sniHosts patterns takes it
+ * mesh_tcp_route_fits(): 1 when a tcp route takes a connection to port (a
+ * match item names it, or there is none). mesh_tls_route_match(): how
+ * specifically a tls route takes a connection to port whose ClientHello
+ * names sni (len bytes, any case), as mesh_host_match() ranks, over the
+ * sniHosts of its match items whose port, if given, is that one; -1:
+ * not at all. Envoy takes the filter chain of the most specific server
+ * name: the caller takes the route of the highest rank.
  */
 int mesh_tcp_route_fits(const mesh_tcp_route_t *r, int port);
-int mesh_tls_route_fits(const mesh_tls_route_t *r, int port, const char *sni,
-    size_t len);
+int mesh_tls_route_match(const mesh_tls_route_t *r, int port,
+    const char *sni, size_t len);
 const mesh_subset_t *mesh_rule_subset(const mesh_destination_rule_t *dr,
     const char *name);
 

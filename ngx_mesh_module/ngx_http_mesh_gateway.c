@@ -230,7 +230,11 @@ ngx_http_mesh_gateway_route(ngx_http_request_t *r,
         for (k = 0; k < table->nvss; k++) {
             tvs = &table->vss[k];
 
-            if (!mesh_vs_at_gateway(tvs->vs, (char *) name)
+            /* a VirtualService with tcp or tls routes alone is for the
+             * stream gateways */
+
+            if (tvs->vs->nhttp == 0
+                || !mesh_vs_at_gateway(tvs->vs, (char *) name)
                 || !ngx_http_mesh_gw_server(gw, port, https, &host,
                                             tvs->vs->ns, &redirect))
             {

@@ -37,7 +37,6 @@
 #pragma weak ngx_stream_add_variable
 #pragma weak ngx_stream_get_variable_index
 #pragma weak ngx_stream_get_indexed_variable
-#pragma weak ngx_stream_get_variable
 #pragma weak ngx_stream_finalize_session
 
 
@@ -52,6 +51,8 @@ typedef struct {
 
 static ngx_int_t ngx_stream_mesh_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_stream_mesh_init(ngx_conf_t *cf);
+static void ngx_stream_mesh_server_name(ngx_stream_session_t *s,
+    ngx_str_t *sni);
 static void *ngx_stream_mesh_create_srv_conf(ngx_conf_t *cf);
 static ngx_http_mesh_main_conf_t *ngx_stream_mesh_registry(ngx_conf_t *cf,
     ngx_command_t *cmd);
@@ -60,7 +61,9 @@ static char *ngx_stream_mesh_gateway(ngx_conf_t *cf, ngx_command_t *cmd,
 static void ngx_stream_mesh_gateway_content(ngx_stream_session_t *s);
 static ngx_int_t ngx_stream_mesh_gateway_handler(ngx_stream_session_t *s);
 static ngx_uint_t ngx_stream_mesh_gw_server(const mesh_gateway_t *gw,
-    ngx_uint_t port, ngx_str_t *sni, const char *ns);
+    ngx_uint_t port, ngx_str_t *sni, const mesh_virtual_service_t *vs);
+static ngx_uint_t ngx_stream_mesh_gw_hosts(const char *pattern,
+    const mesh_virtual_service_t *vs);
 static ngx_int_t ngx_stream_mesh_gw_route(ngx_stream_session_t *s,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_gw_table_t *table,
     ngx_uint_t port, ngx_str_t *sni);
@@ -149,6 +152,31 @@ static const char  *ngx_stream_mesh_balancers[] = {
 
 static ngx_str_t  ngx_stream_mesh_upstream_name = ngx_string("mesh_upstream");
 
+/* $ssl_preread_server_name's index, or NGX_ERROR: no ssl_preread */
+static ngx_int_t  ngx_stream_mesh_sni = NGX_ERROR;
+
+
+/* the server name of the connection's ClientHello (ssl_preread on), or
+ * empty */
+static void
+ngx_stream_mesh_server_name(ngx_stream_session_t *s, ngx_str_t *sni)
+{
+    ngx_stream_variable_value_t  *v;
+
+    ngx_str_null(sni);
+
+    if (ngx_stream_mesh_sni == NGX_ERROR) {
+        return;
+    }
+
+    v = ngx_stream_get_indexed_variable(s, ngx_stream_mesh_sni);
+
+    if (v && !v->not_found && v->len) {
+        sni->len = v->len;
+        sni->data = v->data;
+    }
+}
+
 
 static ngx_int_t
 ngx_stream_mesh_add_variables(ngx_conf_t *cf)
@@ -184,15 +212,40 @@ static ngx_int_t
 ngx_stream_mesh_init(ngx_conf_t *cf)
 {
     ngx_uint_t                    i;
+    ngx_hash_key_t               *key;
     ngx_http_mesh_srv_conf_t     *mscf;
     ngx_stream_core_srv_conf_t  **cscfp;
     ngx_stream_core_main_conf_t  *cmcf;
+
+    static ngx_str_t  sni = ngx_string("ssl_preread_server_name");
+
+    ngx_stream_mesh_sni = NGX_ERROR;
 
     if (&ngx_stream_core_module == NULL) {
         return NGX_OK;
     }
 
     cmcf = ngx_stream_conf_get_module_main_conf(cf, ngx_stream_core_module);
+
+    /* the ClientHello's server name, where nginx has ssl_preread (a
+     * stream module built without it has no such variable: the tls
+     * routes then take nothing, the tcp routes still work) */
+
+    key = cmcf->variables_keys->keys.elts;
+
+    for (i = 0; i < cmcf->variables_keys->keys.nelts; i++) {
+        if (key[i].key.len == sni.len
+            && ngx_strncmp(key[i].key.data, sni.data, sni.len) == 0)
+        {
+            ngx_stream_mesh_sni = ngx_stream_get_variable_index(cf, &sni);
+            if (ngx_stream_mesh_sni == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            break;
+        }
+    }
+
     cscfp = cmcf->servers.elts;
 
     for (i = 0; i < cmcf->servers.nelts; i++) {
@@ -230,7 +283,6 @@ ngx_stream_mesh_create_srv_conf(ngx_conf_t *cf)
 
     mscf->stream = 1;
     mscf->gw_port = NGX_CONF_UNSET;
-    mscf->gw_sni = NGX_ERROR;
 
     return mscf;
 }
@@ -433,8 +485,6 @@ ngx_stream_mesh_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     char                       *rv;
     ngx_http_mesh_main_conf_t  *mmcf;
 
-    static ngx_str_t  sni = ngx_string("ssl_preread_server_name");
-
     mmcf = ngx_stream_mesh_registry(cf, cmd);
     if (mmcf == NULL) {
         return NGX_CONF_ERROR;
@@ -444,11 +494,6 @@ ngx_stream_mesh_gateway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                      &mscf->gw_port);
     if (rv != NGX_CONF_OK) {
         return rv;
-    }
-
-    mscf->gw_sni = ngx_stream_get_variable_index(cf, &sni);
-    if (mscf->gw_sni == NGX_ERROR) {
-        return NGX_CONF_ERROR;
     }
 
     mscf->main = mmcf;
@@ -490,12 +535,11 @@ ngx_stream_mesh_gateway_content(ngx_stream_session_t *s)
 static ngx_int_t
 ngx_stream_mesh_gateway_handler(ngx_stream_session_t *s)
 {
-    ngx_str_t                     sni;
-    ngx_uint_t                    port;
-    ngx_http_mesh_gw_table_t     *table;
-    ngx_http_mesh_srv_conf_t     *mscf;
-    ngx_http_mesh_main_conf_t    *mmcf;
-    ngx_stream_variable_value_t  *v;
+    ngx_str_t                   sni;
+    ngx_uint_t                  port;
+    ngx_http_mesh_gw_table_t   *table;
+    ngx_http_mesh_srv_conf_t   *mscf;
+    ngx_http_mesh_main_conf_t  *mmcf;
 
     mscf = ngx_stream_get_module_srv_conf(s, ngx_stream_mesh_module);
 
@@ -530,14 +574,7 @@ ngx_stream_mesh_gateway_handler(ngx_stream_session_t *s)
         port = ngx_inet_get_port(s->connection->local_sockaddr);
     }
 
-    ngx_str_null(&sni);
-
-    v = ngx_stream_get_indexed_variable(s, mscf->gw_sni);
-
-    if (v && !v->not_found && v->len) {
-        sni.len = v->len;
-        sni.data = v->data;
-    }
+    ngx_stream_mesh_server_name(s, &sni);
 
     return ngx_stream_mesh_gw_route(s, mscf, table, port, &sni);
 }
@@ -552,7 +589,7 @@ ngx_stream_mesh_gw_route(ngx_stream_session_t *s,
     u_char                     name[2 * MESH_NAME_MAX + 2];
     size_t                     nroutes;
     ngx_str_t                 *names;
-    ngx_uint_t                 i, k, r, h, kind, server;
+    ngx_uint_t                 i, k, r, kind, server;
     mesh_policies_t           *policies;
     ngx_pool_cleanup_t        *cln;
     const mesh_gateway_t      *gw;
@@ -594,8 +631,7 @@ ngx_stream_mesh_gw_route(ngx_stream_session_t *s,
             tvs = &table->vss[k];
 
             if (!mesh_vs_at_gateway(tvs->vs, (char *) name)
-                || ngx_stream_mesh_gw_server(gw, port, sni, tvs->vs->ns)
-                   != kind)
+                || ngx_stream_mesh_gw_server(gw, port, sni, tvs->vs) != kind)
             {
                 continue;
             }
@@ -623,31 +659,20 @@ ngx_stream_mesh_gw_route(ngx_stream_session_t *s,
                 continue;
             }
 
-            /* TLS: the VirtualService whose host takes the SNI most
-             * specifically, then its first tls route whose match does */
-
-            m = -1;
-
-            for (h = 0; h < tvs->vs->nhosts; h++) {
-                m = ngx_max(m, mesh_host_match(tvs->vs->hosts[h],
-                                               (char *) sni->data, sni->len,
-                                               1));
-            }
-
-            if (m <= best) {
-                continue;
-            }
+            /* TLS: the tls route whose sniHosts take the name most
+             * specifically, over the VirtualServices bound here (Envoy's
+             * filter chain of the most specific server name); the first
+             * on a tie */
 
             for (r = 0; r < tvs->vs->ntls; r++) {
-                if (mesh_tls_route_fits(&tvs->vs->tls[r], (int) port,
-                                        (char *) sni->data, sni->len))
-                {
+                m = mesh_tls_route_match(&tvs->vs->tls[r], (int) port,
+                                         (char *) sni->data, sni->len);
+                if (m > best) {
                     found = tvs;
                     routes = tvs->vs->tls[r].routes;
                     nroutes = tvs->vs->tls[r].nroutes;
                     dests = tvs->tls[r];
                     best = m;
-                    break;
                 }
             }
         }
@@ -701,17 +726,23 @@ ngx_stream_mesh_gw_route(ngx_stream_session_t *s,
 
 /*
  * The kind of gw's stream server on port that takes the connection: a
- * TCP one, or a TLS one whose hosts take the SNI; when ns is given, the
- * VirtualServices of namespace ns too (a host "NS/HOST"). MESH_GW_HTTP:
- * none.
+ * TCP one, or a TLS one whose hosts take the SNI; when vs is given, one
+ * that takes that VirtualService too: of its namespace (a host
+ * "NS/HOST"), and, for TCP, whose hosts and the VirtualService's have a
+ * name in common (Istio binds a VirtualService to the servers whose hosts
+ * it shares). MESH_GW_HTTP: none.
  */
 static ngx_uint_t
 ngx_stream_mesh_gw_server(const mesh_gateway_t *gw, ngx_uint_t port,
-    ngx_str_t *sni, const char *ns)
+    ngx_str_t *sni, const mesh_virtual_service_t *vs)
 {
+    const char                   *ns;
+
     size_t                        i, k, nslen;
     const char                   *pattern, *slash;
     const mesh_gateway_server_t  *sv;
+
+    ns = vs ? vs->ns : NULL;
 
     for (i = 0; i < gw->nservers; i++) {
         sv = &gw->servers[i];
@@ -736,7 +767,11 @@ ngx_stream_mesh_gw_server(const mesh_gateway_t *gw, ngx_uint_t port,
             }
 
             if (sv->stream == MESH_GW_TCP) {
-                return MESH_GW_TCP;
+                if (vs == NULL || ngx_stream_mesh_gw_hosts(pattern, vs)) {
+                    return MESH_GW_TCP;
+                }
+
+                continue;
             }
 
             if (sni->len
@@ -749,6 +784,30 @@ ngx_stream_mesh_gw_server(const mesh_gateway_t *gw, ngx_uint_t port,
     }
 
     return MESH_GW_HTTP;
+}
+
+
+/* a server host pattern and one of vs's hosts take a name in common */
+static ngx_uint_t
+ngx_stream_mesh_gw_hosts(const char *pattern, const mesh_virtual_service_t *vs)
+{
+    size_t       h;
+    const char  *host;
+
+    for (h = 0; h < vs->nhosts; h++) {
+        host = vs->hosts[h];
+
+        /* a pattern compared with the other taken as a name: "*" and
+         * "*.b.c" take "*.a.b.c", and "a.b.c" takes itself */
+
+        if (mesh_host_match(pattern, host, ngx_strlen(host), 1) >= 0
+            || mesh_host_match(host, pattern, ngx_strlen(pattern), 1) >= 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -871,6 +930,17 @@ ngx_stream_mesh_init_peer(ngx_stream_session_t *s,
             /* routed at a gateway: the route's destination */
             t = ngx_http_mesh_dest_target(pd, gctx->dest);
 
+        } else if (gctx) {
+            ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                          "mesh: the gateway routed the connection to "
+                          "upstream \"%V\", but proxy_pass names \"%V\": "
+                          "use \"proxy_pass $mesh_upstream\"",
+                          &gctx->upstream->name, &mscf->name);
+
+            if (pd->view->ntcp || pd->view->tls) {
+                t = ngx_stream_mesh_route(s, pd);
+            }
+
         } else if (pd->view->ntcp || pd->view->tls) {
             t = ngx_stream_mesh_route(s, pd);
         }
@@ -922,15 +992,12 @@ ngx_stream_mesh_init_peer(ngx_stream_session_t *s,
 static ngx_http_mesh_target_t *
 ngx_stream_mesh_route(ngx_stream_session_t *s, ngx_http_mesh_peer_data_t *pd)
 {
-    int                           d;
+    int                           d, m, best;
     ngx_str_t                     sni;
-    ngx_uint_t                    i, port;
+    ngx_uint_t                    i, k, port;
     ngx_http_mesh_view_t         *view;
     const mesh_tls_route_t       *lr;
     ngx_http_mesh_tcp_route_t    *tr;
-    ngx_stream_variable_value_t  *v;
-
-    static ngx_str_t  name = ngx_string("ssl_preread_server_name");
 
     view = pd->view;
     port = (s->connection->local_sockaddr
@@ -941,25 +1008,31 @@ ngx_stream_mesh_route(ngx_stream_session_t *s, ngx_http_mesh_peer_data_t *pd)
     ngx_str_null(&sni);
 
     if (view->vs->ntls) {
-        v = ngx_stream_get_variable(s, &name, ngx_hash_key(name.data,
-                                                           name.len));
-        if (v && !v->not_found) {
-            sni.len = v->len;
-            sni.data = v->data;
+        ngx_stream_mesh_server_name(s, &sni);
+    }
+
+    /* the tls route whose sniHosts take the name most specifically */
+
+    best = -1;
+    k = 0;
+
+    for (i = 0; sni.len && i < view->vs->ntls; i++) {
+        m = mesh_tls_route_match(&view->vs->tls[i], (int) port,
+                                 (char *) sni.data, sni.len);
+        if (m > best) {
+            best = m;
+            k = i;
         }
     }
 
-    for (i = 0; sni.len && i < view->vs->ntls; i++) {
-        lr = &view->vs->tls[i];
+    if (best >= 0) {
+        lr = &view->vs->tls[k];
+        d = mesh_destination_pick(lr->routes, lr->nroutes,
+                                  (uint32_t) ngx_random());
+        pd->dest = d;
 
-        if (mesh_tls_route_fits(lr, (int) port, (char *) sni.data, sni.len)) {
-            d = mesh_destination_pick(lr->routes, lr->nroutes,
-                                      (uint32_t) ngx_random());
-            pd->dest = d;
-
-            return (d >= 0) ? ngx_http_mesh_dest_target(pd, &view->tls[i][d])
-                            : NULL;
-        }
+        return (d >= 0) ? ngx_http_mesh_dest_target(pd, &view->tls[k][d])
+                        : NULL;
     }
 
     for (i = 0; i < view->ntcp; i++) {
@@ -1074,6 +1147,13 @@ ngx_stream_mesh_get_peer(ngx_peer_connection_t *pc, void *data)
     ngx_log_debug3(NGX_LOG_DEBUG_STREAM, pc->log, 0,
                    "mesh: stream upstream \"%V\" picked \"%V\" at %V",
                    &pd->conf->name, &peer->id, &peer->name);
+
+    /* connectionPool.tcp: a datagram (a UDP listen) has no connect to
+     * time nor keepalive */
+
+    if (pc->type == SOCK_DGRAM) {
+        return NGX_OK;
+    }
 
     if (t->keepalive) {
         pc->so_keepalive = 1;

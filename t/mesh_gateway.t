@@ -542,6 +542,27 @@ is join(',', sort @copies),
    '... and audit got a copy of each, its Host with -shadow';
 $g6->close;
 
+# a VirtualService with tcp routes alone is for the stream gateways: an
+# HTTP request for its host goes on to the "*" one
+is objects(<<'EOF'), 200, 'a tcp-only VirtualService at the bookinfo gateway';
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: db-tcp
+spec:
+  hosts: [db.example]
+  gateways: [bookinfo-gateway]
+  tcp:
+  - route:
+    - destination: {host: web}
+EOF
+ok $t->wait_mesh_index, 'nginx has it';
+like $c->get('/productpage', { Host => 'db.example' })->{headers}
+     {'x-backend'} // '', qr/^pp[12]$/,
+     '... Host db.example over http: routed by "*" (productpage), not 404';
+is $t->api(DELETE => '/v1/objects/virtualservice/default/db-tcp')->{status},
+   200, 'db-tcp deleted';
+
 # a mesh VirtualService for "*": every mesh upstream without its own
 
 is objects(<<'EOF'), 200, 'a VirtualService of the mesh for "*"';

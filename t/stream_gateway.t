@@ -55,6 +55,13 @@ stream {
     upstream login    { mesh login; }
     upstream reviews  { mesh reviews; }
 
+    # a TCP server whose hosts a VirtualService must share
+    server {
+        listen 127.0.0.1:%%PORT_DBGW%%;
+        mesh_gateway db-gw port=5432;
+        proxy_pass $mesh_upstream;
+    }
+
     # the mesh (no gateway): tls routes by SNI, then tcp routes
     server {
         listen 127.0.0.1:%%PORT_MESHTLS%%;
@@ -328,6 +335,78 @@ is who($tlsgw, client_hello(undef)), '', 'no SNI: closed';
 like $t->read_file('error.log'),
      qr/mesh: gateway: no VirtualService route for port 443 and SNI "details\.bookinfo\.com": closed/,
      'the closed connection\'s reason logged';
+
+# the most specific sniHosts wins, whatever the order of the routes
+$r = objects(<<'EOF');
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: bookinfo-sni
+spec:
+  hosts:
+  - "*.bookinfo.com"
+  gateways:
+  - mygateway
+  tls:
+  - match:
+    - sniHosts: ["*.bookinfo.com"]
+    route:
+    - destination: {host: reviews.prod.svc.cluster.local}
+  - match:
+    - sniHosts: [login.bookinfo.com]
+    route:
+    - destination: {host: login.prod.svc.cluster.local}
+EOF
+is $r->{status}, 200, 'a wildcard tls route before an exact one';
+ok $t->wait_mesh_index(index => $r->{json}{index} // 1e9), 'nginx has it';
+is who($tlsgw, client_hello('login.bookinfo.com')), 'login1',
+   'SNI login.bookinfo.com: the exact sniHosts wins (login)';
+is who($tlsgw, client_hello('details.bookinfo.com')), 'rev1',
+   'SNI details.bookinfo.com: the wildcard (reviews)';
+
+# a TCP server takes the VirtualServices whose hosts it shares
+my $dbgw = $t->named_port('DBGW');
+$r = objects(<<'EOF');
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: db-gw
+spec:
+  servers:
+  - port: {number: 5432, name: tcp, protocol: TCP}
+    hosts: [db.example]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: db
+spec:
+  hosts: [other.example]
+  gateways: [db-gw]
+  tcp:
+  - route:
+    - destination: {host: tcp-echo, subset: v2}
+EOF
+is $r->{status}, 200, 'a TCP server for db.example, a VirtualService for '
+   . 'other.example bound to it';
+ok $t->wait_mesh_index(index => $r->{json}{index} // 1e9), 'nginx has it';
+is who($dbgw, "x\n"), '', '... hosts not shared: closed';
+
+$r = objects(<<'EOF');
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: db
+spec:
+  hosts: [db.example]
+  gateways: [db-gw]
+  tcp:
+  - route:
+    - destination: {host: tcp-echo, subset: v2}
+EOF
+is $r->{status}, 200, 'the VirtualService for db.example';
+ok $t->wait_mesh_index(index => $r->{json}{index} // 1e9), 'nginx has it';
+is who($dbgw, "x\n"), 'echo-v2', '... taken: to v2';
 
 # the mesh's own tls routes, for a stream upstream of the service: a
 # server name v2.echo.example to v2, anything else by the tcp route to v1

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mesh_name.h"
 #include "mesh_policy.h"
 #include "mesh_snapshot.h"
 
@@ -2100,12 +2101,21 @@ ck_gateways(const mesh_policies_t *p)
 
     ck_assert(mesh_tcp_route_fits(&p->vss[0].tcp[0], 31400));
     ck_assert(!mesh_tcp_route_fits(&p->vss[0].tcp[0], 80));
-    ck_assert(mesh_tls_route_fits(&p->vss[0].tls[0], 8443, "LOGIN.b.com", 11));
-    ck_assert(!mesh_tls_route_fits(&p->vss[0].tls[0], 443, "login.b.com", 11));
-    ck_assert(mesh_tls_route_fits(&p->vss[0].tls[0], 443, "a.x.b.com", 9));
-    ck_assert(!mesh_tls_route_fits(&p->vss[0].tls[0], 443, "x.b.com", 7));
-    ck_assert(mesh_tls_route_fits(&p->vss[0].tls[0], 1, "y.b.com", 7));
-    ck_assert(!mesh_tls_route_fits(&p->vss[0].tls[0], 8443, "", 0));
+    ck_assert_int_eq(mesh_tls_route_match(&p->vss[0].tls[0], 8443,
+                                          "LOGIN.b.com", 11),
+                     MESH_HOST_EXACT);
+    ck_assert_int_eq(mesh_tls_route_match(&p->vss[0].tls[0], 443,
+                                          "login.b.com", 11), -1);
+    ck_assert_int_eq(mesh_tls_route_match(&p->vss[0].tls[0], 443,
+                                          "a.x.b.com", 9),
+                     mesh_host_match("*.x.b.com", "a.x.b.com", 9, 0));
+    ck_assert(mesh_host_match("*.x.b.com", "a.x.b.com", 9, 0) > 0);
+    ck_assert_int_eq(mesh_tls_route_match(&p->vss[0].tls[0], 443,
+                                          "x.b.com", 7), -1);
+    ck_assert_int_eq(mesh_tls_route_match(&p->vss[0].tls[0], 1,
+                                          "y.b.com", 7), MESH_HOST_EXACT);
+    ck_assert_int_eq(mesh_tls_route_match(&p->vss[0].tls[0], 8443, "", 0),
+                     -1);
     ck_assert_int_eq(p->vss[1].http[0].routes[0].port, 0);
 
     /* the mesh's: exact, then the longest suffix, then "*"; never the
