@@ -163,16 +163,9 @@ $conf =~ s/%%PKI%%/$pki/g;
 $t->nginx_conf($conf);
 $t->start_nginx;
 
-sub objects {
-    my ($yaml) = @_;
-    my $r = $t->api(POST => '/v1/objects', $yaml,
-                    { 'Content-Type' => 'application/yaml' });
-    diag explain $r->{json} unless $r->{status} == 200;
-    return $r->{status};
-}
 
 # Istio's samples/bookinfo/networking/bookinfo-gateway.yaml, as it is
-is objects(<<'EOF'), 200, "bookinfo's gateway file";
+is $t->apply_objects(<<'EOF')->{status}, 200, "bookinfo's gateway file";
 apiVersion: networking.istio.io/v1alpha3
 kind: Gateway
 metadata:
@@ -251,7 +244,7 @@ like $t->read_file('error.log'),
 
 # hosts: the server's, then the most specific VirtualService host
 
-is objects(<<"EOF"), 200, 'a Gateway for two hosts, three VirtualServices';
+is $t->apply_objects(<<"EOF")->{status}, 200, 'a Gateway for two hosts, three VirtualServices';
 apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata:
@@ -329,7 +322,7 @@ is backend_of($g2, 'other.com'), 'status 404', 'Host other.com: 404';
 
 # a server for "*" takes every host; "*" is then the VirtualService left
 
-is objects(<<"EOF"), 200, 'the Gateway for every host';
+is $t->apply_objects(<<"EOF")->{status}, 200, 'the Gateway for every host';
 apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata:
@@ -346,7 +339,7 @@ like backend_of($g2, 'bookinfo.com'), qr/^pp[12]$/,
 
 # httpsRedirect; a Gateway that does not exist
 
-is objects(<<"EOF"), 200, 'a Gateway that redirects to https';
+is $t->apply_objects(<<"EOF")->{status}, 200, 'a Gateway that redirects to https';
 apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata:
@@ -369,7 +362,7 @@ is $g3->get('/nogw/x')->{status}, 404, 'a Gateway not stored: 404';
 
 # an HTTPS server takes requests over TLS only
 
-is objects(<<"EOF"), 200, 'a Gateway with an HTTPS server';
+is $t->apply_objects(<<"EOF")->{status}, 200, 'a Gateway with an HTTPS server';
 apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata:
@@ -405,7 +398,7 @@ is $t->http(GET => 'http://127.0.0.1:' . $t->named_port('GW5') . '/x')
 
 # the mesh and the gateways do not share VirtualServices
 
-is objects(<<'EOF'), 200, 'a VirtualService of the mesh for productpage';
+is $t->apply_objects(<<'EOF')->{status}, 200, 'a VirtualService of the mesh for productpage';
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -437,7 +430,7 @@ $seen{ $m->get('/cart/x', { 'X-User' => 'u1' })->{headers}{'x-backend'} }++
 is scalar(keys %seen), 2, 'cart.shop.local by round robin: both instances '
    . 'for one user' or diag explain \%seen;
 
-is objects(<<'EOF'), 200, 'a DestinationRule for *.shop.local';
+is $t->apply_objects(<<'EOF')->{status}, 200, 'a DestinationRule for *.shop.local';
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
@@ -464,7 +457,7 @@ is join(' ', sort keys %users), 'cart1 cart2',
    '... the users spread over both (consistent hash by x-user)';
 
 # a subset of the wildcard rule: a route of cart.shop.local to it
-is objects(<<'EOF'), 200, 'subset "one" of *.shop.local, a route of cart to it';
+is $t->apply_objects(<<'EOF')->{status}, 200, 'subset "one" of *.shop.local, a route of cart to it';
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
@@ -498,7 +491,7 @@ is $t->api(DELETE => '/v1/objects/virtualservice/default/cart')->{status},
 
 # mirroring at a gateway: each request answered by web, a copy to audit
 my $gw6 = $t->named_port('GW6');
-is objects(<<"EOF"), 200, 'a gateway route to web, mirrored to audit';
+is $t->apply_objects(<<"EOF")->{status}, 200, 'a gateway route to web, mirrored to audit';
 apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata:
@@ -544,7 +537,7 @@ $g6->close;
 
 # a VirtualService with tcp routes alone is for the stream gateways: an
 # HTTP request for its host goes on to the "*" one
-is objects(<<'EOF'), 200, 'a tcp-only VirtualService at the bookinfo gateway';
+is $t->apply_objects(<<'EOF')->{status}, 200, 'a tcp-only VirtualService at the bookinfo gateway';
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -565,7 +558,7 @@ is $t->api(DELETE => '/v1/objects/virtualservice/default/db-tcp')->{status},
 
 # a mesh VirtualService for "*": every mesh upstream without its own
 
-is objects(<<'EOF'), 200, 'a VirtualService of the mesh for "*"';
+is $t->apply_objects(<<'EOF')->{status}, 200, 'a VirtualService of the mesh for "*"';
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -598,7 +591,7 @@ my $example = do {
     open my $fh, '<', 'conf/policies/demo-gateway.yaml' or die $!;
     <$fh>;
 };
-is objects($example), 200, 'conf/policies/demo-gateway.yaml applies';
+is $t->apply_objects($example)->{status}, 200, 'conf/policies/demo-gateway.yaml applies';
 
 # registryctl knows the kind
 

@@ -68,15 +68,8 @@ http {
 EOF
 $t->start_nginx;
 
-sub objects {
-    my ($yaml) = @_;
-    my $r = $t->api(POST => '/v1/objects', $yaml,
-                    { 'Content-Type' => 'application/yaml' });
-    diag explain $r->{json} unless $r->{status} == 200;
-    return $r->{status};
-}
 
-is objects(<<'EOF'), 200, 'subsets of dev.reviews.com';
+is $t->apply_objects(<<'EOF')->{status}, 200, 'subsets of dev.reviews.com';
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
@@ -92,7 +85,7 @@ EOF
 
 # Istio's own example (the VirtualService reference, "two domains"),
 # with a header route to a subset of the other service in front
-is objects(<<'EOF'), 200, 'a VirtualService for reviews routing to another host';
+is $t->apply_objects(<<'EOF')->{status}, 200, 'a VirtualService for reviews routing to another host';
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -164,7 +157,7 @@ is join(' ', sort keys %seen), 'd2 d3', '... and the route reaches it, '
    . 'no reload';
 
 # a destination no mesh upstream of this nginx routes
-is objects(<<'EOF'), 200, 'a route to carts, which no upstream routes';
+is $t->apply_objects(<<'EOF')->{status}, 200, 'a route to carts, which no upstream routes';
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:

@@ -61,13 +61,6 @@ http {
 EOF
 $t->start_nginx;
 
-sub objects {
-    my ($yaml) = @_;
-    my $r = $t->api(POST => '/v1/objects', $yaml,
-                    { 'Content-Type' => 'application/yaml' });
-    diag explain $r->{json} unless $r->{status} == 200;
-    return $r;
-}
 
 sub lines {
     my ($file) = @_;
@@ -87,7 +80,7 @@ sub wait_lines {
     }
 }
 
-is objects(<<'EOF')->{status}, 200, 'subsets v1 and v2 of httpbin';
+is $t->apply_objects(<<'EOF')->{status}, 200, 'subsets v1 and v2 of httpbin';
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
@@ -104,7 +97,7 @@ spec:
 EOF
 
 # istio.io, "Mirroring", step "Mirroring traffic to v2", as it is
-is objects(<<'EOF')->{status}, 200, 'the mirroring task\'s VirtualService';
+is $t->apply_objects(<<'EOF')->{status}, 200, 'the mirroring task\'s VirtualService';
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -151,7 +144,7 @@ is $l->[50], "POST /post 127.0.0.1-shadow 3000",
    '... and v2 gets the copy, body and all';
 
 # mirrorPercentage: 25% of 2,000
-is objects(<<'EOF')->{status}, 200, 'mirrorPercentage 25';
+is $t->apply_objects(<<'EOF')->{status}, 200, 'mirrorPercentage 25';
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -186,7 +179,7 @@ cmp_ok abs($copies - $n * 0.25), '<=', 4 * $sigma,
        "v2 got $copies copies of $n (500 +- 4 sigma)";
 
 # mirrors[]: to another service's upstream, with a slow and a dead one
-is objects(<<'EOF')->{status}, 200, 'mirrors: audit, slow and dead v2';
+is $t->apply_objects(<<'EOF')->{status}, 200, 'mirrors: audit, slow and dead v2';
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -235,7 +228,7 @@ is_deeply [ sort map { (split ' ')[1] } @$l ], [qw(/m1 /m2 /m3)],
    . 'run at once)';
 
 # bad input
-$r = objects(<<'EOF');
+$r = $t->apply_objects(<<'EOF');
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -254,7 +247,7 @@ is $r->{json}{field}, 'spec.http[0].mirrors', '... naming mirrors';
 
 my $conf = do { local $/; open my $fh, '<', 'conf/policies/httpbin-mirror.yaml'
                 or die $!; <$fh> };
-is objects($conf)->{status}, 200, 'conf/policies/httpbin-mirror.yaml applies';
+is $t->apply_objects($conf)->{status}, 200, 'conf/policies/httpbin-mirror.yaml applies';
 
 $t->done_checks;
 done_testing;

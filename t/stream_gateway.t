@@ -90,13 +90,6 @@ $t->start_nginx;
 my $tcpgw = $t->named_port('TCPGW');
 my $tlsgw = $t->named_port('TLSGW');
 
-sub objects {
-    my ($yaml) = @_;
-    my $r = $t->api(POST => '/v1/objects', $yaml,
-                    { 'Content-Type' => 'application/yaml' });
-    diag explain $r->{json} unless $r->{status} == 200;
-    return $r;
-}
 
 # a TLS ClientHello (TLS 1.2, one cipher suite) naming $sni, or without
 # server_name when $sni is undef
@@ -114,25 +107,8 @@ sub client_hello {
     return pack('C n n/a*', 0x16, 0x0301, $hs);
 }
 
-# the first line a connection gets (the instance's name), or '' when
-# nginx closes it; $send is written first
-sub who {
-    my ($port, $send) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                  Proto => 'tcp', Timeout => 3)
-        or return "connect: $!";
-    syswrite $s, $send if defined $send;
-    my $sel = IO::Select->new($s);
-    my $in = '';
-    while ($in !~ /\n/ && $sel->can_read(3)) {
-        my $n = sysread $s, $in, 4096, length $in;
-        last unless $n;
-    }
-    close $s;
-    return (split /\n/, $in)[0] // '';
-}
 
-is who($tcpgw), '', 'no Gateway yet: the connection is closed';
+is $t->tcp_line($tcpgw), '', 'no Gateway yet: the connection is closed';
 like $t->read_file('error.log'),
      qr/mesh: gateway: no Gateway with a TCP or TLS server for port 31400: closed/,
      '... and the reason logged';
@@ -188,12 +164,12 @@ spec:
           number: 9000
         subset: v1
 EOF
-my $r = objects($all_v1);
+my $r = $t->apply_objects($all_v1);
 is $r->{status}, 200, 'tcp-echo-all-v1.yaml applies';
 ok $t->wait_mesh_index(index => $r->{json}{index} // 1e9), 'nginx has it';
 
 my %seen;
-$seen{ who($tcpgw, "x\n") || 'closed' }++ for 1 .. 20;
+$seen{ $t->tcp_line($tcpgw, "x\n") || 'closed' }++ for 1 .. 20;
 is join(' ', map { "$_=$seen{$_}" } sort keys %seen), 'echo-v1=20',
    'at the TCP gateway: 20 of 20 connections to v1';
 
@@ -211,7 +187,7 @@ is join(' ', map { "$_=$seen{$_}" } sort keys %seen), 'echo-v1=20',
 }
 
 # samples/tcp-echo/tcp-echo-20-v2.yaml: 80% v1, 20% v2, no reload
-$r = objects(<<'EOF');
+$r = $t->apply_objects(<<'EOF');
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -243,7 +219,7 @@ ok $t->wait_mesh_index(index => $r->{json}{index} // 1e9), 'nginx has it';
 
 %seen = ();
 my $n = 500;
-$seen{ who($tcpgw, "x\n") || 'closed' }++ for 1 .. $n;
+$seen{ $t->tcp_line($tcpgw, "x\n") || 'closed' }++ for 1 .. $n;
 my $v2 = $seen{'echo-v2'} // 0;
 my $sigma = sqrt($n * 0.2 * 0.8);
 ok abs($v2 - $n * 0.2) <= 4 * $sigma,
@@ -258,7 +234,7 @@ is $st->{requests}, $n + 21,
    or diag explain $st;
 
 # the TLS gateway: the VirtualService reference's SNI example
-$r = objects(<<'EOF');
+$r = $t->apply_objects(<<'EOF');
 apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata:
@@ -302,17 +278,17 @@ EOF
 is $r->{status}, 200, 'a TLS PASSTHROUGH Gateway and SNI routes';
 ok $t->wait_mesh_index(index => $r->{json}{index} // 1e9), 'nginx has it';
 
-is who($tlsgw, client_hello('login.bookinfo.com')), 'login1',
+is $t->tcp_line($tlsgw, client_hello('login.bookinfo.com')), 'login1',
    'SNI login.bookinfo.com: to login';
-is who($tlsgw, client_hello('reviews.bookinfo.com')), 'rev1',
+is $t->tcp_line($tlsgw, client_hello('reviews.bookinfo.com')), 'rev1',
    'SNI reviews.bookinfo.com: to reviews';
-is who($tlsgw, client_hello('REVIEWS.Bookinfo.com')), 'rev1',
+is $t->tcp_line($tlsgw, client_hello('REVIEWS.Bookinfo.com')), 'rev1',
    '... in any case';
-is who($tlsgw, client_hello('details.bookinfo.com')), '',
+is $t->tcp_line($tlsgw, client_hello('details.bookinfo.com')), '',
    'SNI details.bookinfo.com (no route): closed';
-is who($tlsgw, client_hello('login.example.com')), '',
+is $t->tcp_line($tlsgw, client_hello('login.example.com')), '',
    'SNI login.example.com (not the server\'s hosts): closed';
-is who($tlsgw, client_hello(undef)), '', 'no SNI: closed';
+is $t->tcp_line($tlsgw, client_hello(undef)), '', 'no SNI: closed';
 
 # what reaches the instance is the ClientHello as the client sent it
 {
@@ -337,7 +313,7 @@ like $t->read_file('error.log'),
      'the closed connection\'s reason logged';
 
 # the most specific sniHosts wins, whatever the order of the routes
-$r = objects(<<'EOF');
+$r = $t->apply_objects(<<'EOF');
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -359,14 +335,14 @@ spec:
 EOF
 is $r->{status}, 200, 'a wildcard tls route before an exact one';
 ok $t->wait_mesh_index(index => $r->{json}{index} // 1e9), 'nginx has it';
-is who($tlsgw, client_hello('login.bookinfo.com')), 'login1',
+is $t->tcp_line($tlsgw, client_hello('login.bookinfo.com')), 'login1',
    'SNI login.bookinfo.com: the exact sniHosts wins (login)';
-is who($tlsgw, client_hello('details.bookinfo.com')), 'rev1',
+is $t->tcp_line($tlsgw, client_hello('details.bookinfo.com')), 'rev1',
    'SNI details.bookinfo.com: the wildcard (reviews)';
 
 # a TCP server takes the VirtualServices whose hosts it shares
 my $dbgw = $t->named_port('DBGW');
-$r = objects(<<'EOF');
+$r = $t->apply_objects(<<'EOF');
 apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata:
@@ -390,9 +366,9 @@ EOF
 is $r->{status}, 200, 'a TCP server for db.example, a VirtualService for '
    . 'other.example bound to it';
 ok $t->wait_mesh_index(index => $r->{json}{index} // 1e9), 'nginx has it';
-is who($dbgw, "x\n"), '', '... hosts not shared: closed';
+is $t->tcp_line($dbgw, "x\n"), '', '... hosts not shared: closed';
 
-$r = objects(<<'EOF');
+$r = $t->apply_objects(<<'EOF');
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -406,12 +382,12 @@ spec:
 EOF
 is $r->{status}, 200, 'the VirtualService for db.example';
 ok $t->wait_mesh_index(index => $r->{json}{index} // 1e9), 'nginx has it';
-is who($dbgw, "x\n"), 'echo-v2', '... taken: to v2';
+is $t->tcp_line($dbgw, "x\n"), 'echo-v2', '... taken: to v2';
 
 # the mesh's own tls routes, for a stream upstream of the service: a
 # server name v2.echo.example to v2, anything else by the tcp route to v1
 my $meshtls = $t->named_port('MESHTLS');
-$r = objects(<<'EOF');
+$r = $t->apply_objects(<<'EOF');
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -432,17 +408,17 @@ EOF
 is $r->{status}, 200, 'a mesh VirtualService with tls and tcp routes';
 ok $t->wait_mesh_index(index => $r->{json}{index} // 1e9), 'nginx has it';
 
-is who($meshtls, client_hello('v2.echo.example')), 'echo-v2',
+is $t->tcp_line($meshtls, client_hello('v2.echo.example')), 'echo-v2',
    'in the mesh, SNI v2.echo.example: the tls route, to v2';
-is who($meshtls, client_hello('v3.echo.example')), 'echo-v1',
+is $t->tcp_line($meshtls, client_hello('v3.echo.example')), 'echo-v1',
    '... SNI v3.echo.example: no tls route takes it, the tcp route (v1)';
-is who($meshtls, "plain\n"), 'echo-v1', '... not TLS: the tcp route';
+is $t->tcp_line($meshtls, "plain\n"), 'echo-v1', '... not TLS: the tcp route';
 
 # the Gateway deleted: closed again, without reload
 is $t->api(DELETE => '/v1/objects/gateway/default/tcp-echo-gateway')
        ->{status}, 200, 'tcp-echo-gateway deleted';
 ok $t->wait_mesh_index, 'nginx has it';
-is who($tcpgw, "x\n"), '', 'the TCP gateway closes connections again';
+is $t->tcp_line($tcpgw, "x\n"), '', 'the TCP gateway closes connections again';
 
 # nginx -t
 for my $case (

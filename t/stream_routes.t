@@ -90,32 +90,8 @@ $t->start_nginx;
 my $main = $t->named_port('MAIN');
 my $side = $t->named_port('SIDE');
 
-sub objects {
-    my ($yaml) = @_;
-    my $r = $t->api(POST => '/v1/objects', $yaml,
-                    { 'Content-Type' => 'application/yaml' });
-    diag explain $r->{json} unless $r->{status} == 200;
-    return $r;
-}
 
-# the first line a connection gets: the instance's name, or '' when
-# nginx closes it
-sub who {
-    my ($port) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                  Proto => 'tcp', Timeout => 3)
-        or return "connect: $!";
-    my $sel = IO::Select->new($s);
-    my $in = '';
-    while ($in !~ /\n/ && $sel->can_read(3)) {
-        my $n = sysread $s, $in, 4096, length $in;
-        last unless $n;
-    }
-    close $s;
-    return (split /\n/, $in)[0] // '';
-}
-
-is objects(<<'EOF')->{status}, 200, 'subsets v1 and v2 of tcp-echo';
+is $t->apply_objects(<<'EOF')->{status}, 200, 'subsets v1 and v2 of tcp-echo';
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
@@ -133,7 +109,7 @@ EOF
 
 # Istio's samples/tcp-echo/tcp-echo-20-v2.yaml, for the mesh, with this
 # test's port in place of 31400
-is objects(<<"EOF")->{status}, 200, 'tcp routes: 80% v1, 20% v2 on one port';
+is $t->apply_objects(<<"EOF")->{status}, 200, 'tcp routes: 80% v1, 20% v2 on one port';
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -158,7 +134,7 @@ ok $t->wait_mesh_index, 'nginx has it';
 
 my %seen;
 my $n = 1000;
-$seen{ who($main) }++ for 1 .. $n;
+$seen{ $t->tcp_line($main) }++ for 1 .. $n;
 my $v2 = $seen{'echo-v2'} // 0;
 my $sigma = sqrt($n * 0.2 * 0.8);
 is(($seen{'echo-v1'} // 0) + $v2, $n, "$n connections, each to v1 or v2")
@@ -166,12 +142,12 @@ is(($seen{'echo-v1'} // 0) + $v2, $n, "$n connections, each to v1 or v2")
 cmp_ok abs($v2 - $n * 0.2), '<=', 4 * $sigma,
        "v2 took $v2 of $n (200 +- 4 sigma)";
 
-is who($side), '', 'a connection to a port no route matches is closed';
+is $t->tcp_line($side), '', 'a connection to a port no route matches is closed';
 like $t->read_file('error.log'),
      qr/no tcp route of VirtualService "tcp-echo" fits a connection to port $side/,
      '... and the log says why';
 
-is objects(<<"EOF")->{status}, 200, 'all to v2, the side port to other';
+is $t->apply_objects(<<"EOF")->{status}, 200, 'all to v2, the side port to other';
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -193,10 +169,10 @@ EOF
 ok $t->wait_mesh_index, 'nginx has it';
 
 %seen = ();
-$seen{ who($main) }++ for 1 .. 50;
+$seen{ $t->tcp_line($main) }++ for 1 .. 50;
 is join(' ', keys %seen), 'echo-v2', 'the main port: v2 only, no reload';
 %seen = ();
-$seen{ who($side) }++ for 1 .. 20;
+$seen{ $t->tcp_line($side) }++ for 1 .. 20;
 is join(' ', keys %seen), 'other', 'the side port: the route without match, '
    . 'to another service\'s stream upstream';
 
@@ -206,7 +182,7 @@ is $st->{requests}, 20, '... counted under that service';
 
 # connectionPool.tcp.maxConnections: a connection over it is closed, and
 # counted as overflow
-is objects(<<'EOF')->{status}, 200, 'other: maxConnections 1';
+is $t->apply_objects(<<'EOF')->{status}, 200, 'other: maxConnections 1';
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
@@ -226,7 +202,7 @@ my $hsel = IO::Select->new($held);
 my $hin = '';
 sysread $held, $hin, 100 if $hsel->can_read(3);
 is $hin, "other\n", 'one connection held open to other';
-is who($side), '', 'a second one, over maxConnections: closed';
+is $t->tcp_line($side), '', 'a second one, over maxConnections: closed';
 close $held;
 
 ($st) = grep { $_->{name} eq 'other' && $_->{protocol} eq 'tcp' }
@@ -234,7 +210,7 @@ close $held;
 is $st->{overflow}, 1, '... and counted as overflow';
 
 # refused, with the field
-my $r = objects(<<'EOF');
+my $r = $t->apply_objects(<<'EOF');
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
@@ -255,7 +231,7 @@ is $r->{json}{field}, 'spec.tcp[0].match[0].destinationSubnets',
 # routes bound to it alone: taken by registryd; the stream server with
 # mesh_gateway routes by the tcp ones (Istio's tcp-echo sample on
 # 31400), the mesh's stream upstreams do not
-$r = objects(<<"EOF");
+$r = $t->apply_objects(<<"EOF");
 apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata:
@@ -301,11 +277,11 @@ is_deeply $gw->{servers},
       { port => 443, hosts => ['*.example'], stream => 'TLS' } ],
     '... the servers carry "stream", no "protocol"';
 %seen = ();
-$seen{ who($t->named_port('GWTCP')) }++ for 1 .. 20;
+$seen{ $t->tcp_line($t->named_port('GWTCP')) }++ for 1 .. 20;
 is join(' ', keys %seen), 'echo-v1',
    'the TCP server (31400): the tcp route, tcp-echo v1';
 %seen = ();
-$seen{ who($main) }++ for 1 .. 20;
+$seen{ $t->tcp_line($main) }++ for 1 .. 20;
 is join(' ', keys %seen), 'echo-v2',
    '... the main port still routed by the mesh\'s VirtualService';
 
@@ -333,7 +309,7 @@ cmp_ok $took, '>=', 1.8,
     'no connectTimeout: proxy_connect_timeout 2s applies';
 cmp_ok $took, '<', 4, '... and ends it';
 
-is objects(<<'EOF')->{status}, 200, 'slow: connectTimeout 300ms, tcpKeepalive';
+is $t->apply_objects(<<'EOF')->{status}, 200, 'slow: connectTimeout 300ms, tcpKeepalive';
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata:
@@ -365,7 +341,7 @@ ok $t->wait_mesh_index, 'nginx has it';
 my @served;
 for (1 .. 4) {
     my $t0 = Time::HiRes::time();
-    my $w = who($t->named_port('SLOW'));
+    my $w = $t->tcp_line($t->named_port('SLOW'));
     push @served, $w if $w eq 'fast' && Time::HiRes::time() - $t0 < 1.2;
 }
 is scalar(@served), 4,
@@ -412,7 +388,7 @@ close $hole;
 
 my $conf = do { local $/; open my $fh, '<', 'conf/policies/tcp-echo-routes.yaml'
                 or die $!; <$fh> };
-is objects($conf)->{status}, 200, 'conf/policies/tcp-echo-routes.yaml applies';
+is $t->apply_objects($conf)->{status}, 200, 'conf/policies/tcp-echo-routes.yaml applies';
 
 $t->done_checks;
 done_testing;

@@ -164,6 +164,14 @@ package MeshTest;
 #                            api()'s response ({json}{index} on 2xx)
 #   delete_policy(NAME)      DELETE /v1/policies/NAME; returns api()'s
 #                            response
+#   apply_objects(YAML)      POST /v1/objects (kubectl apply's form);
+#                            returns api()'s response, its JSON diag'd
+#                            unless 200
+#   tcp_line(PORT [, SEND])  connect to 127.0.0.1:PORT, write SEND, and
+#                            return the first line read (without its
+#                            newline): '' when nginx closes first,
+#                            "connect: ERROR" when it cannot connect; at
+#                            most 3 s per wait
 #   mesh_prometheus(%opt)    GET /mesh/status?format=prometheus (port =>
 #                            N, path => P as mesh_status); returns
 #                            {status, type (Content-Type), text}
@@ -1723,6 +1731,31 @@ sub apply_policy {
 sub delete_policy {
     my ($self, $name) = @_;
     return $self->api(DELETE => "/v1/policies/$name");
+}
+
+sub apply_objects {
+    my ($self, $yaml) = @_;
+    my $r = $self->api(POST => '/v1/objects', $yaml,
+                       { 'Content-Type' => 'application/yaml' });
+    Test::More::diag(Test::More::explain($r->{json} // $r->{content}))
+        unless $r->{status} == 200;
+    return $r;
+}
+
+sub tcp_line {
+    my ($self, $port, $send) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp', Timeout => 3)
+        or return "connect: $!";
+    syswrite $s, $send if defined $send;
+    my $sel = IO::Select->new($s);
+    my $in = '';
+    while ($in !~ /\n/ && $sel->can_read(3)) {
+        my $n = sysread $s, $in, 4096, length $in;
+        last unless $n;
+    }
+    close $s;
+    return (split /\n/, $in)[0] // '';
 }
 
 sub registry_index {
