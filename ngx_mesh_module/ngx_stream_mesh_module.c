@@ -64,6 +64,8 @@ static ngx_uint_t ngx_stream_mesh_gw_server(const mesh_gateway_t *gw,
     ngx_uint_t port, ngx_str_t *sni, const mesh_virtual_service_t *vs);
 static ngx_uint_t ngx_stream_mesh_gw_hosts(const char *pattern,
     const mesh_virtual_service_t *vs);
+static ngx_uint_t ngx_stream_mesh_gw_tls_on(ngx_http_mesh_srv_conf_t *mscf,
+    mesh_policies_t *policies, ngx_uint_t port);
 static ngx_int_t ngx_stream_mesh_gw_route(ngx_stream_session_t *s,
     ngx_http_mesh_srv_conf_t *mscf, ngx_http_mesh_gw_table_t *table,
     ngx_uint_t port, ngx_str_t *sni);
@@ -680,11 +682,16 @@ ngx_stream_mesh_gw_route(ngx_stream_session_t *s,
 
     if (found == NULL) {
         ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
-                      "mesh: gateway: %s for port %ui%s%V%s: closed",
+                      "mesh: gateway: %s for port %ui%s%V%s%s: closed",
                       server ? "no VirtualService route"
                              : "no Gateway with a TCP or TLS server",
                       port, sni->len ? " and SNI \"" : "", sni,
-                      sni->len ? "\"" : "");
+                      sni->len ? "\"" : "",
+                      (server || sni->len
+                       || !ngx_stream_mesh_gw_tls_on(mscf, policies, port))
+                      ? "" : " (no server name: a TLS server takes "
+                             "connections by the ClientHello's, "
+                             "\"ssl_preread on\" reads it)");
         return NGX_STREAM_BAD_GATEWAY;
     }
 
@@ -784,6 +791,35 @@ ngx_stream_mesh_gw_server(const mesh_gateway_t *gw, ngx_uint_t port,
     }
 
     return MESH_GW_HTTP;
+}
+
+
+/* a Gateway of the server has a TLS server on port */
+static ngx_uint_t
+ngx_stream_mesh_gw_tls_on(ngx_http_mesh_srv_conf_t *mscf,
+    mesh_policies_t *policies, ngx_uint_t port)
+{
+    size_t                 k;
+    ngx_str_t             *names;
+    ngx_uint_t             i;
+    const mesh_gateway_t  *gw;
+
+    names = mscf->gateways->elts;
+
+    for (i = 0; i < mscf->gateways->nelts; i++) {
+        gw = mesh_policies_gateway(policies, (char *) names[i].data,
+                                   names[i].len);
+
+        for (k = 0; gw && k < gw->nservers; k++) {
+            if (gw->servers[k].stream == MESH_GW_TLS
+                && (ngx_uint_t) gw->servers[k].port == port)
+            {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
 }
 
 

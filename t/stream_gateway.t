@@ -289,6 +289,9 @@ is $t->tcp_line($tlsgw, client_hello('details.bookinfo.com')), '',
 is $t->tcp_line($tlsgw, client_hello('login.example.com')), '',
    'SNI login.example.com (not the server\'s hosts): closed';
 is $t->tcp_line($tlsgw, client_hello(undef)), '', 'no SNI: closed';
+like $t->read_file('error.log'),
+     qr/no Gateway with a TCP or TLS server for port 443 \(no server name: a TLS server takes connections by the ClientHello's, "ssl_preread on" reads it\): closed/,
+     '... the log says a TLS server needs the name';
 
 # what reaches the instance is the ClientHello as the client sent it
 {
