@@ -513,6 +513,9 @@ struct ngx_http_mesh_srv_conf_s {
     /* a stream server{}'s mesh_gateway */
     ngx_array_t                   *gateways;    /* ngx_str_t "NS/NAME" */
     ngx_int_t                      gw_port;     /* port=N, else unset */
+    ngx_int_t                      gw_sni;      /* $ssl_preread_server_name,
+                                                   NGX_ERROR: no such
+                                                   variable */
     void                          *gw_content;  /* the server's content
                                                    handler (proxy_pass) */
 };

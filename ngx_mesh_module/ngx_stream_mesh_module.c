@@ -154,24 +154,23 @@ static const char  *ngx_stream_mesh_balancers[] = {
 
 static ngx_str_t  ngx_stream_mesh_upstream_name = ngx_string("mesh_upstream");
 
-/* $ssl_preread_server_name's index, or NGX_ERROR: no ssl_preread */
-static ngx_int_t  ngx_stream_mesh_sni = NGX_ERROR;
-
-
 /* the server name of the connection's ClientHello (ssl_preread on), or
  * empty */
 static void
 ngx_stream_mesh_server_name(ngx_stream_session_t *s, ngx_str_t *sni)
 {
+    ngx_http_mesh_srv_conf_t     *mscf;
     ngx_stream_variable_value_t  *v;
 
     ngx_str_null(sni);
 
-    if (ngx_stream_mesh_sni == NGX_ERROR) {
+    mscf = ngx_stream_get_module_srv_conf(s, ngx_stream_mesh_module);
+
+    if (mscf->gw_sni == NGX_ERROR) {
         return;
     }
 
-    v = ngx_stream_get_indexed_variable(s, ngx_stream_mesh_sni);
+    v = ngx_stream_get_indexed_variable(s, mscf->gw_sni);
 
     if (v && !v->not_found && v->len) {
         sni->len = v->len;
@@ -213,6 +212,7 @@ ngx_stream_mesh_add_variables(ngx_conf_t *cf)
 static ngx_int_t
 ngx_stream_mesh_init(ngx_conf_t *cf)
 {
+    ngx_int_t                     index;
     ngx_uint_t                    i;
     ngx_hash_key_t               *key;
     ngx_http_mesh_srv_conf_t     *mscf;
@@ -220,8 +220,6 @@ ngx_stream_mesh_init(ngx_conf_t *cf)
     ngx_stream_core_main_conf_t  *cmcf;
 
     static ngx_str_t  sni = ngx_string("ssl_preread_server_name");
-
-    ngx_stream_mesh_sni = NGX_ERROR;
 
     if (&ngx_stream_core_module == NULL) {
         return NGX_OK;
@@ -233,14 +231,15 @@ ngx_stream_mesh_init(ngx_conf_t *cf)
      * stream module built without it has no such variable: the tls
      * routes then take nothing, the tcp routes still work) */
 
+    index = NGX_ERROR;
     key = cmcf->variables_keys->keys.elts;
 
     for (i = 0; i < cmcf->variables_keys->keys.nelts; i++) {
         if (key[i].key.len == sni.len
             && ngx_strncmp(key[i].key.data, sni.data, sni.len) == 0)
         {
-            ngx_stream_mesh_sni = ngx_stream_get_variable_index(cf, &sni);
-            if (ngx_stream_mesh_sni == NGX_ERROR) {
+            index = ngx_stream_get_variable_index(cf, &sni);
+            if (index == NGX_ERROR) {
                 return NGX_ERROR;
             }
 
@@ -252,6 +251,7 @@ ngx_stream_mesh_init(ngx_conf_t *cf)
 
     for (i = 0; i < cmcf->servers.nelts; i++) {
         mscf = cscfp[i]->ctx->srv_conf[ngx_stream_mesh_module.ctx_index];
+        mscf->gw_sni = index;
 
         if (mscf->gateways == NULL) {
             continue;
@@ -285,6 +285,7 @@ ngx_stream_mesh_create_srv_conf(ngx_conf_t *cf)
 
     mscf->stream = 1;
     mscf->gw_port = NGX_CONF_UNSET;
+    mscf->gw_sni = NGX_ERROR;
 
     return mscf;
 }
