@@ -1020,11 +1020,11 @@ ngx_stream_mesh_init_peer(ngx_stream_session_t *s,
 
 /*
  * The VirtualService's routes: with a server name in the ClientHello
- * (ssl_preread on), the first tls[] route whose match takes it and the
- * port; else the first tcp[] route whose match names the port the client
- * connected to (or has no match). Then a destination by weight, of this
- * service or another's stream upstream. No route fits: no target, and
- * the connection is closed, as Envoy closes it.
+ * (ssl_preread on), the tls[] route whose match takes it most
+ * specifically; else the first tcp[] route whose match names the port
+ * the client connected to (or has no match). Then a destination by
+ * weight, of this service or another's stream upstream. No route fits:
+ * the service as a whole, as Istio's sidecar sends it.
  */
 static ngx_http_mesh_target_t *
 ngx_stream_mesh_route(ngx_stream_session_t *s, ngx_http_mesh_peer_data_t *pd)
@@ -1085,15 +1085,16 @@ ngx_stream_mesh_route(ngx_stream_session_t *s, ngx_http_mesh_peer_data_t *pd)
         }
     }
 
-    ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
-                  "mesh: no %s route of VirtualService \"%s\" fits a "
-                  "connection to port %ui%s%V%s of service \"%V\"",
-                  view->vs->ntls == 0 ? "tcp"
-                  : view->vs->ntcp ? "tcp or tls" : "tls", view->vs->name,
-                  port, sni.len ? " with SNI \"" : "", &sni,
-                  sni.len ? "\"" : "", &pd->conf->service);
+    /* Istio's sidecar adds a filter chain of the service itself after
+     * the VirtualService's: the whole service */
 
-    return NULL;
+    ngx_log_debug5(NGX_LOG_DEBUG_STREAM, s->connection->log, 0,
+                   "mesh: no tcp or tls route of VirtualService \"%s\" fits "
+                   "a connection to port %ui%s%V%s: the whole service",
+                   view->vs->name, port, sni.len ? " with SNI \"" : "", &sni,
+                   sni.len ? "\"" : "");
+
+    return &view->targets[0];
 }
 
 

@@ -3,8 +3,9 @@
 # VirtualService tcp routes for stream mesh upstreams (docs/policies.md,
 # "tcp routes"): Istio's tcp-echo task (80% to v1, 20% to v2) on real
 # connections, the route chosen by the port the client connected to, a
-# port no route matches closed, a destination of another service's
-# stream upstream, a change reaching new connections without reload;
+# port no route matches sent to the whole service, a destination of
+# another service's stream upstream, a change reaching new connections
+# without reload;
 # a Gateway's TCP and TLS servers and tcp and tls routes bound to it
 # taken, the tcp ones routing a stream mesh_gateway server, the mesh's
 # stream upstreams left alone.
@@ -142,10 +143,14 @@ is(($seen{'echo-v1'} // 0) + $v2, $n, "$n connections, each to v1 or v2")
 cmp_ok abs($v2 - $n * 0.2), '<=', 4 * $sigma,
        "v2 took $v2 of $n (200 +- 4 sigma)";
 
-is $t->tcp_line($side), '', 'a connection to a port no route matches is closed';
-like $t->read_file('error.log'),
-     qr/no tcp route of VirtualService "tcp-echo" fits a connection to port $side/,
-     '... and the log says why';
+# a port no route matches: the service as a whole, as Istio's sidecar
+# adds a filter chain of the service itself after the VirtualService's
+%seen = ();
+$seen{ $t->tcp_line($side) || 'closed' }++ for 1 .. 40;
+is join(' ', map { "$_=" . ($seen{$_} // 0) } qw(echo-v1 echo-v2 closed)),
+   'echo-v1=20 echo-v2=20 closed=0',
+   'a port no route matches: the whole service (round robin over v1 and v2)'
+   or diag explain \%seen;
 
 is $t->apply_objects(<<"EOF")->{status}, 200, 'all to v2, the side port to other';
 apiVersion: networking.istio.io/v1
