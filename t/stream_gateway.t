@@ -417,6 +417,14 @@ is $t->tcp_line($meshtls, client_hello('v3.echo.example')), 'echo-v1',
    '... SNI v3.echo.example: no tls route takes it, the tcp route (v1)';
 is $t->tcp_line($meshtls, "plain\n"), 'echo-v1', '... not TLS: the tcp route';
 
+# conf/policies' TLS gateway applies as it is
+{
+    my $yaml = do { local $/; open my $fh, '<',
+                    'conf/policies/edge-tls-gateway.yaml' or die $!; <$fh> };
+    is $t->apply_objects($yaml)->{status}, 200,
+       'conf/policies/edge-tls-gateway.yaml applies';
+}
+
 # the Gateway deleted: closed again, without reload
 is $t->api(DELETE => '/v1/objects/gateway/default/tcp-echo-gateway')
        ->{status}, 200, 'tcp-echo-gateway deleted';
