@@ -128,6 +128,7 @@ static int mesh_policy_mirror(mesh_json_t *j, void *elt);
 static int mesh_policy_tcp(mesh_json_t *j, void *elt);
 static int mesh_policy_tcp_match(mesh_json_t *j, mesh_tcp_route_t *t);
 static int mesh_policy_tls(mesh_json_t *j, void *elt);
+static int mesh_policy_l4(mesh_json_t *j, void *elt, int tls);
 static int mesh_policy_tls_match(mesh_json_t *j, void *elt);
 static int mesh_policy_retries(mesh_json_t *j, mesh_http_route_t *h);
 static int mesh_policy_retry_on(mesh_json_t *j, unsigned *bits);
@@ -263,24 +264,59 @@ mesh_policy_vs(mesh_json_t *j, mesh_virtual_service_t *vs)
 
 /* VirtualService */
 
-/* a tcp[] item: {"match": [{"port": N}...], "route": [...]} */
+/*
+ * a tcp[] item: {"match": [{"port": N}...], "route": [...]}; a tls[]
+ * item: {"match": [{"sniHosts": [...], "port": N}...], "route": [...]},
+ * its match required
+ */
 static int
 mesh_policy_tcp(mesh_json_t *j, void *elt)
 {
-    mesh_tcp_route_t  *t = elt;
+    return mesh_policy_l4(j, elt, 0);
+}
 
+
+static int
+mesh_policy_tls(mesh_json_t *j, void *elt)
+{
+    return mesh_policy_l4(j, elt, 1);
+}
+
+
+static int
+mesh_policy_l4(mesh_json_t *j, void *elt, int tls)
+{
     int                   rc, k;
-    size_t                n, klen;
+    size_t                n, klen, *nroutes, *nmatches;
     unsigned              seen;
+    mesh_tls_route_t     *lr;
+    mesh_tcp_route_t     *tr;
+    mesh_destination_t  **routes;
     const unsigned char  *key, *start;
 
     static const char *const  keys[] = { "match", "route", NULL };
 
-    memset(t, 0, sizeof(mesh_tcp_route_t));
+    lr = elt;
+    tr = elt;
+
+    if (tls) {
+        memset(lr, 0, sizeof(mesh_tls_route_t));
+        routes = &lr->routes;
+        nroutes = &lr->nroutes;
+        nmatches = &lr->nmatches;
+
+    } else {
+        memset(tr, 0, sizeof(mesh_tcp_route_t));
+        routes = &tr->routes;
+        nroutes = &tr->nroutes;
+        nmatches = NULL;
+    }
 
     start = j->pos;
 
-    if (mesh_policy_open(j, '{', "a \"tcp\" item") != 0) {
+    if (mesh_policy_open(j, '{', tls ? "a \"tls\" item" : "a \"tcp\" item")
+        != 0)
+    {
         return -1;
     }
 
@@ -293,13 +329,23 @@ mesh_policy_tcp(mesh_json_t *j, void *elt)
         switch (k) {
 
         case 0:
-            rc = mesh_policy_tcp_match(j, t);
+            if (tls) {
+                lr->matches = mesh_policy_list(j, "\"match\"",
+                                               sizeof(mesh_tls_match_t),
+                                               mesh_policy_tls_match,
+                                               &lr->nmatches);
+                rc = j->failed ? -1 : 0;
+
+            } else {
+                rc = mesh_policy_tcp_match(j, tr);
+            }
+
             break;
 
         case 1:
-            t->routes = mesh_policy_list(j, "\"route\"",
-                                         sizeof(mesh_destination_t),
-                                         mesh_policy_route, &t->nroutes);
+            *routes = mesh_policy_list(j, "\"route\"",
+                                       sizeof(mesh_destination_t),
+                                       mesh_policy_route, nroutes);
             rc = j->failed ? -1 : 0;
             break;
 
@@ -319,8 +365,10 @@ mesh_policy_tcp(mesh_json_t *j, void *elt)
         return -1;
     }
 
-    if (!mesh_policy_has(seen, 1) || t->nroutes == 0) {
-        mesh_json_error(j, start, "a \"tcp\" item without \"route\"");
+    if ((nmatches && *nmatches == 0) || *nroutes == 0) {
+        mesh_json_error(j, start, "a \"%s\" item without \"%s\"",
+                        tls ? "tls" : "tcp",
+                        (nmatches && *nmatches == 0) ? "match" : "route");
         return -1;
     }
 
@@ -399,76 +447,6 @@ fail:
     return -1;
 }
 
-
-/* a tls[] item: {"match": [{"sniHosts": [...], "port": N}...],
- * "route": [...]} */
-static int
-mesh_policy_tls(mesh_json_t *j, void *elt)
-{
-    mesh_tls_route_t  *t = elt;
-
-    int                   rc, k;
-    size_t                n, klen;
-    unsigned              seen;
-    const unsigned char  *key, *start;
-
-    static const char *const  keys[] = { "match", "route", NULL };
-
-    memset(t, 0, sizeof(mesh_tls_route_t));
-
-    start = j->pos;
-
-    if (mesh_policy_open(j, '{', "a \"tls\" item") != 0) {
-        return -1;
-    }
-
-    seen = 0;
-    n = 0;
-
-    while ((rc = mesh_json_next_member(j, &n, &key, &klen)) == 1) {
-        k = mesh_policy_key(j, keys, key, klen, &seen);
-
-        switch (k) {
-
-        case 0:
-            t->matches = mesh_policy_list(j, "\"match\"",
-                                          sizeof(mesh_tls_match_t),
-                                          mesh_policy_tls_match,
-                                          &t->nmatches);
-            rc = j->failed ? -1 : 0;
-            break;
-
-        case 1:
-            t->routes = mesh_policy_list(j, "\"route\"",
-                                         sizeof(mesh_destination_t),
-                                         mesh_policy_route, &t->nroutes);
-            rc = j->failed ? -1 : 0;
-            break;
-
-        case -2:
-            return -1;
-
-        default:
-            rc = mesh_json_skip(j, 4);
-        }
-
-        if (rc != 0) {
-            return -1;
-        }
-    }
-
-    if (rc != 0) {
-        return -1;
-    }
-
-    if (t->nmatches == 0 || t->nroutes == 0) {
-        mesh_json_error(j, start, "a \"tls\" item without \"%s\"",
-                        t->nmatches == 0 ? "match" : "route");
-        return -1;
-    }
-
-    return 0;
-}
 
 
 static int
