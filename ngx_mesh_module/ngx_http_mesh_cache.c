@@ -22,6 +22,7 @@
 
 
 #define NGX_HTTP_MESH_CACHE_EVERY     1000   /* ms between writes */
+#define NGX_HTTP_MESH_CACHE_EXIT_WAIT 10     /* s: a write at exit */
 
 
 typedef struct {
@@ -32,6 +33,8 @@ typedef struct {
     ngx_uint_t                     dirty;
     ngx_uint_t                     busy;        /* a writer thread runs:
                                                    atomic */
+    pthread_t                      thread;      /* the last writer ... */
+    ngx_uint_t                     joinable;    /* ... not joined yet */
 } ngx_http_mesh_cache_t;
 
 
@@ -51,6 +54,7 @@ static void ngx_http_mesh_cache_start(ngx_http_mesh_cache_t *c,
     ngx_uint_t now);
 static void *ngx_http_mesh_cache_thread(void *data);
 static void ngx_http_mesh_cache_store(ngx_http_mesh_cache_job_t *job);
+static void ngx_http_mesh_cache_join(ngx_http_mesh_cache_t *c);
 
 
 static ngx_http_mesh_cache_t  ngx_http_mesh_cache;
@@ -100,23 +104,63 @@ ngx_http_mesh_cache_write(void)
 }
 
 
-/* the process ends, or stops polling: what changed is not lost */
+/*
+ * The process ends, or stops polling: what changed is not lost. The
+ * writer thread is waited for first, whatever is dirty: its file comes
+ * before the last state, and the thread runs this module's code, which
+ * nginx unmaps when the exiting worker destroys its cycle.
+ */
 void
 ngx_http_mesh_cache_flush(void)
 {
-    ngx_uint_t              n;
     ngx_http_mesh_cache_t  *c = &ngx_http_mesh_cache;
+
+    ngx_http_mesh_cache_join(c);
+
+    if (c->joinable) {
+        return;                 /* a write hangs: another would too */
+    }
 
     if (!c->dirty || c->mmcf == NULL || c->mmcf->cache_file.len == 0) {
         return;
     }
 
-    /* the writer thread's file first, then the last state, here */
-    for (n = 0; n < 200 && __atomic_load_n(&c->busy, __ATOMIC_ACQUIRE); n++) {
-        ngx_msleep(10);
+    ngx_http_mesh_cache_start(c, 1);
+}
+
+
+/*
+ * The last writer thread has ended. Between writes it has, or is about
+ * to (busy is clear): the wait is for its last instructions. At exit it
+ * may still be writing: the wait is bounded, a disk that hangs does not
+ * keep the process from ending.
+ */
+static void
+ngx_http_mesh_cache_join(ngx_http_mesh_cache_t *c)
+{
+    struct timespec  ts;
+
+    if (!c->joinable) {
+        return;
     }
 
-    ngx_http_mesh_cache_start(c, 1);
+    if (__atomic_load_n(&c->busy, __ATOMIC_ACQUIRE) == 0) {
+        (void) pthread_join(c->thread, NULL);
+        c->joinable = 0;
+        return;
+    }
+
+    (void) clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += NGX_HTTP_MESH_CACHE_EXIT_WAIT;
+
+    if (pthread_timedjoin_np(c->thread, NULL, &ts) == 0) {
+        c->joinable = 0;
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                  "mesh: cache file writer still running after %ds",
+                  NGX_HTTP_MESH_CACHE_EXIT_WAIT);
 }
 
 
@@ -144,7 +188,6 @@ ngx_http_mesh_cache_start(ngx_http_mesh_cache_t *c, ngx_uint_t now)
 {
     ngx_str_t                  *file;
     pthread_t                   tid;
-    pthread_attr_t              attr;
     ngx_http_mesh_cache_job_t  *job;
 
     file = &c->mmcf->cache_file;
@@ -180,20 +223,16 @@ ngx_http_mesh_cache_start(ngx_http_mesh_cache_t *c, ngx_uint_t now)
     job->busy = &c->busy;
 
     if (!now) {
+        /* the last writer has cleared busy: it has ended, or ends now */
+        ngx_http_mesh_cache_join(c);
+
         __atomic_store_n(&c->busy, 1, __ATOMIC_RELEASE);
 
-        if (pthread_attr_init(&attr) == 0) {
-            (void) pthread_attr_setdetachstate(&attr,
-                                               PTHREAD_CREATE_DETACHED);
-
-            if (pthread_create(&tid, &attr, ngx_http_mesh_cache_thread, job)
-                == 0)
-            {
-                (void) pthread_attr_destroy(&attr);
-                return;
-            }
-
-            (void) pthread_attr_destroy(&attr);
+        if (pthread_create(&tid, NULL, ngx_http_mesh_cache_thread, job) == 0)
+        {
+            c->thread = tid;
+            c->joinable = 1;
+            return;
         }
 
         /* no thread: write here, as nginx writes its own temp files */
