@@ -601,7 +601,7 @@ rd_registry_start(rd_registry_t *reg, char *err)
 void
 rd_registry_stop(rd_registry_t *reg)
 {
-    if (!reg->running) {
+    if (reg == NULL || !reg->running) {
         return;
     }
 

@@ -128,7 +128,7 @@ my $loose = $t->write_file('loose-token', "s3cret\n");
 chmod 0644, $loose;
 ($code, $out, $err) = $t->run($t->bin('registryd'), '--token-file', $loose,
                                '--listen', '127.0.0.1:' . $t->port);
-isnt $code, 0, 'a token file of mode 0644: registryd does not start';
+is $code, 1, 'a token file of mode 0644: registryd does not start (exit 1)';
 like $err, qr/token file \S+ can be read or written by group or others \(mode 0644\): chmod 600 it/,
     'and says so';
 
@@ -136,7 +136,7 @@ like $err, qr/token file \S+ can be read or written by group or others \(mode 06
 $t->stop_registryd;
 my $bad = $t->write_file('bad.yaml', "trusted_networks: [10.0.0.0/33]\n");
 ($code, $out, $err) = $t->run($t->bin('registryd'), '--config', $bad);
-isnt $code, 0, 'a bad trusted_networks: registryd does not start';
+is $code, 2, 'a bad trusted_networks: registryd does not start (exit 2, a configuration error)';
 like $err, qr/trusted_networks: "10\.0\.0\.0\/33" is not a network/,
     'and says why';
 
