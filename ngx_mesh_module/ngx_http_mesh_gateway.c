@@ -297,10 +297,9 @@ static ngx_int_t
 ngx_http_mesh_gw_server(const mesh_gateway_t *gw, ngx_uint_t port,
     ngx_uint_t https, ngx_str_t *host, const char *ns, ngx_uint_t *redirect)
 {
-    size_t                        k, nslen;
-    const char                   *pattern, *slash;
+    size_t                        i, k;
+    const char                   *pattern;
     const mesh_gateway_server_t  *sv;
-    size_t                        i;
 
     *redirect = 0;
 
@@ -315,18 +314,9 @@ ngx_http_mesh_gw_server(const mesh_gateway_t *gw, ngx_uint_t port,
         }
 
         for (k = 0; k < sv->nhosts; k++) {
-            pattern = sv->hosts[k];
-            slash = ngx_strchr(pattern, '/');
-
-            if (slash) {
-                nslen = slash - pattern;
-                pattern = slash + 1;
-
-                if (ns && (ngx_strlen(ns) != nslen
-                           || ngx_strncmp(ns, sv->hosts[k], nslen) != 0))
-                {
-                    continue;
-                }
+            pattern = ngx_http_mesh_gw_host(sv->hosts[k], ns);
+            if (pattern == NULL) {
+                continue;
             }
 
             if (mesh_host_match(pattern, (char *) host->data, host->len, 1)
@@ -339,6 +329,33 @@ ngx_http_mesh_gw_server(const mesh_gateway_t *gw, ngx_uint_t port,
     }
 
     return 0;
+}
+
+
+/*
+ * A Gateway server's host: "HOST" or "NS/HOST". The pattern HOST, or NULL
+ * when ns is given and the host takes the VirtualServices of another
+ * namespace only.
+ */
+const char *
+ngx_http_mesh_gw_host(const char *host, const char *ns)
+{
+    size_t       nslen;
+    const char  *slash;
+
+    slash = ngx_strchr(host, '/');
+
+    if (slash == NULL) {
+        return host;
+    }
+
+    nslen = slash - host;
+
+    if (ns && (ngx_strlen(ns) != nslen || ngx_strncmp(ns, host, nslen) != 0)) {
+        return NULL;
+    }
+
+    return slash + 1;
 }
 
 

@@ -879,6 +879,7 @@ ngx_http_mesh_gw_table_t *ngx_http_mesh_gw_table(
     ngx_http_mesh_main_conf_t *mmcf, ngx_log_t *log);
 ngx_uint_t ngx_http_mesh_gw_applies(ngx_http_mesh_main_conf_t *mmcf,
     const mesh_gateway_t *gw);
+const char *ngx_http_mesh_gw_host(const char *host, const char *ns);
 ngx_int_t ngx_http_mesh_gateway_route(ngx_http_request_t *r,
     ngx_http_mesh_loc_conf_t *mlcf);
 void ngx_http_mesh_gw_table_release(ngx_http_mesh_gw_table_t *table);

@@ -744,10 +744,8 @@ static ngx_uint_t
 ngx_stream_mesh_gw_server(const mesh_gateway_t *gw, ngx_uint_t port,
     ngx_str_t *sni, const mesh_virtual_service_t *vs)
 {
-    const char                   *ns;
-
-    size_t                        i, k, nslen;
-    const char                   *pattern, *slash;
+    size_t                        i, k;
+    const char                   *ns, *pattern;
     const mesh_gateway_server_t  *sv;
 
     ns = vs ? vs->ns : NULL;
@@ -760,18 +758,9 @@ ngx_stream_mesh_gw_server(const mesh_gateway_t *gw, ngx_uint_t port,
         }
 
         for (k = 0; k < sv->nhosts; k++) {
-            pattern = sv->hosts[k];
-            slash = ngx_strchr(pattern, '/');
-
-            if (slash) {
-                nslen = slash - pattern;
-                pattern = slash + 1;
-
-                if (ns && (ngx_strlen(ns) != nslen
-                           || ngx_strncmp(ns, sv->hosts[k], nslen) != 0))
-                {
-                    continue;
-                }
+            pattern = ngx_http_mesh_gw_host(sv->hosts[k], ns);
+            if (pattern == NULL) {
+                continue;
             }
 
             if (sv->stream == MESH_GW_TCP) {

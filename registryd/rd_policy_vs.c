@@ -1350,6 +1350,41 @@ failed:
 
 
 
+/* "tcp" (vs_hosts NULL) or "tls": the list of routes, into out */
+static int
+rd_parse_l4_routes(rd_pctx_t *c, yaml_node_t *kn, yaml_node_t *n,
+    json_t *vs_hosts, json_t *out)
+{
+    size_t             i, old;
+    json_t            *o;
+    yaml_node_t       *iv;
+    yaml_node_item_t  *it;
+
+    if (c->vs_delegate) {
+        return rd_perr(c, kn, "a delegate VirtualService (one without "
+                       "hosts) delegates http routes only");
+    }
+
+    if (rd_check_seq(c, n, 1) != 0) {
+        return -1;
+    }
+
+    rd_foreach_item(c, n, it, i, iv) {
+        old = rd_path_idx(c, i);
+        o = rd_jobj();
+        rd_jpush(out, o);
+
+        if (rd_parse_l4(c, iv, vs_hosts, o) != 0) {
+            return -1;
+        }
+
+        rd_path_pop(c, old);
+    }
+
+    return 0;
+}
+
+
 /* the hosts as written, before rd_get_host() maps them: what sniHosts
  * are compared with, wherever "tls" stands in the document */
 static json_t *
@@ -1495,49 +1530,15 @@ rd_parse_vs(rd_pctx_t *c, yaml_node_t *n, json_t *out)
             }
 
         } else if (strcmp(k, "tcp") == 0) {
-            if (c->vs_delegate) {
-                rd_perr(c, kn, "a delegate VirtualService (one without "
-                        "hosts) delegates http routes only");
-                goto done;
-            }
-
-            if (rd_check_seq(c, v, 1) != 0) {
-                goto done;
-            }
-
             tcp = rd_jarr();
-
-            rd_foreach_item(c, v, it, i, iv) {
-                old2 = rd_path_idx(c, i);
-                ho = rd_jobj();
-                rd_jpush(tcp, ho);
-                if (rd_parse_l4(c, iv, NULL, ho) != 0) {
-                    goto done;
-                }
-                rd_path_pop(c, old2);
+            if (rd_parse_l4_routes(c, kn, v, NULL, tcp) != 0) {
+                goto done;
             }
 
         } else if (strcmp(k, "tls") == 0) {
-            if (c->vs_delegate) {
-                rd_perr(c, kn, "a delegate VirtualService (one without "
-                        "hosts) delegates http routes only");
-                goto done;
-            }
-
-            if (rd_check_seq(c, v, 1) != 0) {
-                goto done;
-            }
-
             tls = rd_jarr();
-
-            rd_foreach_item(c, v, it, i, iv) {
-                old2 = rd_path_idx(c, i);
-                ho = rd_jobj();
-                rd_jpush(tls, ho);
-                if (rd_parse_l4(c, iv, written, ho) != 0) {
-                    goto done;
-                }
-                rd_path_pop(c, old2);
+            if (rd_parse_l4_routes(c, kn, v, written, tls) != 0) {
+                goto done;
             }
 
         } else if (strcmp(k, "gateways") != 0) {
